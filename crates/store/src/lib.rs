@@ -1,0 +1,319 @@
+//! Skiff's storage: a multi-version key-value store with Kubernetes' semantics.
+//!
+//! One cluster-wide revision only ever grows; every write stamps the key with
+//! the next revision. Reads are consistent snapshots at one revision, writes
+//! are conditional on the key's modification revision, and a watch delivers
+//! every change after a revision exactly once and in order.
+//!
+//! Two backends keep this contract: embedded SQLite ([`sqlite`], the default)
+//! and etcd v3 ([`etcd`], for high availability). [`Store`] wraps either with
+//! the parts that are the same for both: continue tokens and watch fan-out.
+
+mod backend;
+mod continuation;
+pub mod error;
+pub mod etcd;
+mod hub;
+pub mod sqlite;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub use backend::{Backend, RangeRequest, RangeResponse};
+pub use error::{Error, Result};
+pub use hub::HubConfig;
+
+/// A position in the store's history. Revision 0 means "latest" where a
+/// revision is optional; real revisions start at 1.
+pub type Revision = i64;
+
+/// The largest value the store accepts: etcd's default request limit.
+pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
+
+/// One key at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Bytes,
+    /// Revision of the write that created this incarnation of the key.
+    pub create_revision: Revision,
+    /// Revision of the write that produced this value.
+    pub mod_revision: Revision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change. For a delete, `kv` carries the key, the delete's revision as
+/// `mod_revision` and an empty value; `prev` holds what was deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// What a watch yields: the events of one or more revisions in order, and
+/// the revision up to which the watcher has now seen every change under its
+/// prefix. A batch without events is a progress notification.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchBatch {
+    pub events: Vec<Event>,
+    pub revision: Revision,
+}
+
+/// A watch: batches in revision order, ended by an error such as
+/// [`Error::Expired`] or [`Error::Compacted`].
+pub type Watch = BoxStream<'static, Result<WatchBatch>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Read at this revision; `None` reads the latest. Not allowed together
+    /// with a continue token, which carries its own revision.
+    pub revision: Option<Revision>,
+    /// At most this many items; `None` for all.
+    pub limit: Option<usize>,
+    /// The token a previous page returned.
+    pub continue_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub items: Vec<KeyValue>,
+    /// The snapshot the page was read at.
+    pub revision: Revision,
+    /// Present when more items follow; pass it back to get them.
+    pub continue_token: Option<String>,
+    /// How many items follow this page, when the backend can tell.
+    pub remaining: Option<i64>,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Sqlite {
+        path: PathBuf,
+    },
+    Etcd {
+        endpoints: Vec<String>,
+        /// Prepended to every key in etcd, so clusters can share one etcd.
+        prefix: String,
+    },
+}
+
+impl StoreConfig {
+    /// Follows k3s: no endpoint means SQLite in the data dir; an
+    /// `http://host:2379[,http://host:2379…]` endpoint means etcd.
+    pub fn from_endpoint(endpoint: Option<&str>, data_dir: &std::path::Path) -> Result<Self> {
+        match endpoint {
+            None => Ok(StoreConfig::Sqlite {
+                path: data_dir.join("db").join("state.db"),
+            }),
+            Some(e) if e.starts_with("sqlite://") => Ok(StoreConfig::Sqlite {
+                path: PathBuf::from(e.trim_start_matches("sqlite://")),
+            }),
+            Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+                Ok(StoreConfig::Etcd {
+                    endpoints: e.split(',').map(|s| s.trim().to_string()).collect(),
+                    prefix: String::new(),
+                })
+            }
+            Some(e) => Err(Error::InvalidArgument(format!(
+                "unsupported datastore endpoint {e:?}: use http://HOST:2379[,…] for etcd or sqlite:///path"
+            ))),
+        }
+    }
+}
+
+/// The store every component above uses.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    hub: Arc<hub::Hub>,
+}
+
+impl Store {
+    pub async fn open(config: &StoreConfig) -> Result<Store> {
+        Self::open_with(config, HubConfig::default()).await
+    }
+
+    pub async fn open_with(config: &StoreConfig, hub: HubConfig) -> Result<Store> {
+        let backend: Arc<dyn Backend> = match config {
+            StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteBackend::open(path).await?),
+            StoreConfig::Etcd { endpoints, prefix } => {
+                Arc::new(etcd::EtcdBackend::connect(endpoints, prefix).await?)
+            }
+        };
+        Ok(Self::with_backend(backend, hub))
+    }
+
+    pub fn with_backend(backend: Arc<dyn Backend>, hub: HubConfig) -> Store {
+        Store {
+            hub: Arc::new(hub::Hub::new(backend.clone(), hub)),
+            backend,
+        }
+    }
+
+    /// The key's value at `revision`, or the latest when `None`.
+    pub async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>> {
+        check_key(key)?;
+        self.backend.get(key, revision).await
+    }
+
+    /// Keys under `prefix` in key order, one consistent snapshot across pages.
+    pub async fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListPage> {
+        check_key(prefix)?;
+        let end = prefix_end(prefix);
+        let (start, revision) = match &opts.continue_token {
+            Some(token) => {
+                if opts.revision.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "a revision cannot be given together with a continue token".into(),
+                    ));
+                }
+                let (rev, start) = continuation::decode(token, prefix)?;
+                (start, Some(rev))
+            }
+            None => (prefix.to_string(), opts.revision),
+        };
+        let resp = self
+            .backend
+            .range(RangeRequest {
+                start: &start,
+                end: &end,
+                revision,
+                limit: opts.limit,
+            })
+            .await?;
+        let continue_token = match (resp.more, resp.items.last()) {
+            (true, Some(last)) => Some(continuation::encode(resp.revision, prefix, &last.key)),
+            _ => None,
+        };
+        Ok(ListPage {
+            remaining: continue_token.as_ref().and(resp.remaining),
+            items: resp.items,
+            revision: resp.revision,
+            continue_token,
+        })
+    }
+
+    /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists.
+    pub async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
+        check_key(key)?;
+        check_value(&value)?;
+        self.backend.create(key, value).await
+    }
+
+    /// Replaces the value of an existing key, if its modification revision is
+    /// `expected` (when given). Returns the new revision.
+    pub async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<Revision> {
+        check_key(key)?;
+        check_value(&value)?;
+        self.backend.update(key, value, expected).await
+    }
+
+    /// Deletes an existing key, if its modification revision is `expected`
+    /// (when given). Returns the delete's revision and the deleted value.
+    pub async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<(Revision, KeyValue)> {
+        check_key(key)?;
+        self.backend.delete(key, expected).await
+    }
+
+    /// Every change under `prefix` after revision `after`, exactly once, in
+    /// order. `after` below the compacted revision fails with
+    /// [`Error::Compacted`].
+    pub async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
+        check_key(prefix)?;
+        self.hub.watch(prefix, after).await
+    }
+
+    pub async fn current_revision(&self) -> Result<Revision> {
+        self.backend.current_revision().await
+    }
+
+    /// Forgets history before `revision`: reads and watches below it fail
+    /// with [`Error::Compacted`] from now on; space is freed in the background.
+    pub async fn compact(&self, revision: Revision) -> Result<()> {
+        self.backend.compact(revision).await
+    }
+
+    /// How long a watch may stay silent before it gets a progress batch.
+    pub fn progress_interval(&self) -> Duration {
+        self.hub.progress_interval()
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.contains('\0') {
+        return Err(Error::InvalidArgument(format!(
+            "key {key:?} must be non-empty and must not contain NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Error::TooLarge {
+            size: value.len(),
+            limit: MAX_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub(crate) fn prefix_end(prefix: &str) -> String {
+    // Keys compare bytewise. Bumping the last byte, as etcd does, keeps a
+    // string valid UTF-8 only while that byte is ASCII (Skiff's keys are ASCII
+    // paths). Otherwise append the largest scalar value: that bound misses
+    // only keys continuing with U+10FFFF, a noncharacter.
+    match prefix.as_bytes().last() {
+        Some(&last) if last < 0x7f => {
+            let mut end = prefix[..prefix.len() - 1].to_string();
+            end.push((last + 1) as char);
+            end
+        }
+        _ => format!("{prefix}\u{10FFFF}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_bumps_last_byte() {
+        assert_eq!(prefix_end("/registry/pods/"), "/registry/pods0");
+        assert_eq!(prefix_end("a"), "b");
+        let end = prefix_end("/x/\u{e9}");
+        assert!(end.as_str() > "/x/\u{e9}zzz" && end.as_str() < "/x0");
+    }
+
+    #[test]
+    fn keys_and_values_are_checked() {
+        assert!(check_key("").is_err());
+        assert!(check_key("/a\0b").is_err());
+        assert!(check_key("/a/b").is_ok());
+        assert!(check_value(&vec![0u8; MAX_VALUE_BYTES]).is_ok());
+        assert!(matches!(
+            check_value(&vec![0u8; MAX_VALUE_BYTES + 1]),
+            Err(Error::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,370 @@
+//! The single writer: every write goes through one thread that owns the
+//! write connection, gathers whatever requests are waiting into one
+//! transaction (group commit: one fsync for the lot), answers them after the
+//! commit is durable, then publishes the batch's events to watchers.
+//!
+//! Between batches it does bounded slices of compaction and vacuum, so a
+//! writer never waits behind more than one small slice of maintenance.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::schema::{write_meta, Meta};
+use crate::{Error, Event, EventKind, KeyValue, Result, Revision, WatchBatch};
+
+/// Most requests in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Most value bytes in one transaction, so a burst of large values does not
+/// build one huge commit.
+const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Revisions per compaction slice. Each slice deletes at most about twice
+/// this many rows; at this size a slice takes a few milliseconds.
+const COMPACT_SLICE: i64 = 500;
+/// Pages freed per vacuum slice (4 KiB each).
+const VACUUM_SLICE: i64 = 256;
+
+pub(super) enum Op {
+    Create { key: String, value: Bytes },
+    Update { key: String, value: Bytes, expected: Option<Revision> },
+    Delete { key: String, expected: Option<Revision> },
+    Compact { revision: Revision },
+}
+
+pub(super) enum Outcome {
+    Written(Revision),
+    Deleted(Revision, KeyValue),
+    Compacted,
+}
+
+pub(super) struct Request {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+impl Request {
+    fn value_len(&self) -> usize {
+        match &self.op {
+            Op::Create { value, .. } | Op::Update { value, .. } => value.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Counters the async side reads without a query.
+#[derive(Default)]
+pub(super) struct Published {
+    pub revision: AtomicI64,
+    pub compact_rev: AtomicI64,
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    meta: Meta,
+    vacuum_pending: bool,
+    commits: broadcast::Sender<Arc<WatchBatch>>,
+    published: Arc<Published>,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Connection,
+        meta: Meta,
+        commits: broadcast::Sender<Arc<WatchBatch>>,
+        published: Arc<Published>,
+    ) -> Result<Writer> {
+        // Keep the WAL file from staying large after a burst.
+        conn.execute_batch("PRAGMA journal_size_limit = 67108864;")?;
+        published.revision.store(meta.revision, Ordering::Release);
+        published.compact_rev.store(meta.compact_rev, Ordering::Release);
+        Ok(Writer {
+            conn,
+            meta,
+            vacuum_pending: true,
+            commits,
+            published,
+        })
+    }
+
+    pub fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        loop {
+            let first = if self.maintenance_pending() {
+                match requests.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match requests.blocking_recv() {
+                    Some(r) => Some(r),
+                    None => return,
+                }
+            };
+            if let Some(first) = first {
+                let mut bytes = first.value_len();
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    match requests.try_recv() {
+                        Ok(r) => {
+                            bytes += r.value_len();
+                            batch.push(r);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.commit(batch);
+            }
+            // One slice per batch: maintenance progresses under constant load
+            // and never holds writers up for more than a slice.
+            if self.maintenance_pending() {
+                if let Err(e) = self.maintenance_slice() {
+                    tracing::error!("store maintenance failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Request>) {
+        let mut txn = Txn {
+            revision: self.meta.revision,
+            compact_rev: self.meta.compact_rev,
+            events: Vec::new(),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let committed: Result<()> = (|| {
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for req in &batch {
+                results.push(txn.apply(&tx, &req.op)?);
+            }
+            if txn.revision != self.meta.revision {
+                write_meta(&tx, "revision", txn.revision)?;
+            }
+            if txn.compact_rev != self.meta.compact_rev {
+                write_meta(&tx, "compact_rev", txn.compact_rev)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match committed {
+            Ok(()) => {
+                self.meta.revision = txn.revision;
+                self.meta.compact_rev = txn.compact_rev;
+                self.published.revision.store(txn.revision, Ordering::Release);
+                self.published.compact_rev.store(txn.compact_rev, Ordering::Release);
+                if !txn.events.is_empty() {
+                    // No receivers is fine: nobody is watching.
+                    let _ = self.commits.send(Arc::new(WatchBatch {
+                        events: txn.events,
+                        revision: txn.revision,
+                    }));
+                }
+                for (req, result) in batch.into_iter().zip(results) {
+                    let _ = req.reply.send(result);
+                }
+            }
+            Err(e) => {
+                // The transaction rolled back: nothing of the batch happened.
+                tracing::error!("store commit of {} writes failed: {e}", batch.len());
+                for req in batch {
+                    let _ = req.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn maintenance_pending(&self) -> bool {
+        self.meta.compacted_upto < self.meta.compact_rev || self.vacuum_pending
+    }
+
+    /// One bounded step of compaction, or of giving freed pages back to the
+    /// file system once compaction has caught up.
+    fn maintenance_slice(&mut self) -> Result<()> {
+        let started = Instant::now();
+        if self.meta.compacted_upto < self.meta.compact_rev {
+            let lo = self.meta.compacted_upto;
+            let hi = (lo + COMPACT_SLICE).min(self.meta.compact_rev);
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // A row at or below the compacted revision supersedes its
+            // predecessor, which no read at or above that revision can see.
+            let superseded = tx
+                .prepare_cached(
+                    "DELETE FROM log WHERE rev IN
+                       (SELECT prev_rev FROM log WHERE rev > ?1 AND rev <= ?2 AND prev_rev > 0)",
+                )?
+                .execute(params![lo, hi])?;
+            // A deletion at or below it leaves nothing to see either.
+            let tombstones = tx
+                .prepare_cached("DELETE FROM log WHERE rev > ?1 AND rev <= ?2 AND deleted = 1")?
+                .execute(params![lo, hi])?;
+            write_meta(&tx, "compacted_upto", hi)?;
+            tx.commit()?;
+            self.meta.compacted_upto = hi;
+            if superseded + tombstones > 0 {
+                self.vacuum_pending = true;
+            }
+            tracing::trace!(lo, hi, superseded, tombstones, elapsed = ?started.elapsed(), "compaction slice");
+            return Ok(());
+        }
+        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        if free == 0 {
+            self.vacuum_pending = false;
+            return Ok(());
+        }
+        self.conn
+            .execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_SLICE})"))?;
+        tracing::trace!(free, elapsed = ?started.elapsed(), "vacuum slice");
+        Ok(())
+    }
+}
+
+/// State of one group-commit transaction being built.
+struct Txn {
+    revision: Revision,
+    compact_rev: Revision,
+    events: Vec<Event>,
+}
+
+/// The live value of a key, as the writer needs it.
+struct Current {
+    rev: Revision,
+    create_rev: Revision,
+    value: Bytes,
+}
+
+impl Txn {
+    /// Applies one request. The outer error is a database failure that aborts
+    /// the whole batch; the inner one is this request's own answer.
+    fn apply(&mut self, tx: &Connection, op: &Op) -> Result<Result<Outcome>> {
+        Ok(match op {
+            Op::Create { key, value } => {
+                if live_revision(tx, key)?.is_some() {
+                    return Ok(Err(Error::AlreadyExists { key: key.clone() }));
+                }
+                let rev = self.next();
+                insert(tx, rev, key, rev, 0, false, value)?;
+                self.events.push(Event {
+                    kind: EventKind::Put,
+                    kv: kv(key, value.clone(), rev, rev),
+                    prev: None,
+                });
+                Ok(Outcome::Written(rev))
+            }
+            Op::Update { key, value, expected } => {
+                let current = match current(tx, key)? {
+                    Some(c) => c,
+                    None => return Ok(Err(Error::NotFound { key: key.clone() })),
+                };
+                if let Some(err) = precondition(key, *expected, &current) {
+                    return Ok(Err(err));
+                }
+                let rev = self.next();
+                insert(tx, rev, key, current.create_rev, current.rev, false, value)?;
+                self.events.push(Event {
+                    kind: EventKind::Put,
+                    kv: kv(key, value.clone(), current.create_rev, rev),
+                    prev: Some(kv(key, current.value, current.create_rev, current.rev)),
+                });
+                Ok(Outcome::Written(rev))
+            }
+            Op::Delete { key, expected } => {
+                let current = match current(tx, key)? {
+                    Some(c) => c,
+                    None => return Ok(Err(Error::NotFound { key: key.clone() })),
+                };
+                if let Some(err) = precondition(key, *expected, &current) {
+                    return Ok(Err(err));
+                }
+                let rev = self.next();
+                insert(tx, rev, key, current.create_rev, current.rev, true, &[])?;
+                let prev = kv(key, current.value, current.create_rev, current.rev);
+                self.events.push(Event {
+                    kind: EventKind::Delete,
+                    kv: kv(key, Bytes::new(), current.create_rev, rev),
+                    prev: Some(prev.clone()),
+                });
+                Ok(Outcome::Deleted(rev, prev))
+            }
+            Op::Compact { revision } => {
+                if *revision > self.revision {
+                    Err(Error::FutureRevision {
+                        requested: *revision,
+                        current: self.revision,
+                    })
+                } else {
+                    // Compacting to an older revision than already done is a no-op.
+                    self.compact_rev = self.compact_rev.max(*revision);
+                    Ok(Outcome::Compacted)
+                }
+            }
+        })
+    }
+
+    fn next(&mut self) -> Revision {
+        self.revision += 1;
+        self.revision
+    }
+}
+
+fn precondition(key: &str, expected: Option<Revision>, current: &Current) -> Option<Error> {
+    match expected {
+        Some(expected) if expected != current.rev => Some(Error::Conflict {
+            key: key.to_string(),
+            expected,
+            current: Box::new(kv(key, current.value.clone(), current.create_rev, current.rev)),
+        }),
+        _ => None,
+    }
+}
+
+fn kv(key: &str, value: Bytes, create_revision: Revision, mod_revision: Revision) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value,
+        create_revision,
+        mod_revision,
+    }
+}
+
+/// The revision of the key's live row, from the index alone.
+fn live_revision(tx: &Connection, key: &str) -> Result<Option<Revision>> {
+    let row: Option<(Revision, bool)> = tx
+        .prepare_cached("SELECT rev, deleted FROM log WHERE key = ?1 ORDER BY rev DESC LIMIT 1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(rev, deleted)| (!deleted).then_some(rev)))
+}
+
+fn current(tx: &Connection, key: &str) -> Result<Option<Current>> {
+    let Some(rev) = live_revision(tx, key)? else {
+        return Ok(None);
+    };
+    let (create_rev, value): (Revision, Vec<u8>) = tx
+        .prepare_cached("SELECT create_rev, value FROM log WHERE rev = ?1")?
+        .query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(Some(Current {
+        rev,
+        create_rev,
+        value: Bytes::from(value),
+    }))
+}
+
+fn insert(
+    tx: &Connection,
+    rev: Revision,
+    key: &str,
+    create_rev: Revision,
+    prev_rev: Revision,
+    deleted: bool,
+    value: &[u8],
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO log (rev, key, create_rev, prev_rev, deleted, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![rev, key, create_rev, prev_rev, deleted, value])?;
+    Ok(())
+}
