@@ -17,14 +17,19 @@ pub struct EtcdServer {
 impl EtcdServer {
     /// Starts etcd (`$ETCD_BIN` or `etcd` on the PATH) and waits until healthy.
     pub fn start() -> std::io::Result<EtcdServer> {
-        let mut server = EtcdServer {
+        let mut server = Self::stopped()?;
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Chooses the data directory and ports without starting etcd yet.
+    pub fn stopped() -> std::io::Result<EtcdServer> {
+        Ok(EtcdServer {
             child: None,
             dir: tempfile::Builder::new().prefix("skiff-etcd-").tempdir()?,
             client_port: free_port()?,
             peer_port: free_port()?,
-        };
-        server.restart()?;
-        Ok(server)
+        })
     }
 
     pub fn endpoint(&self) -> String {

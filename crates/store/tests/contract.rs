@@ -29,6 +29,7 @@ contract!(
     hundred_thousand_keys,
     slow_watcher_expires_without_stalling_others,
     idle_watch_gets_progress,
+    backend_watch_is_exactly_once_when_behind,
 );
 
 async fn create_get_update_delete(kind: Kind) {
@@ -544,4 +545,43 @@ async fn idle_watch_gets_progress(kind: Kind) {
     let events = collect_until(&mut w, rev).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].kind, EventKind::Put);
+}
+
+/// The backend's own watch (below the fan-out) keeps the contract too, also
+/// when its consumer falls behind the writers and it has to catch up.
+async fn backend_watch_is_exactly_once_when_behind(kind: Kind) {
+    const WRITES: usize = 3000;
+    let h = Harness::new(kind).await;
+    let start = h.store.current_revision().await.unwrap();
+    let mut watch = h.backend.watch("/t/raw/", start, Duration::from_millis(200)).await.unwrap();
+    // Start the watch (it subscribes lazily), then write one commit at a time.
+    let _ = tokio::time::timeout(Duration::from_millis(50), watch.next()).await;
+    let store = h.store.clone();
+    let writer = tokio::spawn(async move {
+        let mut last = 0;
+        for i in 0..WRITES {
+            last = store.create(&format!("/t/raw/{i:05}"), val("x")).await.unwrap();
+        }
+        last
+    });
+    // Read slowly at first so the watch falls behind and replays from storage
+    // while commits keep arriving.
+    let mut events = Vec::new();
+    let mut last = start;
+    let end = loop {
+        if events.len() < 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let batch = tokio::time::timeout(Duration::from_secs(20), watch.next()).await.unwrap().unwrap().unwrap();
+        for e in &batch.events {
+            assert!(e.revision() > last, "revision {} after {last}", e.revision());
+            last = e.revision();
+        }
+        events.extend(batch.events);
+        if events.len() >= WRITES {
+            break writer.await.unwrap();
+        }
+    };
+    assert_eq!(events.len(), WRITES);
+    assert_eq!(events.last().unwrap().revision(), end);
 }

@@ -31,6 +31,7 @@ const REPLAY_CHUNK: usize = 1000;
 pub struct SqliteBackend {
     path: PathBuf,
     requests: mpsc::Sender<Request>,
+    writer: Option<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
     commits: broadcast::Sender<Arc<WatchBatch>>,
     published: Arc<Published>,
@@ -51,7 +52,7 @@ impl SqliteBackend {
         let published = Arc::new(Published::default());
         let writer = Writer::new(conn, meta, commits.clone(), published.clone())?;
         let (requests, queue) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
@@ -59,6 +60,7 @@ impl SqliteBackend {
             readers: Readers::new(path.clone()),
             path,
             requests,
+            writer: Some(writer),
             commits,
             published,
         })
@@ -66,6 +68,11 @@ impl SqliteBackend {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Compaction or vacuum work is still outstanding.
+    pub fn maintenance_pending(&self) -> bool {
+        self.published.maintenance.load(Ordering::Acquire)
     }
 
     async fn write(&self, op: Op) -> Result<Outcome> {
@@ -76,6 +83,18 @@ impl SqliteBackend {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for SqliteBackend {
+    /// Closes the queue and waits for the writer to finish what it accepted
+    /// and close the database, so the file can be reopened at once.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.requests, closed));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

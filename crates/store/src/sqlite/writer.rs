@@ -6,7 +6,7 @@
 //! Between batches it does bounded slices of compaction and vacuum, so a
 //! writer never waits behind more than one small slice of maintenance.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,11 +55,13 @@ impl Request {
     }
 }
 
-/// Counters the async side reads without a query.
+/// What the async side reads without a query.
 #[derive(Default)]
 pub(super) struct Published {
     pub revision: AtomicI64,
     pub compact_rev: AtomicI64,
+    /// Compaction or vacuum work is outstanding.
+    pub maintenance: AtomicBool,
 }
 
 pub(super) struct Writer {
@@ -81,6 +83,7 @@ impl Writer {
         conn.execute_batch("PRAGMA journal_size_limit = 67108864;")?;
         published.revision.store(meta.revision, Ordering::Release);
         published.compact_rev.store(meta.compact_rev, Ordering::Release);
+        published.maintenance.store(true, Ordering::Release);
         Ok(Writer {
             conn,
             meta,
@@ -126,6 +129,7 @@ impl Writer {
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
+            self.published.maintenance.store(self.maintenance_pending(), Ordering::Release);
         }
     }
 
@@ -156,6 +160,7 @@ impl Writer {
                 self.meta.compact_rev = txn.compact_rev;
                 self.published.revision.store(txn.revision, Ordering::Release);
                 self.published.compact_rev.store(txn.compact_rev, Ordering::Release);
+                self.published.maintenance.store(self.maintenance_pending(), Ordering::Release);
                 if !txn.events.is_empty() {
                     // No receivers is fine: nobody is watching.
                     let _ = self.commits.send(Arc::new(WatchBatch {
@@ -213,6 +218,8 @@ impl Writer {
         let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         if free == 0 {
             self.vacuum_pending = false;
+            // Hand the space the WAL took during the clean-up back too.
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             return Ok(());
         }
         self.conn

@@ -7,7 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use skiff_store::testing::EtcdServer;
-use skiff_store::{Event, EventKind, HubConfig, Revision, Store, StoreConfig, Watch, WatchBatch};
+use std::sync::Arc;
+
+use skiff_store::etcd::EtcdBackend;
+use skiff_store::sqlite::SqliteBackend;
+use skiff_store::{Backend, Event, EventKind, HubConfig, Revision, Store, StoreConfig, Watch, WatchBatch};
 
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
@@ -18,6 +22,8 @@ pub enum Kind {
 pub struct Harness {
     pub kind: Kind,
     pub store: Store,
+    /// The backend under the store, for tests of the raw backend contract.
+    pub backend: Arc<dyn Backend>,
     pub config: StoreConfig,
     pub hub: HubConfig,
     pub etcd: Option<EtcdServer>,
@@ -56,10 +62,12 @@ impl Harness {
                 )
             }
         };
-        let store = Store::open_with(&config, hub.clone()).await.unwrap();
+        let backend = open_backend(&config).await;
+        let store = Store::with_backend(backend.clone(), hub.clone());
         Harness {
             kind,
             store,
+            backend,
             config,
             hub,
             etcd,
@@ -73,12 +81,20 @@ impl Harness {
         if let Some(etcd) = &mut self.etcd {
             etcd.restart().unwrap();
         }
-        self.store = Store::open_with(&self.config, self.hub.clone()).await.unwrap();
+        self.backend = open_backend(&self.config).await;
+        self.store = Store::with_backend(self.backend.clone(), self.hub.clone());
     }
 
     /// Another store on the same data (for etcd: another Skiff server).
     pub async fn second(&self) -> Store {
         Store::open_with(&self.config, self.hub.clone()).await.unwrap()
+    }
+}
+
+async fn open_backend(config: &StoreConfig) -> Arc<dyn Backend> {
+    match config {
+        StoreConfig::Sqlite { path } => Arc::new(SqliteBackend::open(path).await.unwrap()),
+        StoreConfig::Etcd { endpoints, prefix } => Arc::new(EtcdBackend::try_connect(endpoints, prefix).await.unwrap()),
     }
 }
 
