@@ -161,8 +161,8 @@ fn classify(e: etcd_client::Error, requested: Option<Revision>) -> Error {
                     Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
                         Error::Unavailable(format!("etcd: {msg}"))
                     }
-                    // tonic reports a refused or reset connection as Unknown.
-                    Code::Unknown if msg.contains("transport") => Error::Unavailable(format!("etcd: {msg}")),
+                    // tonic reports a refused, reset or broken connection as Unknown.
+                    Code::Unknown if is_connection_failure(msg) => Error::Unavailable(format!("etcd: {msg}")),
                     _ => Error::Internal(format!("etcd: {e}")),
                 }
             }
@@ -172,6 +172,12 @@ fn classify(e: etcd_client::Error, requested: Option<Revision>) -> Error {
         }
         _ => Error::Internal(format!("etcd: {e}")),
     }
+}
+
+fn is_connection_failure(msg: &str) -> bool {
+    ["transport", "h2 protocol", "connection", "broken pipe"]
+        .iter()
+        .any(|m| msg.to_ascii_lowercase().contains(m))
 }
 
 #[async_trait]
