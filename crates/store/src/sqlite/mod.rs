@@ -31,7 +31,8 @@ const REPLAY_CHUNK: usize = 1000;
 pub struct SqliteBackend {
     path: PathBuf,
     requests: mpsc::Sender<Request>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// The writer and checkpointer threads, joined on drop.
+    threads: Vec<std::thread::JoinHandle<()>>,
     readers: Arc<Readers>,
     commits: broadcast::Sender<Arc<WatchBatch>>,
     published: Arc<Published>,
@@ -50,17 +51,27 @@ impl SqliteBackend {
         };
         let (commits, _) = broadcast::channel(COMMIT_BUFFER);
         let published = Arc::new(Published::default());
-        let writer = Writer::new(conn, meta, commits.clone(), published.clone())?;
+        let (pokes, poked) = std::sync::mpsc::sync_channel(1);
+        let checkpoint_conn = schema::open_checkpointer(&path)?;
+        let writer = Writer::new(conn, meta, commits.clone(), published.clone(), pokes)?;
         let (requests, queue) = mpsc::channel(QUEUE);
-        let writer = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || writer.run(queue))
-            .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::Internal(format!("starting the {name} thread: {e}")))
+        };
+        // The writer goes first so that, on drop, its exit closes the pokes
+        // channel and with it the checkpointer.
+        let threads = vec![
+            spawn("store-writer", Box::new(move || writer.run(queue)))?,
+            spawn("store-checkpoint", Box::new(move || writer::checkpointer(checkpoint_conn, poked)))?,
+        ];
         Ok(SqliteBackend {
             readers: Readers::new(path.clone()),
             path,
             requests,
-            writer: Some(writer),
+            threads,
             commits,
             published,
         })
@@ -88,12 +99,13 @@ impl SqliteBackend {
 
 impl Drop for SqliteBackend {
     /// Closes the queue and waits for the writer to finish what it accepted
-    /// and close the database, so the file can be reopened at once.
+    /// and both threads to close their connections, so the file can be
+    /// reopened at once.
     fn drop(&mut self) {
         let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.requests, closed));
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
         }
     }
 }

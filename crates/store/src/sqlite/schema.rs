@@ -155,3 +155,13 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     conn.execute_batch("PRAGMA query_only = ON;")?;
     Ok(conn)
 }
+
+/// A connection for the checkpointer thread.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    Ok(conn)
+}

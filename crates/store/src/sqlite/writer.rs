@@ -22,9 +22,18 @@ const MAX_BATCH: usize = 1024;
 /// Most value bytes in one transaction, so a burst of large values does not
 /// build one huge commit.
 const MAX_BATCH_BYTES: usize = 32 << 20;
-/// Revisions per compaction slice. Each slice deletes at most about twice
-/// this many rows; at this size a slice takes a few milliseconds.
-const COMPACT_SLICE: i64 = 500;
+/// How long one compaction slice may hold the writer. Slices are sized in
+/// revisions, adapted to this budget: a revision range full of updates of
+/// scattered keys costs far more than one of fresh creates.
+const SLICE_BUDGET: Duration = Duration::from_millis(3);
+const SLICE_REVISIONS: std::ops::RangeInclusive<i64> = 16..=8192;
+/// After a maintenance slice the writer does no maintenance for this many
+/// times the slice's duration. Compaction and vacuum rewrite many pages, and
+/// on a shared disk a flood of page writes delays every commit's fsync; the
+/// pause bounds their share of the disk (and of the writer) to a quarter.
+const MAINTENANCE_PAUSE: u32 = 3;
+/// Commits slower than this are logged (at debug level) with their phases.
+const SLOW_COMMIT: Duration = Duration::from_millis(20);
 /// Pages freed per vacuum slice (4 KiB each).
 const VACUUM_SLICE: i64 = 256;
 
@@ -68,8 +77,14 @@ pub(super) struct Writer {
     conn: Connection,
     meta: Meta,
     vacuum_pending: bool,
+    /// Revisions the next compaction slice covers.
+    slice: i64,
+    /// No maintenance slice before this.
+    maintenance_due: Instant,
     commits: broadcast::Sender<Arc<WatchBatch>>,
     published: Arc<Published>,
+    /// Pokes the checkpointer after commits.
+    checkpoint: std::sync::mpsc::SyncSender<()>,
 }
 
 impl Writer {
@@ -78,9 +93,12 @@ impl Writer {
         meta: Meta,
         commits: broadcast::Sender<Arc<WatchBatch>>,
         published: Arc<Published>,
+        checkpoint: std::sync::mpsc::SyncSender<()>,
     ) -> Result<Writer> {
-        // Keep the WAL file from staying large after a burst.
-        conn.execute_batch("PRAGMA journal_size_limit = 67108864;")?;
+        // Checkpoints run on their own thread (see `checkpointer`), not inside
+        // whichever commit happens to cross the threshold. Keep the WAL file
+        // from staying large after a burst.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")?;
         published.revision.store(meta.revision, Ordering::Release);
         published.compact_rev.store(meta.compact_rev, Ordering::Release);
         published.maintenance.store(true, Ordering::Release);
@@ -88,23 +106,35 @@ impl Writer {
             conn,
             meta,
             vacuum_pending: true,
+            slice: 256,
+            maintenance_due: Instant::now(),
             commits,
             published,
+            checkpoint,
         })
     }
 
     pub fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         loop {
-            let first = if self.maintenance_pending() {
-                match requests.try_recv() {
-                    Ok(r) => Some(r),
-                    Err(mpsc::error::TryRecvError::Empty) => None,
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
-                }
-            } else {
+            let first = if !self.maintenance_pending() {
                 match requests.blocking_recv() {
                     Some(r) => Some(r),
                     None => return,
+                }
+            } else {
+                match requests.try_recv() {
+                    Ok(r) => Some(r),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        // Nothing to write; wait out the maintenance pause
+                        // in short steps so a new request is not kept waiting.
+                        let wait = self.maintenance_due.saturating_duration_since(Instant::now());
+                        if !wait.is_zero() {
+                            std::thread::sleep(wait.min(Duration::from_millis(1)));
+                            continue;
+                        }
+                        None
+                    }
                 }
             };
             if let Some(first) = first {
@@ -121,13 +151,13 @@ impl Writer {
                 }
                 self.commit(batch);
             }
-            // One slice per batch: maintenance progresses under constant load
-            // and never holds writers up for more than a slice.
-            if self.maintenance_pending() {
+            if self.maintenance_pending() && Instant::now() >= self.maintenance_due {
+                let started = Instant::now();
                 if let Err(e) = self.maintenance_slice() {
                     tracing::error!("store maintenance failed: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
+                self.maintenance_due = Instant::now() + started.elapsed() * MAINTENANCE_PAUSE;
             }
             self.published.maintenance.store(self.maintenance_pending(), Ordering::Release);
         }
@@ -140,8 +170,11 @@ impl Writer {
             events: Vec::new(),
         };
         let mut results = Vec::with_capacity(batch.len());
+        let started = Instant::now();
+        let mut phases = [Duration::ZERO; 2];
         let committed: Result<()> = (|| {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            phases[0] = started.elapsed();
             for req in &batch {
                 results.push(txn.apply(&tx, &req.op)?);
             }
@@ -151,9 +184,20 @@ impl Writer {
             if txn.compact_rev != self.meta.compact_rev {
                 write_meta(&tx, "compact_rev", txn.compact_rev)?;
             }
+            phases[1] = started.elapsed();
             tx.commit()?;
             Ok(())
         })();
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_COMMIT {
+            tracing::debug!(
+                writes = batch.len(),
+                lock = ?phases[0],
+                apply = ?(phases[1] - phases[0]),
+                commit = ?(elapsed - phases[1]),
+                "slow store commit"
+            );
+        }
         match committed {
             Ok(()) => {
                 self.meta.revision = txn.revision;
@@ -171,6 +215,8 @@ impl Writer {
                 for (req, result) in batch.into_iter().zip(results) {
                     let _ = req.reply.send(result);
                 }
+                // Full means a poke is already pending.
+                let _ = self.checkpoint.try_send(());
             }
             Err(e) => {
                 // The transaction rolled back: nothing of the batch happened.
@@ -192,7 +238,7 @@ impl Writer {
         let started = Instant::now();
         if self.meta.compacted_upto < self.meta.compact_rev {
             let lo = self.meta.compacted_upto;
-            let hi = (lo + COMPACT_SLICE).min(self.meta.compact_rev);
+            let hi = (lo + self.slice).min(self.meta.compact_rev);
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // A row at or below the compacted revision supersedes its
             // predecessor, which no read at or above that revision can see.
@@ -208,9 +254,16 @@ impl Writer {
                 .execute(params![lo, hi])?;
             write_meta(&tx, "compacted_upto", hi)?;
             tx.commit()?;
+            let _ = self.checkpoint.try_send(());
             self.meta.compacted_upto = hi;
             if superseded + tombstones > 0 {
                 self.vacuum_pending = true;
+            }
+            let elapsed = started.elapsed();
+            if elapsed > SLICE_BUDGET {
+                self.slice = (self.slice / 2).max(*SLICE_REVISIONS.start());
+            } else if elapsed < SLICE_BUDGET / 3 {
+                self.slice = (self.slice * 2).min(*SLICE_REVISIONS.end());
             }
             tracing::trace!(lo, hi, superseded, tombstones, elapsed = ?started.elapsed(), "compaction slice");
             return Ok(());
@@ -218,12 +271,11 @@ impl Writer {
         let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
         if free == 0 {
             self.vacuum_pending = false;
-            // Hand the space the WAL took during the clean-up back too.
-            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             return Ok(());
         }
         self.conn
             .execute_batch(&format!("PRAGMA incremental_vacuum({VACUUM_SLICE})"))?;
+        let _ = self.checkpoint.try_send(());
         tracing::trace!(free, elapsed = ?started.elapsed(), "vacuum slice");
         Ok(())
     }
@@ -374,4 +426,46 @@ fn insert(
     )?
     .execute(params![rev, key, create_rev, prev_rev, deleted, value])?;
     Ok(())
+}
+
+/// Keeps the WAL short without ever checkpointing inside a commit:
+/// - after commits, a PASSIVE checkpoint copies WAL frames into the database
+///   file beside the writer (in WAL mode it blocks neither writers nor readers);
+/// - once the WAL passes `RESTART_AT`, a RESTART checkpoint lets the next
+///   commit start the WAL over. It holds writers only for the few frames the
+///   passive pass had not copied yet, and gives up instead of waiting for
+///   readers (busy timeout 0);
+/// - when writes stop, a TRUNCATE checkpoint returns the WAL's space.
+pub(super) fn checkpointer(conn: Connection, pokes: std::sync::mpsc::Receiver<()>) {
+    use rusqlite::wal::CheckpointMode::{PASSIVE, RESTART, TRUNCATE};
+    use std::sync::mpsc::RecvTimeoutError;
+    const EVERY: Duration = Duration::from_millis(50);
+    const IDLE: Duration = Duration::from_secs(1);
+    const RESTART_AT: i32 = 16384; // frames, 64 MiB
+    if let Err(e) = conn.busy_timeout(Duration::ZERO) {
+        tracing::warn!("store checkpointer: {e}");
+    }
+    let checkpoint = |mode| conn.wal_checkpoint_v2(None::<&str>, mode);
+    let mut wal_dirty = true;
+    loop {
+        let poked = if wal_dirty {
+            pokes.recv_timeout(IDLE)
+        } else {
+            pokes.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match poked {
+            Ok(()) => {
+                wal_dirty = true;
+                if let Ok((frames, _)) = checkpoint(PASSIVE) {
+                    if frames > RESTART_AT {
+                        // Busy (a reader or the writer is active) just means later.
+                        let _ = checkpoint(RESTART);
+                    }
+                }
+                std::thread::sleep(EVERY);
+            }
+            Err(RecvTimeoutError::Timeout) => wal_dirty = checkpoint(TRUNCATE).is_err(),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }

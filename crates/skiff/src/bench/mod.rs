@@ -1,0 +1,35 @@
+//! Benchmarks: each prints its figures as it goes and a table at the end.
+
+mod store;
+
+use std::time::Duration;
+
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// The storage backends side by side: SQLite, etcd, and raw etcd.
+    Store(store::Args),
+}
+
+impl Bench {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Bench::Store(args) => store::run(args).await,
+        }
+    }
+}
+
+/// Percentile of a sample, which it sorts.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
