@@ -92,9 +92,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let sqlite = Arc::new(SqliteBackend::open(&path).await?);
         let store = Store::with_backend(sqlite.clone(), HubConfig::default());
         measure(&store, SQLITE, &args, &mut report).await?;
+        let wal = path.with_extension("db-wal");
         disk_and_compaction(&store, SQLITE, &args, &mut report, || dir_size(dir.path()), || async {
             while sqlite.maintenance_pending() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The WAL is truncated after a second without writes.
+            for _ in 0..50 {
+                if std::fs::metadata(&wal).map_or(0, |m| m.len()) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok(())
         })
