@@ -60,7 +60,7 @@ impl EtcdBackend {
             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
         };
         let mut kv = backend.kv.clone();
-        kv.get(backend.full(""), Some(GetOptions::new().with_count_only()))
+        kv.get(backend.full("/"), Some(GetOptions::new().with_count_only()))
             .await
             .map_err(unreachable)?;
         Ok(backend)
@@ -259,7 +259,7 @@ impl Backend for EtcdBackend {
         let resp = self
             .kv
             .clone()
-            .get(self.full(""), Some(GetOptions::new().with_count_only()))
+            .get(self.full("/"), Some(GetOptions::new().with_count_only()))
             .await
             .map_err(|e| classify(e, None))?;
         resp.header()

@@ -56,7 +56,8 @@ impl Harness {
                 (
                     StoreConfig::Etcd {
                         endpoints: vec![etcd.endpoint()],
-                        prefix: "/skiff-test".into(),
+                        // The default, as `skiff server` uses it.
+                        prefix: String::new(),
                     },
                     Some(etcd),
                 )
