@@ -1,6 +1,7 @@
 //! `skiff`: one binary for the whole platform.
 
 mod bench;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -13,6 +14,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane: API server and storage.
+    Server(server::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
+        Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Bench(b) => runtime.block_on(b.run()),
     }
 }

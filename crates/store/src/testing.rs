@@ -94,6 +94,11 @@ impl EtcdServer {
     pub fn disk_usage(&self) -> u64 {
         dir_size(&self.data_dir())
     }
+
+    /// Bytes of etcd's database file alone (its WAL segments are preallocated).
+    pub fn db_size(&self) -> u64 {
+        std::fs::metadata(self.data_dir().join("member/snap/db")).map_or(0, |m| m.len())
+    }
 }
 
 impl Drop for EtcdServer {

@@ -1,0 +1,249 @@
+//! The resource table: every built-in API resource Skiff serves, one entry
+//! each. Discovery, routing, storage keys and Table output are derived from
+//! it. Kind, group, version, plural and scope come from k8s-openapi's types
+//! so they cannot drift from upstream; short names, categories and
+//! subresources are upstream's, as `kubectl api-resources` shows them.
+
+use std::any::TypeId;
+use std::sync::LazyLock;
+
+use k8s_openapi::{NamespaceResourceScope, Resource};
+
+/// What a resource answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbs {
+    /// get, list, watch, create, update, patch, delete, deletecollection.
+    All,
+    /// Review kinds: create only, nothing stored.
+    CreateOnly,
+    /// get and list only (componentstatuses).
+    ReadOnly,
+}
+
+impl Verbs {
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Verbs::All => &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            Verbs::CreateOnly => &["create"],
+            Verbs::ReadOnly => &["get", "list"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: String,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    /// Subresources served under `{name}/{sub}`.
+    pub subresources: &'static [&'static str],
+    pub verbs: Verbs,
+}
+
+impl ResourceDef {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_status(&self) -> bool {
+        self.subresources.contains(&"status")
+    }
+
+    /// The storage prefix for all objects of this resource.
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.plural)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.plural)
+        }
+    }
+
+    /// Where one object lives in the store.
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match namespace {
+            Some(ns) => format!("{}{ns}/{name}", self.key_prefix()),
+            None => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    /// The prefix listing one namespace, or everything.
+    pub fn list_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) => format!("{}{ns}/", self.key_prefix()),
+            None => self.key_prefix(),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Extra {
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [&'static str],
+    verbs: Verbs,
+}
+
+const fn extra(short_names: &'static [&'static str], categories: &'static [&'static str], subresources: &'static [&'static str]) -> Extra {
+    Extra {
+        short_names,
+        categories,
+        subresources,
+        verbs: Verbs::All,
+    }
+}
+
+const NONE: &[&str] = &[];
+const ALL: &[&str] = &["all"];
+const STATUS: &[&str] = &["status"];
+
+fn def<K: Resource + 'static>(e: Extra) -> ResourceDef {
+    ResourceDef {
+        group: K::GROUP,
+        version: K::VERSION,
+        kind: K::KIND,
+        plural: K::URL_PATH_SEGMENT,
+        singular: K::KIND.to_ascii_lowercase(),
+        short_names: e.short_names,
+        categories: e.categories,
+        namespaced: TypeId::of::<K::Scope>() == TypeId::of::<NamespaceResourceScope>(),
+        subresources: e.subresources,
+        verbs: e.verbs,
+    }
+}
+
+/// Every built-in resource, in discovery order.
+pub static BUILTIN: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
+    use k8s_openapi::api::*;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
+    let create_only = Extra {
+        verbs: Verbs::CreateOnly,
+        ..extra(NONE, NONE, NONE)
+    };
+    let pod_subresources: &'static [&'static str] =
+        &["status", "binding", "eviction", "log", "exec", "attach", "portforward", "ephemeralcontainers", "proxy"];
+    vec![
+        // core/v1
+        def::<core::v1::ComponentStatus>(Extra {
+            verbs: Verbs::ReadOnly,
+            ..extra(&["cs"], NONE, NONE)
+        }),
+        def::<core::v1::ConfigMap>(extra(&["cm"], NONE, NONE)),
+        def::<core::v1::Endpoints>(extra(&["ep"], NONE, NONE)),
+        def::<core::v1::Event>(extra(&["ev"], NONE, NONE)),
+        def::<core::v1::LimitRange>(extra(&["limits"], NONE, NONE)),
+        def::<core::v1::Namespace>(extra(&["ns"], NONE, &["status", "finalize"])),
+        def::<core::v1::Node>(extra(&["no"], NONE, &["status", "proxy"])),
+        def::<core::v1::PersistentVolumeClaim>(extra(&["pvc"], NONE, STATUS)),
+        def::<core::v1::PersistentVolume>(extra(&["pv"], NONE, STATUS)),
+        def::<core::v1::Pod>(extra(&["po"], ALL, pod_subresources)),
+        def::<core::v1::PodTemplate>(extra(NONE, NONE, NONE)),
+        def::<core::v1::ReplicationController>(extra(&["rc"], ALL, &["status", "scale"])),
+        def::<core::v1::ResourceQuota>(extra(&["quota"], NONE, STATUS)),
+        def::<core::v1::Secret>(extra(NONE, NONE, NONE)),
+        def::<core::v1::ServiceAccount>(extra(&["sa"], NONE, &["token"])),
+        def::<core::v1::Service>(extra(&["svc"], ALL, &["status", "proxy"])),
+        // apps/v1
+        def::<apps::v1::ControllerRevision>(extra(NONE, NONE, NONE)),
+        def::<apps::v1::DaemonSet>(extra(&["ds"], ALL, STATUS)),
+        def::<apps::v1::Deployment>(extra(&["deploy"], ALL, &["status", "scale"])),
+        def::<apps::v1::ReplicaSet>(extra(&["rs"], ALL, &["status", "scale"])),
+        def::<apps::v1::StatefulSet>(extra(&["sts"], ALL, &["status", "scale"])),
+        // batch/v1
+        def::<batch::v1::CronJob>(extra(&["cj"], ALL, STATUS)),
+        def::<batch::v1::Job>(extra(NONE, ALL, STATUS)),
+        // autoscaling
+        def::<autoscaling::v2::HorizontalPodAutoscaler>(extra(&["hpa"], ALL, STATUS)),
+        def::<coordination::v1::Lease>(extra(NONE, NONE, NONE)),
+        def::<discovery::v1::EndpointSlice>(extra(NONE, NONE, NONE)),
+        def::<events::v1::Event>(extra(&["ev"], NONE, NONE)),
+        // networking.k8s.io/v1
+        def::<networking::v1::IngressClass>(extra(NONE, NONE, NONE)),
+        def::<networking::v1::Ingress>(extra(&["ing"], NONE, STATUS)),
+        def::<networking::v1::NetworkPolicy>(extra(&["netpol"], NONE, NONE)),
+        def::<policy::v1::PodDisruptionBudget>(extra(&["pdb"], NONE, STATUS)),
+        // rbac.authorization.k8s.io/v1
+        def::<rbac::v1::ClusterRoleBinding>(extra(NONE, NONE, NONE)),
+        def::<rbac::v1::ClusterRole>(extra(NONE, NONE, NONE)),
+        def::<rbac::v1::RoleBinding>(extra(NONE, NONE, NONE)),
+        def::<rbac::v1::Role>(extra(NONE, NONE, NONE)),
+        def::<scheduling::v1::PriorityClass>(extra(&["pc"], NONE, NONE)),
+        // storage.k8s.io/v1
+        def::<storage::v1::CSIDriver>(extra(NONE, NONE, NONE)),
+        def::<storage::v1::CSINode>(extra(NONE, NONE, NONE)),
+        def::<storage::v1::CSIStorageCapacity>(extra(NONE, NONE, NONE)),
+        def::<storage::v1::StorageClass>(extra(&["sc"], NONE, NONE)),
+        def::<storage::v1::VolumeAttachment>(extra(NONE, NONE, STATUS)),
+        def::<node::v1::RuntimeClass>(extra(NONE, NONE, NONE)),
+        def::<certificates::v1::CertificateSigningRequest>(extra(&["csr"], NONE, &["status", "approval"])),
+        // admissionregistration.k8s.io/v1
+        def::<admissionregistration::v1::MutatingWebhookConfiguration>(extra(NONE, &["api-extensions"], NONE)),
+        def::<admissionregistration::v1::ValidatingWebhookConfiguration>(extra(NONE, &["api-extensions"], NONE)),
+        def::<admissionregistration::v1::ValidatingAdmissionPolicy>(extra(NONE, &["api-extensions"], STATUS)),
+        def::<admissionregistration::v1::ValidatingAdmissionPolicyBinding>(extra(NONE, &["api-extensions"], NONE)),
+        // flowcontrol.apiserver.k8s.io/v1
+        def::<flowcontrol::v1::FlowSchema>(extra(NONE, NONE, STATUS)),
+        def::<flowcontrol::v1::PriorityLevelConfiguration>(extra(NONE, NONE, STATUS)),
+        def::<apiextensions::CustomResourceDefinition>(extra(&["crd", "crds"], &["api-extensions"], STATUS)),
+        def::<apiregistration::APIService>(extra(NONE, &["api-extensions"], STATUS)),
+        // Reviews: answered, never stored.
+        def::<authentication::v1::TokenReview>(create_only),
+        def::<authentication::v1::SelfSubjectReview>(create_only),
+        def::<authorization::v1::LocalSubjectAccessReview>(create_only),
+        def::<authorization::v1::SelfSubjectAccessReview>(create_only),
+        def::<authorization::v1::SelfSubjectRulesReview>(create_only),
+        def::<authorization::v1::SubjectAccessReview>(create_only),
+    ]
+});
+
+/// The group versions served, in discovery order, with their resources.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in BUILTIN.iter() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// The resource served as `plural` in `group`/`version`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    BUILTIN
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert!(pods.namespaced && pods.has_status());
+        assert_eq!(pods.key(Some("default"), "web"), "/registry/pods/default/web");
+        let ns = find("", "v1", "namespaces").unwrap();
+        assert!(!ns.namespaced);
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        assert_eq!(deploy.key_prefix(), "/registry/apps/deployments/");
+        assert_eq!(deploy.api_version(), "apps/v1");
+        // Plurals are unique within a group version.
+        for r in BUILTIN.iter() {
+            let same = BUILTIN
+                .iter()
+                .filter(|o| o.group == r.group && o.version == r.version && o.plural == r.plural)
+                .count();
+            assert_eq!(same, 1, "{} {}", r.api_version(), r.plural);
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! One handler for every API request: authentication, routing by path,
+//! content negotiation, then the verb.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use skiff_api::selector::{selectable_fields, FieldSelector, LabelSelector};
+use skiff_api::{ResourceDef, Verbs};
+
+use crate::registry::{Deleted, DeleteOptions, ListQuery, Registry};
+use crate::route::{self, Route, Target};
+use crate::status::{qualified, ApiError, ApiResult};
+use crate::{discovery, openapi, patch, watch, User};
+
+/// Upstream's limit on request bodies.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+pub struct Api {
+    pub registry: Registry,
+}
+
+pub type Query = HashMap<String, String>;
+
+fn query_of(uri: &axum::http::Uri) -> Query {
+    uri.query()
+        .map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default().into_iter().collect())
+        .unwrap_or_default()
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(body).expect("JSON serializes")).into_response()
+}
+
+/// How the client wants objects back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    Object,
+    Table,
+    Metadata,
+}
+
+pub fn representation(headers: &HeaderMap) -> Representation {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // Clients list their preferences in order; the first one we can serve wins.
+    for choice in accept.split(',') {
+        let choice = choice.trim();
+        if choice.contains("as=Table") {
+            return Representation::Table;
+        }
+        if choice.contains("as=PartialObjectMetadata") {
+            return Representation::Metadata;
+        }
+        if choice.starts_with("application/json") || choice.starts_with("*/*") || choice.is_empty() {
+            return Representation::Object;
+        }
+    }
+    Representation::Object
+}
+
+impl Api {
+    pub async fn handle(self: Arc<Self>, user: Option<User>, req: axum::extract::Request) -> Response {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        match path.as_str() {
+            "/healthz" | "/livez" | "/readyz" => return health(&path, &query_of(&parts.uri)),
+            "/version" => return json_response(StatusCode::OK, &discovery::version_info()),
+            _ => {}
+        }
+        if user.is_none() {
+            return ApiError::unauthorized().into_response();
+        }
+        let result = async {
+            if let Some(rest) = path.strip_prefix("/openapi/v3") {
+                return openapi::v3(rest).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::not_found_path);
+            }
+            let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
+            self.dispatch(&parts.method, &parts.uri, &parts.headers, &path, body).await
+        }
+        .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+
+    async fn dispatch(
+        &self,
+        method: &Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        path: &str,
+        body: bytes::Bytes,
+    ) -> ApiResult<Response> {
+        let query = query_of(uri);
+        let route = route::parse(path);
+        if *method != Method::GET && !matches!(route, Route::Resource(_)) {
+            return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+        }
+        let doc = match route {
+            Route::ApiVersions => Some(discovery::api_versions()),
+            Route::ApiGroupList => Some(discovery::api_group_list()),
+            Route::ApiGroup(g) => discovery::api_group(&g),
+            Route::ResourceList { group, version } => discovery::resource_list(&group, &version),
+            Route::Unknown => None,
+            Route::Resource(target) => return self.resource(method, headers, &query, target, body).await,
+        };
+        doc.map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::not_found_path)
+    }
+
+    async fn resource(&self, method: &Method, headers: &HeaderMap, query: &Query, t: Target, body: bytes::Bytes) -> ApiResult<Response> {
+        let def = t.def;
+        let ns = t.namespace.as_deref();
+        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        if let Some(sub) = t.subresource.as_deref() {
+            if !def.subresources.contains(&sub) {
+                return Err(ApiError::not_found_path());
+            }
+            if sub != "status" {
+                return Err(ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    format!("the {sub} subresource of {} is not served yet", qualified(def)),
+                ));
+            }
+        }
+        let is_watch = t.legacy_watch || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = match (method, &t.name, is_watch) {
+            (&Method::GET, _, true) => "watch",
+            (&Method::GET, Some(_), _) => "get",
+            (&Method::GET, None, _) => "list",
+            (&Method::POST, None, _) => "create",
+            (&Method::PUT, Some(_), _) => "update",
+            (&Method::PATCH, Some(_), _) => "patch",
+            (&Method::DELETE, Some(_), _) => "delete",
+            (&Method::DELETE, None, _) => "deletecollection",
+            _ => return Err(ApiError::method_not_allowed(method.as_str(), def)),
+        };
+        let allowed = match def.verbs {
+            Verbs::All => true,
+            Verbs::CreateOnly => verb == "create",
+            Verbs::ReadOnly => verb == "get" || verb == "list",
+        };
+        if !allowed {
+            return Err(ApiError::method_not_allowed(verb, def));
+        }
+        if def.verbs == Verbs::CreateOnly {
+            return Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "NotImplemented",
+                format!("{} are answered by the authorization layer, which is not served yet", qualified(def)),
+            ));
+        }
+        if def.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
+            return Err(ApiError::not_found_path());
+        }
+        let repr = representation(headers);
+        let name = t.name.as_deref().unwrap_or("");
+        match verb {
+            "get" => {
+                let obj = self.registry.get(def, ns, name).await?;
+                Ok(respond_object(def, StatusCode::OK, obj, repr, query))
+            }
+            "list" => self.list(def, ns, query, repr).await,
+            "watch" => watch::serve(&self.registry, def, ns, t.name.as_deref(), query, repr).await,
+            "create" => {
+                let obj = decode_body(headers, &body)?;
+                let created = self.registry.create(def, ns, obj, dry_run).await?;
+                Ok(respond_object(def, StatusCode::CREATED, created, repr, query))
+            }
+            "update" => {
+                let obj = decode_body(headers, &body)?;
+                let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run).await?;
+                Ok(respond_object(def, StatusCode::OK, updated, repr, query))
+            }
+            "patch" => {
+                let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let kind = patch::PatchKind::from_content_type(content_type)?;
+                let sub = t.subresource.as_deref();
+                let patched = self
+                    .registry
+                    .guaranteed_update(def, ns, name, None, dry_run, |current| {
+                        let changed = patch::apply(&kind, current, &body)?;
+                        crate::registry::merge_update(def, current, changed, sub)
+                    })
+                    .await?;
+                Ok(respond_object(def, StatusCode::OK, patched, repr, query))
+            }
+            "delete" => {
+                let opts = delete_options(query, &body, dry_run)?;
+                match self.registry.delete(def, ns, name, &opts).await? {
+                    Deleted::Pending(obj) => {
+                        if def.group.is_empty() && def.kind == "Namespace" && !opts.dry_run {
+                            tokio::spawn(crate::namespaces::finalize(self.registry.clone(), name.to_string()));
+                        }
+                        Ok(respond_object(def, StatusCode::OK, obj, repr, query))
+                    }
+                    Deleted::Now(obj) if returns_deleted_object(def) => Ok(respond_object(def, StatusCode::OK, obj, repr, query)),
+                    Deleted::Now(obj) => Ok(json_response(StatusCode::OK, &success_status(def, &obj))),
+                }
+            }
+            "deletecollection" => {
+                let opts = delete_options(query, &body, dry_run)?;
+                let q = list_query(def, query)?;
+                let listed = self.registry.list(def, ns, &ListQuery { limit: None, continue_token: None, ..q }).await?;
+                for obj in &listed.items {
+                    let obj_ns = obj.pointer("/metadata/namespace").and_then(|v| v.as_str());
+                    match self.registry.delete(def, obj_ns, crate::registry::name_of(obj), &opts).await {
+                        Ok(_) => {}
+                        Err(e) if e.code == StatusCode::NOT_FOUND => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(json_response(StatusCode::OK, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})))
+            }
+            _ => unreachable!("verbs are matched above"),
+        }
+    }
+
+    async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
+        let q = list_query(def, query)?;
+        let listed = self.registry.list(def, ns, &q).await?;
+        let mut meta = json!({"resourceVersion": listed.revision.to_string()});
+        if let Some(c) = &listed.continue_token {
+            meta["continue"] = json!(c);
+        }
+        if let Some(r) = listed.remaining {
+            meta["remainingItemCount"] = json!(r);
+        }
+        let body = match repr {
+            Representation::Table => skiff_api::table::table(def, &listed.items, meta, false, query.get("includeObject").map_or("Metadata", String::as_str)),
+            Representation::Metadata => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+                "items": listed.items.iter().map(metadata_only).collect::<Vec<_>>(),
+            }),
+            Representation::Object => {
+                // Items of a list carry no apiVersion and kind, as upstream's.
+                let items: Vec<Value> = listed
+                    .items
+                    .into_iter()
+                    .map(|mut o| {
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("apiVersion");
+                            m.remove("kind");
+                        }
+                        o
+                    })
+                    .collect();
+                json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": items})
+            }
+        };
+        Ok(json_response(StatusCode::OK, &body))
+    }
+}
+
+fn health(path: &str, query: &Query) -> Response {
+    if query.contains_key("verbose") {
+        let checks = ["ping", "log", "etcd", "informer-sync", "poststarthook/start-apiserver-admission-initializer"];
+        let mut text = String::new();
+        for c in checks {
+            text.push_str(&format!("[+]{c} ok\n"));
+        }
+        text.push_str(&format!("{} check passed\n", path.trim_start_matches('/')));
+        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+}
+
+pub fn metadata_only(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
+pub fn respond_object(def: &ResourceDef, code: StatusCode, obj: Value, repr: Representation, query: &Query) -> Response {
+    let body = match repr {
+        Representation::Object => obj,
+        Representation::Metadata => metadata_only(&obj),
+        Representation::Table => skiff_api::table::table(
+            def,
+            std::slice::from_ref(&obj),
+            json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
+            false,
+            query.get("includeObject").map_or("Metadata", String::as_str),
+        ),
+    };
+    json_response(code, &body)
+}
+
+/// Upstream returns the object for these kinds, a Success Status for the rest.
+fn returns_deleted_object(def: &ResourceDef) -> bool {
+    matches!((def.group, def.kind), ("", "Pod") | ("", "Service") | ("", "Namespace"))
+}
+
+fn success_status(def: &ResourceDef, obj: &Value) -> Value {
+    let mut details = json!({"name": crate::registry::name_of(obj), "kind": def.plural});
+    if !def.group.is_empty() {
+        details["group"] = json!(def.group);
+    }
+    if let Some(uid) = obj.pointer("/metadata/uid") {
+        details["uid"] = uid.clone();
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+/// A request body as JSON. YAML and protobuf bodies are refused with 415.
+pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !(media == "application/json" || media.is_empty() || media == "*/*") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json"
+        )));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+}
+
+fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> ApiResult<DeleteOptions> {
+    let opts: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let grace = match query.get("gracePeriodSeconds") {
+        Some(g) => Some(g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?),
+        None => opts.get("gracePeriodSeconds").and_then(|g| g.as_i64()),
+    };
+    let resource_version = match opts.pointer("/preconditions/resourceVersion").and_then(|v| v.as_str()) {
+        Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+        None => None,
+    };
+    let dry_run = dry_run || opts.get("dryRun").and_then(|d| d.as_array()).is_some_and(|d| d.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace_seconds: grace,
+        uid: opts.pointer("/preconditions/uid").and_then(|v| v.as_str()).map(String::from),
+        resource_version,
+        dry_run,
+    })
+}
+
+pub fn list_query(def: &ResourceDef, query: &Query) -> ApiResult<ListQuery> {
+    let label = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)).map_err(ApiError::bad_request)?;
+    let field = FieldSelector::parse(
+        query.get("fieldSelector").map_or("", String::as_str),
+        selectable_fields(def.group, def.kind),
+        def.namespaced,
+    )
+    .map_err(ApiError::bad_request)?;
+    let limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        Some(Ok(l)) if l > 0 => Some(l as usize),
+        Some(Ok(_)) | None => None,
+        Some(Err(_)) => return Err(ApiError::bad_request("invalid limit")),
+    };
+    let continue_token = query.get("continue").filter(|c| !c.is_empty()).cloned();
+    let rv = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
+    };
+    if continue_token.is_some() && rv.is_some() {
+        return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
+    }
+    let exact = query.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
+    Ok(ListQuery {
+        label,
+        field,
+        limit,
+        continue_token,
+        exact_revision: rv.filter(|_| exact),
+        min_revision: rv.filter(|_| !exact),
+    })
+}

@@ -1,0 +1,177 @@
+//! The Kubernetes REST API over HTTPS, on the store.
+//!
+//! Request path: TLS (rustls; a client certificate signed by the cluster CA
+//! authenticates its CN as user and O as groups) → routing by path
+//! (`route`) → the verb (`handler`) → the generic registry and the kind's
+//! strategy (`registry`, `strategy`) → the store.
+
+mod discovery;
+mod handler;
+mod namespaces;
+mod openapi;
+mod patch;
+mod registry;
+mod route;
+pub mod status;
+mod strategy;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use skiff_auth::pki::CertPair;
+use skiff_store::Store;
+use tokio::net::TcpListener;
+
+pub use handler::MAX_BODY;
+use registry::Registry;
+
+/// Who sent a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+pub struct Config {
+    pub bind: SocketAddr,
+    pub serving: CertPair,
+    /// Client certificates signed by this CA authenticate.
+    pub client_ca_pem: String,
+    pub store: Store,
+    /// The `kubernetes` Service's ClusterIP: the first address of the service CIDR.
+    pub kubernetes_service_ip: std::net::IpAddr,
+}
+
+/// A bound server; `run` serves until the process ends.
+pub struct Server {
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    api: Arc<handler::Api>,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> Result<Server> {
+        let tls = tls_config(&config)?;
+        let registry = Registry {
+            store: config.store.clone(),
+        };
+        bootstrap(&registry, &config).await?;
+        tokio::spawn(namespaces::resume(registry.clone()));
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("listening on {}", config.bind))?;
+        Ok(Server {
+            listener,
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            api: Arc::new(handler::Api { registry }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub async fn run(self) -> Result<()> {
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    continue;
+                }
+            };
+            let (tls, api) = (self.tls.clone(), self.api.clone());
+            tokio::spawn(async move {
+                let stream = match tls.accept(tcp).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                };
+                let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_of(c));
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (api, user) = (api.clone(), user.clone());
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(user, req.map(axum::body::Body::new)).await) }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// The user a verified client certificate names.
+fn user_of(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<User> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let subject = parsed.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    groups.push("system:authenticated".into());
+    Some(User { name, groups })
+}
+
+fn tls_config(config: &Config) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut config.client_ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    // Certificates are optional at the TLS layer so that unauthenticated
+    // requests get upstream's 401 Status rather than a handshake failure.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let certs = rustls_pemfile::certs(&mut config.serving.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut config.serving.key_pem.as_bytes())?.context("no private key in the serving key PEM")?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// What every cluster has from the start: the four system namespaces and
+/// the `kubernetes` Service in `default`.
+async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
+    let find = |plural| skiff_api::resources::find("", "v1", plural).expect("core resources are served");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        create_if_absent(registry, find("namespaces"), None, obj).await?;
+    }
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": config.kubernetes_service_ip.to_string(),
+            "clusterIPs": [config.kubernetes_service_ip.to_string()],
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": config.bind.port()}],
+            "sessionAffinity": "None",
+        },
+    });
+    create_if_absent(registry, find("services"), Some("default"), service).await
+}
+
+async fn create_if_absent(
+    registry: &Registry,
+    def: &skiff_api::ResourceDef,
+    ns: Option<&str>,
+    obj: serde_json::Value,
+) -> Result<()> {
+    match registry.create(def, ns, obj, false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating {} at start: {}", def.kind, e.message)),
+    }
+}

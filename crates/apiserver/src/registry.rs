@@ -1,0 +1,496 @@
+//! The generic registry: how any resource's objects are created, read,
+//! updated, patched and deleted in the store, with upstream's object rules
+//! (uid, creationTimestamp, generation, resourceVersion preconditions,
+//! status vs. main resource, finalizers and graceful deletion). The few
+//! per-kind rules live in `strategy`.
+
+use bytes::Bytes;
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+use skiff_api::validation::{self, FieldError};
+use skiff_api::ResourceDef;
+use skiff_store::{Error as StoreError, KeyValue, ListOptions, Revision, Store};
+
+use crate::status::{ApiError, ApiResult};
+use crate::strategy;
+
+#[derive(Clone)]
+pub struct Registry {
+    pub store: Store,
+}
+
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A stored object as clients see it: its resourceVersion is the revision
+/// of its last write, stamped on the way out.
+pub fn decode(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
+    let mut obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+    obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+    Ok(obj)
+}
+
+/// The bytes stored for an object: no resourceVersion (the store has it).
+fn encode(obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.remove("resourceVersion");
+        meta.remove("selfLink");
+    }
+    Bytes::from(serde_json::to_vec(&obj).expect("a JSON value serializes"))
+}
+
+pub fn name_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("")
+}
+
+fn resource_version(obj: &Value) -> ApiResult<Option<Revision>> {
+    match obj.pointer("/metadata/resourceVersion").and_then(|v| v.as_str()) {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse::<Revision>()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))),
+    }
+}
+
+/// What a list asks for.
+#[derive(Default)]
+pub struct ListQuery {
+    pub label: skiff_api::selector::LabelSelector,
+    pub field: skiff_api::selector::FieldSelector,
+    pub limit: Option<usize>,
+    pub continue_token: Option<String>,
+    /// `resourceVersion` with `resourceVersionMatch=Exact`: read at it.
+    pub exact_revision: Option<Revision>,
+    /// `resourceVersion` otherwise: read no older than it.
+    pub min_revision: Option<Revision>,
+}
+
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub revision: Revision,
+    pub continue_token: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+pub struct DeleteOptions {
+    pub grace_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<Revision>,
+    pub dry_run: bool,
+}
+
+pub enum Deleted {
+    /// Gone from the store.
+    Now(Value),
+    /// Marked for deletion; finalizers or graceful termination pending.
+    Pending(Value),
+}
+
+fn matches(q: &ListQuery, obj: &Value) -> bool {
+    (q.label.is_empty() || q.label.matches(&validation::labels_of(obj))) && (q.field.is_empty() || q.field.matches(obj))
+}
+
+impl Registry {
+    pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        match self.store.get(&def.key(ns, name), None).await {
+            Ok(Some(kv)) => decode(def, &kv),
+            Ok(None) => Err(ApiError::not_found(def, name)),
+            Err(e) => Err(ApiError::from_store(e, def, name)),
+        }
+    }
+
+    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery) -> ApiResult<ListResult> {
+        let prefix = def.list_prefix(ns);
+        let filtering = !q.label.is_empty() || !q.field.is_empty();
+        let mut opts = ListOptions {
+            revision: q.exact_revision,
+            limit: q.limit,
+            continue_token: q.continue_token.clone(),
+        };
+        let mut items = Vec::new();
+        loop {
+            let page = self.store.list(&prefix, &opts).await.map_err(|e| match e {
+                StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ),
+                e => ApiError::from_store(e, def, ""),
+            })?;
+            if let Some(min) = q.min_revision {
+                if page.revision < min {
+                    return Err(ApiError::from_store(
+                        StoreError::FutureRevision { requested: min, current: page.revision },
+                        def,
+                        "",
+                    ));
+                }
+            }
+            for kv in &page.items {
+                let obj = decode(def, kv)?;
+                if matches(q, &obj) {
+                    items.push(obj);
+                }
+            }
+            // With a selector a page can come back short: keep reading, as
+            // upstream does, until the limit is met or the list ends.
+            let full = q.limit.is_none_or(|l| items.len() >= l);
+            match page.continue_token {
+                Some(token) if filtering && !full => {
+                    opts.revision = None;
+                    opts.continue_token = Some(token);
+                    opts.limit = q.limit.map(|l| l - items.len());
+                }
+                token => {
+                    return Ok(ListResult {
+                        items,
+                        revision: page.revision,
+                        remaining: if filtering { None } else { page.remaining },
+                        continue_token: token,
+                    })
+                }
+            }
+        }
+    }
+
+    pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+        check_type(def, &obj)?;
+        if !obj.get("metadata").is_some_and(|m| m.is_object()) {
+            obj["metadata"] = json!({});
+        }
+        if let Some(ns) = ns {
+            match obj.pointer("/metadata/namespace").and_then(|v| v.as_str()) {
+                Some(given) if !given.is_empty() && given != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => obj["metadata"]["namespace"] = json!(ns),
+            }
+            self.check_namespace_accepts(ns).await?;
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        let generated = name_of(&obj).is_empty();
+        if generated {
+            if let Some(prefix) = obj.pointer("/metadata/generateName").and_then(|v| v.as_str()) {
+                let name = format!("{prefix}{}", random_suffix());
+                obj["metadata"]["name"] = json!(name);
+            }
+        }
+        let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
+        for field in ["resourceVersion", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"] {
+            meta.remove(field);
+        }
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        if obj.get("spec").is_some() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        strategy::prepare_create(def, &mut obj);
+        validate(def, &obj)?;
+        let name = name_of(&obj).to_string();
+        if dry_run {
+            if self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some() {
+                return Err(ApiError::already_exists(def, &name));
+            }
+            return Ok(obj);
+        }
+        let rev = self
+            .store
+            .create(&def.key(ns, &name), encode(&obj))
+            .await
+            .map_err(|e| ApiError::from_store(e, def, &name))?;
+        obj["metadata"]["resourceVersion"] = json!(rev.to_string());
+        Ok(obj)
+    }
+
+    /// Upstream's NamespaceLifecycle: no new content in a namespace that does
+    /// not exist or is being deleted.
+    async fn check_namespace_accepts(&self, ns: &str) -> ApiResult<()> {
+        let namespaces = skiff_api::resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let namespace = self.get(namespaces, None, ns).await?;
+        if namespace.pointer("/metadata/deletionTimestamp").is_some()
+            || namespace.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Terminating")
+        {
+            let mut err = ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ));
+            err.details = Some(json!({
+                "name": ns,
+                "kind": "namespaces",
+                "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}],
+            }));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Reads, changes and writes back an object until the write lands on the
+    /// version it was computed from (upstream's GuaranteedUpdate). With a
+    /// `precondition` a changed object is a conflict instead of a retry.
+    pub async fn guaranteed_update<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        change: F,
+    ) -> ApiResult<Value>
+    where
+        F: Fn(&Value) -> ApiResult<Value>,
+    {
+        let key = def.key(ns, name);
+        loop {
+            let kv = match self.store.get(&key, None).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) => return Err(ApiError::not_found(def, name)),
+                Err(e) => return Err(ApiError::from_store(e, def, name)),
+            };
+            if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                return Err(ApiError::modified(def, name));
+            }
+            let current = decode(def, &kv)?;
+            let mut updated = change(&current)?;
+            updated["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+            if updated == current || dry_run {
+                // Nothing changed: upstream does not write (nor bump the version).
+                return Ok(updated);
+            }
+            // The last finalizer removed from an object being deleted: delete it.
+            let written = if strategy::is_finalized(def, &updated) {
+                self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
+            } else {
+                self.store.update(&key, encode(&updated), Some(kv.mod_revision)).await
+            };
+            match written {
+                Ok(rev) => {
+                    updated["metadata"]["resourceVersion"] = json!(rev.to_string());
+                    return Ok(updated);
+                }
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => return Err(ApiError::modified(def, name)),
+                Err(e) => return Err(ApiError::from_store(e, def, name)),
+            }
+        }
+    }
+
+    /// PUT: replaces the object (or, for `/status`, only its status).
+    pub async fn update(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        new: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
+        check_type(def, &new)?;
+        let body_name = name_of(&new);
+        if body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let (Some(ns), Some(given)) = (ns, new.pointer("/metadata/namespace").and_then(|v| v.as_str())) {
+            if !given.is_empty() && given != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let precondition = resource_version(&new)?;
+        self.guaranteed_update(def, ns, name, precondition, dry_run, |current| {
+            merge_update(def, current, new.clone(), subresource)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, def: &ResourceDef, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+        let key = def.key(ns, name);
+        loop {
+            let kv = match self.store.get(&key, None).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) => return Err(ApiError::not_found(def, name)),
+                Err(e) => return Err(ApiError::from_store(e, def, name)),
+            };
+            let obj = decode(def, &kv)?;
+            if let Some(uid) = &opts.uid {
+                let actual = obj.pointer("/metadata/uid").and_then(|v| v.as_str()).unwrap_or("");
+                if uid != actual {
+                    return Err(ApiError::conflict(
+                        def,
+                        name,
+                        &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                    ));
+                }
+            }
+            if let Some(rv) = opts.resource_version {
+                if rv != kv.mod_revision {
+                    return Err(ApiError::conflict(
+                        def,
+                        name,
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                            kv.mod_revision
+                        ),
+                    ));
+                }
+            }
+            let graceful = strategy::deletes_gracefully(def, &obj, opts.grace_seconds);
+            if graceful {
+                if obj.pointer("/metadata/deletionTimestamp").is_some() {
+                    return Ok(Deleted::Pending(obj));
+                }
+                let mut marked = obj.clone();
+                strategy::mark_deleted(def, &mut marked, opts.grace_seconds);
+                if opts.dry_run {
+                    return Ok(Deleted::Pending(marked));
+                }
+                match self.store.update(&key, encode(&marked), Some(kv.mod_revision)).await {
+                    Ok(rev) => {
+                        marked["metadata"]["resourceVersion"] = json!(rev.to_string());
+                        return Ok(Deleted::Pending(marked));
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(ApiError::from_store(e, def, name)),
+                }
+            }
+            if opts.dry_run {
+                return Ok(Deleted::Now(obj));
+            }
+            match self.store.delete(&key, Some(kv.mod_revision)).await {
+                Ok(_) => return Ok(Deleted::Now(obj)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ApiError::from_store(e, def, name)),
+            }
+        }
+    }
+}
+
+/// The object an update (PUT or patch) produces from `current` and the
+/// client's `new`: what the client may not change is kept from `current`.
+pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresource: Option<&str>) -> ApiResult<Value> {
+    let name = name_of(current).to_string();
+    if let (Some(given), Some(actual)) = (
+        new.pointer("/metadata/uid").and_then(|v| v.as_str()).filter(|u| !u.is_empty()),
+        current.pointer("/metadata/uid").and_then(|v| v.as_str()),
+    ) {
+        if given != actual {
+            return Err(ApiError::conflict(
+                def,
+                &name,
+                &format!("Precondition failed: UID in precondition: {given}, UID in object meta: {actual}"),
+            ));
+        }
+    }
+    if subresource == Some("status") {
+        // `/status` changes the status and nothing else.
+        let mut out = current.clone();
+        match new.get("status") {
+            Some(status) => out["status"] = status.clone(),
+            None => {
+                if let Some(o) = out.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        return Ok(out);
+    }
+    if !new.get("metadata").is_some_and(|m| m.is_object()) {
+        new["metadata"] = json!({});
+    }
+    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+        match current.pointer(&format!("/metadata/{field}")) {
+            Some(v) => new["metadata"][field] = v.clone(),
+            None => {
+                if let Some(m) = new["metadata"].as_object_mut() {
+                    m.remove(field);
+                }
+            }
+        }
+    }
+    if let Some(m) = new["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+    if def.has_status() {
+        // The main resource ignores status; `/status` is how it changes.
+        match current.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(o) = new.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    strategy::prepare_update(def, current, &mut new);
+    if spec_changed(current, &new) && current.pointer("/metadata/generation").is_some() {
+        let generation = current.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(0);
+        new["metadata"]["generation"] = json!(generation + 1);
+    }
+    validate(def, &new)?;
+    Ok(new)
+}
+
+/// Anything besides metadata and status differs.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+fn check_type(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{obj}'")));
+    }
+    if let Some(v) = obj.get("apiVersion").and_then(|v| v.as_str()) {
+        if v != def.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                def.api_version()
+            )));
+        }
+    }
+    if let Some(k) = obj.get("kind").and_then(|v| v.as_str()) {
+        if k != def.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                def.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
+    let mut errs: Vec<FieldError> = validation::object_meta(def.group, def.kind, &obj["metadata"]);
+    errs.extend(strategy::validate(def, obj));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def, name_of(obj), &errs))
+    }
+}
+
+/// Upstream's generateName suffix: five characters from an alphabet
+/// without vowels or look-alikes.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let id = uuid::Uuid::new_v4();
+    id.as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}

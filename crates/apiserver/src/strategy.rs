@@ -1,0 +1,194 @@
+//! Per-kind rules on top of the generic registry, as upstream's strategies
+//! have them: what a new object starts with, what an update keeps, what
+//! validation adds, and whether deletion waits.
+
+use base64::Engine;
+use serde_json::{json, Value};
+use skiff_api::validation::{self, FieldError};
+use skiff_api::ResourceDef;
+
+
+fn is(def: &ResourceDef, group: &str, kind: &str) -> bool {
+    def.group == group && def.kind == kind
+}
+
+pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
+    if def.has_status() {
+        // Status is the controllers' to write, through `/status`.
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+    }
+    if is(def, "", "Namespace") {
+        if obj.pointer("/spec/finalizers").is_none() {
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        obj["status"] = json!({"phase": "Active"});
+        // Upstream labels every namespace with its own name.
+        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = obj["metadata"]["name"].clone();
+    } else if is(def, "", "Pod") {
+        obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+    } else if is(def, "", "Secret") {
+        fold_string_data(obj);
+        if obj.get("type").is_none() {
+            obj["type"] = json!("Opaque");
+        }
+    }
+}
+
+pub fn prepare_update(def: &ResourceDef, current: &Value, new: &mut Value) {
+    if is(def, "", "Secret") {
+        fold_string_data(new);
+    } else if is(def, "", "Namespace") && new.pointer("/spec/finalizers").is_none() {
+        // Finalizers in spec change through `/finalize` only.
+        if let Some(f) = current.pointer("/spec/finalizers") {
+            new["spec"]["finalizers"] = f.clone();
+        }
+    }
+    if is(def, "", "Namespace") {
+        new["metadata"]["labels"]["kubernetes.io/metadata.name"] = current["metadata"]["name"].clone();
+    }
+}
+
+pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if is(def, "", "ConfigMap") || is(def, "", "Secret") {
+        for field in ["data", "binaryData"] {
+            if let Some(data) = obj.get(field).and_then(|d| d.as_object()) {
+                for key in data.keys() {
+                    if !valid_config_key(key) {
+                        errs.push(FieldError {
+                            field: format!("{field}[{key}]"),
+                            reason: "FieldValueInvalid",
+                            message: format!(
+                                "Invalid value: {key:?}: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if is(def, "", "Pod") {
+        let containers = obj.pointer("/spec/containers").and_then(|c| c.as_array());
+        if containers.is_none_or(|c| c.is_empty()) {
+            errs.push(validation::required("spec.containers", ""));
+        }
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            if c.get("name").and_then(|n| n.as_str()).is_none_or(str::is_empty) {
+                errs.push(validation::required(&format!("spec.containers[{i}].name"), ""));
+            }
+            if c.get("image").and_then(|n| n.as_str()).is_none_or(str::is_empty) {
+                errs.push(validation::required(&format!("spec.containers[{i}].image"), ""));
+            }
+        }
+    }
+    errs
+}
+
+fn valid_config_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 253 && key != "." && key != ".." && key.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+}
+
+/// `stringData` is write-only convenience: it is folded into `data`.
+fn fold_string_data(obj: &mut Value) {
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    if let Some(map) = string_data.as_object() {
+        if !obj.get("data").is_some_and(|d| d.is_object()) {
+            obj["data"] = json!({});
+        }
+        for (k, v) in map {
+            let text = v.as_str().unwrap_or_default();
+            obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
+    }
+}
+
+/// Guaranteed, Burstable or BestEffort, as upstream computes a pod's QoS.
+fn qos_class(pod: &Value) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(|c| c.as_array()))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let requests = c.pointer("/resources/requests").and_then(|r| r.as_object());
+        let limits = c.pointer("/resources/limits").and_then(|r| r.as_object());
+        if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
+            any = true;
+        }
+        for res in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(res));
+            let request = requests.and_then(|r| r.get(res)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+/// Deletion waits (the object is only marked) for namespaces, for objects
+/// with finalizers, and for pods bound to a node, whose kubelet stops them.
+pub fn deletes_gracefully(def: &ResourceDef, obj: &Value, grace: Option<i64>) -> bool {
+    if is(def, "", "Namespace") {
+        return true;
+    }
+    if obj.pointer("/metadata/finalizers").and_then(|f| f.as_array()).is_some_and(|f| !f.is_empty()) {
+        return true;
+    }
+    is(def, "", "Pod") && obj.pointer("/spec/nodeName").is_some() && grace != Some(0)
+}
+
+/// Being deleted with no finalizer left: time to remove it from the store.
+/// A namespace also waits for the finalizers in its spec.
+pub fn is_finalized(def: &ResourceDef, obj: &Value) -> bool {
+    let empty = |p: &str| obj.pointer(p).and_then(|f| f.as_array()).is_none_or(|f| f.is_empty());
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+        && empty("/metadata/finalizers")
+        && (!is(def, "", "Namespace") || empty("/spec/finalizers"))
+}
+
+pub fn mark_deleted(def: &ResourceDef, obj: &mut Value, grace: Option<i64>) {
+    let grace = if is(def, "", "Pod") {
+        grace.or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(|g| g.as_i64())).unwrap_or(30)
+    } else {
+        0
+    };
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(grace);
+    obj["metadata"]["deletionTimestamp"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    if is(def, "", "Namespace") {
+        obj["status"]["phase"] = json!("Terminating");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qos() {
+        let pod = |res: Value| json!({"spec": {"containers": [{"name": "a", "image": "x", "resources": res}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+    }
+
+    #[test]
+    fn string_data_folds_into_data() {
+        let mut s = json!({"stringData": {"user": "admin"}, "data": {"x": "eA=="}});
+        fold_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"x": "eA==", "user": "YWRtaW4="}}));
+    }
+}

@@ -1,0 +1,183 @@
+//! Watch: a stream of `{"type": …, "object": …}` lines.
+//!
+//! Without a resourceVersion (or with "0"), the current objects come first as
+//! ADDED, then changes; with one, changes after it. With selectors, an object
+//! that starts to match is ADDED and one that stops matching is DELETED, as
+//! upstream does. `allowWatchBookmarks` turns the store's progress into
+//! BOOKMARK events, and `sendInitialEvents` ends the initial state with the
+//! `k8s.io/initial-events-end` bookmark. A revision that is gone ends the
+//! stream with an ERROR event carrying a 410 Status.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_api::selector::FieldSelector;
+use skiff_api::{validation, ResourceDef};
+use skiff_store::{EventKind, ListOptions};
+
+use crate::handler::{list_query, metadata_only, Query, Representation};
+use crate::registry::{decode, ListQuery, Registry};
+use crate::status::{ApiError, ApiResult};
+
+fn matches(q: &ListQuery, obj: &Value) -> bool {
+    (q.label.is_empty() || q.label.matches(&validation::labels_of(obj))) && (q.field.is_empty() || q.field.matches(obj))
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON serializes");
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn bookmark(def: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": revision.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line("BOOKMARK", json!({"kind": def.kind, "apiVersion": def.api_version(), "metadata": meta}))
+}
+
+fn error_line(err: ApiError) -> Bytes {
+    line("ERROR", err.to_status())
+}
+
+pub async fn serve(
+    registry: &Registry,
+    def: &'static ResourceDef,
+    ns: Option<&str>,
+    name: Option<&str>,
+    query: &Query,
+    repr: Representation,
+) -> ApiResult<Response> {
+    let mut q = list_query(def, query)?;
+    if let Some(name) = name {
+        q.field = FieldSelector::parse(&format!("metadata.name={name}"), &[], def.namespaced).map_err(ApiError::bad_request)?;
+    }
+    let start = match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => None,
+        Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
+    };
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let send_initial = match query.get("sendInitialEvents").map(String::as_str) {
+        Some("true") => true,
+        Some(_) => false,
+        None => start.is_none(),
+    };
+    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let include_object = query.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
+    let render = move |obj: Value| -> Value {
+        match repr {
+            Representation::Object => obj,
+            Representation::Metadata => metadata_only(&obj),
+            Representation::Table => {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+                skiff_api::table::table(def, std::slice::from_ref(&obj), json!({"resourceVersion": rv}), false, &include_object)
+            }
+        }
+    };
+
+    let store = registry.store.clone();
+    let prefix = def.list_prefix(ns);
+    // The initial state, read as one snapshot; the watch continues from it.
+    let mut initial = Vec::new();
+    let from = if send_initial {
+        let mut opts = ListOptions {
+            revision: start,
+            ..Default::default()
+        };
+        loop {
+            let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
+            for kv in &page.items {
+                let obj = decode(def, kv)?;
+                if matches(&q, &obj) {
+                    initial.push(obj);
+                }
+            }
+            match page.continue_token {
+                Some(c) => {
+                    opts = ListOptions {
+                        continue_token: Some(c),
+                        ..Default::default()
+                    }
+                }
+                None => break page.revision,
+            }
+        }
+    } else {
+        start.unwrap_or(0)
+    };
+    let watch = store.watch(&prefix, from).await;
+
+    let stream = async_stream::stream! {
+        for obj in initial {
+            yield Ok::<Bytes, std::convert::Infallible>(line("ADDED", render(obj)));
+        }
+        if send_initial && bookmarks {
+            yield Ok(bookmark(def, from, true));
+        }
+        let mut watch = match watch {
+            Ok(w) => w,
+            Err(e) => {
+                yield Ok(error_line(ApiError::from_store(e, def, "")));
+                return;
+            }
+        };
+        while let Some(batch) = watch.next().await {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    yield Ok(error_line(ApiError::from_store(e, def, "")));
+                    return;
+                }
+            };
+            if batch.events.is_empty() {
+                if bookmarks {
+                    yield Ok(bookmark(def, batch.revision, false));
+                }
+                continue;
+            }
+            for event in &batch.events {
+                let prev = match &event.prev {
+                    Some(p) => match decode(def, p) {
+                        Ok(o) => Some(o),
+                        Err(e) => { yield Ok(error_line(e)); return; }
+                    },
+                    None => None,
+                };
+                let was = prev.as_ref().is_some_and(|p| matches(&q, p));
+                match event.kind {
+                    EventKind::Put => {
+                        let obj = match decode(def, &event.kv) {
+                            Ok(o) => o,
+                            Err(e) => { yield Ok(error_line(e)); return; }
+                        };
+                        let now = matches(&q, &obj);
+                        let kind = match (was, now) {
+                            (true, true) => "MODIFIED",
+                            (false, true) => "ADDED",
+                            (true, false) => "DELETED",
+                            (false, false) => continue,
+                        };
+                        yield Ok(line(kind, render(obj)));
+                    }
+                    EventKind::Delete => {
+                        if let Some(mut obj) = prev.filter(|_| was) {
+                            obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
+                            yield Ok(line("DELETED", render(obj)));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let body = match timeout {
+        Some(t) => Body::from_stream(stream.take_until(tokio::time::sleep(t))),
+        None => Body::from_stream(stream),
+    };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

@@ -1,0 +1,275 @@
+//! The cluster's certificates: one CA, created on first start and kept in
+//! the data directory, which signs the API server's serving certificate and
+//! client certificates (CN = user, O = groups, as upstream reads them).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Leaf certificates this close to expiry are issued anew at start.
+const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Clone)]
+pub struct CertPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+pub struct Pki {
+    dir: PathBuf,
+    ca: CertPair,
+}
+
+impl Pki {
+    /// Loads the CA from `dir`, creating it on first use.
+    pub fn load_or_create(dir: &Path) -> Result<Pki> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let ca = match read_pair(dir, "ca")? {
+            Some(ca) => ca,
+            None => {
+                let key = KeyPair::generate()?;
+                let mut params = CertificateParams::default();
+                params.distinguished_name = name("skiff-ca", &[]);
+                params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+                validity(&mut params, CA_VALIDITY);
+                let cert = params.self_signed(&key)?;
+                let ca = CertPair {
+                    cert_pem: cert.pem(),
+                    key_pem: key.serialize_pem(),
+                };
+                write_pair(dir, "ca", &ca)?;
+                ca
+            }
+        };
+        Ok(Pki { dir: dir.to_path_buf(), ca })
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca.cert_pem
+    }
+
+    fn issue(&self, mut params: CertificateParams) -> Result<CertPair> {
+        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
+        let key = KeyPair::generate()?;
+        validity(&mut params, LEAF_VALIDITY);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(CertPair {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// The serving certificate for these names and addresses, kept as
+    /// `file` in the directory and issued anew when the names change or
+    /// expiry nears.
+    pub fn serving(&self, file: &str, dns: &[String], ips: &[IpAddr]) -> Result<CertPair> {
+        let mut sans: Vec<SanType> = Vec::new();
+        for d in dns {
+            sans.push(SanType::DnsName(d.as_str().try_into()?));
+        }
+        sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        self.kept(file, |existing| same_sans(existing, dns, ips), || {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = name("skiff-apiserver", &[]);
+            params.subject_alt_names = sans.clone();
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            self.issue(params)
+        })
+    }
+
+    /// A client certificate for `user` in `groups`, kept as `file` when given.
+    pub fn client(&self, file: Option<&str>, user: &str, groups: &[&str]) -> Result<CertPair> {
+        let make = || {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = name(user, groups);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            self.issue(params)
+        };
+        match file {
+            Some(file) => self.kept(file, |existing| same_subject(existing, user, groups), make),
+            None => make(),
+        }
+    }
+
+    /// Reuses the pair stored as `file` if `fits` and not near expiry.
+    fn kept(
+        &self,
+        file: &str,
+        fits: impl Fn(&x509_parser::certificate::X509Certificate) -> bool,
+        make: impl Fn() -> Result<CertPair>,
+    ) -> Result<CertPair> {
+        if let Some(pair) = read_pair(&self.dir, file)? {
+            let der = pem_to_der(&pair.cert_pem)?;
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing a stored certificate")?;
+            let renew_at = SystemTime::now() + RENEW_BEFORE;
+            let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+            if fits(&cert) && expires > renew_at {
+                return Ok(pair);
+            }
+        }
+        let pair = make()?;
+        write_pair(&self.dir, file, &pair)?;
+        Ok(pair)
+    }
+}
+
+fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    for o in organizations {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn
+}
+
+fn validity(params: &mut CertificateParams, lifetime: Duration) {
+    let now = SystemTime::now();
+    // A little slack for clocks that are slightly behind.
+    params.not_before = (now - Duration::from_secs(3600)).into();
+    params.not_after = (now + lifetime).into();
+}
+
+fn same_sans(cert: &x509_parser::certificate::X509Certificate, dns: &[String], ips: &[IpAddr]) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    let mut have_dns: Vec<String> = Vec::new();
+    let mut have_ips: Vec<IpAddr> = Vec::new();
+    for n in &san.value.general_names {
+        match n {
+            GeneralName::DNSName(d) => have_dns.push(d.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => have_ips.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap())),
+                16 => have_ips.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap())),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    dns.iter().all(|d| have_dns.contains(d)) && ips.iter().all(|ip| have_ips.contains(ip))
+}
+
+fn same_subject(cert: &x509_parser::certificate::X509Certificate, user: &str, groups: &[&str]) -> bool {
+    let subject = cert.subject();
+    let cn: Vec<_> = subject.iter_common_name().filter_map(|a| a.as_str().ok()).collect();
+    let orgs: Vec<_> = subject.iter_organization().filter_map(|a| a.as_str().ok()).collect();
+    cn == [user] && orgs == groups
+}
+
+pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
+    let mut reader = pem.as_bytes();
+    let cert = rustls_pemfile::certs(&mut reader)
+        .next()
+        .context("no certificate in PEM")??;
+    Ok(cert.to_vec())
+}
+
+fn read_pair(dir: &Path, file: &str) -> Result<Option<CertPair>> {
+    let (crt, key) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+    if !crt.exists() || !key.exists() {
+        return Ok(None);
+    }
+    Ok(Some(CertPair {
+        cert_pem: std::fs::read_to_string(&crt).with_context(|| format!("reading {}", crt.display()))?,
+        key_pem: std::fs::read_to_string(&key).with_context(|| format!("reading {}", key.display()))?,
+    }))
+}
+
+fn write_pair(dir: &Path, file: &str, pair: &CertPair) -> Result<()> {
+    write_private(&dir.join(format!("{file}.key")), &pair.key_pem)?;
+    write_private(&dir.join(format!("{file}.crt")), &pair.cert_pem)
+}
+
+/// Writes a file readable by its owner only, atomically (a crash leaves the
+/// old file or the new one, never half of one).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// A kubeconfig for `user` with an embedded client certificate.
+pub fn kubeconfig(server: &str, ca_pem: &str, user: &str, client: &CertPair) -> String {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    format!(
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: skiff
+  cluster:
+    server: {server}
+    certificate-authority-data: {ca}
+users:
+- name: {user}
+  user:
+    client-certificate-data: {cert}
+    client-key-data: {key}
+contexts:
+- name: skiff
+  context:
+    cluster: skiff
+    user: {user}
+current-context: skiff
+",
+        ca = STANDARD.encode(ca_pem),
+        cert = STANDARD.encode(&client.cert_pem),
+        key = STANDARD.encode(&client.key_pem),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_and_leaves_persist_and_renew_on_change() {
+        let dir = tempfile_dir();
+        let pki = Pki::load_or_create(&dir).unwrap();
+        let ca = pki.ca_pem().to_string();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let s1 = pki.serving("serving", &["localhost".into()], &[ip]).unwrap();
+        let again = Pki::load_or_create(&dir).unwrap();
+        assert_eq!(again.ca_pem(), ca, "the CA survives a restart");
+        let s2 = again.serving("serving", &["localhost".into()], &[ip]).unwrap();
+        assert_eq!(s1.cert_pem, s2.cert_pem, "same names: the certificate is kept");
+        let s3 = again.serving("serving", &["localhost".into(), "example".into()], &[ip]).unwrap();
+        assert_ne!(s2.cert_pem, s3.cert_pem, "new names: issued anew");
+
+        let c = again.client(Some("admin"), "skiff-admin", &["system:masters"]).unwrap();
+        let der = pem_to_der(&c.cert_pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(same_subject(&cert, "skiff-admin", &["system:masters"]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("skiff-pki-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}

@@ -1,0 +1,116 @@
+//! `skiff server`: the control plane on this host.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use skiff_auth::pki::{self, Pki};
+use skiff_store::{Store, StoreConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where certificates and (with SQLite) the data live.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// The API server's HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// The address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Where to write the admin kubeconfig.
+    #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
+    write_kubeconfig: PathBuf,
+    /// etcd endpoints (`http://HOST:2379[,…]`); SQLite in the data dir when absent.
+    #[arg(long)]
+    datastore_endpoint: Option<String>,
+    /// Service ClusterIPs come from here; the first is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Pod IPs come from here, one slice per node.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Run only the control plane, no node agent on this host.
+    #[arg(long)]
+    disable_agent: bool,
+}
+
+/// The first host address of an IPv4 CIDR.
+fn first_address(cidr: &str) -> Result<Ipv4Addr> {
+    let (net, bits) = cidr.split_once('/').with_context(|| format!("{cidr:?} is not a CIDR"))?;
+    let net: Ipv4Addr = net.parse().with_context(|| format!("{cidr:?} is not an IPv4 CIDR"))?;
+    let bits: u32 = bits.parse().with_context(|| format!("{cidr:?} has no prefix length"))?;
+    if bits > 30 {
+        bail!("{cidr:?} is too small");
+    }
+    let mask = u32::MAX << (32 - bits);
+    Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let service_ip = IpAddr::V4(first_address(&args.service_cidr).context("--service-cidr")?);
+    first_address(&args.cluster_cidr).context("--cluster-cidr")?;
+
+    let pki = Pki::load_or_create(&args.data_dir.join("server/tls"))?;
+    let host = hostname();
+    let mut dns = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
+    dns.extend(host.clone());
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), service_ip];
+    if !args.bind_address.is_unspecified() && !ips.contains(&args.bind_address) {
+        ips.push(args.bind_address);
+    }
+    let serving = pki.serving("serving", &dns, &ips)?;
+    let admin = pki.client(Some("admin"), "skiff-admin", &["system:masters"])?;
+
+    let store_config = StoreConfig::from_endpoint(args.datastore_endpoint.as_deref(), &args.data_dir.join("server"))?;
+    let store = Store::open(&store_config).await.context("opening the datastore")?;
+
+    let server = skiff_apiserver::Server::bind(skiff_apiserver::Config {
+        bind: SocketAddr::new(args.bind_address, args.https_listen_port),
+        serving,
+        client_ca_pem: pki.ca_pem().to_string(),
+        store,
+        kubernetes_service_ip: service_ip,
+    })
+    .await?;
+    let addr = server.local_addr();
+    let url_host = if args.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { args.bind_address.to_string() };
+    let url = format!("https://{url_host}:{}", addr.port());
+    if let Some(dir) = args.write_kubeconfig.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    pki::write_private(&args.write_kubeconfig, &pki::kubeconfig(&url, pki.ca_pem(), "skiff-admin", &admin))?;
+    if !args.disable_agent {
+        tracing::warn!("the node agent has not landed yet: this server runs the control plane only");
+    }
+    eprintln!(
+        "skiff server ready at {url} in {} ms; kubeconfig: {}",
+        started.elapsed().as_millis(),
+        args.write_kubeconfig.display()
+    );
+    server.run().await
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty() && skiff_api_name_ok(h))
+}
+
+/// A host name usable as a certificate DNS name.
+fn skiff_api_name_ok(h: &str) -> bool {
+    h.split('.').all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn first_address_of_a_cidr() {
+        assert_eq!(super::first_address("10.43.0.0/16").unwrap().to_string(), "10.43.0.1");
+        assert_eq!(super::first_address("10.43.7.9/16").unwrap().to_string(), "10.43.0.1");
+        assert!(super::first_address("10.43.0.0").is_err());
+    }
+}

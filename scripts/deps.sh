@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what building and testing Skiff needs on Debian 12, as root.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+packages=(
+  build-essential      # C compiler for the bundled SQLite
+  protobuf-compiler    # etcd-client's gRPC code generation
+  etcd-server          # the etcd backend's tests and benchmark
+  etcd-client          # etcdctl, for `skiff bench store`'s reference figure
+  curl ca-certificates
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's etcd package starts a system etcd; Skiff's tests run their own on
+# loopback with private ports and data, so it is neither needed nor in the way.
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  # Debian 12's rustc is too old for the dependencies; use rustup.
+  echo "deps: installing the Rust toolchain with rustup"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+fi
