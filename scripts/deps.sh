@@ -8,7 +8,8 @@ packages=(
   protobuf-compiler    # etcd-client's gRPC code generation
   etcd-server          # the etcd backend's tests and benchmark
   etcd-client          # etcdctl, for `skiff bench store`'s reference figure
-  curl ca-certificates
+  curl ca-certificates # curl: the unauthenticated-request test
+  python3 python3-venv # the Python client tests
 )
 
 missing=()
@@ -21,6 +22,13 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# kubectl 1.32 is the judge of API compatibility. This machine kind carries
+# it as the `kubectl` apt package; elsewhere install kubectl 1.32 first.
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "deps: installing kubectl"
+  apt-get install -y -qq kubectl >/dev/null || { echo "deps: kubectl 1.32 is needed and no apt source offers it" >&2; exit 1; }
+fi
+
 # Debian's etcd package starts a system etcd; Skiff's tests run their own on
 # loopback with private ports and data, so it is neither needed nor in the way.
 

@@ -24,6 +24,11 @@ pub struct Api {
 
 pub type Query = HashMap<String, String>;
 
+/// A boolean query parameter as upstream reads it (Go's `strconv.ParseBool`).
+pub fn flag(query: &Query, name: &str) -> bool {
+    matches!(query.get(name).map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
 fn query_of(uri: &axum::http::Uri) -> Query {
     uri.query()
         .map(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).unwrap_or_default().into_iter().collect())
@@ -123,7 +128,7 @@ impl Api {
                 ));
             }
         }
-        let is_watch = t.legacy_watch || query.get("watch").is_some_and(|w| w == "true" || w == "1");
+        let is_watch = t.legacy_watch || flag(query, "watch");
         let verb = match (method, &t.name, is_watch) {
             (&Method::GET, _, true) => "watch",
             (&Method::GET, Some(_), _) => "get",

@@ -20,7 +20,7 @@ use skiff_api::selector::FieldSelector;
 use skiff_api::{validation, ResourceDef};
 use skiff_store::{EventKind, ListOptions};
 
-use crate::handler::{list_query, metadata_only, Query, Representation};
+use crate::handler::{flag, list_query, metadata_only, Query, Representation};
 use crate::registry::{decode, ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
 
@@ -62,10 +62,9 @@ pub async fn serve(
         None | Some("") | Some("0") => None,
         Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
     };
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let send_initial = match query.get("sendInitialEvents").map(String::as_str) {
-        Some("true") => true,
-        Some(_) => false,
+    let bookmarks = flag(query, "allowWatchBookmarks");
+    let send_initial = match query.get("sendInitialEvents") {
+        Some(_) => flag(query, "sendInitialEvents"),
         None => start.is_none(),
     };
     let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);

@@ -1,0 +1,233 @@
+"""The official Python `kubernetes` client against Skiff: typed CRUD across
+groups, watches with resume, pagination, each patch type, error statuses.
+Tests covering an upstream conformance test name its codename."""
+import base64
+import json
+import threading
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+
+def cm(name, data=None, labels=None):
+    return client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, labels=labels), data=data)
+
+
+def status_of(exc):
+    return json.loads(exc.body)
+
+
+def deployment(name, replicas=1):
+    labels = {"app": name}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[
+                    client.V1Container(name="main", image="registry.local/busybox:1",
+                                       env=[client.V1EnvVar(name="A", value="1")])]))))
+
+
+def test_typed_crud_across_groups(api_client, core, namespace):
+    created = core.create_namespaced_config_map(namespace, cm("settings", {"a": "1"}))
+    assert created.metadata.uid and created.metadata.resource_version
+    assert created.metadata.creation_timestamp is not None
+    read = core.read_namespaced_config_map("settings", namespace)
+    assert read.data == {"a": "1"}
+    read.data["b"] = "2"
+    replaced = core.replace_namespaced_config_map("settings", namespace, read)
+    assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
+
+    secret = core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="creds"), string_data={"user": "admin"}))
+    assert secret.type == "Opaque"
+    assert base64.b64decode(secret.data["user"]) == b"admin"
+    assert secret.string_data is None
+
+    apps = client.AppsV1Api(api_client)
+    d = apps.create_namespaced_deployment(namespace, deployment("web", 2))
+    assert d.metadata.generation == 1 and d.spec.replicas == 2
+
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    role = client.V1Role(metadata=client.V1ObjectMeta(name="reader"),
+                         rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get"])])
+    assert rbac.create_namespaced_role(namespace, role).rules[0].verbs == ["get"]
+    rbac.create_cluster_role(client.V1ClusterRole(metadata=client.V1ObjectMeta(name=f"{namespace}-viewer")))
+    assert rbac.read_cluster_role(f"{namespace}-viewer").metadata.name == f"{namespace}-viewer"
+
+    batch = client.BatchV1Api(api_client)
+    job = client.V1Job(metadata=client.V1ObjectMeta(name="once"), spec=client.V1JobSpec(
+        template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+            restart_policy="Never", containers=[client.V1Container(name="c", image="i")]))))
+    assert batch.create_namespaced_job(namespace, job).metadata.name == "once"
+
+    core.delete_namespaced_config_map("settings", namespace)
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_config_map("settings", namespace)
+    assert e.value.status == 404
+
+
+def test_watch_streams_events_and_resumes(core, namespace):
+    """[sig-api-machinery] Watchers should be able to start watching from a specific resource version [Conformance]"""
+    start = core.list_namespaced_config_map(namespace).metadata.resource_version
+    core.create_namespaced_config_map(namespace, cm("w", {"v": "1"}))
+    core.patch_namespaced_config_map("w", namespace, {"data": {"v": "2"}})
+    core.delete_namespaced_config_map("w", namespace)
+
+    events = []
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=start, timeout_seconds=5):
+        events.append((ev["type"], ev["object"].metadata.name, (ev["object"].data or {}).get("v"),
+                       ev["object"].metadata.resource_version))
+        if len(events) == 3:
+            w.stop()
+    assert [e[:3] for e in events] == [("ADDED", "w", "1"), ("MODIFIED", "w", "2"), ("DELETED", "w", "2")]
+
+    # Resuming from the MODIFIED event's version delivers only what followed it.
+    resumed = []
+    for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=events[1][3], timeout_seconds=5):
+        resumed.append(ev["type"])
+        w.stop()
+    assert resumed == ["DELETED"]
+
+
+def test_watch_with_selector_reports_objects_leaving_it(core, namespace):
+    """[sig-api-machinery] Watchers should observe an object deletion if it stops meeting the requirements of the selector [Conformance]"""
+    start = core.list_namespaced_config_map(namespace).metadata.resource_version
+    core.create_namespaced_config_map(namespace, cm("sel", labels={"watch": "yes"}))
+    core.patch_namespaced_config_map("sel", namespace, {"metadata": {"labels": {"watch": "no"}}})
+    core.patch_namespaced_config_map("sel", namespace, {"metadata": {"labels": {"watch": "yes"}}})
+    seen = []
+    w = watch.Watch()
+    for ev in w.stream(core.list_namespaced_config_map, namespace, label_selector="watch=yes",
+                       resource_version=start, timeout_seconds=5):
+        seen.append(ev["type"])
+        if len(seen) == 3:
+            w.stop()
+    assert seen == ["ADDED", "DELETED", "ADDED"]
+
+
+def test_concurrent_watches_see_the_same_order(core, namespace):
+    """[sig-api-machinery] Watchers should receive events on concurrent watches in same order [Conformance]"""
+    start = core.list_namespaced_config_map(namespace).metadata.resource_version
+    results = [[], [], []]
+
+    def watcher(out):
+        w = watch.Watch()
+        for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=start, timeout_seconds=10):
+            out.append(ev["object"].metadata.resource_version)
+            if len(out) == 20:
+                w.stop()
+
+    threads = [threading.Thread(target=watcher, args=(r,)) for r in results]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        core.create_namespaced_config_map(namespace, cm(f"o{i}"))
+    for t in threads:
+        t.join(15)
+    assert len(results[0]) == 20
+    assert results[0] == results[1] == results[2]
+
+
+def test_pagination(core, namespace):
+    """[sig-api-machinery] Servers with support for API chunking should return chunks of results for list calls [Conformance]"""
+    for i in range(30):
+        core.create_namespaced_config_map(namespace, cm(f"page-{i:02d}"))
+    names, token, pages = [], None, 0
+    while True:
+        page = core.list_namespaced_config_map(namespace, limit=8, _continue=token)
+        pages += 1
+        names += [o.metadata.name for o in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+        assert page.metadata.remaining_item_count == 30 - len(names)
+    assert pages == 4
+    assert names == sorted(f"page-{i:02d}" for i in range(30))
+
+
+def test_each_patch_type(api_client, namespace):
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, deployment("p"))
+
+    # Strategic merge: containers merge by name, env by name.
+    body = {"spec": {"template": {"spec": {"containers": [{"name": "main", "env": [{"name": "B", "value": "2"}]}]}}}}
+    # The client sends a dict as a strategic merge patch, a list as a JSON patch.
+    d = apps.patch_namespaced_deployment("p", namespace, body)
+    env = d.spec.template.spec.containers[0].env
+    assert [(e.name, e.value) for e in env] == [("A", "1"), ("B", "2")]
+    assert d.spec.template.spec.containers[0].image == "registry.local/busybox:1"
+
+    # Merge patch: lists are replaced.
+    body = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "other:2"}]}}}}
+    d = api_client.call_api(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments/p", "PATCH", body=body,
+        header_params={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+        response_type="V1Deployment", auth_settings=["BearerToken"], _return_http_data_only=True)
+    assert d.spec.template.spec.containers[0].env is None
+
+    # JSON patch.
+    ops = [{"op": "replace", "path": "/spec/replicas", "value": 4}]
+    d = apps.patch_namespaced_deployment("p", namespace, ops)
+    assert d.spec.replicas == 4
+    assert d.metadata.generation == 4
+
+
+def test_error_statuses(core, namespace):
+    with pytest.raises(ApiException) as e:
+        core.read_namespaced_config_map("absent", namespace)
+    s = status_of(e.value)
+    assert (e.value.status, s["reason"], s["message"]) == (404, "NotFound", 'configmaps "absent" not found')
+    assert s["details"] == {"name": "absent", "kind": "configmaps"}
+
+    core.create_namespaced_config_map(namespace, cm("dup"))
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_config_map(namespace, cm("dup"))
+    assert (e.value.status, status_of(e.value)["reason"]) == (409, "AlreadyExists")
+
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_config_map(namespace, cm("Upper"))
+    s = status_of(e.value)
+    assert (e.value.status, s["reason"]) == (422, "Invalid")
+    assert s["details"]["causes"][0]["field"] == "metadata.name"
+
+    stale = core.read_namespaced_config_map("dup", namespace)
+    core.patch_namespaced_config_map("dup", namespace, {"data": {"x": "1"}})
+    with pytest.raises(ApiException) as e:
+        core.replace_namespaced_config_map("dup", namespace, stale)
+    assert (e.value.status, status_of(e.value)["reason"]) == (409, "Conflict")
+
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_config_map(namespace, label_selector="a in b")
+    assert e.value.status == 400
+
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_pod(namespace, field_selector="spec.unknownField=x")
+    assert e.value.status == 400
+    assert "field label not supported: spec.unknownField" in status_of(e.value)["message"]
+
+
+def test_namespace_lifecycle(core):
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="short-lived")))
+    ns = core.read_namespace("short-lived")
+    assert ns.status.phase == "Active"
+    assert ns.spec.finalizers == ["kubernetes"]
+    assert ns.metadata.labels["kubernetes.io/metadata.name"] == "short-lived"
+    core.create_namespaced_config_map("short-lived", cm("inside"))
+    core.delete_namespace("short-lived")
+    import time
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            core.read_namespace("short-lived")
+        except ApiException as e:
+            assert e.status == 404
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the namespace was not deleted")
