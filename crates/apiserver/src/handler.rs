@@ -206,7 +206,7 @@ impl Api {
             "deletecollection" => {
                 let opts = delete_options(query, &body, dry_run)?;
                 let q = list_query(def, query)?;
-                let listed = self.registry.list(def, ns, &ListQuery { limit: None, continue_token: None, ..q }).await?;
+                let listed = self.registry.list(def, ns, &ListQuery { limit: None, continue_token: None, ..q }, true).await?;
                 for obj in &listed.items {
                     let obj_ns = obj.pointer("/metadata/namespace").and_then(|v| v.as_str());
                     match self.registry.delete(def, obj_ns, crate::registry::name_of(obj), &opts).await {
@@ -223,7 +223,7 @@ impl Api {
 
     async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
         let q = list_query(def, query)?;
-        let listed = self.registry.list(def, ns, &q).await?;
+        let listed = self.registry.list(def, ns, &q, repr != Representation::Object).await?;
         let mut meta = json!({"resourceVersion": listed.revision.to_string()});
         if let Some(c) = &listed.continue_token {
             meta["continue"] = json!(c);
@@ -240,19 +240,21 @@ impl Api {
                 "items": listed.items.iter().map(metadata_only).collect::<Vec<_>>(),
             }),
             Representation::Object => {
-                // Items of a list carry no apiVersion and kind, as upstream's.
-                let items: Vec<Value> = listed
-                    .items
-                    .into_iter()
-                    .map(|mut o| {
-                        if let Some(m) = o.as_object_mut() {
-                            m.remove("apiVersion");
-                            m.remove("kind");
-                        }
-                        o
-                    })
-                    .collect();
-                json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta, "items": items})
+                // Written out directly: the items are usually the stored
+                // bytes with their resourceVersion spliced in, unparsed.
+                let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
+                let mut out = serde_json::to_vec(&head).expect("JSON serializes");
+                out.pop(); // the closing brace
+                out.extend_from_slice(b",\"items\":[");
+                let decoded = listed.items.iter().map(|o| bytes::Bytes::from(serde_json::to_vec(o).expect("JSON serializes")));
+                for (i, item) in listed.raw.into_iter().chain(decoded).enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(&item);
+                }
+                out.extend_from_slice(b"]}");
+                return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response());
             }
         };
         Ok(json_response(StatusCode::OK, &body))

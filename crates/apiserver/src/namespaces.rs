@@ -45,7 +45,7 @@ async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::s
         dry_run: false,
     };
     for def in BUILTIN.iter().filter(|d| d.namespaced && d.verbs == Verbs::All) {
-        let listed = registry.list(def, Some(ns), &ListQuery::default()).await?;
+        let listed = registry.list(def, Some(ns), &ListQuery::default(), true).await?;
         for obj in &listed.items {
             empty = false;
             let name = crate::registry::name_of(obj);
@@ -62,7 +62,7 @@ async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::s
 /// Finishes deleting namespaces left Terminating by an earlier run.
 pub async fn resume(registry: Registry) {
     let namespaces = find("", "v1", "namespaces").expect("namespaces are served");
-    match registry.list(namespaces, None, &ListQuery::default()).await {
+    match registry.list(namespaces, None, &ListQuery::default(), true).await {
         Ok(listed) => {
             for ns in listed.items {
                 if ns.pointer("/metadata/deletionTimestamp").is_some() {

@@ -34,14 +34,50 @@ pub fn decode(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     Ok(obj)
 }
 
-/// The bytes stored for an object: no resourceVersion (the store has it).
-fn encode(obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        meta.remove("resourceVersion");
-        meta.remove("selfLink");
+/// What stored objects start with: `encode` writes metadata first so the
+/// resourceVersion can be put in place without parsing the object.
+const STORED_PREFIX: &[u8] = br#"{"metadata":{"#;
+
+/// The JSON clients see for a stored object, without parsing it: the
+/// resourceVersion is spliced in at the start of metadata. Lists and
+/// watches take this path; everything that needs fields decodes.
+pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
+    let Some(rest) = kv.value.strip_prefix(STORED_PREFIX) else {
+        return Ok(Bytes::from(serde_json::to_vec(&decode(def, kv)?).expect("JSON serializes")));
+    };
+    let rv = format!(r#""resourceVersion":"{}""#, kv.mod_revision);
+    let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
+    out.extend_from_slice(STORED_PREFIX);
+    out.extend_from_slice(rv.as_bytes());
+    if rest.first() != Some(&b'}') {
+        out.push(b',');
     }
-    Bytes::from(serde_json::to_vec(&obj).expect("a JSON value serializes"))
+    out.extend_from_slice(rest);
+    Ok(Bytes::from(out))
+}
+
+/// The bytes stored for an object: metadata first (see `stamp`), without
+/// resourceVersion (the store keeps it), with its apiVersion and kind.
+fn encode(def: &ResourceDef, obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    obj["apiVersion"] = json!(def.api_version());
+    obj["kind"] = json!(def.kind);
+    let Value::Object(mut fields) = obj else { unreachable!("objects are JSON objects") };
+    let mut meta = fields.remove("metadata").unwrap_or_else(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    let mut out = br#"{"metadata":"#.to_vec();
+    serde_json::to_writer(&mut out, &meta).expect("JSON serializes");
+    for (k, v) in &fields {
+        out.push(b',');
+        serde_json::to_writer(&mut out, k).expect("JSON serializes");
+        out.push(b':');
+        serde_json::to_writer(&mut out, v).expect("JSON serializes");
+    }
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 pub fn name_of(obj: &Value) -> &str {
@@ -72,7 +108,10 @@ pub struct ListQuery {
 }
 
 pub struct ListResult {
+    /// The objects, decoded when the list was filtered or `decoded` asked.
     pub items: Vec<Value>,
+    /// The objects as JSON bytes, when they were not decoded.
+    pub raw: Vec<Bytes>,
     pub revision: Revision,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -105,7 +144,9 @@ impl Registry {
         }
     }
 
-    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery) -> ApiResult<ListResult> {
+    /// Lists objects; they are decoded only if a selector needs their
+    /// fields or `decoded` is set, else returned as bytes in `raw`.
+    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery, decoded: bool) -> ApiResult<ListResult> {
         let prefix = def.list_prefix(ns);
         let filtering = !q.label.is_empty() || !q.field.is_empty();
         let mut opts = ListOptions {
@@ -113,7 +154,9 @@ impl Registry {
             limit: q.limit,
             continue_token: q.continue_token.clone(),
         };
+        let decoded = decoded || filtering;
         let mut items = Vec::new();
+        let mut raw = Vec::new();
         loop {
             let page = self.store.list(&prefix, &opts).await.map_err(|e| match e {
                 StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
@@ -131,6 +174,10 @@ impl Registry {
                 }
             }
             for kv in &page.items {
+                if !decoded {
+                    raw.push(stamp(def, kv)?);
+                    continue;
+                }
                 let obj = decode(def, kv)?;
                 if matches(q, &obj) {
                     items.push(obj);
@@ -148,6 +195,7 @@ impl Registry {
                 token => {
                     return Ok(ListResult {
                         items,
+                        raw,
                         revision: page.revision,
                         remaining: if filtering { None } else { page.remaining },
                         continue_token: token,
@@ -202,7 +250,7 @@ impl Registry {
         }
         let rev = self
             .store
-            .create(&def.key(ns, &name), encode(&obj))
+            .create(&def.key(ns, &name), encode(def, &obj))
             .await
             .map_err(|e| ApiError::from_store(e, def, &name))?;
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
@@ -266,7 +314,7 @@ impl Registry {
             let written = if strategy::is_finalized(def, &updated) {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
             } else {
-                self.store.update(&key, encode(&updated), Some(kv.mod_revision)).await
+                self.store.update(&key, encode(def, &updated), Some(kv.mod_revision)).await
             };
             match written {
                 Ok(rev) => {
@@ -352,7 +400,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted::Pending(marked));
                 }
-                match self.store.update(&key, encode(&marked), Some(kv.mod_revision)).await {
+                match self.store.update(&key, encode(def, &marked), Some(kv.mod_revision)).await {
                     Ok(rev) => {
                         marked["metadata"]["resourceVersion"] = json!(rev.to_string());
                         return Ok(Deleted::Pending(marked));

@@ -21,7 +21,7 @@ use skiff_api::{validation, ResourceDef};
 use skiff_store::{EventKind, ListOptions};
 
 use crate::handler::{flag, list_query, metadata_only, Query, Representation};
-use crate::registry::{decode, ListQuery, Registry};
+use crate::registry::{decode, stamp, ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
 
 fn matches(q: &ListQuery, obj: &Value) -> bool {
@@ -32,6 +32,17 @@ fn line(kind: &str, object: Value) -> Bytes {
     let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON serializes");
     bytes.push(b'\n');
     Bytes::from(bytes)
+}
+
+/// An event line around already-encoded object bytes.
+fn raw_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + 32);
+    out.extend_from_slice(br#"{"type":""#);
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(br#"","object":"#);
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn bookmark(def: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
@@ -83,6 +94,9 @@ pub async fn serve(
     let store = registry.store.clone();
     let prefix = def.list_prefix(ns);
     // The initial state, read as one snapshot; the watch continues from it.
+    // Without selectors, plain JSON is written from the stored bytes: no
+    // object is parsed, however many watchers there are.
+    let raw = q.label.is_empty() && q.field.is_empty() && repr == Representation::Object;
     let mut initial = Vec::new();
     let from = if send_initial {
         let mut opts = ListOptions {
@@ -92,9 +106,13 @@ pub async fn serve(
         loop {
             let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
             for kv in &page.items {
+                if raw {
+                    initial.push(raw_line("ADDED", &stamp(def, kv)?));
+                    continue;
+                }
                 let obj = decode(def, kv)?;
                 if matches(&q, &obj) {
-                    initial.push(obj);
+                    initial.push(line("ADDED", render(obj)));
                 }
             }
             match page.continue_token {
@@ -113,8 +131,8 @@ pub async fn serve(
     let watch = store.watch(&prefix, from).await;
 
     let stream = async_stream::stream! {
-        for obj in initial {
-            yield Ok::<Bytes, std::convert::Infallible>(line("ADDED", render(obj)));
+        for event in initial {
+            yield Ok::<Bytes, std::convert::Infallible>(event);
         }
         if send_initial && bookmarks {
             yield Ok(bookmark(def, from, true));
@@ -141,6 +159,27 @@ pub async fn serve(
                 continue;
             }
             for event in &batch.events {
+                if raw {
+                    let encoded = match event.kind {
+                        EventKind::Put => stamp(def, &event.kv).map(|b| {
+                            // As upstream: created at this revision means ADDED.
+                            let created = event.kv.create_revision == event.kv.mod_revision;
+                            let kind = if created { "ADDED" } else { "MODIFIED" };
+                            raw_line(kind, &b)
+                        }),
+                        EventKind::Delete => match &event.prev {
+                            // A deleted object carries the deletion's revision.
+                            Some(prev) => stamp(def, &skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() })
+                                .map(|b| raw_line("DELETED", &b)),
+                            None => continue,
+                        },
+                    };
+                    match encoded {
+                        Ok(l) => yield Ok(l),
+                        Err(e) => { yield Ok(error_line(e)); return; }
+                    }
+                    continue;
+                }
                 let prev = match &event.prev {
                     Some(p) => match decode(def, p) {
                         Ok(o) => Some(o),

@@ -1,5 +1,6 @@
 //! Benchmarks: each prints its figures as it goes and a table at the end.
 
+mod api;
 mod store;
 
 use std::time::Duration;
@@ -10,12 +11,15 @@ use clap::Subcommand;
 pub enum Bench {
     /// The storage backends side by side: SQLite, etcd, and raw etcd.
     Store(store::Args),
+    /// The API server over HTTPS, as clients see it.
+    Api(api::Args),
 }
 
 impl Bench {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
             Bench::Store(args) => store::run(args).await,
+            Bench::Api(args) => api::run(args).await,
         }
     }
 }

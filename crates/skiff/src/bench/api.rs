@@ -1,0 +1,253 @@
+//! `skiff bench api`: a real `skiff server` process (this binary) on a
+//! fresh data directory, driven over HTTPS by the kube client.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+
+use super::{ms, percentile};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Clients creating pods concurrently.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Seconds of the create-throughput run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent watches in the fan-out run.
+    #[arg(long, default_value_t = 1000)]
+    watches: usize,
+    /// Pods held when measuring memory at scale.
+    #[arg(long, default_value_t = 100_000)]
+    pods: usize,
+}
+
+struct ServerProcess {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerProcess {
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+async fn start_server() -> Result<(ServerProcess, Client, Duration)> {
+    let dir = tempfile::Builder::new().prefix("skiff-bench-api-").tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let started = Instant::now();
+    let child = Command::new(std::env::current_exe()?)
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .arg("--https-listen-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--write-kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let process = ServerProcess { child, _dir: dir };
+    let client = loop {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("skiff server did not become ready");
+        }
+        if let Ok(client) = client_for(&kubeconfig).await {
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            if client.request_text(req).await.is_ok_and(|t| t == "ok") {
+                break client;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    Ok((process, client, started.elapsed()))
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// A pod of about 2 KiB of JSON, like a small real workload's.
+fn pod(name: &str, stamp: u128) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": {"app": "bench", "tier": "backend", "app.kubernetes.io/version": "1.2.3"},
+            "annotations": {"bench/sent": stamp.to_string(), "bench/padding": "x".repeat(900)},
+        },
+        "spec": {
+            "containers": [{
+                "name": "main",
+                "image": "registry.local/busybox:1.36",
+                "command": ["sh", "-c", "sleep 3600"],
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}, {"name": "MODE", "value": "production"}],
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "128Mi"}},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5},
+            }],
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 30,
+        },
+    }))
+    .expect("a valid pod")
+}
+
+async fn namespace(client: &Client, name: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+    Ok(())
+}
+
+/// `clients` tasks creating pods named `{prefix}{task}-{n}`, until `until`
+/// says stop (called with the total so far); returns latencies.
+async fn create_pods(client: &Client, ns: &str, prefix: &str, clients: usize, until: Arc<dyn Fn(usize, Instant) -> bool + Send + Sync>) -> Result<Vec<Duration>> {
+    let started = Instant::now();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..clients)
+        .map(|t| {
+            let (pods, count, until, prefix) = (Api::<Pod>::namespaced(client.clone(), ns), count.clone(), until.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let n = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if until(n, started) {
+                        return anyhow::Ok(lat);
+                    }
+                    let t0 = Instant::now();
+                    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+                    pods.create(&PostParams::default(), &pod(&format!("{prefix}{t}-{n}"), stamp)).await?;
+                    lat.push(t0.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+async fn timed_get(client: &Client, path: &str, accept: &str) -> Result<(Duration, usize)> {
+    let req = http::Request::get(path).header("Accept", accept).body(Vec::new())?;
+    let t = Instant::now();
+    let body = client.request_text(req).await?;
+    Ok((t.elapsed(), body.len()))
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    println!("skiff bench api: {} clients, {} watches, {} pods", args.clients, args.watches, args.pods);
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut report = |k: &str, v: String| {
+        println!("  {k}: {v}");
+        rows.push((k.to_string(), v));
+    };
+
+    let (server, client, ready) = start_server().await?;
+    report("start to /readyz 200 (fresh data dir)", ms(ready));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report("idle RSS", format!("{:.1} MiB", server.rss_mib()));
+
+    namespace(&client, "bench").await?;
+    let secs = args.seconds;
+    let mut lat = create_pods(&client, "bench", "tput-", args.clients, Arc::new(move |_, t| t.elapsed() >= Duration::from_secs(secs))).await?;
+    let rate = lat.len() as f64 / secs as f64;
+    report(&format!("pod creates/s, {} clients, ~2 KiB pods", args.clients), format!("{rate:.0}"));
+    report("pod create p50 / p99", format!("{} / {}", ms(percentile(&mut lat, 50.0)), ms(percentile(&mut lat, 99.0))));
+
+    namespace(&client, "list").await?;
+    println!("  creating 10,000 pods to list…");
+    create_pods(&client, "list", "l-", args.clients, Arc::new(|n, _| n >= 10_000)).await?;
+    let path = "/api/v1/namespaces/list/pods";
+    for (label, accept) in [
+        ("list 10,000 pods as JSON", "application/json"),
+        ("list 10,000 pods as Table", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+    ] {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..5 {
+            let (t, n) = timed_get(&client, path, accept).await?;
+            times.push(t);
+            size = n;
+        }
+        report(&format!("{label} (median of 5)"), format!("{} ({:.1} MiB)", ms(percentile(&mut times, 50.0)), size as f64 / 1048576.0));
+    }
+
+    // Many watches, then a burst of creates; each event's delay from its send time.
+    namespace(&client, "watched").await?;
+    println!("  opening {} watches…", args.watches);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "watched");
+    let burst = 1000usize;
+    let mut watchers = Vec::new();
+    for _ in 0..args.watches {
+        let stream = pods.watch(&WatchParams::default(), "0").await?.boxed();
+        watchers.push(tokio::spawn(async move {
+            let mut delays = Vec::with_capacity(burst);
+            let mut stream = stream;
+            while delays.len() < burst {
+                match stream.try_next().await? {
+                    Some(WatchEvent::Added(p)) => {
+                        let sent: u128 = p.metadata.annotations.as_ref().and_then(|a| a.get("bench/sent")).and_then(|s| s.parse().ok()).unwrap_or(0);
+                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+                        delays.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
+                    }
+                    Some(_) => {}
+                    None => bail!("watch ended"),
+                }
+            }
+            anyhow::Ok(delays)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t = Instant::now();
+    create_pods(&client, "watched", "w-", args.clients, Arc::new(move |n, _| n >= burst)).await?;
+    let mut delays = Vec::new();
+    for w in watchers {
+        delays.extend(w.await.context("watcher")??);
+    }
+    report(
+        &format!("{} watches × burst of {burst} creates: delivery p50 / p99", args.watches),
+        format!("{} / {} ({} events in {:.1} s)", ms(percentile(&mut delays, 50.0)), ms(percentile(&mut delays, 99.0)), delays.len(), t.elapsed().as_secs_f64()),
+    );
+    report(&format!("RSS with {} open watches", args.watches), format!("{:.1} MiB", server.rss_mib()));
+
+    if args.pods > 0 {
+        namespace(&client, "scale").await?;
+        println!("  creating {} pods…", args.pods);
+        let total = args.pods;
+        create_pods(&client, "scale", "s-", args.clients, Arc::new(move |n, _| n >= total)).await?;
+        report(&format!("RSS holding {} pods (plus the above)", args.pods), format!("{:.1} MiB", server.rss_mib()));
+    }
+
+    println!("\n| metric | value |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    Ok(())
+}
