@@ -203,8 +203,9 @@ fn columns(def: &ResourceDef) -> Vec<Column> {
 }
 
 /// A Table of `objects`; `include_object` is upstream's `includeObject`
-/// (None, Metadata (default) or Object).
-pub fn table(def: &ResourceDef, objects: &[Value], list_meta: Value, wide_output: bool, include_object: &str) -> Value {
+/// (None, Metadata (default) or Object). Wide columns carry priority 1,
+/// which kubectl shows only with `-o wide`.
+pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta: Value, include_object: &str) -> Value {
     let now = Utc::now();
     let cols: Vec<Column> = columns(def).into_iter().collect();
     let definitions: Vec<Value> = cols
@@ -219,14 +220,12 @@ pub fn table(def: &ResourceDef, objects: &[Value], list_meta: Value, wide_output
             })
         })
         .collect();
-    let _ = wide_output; // wide columns are always sent with priority 1; kubectl hides them without -o wide.
     let rows: Vec<Value> = objects
-        .iter()
         .map(|o| {
-            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(o, now)).collect();
+            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(&o, now)).collect();
             let object = match include_object {
                 "None" => Value::Null,
-                "Object" => o.clone(),
+                "Object" => o,
                 _ => json!({
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",

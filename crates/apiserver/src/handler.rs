@@ -206,8 +206,8 @@ impl Api {
             "deletecollection" => {
                 let opts = delete_options(query, &body, dry_run)?;
                 let q = list_query(def, query)?;
-                let listed = self.registry.list(def, ns, &ListQuery { limit: None, continue_token: None, ..q }, true).await?;
-                for obj in &listed.items {
+                let listed = self.registry.list_objects(def, ns, &ListQuery { limit: None, continue_token: None, ..q }).await?;
+                for obj in &listed {
                     let obj_ns = obj.pointer("/metadata/namespace").and_then(|v| v.as_str());
                     match self.registry.delete(def, obj_ns, crate::registry::name_of(obj), &opts).await {
                         Ok(_) => {}
@@ -223,7 +223,7 @@ impl Api {
 
     async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
         let q = list_query(def, query)?;
-        let listed = self.registry.list(def, ns, &q, repr != Representation::Object).await?;
+        let listed = self.registry.list(def, ns, &q).await?;
         let mut meta = json!({"resourceVersion": listed.revision.to_string()});
         if let Some(c) = &listed.continue_token {
             meta["continue"] = json!(c);
@@ -231,13 +231,15 @@ impl Api {
         if let Some(r) = listed.remaining {
             meta["remainingItemCount"] = json!(r);
         }
+        let include = query.get("includeObject").map_or("Metadata", String::as_str);
         let body = match repr {
-            Representation::Table => skiff_api::table::table(def, &listed.items, meta, false, query.get("includeObject").map_or("Metadata", String::as_str)),
+            // Objects are parsed one at a time, each dropped once its row is made.
+            Representation::Table => skiff_api::table::table(def, parsed(&listed.items), meta, include),
             Representation::Metadata => json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",
                 "metadata": meta,
-                "items": listed.items.iter().map(metadata_only).collect::<Vec<_>>(),
+                "items": parsed(&listed.items).map(|o| metadata_only(&o)).collect::<Vec<_>>(),
             }),
             Representation::Object => {
                 // Written out directly: the items are usually the stored
@@ -246,8 +248,7 @@ impl Api {
                 let mut out = serde_json::to_vec(&head).expect("JSON serializes");
                 out.pop(); // the closing brace
                 out.extend_from_slice(b",\"items\":[");
-                let decoded = listed.items.iter().map(|o| bytes::Bytes::from(serde_json::to_vec(o).expect("JSON serializes")));
-                for (i, item) in listed.raw.into_iter().chain(decoded).enumerate() {
+                for (i, item) in listed.items.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
@@ -259,6 +260,12 @@ impl Api {
         };
         Ok(json_response(StatusCode::OK, &body))
     }
+}
+
+/// The listed objects, parsed lazily; one that fails to parse is skipped
+/// (it was produced by this server from valid JSON, so it cannot).
+fn parsed(items: &[bytes::Bytes]) -> impl Iterator<Item = Value> + '_ {
+    items.iter().filter_map(|b| crate::registry::parse(b).ok())
 }
 
 fn health(path: &str, query: &Query) -> Response {
@@ -286,13 +293,10 @@ pub fn respond_object(def: &ResourceDef, code: StatusCode, obj: Value, repr: Rep
     let body = match repr {
         Representation::Object => obj,
         Representation::Metadata => metadata_only(&obj),
-        Representation::Table => skiff_api::table::table(
-            def,
-            std::slice::from_ref(&obj),
-            json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))}),
-            false,
-            query.get("includeObject").map_or("Metadata", String::as_str),
-        ),
+        Representation::Table => {
+            let meta = json!({"resourceVersion": obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""))});
+            skiff_api::table::table(def, std::iter::once(obj), meta, query.get("includeObject").map_or("Metadata", String::as_str))
+        }
     };
     json_response(code, &body)
 }

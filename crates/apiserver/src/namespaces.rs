@@ -45,8 +45,7 @@ async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::s
         dry_run: false,
     };
     for def in BUILTIN.iter().filter(|d| d.namespaced && d.verbs == Verbs::All) {
-        let listed = registry.list(def, Some(ns), &ListQuery::default(), true).await?;
-        for obj in &listed.items {
+        for obj in &registry.list_objects(def, Some(ns), &ListQuery::default()).await? {
             empty = false;
             let name = crate::registry::name_of(obj);
             if let Err(e) = registry.delete(def, Some(ns), name, &opts).await {
@@ -62,9 +61,9 @@ async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::s
 /// Finishes deleting namespaces left Terminating by an earlier run.
 pub async fn resume(registry: Registry) {
     let namespaces = find("", "v1", "namespaces").expect("namespaces are served");
-    match registry.list(namespaces, None, &ListQuery::default(), true).await {
+    match registry.list_objects(namespaces, None, &ListQuery::default()).await {
         Ok(listed) => {
-            for ns in listed.items {
+            for ns in listed {
                 if ns.pointer("/metadata/deletionTimestamp").is_some() {
                     tokio::spawn(finalize(registry.clone(), crate::registry::name_of(&ns).to_string()));
                 }

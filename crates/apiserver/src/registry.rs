@@ -80,6 +80,11 @@ fn encode(def: &ResourceDef, obj: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// Parses JSON this server produced.
+pub fn parse(bytes: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::internal(format!("object is not JSON: {e}")))
+}
+
 pub fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or("")
 }
@@ -108,10 +113,9 @@ pub struct ListQuery {
 }
 
 pub struct ListResult {
-    /// The objects, decoded when the list was filtered or `decoded` asked.
-    pub items: Vec<Value>,
-    /// The objects as JSON bytes, when they were not decoded.
-    pub raw: Vec<Bytes>,
+    /// The objects as the JSON clients see, each decoded only long enough
+    /// to apply a selector, so a large list never holds parsed objects.
+    pub items: Vec<Bytes>,
     pub revision: Revision,
     pub continue_token: Option<String>,
     pub remaining: Option<i64>,
@@ -144,9 +148,7 @@ impl Registry {
         }
     }
 
-    /// Lists objects; they are decoded only if a selector needs their
-    /// fields or `decoded` is set, else returned as bytes in `raw`.
-    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery, decoded: bool) -> ApiResult<ListResult> {
+    pub async fn list(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery) -> ApiResult<ListResult> {
         let prefix = def.list_prefix(ns);
         let filtering = !q.label.is_empty() || !q.field.is_empty();
         let mut opts = ListOptions {
@@ -154,9 +156,7 @@ impl Registry {
             limit: q.limit,
             continue_token: q.continue_token.clone(),
         };
-        let decoded = decoded || filtering;
         let mut items = Vec::new();
-        let mut raw = Vec::new();
         loop {
             let page = self.store.list(&prefix, &opts).await.map_err(|e| match e {
                 StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
@@ -174,13 +174,8 @@ impl Registry {
                 }
             }
             for kv in &page.items {
-                if !decoded {
-                    raw.push(stamp(def, kv)?);
-                    continue;
-                }
-                let obj = decode(def, kv)?;
-                if matches(q, &obj) {
-                    items.push(obj);
+                if !filtering || matches(q, &decode(def, kv)?) {
+                    items.push(stamp(def, kv)?);
                 }
             }
             // With a selector a page can come back short: keep reading, as
@@ -195,7 +190,6 @@ impl Registry {
                 token => {
                     return Ok(ListResult {
                         items,
-                        raw,
                         revision: page.revision,
                         remaining: if filtering { None } else { page.remaining },
                         continue_token: token,
@@ -203,6 +197,12 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Every object matching `q`, decoded (for the server's own use).
+    pub async fn list_objects(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery) -> ApiResult<Vec<Value>> {
+        let listed = self.list(def, ns, q).await?;
+        listed.items.iter().map(|b| parse(b)).collect()
     }
 
     pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {

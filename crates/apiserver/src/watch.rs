@@ -86,7 +86,7 @@ pub async fn serve(
             Representation::Metadata => metadata_only(&obj),
             Representation::Table => {
                 let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-                skiff_api::table::table(def, std::slice::from_ref(&obj), json!({"resourceVersion": rv}), false, &include_object)
+                skiff_api::table::table(def, std::iter::once(obj), json!({"resourceVersion": rv}), &include_object)
             }
         }
     };

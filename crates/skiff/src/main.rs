@@ -5,6 +5,12 @@ mod server;
 
 use clap::{Parser, Subcommand};
 
+// jemalloc returns freed memory to the system and keeps fragmentation low
+// across many threads, where glibc's per-thread arenas keep RSS high after
+// bursts (large lists, watch fan-out).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "skiff", version, about = "A Kubernetes-compatible container platform in one binary")]
 struct Cli {

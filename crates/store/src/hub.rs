@@ -36,8 +36,10 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             history_events: 10_000,
-            history_bytes: 64 << 20,
-            watcher_buffer: 1024,
+            history_bytes: 16 << 20,
+            // Rings keep each batch until its slot is reused, so this also
+            // bounds what a feed holds in memory.
+            watcher_buffer: 256,
             progress_interval: Duration::from_secs(1),
         }
     }

@@ -181,6 +181,7 @@ pub async fn run(args: Args) -> Result<()> {
     report(&format!("pod creates/s, {} clients, ~2 KiB pods", args.clients), format!("{rate:.0}"));
     report("pod create p50 / p99", format!("{} / {}", ms(percentile(&mut lat, 50.0)), ms(percentile(&mut lat, 99.0))));
 
+    report("RSS after the create run", format!("{:.1} MiB", server.rss_mib()));
     namespace(&client, "list").await?;
     println!("  creating 10,000 pods to list…");
     create_pods(&client, "list", "l-", args.clients, Arc::new(|n, _| n >= 10_000)).await?;
@@ -199,6 +200,9 @@ pub async fn run(args: Args) -> Result<()> {
         report(&format!("{label} (median of 5)"), format!("{} ({:.1} MiB)", ms(percentile(&mut times, 50.0)), size as f64 / 1048576.0));
     }
 
+    report("RSS after the lists", format!("{:.1} MiB", server.rss_mib()));
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    report("RSS 12 s after the lists", format!("{:.1} MiB", server.rss_mib()));
     // Many watches, then a burst of creates; each event's delay from its send time.
     namespace(&client, "watched").await?;
     println!("  opening {} watches…", args.watches);

@@ -23,8 +23,9 @@ use writer::{Op, Outcome, Published, Request, Writer};
 /// Requests waiting for the writer before senders have to wait.
 const QUEUE: usize = 8192;
 /// Commits kept for watch feeds that are momentarily behind; a feed further
-/// behind catches up from the log table instead.
-const COMMIT_BUFFER: usize = 1024;
+/// behind catches up from the log table instead. The ring keeps each commit
+/// until its slot is reused, so this also bounds the memory it holds.
+const COMMIT_BUFFER: usize = 128;
 /// Events read per query while a watch catches up from the log table.
 const REPLAY_CHUNK: usize = 1000;
 

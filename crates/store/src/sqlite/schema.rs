@@ -72,9 +72,19 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
          PRAGMA busy_timeout = 10000;
-         PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384;",
+         PRAGMA temp_store = MEMORY;",
     )?;
+    Ok(())
+}
+
+/// Page cache per connection, in KiB. The writer's holds the index pages
+/// every write walks; readers stream through rows and share the OS page
+/// cache, so a small one each keeps a pool of them cheap.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+const READER_CACHE_KIB: i64 = 2 * 1024;
+
+fn cache_size(conn: &Connection, kib: i64) -> Result<()> {
+    conn.execute_batch(&format!("PRAGMA cache_size = -{kib};"))?;
     Ok(())
 }
 
@@ -96,6 +106,7 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, Meta)> {
     .map_err(Error::from)
     .map_err(describe)?;
     init(&conn).map_err(describe)?;
+    cache_size(&conn, WRITER_CACHE_KIB)?;
     let meta = read_meta(&conn).map_err(describe)?;
     Ok((conn, meta))
 }
@@ -152,6 +163,7 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    cache_size(&conn, READER_CACHE_KIB)?;
     conn.execute_batch("PRAGMA query_only = ON;")?;
     Ok(conn)
 }
@@ -163,5 +175,6 @@ pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&conn)?;
+    cache_size(&conn, READER_CACHE_KIB)?;
     Ok(conn)
 }
