@@ -37,9 +37,7 @@ impl Default for HubConfig {
         HubConfig {
             history_events: 10_000,
             history_bytes: 16 << 20,
-            // Rings keep each batch until its slot is reused, so this also
-            // bounds what a feed holds in memory.
-            watcher_buffer: 256,
+            watcher_buffer: 1024,
             progress_interval: Duration::from_secs(1),
         }
     }

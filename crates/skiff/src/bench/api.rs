@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
@@ -27,6 +27,9 @@ pub struct Args {
     /// Concurrent watches in the fan-out run.
     #[arg(long, default_value_t = 1000)]
     watches: usize,
+    /// Pods created in one burst while the watches are open.
+    #[arg(long, default_value_t = 1000)]
+    burst: usize,
     /// Pods held when measuring memory at scale.
     #[arg(long, default_value_t = 100_000)]
     pods: usize,
@@ -154,6 +157,12 @@ async fn create_pods(client: &Client, ns: &str, prefix: &str, clients: usize, un
     Ok(all)
 }
 
+/// The `bench/sent` annotation of a watch event line.
+fn sent_stamp(line: &str) -> Option<u128> {
+    let at = line.find(r#""bench/sent":""#)? + r#""bench/sent":""#.len();
+    line[at..].split('"').next()?.parse().ok()
+}
+
 async fn timed_get(client: &Client, path: &str, accept: &str) -> Result<(Duration, usize)> {
     let req = http::Request::get(path).header("Accept", accept).body(Vec::new())?;
     let t = Instant::now();
@@ -206,23 +215,27 @@ pub async fn run(args: Args) -> Result<()> {
     // Many watches, then a burst of creates; each event's delay from its send time.
     namespace(&client, "watched").await?;
     println!("  opening {} watches…", args.watches);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "watched");
-    let burst = 1000usize;
+    let burst = args.burst;
+    let from = {
+        let list = Api::<Pod>::namespaced(client.clone(), "watched").list(&Default::default()).await?;
+        list.metadata.resource_version.unwrap_or_default()
+    };
     let mut watchers = Vec::new();
     for _ in 0..args.watches {
-        let stream = pods.watch(&WatchParams::default(), "0").await?.boxed();
+        // A raw stream: the client only finds each event's send stamp, so
+        // the figure is the server's delivery, not the client's decoding.
+        let req = http::Request::get(format!("/api/v1/namespaces/watched/pods?watch=true&resourceVersion={from}")).body(Vec::new())?;
+        let stream = client.request_stream(req).await?;
         watchers.push(tokio::spawn(async move {
+            use futures::AsyncBufReadExt;
+            let mut lines = stream.lines();
             let mut delays = Vec::with_capacity(burst);
-            let mut stream = stream;
             while delays.len() < burst {
-                match stream.try_next().await? {
-                    Some(WatchEvent::Added(p)) => {
-                        let sent: u128 = p.metadata.annotations.as_ref().and_then(|a| a.get("bench/sent")).and_then(|s| s.parse().ok()).unwrap_or(0);
-                        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
-                        delays.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
-                    }
-                    Some(_) => {}
-                    None => bail!("watch ended"),
+                let Some(line) = lines.next().await else { bail!("watch ended") };
+                let line = line?;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+                if let Some(sent) = sent_stamp(&line) {
+                    delays.push(Duration::from_nanos(now.saturating_sub(sent) as u64));
                 }
             }
             anyhow::Ok(delays)
