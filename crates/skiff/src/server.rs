@@ -66,6 +66,8 @@ pub async fn run(args: Args) -> Result<()> {
 
     let store_config = StoreConfig::from_endpoint(args.datastore_endpoint.as_deref(), &args.data_dir.join("server"))?;
     let store = Store::open(&store_config).await.context("opening the datastore")?;
+    // Upstream's --etcd-compaction-interval default.
+    store.spawn_compactor(std::time::Duration::from_secs(5 * 60));
 
     let server = skiff_apiserver::Server::bind(skiff_apiserver::Config {
         bind: SocketAddr::new(args.bind_address, args.https_listen_port),

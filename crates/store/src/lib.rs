@@ -252,6 +252,31 @@ impl Store {
         self.backend.compact(revision).await
     }
 
+    /// Compacts every `interval` to the revision seen one interval earlier,
+    /// as upstream's apiserver does (every 5 minutes by default): watches
+    /// and continue tokens stay valid for at least one interval. The task
+    /// ends when the last clone of the store is dropped.
+    pub fn spawn_compactor(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let store = Arc::downgrade(&self.backend);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            let mut seen: Option<Revision> = None;
+            loop {
+                ticks.tick().await;
+                let Some(backend) = store.upgrade() else { return };
+                if let Some(rev) = seen.filter(|r| *r > 0) {
+                    match backend.compact(rev).await {
+                        Ok(()) => tracing::debug!(revision = rev, "compacted"),
+                        Err(e) => tracing::warn!(revision = rev, "compaction failed: {e}"),
+                    }
+                }
+                seen = backend.current_revision().await.ok();
+            }
+        })
+    }
+
     /// How long a watch may stay silent before it gets a progress batch.
     pub fn progress_interval(&self) -> Duration {
         self.hub.progress_interval()

@@ -30,6 +30,7 @@ contract!(
     slow_watcher_expires_without_stalling_others,
     idle_watch_gets_progress,
     backend_watch_is_exactly_once_when_behind,
+    compactor_keeps_one_interval_of_history,
 );
 
 async fn create_get_update_delete(kind: Kind) {
@@ -578,4 +579,25 @@ async fn backend_watch_is_exactly_once_when_behind(kind: Kind) {
     };
     assert_eq!(events.len(), WRITES);
     assert_eq!(events.last().unwrap().revision(), end);
+}
+
+async fn compactor_keeps_one_interval_of_history(kind: Kind) {
+    let h = Harness::new(kind).await;
+    let old = h.store.create("/t/comp/a", val("1")).await.unwrap();
+    let task = h.store.spawn_compactor(Duration::from_millis(300));
+    h.store.update("/t/comp/a", val("2"), None).await.unwrap();
+    // Within one interval the old revision is readable; two intervals on,
+    // the compactor has compacted to a revision past it.
+    assert_eq!(h.store.get("/t/comp/a", Some(old)).await.unwrap().unwrap().value, val("1"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        h.store.update("/t/comp/a", val("3"), None).await.unwrap();
+        match h.store.get("/t/comp/a", Some(old)).await {
+            Err(Error::Compacted { .. }) => break,
+            Ok(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("history was not compacted: {other:?}"),
+        }
+    }
+    assert_eq!(h.store.get("/t/comp/a", None).await.unwrap().unwrap().value, val("3"));
+    task.abort();
 }
