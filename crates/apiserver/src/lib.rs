@@ -12,6 +12,7 @@ mod openapi;
 mod patch;
 mod registry;
 mod route;
+mod services;
 pub mod status;
 mod strategy;
 mod watch;
@@ -42,8 +43,9 @@ pub struct Config {
     /// Client certificates signed by this CA authenticate.
     pub client_ca_pem: String,
     pub store: Store,
-    /// The `kubernetes` Service's ClusterIP: the first address of the service CIDR.
-    pub kubernetes_service_ip: std::net::IpAddr,
+    /// Service ClusterIPs come from this IPv4 network (address, prefix
+    /// length); its first address is the `kubernetes` Service's.
+    pub service_cidr: (std::net::Ipv4Addr, u8),
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -56,8 +58,10 @@ pub struct Server {
 impl Server {
     pub async fn bind(config: Config) -> Result<Server> {
         let tls = tls_config(&config)?;
+        let (network, prefix) = config.service_cidr;
         let registry = Registry {
             store: config.store.clone(),
+            services: Arc::new(services::Allocator::new(config.store.clone(), network, prefix)),
         };
         bootstrap(&registry, &config).await?;
         tokio::spawn(namespaces::resume(registry.clone()));
@@ -149,13 +153,16 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         create_if_absent(registry, find("namespaces"), None, obj).await?;
     }
+    let (network, prefix) = config.service_cidr;
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let first = std::net::Ipv4Addr::from((u32::from(network) & mask) + 1).to_string();
     let service = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": config.kubernetes_service_ip.to_string(),
-            "clusterIPs": [config.kubernetes_service_ip.to_string()],
+            "clusterIP": first,
+            "clusterIPs": [first],
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": config.bind.port()}],
             "sessionAffinity": "None",
         },

@@ -17,6 +17,15 @@ use crate::strategy;
 #[derive(Clone)]
 pub struct Registry {
     pub store: Store,
+    pub services: std::sync::Arc<crate::services::Allocator>,
+}
+
+fn is_service(def: &ResourceDef) -> bool {
+    def.group.is_empty() && def.kind == "Service"
+}
+
+fn owner(ns: Option<&str>, name: &str) -> String {
+    format!("{}/{name}", ns.unwrap_or(""))
 }
 
 pub fn now() -> String {
@@ -242,17 +251,28 @@ impl Registry {
         strategy::prepare_create(def, &mut obj);
         validate(def, &obj)?;
         let name = name_of(&obj).to_string();
+        if is_service(def) && !dry_run {
+            // Fail on an existing name before claiming anything: the claims
+            // carry the owner's name, and the failure path releases them.
+            if self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some() {
+                return Err(ApiError::already_exists(def, &name));
+            }
+            let errs = self.services.allocate(&mut obj, &owner(ns, &name)).await?;
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(def, &name, &errs));
+            }
+        }
         if dry_run {
             if self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some() {
                 return Err(ApiError::already_exists(def, &name));
             }
             return Ok(obj);
         }
-        let rev = self
-            .store
-            .create(&def.key(ns, &name), encode(def, &obj))
-            .await
-            .map_err(|e| ApiError::from_store(e, def, &name))?;
+        let created = self.store.create(&def.key(ns, &name), encode(def, &obj)).await;
+        if created.is_err() && is_service(def) {
+            self.services.release_all(&obj, &owner(ns, &name)).await;
+        }
+        let rev = created.map_err(|e| ApiError::from_store(e, def, &name))?;
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
         Ok(obj)
     }
@@ -413,7 +433,12 @@ impl Registry {
                 return Ok(Deleted::Now(obj));
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(_) => return Ok(Deleted::Now(obj)),
+                Ok(_) => {
+                    if is_service(def) {
+                        self.services.release_all(&obj, &owner(ns, name)).await;
+                    }
+                    return Ok(Deleted::Now(obj));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, def, name)),
             }
@@ -478,6 +503,10 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
         }
     }
     strategy::prepare_update(def, current, &mut new);
+    let immutable = strategy::validate_update(def, current, &new);
+    if !immutable.is_empty() {
+        return Err(ApiError::invalid(def, &name, &immutable));
+    }
     if spec_changed(current, &new) && current.pointer("/metadata/generation").is_some() {
         let generation = current.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(0);
         new["metadata"]["generation"] = json!(generation + 1);

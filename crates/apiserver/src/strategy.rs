@@ -48,6 +48,40 @@ pub fn prepare_update(def: &ResourceDef, current: &Value, new: &mut Value) {
     if is(def, "", "Namespace") {
         new["metadata"]["labels"]["kubernetes.io/metadata.name"] = current["metadata"]["name"].clone();
     }
+    if is(def, "", "Service") {
+        // Allocated fields an update leaves out are kept, as upstream does.
+        for field in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            let missing = new.pointer(&format!("/spec/{field}")).is_none_or(|v| v.is_null() || v == "");
+            if let (true, Some(v)) = (missing, current.pointer(&format!("/spec/{field}"))) {
+                new["spec"][field] = v.clone();
+            }
+        }
+        let old_ports = current.pointer("/spec/ports").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+        if let Some(ports) = new.pointer_mut("/spec/ports").and_then(|p| p.as_array_mut()) {
+            for p in ports.iter_mut().filter(|p| p.get("nodePort").is_none()) {
+                if let Some(n) = old_ports.iter().find(|o| o["port"] == p["port"]).and_then(|o| o.get("nodePort")) {
+                    p["nodePort"] = n.clone();
+                }
+            }
+        }
+    }
+}
+
+/// What an update may not change.
+pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if is(def, "", "Service") {
+        let old = current.pointer("/spec/clusterIP").and_then(|v| v.as_str()).unwrap_or("");
+        let now = new.pointer("/spec/clusterIP").and_then(|v| v.as_str()).unwrap_or("");
+        if !old.is_empty() && old != now {
+            errs.push(FieldError {
+                field: "spec.clusterIPs[0]".into(),
+                reason: "FieldValueInvalid",
+                message: format!("Invalid value: {now:?}: may not change once set"),
+            });
+        }
+    }
+    errs
 }
 
 pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {

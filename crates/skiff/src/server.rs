@@ -36,16 +36,22 @@ pub struct Args {
     disable_agent: bool,
 }
 
-/// The first host address of an IPv4 CIDR.
-fn first_address(cidr: &str) -> Result<Ipv4Addr> {
+/// An IPv4 CIDR as (network address, prefix length).
+fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
     let (net, bits) = cidr.split_once('/').with_context(|| format!("{cidr:?} is not a CIDR"))?;
     let net: Ipv4Addr = net.parse().with_context(|| format!("{cidr:?} is not an IPv4 CIDR"))?;
-    let bits: u32 = bits.parse().with_context(|| format!("{cidr:?} has no prefix length"))?;
-    if bits > 30 {
-        bail!("{cidr:?} is too small");
+    let bits: u8 = bits.parse().with_context(|| format!("{cidr:?} has no prefix length"))?;
+    if !(1..=30).contains(&bits) {
+        bail!("{cidr:?}: the prefix length must be between 1 and 30");
     }
-    let mask = u32::MAX << (32 - bits);
-    Ok(Ipv4Addr::from((u32::from(net) & mask) + 1))
+    let mask = u32::MAX << (32 - bits as u32);
+    Ok((Ipv4Addr::from(u32::from(net) & mask), bits))
+}
+
+/// The first host address of an IPv4 CIDR.
+fn first_address(cidr: &str) -> Result<Ipv4Addr> {
+    let (net, _) = parse_cidr(cidr)?;
+    Ok(Ipv4Addr::from(u32::from(net) + 1))
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -74,7 +80,7 @@ pub async fn run(args: Args) -> Result<()> {
         serving,
         client_ca_pem: pki.ca_pem().to_string(),
         store,
-        kubernetes_service_ip: service_ip,
+        service_cidr: parse_cidr(&args.service_cidr)?,
     })
     .await?;
     let addr = server.local_addr();

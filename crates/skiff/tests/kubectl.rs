@@ -277,3 +277,48 @@ fn requests_without_a_client_certificate_are_unauthorized() {
     let out = std::process::Command::new("curl").args(["-sk", &format!("{}/readyz", c.url())]).output().unwrap();
     assert_eq!(out.stdout, b"ok");
 }
+
+#[test]
+fn services_get_unique_cluster_ips_and_node_ports() {
+    let mut c = Cluster::start();
+    let k = c.json(&["get", "svc", "kubernetes", "-n", "default", "-o", "json"]);
+    assert_eq!(k["spec"]["clusterIP"], "10.43.0.1");
+    let svc = |name: &str, extra: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{{"selector":{{"app":"x"}},"ports":[{{"port":80}}]{extra}}}}}"#)
+    };
+    let mut ips = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(&svc(&format!("s{i}"), "")));
+        let s = c.json(&["get", "svc", &format!("s{i}"), "-n", "default", "-o", "json"]);
+        let ip = s["spec"]["clusterIP"].as_str().unwrap().to_string();
+        assert!(ip.starts_with("10.43.") && ip != "10.43.0.1", "{ip}");
+        assert_eq!(s["spec"]["type"], "ClusterIP");
+        assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
+        assert!(ips.insert(ip), "ClusterIPs are unique");
+    }
+    // A taken address is refused with upstream's message.
+    let taken = c.json(&["get", "svc", "s0", "-n", "default", "-o", "json"])["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let err = c.fails(&["create", "-n", "default", "-f", "-"], Some(&svc("dup", &format!(r#","clusterIP":"{taken}""#))));
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    // Deleting a Service releases its address.
+    c.ok(&["delete", "svc", "s0", "-n", "default"]);
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(&svc("reuse", &format!(r#","clusterIP":"{taken}""#))));
+    // The address may not change once set.
+    let err = c.fails(&["patch", "svc", "reuse", "-n", "default", "-p", r#"{"spec":{"clusterIP":"10.43.9.9"}}"#], None);
+    assert!(err.contains("may not change once set"), "{err}");
+    // NodePorts come from 30000-32767, unique too.
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(&svc("np", r#","type":"NodePort""#)));
+    let np = c.json(&["get", "svc", "np", "-n", "default", "-o", "json"])["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&np), "{np}");
+    let err = c.fails(&["create", "-n", "default", "-f", "-"], Some(&format!(r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"np2"}},"spec":{{"type":"NodePort","ports":[{{"port":81,"nodePort":{np}}}]}}}}"#)));
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    // Headless Services get no address; restarts keep the kubernetes Service's.
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(&svc("headless", r#","clusterIP":"None""#)));
+    assert_eq!(c.json(&["get", "svc", "headless", "-n", "default", "-o", "json"])["spec"]["clusterIPs"], serde_json::json!(["None"]));
+    c.stop();
+    c.boot();
+    let err = c.fails(&["create", "-n", "default", "-f", "-"], Some(&svc("steal", r#","clusterIP":"10.43.0.1""#)));
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    let table = c.ok(&["get", "svc", "np", "-n", "default"]);
+    assert!(table.contains(&format!("80:{np}/TCP")), "{table}");
+}
