@@ -231,3 +231,39 @@ def test_namespace_lifecycle(core):
         time.sleep(0.2)
     else:
         pytest.fail("the namespace was not deleted")
+
+
+@pytest.mark.parametrize("version", ["v2", "v2beta1"])
+def test_raw_aggregated_discovery_accept_headers(api_client, version):
+    """[sig-api-machinery] AggregatedDiscovery should support raw aggregated discovery endpoint Accept headers [Conformance]"""
+    media = f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+    seen = set()
+    for path in ("/api", "/apis"):
+        resp = api_client.call_api(path, "GET", header_params={"Accept": media + ",application/json"},
+                                   auth_settings=["BearerToken"], _preload_content=False)
+        assert resp[0].headers["Content-Type"] == media
+        doc = json.loads(resp[0].data)
+        assert doc["kind"] == "APIGroupDiscoveryList"
+        assert doc["apiVersion"] == f"apidiscovery.k8s.io/{version}"
+        for group in doc["items"]:
+            for v in group["versions"]:
+                for r in v["resources"]:
+                    seen.add((group["metadata"]["name"], v["version"], r["resource"]))
+    # Every built-in resource the legacy documents list is here too.
+    legacy = set()
+    for gv in ["v1"] + [g["preferredVersion"]["groupVersion"] for g in json.loads(api_client.call_api(
+            "/apis", "GET", auth_settings=["BearerToken"], _preload_content=False)[0].data)["groups"]]:
+        path = "/api/v1" if gv == "v1" else f"/apis/{gv}"
+        doc = json.loads(api_client.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False)[0].data)
+        group, _, version = gv.rpartition("/")
+        legacy |= {(group, version, r["name"]) for r in doc["resources"] if "/" not in r["name"]}
+    assert legacy and legacy <= seen
+
+
+def test_aggregated_discovery_interface(api_client):
+    """[sig-api-machinery] AggregatedDiscovery should support aggregated discovery interface [Conformance]"""
+    from kubernetes import dynamic
+    dyn = dynamic.DynamicClient(api_client)
+    for api_version, kind in [("v1", "Pod"), ("apps/v1", "Deployment"), ("batch/v1", "CronJob"),
+                              ("rbac.authorization.k8s.io/v1", "ClusterRole"), ("storage.k8s.io/v1", "StorageClass")]:
+        assert dyn.resources.get(api_version=api_version, kind=kind).kind == kind

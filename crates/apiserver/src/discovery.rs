@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 use skiff_api::resources::{group_versions, BUILTIN};
+use skiff_api::ResourceDef;
 
 pub fn api_versions() -> Value {
     json!({
@@ -46,6 +47,27 @@ pub fn api_group(group: &str) -> Option<Value> {
     group_doc(group)
 }
 
+/// A subresource's response kind and verbs, as discovery describes them.
+fn subresource(def: &ResourceDef, sub: &str) -> (Value, &'static [&'static str]) {
+    let gvk = |g: &str, v: &str, k: &str| json!({"group": g, "version": v, "kind": k});
+    let own = gvk(def.group, def.version, def.kind);
+    match sub {
+        "status" => (own, &["get", "patch", "update"]),
+        "scale" => (gvk("autoscaling", "v1", "Scale"), &["get", "patch", "update"]),
+        "binding" => (gvk("", "v1", "Binding"), &["create"]),
+        "eviction" => (gvk("policy", "v1", "Eviction"), &["create"]),
+        "token" => (gvk("authentication.k8s.io", "v1", "TokenRequest"), &["create"]),
+        "log" => (gvk("", "v1", "Pod"), &["get"]),
+        "exec" | "attach" => (gvk("", "v1", "PodExecOptions"), &["create", "get"]),
+        "portforward" => (gvk("", "v1", "PodPortForwardOptions"), &["create", "get"]),
+        "ephemeralcontainers" => (gvk("", "v1", "Pod"), &["get", "patch", "update"]),
+        "proxy" => (gvk("", "v1", if def.kind == "Node" { "NodeProxyOptions" } else { "ServiceProxyOptions" }), &["create", "delete", "get", "patch", "update"]),
+        "finalize" => (own, &["update"]),
+        "approval" => (own, &["get", "patch", "update"]),
+        _ => (own, &["get"]),
+    }
+}
+
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let defs: Vec<_> = BUILTIN.iter().filter(|r| r.group == group && r.version == version).collect();
     if defs.is_empty() {
@@ -68,25 +90,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         resources.push(entry);
         for sub in r.subresources {
-            let (kind, verbs): (&str, &[&str]) = match *sub {
-                "status" => (r.kind, &["get", "patch", "update"]),
-                "scale" => ("Scale", &["get", "patch", "update"]),
-                "binding" => ("Binding", &["create"]),
-                "eviction" => ("Eviction", &["create"]),
-                "token" => ("TokenRequest", &["create"]),
-                "log" => ("Pod", &["get"]),
-                "exec" | "attach" | "portforward" => ("PodExecOptions", &["create", "get"]),
-                "ephemeralcontainers" => ("Pod", &["get", "patch", "update"]),
-                "proxy" => ("NodeProxyOptions", &["create", "delete", "get", "patch", "update"]),
-                "finalize" => ("Namespace", &["update"]),
-                "approval" => (r.kind, &["get", "patch", "update"]),
-                _ => (r.kind, &["get"]),
-            };
+            let (kind, verbs) = subresource(r, sub);
             resources.push(json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
                 "namespaced": r.namespaced,
-                "kind": kind,
+                "kind": kind["kind"],
                 "verbs": verbs,
             }));
         }
@@ -98,6 +107,80 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         "groupVersion": group_version,
         "resources": resources,
     }))
+}
+
+/// The media type clients send for aggregated discovery, if they asked for it.
+pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
+    for choice in accept.split(',') {
+        if choice.contains("g=apidiscovery.k8s.io") && choice.contains("as=APIGroupDiscoveryList") {
+            if choice.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if choice.contains("v=v2") {
+                return Some("v2");
+            }
+        }
+    }
+    None
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io`): every group, version and
+/// resource in one document, for `/api` (`core`) or `/apis`.
+pub fn aggregated(core: bool, version: &str) -> Value {
+    let mut items = Vec::new();
+    let mut groups: Vec<&str> = Vec::new();
+    for (g, _) in group_versions() {
+        if g.is_empty() == core && !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    for g in groups {
+        let versions: Vec<Value> = group_versions()
+            .into_iter()
+            .filter(|(gg, _)| *gg == g)
+            .map(|(_, v)| {
+                let resources: Vec<Value> = BUILTIN
+                    .iter()
+                    .filter(|r| r.group == g && r.version == v)
+                    .map(|r| {
+                        let mut entry = json!({
+                            "resource": r.plural,
+                            "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+                            "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                            "singularResource": r.singular,
+                            "verbs": r.verbs.names(),
+                        });
+                        if !r.short_names.is_empty() {
+                            entry["shortNames"] = json!(r.short_names);
+                        }
+                        if !r.categories.is_empty() {
+                            entry["categories"] = json!(r.categories);
+                        }
+                        let subs: Vec<Value> = r
+                            .subresources
+                            .iter()
+                            .map(|s| {
+                                let (kind, verbs) = subresource(r, s);
+                                json!({"subresource": s, "responseKind": kind, "verbs": verbs})
+                            })
+                            .collect();
+                        if !subs.is_empty() {
+                            entry["subresources"] = json!(subs);
+                        }
+                        entry
+                    })
+                    .collect();
+                json!({"version": v, "resources": resources, "freshness": "Current"})
+            })
+            .collect();
+        items.push(json!({"metadata": {"name": g, "creationTimestamp": null}, "versions": versions}));
+    }
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    })
 }
 
 pub fn version_info() -> Value {

@@ -101,6 +101,12 @@ impl Api {
         if *method != Method::GET && !matches!(route, Route::Resource(_)) {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
         }
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let (Route::ApiVersions | Route::ApiGroupList, Some(version)) = (&route, discovery::wants_aggregated(accept)) {
+            let doc = discovery::aggregated(matches!(route, Route::ApiVersions), version);
+            let media = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, media)], serde_json::to_vec(&doc).expect("JSON serializes")).into_response());
+        }
         let doc = match route {
             Route::ApiVersions => Some(discovery::api_versions()),
             Route::ApiGroupList => Some(discovery::api_group_list()),

@@ -75,6 +75,11 @@ fn discovery_serves_every_group_and_resource() {
     let short = c.ok(&["api-resources", "--api-group=apps"]);
     assert!(short.contains("deploy") && short.contains("sts"), "{short}");
     assert!(c.ok(&["api-versions"]).lines().any(|l| l == "networking.k8s.io/v1"));
+    // With a cold cache kubectl takes aggregated discovery: /api, /apis, then the list.
+    let cache = c.data_dir().join("kube-cache");
+    let out = c.kubectl(&["get", "cm", "-A", "-v=6", "--cache-dir", cache.to_str().unwrap()]);
+    let gets = String::from_utf8_lossy(&out.stderr).matches("GET https").count();
+    assert_eq!(gets, 3, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
