@@ -20,6 +20,38 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct Api {
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
+}
+
+/// Upstream's labels for a resource request: verb as metrics spell it
+/// (LIST and WATCH split from GET), scope (resource, namespace, cluster).
+fn request_labels(method: &Method, path: &str, query: &Query) -> Option<(crate::metrics::LatencyLabels, bool)> {
+    let Route::Resource(t) = route::parse(path) else { return None };
+    let watch = t.legacy_watch || flag(query, "watch");
+    let verb = match (method.as_str(), t.name.is_some(), watch) {
+        ("GET", _, true) => "WATCH",
+        ("GET", true, _) => "GET",
+        ("GET", false, _) => "LIST",
+        ("DELETE", false, _) => "DELETECOLLECTION",
+        (m, _, _) => m,
+    };
+    let scope = if t.name.is_some() || verb == "POST" {
+        "resource"
+    } else if t.namespace.is_some() {
+        "namespace"
+    } else {
+        "cluster"
+    };
+    let labels = crate::metrics::LatencyLabels {
+        verb: verb.to_string(),
+        group: t.def.group.to_string(),
+        version: t.def.version.to_string(),
+        resource: t.def.plural.to_string(),
+        subresource: t.subresource.unwrap_or_default(),
+        scope: scope.to_string(),
+        component: "apiserver".to_string(),
+    };
+    Some((labels, watch))
 }
 
 pub type Query = HashMap<String, String>;
@@ -77,6 +109,21 @@ impl Api {
         if user.is_none() {
             return ApiError::unauthorized().into_response();
         }
+        if path == "/metrics" {
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response();
+        }
+        let started = std::time::Instant::now();
+        let labels = request_labels(&parts.method, &path, &query_of(&parts.uri));
+        // Long-running requests (watches) are not in flight in upstream's sense.
+        let inflight = match &labels {
+            Some((_, false)) => {
+                let kind = if parts.method == Method::GET { "readOnly" } else { "mutating" };
+                let gauge = self.metrics.inflight.get_or_create(&crate::metrics::InflightLabels { request_kind: kind.into() }).clone();
+                gauge.inc();
+                Some(gauge)
+            }
+            _ => None,
+        };
         let result = async {
             if let Some(rest) = path.strip_prefix("/openapi/v3") {
                 return openapi::v3(rest).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::not_found_path);
@@ -85,7 +132,14 @@ impl Api {
             self.dispatch(&parts.method, &parts.uri, &parts.headers, &path, body).await
         }
         .await;
-        result.unwrap_or_else(IntoResponse::into_response)
+        let response = result.unwrap_or_else(IntoResponse::into_response);
+        if let Some(gauge) = inflight {
+            gauge.dec();
+        }
+        if let Some((labels, _)) = labels {
+            self.metrics.observe(labels, response.status().as_u16(), started.elapsed());
+        }
+        response
     }
 
     async fn dispatch(

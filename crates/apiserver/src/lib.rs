@@ -7,6 +7,7 @@
 
 mod discovery;
 mod handler;
+mod metrics;
 mod namespaces;
 mod openapi;
 mod patch;
@@ -68,10 +69,15 @@ impl Server {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("listening on {}", config.bind))?;
+        let api = Arc::new(handler::Api {
+            registry,
+            metrics: metrics::Metrics::new(),
+        });
+        tokio::spawn(count_objects(Arc::downgrade(&api)));
         Ok(Server {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
-            api: Arc::new(handler::Api { registry }),
+            api,
         })
     }
 
@@ -107,6 +113,23 @@ impl Server {
                     tracing::debug!(%peer, "connection ended: {e}");
                 }
             });
+        }
+    }
+}
+
+/// Keeps `apiserver_storage_objects` current, as upstream does, every 30 s.
+async fn count_objects(api: std::sync::Weak<handler::Api>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        ticks.tick().await;
+        let Some(api) = api.upgrade() else { return };
+        for def in skiff_api::BUILTIN.iter().filter(|d| d.verbs == skiff_api::Verbs::All) {
+            let opts = skiff_store::ListOptions { limit: Some(1), ..Default::default() };
+            if let Ok(page) = api.registry.store.list(&def.key_prefix(), &opts).await {
+                let count = page.items.len() as i64 + page.remaining.unwrap_or(0);
+                let resource = if def.group.is_empty() { def.plural.to_string() } else { format!("{}.{}", def.plural, def.group) };
+                api.metrics.storage_objects.get_or_create(&metrics::ResourceLabels { resource }).set(count);
+            }
         }
     }
 }

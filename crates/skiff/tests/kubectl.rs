@@ -327,3 +327,20 @@ fn services_get_unique_cluster_ips_and_node_ports() {
     let table = c.ok(&["get", "svc", "np", "-n", "default"]);
     assert!(table.contains(&format!("80:{np}/TCP")), "{table}");
 }
+
+#[test]
+fn metrics_count_requests_as_upstream_names_them() {
+    let c = Cluster::start();
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"m"}}"#));
+    c.ok(&["get", "cm", "m", "-n", "default"]);
+    c.fails(&["get", "cm", "absent", "-n", "default"], None);
+    let text = c.ok(&["get", "--raw", "/metrics"]);
+    for want in [
+        r#"apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"} 1"#,
+        r#"apiserver_request_total{verb="GET",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="404"} 1"#,
+        "# TYPE apiserver_request_duration_seconds histogram",
+        "apiserver_current_inflight_requests",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+}
