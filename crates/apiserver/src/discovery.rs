@@ -47,6 +47,16 @@ pub fn api_group(group: &str) -> Option<Value> {
     group_doc(group)
 }
 
+/// Short names and categories, present only when a resource has some.
+fn add_names(entry: &mut Value, r: &ResourceDef) {
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+}
+
 /// A subresource's response kind and verbs, as discovery describes them.
 fn subresource(def: &ResourceDef, sub: &str) -> (Value, &'static [&'static str]) {
     let gvk = |g: &str, v: &str, k: &str| json!({"group": g, "version": v, "kind": k});
@@ -82,12 +92,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "kind": r.kind,
             "verbs": r.verbs.names(),
         });
-        if !r.short_names.is_empty() {
-            entry["shortNames"] = json!(r.short_names);
-        }
-        if !r.categories.is_empty() {
-            entry["categories"] = json!(r.categories);
-        }
+        add_names(&mut entry, r);
         resources.push(entry);
         for sub in r.subresources {
             let (kind, verbs) = subresource(r, sub);
@@ -150,12 +155,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
                             "singularResource": r.singular,
                             "verbs": r.verbs.names(),
                         });
-                        if !r.short_names.is_empty() {
-                            entry["shortNames"] = json!(r.short_names);
-                        }
-                        if !r.categories.is_empty() {
-                            entry["categories"] = json!(r.categories);
-                        }
+                        add_names(&mut entry, r);
                         let subs: Vec<Value> = r
                             .subresources
                             .iter()

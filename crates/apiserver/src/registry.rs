@@ -150,8 +150,13 @@ fn matches(q: &ListQuery, obj: &Value) -> bool {
 
 impl Registry {
     pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        match self.store.get(&def.key(ns, name), None).await {
-            Ok(Some(kv)) => decode(def, &kv),
+        decode(def, &self.stored(def, &def.key(ns, name), name).await?)
+    }
+
+    /// The stored object at `key`, or upstream's NotFound for `name`.
+    async fn stored(&self, def: &ResourceDef, key: &str, name: &str) -> ApiResult<KeyValue> {
+        match self.store.get(key, None).await {
+            Ok(Some(kv)) => Ok(kv),
             Ok(None) => Err(ApiError::not_found(def, name)),
             Err(e) => Err(ApiError::from_store(e, def, name)),
         }
@@ -315,11 +320,7 @@ impl Registry {
     {
         let key = def.key(ns, name);
         loop {
-            let kv = match self.store.get(&key, None).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) => return Err(ApiError::not_found(def, name)),
-                Err(e) => return Err(ApiError::from_store(e, def, name)),
-            };
+            let kv = self.stored(def, &key, name).await?;
             if precondition.is_some_and(|rv| rv != kv.mod_revision) {
                 return Err(ApiError::modified(def, name));
             }
@@ -382,11 +383,7 @@ impl Registry {
     pub async fn delete(&self, def: &ResourceDef, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
         let key = def.key(ns, name);
         loop {
-            let kv = match self.store.get(&key, None).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) => return Err(ApiError::not_found(def, name)),
-                Err(e) => return Err(ApiError::from_store(e, def, name)),
-            };
+            let kv = self.stored(def, &key, name).await?;
             let obj = decode(def, &kv)?;
             if let Some(uid) = &opts.uid {
                 let actual = obj.pointer("/metadata/uid").and_then(|v| v.as_str()).unwrap_or("");

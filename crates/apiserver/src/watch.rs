@@ -126,7 +126,11 @@ pub async fn serve(
             }
         }
     } else {
-        start.unwrap_or(0)
+        match start {
+            Some(rv) => rv,
+            // No version and no initial state: start at the most recent.
+            None => store.current_revision().await.map_err(|e| ApiError::from_store(e, def, ""))?,
+        }
     };
     let watch = store.watch(&prefix, from).await;
 

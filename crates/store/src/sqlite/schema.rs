@@ -158,22 +158,19 @@ fn init(conn: &Connection) -> Result<()> {
 
 /// A connection for reads; the writer has already created and checked the file.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    configure(&conn)?;
-    cache_size(&conn, READER_CACHE_KIB)?;
+    let conn = open_secondary(path)?;
     conn.execute_batch("PRAGMA query_only = ON;")?;
     Ok(conn)
 }
 
 /// A connection for the checkpointer thread.
 pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    open_secondary(path)
+}
+
+/// A connection beside the writer's, to a file the writer has checked.
+fn open_secondary(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     configure(&conn)?;
     cache_size(&conn, READER_CACHE_KIB)?;
     Ok(conn)

@@ -314,13 +314,10 @@ impl Txn {
                 Ok(Outcome::Written(rev))
             }
             Op::Update { key, value, expected } => {
-                let current = match current(tx, key)? {
-                    Some(c) => c,
-                    None => return Ok(Err(Error::NotFound { key: key.clone() })),
+                let current = match writable(tx, key, *expected)? {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
                 };
-                if let Some(err) = precondition(key, *expected, &current) {
-                    return Ok(Err(err));
-                }
                 let rev = self.next();
                 insert(tx, rev, key, current.create_rev, current.rev, false, value)?;
                 self.events.push(Event {
@@ -331,13 +328,10 @@ impl Txn {
                 Ok(Outcome::Written(rev))
             }
             Op::Delete { key, expected } => {
-                let current = match current(tx, key)? {
-                    Some(c) => c,
-                    None => return Ok(Err(Error::NotFound { key: key.clone() })),
+                let current = match writable(tx, key, *expected)? {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
                 };
-                if let Some(err) = precondition(key, *expected, &current) {
-                    return Ok(Err(err));
-                }
                 let rev = self.next();
                 insert(tx, rev, key, current.create_rev, current.rev, true, &[])?;
                 let prev = kv(key, current.value, current.create_rev, current.rev);
@@ -369,15 +363,20 @@ impl Txn {
     }
 }
 
-fn precondition(key: &str, expected: Option<Revision>, current: &Current) -> Option<Error> {
-    match expected {
-        Some(expected) if expected != current.rev => Some(Error::Conflict {
+/// The key's live value, if it exists and its revision is `expected` (when
+/// given): what an update or delete may replace. Outer error as in `apply`.
+fn writable(tx: &Connection, key: &str, expected: Option<Revision>) -> Result<Result<Current>> {
+    let Some(current) = current(tx, key)? else {
+        return Ok(Err(Error::NotFound { key: key.to_string() }));
+    };
+    Ok(match expected {
+        Some(expected) if expected != current.rev => Err(Error::Conflict {
             key: key.to_string(),
             expected,
             current: Box::new(kv(key, current.value.clone(), current.create_rev, current.rev)),
         }),
-        _ => None,
-    }
+        _ => Ok(current),
+    })
 }
 
 fn kv(key: &str, value: Bytes, create_revision: Revision, mod_revision: Revision) -> KeyValue {
