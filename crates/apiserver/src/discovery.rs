@@ -96,13 +96,19 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         resources.push(entry);
         for sub in r.subresources {
             let (kind, verbs) = subresource(r, sub);
-            resources.push(json!({
+            let mut entry = json!({
                 "name": format!("{}/{sub}", r.plural),
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind["kind"],
                 "verbs": verbs,
-            }));
+            });
+            // A subresource answering in another group version says which.
+            if kind["group"] != r.group || kind["version"] != r.version {
+                entry["group"] = kind["group"].clone();
+                entry["version"] = kind["version"].clone();
+            }
+            resources.push(entry);
         }
     }
     let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };

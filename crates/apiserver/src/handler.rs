@@ -180,6 +180,9 @@ impl Api {
             if !def.subresources.contains(&sub) {
                 return Err(ApiError::not_found_path());
             }
+            if sub == "scale" {
+                return self.scale(method, headers, query, &t, &body).await;
+            }
             if sub != "status" {
                 return Err(ApiError::new(
                     StatusCode::NOT_IMPLEMENTED,
@@ -281,6 +284,40 @@ impl Api {
         }
     }
 
+    /// GET, PUT and PATCH of `{workload}/scale`.
+    async fn scale(&self, method: &Method, headers: &HeaderMap, query: &Query, t: &Target, body: &[u8]) -> ApiResult<Response> {
+        let (def, ns) = (t.def, t.namespace.as_deref());
+        let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        let updated = match *method {
+            Method::GET => self.registry.get(def, ns, name).await?,
+            Method::PUT => {
+                let scale = decode_body(headers, body)?;
+                let precondition = match scale.pointer("/metadata/resourceVersion").and_then(|v| v.as_str()).filter(|v| !v.is_empty()) {
+                    Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
+                    None => None,
+                };
+                self.registry
+                    .guaranteed_update(def, ns, name, precondition, dry_run, |current| {
+                        crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)
+                    })
+                    .await?
+            }
+            Method::PATCH => {
+                let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+                let kind = patch::PatchKind::from_content_type(content_type)?;
+                self.registry
+                    .guaranteed_update(def, ns, name, None, dry_run, |current| {
+                        let scale = patch::apply(&kind, &crate::scale::view(current), body)?;
+                        crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)
+                    })
+                    .await?
+            }
+            _ => return Err(ApiError::method_not_allowed(method.as_str(), def)),
+        };
+        Ok(json_response(StatusCode::OK, &crate::scale::view(&updated)))
+    }
+
     async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
         let q = list_query(def, query)?;
         let listed = self.registry.list(def, ns, &q).await?;
@@ -377,16 +414,21 @@ fn success_status(def: &ResourceDef, obj: &Value) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
-/// A request body as JSON. YAML and protobuf bodies are refused with 415.
+/// A request body as JSON: JSON or YAML bodies. Protobuf is refused with 415
+/// until it is decoded (kubectl's generator commands send it).
 pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !(media == "application/json" || media.is_empty() || media == "*/*") {
-        return Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json"
-        )));
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json" | "" | "*/*" => {
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+        }
+        // serde_yaml is the YAML parser kube-rs already brings in; it is
+        // archived upstream, so a maintained fork can replace it in one place.
+        "application/yaml" => serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+        ))),
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
 }
 
 fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> ApiResult<DeleteOptions> {

@@ -13,6 +13,7 @@ mod openapi;
 mod patch;
 mod registry;
 mod route;
+mod scale;
 mod services;
 pub mod status;
 mod strategy;

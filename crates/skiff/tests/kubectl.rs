@@ -344,3 +344,29 @@ fn metrics_count_requests_as_upstream_names_them() {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
 }
+
+#[test]
+fn scale_subresource_changes_replicas() {
+    let c = Cluster::start();
+    c.ok_stdin(
+        &["create", "-n", "default", "-f", "-"],
+        Some(r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#),
+    );
+    assert_eq!(c.json(&["get", "deploy", "web", "-n", "default", "-o", "json"])["spec"]["replicas"], 1, "replicas default to 1");
+    let out = c.ok(&["scale", "deploy", "web", "-n", "default", "--replicas=5"]);
+    assert!(out.contains("deployment.apps/web scaled"), "{out}");
+    let d = c.json(&["get", "deploy", "web", "-n", "default", "-o", "json"]);
+    assert_eq!((d["spec"]["replicas"].as_i64(), d["metadata"]["generation"].as_i64()), (Some(5), Some(2)));
+    let scale = c.json(&["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    // kubectl compares --resource-version with the Scale it reads.
+    let err = c.fails(&["scale", "deploy", "web", "-n", "default", "--replicas=2", "--resource-version=1"], None);
+    assert!(err.contains("Expected resource version to be 1"), "{err}");
+    // The server refuses a negative count itself.
+    let err = c.fails(&["patch", "deploy", "web", "-n", "default", "--subresource=scale", "--type=merge", "-p", r#"{"spec":{"replicas":-1}}"#], None);
+    assert!(err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"), "{err}");
+    assert_eq!(c.json(&["get", "deploy", "web", "-n", "default", "-o", "json"])["spec"]["replicas"], 5);
+}
