@@ -30,7 +30,11 @@ impl Verbs {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Decodes an object through the kind's typed struct: the object as the
+/// struct keeps it (unknown fields dropped) and the paths of those dropped.
+pub type TypedCheck = fn(&serde_json::Value) -> Result<(serde_json::Value, Vec<String>), String>;
+
+#[derive(Debug, Clone)]
 pub struct ResourceDef {
     pub group: &'static str,
     pub version: &'static str,
@@ -43,7 +47,42 @@ pub struct ResourceDef {
     /// Subresources served under `{name}/{sub}`.
     pub subresources: &'static [&'static str],
     pub verbs: Verbs,
+    pub typed: TypedCheck,
 }
+
+/// `TypedCheck` for the k8s-openapi type `K`. Paths read as upstream
+/// writes them: `spec.containers[0].foo`.
+fn typed<K: serde::de::DeserializeOwned + serde::Serialize>(v: &serde_json::Value) -> Result<(serde_json::Value, Vec<String>), String> {
+    let mut unknown = Vec::new();
+    let obj: K = serde_ignored::deserialize(v, |path| unknown.push(upstream_path(&path.to_string())))
+        .map_err(|e| e.to_string())?;
+    Ok((serde_json::to_value(&obj).map_err(|e| e.to_string())?, unknown))
+}
+
+fn upstream_path(path: &str) -> String {
+    let mut out = String::new();
+    // serde_ignored writes `?` for each Option it passes through.
+    for part in path.split('.').filter(|p| *p != "?") {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// A resource is identified by its group, version and plural.
+impl PartialEq for ResourceDef {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for ResourceDef {}
 
 impl ResourceDef {
     pub fn api_version(&self) -> String {
@@ -105,7 +144,7 @@ const NONE: &[&str] = &[];
 const ALL: &[&str] = &["all"];
 const STATUS: &[&str] = &["status"];
 
-fn def<K: Resource + 'static>(e: Extra) -> ResourceDef {
+fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + 'static>(e: Extra) -> ResourceDef {
     ResourceDef {
         group: K::GROUP,
         version: K::VERSION,
@@ -117,6 +156,7 @@ fn def<K: Resource + 'static>(e: Extra) -> ResourceDef {
         namespaced: TypeId::of::<K::Scope>() == TypeId::of::<NamespaceResourceScope>(),
         subresources: e.subresources,
         verbs: e.verbs,
+        typed: typed::<K>,
     }
 }
 
@@ -226,6 +266,23 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_check_finds_and_drops_unknown_fields() {
+        let pods = find("", "v1", "pods").unwrap();
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "bogus": 1},
+            "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicyy": "x"}]},
+        });
+        let (pruned, unknown) = (pods.typed)(&pod).unwrap();
+        assert_eq!(unknown, ["metadata.bogus", "spec.containers[0].imagePullPolicyy"]);
+        assert!(pruned["metadata"].get("bogus").is_none());
+        assert_eq!(pruned["spec"]["containers"][0]["image"], "i");
+        let bad = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"replicas": "three", "selector": {}, "template": {}}});
+        assert!((find("apps", "v1", "deployments").unwrap().typed)(&bad).is_err());
+    }
 
     #[test]
     fn table_is_consistent() {

@@ -13,7 +13,7 @@ use skiff_api::{ResourceDef, Verbs};
 use crate::registry::{Deleted, DeleteOptions, ListQuery, Registry};
 use crate::route::{self, Route, Target};
 use crate::status::{qualified, ApiError, ApiResult};
-use crate::{discovery, openapi, patch, watch, User};
+use crate::{discovery, fields, openapi, patch, watch, User};
 
 /// Upstream's limit on request bodies.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -231,27 +231,35 @@ impl Api {
             "list" => self.list(def, ns, query, repr).await,
             "watch" => watch::serve(&self.registry, def, ns, t.name.as_deref(), query, repr).await,
             "create" => {
-                let obj = decode_body(headers, &body)?;
+                let mut warnings = Vec::new();
+                let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
                 let created = self.registry.create(def, ns, obj, dry_run).await?;
-                Ok(respond_object(def, StatusCode::CREATED, created, repr, query))
+                Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
             }
             "update" => {
-                let obj = decode_body(headers, &body)?;
+                let mut warnings = Vec::new();
+                let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
                 let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run).await?;
-                Ok(respond_object(def, StatusCode::OK, updated, repr, query))
+                Ok(fields::with_warnings(respond_object(def, StatusCode::OK, updated, repr, query), &warnings))
             }
             "patch" => {
                 let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let kind = patch::PatchKind::from_content_type(content_type)?;
+                let mode = fields::mode(query)?;
                 let sub = t.subresource.as_deref();
+                // The closure may run again on a conflict; keep the last run's warnings.
+                let warnings = std::sync::Mutex::new(Vec::new());
                 let patched = self
                     .registry
                     .guaranteed_update(def, ns, name, None, dry_run, |current| {
-                        let changed = patch::apply(&kind, current, &body)?;
+                        let mut w = warnings.lock().unwrap();
+                        w.clear();
+                        let changed = fields::check(def, patch::apply(&kind, current, &body)?, mode, &mut w)?;
                         crate::registry::merge_update(def, current, changed, sub)
                     })
                     .await?;
-                Ok(respond_object(def, StatusCode::OK, patched, repr, query))
+                let warnings = warnings.into_inner().unwrap();
+                Ok(fields::with_warnings(respond_object(def, StatusCode::OK, patched, repr, query), &warnings))
             }
             "delete" => {
                 let opts = delete_options(query, &body, dry_run)?;

@@ -6,6 +6,7 @@
 //! strategy (`registry`, `strategy`) → the store.
 
 mod discovery;
+mod fields;
 mod handler;
 mod metrics;
 mod namespaces;

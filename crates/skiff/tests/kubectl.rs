@@ -370,3 +370,26 @@ fn scale_subresource_changes_replicas() {
     assert!(err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"), "{err}");
     assert_eq!(c.json(&["get", "deploy", "web", "-n", "default", "-o", "json"])["spec"]["replicas"], 5);
 }
+
+/// [sig-api-machinery] FieldValidation should detect unknown metadata fields of a typed object [Conformance]
+#[test]
+fn field_validation_detects_unknown_fields_of_a_typed_object() {
+    let c = Cluster::start();
+    let deployment = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"fv","unknownMeta":"x"},"spec":{"replicas":1,"paused":false,"unknownSpec":"y","selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i","unknownContainerField":1}]}}}}"#;
+    // kubectl asks for Strict by default: refused, naming every field.
+    let err = c.fails(&["create", "-n", "default", "-f", "-"], Some(deployment));
+    for field in ["metadata.unknownMeta", "spec.unknownSpec", "spec.template.spec.containers[0].unknownContainerField"] {
+        assert!(err.contains(&format!(r#"unknown field \"{field}\""#)) || err.contains(&format!(r#"unknown field "{field}""#)), "{field} in {err}");
+    }
+    assert!(err.contains("strict decoding error"), "{err}");
+    // Warn: created, with warnings, and the unknown fields dropped.
+    let out = c.kubectl_stdin(&["create", "-n", "default", "--validate=warn", "-f", "-"], Some(deployment));
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Warning: unknown field") && stderr.contains("spec.unknownSpec"), "{stderr}");
+    let d = c.json(&["get", "deploy", "fv", "-n", "default", "-o", "json"]);
+    assert!(d["metadata"].get("unknownMeta").is_none() && d["spec"].get("unknownSpec").is_none(), "{d}");
+    // A value of the wrong type is refused in every mode.
+    let err = c.fails(&["patch", "deploy", "fv", "-n", "default", "--type=merge", "-p", r#"{"spec":{"replicas":"three"}}"#], None);
+    assert!(err.contains("cannot be handled as a Deployment"), "{err}");
+}
