@@ -253,6 +253,7 @@ impl Registry {
         if obj.get("spec").is_some() {
             obj["metadata"]["generation"] = json!(1);
         }
+        skiff_api::defaults::apply(def, &mut obj);
         strategy::prepare_create(def, &mut obj);
         validate(def, &obj)?;
         let name = name_of(&obj).to_string();
@@ -499,6 +500,7 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
             }
         }
     }
+    skiff_api::defaults::apply(def, &mut new);
     strategy::prepare_update(def, current, &mut new);
     let immutable = strategy::validate_update(def, current, &new);
     if !immutable.is_empty() {

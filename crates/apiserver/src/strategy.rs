@@ -26,11 +26,6 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
         obj["status"] = json!({"phase": "Active"});
         // Upstream labels every namespace with its own name.
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = obj["metadata"]["name"].clone();
-    } else if matches!((def.group, def.kind), ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") | ("", "ReplicationController")) {
-        // Upstream's defaulting: one replica unless told otherwise.
-        if obj.pointer("/spec/replicas").is_none_or(|r| r.is_null()) {
-            obj["spec"]["replicas"] = json!(1);
-        }
     } else if is(def, "", "Pod") {
         obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
     } else if is(def, "", "Secret") {

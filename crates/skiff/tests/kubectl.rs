@@ -101,6 +101,10 @@ fn apply_edit_label_patch_and_delete() {
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["metadata"]["generation"], 2, "a spec change bumps generation");
     assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+    // Upstream's defaults are filled in.
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
 
     // Labels, annotations and the three patch types.
     c.ok(&["-n", "shop", "label", "cm", "settings", "tier=front"]);
