@@ -18,6 +18,7 @@ mod scale;
 mod services;
 pub mod status;
 mod strategy;
+mod subresources;
 mod watch;
 
 use std::net::SocketAddr;

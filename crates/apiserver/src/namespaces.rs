@@ -21,13 +21,7 @@ pub async fn finalize(registry: Registry, name: String) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let result = registry
-        .guaranteed_update(namespaces, None, &name, None, false, |current| {
-            let mut ns = current.clone();
-            ns["spec"]["finalizers"] = json!([]);
-            Ok(ns)
-        })
-        .await;
+    let result = crate::subresources::finalize(&registry, namespaces, &name, &json!({"spec": {"finalizers": []}}), false).await;
     if let Err(e) = result {
         if e.code != axum::http::StatusCode::NOT_FOUND {
             tracing::warn!(namespace = %name, "finalizing namespace: {}", e.message);
