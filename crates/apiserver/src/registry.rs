@@ -237,11 +237,20 @@ impl Registry {
         } else if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("namespace");
         }
-        let generated = name_of(&obj).is_empty();
-        if generated {
-            if let Some(prefix) = obj.pointer("/metadata/generateName").and_then(|v| v.as_str()) {
+        let generate = match obj.pointer("/metadata/generateName").and_then(|v| v.as_str()) {
+            Some(prefix) if name_of(&obj).is_empty() => Some(prefix.to_string()),
+            _ => None,
+        };
+        if let Some(prefix) = &generate {
+            // Upstream (RetryGenerateName) tries up to eight names before
+            // reporting a collision.
+            for attempt in 0..8 {
                 let name = format!("{prefix}{}", random_suffix());
+                let taken = self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some();
                 obj["metadata"]["name"] = json!(name);
+                if !taken || attempt == 7 {
+                    break;
+                }
             }
         }
         let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
@@ -334,7 +343,11 @@ impl Registry {
             }
             // The last finalizer removed from an object being deleted: delete it.
             let written = if strategy::is_finalized(def, &updated) {
-                self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
+                let deleted = self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev);
+                if deleted.is_ok() && is_service(def) {
+                    self.services.release_all(&updated, &owner(ns, name)).await;
+                }
+                deleted
             } else {
                 self.store.update(&key, encode(def, &updated), Some(kv.mod_revision)).await
             };

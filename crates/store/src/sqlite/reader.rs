@@ -12,10 +12,14 @@ use crate::{Error, Event, EventKind, KeyValue, RangeRequest, RangeResponse, Resu
 
 /// Idle connections kept open; more are opened under load and closed after.
 const POOL_SIZE: usize = 8;
+/// Reads running at once; more wait. Bounds connections (and their page
+/// caches) and blocking threads however many requests arrive.
+const MAX_CONCURRENT_READS: usize = 32;
 
 pub(super) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    slots: tokio::sync::Semaphore,
 }
 
 impl Readers {
@@ -23,6 +27,7 @@ impl Readers {
         Arc::new(Readers {
             path,
             idle: Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(MAX_CONCURRENT_READS),
         })
     }
 
@@ -32,6 +37,7 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
+        let _slot = self.slots.acquire().await.map_err(|_| Error::Internal("the reader pool is closed".into()))?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = this.idle.lock().unwrap().pop();
