@@ -11,15 +11,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A finished request: what it was and its HTTP code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub verb: String,
-    pub group: String,
-    pub version: String,
-    pub resource: String,
-    pub subresource: String,
-    pub scope: String,
-    pub component: String,
+    #[prometheus(flatten)]
+    pub request: LatencyLabels,
     pub code: String,
 }
 
@@ -103,9 +99,8 @@ impl Metrics {
 
     pub fn observe(&self, labels: LatencyLabels, code: u16, elapsed: Duration) {
         self.latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
-        let LatencyLabels { verb, group, version, resource, subresource, scope, component } = labels;
         self.requests
-            .get_or_create(&RequestLabels { verb, group, version, resource, subresource, scope, component, code: code.to_string() })
+            .get_or_create(&RequestLabels { request: labels, code: code.to_string() })
             .inc();
     }
 

@@ -199,16 +199,31 @@ async fn measure(store: &Store, column: usize, args: &Args, report: &mut Report)
 
 /// Each writer creates keys back to back until the time is up.
 async fn creates(store: &Store, prefix: &str, writers: usize, args: &Args) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let (store, prefix, v) = (store.clone(), prefix.to_string(), value(args.value_bytes, 0));
+    timed_writers_for(writers, args.seconds, move |w, i| {
+        let (store, key, v) = (store.clone(), format!("{prefix}{w}/{i}"), v.clone());
+        async move { store.create(&key, v).await.map(|_| ()).map_err(Into::into) }
+    })
+    .await
+}
+
+/// `writers` tasks each running `op(writer, n)` back to back for `seconds`:
+/// operations per second over all, and each operation's latency.
+async fn timed_writers_for<F, Fut>(writers: usize, seconds: u64, op: F) -> anyhow::Result<(f64, Vec<Duration>)>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
+    let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let (store, prefix, v) = (store.clone(), prefix.to_string(), value(args.value_bytes, 0));
+            let op = op.clone();
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    store.create(&format!("{prefix}{w}/{}", lat.len()), v.clone()).await?;
+                    op(w, lat.len()).await?;
                     lat.push(t.elapsed());
                 }
                 anyhow::Ok(lat)
@@ -427,35 +442,24 @@ async fn raw_writes(
     transaction: bool,
 ) -> anyhow::Result<(f64, Vec<Duration>)> {
     use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (mut kv, v) = (client.kv_client(), value(args.value_bytes, 0).to_vec());
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let key = format!("/bench/raw/{transaction}/{writers}/{w}/{}", lat.len());
-                    if transaction {
-                        let txn = Txn::new()
-                            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, 0)])
-                            .and_then([TxnOp::put(key, v.clone(), None)]);
-                        kv.txn(txn).await?;
-                    } else {
-                        kv.put(key, v.clone(), None).await?;
-                    }
-                    lat.push(t.elapsed());
-                }
-                anyhow::Ok(lat)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    Ok((all.len() as f64 / started.elapsed().as_secs_f64(), all))
+    let v = value(args.value_bytes, 0).to_vec();
+    let kv = client.kv_client();
+    timed_writers_for(writers, args.seconds, move |w, i| {
+        let (mut kv, v) = (kv.clone(), v.clone());
+        let key = format!("/bench/raw/{transaction}/{writers}/{w}/{i}");
+        async move {
+            if transaction {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, v, None)]);
+                kv.txn(txn).await?;
+            } else {
+                kv.put(key, v, None).await?;
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The throughput line of `etcdctl check perf --load=l`.
