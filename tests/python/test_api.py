@@ -308,3 +308,17 @@ def test_namespace_finalize_subresource(core):
     ns.spec.finalizers = []
     done = core.replace_namespace_finalize("fin", ns)
     assert not done.spec.finalizers
+
+
+def test_namespace_spec_finalizers_change_only_through_finalize(core):
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="keep-fin")))
+    ns = core.read_namespace("keep-fin")
+    ns.spec.finalizers = []
+    assert core.replace_namespace("keep-fin", ns).spec.finalizers == ["kubernetes"]
+
+
+def test_a_body_of_another_kind_is_refused(core, namespace):
+    with pytest.raises(ApiException) as e:
+        core.create_namespaced_config_map(namespace, {"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    assert e.value.status == 400
+    assert "does not match the expected API version (v1)" in json.loads(e.value.body)["message"]

@@ -33,6 +33,8 @@ pub fn mode(query: &Query) -> ApiResult<Mode> {
 /// in Strict mode and warnings in Warn mode; values of the wrong type are
 /// an error in every mode, as upstream's decoding makes them.
 pub fn check(def: &ResourceDef, obj: Value, mode: Mode, warnings: &mut Vec<String>) -> ApiResult<Value> {
+    // A body of another kind gets upstream's message, not a decoding error.
+    crate::registry::check_type(def, &obj)?;
     match (def.typed)(&obj) {
         Ok((pruned, unknown)) => {
             let found: Vec<String> = unknown.iter().map(|u| format!("unknown field {u:?}")).collect();

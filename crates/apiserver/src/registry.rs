@@ -540,7 +540,7 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
     strip(old) != strip(new)
 }
 
-fn check_type(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
+pub fn check_type(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{obj}'")));
     }

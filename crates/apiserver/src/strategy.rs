@@ -39,10 +39,15 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
 pub fn prepare_update(def: &ResourceDef, current: &Value, new: &mut Value) {
     if is(def, "", "Secret") {
         fold_string_data(new);
-    } else if is(def, "", "Namespace") && new.pointer("/spec/finalizers").is_none() {
+    } else if is(def, "", "Namespace") {
         // Finalizers in spec change through `/finalize` only.
-        if let Some(f) = current.pointer("/spec/finalizers") {
-            new["spec"]["finalizers"] = f.clone();
+        match current.pointer("/spec/finalizers") {
+            Some(f) => new["spec"]["finalizers"] = f.clone(),
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(|s| s.as_object_mut()) {
+                    spec.remove("finalizers");
+                }
+            }
         }
     }
     if is(def, "", "Namespace") {
