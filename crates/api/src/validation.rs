@@ -49,43 +49,36 @@ fn lower_alnum(c: u8) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
 }
 
-pub fn dns1123_label(s: &str) -> Result<(), String> {
+/// Upstream's pattern for these checks: a length limit and a format, each
+/// reported when broken, joined into one message.
+fn name_check(s: &str, max: usize, well_formed: bool, format: String) -> Result<(), String> {
     let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
+    if s.len() > max {
+        errs.push(format!("must be no more than {max} characters"));
     }
-    if !is_label(s, lower_alnum) {
-        errs.push(format!(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '{DNS1123_LABEL_FMT}')"
-        ));
+    if !well_formed {
+        errs.push(format);
     }
     if errs.is_empty() { Ok(()) } else { Err(errs.join(", ")) }
+}
+
+pub fn dns1123_label(s: &str) -> Result<(), String> {
+    name_check(s, 63, is_label(s, lower_alnum), format!(
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '{DNS1123_LABEL_FMT}')"
+    ))
 }
 
 pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push("must be no more than 253 characters".to_string());
-    }
-    if s.is_empty() || !s.split('.').all(|part| is_label(part, lower_alnum)) {
-        errs.push(format!(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '{DNS1123_LABEL_FMT}(\\.{DNS1123_LABEL_FMT})*')"
-        ));
-    }
-    if errs.is_empty() { Ok(()) } else { Err(errs.join(", ")) }
+    let well_formed = !s.is_empty() && s.split('.').all(|part| is_label(part, lower_alnum));
+    name_check(s, 253, well_formed, format!(
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '{DNS1123_LABEL_FMT}(\\.{DNS1123_LABEL_FMT})*')"
+    ))
 }
 
 pub fn dns1035_label(s: &str) -> Result<(), String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_string());
-    }
-    if !is_label(s, |c| c.is_ascii_lowercase()) {
-        errs.push(format!(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '{DNS1035_LABEL_FMT}')"
-        ));
-    }
-    if errs.is_empty() { Ok(()) } else { Err(errs.join(", ")) }
+    name_check(s, 63, is_label(s, |c| c.is_ascii_lowercase()), format!(
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '{DNS1035_LABEL_FMT}')"
+    ))
 }
 
 /// Names that only have to be usable as one URL path segment (RBAC kinds).
