@@ -397,3 +397,22 @@ fn field_validation_detects_unknown_fields_of_a_typed_object() {
     let err = c.fails(&["patch", "deploy", "fv", "-n", "default", "--type=merge", "-p", r#"{"spec":{"replicas":"three"}}"#], None);
     assert!(err.contains("cannot be handled as a Deployment"), "{err}");
 }
+
+/// The same API on etcd (`--datastore-endpoint`), across a server restart.
+#[test]
+fn kubectl_against_an_etcd_datastore() {
+    let etcd = skiff_store::testing::EtcdServer::start().expect("etcd starts (is etcd-server installed?)");
+    let mut c = Cluster::start_with(&["--datastore-endpoint", &etcd.endpoint()]);
+    let out = c.ok_stdin(&["apply", "-f", "-"], Some(MANIFESTS));
+    assert!(out.contains("deployment.apps/web created"), "{out}");
+    c.ok(&["-n", "shop", "scale", "deploy", "web", "--replicas=4"]);
+    let items: Vec<String> = (0..12).map(|i| format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"e{i:02}"}}}}"#)).collect();
+    c.ok_stdin(&["create", "-n", "shop", "-f", "-"], Some(&items.join("\n")));
+    let names = c.ok(&["get", "cm", "-n", "shop", "--chunk-size=5", "-o", "name"]);
+    assert_eq!(names.lines().filter(|l| l.starts_with("configmap/e")).count(), 12);
+    c.stop();
+    c.boot();
+    assert_eq!(c.json(&["-n", "shop", "get", "deploy", "web", "-o", "json"])["spec"]["replicas"], 4);
+    c.ok(&["delete", "ns", "shop", "--timeout=30s"]);
+    assert!(c.fails(&["get", "cm", "e00", "-n", "shop"], None).contains("not found"));
+}

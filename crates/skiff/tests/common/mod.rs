@@ -10,13 +10,20 @@ pub struct Cluster {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Extra `skiff server` flags (e.g. the datastore).
+    extra: Vec<String>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut cluster = Cluster { child: None, dir, port };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut cluster = Cluster { child: None, dir, port, extra };
         cluster.boot();
         cluster
     }
@@ -41,6 +48,7 @@ impl Cluster {
             .arg(self.dir.path().join("data"))
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
+            .args(&self.extra)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
