@@ -236,7 +236,10 @@ impl Store {
 
     /// Every change under `prefix` after revision `after`, exactly once, in
     /// order. `after` below the compacted revision fails with
-    /// [`Error::Compacted`].
+    /// [`Error::Compacted`]. One edge differs between backends: etcd also
+    /// serves `after` = compacted revision − 1 (it keeps the events at the
+    /// compacted revision), SQLite does not; from the compacted revision on
+    /// both behave the same.
     pub async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch> {
         check_key(prefix)?;
         self.hub.watch(prefix, after).await
