@@ -1,5 +1,6 @@
 """A real `skiff server` for the official Python client to talk to."""
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -38,6 +39,8 @@ def api_client():
     yield api
     server.kill()
     server.wait()
+    log.close()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture
