@@ -23,17 +23,34 @@ pub struct Api {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// Upstream's labels for a resource request: verb as metrics spell it
-/// (LIST and WATCH split from GET), scope (resource, namespace, cluster).
-fn request_labels(method: &Method, path: &str, query: &Query) -> Option<(crate::metrics::LatencyLabels, bool)> {
-    let Route::Resource(t) = route::parse(path) else { return None };
+/// Upstream's verb for a resource request, the name authorization and
+/// metrics use: GET splits into get, list and watch, DELETE into delete and
+/// deletecollection. None for a method the path does not take.
+fn verb_of(method: &Method, t: &Target, query: &Query) -> Option<&'static str> {
     let watch = t.legacy_watch || flag(query, "watch");
-    let verb = match (method.as_str(), t.name.is_some(), watch) {
-        ("GET", _, true) => "WATCH",
-        ("GET", true, _) => "GET",
-        ("GET", false, _) => "LIST",
-        ("DELETE", false, _) => "DELETECOLLECTION",
-        (m, _, _) => m,
+    Some(match (method.as_str(), t.name.is_some(), watch) {
+        ("GET", _, true) => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", _, _) => "create",
+        ("PUT", true, _) => "update",
+        ("PATCH", true, _) => "patch",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
+        _ => return None,
+    })
+}
+
+/// Upstream's metric labels for a resource request: the verb spelled as
+/// its metrics spell it, and the scope (resource, namespace or cluster).
+fn request_labels(method: &Method, t: &Target, query: &Query) -> crate::metrics::LatencyLabels {
+    let verb = match verb_of(method, t, query) {
+        Some("create") => "POST".to_string(),
+        Some("update") => "PUT".to_string(),
+        Some("patch") => "PATCH".to_string(),
+        Some("delete") => "DELETE".to_string(),
+        Some(v) => v.to_ascii_uppercase(),
+        None => method.to_string(),
     };
     let scope = if t.name.is_some() || verb == "POST" {
         "resource"
@@ -42,16 +59,15 @@ fn request_labels(method: &Method, path: &str, query: &Query) -> Option<(crate::
     } else {
         "cluster"
     };
-    let labels = crate::metrics::LatencyLabels {
-        verb: verb.to_string(),
+    crate::metrics::LatencyLabels {
+        verb,
         group: t.def.group.to_string(),
         version: t.def.version.to_string(),
         resource: t.def.plural.to_string(),
-        subresource: t.subresource.unwrap_or_default(),
+        subresource: t.subresource.clone().unwrap_or_default(),
         scope: scope.to_string(),
         component: "apiserver".to_string(),
-    };
-    Some((labels, watch))
+    }
 }
 
 pub type Query = HashMap<String, String>;
@@ -59,6 +75,11 @@ pub type Query = HashMap<String, String>;
 /// A boolean query parameter as upstream reads it (Go's `strconv.ParseBool`).
 pub fn flag(query: &Query, name: &str) -> bool {
     matches!(query.get(name).map(String::as_str), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+}
+
+/// `dryRun=All`: validate and answer, store nothing.
+fn dry_run(query: &Query) -> bool {
+    query.get("dryRun").is_some_and(|v| v == "All")
 }
 
 fn query_of(uri: &axum::http::Uri) -> Query {
@@ -113,7 +134,12 @@ impl Api {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response();
         }
         let started = std::time::Instant::now();
-        let labels = request_labels(&parts.method, &path, &query_of(&parts.uri));
+        let query = query_of(&parts.uri);
+        let route = route::parse(&path);
+        let labels = match &route {
+            Route::Resource(t) => Some((request_labels(&parts.method, t, &query), verb_of(&parts.method, t, &query) == Some("watch"))),
+            _ => None,
+        };
         // Long-running requests (watches) are not in flight in upstream's sense.
         let inflight = match &labels {
             Some((_, false)) => {
@@ -129,7 +155,7 @@ impl Api {
                 return openapi::v3(rest).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::not_found_path);
             }
             let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
-            self.dispatch(&parts.method, &parts.uri, &parts.headers, &path, body).await
+            self.dispatch(&parts.method, &parts.headers, &query, route, body).await
         }
         .await;
         let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -142,16 +168,7 @@ impl Api {
         response
     }
 
-    async fn dispatch(
-        &self,
-        method: &Method,
-        uri: &axum::http::Uri,
-        headers: &HeaderMap,
-        path: &str,
-        body: bytes::Bytes,
-    ) -> ApiResult<Response> {
-        let query = query_of(uri);
-        let route = route::parse(path);
+    async fn dispatch(&self, method: &Method, headers: &HeaderMap, query: &Query, route: Route, body: bytes::Bytes) -> ApiResult<Response> {
         if *method != Method::GET && !matches!(route, Route::Resource(_)) {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
         }
@@ -167,7 +184,7 @@ impl Api {
             Route::ApiGroup(g) => discovery::api_group(&g),
             Route::ResourceList { group, version } => discovery::resource_list(&group, &version),
             Route::Unknown => None,
-            Route::Resource(target) => return self.resource(method, headers, &query, target, body).await,
+            Route::Resource(target) => return self.resource(method, headers, query, target, body).await,
         };
         doc.map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::not_found_path)
     }
@@ -175,7 +192,7 @@ impl Api {
     async fn resource(&self, method: &Method, headers: &HeaderMap, query: &Query, t: Target, body: bytes::Bytes) -> ApiResult<Response> {
         let def = t.def;
         let ns = t.namespace.as_deref();
-        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        let dry_run = dry_run(query);
         if let Some(sub) = t.subresource.as_deref() {
             if !def.subresources.contains(&sub) {
                 return Err(ApiError::not_found_path());
@@ -185,7 +202,6 @@ impl Api {
             }
             if (sub, method) == ("binding", &Method::POST) || (sub, method) == ("finalize", &Method::PUT) {
                 let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
-                let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
                 let body = decode_body(headers, &body)?;
                 return if sub == "binding" {
                     crate::subresources::bind(&self.registry, def, ns, name, &body, dry_run).await?;
@@ -203,17 +219,13 @@ impl Api {
                 ));
             }
         }
-        let is_watch = t.legacy_watch || flag(query, "watch");
-        let verb = match (method, &t.name, is_watch) {
-            (&Method::GET, _, true) => "watch",
-            (&Method::GET, Some(_), _) => "get",
-            (&Method::GET, None, _) => "list",
-            (&Method::POST, None, _) => "create",
-            (&Method::PUT, Some(_), _) => "update",
-            (&Method::PATCH, Some(_), _) => "patch",
-            (&Method::DELETE, Some(_), _) => "delete",
-            (&Method::DELETE, None, _) => "deletecollection",
-            _ => return Err(ApiError::method_not_allowed(method.as_str(), def)),
+        // A name in the path takes no POST (subresources were handled above).
+        let verb = match verb_of(method, &t, query) {
+            Some("create") if t.name.is_some() => None,
+            verb => verb,
+        };
+        let Some(verb) = verb else {
+            return Err(ApiError::method_not_allowed(method.as_str(), def));
         };
         let allowed = match def.verbs {
             Verbs::All => true,
@@ -308,7 +320,7 @@ impl Api {
     async fn scale(&self, method: &Method, headers: &HeaderMap, query: &Query, t: &Target, body: &[u8]) -> ApiResult<Response> {
         let (def, ns) = (t.def, t.namespace.as_deref());
         let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
-        let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
+        let dry_run = dry_run(query);
         let updated = match *method {
             Method::GET => self.registry.get(def, ns, name).await?,
             Method::PUT => {
