@@ -44,10 +44,7 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
             or(spec, "replicas", json!(1));
             or(spec, "revisionHistoryLimit", json!(10));
             or(spec, "progressDeadlineSeconds", json!(600));
-            let strategy = child(spec, "strategy");
-            or(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let rolling = child(strategy, "rollingUpdate");
+            if let Some(rolling) = rolling_update(spec, "strategy") {
                 or(rolling, "maxUnavailable", json!("25%"));
                 or(rolling, "maxSurge", json!("25%"));
             }
@@ -61,10 +58,8 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
             or(spec, "replicas", json!(1));
             or(spec, "podManagementPolicy", json!("OrderedReady"));
             or(spec, "revisionHistoryLimit", json!(10));
-            let strategy = child(spec, "updateStrategy");
-            or(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                or(child(strategy, "rollingUpdate"), "partition", json!(0));
+            if let Some(rolling) = rolling_update(spec, "updateStrategy") {
+                or(rolling, "partition", json!(0));
             }
             let retention = child(spec, "persistentVolumeClaimRetentionPolicy");
             or(retention, "whenDeleted", json!("Retain"));
@@ -73,10 +68,7 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
         }
         ("apps", "DaemonSet") => {
             or(spec, "revisionHistoryLimit", json!(10));
-            let strategy = child(spec, "updateStrategy");
-            or(strategy, "type", json!("RollingUpdate"));
-            if strategy["type"] == "RollingUpdate" {
-                let rolling = child(strategy, "rollingUpdate");
+            if let Some(rolling) = rolling_update(spec, "updateStrategy") {
                 or(rolling, "maxUnavailable", json!(1));
                 or(rolling, "maxSurge", json!(0));
             }
@@ -94,6 +86,18 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// Defaults a workload's update strategy (`spec[field]`) to RollingUpdate
+/// and returns its `rollingUpdate` settings when it is one, for the kind's
+/// own defaults.
+fn rolling_update<'a>(spec: &'a mut Value, field: &str) -> Option<&'a mut Value> {
+    let strategy = child(spec, field);
+    or(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] != "RollingUpdate" {
+        return None;
+    }
+    Some(child(strategy, "rollingUpdate"))
 }
 
 fn job_spec(spec: &mut Value) {
