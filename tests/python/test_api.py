@@ -269,7 +269,7 @@ def test_aggregated_discovery_interface(api_client):
         assert dyn.resources.get(api_version=api_version, kind=kind).kind == kind
 
 
-def test_yaml_bodies_and_protobuf_refusal(api_client, namespace):
+def test_yaml_bodies_and_unknown_media_types(api_client, namespace):
     yaml_body = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  namespace: {namespace}\ndata:\n  k: v\n"
     resp = api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body=yaml_body,
                                header_params={"Content-Type": "application/yaml", "Accept": "application/json"},
@@ -277,8 +277,14 @@ def test_yaml_bodies_and_protobuf_refusal(api_client, namespace):
     assert resp[1] == 201
     assert json.loads(resp[0].data)["data"] == {"k": "v"}
     with pytest.raises(ApiException) as e:
-        api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body="k8s\x00",
+        api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body="k8s\x00\x0a\xff",
                             header_params={"Content-Type": "application/vnd.kubernetes.protobuf"},
+                            auth_settings=["BearerToken"], _preload_content=False)
+    assert e.value.status == 400
+    assert json.loads(e.value.body)["reason"] == "BadRequest"
+    with pytest.raises(ApiException) as e:
+        api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body="{}",
+                            header_params={"Content-Type": "application/cbor"},
                             auth_settings=["BearerToken"], _preload_content=False)
     assert e.value.status == 415
     assert json.loads(e.value.body)["reason"] == "UnsupportedMediaType"

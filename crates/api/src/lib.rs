@@ -2,7 +2,9 @@
 //! names, labels and metadata, label and field selectors, and Table output.
 
 pub mod defaults;
+pub mod protobuf;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod table;
 pub mod validation;

@@ -48,6 +48,8 @@ pub struct ResourceDef {
     pub subresources: &'static [&'static str],
     pub verbs: Verbs,
     pub typed: TypedCheck,
+    /// Adds the kind's OpenAPI schema to a generator.
+    pub schema: crate::schema::SchemaFn,
 }
 
 /// `TypedCheck` for the k8s-openapi type `K`. Paths read as upstream
@@ -144,7 +146,7 @@ const NONE: &[&str] = &[];
 const ALL: &[&str] = &["all"];
 const STATUS: &[&str] = &["status"];
 
-fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + 'static>(e: Extra) -> ResourceDef {
+fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::JsonSchema + 'static>(e: Extra) -> ResourceDef {
     ResourceDef {
         group: K::GROUP,
         version: K::VERSION,
@@ -157,6 +159,7 @@ fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + 'static>(e
         subresources: e.subresources,
         verbs: e.verbs,
         typed: typed::<K>,
+        schema: crate::schema::schema_of::<K>,
     }
 }
 

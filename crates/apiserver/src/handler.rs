@@ -286,7 +286,7 @@ impl Api {
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, patched, repr, query), &warnings))
             }
             "delete" => {
-                let opts = delete_options(query, &body, dry_run)?;
+                let opts = delete_options(query, &headers, &body, dry_run)?;
                 match self.registry.delete(def, ns, name, &opts).await? {
                     Deleted::Pending(obj) => {
                         if def.group.is_empty() && def.kind == "Namespace" && !opts.dry_run {
@@ -299,7 +299,7 @@ impl Api {
                 }
             }
             "deletecollection" => {
-                let opts = delete_options(query, &body, dry_run)?;
+                let opts = delete_options(query, &headers, &body, dry_run)?;
                 let q = list_query(def, query)?;
                 let listed = self.registry.list_objects(def, ns, &ListQuery { limit: None, continue_token: None, ..q }).await?;
                 for obj in &listed {
@@ -446,8 +446,8 @@ fn success_status(def: &ResourceDef, obj: &Value) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
-/// A request body as JSON: JSON or YAML bodies. Protobuf is refused with 415
-/// until it is decoded (kubectl's generator commands send it).
+/// A request body as JSON, from JSON, YAML or Kubernetes protobuf (which
+/// Go clients such as kubectl's generator commands send).
 pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     match content_type.split(';').next().unwrap_or("").trim() {
@@ -457,18 +457,17 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         // serde_yaml is the YAML parser kube-rs already brings in; it is
         // archived upstream, so a maintained fork can replace it in one place.
         "application/yaml" => serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}"))),
+        "application/vnd.kubernetes.protobuf" => {
+            skiff_api::protobuf::decode(body).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+        }
         other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml"
+            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
 }
 
-fn delete_options(query: &Query, body: &[u8], dry_run: bool) -> ApiResult<DeleteOptions> {
-    let opts: Value = if body.is_empty() {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
+fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8], dry_run: bool) -> ApiResult<DeleteOptions> {
+    let opts: Value = if body.is_empty() { json!({}) } else { decode_body(headers, body)? };
     let grace = match query.get("gracePeriodSeconds") {
         Some(g) => Some(g.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?),
         None => opts.get("gracePeriodSeconds").and_then(|g| g.as_i64()),
