@@ -416,3 +416,67 @@ fn kubectl_against_an_etcd_datastore() {
     c.ok(&["delete", "ns", "shop", "--timeout=30s"]);
     assert!(c.fails(&["get", "cm", "e00", "-n", "shop"], None).contains("not found"));
 }
+
+/// kubectl's generator commands build typed objects and send them as
+/// Kubernetes protobuf; they must land exactly as the JSON path would.
+#[test]
+fn create_from_generators_sends_protobuf() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "gen"]);
+    let n = ["-n", "gen"];
+    let run = |args: &[&str]| c.ok(&[&n[..], args].concat());
+    run(&["create", "configmap", "cm", "--from-literal=a=1", "--from-literal=b=two"]);
+    run(&["create", "secret", "generic", "sec", "--from-literal=password=s3cr3t"]);
+    run(&["create", "deployment", "web", "--image=registry.local/busybox:1", "--replicas=0", "--port=80"]);
+    run(&["create", "service", "clusterip", "api", "--tcp=80:8080"]);
+    run(&["create", "service", "nodeport", "edge", "--tcp=443:8443"]);
+    run(&["create", "job", "once", "--image=registry.local/busybox:1", "--", "echo", "hi"]);
+    run(&["create", "cronjob", "tick", "--image=registry.local/busybox:1", "--schedule=*/1 * * * *", "--", "date"]);
+    run(&["create", "role", "reader", "--verb=get,list", "--resource=pods"]);
+    run(&["create", "rolebinding", "read", "--role=reader", "--user=bob"]);
+    run(&["create", "quota", "q", "--hard=pods=10,requests.cpu=2"]);
+    run(&["create", "serviceaccount", "robot"]);
+    run(&["create", "poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=0"]);
+    run(&["run", "one", "--image=registry.local/busybox:1", "--labels=app=one", "--", "sleep", "1"]);
+    run(&["expose", "pod", "one", "--port=8080", "--target-port=80", "--name=one"]);
+
+    let cm = c.json(&["-n", "gen", "get", "cm", "cm", "-o", "json"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "two"}));
+    let sec = c.json(&["-n", "gen", "get", "secret", "sec", "-o", "json"]);
+    assert_eq!(sec["data"]["password"], "czNjcjN0");
+    assert_eq!(sec["type"], "Opaque");
+    let d = c.json(&["-n", "gen", "get", "deploy", "web", "-o", "json"]);
+    assert_eq!(d["spec"]["replicas"], 0, "an explicit zero survives protobuf");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"], serde_json::json!([{"containerPort": 80, "protocol": "TCP"}]));
+    assert!(container.get("stdin").is_none() && container.get("tty").is_none(), "Go's unset fields stay unset: {container}");
+    let svc = c.json(&["-n", "gen", "get", "svc", "api", "-o", "json"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(svc["spec"]["ports"][0].get("nodePort").is_none());
+    let edge = c.json(&["-n", "gen", "get", "svc", "edge", "-o", "json"]);
+    let node_port = edge["spec"]["ports"][0]["nodePort"].as_i64().unwrap();
+    assert!((30000..=32767).contains(&node_port), "a NodePort is allocated: {node_port}");
+    let job = c.json(&["-n", "gen", "get", "job", "once", "-o", "json"]);
+    assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["command"], serde_json::json!(["echo", "hi"]));
+    assert_eq!(job["spec"]["backoffLimit"], 6);
+    let role = c.json(&["-n", "gen", "get", "role", "reader", "-o", "json"]);
+    assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
+    let quota = c.json(&["-n", "gen", "get", "quota", "q", "-o", "json"]);
+    assert_eq!(quota["spec"]["hard"], serde_json::json!({"pods": "10", "requests.cpu": "2"}));
+    let pdb = c.json(&["-n", "gen", "get", "pdb", "pdb", "-o", "json"]);
+    assert_eq!(pdb["spec"]["minAvailable"], 0);
+    let pod = c.json(&["-n", "gen", "get", "pod", "one", "-o", "json"]);
+    assert_eq!(pod["metadata"]["labels"]["app"], "one");
+    assert_eq!(pod["spec"]["containers"][0]["args"], serde_json::json!(["sleep", "1"]));
+    let exposed = c.json(&["-n", "gen", "get", "svc", "one", "-o", "json"]);
+    assert_eq!(exposed["spec"]["selector"], serde_json::json!({"app": "one"}));
+    assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 80);
+
+    // Every kind created above is listed in one go.
+    let names = c.ok(&["-n", "gen", "get", "cm,secret,deploy,svc,job,cronjob,role,rolebinding,quota,sa,pdb,pod", "-o", "name"]);
+    for want in ["configmap/cm", "secret/sec", "deployment.apps/web", "service/edge", "job.batch/once", "cronjob.batch/tick",
+        "role.rbac.authorization.k8s.io/reader", "rolebinding.rbac.authorization.k8s.io/read", "resourcequota/q",
+        "serviceaccount/robot", "poddisruptionbudget.policy/pdb", "pod/one"] {
+        assert!(names.lines().any(|l| l == want), "{want} missing from {names}");
+    }
+}
