@@ -2,6 +2,7 @@
 //! names, labels and metadata, label and field selectors, and Table output.
 
 pub mod defaults;
+pub mod printers;
 pub mod protobuf;
 pub mod resources;
 pub mod schema;

@@ -171,7 +171,7 @@ pub fn object_meta(group: &str, kind: &str, meta: &serde_json::Value) -> Vec<Fie
             match v.as_str() {
                 Some(v) => {
                     if let Err(why) = label_value(v) {
-                        errs.push(invalid(&format!("metadata.labels"), v, &why));
+                        errs.push(invalid("metadata.labels", v, &why));
                     }
                 }
                 None => errs.push(invalid("metadata.labels", &v.to_string(), "must be a string")),
@@ -190,7 +190,7 @@ pub fn object_meta(group: &str, kind: &str, meta: &serde_json::Value) -> Vec<Fie
             errs.push(FieldError {
                 field: "metadata.annotations".into(),
                 reason: "FieldValueTooLong",
-                message: format!("Too long: may not be more than 262144 bytes"),
+                message: "Too long: may not be more than 262144 bytes".to_string(),
             });
         }
     }

@@ -286,7 +286,7 @@ impl Api {
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, patched, repr, query), &warnings))
             }
             "delete" => {
-                let opts = delete_options(query, &headers, &body, dry_run)?;
+                let opts = delete_options(query, headers, &body, dry_run)?;
                 match self.registry.delete(def, ns, name, &opts).await? {
                     Deleted::Pending(obj) => {
                         if def.group.is_empty() && def.kind == "Namespace" && !opts.dry_run {
@@ -299,7 +299,7 @@ impl Api {
                 }
             }
             "deletecollection" => {
-                let opts = delete_options(query, &headers, &body, dry_run)?;
+                let opts = delete_options(query, headers, &body, dry_run)?;
                 let q = list_query(def, query)?;
                 let listed = self.registry.list_objects(def, ns, &ListQuery { limit: None, continue_token: None, ..q }).await?;
                 for obj in &listed {
@@ -381,7 +381,7 @@ impl Api {
                     if i > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(&item);
+                    out.extend_from_slice(item);
                 }
                 out.extend_from_slice(b"]}");
                 return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response());

@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use skiff_api::validation::{self, FieldError};
 use skiff_api::ResourceDef;
 
-
 fn is(def: &ResourceDef, group: &str, kind: &str) -> bool {
     def.group == group && def.kind == kind
 }
@@ -33,6 +32,29 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
         if obj.get("type").is_none() {
             obj["type"] = json!("Opaque");
         }
+    } else if is(def, "batch", "Job") && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
+        select_own_pods(obj);
+    }
+}
+
+/// A Job selects its pods by its uid (upstream's `generateSelector`): the
+/// template is labelled with it and the job name, new and legacy keys.
+fn select_own_pods(job: &mut Value) {
+    let uid = job["metadata"]["uid"].clone();
+    let name = job["metadata"]["name"].clone();
+    let labels = &mut job["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ] {
+        if labels.get(key).is_none() {
+            labels[key] = value.clone();
+        }
+    }
+    if job.pointer("/spec/selector").is_none() {
+        job["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
     }
 }
 

@@ -472,6 +472,26 @@ fn create_from_generators_sends_protobuf() {
     assert_eq!(exposed["spec"]["selector"], serde_json::json!({"app": "one"}));
     assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 80);
 
+    // Upstream's columns for each kind.
+    let header = |kind: &str, wide: bool| {
+        let mut args = vec!["-n", "gen", "get", kind];
+        if wide {
+            args.extend(["-o", "wide"]);
+        }
+        c.ok(&args).lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(header("job", true), "NAME STATUS COMPLETIONS DURATION AGE CONTAINERS IMAGES SELECTOR");
+    assert_eq!(header("cronjob", false), "NAME SCHEDULE TIMEZONE SUSPEND ACTIVE LAST SCHEDULE AGE");
+    assert_eq!(header("role", false), "NAME CREATED AT");
+    assert_eq!(header("rolebinding", true), "NAME ROLE AGE USERS GROUPS SERVICEACCOUNTS");
+    assert_eq!(header("quota", false), "NAME AGE REQUEST LIMIT");
+    assert_eq!(header("pdb", false), "NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE");
+    assert_eq!(header("deploy", true), "NAME READY UP-TO-DATE AVAILABLE AGE CONTAINERS IMAGES SELECTOR");
+    let job_row = c.ok(&["-n", "gen", "get", "job", "once", "-o", "wide", "--no-headers"]);
+    assert!(job_row.contains("batch.kubernetes.io/controller-uid="), "a Job selects its own pods by uid: {job_row}");
+    let quota_row = c.ok(&["-n", "gen", "get", "quota", "q", "--no-headers"]);
+    assert!(quota_row.contains("pods: 0/10, requests.cpu: 0/2"), "{quota_row}");
+
     // Every kind created above is listed in one go.
     let names = c.ok(&["-n", "gen", "get", "cm,secret,deploy,svc,job,cronjob,role,rolebinding,quota,sa,pdb,pod", "-o", "name"]);
     for want in ["configmap/cm", "secret/sec", "deployment.apps/web", "service/edge", "job.batch/once", "cronjob.batch/tick",

@@ -225,7 +225,7 @@ impl Decoder {
         let mut wire = Wire { buf };
         while let Some((tag, payload)) = wire.next()? {
             let Some(field) = fields.get(&tag) else { continue };
-            let json_name = json_name(field.name, &props);
+            let json_name = json_name(field.name, props);
             match field.label {
                 Label::Optional => match payload {
                     Payload::Bytes(b) if field.kind == Kind::Message && !props.is_empty() && !props.contains(&json_name.as_str()) => {
