@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| server.as_ref().unwrap().endpoint());
         println!("\n== etcd backend ({endpoint})");
-        let backend = Arc::new(skiff_store::etcd::EtcdBackend::try_connect(&[endpoint.clone()], "").await?);
+        let backend = Arc::new(skiff_store::etcd::EtcdBackend::try_connect(std::slice::from_ref(&endpoint), "").await?);
         let store = Store::with_backend(backend, HubConfig::default());
         measure(&store, ETCD, &args, &mut report).await?;
         let client = etcd_client::Client::connect([endpoint.as_str()], None).await?;
