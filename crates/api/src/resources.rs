@@ -50,6 +50,8 @@ pub struct ResourceDef {
     pub typed: TypedCheck,
     /// Adds the kind's OpenAPI schema to a generator.
     pub schema: crate::schema::SchemaFn,
+    /// The name of the kind's OpenAPI definition (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: fn() -> String,
 }
 
 /// `TypedCheck` for the k8s-openapi type `K`. Paths read as upstream
@@ -160,6 +162,7 @@ fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::
         verbs: e.verbs,
         typed: typed::<K>,
         schema: crate::schema::schema_of::<K>,
+        schema_name: K::schema_name,
     }
 }
 

@@ -53,7 +53,11 @@ pub static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
     let mut defs: Map<String, Value> = gen
         .take_definitions()
         .into_iter()
-        .map(|(name, schema)| (name, serde_json::to_value(schema).unwrap_or_default()))
+        .map(|(name, schema)| {
+            let mut schema = serde_json::to_value(schema).unwrap_or_default();
+            as_upstream(&mut schema);
+            (name, schema)
+        })
         .collect();
     for (name, gvk) in kinds {
         if let Some(Value::Object(def)) = defs.get_mut(&name) {
@@ -62,6 +66,31 @@ pub static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
     }
     defs
 });
+
+/// Upstream's spelling of two things schemars writes differently: a field
+/// that refers to a type and describes itself wraps the `$ref` in `allOf`
+/// (OpenAPI ignores a `$ref`'s siblings, and so does `kubectl explain`);
+/// `metadata` is never required.
+fn as_upstream(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.len() > 1 {
+                if let Some(reference) = map.remove("$ref") {
+                    map.insert("allOf".into(), json!([{"$ref": reference}]));
+                }
+            }
+            if let Some(Value::Array(required)) = map.get_mut("required") {
+                required.retain(|r| r != "metadata");
+                if required.is_empty() {
+                    map.remove("required");
+                }
+            }
+            map.values_mut().for_each(as_upstream);
+        }
+        Value::Array(items) => items.iter_mut().for_each(as_upstream),
+        _ => {}
+    }
+}
 
 /// The definition `reference` (`#/components/schemas/NAME`) points at.
 pub fn resolve(reference: &str) -> Option<&'static Value> {
@@ -107,7 +136,9 @@ mod tests {
     fn served_kinds_have_schemas_with_their_gvk() {
         let pod = &DEFINITIONS["io.k8s.api.core.v1.Pod"];
         assert_eq!(pod["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
-        assert_eq!(pod["properties"]["spec"]["$ref"], "#/components/schemas/io.k8s.api.core.v1.PodSpec");
+        assert_eq!(pod["properties"]["spec"]["allOf"][0]["$ref"], "#/components/schemas/io.k8s.api.core.v1.PodSpec");
+        assert!(pod["properties"]["spec"]["description"].is_string());
+        assert!(pod.get("required").is_none(), "metadata is not required: {pod}");
         let spec = resolve("#/components/schemas/io.k8s.api.core.v1.PodSpec").unwrap();
         assert!(spec["properties"]["containers"]["description"].as_str().unwrap().contains("containers"));
         let names = closure(["io.k8s.api.apps.v1.Deployment".to_string()]);

@@ -35,13 +35,14 @@ pub fn mode(query: &Query) -> ApiResult<Mode> {
 pub fn check(def: &ResourceDef, obj: Value, mode: Mode, warnings: &mut Vec<String>) -> ApiResult<Value> {
     // A body of another kind gets upstream's message, not a decoding error.
     crate::registry::check_type(def, &obj)?;
+    let undecodable = |e: String| {
+        ApiError::bad_request(format!("{kind} in version {version:?} cannot be handled as a {kind}: {e}", kind = def.kind, version = def.version))
+    };
     match (def.typed)(&obj) {
         Ok((pruned, unknown)) => {
             let found: Vec<String> = unknown.iter().map(|u| format!("unknown field {u:?}")).collect();
             match mode {
-                Mode::Strict if !found.is_empty() => {
-                    return Err(ApiError::bad_request(format!("strict decoding error: {}", found.join(", "))))
-                }
+                Mode::Strict if !found.is_empty() => return Err(undecodable(format!("strict decoding error: {}", found.join(", ")))),
                 Mode::Warn => warnings.extend(found),
                 _ => {}
             }
@@ -49,11 +50,7 @@ pub fn check(def: &ResourceDef, obj: Value, mode: Mode, warnings: &mut Vec<Strin
         }
         // A missing required field is validation's to report (422), as upstream.
         Err(e) if e.contains("missing field") => Ok(obj),
-        Err(e) => Err(ApiError::bad_request(format!(
-            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
-            kind = def.kind,
-            version = def.version
-        ))),
+        Err(e) => Err(undecodable(e)),
     }
 }
 

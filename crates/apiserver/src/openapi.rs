@@ -4,11 +4,12 @@
 //! `x-kubernetes-group-version-kind` of each.
 //!
 //! kubectl reads them to learn that the server validates fields itself
-//! (`fieldValidation` on PATCH). Component schemas are not published yet,
-//! so `kubectl explain` has nothing to show.
+//! (`fieldValidation` on PATCH) and, through the component schemas
+//! (`skiff_api::schema`), to explain each kind's fields.
 
 use serde_json::{json, Map, Value};
 use skiff_api::resources::{group_versions, BUILTIN};
+use skiff_api::schema;
 use skiff_api::ResourceDef;
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -39,6 +40,10 @@ pub fn v3(rest: &str) -> Option<Value> {
     if defs.is_empty() {
         return None;
     }
+    let schemas: Map<String, Value> = schema::closure(defs.iter().map(|d| (d.schema_name)()))
+        .into_iter()
+        .filter_map(|name| schema::DEFINITIONS.get(&name).map(|s| (name, s.clone())))
+        .collect();
     let mut paths = Map::new();
     for def in defs {
         let base = if def.namespaced {
@@ -79,7 +84,7 @@ pub fn v3(rest: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": skiff_api::KUBERNETES_VERSION},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }
 
