@@ -84,7 +84,32 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
                 job_spec(job);
             }
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            or(spec, "minReplicas", json!(1));
+            if def.version == "v2" {
+                hpa_v2_spec(spec);
+            }
+        }
         _ => {}
+    }
+}
+
+/// Upstream's autoscaling/v2 defaults: 80% CPU when no metric is given;
+/// a behavior, when given, is completed with the default rules.
+fn hpa_v2_spec(spec: &mut Value) {
+    if spec.get("metrics").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+        spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+    }
+    let Some(behavior) = spec.get_mut("behavior").filter(|b| b.is_object()) else { return };
+    let rules = [
+        ("scaleUp", 0, json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}])),
+        ("scaleDown", 300, json!([{"type": "Percent", "value": 100, "periodSeconds": 15}])),
+    ];
+    for (direction, window, policies) in rules {
+        let rules = child(behavior, direction);
+        or(rules, "stabilizationWindowSeconds", json!(window));
+        or(rules, "selectPolicy", json!("Max"));
+        or(rules, "policies", policies);
     }
 }
 

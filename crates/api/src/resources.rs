@@ -52,6 +52,8 @@ pub struct ResourceDef {
     pub schema: crate::schema::SchemaFn,
     /// The name of the kind's OpenAPI definition (`io.k8s.api.core.v1.Pod`).
     pub schema_name: fn() -> String,
+    /// Set when objects are stored in another version of the resource.
+    pub conversion: Option<&'static crate::conversion::Conversion>,
 }
 
 /// `TypedCheck` for the k8s-openapi type `K`. Paths read as upstream
@@ -95,6 +97,11 @@ impl ResourceDef {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    /// Whether objects are stored in this version (not converted).
+    pub fn is_storage_version(&self) -> bool {
+        self.conversion.is_none()
     }
 
     pub fn has_status(&self) -> bool {
@@ -163,6 +170,7 @@ fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::
         typed: typed::<K>,
         schema: crate::schema::schema_of::<K>,
         schema_name: K::schema_name,
+        conversion: None,
     }
 }
 
@@ -209,6 +217,10 @@ pub static BUILTIN: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<batch::v1::Job>(extra(NONE, ALL, STATUS)),
         // autoscaling
         def::<autoscaling::v2::HorizontalPodAutoscaler>(extra(&["hpa"], ALL, STATUS)),
+        ResourceDef {
+            conversion: Some(&crate::conversion::HPA_V1),
+            ..def::<autoscaling::v1::HorizontalPodAutoscaler>(extra(&["hpa"], ALL, STATUS))
+        },
         def::<coordination::v1::Lease>(extra(NONE, NONE, NONE)),
         def::<discovery::v1::EndpointSlice>(extra(NONE, NONE, NONE)),
         def::<events::v1::Event>(extra(&["ev"], NONE, NONE)),

@@ -126,7 +126,7 @@ async fn count_objects(api: std::sync::Weak<handler::Api>) {
     loop {
         ticks.tick().await;
         let Some(api) = api.upgrade() else { return };
-        for def in skiff_api::BUILTIN.iter().filter(|d| d.verbs == skiff_api::Verbs::All) {
+        for def in skiff_api::BUILTIN.iter().filter(|d| d.verbs == skiff_api::Verbs::All && d.is_storage_version()) {
             let opts = skiff_store::ListOptions { limit: Some(1), ..Default::default() };
             if let Ok(page) = api.registry.store.list(&def.key_prefix(), &opts).await {
                 let count = page.items.len() as i64 + page.remaining.unwrap_or(0);

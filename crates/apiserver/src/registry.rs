@@ -37,6 +37,9 @@ pub fn now() -> String {
 pub fn decode(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
+    if let Some(conversion) = def.conversion {
+        obj = (conversion.from_storage)(obj);
+    }
     obj["apiVersion"] = json!(def.api_version());
     obj["kind"] = json!(def.kind);
     obj["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
@@ -51,7 +54,8 @@ const STORED_PREFIX: &[u8] = br#"{"metadata":{"#;
 /// resourceVersion is spliced in at the start of metadata. Lists and
 /// watches take this path; everything that needs fields decodes.
 pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
-    let Some(rest) = kv.value.strip_prefix(STORED_PREFIX) else {
+    let rest = kv.value.strip_prefix(STORED_PREFIX).filter(|_| def.is_storage_version());
+    let Some(rest) = rest else {
         return Ok(Bytes::from(serde_json::to_vec(&decode(def, kv)?).expect("JSON serializes")));
     };
     let rv = format!(r#""resourceVersion":"{}""#, kv.mod_revision);
@@ -66,10 +70,14 @@ pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
 }
 
 /// The bytes stored for an object: metadata first (see `stamp`), without
-/// resourceVersion (the store keeps it), with its apiVersion and kind.
+/// resourceVersion (the store keeps it), with its apiVersion and kind, in
+/// the resource's storage version.
 fn encode(def: &ResourceDef, obj: &Value) -> Bytes {
     let mut obj = obj.clone();
     obj["apiVersion"] = json!(def.api_version());
+    if let Some(conversion) = def.conversion {
+        obj = (conversion.to_storage)(obj);
+    }
     obj["kind"] = json!(def.kind);
     let Value::Object(mut fields) = obj else { unreachable!("objects are JSON objects") };
     let mut meta = fields.remove("metadata").unwrap_or_else(|| json!({}));

@@ -439,6 +439,17 @@ fn create_from_generators_sends_protobuf() {
     run(&["create", "poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=0"]);
     run(&["run", "one", "--image=registry.local/busybox:1", "--labels=app=one", "--", "sleep", "1"]);
     run(&["expose", "pod", "one", "--port=8080", "--target-port=80", "--name=one"]);
+    // autoscaling/v1, stored as v2 and served as both.
+    run(&["autoscale", "deployment", "web", "--max=5", "--cpu-percent=70"]);
+    let v1 = c.json(&["get", "--raw", "/apis/autoscaling/v1/namespaces/gen/horizontalpodautoscalers/web"]);
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
+    assert_eq!(v1["spec"]["minReplicas"], 1);
+    let v2 = c.json(&["get", "--raw", "/apis/autoscaling/v2/namespaces/gen/horizontalpodautoscalers/web"]);
+    assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"], serde_json::json!({"type": "Utilization", "averageUtilization": 70}));
+    assert!(v2["metadata"].get("annotations").is_none(), "{v2}");
+    let hpa = c.ok(&["-n", "gen", "get", "hpa", "web", "--no-headers"]);
+    assert_eq!(hpa.split_whitespace().take(6).collect::<Vec<_>>(), ["web", "Deployment/web", "cpu:", "<unknown>/70%", "1", "5"]);
 
     let cm = c.json(&["-n", "gen", "get", "cm", "cm", "-o", "json"]);
     assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "two"}));
