@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use skiff_api::selector::{selectable_fields, FieldSelector, LabelSelector};
 use skiff_api::{ResourceDef, Verbs};
 
+use crate::managed::{self, Manager};
 use crate::registry::{Deleted, DeleteOptions, ListQuery, Registry};
 use crate::route::{self, Route, Target};
 use crate::status::{qualified, ApiError, ApiResult};
@@ -257,13 +258,15 @@ impl Api {
             "create" => {
                 let mut warnings = Vec::new();
                 let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
-                let created = self.registry.create(def, ns, obj, dry_run).await?;
+                let manager = Manager::of_request(query, headers, None, false)?;
+                let created = self.registry.create(def, ns, obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
             }
             "update" => {
                 let mut warnings = Vec::new();
                 let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
-                let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run).await?;
+                let manager = Manager::of_request(query, headers, t.subresource.as_deref(), false)?;
+                let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, updated, repr, query), &warnings))
             }
             "patch" => {
@@ -271,6 +274,10 @@ impl Api {
                 let kind = patch::PatchKind::from_content_type(content_type)?;
                 let mode = fields::mode(query)?;
                 let sub = t.subresource.as_deref();
+                let manager = Manager::of_request(query, headers, sub, matches!(kind, patch::PatchKind::Apply))?;
+                if manager.apply {
+                    return self.server_side_apply(t, headers, query, &body, &manager).await;
+                }
                 // The closure may run again on a conflict; keep the last run's warnings.
                 let warnings = std::sync::Mutex::new(Vec::new());
                 let patched = self
@@ -279,7 +286,9 @@ impl Api {
                         let mut w = warnings.lock().unwrap();
                         w.clear();
                         let changed = fields::check(def, patch::apply(&kind, current, &body)?, mode, &mut w)?;
-                        crate::registry::merge_update(def, current, changed, sub)
+                        let mut updated = crate::registry::merge_update(def, current, changed, sub)?;
+                        managed::record_update(def, Some(current), &mut updated, &manager);
+                        Ok(updated)
                     })
                     .await?;
                 let warnings = warnings.into_inner().unwrap();
@@ -316,11 +325,50 @@ impl Api {
         }
     }
 
+    /// PATCH with `application/apply-patch+yaml`: server-side apply, which
+    /// creates the object when it does not exist.
+    async fn server_side_apply(&self, t: Target, headers: &HeaderMap, query: &Query, body: &[u8], manager: &Manager) -> ApiResult<Response> {
+        let (def, ns, name) = (t.def, t.namespace.as_deref(), t.name.as_deref().unwrap_or(""));
+        let sub = t.subresource.as_deref();
+        let config: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request("an apply configuration must be an object"));
+        }
+        let mut warnings = Vec::new();
+        let config = fields::check(def, config, fields::mode(query)?, &mut warnings)?;
+        if crate::registry::name_of(&config) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                crate::registry::name_of(&config)
+            )));
+        }
+        let (dry_run, force) = (dry_run(query), flag(query, "force"));
+        let repr = representation(headers);
+        let applied = self
+            .registry
+            .guaranteed_update(def, ns, name, None, dry_run, |current| {
+                let merged = managed::apply(def, Some(current), &config, manager, force)?;
+                let fields = merged["metadata"]["managedFields"].clone();
+                let mut updated = crate::registry::merge_update(def, current, merged, sub)?;
+                updated["metadata"]["managedFields"] = fields;
+                Ok(updated)
+            })
+            .await;
+        let (code, obj) = match applied {
+            Err(e) if e.code == StatusCode::NOT_FOUND && sub.is_none() => {
+                (StatusCode::CREATED, self.registry.create(def, ns, config, dry_run, manager).await?)
+            }
+            other => (StatusCode::OK, other?),
+        };
+        Ok(fields::with_warnings(respond_object(def, code, obj, repr, query), &warnings))
+    }
+
     /// GET, PUT and PATCH of `{workload}/scale`.
     async fn scale(&self, method: &Method, headers: &HeaderMap, query: &Query, t: &Target, body: &[u8]) -> ApiResult<Response> {
         let (def, ns) = (t.def, t.namespace.as_deref());
         let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
         let dry_run = dry_run(query);
+        let manager = Manager::of_request(query, headers, Some("scale"), false)?;
         let updated = match *method {
             Method::GET => self.registry.get(def, ns, name).await?,
             Method::PUT => {
@@ -331,7 +379,9 @@ impl Api {
                 };
                 self.registry
                     .guaranteed_update(def, ns, name, precondition, dry_run, |current| {
-                        crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)
+                        let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
+                        managed::record_update(def, Some(current), &mut updated, &manager);
+                        Ok(updated)
                     })
                     .await?
             }
@@ -341,7 +391,9 @@ impl Api {
                 self.registry
                     .guaranteed_update(def, ns, name, None, dry_run, |current| {
                         let scale = patch::apply(&kind, &crate::scale::view(current), body)?;
-                        crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)
+                        let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
+                        managed::record_update(def, Some(current), &mut updated, &manager);
+                        Ok(updated)
                     })
                     .await?
             }

@@ -8,6 +8,7 @@
 mod discovery;
 mod fields;
 mod handler;
+mod managed;
 mod metrics;
 mod namespaces;
 mod openapi;
@@ -202,7 +203,7 @@ async fn create_if_absent(
     ns: Option<&str>,
     obj: serde_json::Value,
 ) -> Result<()> {
-    match registry.create(def, ns, obj, false).await {
+    match registry.create(def, ns, obj, false, &crate::managed::Manager::internal("kube-apiserver")).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == "AlreadyExists" => Ok(()),
         Err(e) => Err(anyhow::anyhow!("creating {} at start: {}", def.kind, e.message)),

@@ -16,6 +16,8 @@ pub enum PatchKind {
     Json,
     Merge,
     Strategic,
+    /// Server-side apply (`managed`).
+    Apply,
 }
 
 impl PatchKind {
@@ -24,17 +26,18 @@ impl PatchKind {
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Err(ApiError::unsupported_media_type(
-                "server-side apply is not supported by this server yet; use client-side apply (kubectl apply without --server-side)",
-            )),
+            "application/apply-patch+yaml" => Ok(PatchKind::Apply),
             other => Err(ApiError::unsupported_media_type(format!(
-                "the server does not support the patch type {other:?}; supported: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json"
+                "the server does not support the patch type {other:?}; supported: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
             ))),
         }
     }
 }
 
 pub fn apply(kind: &PatchKind, target: &Value, body: &[u8]) -> ApiResult<Value> {
+    if matches!(kind, PatchKind::Apply) {
+        return Err(ApiError::unsupported_media_type("apply patches are not supported here"));
+    }
     let patch: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut out = target.clone();
     match kind {
@@ -56,12 +59,13 @@ pub fn apply(kind: &PatchKind, target: &Value, body: &[u8]) -> ApiResult<Value> 
             };
             strategic_merge_object(&mut out, &patch)?;
         }
+        PatchKind::Apply => unreachable!("refused above"),
     }
     Ok(out)
 }
 
 /// The key upstream merges list elements of `field` by, if any.
-fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
+pub(crate) fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
     Some(match field {
         "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets"
         | "resourceClaims" | "schedulingGates" => "name",
@@ -79,7 +83,7 @@ fn merge_key(field: &str, sample: &Value) -> Option<&'static str> {
 }
 
 /// Lists of scalars upstream merges as sets instead of replacing.
-fn merges_primitives(field: &str) -> bool {
+pub(crate) fn merges_primitives(field: &str) -> bool {
     field == "finalizers"
 }
 

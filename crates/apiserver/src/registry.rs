@@ -11,6 +11,7 @@ use skiff_api::validation::{self, FieldError};
 use skiff_api::ResourceDef;
 use skiff_store::{Error as StoreError, KeyValue, ListOptions, Revision, Store};
 
+use crate::managed::{self, Manager};
 use crate::status::{ApiError, ApiResult};
 use crate::strategy;
 
@@ -227,8 +228,11 @@ impl Registry {
         listed.items.iter().map(|b| parse(b)).collect()
     }
 
-    pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    /// Creates an object; `manager` is recorded in its managedFields (an
+    /// apply's manager owns the fields of the configuration it sent).
+    pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
         check_type(def, &obj)?;
+        let applied = manager.apply.then(|| obj.clone());
         if !obj.get("metadata").is_some_and(|m| m.is_object()) {
             obj["metadata"] = json!({});
         }
@@ -272,6 +276,7 @@ impl Registry {
         }
         skiff_api::defaults::apply(def, &mut obj);
         strategy::prepare_create(def, &mut obj);
+        managed::record_create(def, applied.as_ref(), &mut obj, manager);
         validate(def, &obj)?;
         let name = name_of(&obj).to_string();
         if is_service(def) && !dry_run {
@@ -372,6 +377,7 @@ impl Registry {
     }
 
     /// PUT: replaces the object (or, for `/status`, only its status).
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         def: &ResourceDef,
@@ -380,6 +386,7 @@ impl Registry {
         subresource: Option<&str>,
         new: Value,
         dry_run: bool,
+        manager: &Manager,
     ) -> ApiResult<Value> {
         check_type(def, &new)?;
         let body_name = name_of(&new);
@@ -397,7 +404,9 @@ impl Registry {
         }
         let precondition = resource_version(&new)?;
         self.guaranteed_update(def, ns, name, precondition, dry_run, |current| {
-            merge_update(def, current, new.clone(), subresource)
+            let mut updated = merge_update(def, current, new.clone(), subresource)?;
+            managed::record_update(def, Some(current), &mut updated, manager);
+            Ok(updated)
         })
         .await
     }

@@ -1,5 +1,6 @@
-//! The `kube` crate against a real `skiff server`: typed API calls, and a
-//! watcher feeding a reflector, as every controller built on kube-rs uses it.
+//! The `kube` crate against a real `skiff server`: typed API calls, a
+//! watcher feeding a reflector and server-side apply, as every controller
+//! built on kube-rs uses them.
 
 mod common;
 
@@ -70,13 +71,11 @@ async fn typed_api_calls() {
     let ports = d.spec.unwrap().template.spec.unwrap().containers[0].ports.clone().unwrap();
     assert_eq!(ports.iter().map(|p| p.container_port).collect::<Vec<_>>(), [80, 81]);
 
-    // Server-side apply is not served yet: a clear 415, nothing changed.
-    let err = cms
-        .patch("typed", &PatchParams::apply("test"), &Patch::Apply(configmap("typed", "kube")))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 415), "{err}");
-    assert_eq!(cms.get("typed").await.unwrap().metadata.resource_version, replaced.metadata.resource_version);
+    // Every write is recorded in managedFields.
+    let fields = cms.get("typed").await.unwrap().metadata.managed_fields.unwrap();
+    assert_eq!(fields[0].operation.as_deref(), Some("Update"));
+    assert_eq!(fields[0].fields_v1.as_ref().unwrap().0["f:data"], json!({"f:k": {}, "f:k2": {}, "f:k3": {}}));
+    assert_eq!(replaced.metadata.managed_fields, Some(fields));
 
     cms.delete("typed", &DeleteParams::default()).await.unwrap();
     let err = cms.get("typed").await.unwrap_err();
@@ -114,4 +113,43 @@ async fn watcher_feeds_a_reflector() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drain.abort();
+}
+
+/// Server-side apply through kube-rs, as controllers use it: create by
+/// apply, re-apply, conflict with another manager, force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply() {
+    let c = Cluster::start();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let config = |value: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"owned": value}});
+
+    let ctrl = PatchParams::apply("controller-a");
+    let created = cms.patch("ssa", &ctrl, &Patch::Apply(config("1"))).await.unwrap();
+    let fields = created.metadata.managed_fields.unwrap();
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].manager.as_deref(), Some("controller-a"));
+    assert_eq!(fields[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(fields[0].fields_v1.as_ref().unwrap().0, json!({"f:data": {"f:owned": {}}}));
+
+    // Re-applying the same configuration changes nothing.
+    let again = cms.patch("ssa", &ctrl, &Patch::Apply(config("1"))).await.unwrap();
+    assert_eq!(again.metadata.resource_version, created.metadata.resource_version);
+
+    // Another manager changing the field conflicts, naming the owner.
+    let other = PatchParams::apply("controller-b");
+    let err = cms.patch("ssa", &other, &Patch::Apply(config("2"))).await.unwrap_err();
+    let kube::Error::Api(status) = err else { panic!("{err}") };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(status.message, "Apply failed with 1 conflict: conflict with \"controller-a\" using v1: .data.owned");
+
+    // Forced, the field changes hands.
+    let forced = cms.patch("ssa", &other.force(), &Patch::Apply(config("2"))).await.unwrap();
+    assert_eq!(forced.data.unwrap()["owned"], "2");
+    let managers: Vec<String> = forced.metadata.managed_fields.unwrap().iter().filter_map(|f| f.manager.clone()).collect();
+    assert_eq!(managers, ["controller-b"]);
+
+    // Apply requires a field manager.
+    let err = cms.patch("ssa", &PatchParams::default(), &Patch::Apply(config("3"))).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 400), "{err}");
 }

@@ -531,3 +531,43 @@ fn explain_reads_the_openapi_schemas() {
     let err = c.fails(&["explain", "pods.spec.nosuchfield"], None);
     assert!(err.contains("nosuchfield"), "{err}");
 }
+
+/// `kubectl apply --server-side`: twice, with fields changed and removed,
+/// a conflict with another manager, and `--force-conflicts`.
+#[test]
+fn server_side_apply_owns_changes_and_removes_fields() {
+    let c = Cluster::start();
+    let out = c.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(MANIFESTS));
+    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    let out = c.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(MANIFESTS));
+    assert!(out.contains("configmap/settings serverside-applied"), "{out}");
+    let d = c.json(&["-n", "shop", "get", "deploy", "web", "-o", "json", "--show-managed-fields"]);
+    let fields = &d["metadata"]["managedFields"];
+    assert_eq!(fields.as_array().unwrap().len(), 1, "{fields}");
+    assert_eq!((fields[0]["manager"].as_str(), fields[0]["operation"].as_str()), (Some("kubectl"), Some("Apply")));
+    assert!(fields[0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:env"].is_object(), "{fields}");
+    assert_eq!(d["metadata"]["generation"], 1, "re-applying the same manifest changes nothing");
+
+    // Another manager takes replicas; applying a different value conflicts.
+    c.ok(&["-n", "shop", "scale", "deploy", "web", "--replicas=5"]);
+    let changed = MANIFESTS.replace("replicas: 2", "replicas: 3");
+    let err = c.fails(&["apply", "--server-side", "-f", "-"], Some(&changed));
+    assert!(err.contains("Apply failed with 1 conflict: conflict with") && err.contains(".spec.replicas"), "{err}");
+    c.ok_stdin(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&changed));
+    assert_eq!(c.json(&["-n", "shop", "get", "deploy", "web", "-o", "json"])["spec"]["replicas"], 3);
+
+    // A field the manifest stops naming is removed; other fields stay.
+    let removed = changed.replace(r#"        env: [{name: A, value: "1"}]"#, "").replace("data: {color: blue, size: \"2\"}", "data: {color: blue}");
+    c.ok_stdin(&["apply", "--server-side", "-f", "-"], Some(&removed));
+    let d = c.json(&["-n", "shop", "get", "deploy", "web", "-o", "json"]);
+    assert!(d["spec"]["template"]["spec"]["containers"][0].get("env").is_none(), "{d}");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "registry.local/busybox:1");
+    let cm = c.json(&["-n", "shop", "get", "cm", "settings", "-o", "json"]);
+    assert_eq!(cm["data"], serde_json::json!({"color": "blue"}));
+
+    // Client-side writes are recorded under their own managers.
+    c.ok(&["-n", "shop", "label", "cm", "settings", "tier=front"]);
+    let cm = c.json(&["-n", "shop", "get", "cm", "settings", "-o", "json", "--show-managed-fields"]);
+    let label_owner = cm["metadata"]["managedFields"].as_array().unwrap().iter().find(|f| f["operation"] == "Update").unwrap();
+    assert_eq!(label_owner["fieldsV1"], serde_json::json!({"f:metadata": {"f:labels": {"f:tier": {}}}}));
+}
