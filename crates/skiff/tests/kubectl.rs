@@ -571,3 +571,55 @@ fn server_side_apply_owns_changes_and_removes_fields() {
     let label_owner = cm["metadata"]["managedFields"].as_array().unwrap().iter().find(|f| f["operation"] == "Update").unwrap();
     assert_eq!(label_owner["fieldsV1"], serde_json::json!({"f:metadata": {"f:labels": {"f:tier": {}}}}));
 }
+
+/// cluster-info, describe, diff, edit with a scripted editor, and wait.
+#[test]
+fn describe_diff_edit_and_wait() {
+    let c = Cluster::start();
+    assert!(c.ok(&["cluster-info"]).contains("Kubernetes control plane is running at https://127.0.0.1:"));
+    c.ok_stdin(&["apply", "-f", "-"], Some(MANIFESTS));
+
+    let described = c.ok(&["-n", "shop", "describe", "deploy", "web"]);
+    for line in ["Name:                   web", "Namespace:              shop", "Replicas:               2 desired", "StrategyType:           RollingUpdate"] {
+        assert!(described.contains(line), "{line:?} missing from {described}");
+    }
+    assert!(described.lines().any(|l| l.trim_start().starts_with("Image:") && l.ends_with("registry.local/busybox:1")), "{described}");
+    assert!(c.ok(&["-n", "shop", "describe", "cm", "settings"]).contains("color:\n----\nblue"));
+
+    // diff: exit status 1 and the changed field when there is a difference, 0 when none.
+    let changed = MANIFESTS.replace("replicas: 2", "replicas: 4");
+    let out = c.kubectl_stdin(&["diff", "-f", "-"], Some(&changed));
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(diff.contains("-  replicas: 2") && diff.contains("+  replicas: 4"), "{diff}");
+    assert_eq!(c.json(&["-n", "shop", "get", "deploy", "web", "-o", "json"])["spec"]["replicas"], 2, "diff changes nothing");
+    let same = c.kubectl_stdin(&["diff", "-f", "-"], Some(MANIFESTS));
+    assert_eq!(same.status.code(), Some(0), "{}", String::from_utf8_lossy(&same.stdout));
+
+    // edit, with a script as the editor.
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i 's/color: blue/color: green/' \"$1\"\n").unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["-n", "shop", "edit", "cm", "settings"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.json(&["-n", "shop", "get", "cm", "settings", "-o", "json"])["data"]["color"], "green");
+
+    // wait: for a field value, and for deletion.
+    c.ok(&["-n", "shop", "wait", "--for=jsonpath={.data.color}=green", "cm/settings", "--timeout=10s"]);
+    let waiter = std::process::Command::new("kubectl")
+        .args(["-n", "shop", "wait", "--for=delete", "cm/settings", "--timeout=20s"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    c.ok(&["-n", "shop", "delete", "cm", "settings"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("condition met"));
+}
