@@ -328,3 +328,38 @@ def test_a_body_of_another_kind_is_refused(core, namespace):
         core.create_namespaced_config_map(namespace, {"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}})
     assert e.value.status == 400
     assert "does not match the expected API version (v1)" in json.loads(e.value.body)["message"]
+
+
+def test_dynamic_client_on_a_custom_resource(api_client, namespace):
+    """[sig-api-machinery] CustomResourceDefinition resources [Privileged:ClusterAdmin] Simple CustomResourceDefinition listing custom resource definition objects works [Conformance]"""
+    from kubernetes import dynamic
+    ext = client.ApiextensionsV1Api(api_client)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.test.skiff.io"},
+        "spec": {"group": "test.skiff.io", "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                   "spec": {"type": "object", "properties": {"level": {"type": "integer", "default": 1}}}}}}}]},
+    }
+    ext.create_custom_resource_definition(crd)
+    listed = ext.list_custom_resource_definition()
+    assert "gadgets.test.skiff.io" in [c.metadata.name for c in listed.items]
+    got = ext.read_custom_resource_definition("gadgets.test.skiff.io")
+    assert {c.type: c.status for c in got.status.conditions}["Established"] == "True"
+
+    dyn = dynamic.DynamicClient(api_client)
+    gadgets = dyn.resources.get(api_version="test.skiff.io/v1", kind="Gadget")
+    gadgets.create(body={"apiVersion": "test.skiff.io/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {}}, namespace=namespace)
+    g = gadgets.get(name="g1", namespace=namespace)
+    assert g.spec.level == 1
+    gadgets.patch(name="g1", namespace=namespace, body={"spec": {"level": 5}}, content_type="application/merge-patch+json")
+    assert [i.spec.level for i in gadgets.get(namespace=namespace).items] == [5]
+    with pytest.raises(ApiException) as e:
+        gadgets.create(body={"apiVersion": "test.skiff.io/v1", "kind": "Gadget", "metadata": {"name": "g2"},
+                             "spec": {"level": "high"}}, namespace=namespace)
+    assert e.value.status == 422
+    gadgets.delete(name="g1", namespace=namespace)
+    assert gadgets.get(namespace=namespace).items == []
+    ext.delete_custom_resource_definition("gadgets.test.skiff.io")

@@ -2,6 +2,7 @@
 //! names, labels and metadata, label and field selectors, and Table output.
 
 pub mod conversion;
+pub mod custom;
 pub mod defaults;
 pub mod printers;
 pub mod protobuf;

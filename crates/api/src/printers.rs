@@ -2,27 +2,76 @@
 //! printers (`pkg/printers/internalversion`) define them: names, types,
 //! which are `-o wide` only, and how each cell is worded.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::table::human_duration;
 
-type Cell = fn(&Value, DateTime<Utc>) -> Value;
+type CellFn = fn(&Value, DateTime<Utc>) -> Value;
+
+/// How a column's cells are computed.
+pub enum Cell {
+    /// By upstream's printer logic for a built-in kind.
+    Printer(CellFn),
+    /// By a custom resource's JSONPath; dates shown as ages, as upstream.
+    Path { path: String, date: bool },
+}
 
 pub struct Column {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     pub kind: &'static str,
     /// Shown only with `-o wide` (priority 1).
     pub wide: bool,
     pub cell: Cell,
 }
 
-const fn col(name: &'static str, kind: &'static str, cell: Cell) -> Column {
-    Column { name, kind, wide: false, cell }
+impl Column {
+    pub fn value(&self, o: &Value, now: DateTime<Utc>) -> Value {
+        match &self.cell {
+            Cell::Printer(f) => f(o, now),
+            Cell::Path { path, date } => match crate::custom::json_path(o, path) {
+                Some(Value::String(t)) if *date => Value::String(since(DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc)), now)),
+                Some(v) => v.clone(),
+                None => Value::Null,
+            },
+        }
+    }
 }
 
-const fn wide(name: &'static str, kind: &'static str, cell: Cell) -> Column {
-    Column { name, kind, wide: true, cell }
+const fn col(name: &'static str, kind: &'static str, cell: CellFn) -> Column {
+    Column { name: Cow::Borrowed(name), kind, wide: false, cell: Cell::Printer(cell) }
+}
+
+const fn wide(name: &'static str, kind: &'static str, cell: CellFn) -> Column {
+    Column { name: Cow::Borrowed(name), kind, wide: true, cell: Cell::Printer(cell) }
+}
+
+/// The columns of a resource: a custom resource's `additionalPrinterColumns`
+/// after NAME (NAME and AGE without any), else the built-in kind's.
+pub fn for_resource(def: &crate::ResourceDef) -> Vec<Column> {
+    let Some(custom) = &def.custom else { return columns(def.group, def.kind) };
+    if custom.columns.is_empty() {
+        return vec![col("Name", "string", name), col("Age", "string", age)];
+    }
+    let mut out = vec![col("Name", "string", name)];
+    for c in &custom.columns {
+        let kind = match c["type"].as_str().unwrap_or("string") {
+            "integer" => "integer",
+            "number" => "number",
+            "boolean" => "boolean",
+            "date" => "date",
+            _ => "string",
+        };
+        out.push(Column {
+            name: Cow::Owned(c["name"].as_str().unwrap_or_default().to_string()),
+            kind,
+            wide: c["priority"].as_i64().unwrap_or(0) > 0,
+            cell: Cell::Path { path: c["jsonPath"].as_str().unwrap_or_default().to_string(), date: kind == "date" },
+        });
+    }
+    out
 }
 
 // Reading fields.
@@ -827,7 +876,7 @@ mod tests {
 
     fn row(group: &str, kind: &str, o: Value) -> Vec<(String, Value)> {
         let now = DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z").unwrap().with_timezone(&Utc);
-        columns(group, kind).iter().map(|c| (c.name.to_string(), (c.cell)(&o, now))).collect()
+        columns(group, kind).iter().map(|c| (c.name.to_string(), c.value(&o, now))).collect()
     }
 
     fn cells(group: &str, kind: &str, o: Value) -> Vec<Value> {

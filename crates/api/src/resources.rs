@@ -5,7 +5,7 @@
 //! subresources are upstream's, as `kubectl api-resources` shows them.
 
 use std::any::TypeId;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, Mutex, RwLock};
 
 use k8s_openapi::{NamespaceResourceScope, Resource};
 
@@ -54,6 +54,8 @@ pub struct ResourceDef {
     pub schema_name: fn() -> String,
     /// Set when objects are stored in another version of the resource.
     pub conversion: Option<&'static crate::conversion::Conversion>,
+    /// Set for the resources CustomResourceDefinitions serve.
+    pub custom: Option<crate::custom::CustomResource>,
 }
 
 /// `TypedCheck` for the k8s-openapi type `K`. Paths read as upstream
@@ -96,6 +98,15 @@ impl ResourceDef {
             self.version.to_string()
         } else {
             format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Decodes an object as the resource's type does: unknown fields
+    /// dropped (their paths returned), values of the wrong type refused.
+    pub fn prune(&self, obj: &serde_json::Value) -> Result<(serde_json::Value, Vec<String>), String> {
+        match &self.custom {
+            Some(custom) => Ok(custom.prune(obj)),
+            None => (self.typed)(obj),
         }
     }
 
@@ -171,6 +182,7 @@ fn def<K: Resource + serde::de::DeserializeOwned + serde::Serialize + schemars::
         schema: crate::schema::schema_of::<K>,
         schema_name: K::schema_name,
         conversion: None,
+        custom: None,
     }
 }
 
@@ -263,10 +275,42 @@ pub static BUILTIN: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
     ]
 });
 
+/// The resources CustomResourceDefinitions serve now.
+static CUSTOM: RwLock<Vec<&'static ResourceDef>> = RwLock::new(Vec::new());
+
+/// Every resource served now: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static ResourceDef> {
+    let custom = CUSTOM.read().unwrap_or_else(|e| e.into_inner());
+    BUILTIN.iter().chain(custom.iter().copied()).collect()
+}
+
+/// Serves what `crds` (CustomResourceDefinition objects) define, and
+/// nothing else custom. Definitions live for the rest of the process
+/// (handlers hold `&'static` ones), so each distinct one is made once and
+/// reused: memory grows with the distinct CRD versions ever served, not
+/// with the number of updates.
+pub fn set_custom(crds: &[serde_json::Value]) {
+    static MADE: Mutex<Vec<(String, &'static ResourceDef)>> = Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut served = Vec::new();
+    for crd in crds {
+        for version in crate::custom::served_versions(crd) {
+            let fingerprint = serde_json::json!([crd["spec"]["group"], crd["spec"]["names"], crd["spec"]["scope"], version]).to_string();
+            let existing = made.iter().find(|(f, _)| *f == fingerprint).map(|(_, d)| *d);
+            served.push(existing.unwrap_or_else(|| {
+                let def: &'static ResourceDef = Box::leak(Box::new(crate::custom::definition(crd, version)));
+                made.push((fingerprint, def));
+                def
+            }));
+        }
+    }
+    *CUSTOM.write().unwrap_or_else(|e| e.into_inner()) = served;
+}
+
 /// The group versions served, in discovery order, with their resources.
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
-    for r in BUILTIN.iter() {
+    for r in all() {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
         }
@@ -276,9 +320,8 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 
 /// The resource served as `plural` in `group`/`version`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    BUILTIN
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    let is = |r: &ResourceDef| r.group == group && r.version == version && r.plural == plural;
+    BUILTIN.iter().find(|r| is(r)).or_else(|| CUSTOM.read().unwrap_or_else(|e| e.into_inner()).iter().copied().find(|r| is(r)))
 }
 
 #[cfg(test)]

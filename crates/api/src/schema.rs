@@ -72,23 +72,27 @@ pub static DEFINITIONS: LazyLock<Map<String, Value>> = LazyLock::new(|| {
 /// (OpenAPI ignores a `$ref`'s siblings, and so does `kubectl explain`);
 /// `metadata` is never required.
 fn as_upstream(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            if map.len() > 1 {
-                if let Some(reference) = map.remove("$ref") {
-                    map.insert("allOf".into(), json!([{"$ref": reference}]));
-                }
-            }
-            if let Some(Value::Array(required)) = map.get_mut("required") {
-                required.retain(|r| r != "metadata");
-                if required.is_empty() {
-                    map.remove("required");
-                }
-            }
-            map.values_mut().for_each(as_upstream);
+    let Value::Object(map) = schema else { return };
+    if map.len() > 1 {
+        if let Some(reference) = map.remove("$ref") {
+            map.insert("allOf".into(), json!([{"$ref": reference}]));
         }
-        Value::Array(items) => items.iter_mut().for_each(as_upstream),
-        _ => {}
+    }
+    if let Some(Value::Array(required)) = map.get_mut("required") {
+        required.retain(|r| r != "metadata");
+        if required.is_empty() {
+            map.remove("required");
+        }
+    }
+    // Recurse into subschemas only: `properties` is a map of them (whose
+    // keys may be anything, `$ref` included, as in JSONSchemaProps).
+    for (key, value) in map.iter_mut() {
+        match (key.as_str(), value) {
+            ("properties", Value::Object(props)) => props.values_mut().for_each(as_upstream),
+            ("items" | "additionalProperties" | "not", v) => as_upstream(v),
+            ("allOf" | "oneOf" | "anyOf", Value::Array(items)) => items.iter_mut().for_each(as_upstream),
+            _ => {}
+        }
     }
 }
 

@@ -51,7 +51,7 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
 /// which kubectl shows only with `-o wide`.
 pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta: Value, include_object: &str) -> Value {
     let now = Utc::now();
-    let cols = crate::printers::columns(def.group, def.kind);
+    let cols = crate::printers::for_resource(def);
     let definitions: Vec<Value> = cols
         .iter()
         .map(|c| {
@@ -66,7 +66,7 @@ pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta:
         .collect();
     let rows: Vec<Value> = objects
         .map(|o| {
-            let cells: Vec<Value> = cols.iter().map(|c| (c.cell)(&o, now)).collect();
+            let cells: Vec<Value> = cols.iter().map(|c| c.value(&o, now)).collect();
             let object = match include_object {
                 "None" => Value::Null,
                 "Object" => o,

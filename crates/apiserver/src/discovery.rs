@@ -2,7 +2,7 @@
 //! `/apis`, `/apis/{group}`, and the resource list of each group version.
 
 use serde_json::{json, Value};
-use skiff_api::resources::{group_versions, BUILTIN};
+use skiff_api::resources::{all, group_versions};
 use skiff_api::ResourceDef;
 
 pub fn api_versions() -> Value {
@@ -79,7 +79,7 @@ fn subresource(def: &ResourceDef, sub: &str) -> (Value, &'static [&'static str])
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<_> = BUILTIN.iter().filter(|r| r.group == group && r.version == version).collect();
+    let defs: Vec<_> = all().into_iter().filter(|r| r.group == group && r.version == version).collect();
     if defs.is_empty() {
         return None;
     }
@@ -150,7 +150,7 @@ pub fn aggregated(core: bool, version: &str) -> Value {
             .into_iter()
             .filter(|(gg, _)| *gg == g)
             .map(|(_, v)| {
-                let resources: Vec<Value> = BUILTIN
+                let resources: Vec<Value> = all()
                     .iter()
                     .filter(|r| r.group == g && r.version == v)
                     .map(|r| {

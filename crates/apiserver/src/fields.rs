@@ -38,7 +38,7 @@ pub fn check(def: &ResourceDef, obj: Value, mode: Mode, warnings: &mut Vec<Strin
     let undecodable = |e: String| {
         ApiError::bad_request(format!("{kind} in version {version:?} cannot be handled as a {kind}: {e}", kind = def.kind, version = def.version))
     };
-    match (def.typed)(&obj) {
+    match def.prune(&obj) {
         Ok((pruned, unknown)) => {
             let found: Vec<String> = unknown.iter().map(|u| format!("unknown field {u:?}")).collect();
             match mode {

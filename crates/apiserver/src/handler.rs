@@ -185,7 +185,15 @@ impl Api {
             Route::ApiGroup(g) => discovery::api_group(&g),
             Route::ResourceList { group, version } => discovery::resource_list(&group, &version),
             Route::Unknown => None,
-            Route::Resource(target) => return self.resource(method, headers, query, target, body).await,
+            Route::Resource(target) => {
+                let defines_resources = target.def.group == "apiextensions.k8s.io" && target.def.kind == "CustomResourceDefinition";
+                let response = self.resource(method, headers, query, target, body).await;
+                if defines_resources && *method != Method::GET && response.is_ok() {
+                    // Serve (or stop serving) what the CRD defines before answering.
+                    crate::crds::sync(&self.registry).await;
+                }
+                return response;
+            }
         };
         doc.map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::not_found_path)
     }

@@ -5,6 +5,7 @@
 //! (`route`) → the verb (`handler`) → the generic registry and the kind's
 //! strategy (`registry`, `strategy`) → the store.
 
+mod crds;
 mod discovery;
 mod fields;
 mod handler;
@@ -70,6 +71,8 @@ impl Server {
         };
         bootstrap(&registry, &config).await?;
         tokio::spawn(namespaces::resume(registry.clone()));
+        crds::sync(&registry).await;
+        tokio::spawn(crds::follow(registry.clone()));
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("listening on {}", config.bind))?;
@@ -127,7 +130,7 @@ async fn count_objects(api: std::sync::Weak<handler::Api>) {
     loop {
         ticks.tick().await;
         let Some(api) = api.upgrade() else { return };
-        for def in skiff_api::BUILTIN.iter().filter(|d| d.verbs == skiff_api::Verbs::All && d.is_storage_version()) {
+        for def in skiff_api::resources::all().into_iter().filter(|d| d.verbs == skiff_api::Verbs::All && d.is_storage_version()) {
             let opts = skiff_store::ListOptions { limit: Some(1), ..Default::default() };
             if let Ok(page) = api.registry.store.list(&def.key_prefix(), &opts).await {
                 let count = page.items.len() as i64 + page.remaining.unwrap_or(0);

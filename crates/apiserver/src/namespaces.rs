@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use skiff_api::resources::{find, BUILTIN};
+use skiff_api::resources::{all, find};
 use skiff_api::Verbs;
 
 use crate::registry::{DeleteOptions, ListQuery, Registry};
@@ -38,7 +38,7 @@ async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::s
         resource_version: None,
         dry_run: false,
     };
-    for def in BUILTIN.iter().filter(|d| d.namespaced && d.verbs == Verbs::All && d.is_storage_version()) {
+    for def in all().into_iter().filter(|d| d.namespaced && d.verbs == Verbs::All && d.is_storage_version()) {
         for obj in &registry.list_objects(def, Some(ns), &ListQuery::default()).await? {
             empty = false;
             let name = crate::registry::name_of(obj);

@@ -34,7 +34,51 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
         }
     } else if is(def, "batch", "Job") && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
         select_own_pods(obj);
+    } else if is(def, "apiextensions.k8s.io", "CustomResourceDefinition") {
+        let finalizers = &mut obj["metadata"]["finalizers"];
+        if !finalizers.as_array().is_some_and(|f| f.iter().any(|f| f == crate::crds::CLEANUP_FINALIZER)) {
+            match finalizers.as_array_mut() {
+                Some(f) => f.push(json!(crate::crds::CLEANUP_FINALIZER)),
+                None => *finalizers = json!([crate::crds::CLEANUP_FINALIZER]),
+            }
+        }
     }
+}
+
+/// The rules upstream checks that matter to serving a CRD.
+fn validate_crd(crd: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let text = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let (group, plural) = (text("/spec/group"), text("/spec/names/plural"));
+    let expected = format!("{plural}.{group}");
+    if text("/metadata/name") != expected {
+        errs.push(FieldError {
+            field: "metadata.name".into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {:?}: must be spec.names.plural+\".\"+spec.group", text("/metadata/name")),
+        });
+    }
+    for (field, value) in [("spec.group", group), ("spec.names.plural", plural), ("spec.names.kind", text("/spec/names/kind"))] {
+        if value.is_empty() {
+            errs.push(validation::required(field, ""));
+        }
+    }
+    if !matches!(text("/spec/scope"), "Namespaced" | "Cluster") {
+        errs.push(FieldError {
+            field: "spec.scope".into(),
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {:?}: supported values: \"Cluster\", \"Namespaced\"", text("/spec/scope")),
+        });
+    }
+    let versions = crd.pointer("/spec/versions").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    if versions.iter().filter(|v| v["storage"] == true).count() != 1 {
+        errs.push(FieldError {
+            field: "spec.versions".into(),
+            reason: "FieldValueInvalid",
+            message: "Invalid value: []apiextensions.CustomResourceDefinitionVersion: must have exactly one version marked as storage version".into(),
+        });
+    }
+    errs
 }
 
 /// A Job selects its pods by its uid (upstream's `generateSelector`): the
@@ -113,6 +157,12 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
 
 pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
+    if let Some(custom) = &def.custom {
+        errs.extend(custom.validate(obj));
+    }
+    if is(def, "apiextensions.k8s.io", "CustomResourceDefinition") {
+        errs.extend(validate_crd(obj));
+    }
     if is(def, "", "ConfigMap") || is(def, "", "Secret") {
         for field in ["data", "binaryData"] {
             if let Some(data) = obj.get(field).and_then(|d| d.as_object()) {

@@ -623,3 +623,85 @@ fn describe_diff_edit_and_wait() {
     let out = waiter.wait_with_output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("condition met"));
 }
+
+const WIDGET_CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd], categories: [all]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color, priority: 1}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1, description: How big.}
+              color: {type: string, enum: [red, blue], default: red}
+          status:
+            type: object
+            properties:
+              ready: {type: boolean}
+"#;
+
+/// [sig-api-machinery] CustomResourceDefinition resources [Privileged:ClusterAdmin] Simple CustomResourceDefinition creating/deleting custom resource definition objects works [Conformance]
+/// [sig-api-machinery] CustomResourcePublishOpenAPI [Privileged:ClusterAdmin] works for CRD with validation schema [Conformance]
+/// [sig-api-machinery] CustomResourceDefinition resources [Privileged:ClusterAdmin] should include custom resource definition resources in discovery documents [Conformance]
+#[test]
+fn custom_resources_are_served_validated_and_cleaned_up() {
+    let c = Cluster::start();
+    c.ok_stdin(&["apply", "-f", "-"], Some(WIDGET_CRD));
+    c.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]);
+    let crd = c.json(&["get", "crd", "widgets.example.com", "-o", "json"]);
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
+    assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
+    let resources = c.ok(&["api-resources", "--api-group=example.com"]);
+    assert!(resources.contains("widgets") && resources.contains("wd") && resources.contains("Widget"), "{resources}");
+
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3}\n"));
+    let w = c.json(&["get", "wd", "w1", "-o", "json"]);
+    assert_eq!(w["spec"], serde_json::json!({"size": 3, "color": "red"}), "the schema's default is filled in");
+    let wide = c.ok(&["get", "widgets", "-o", "wide"]);
+    assert_eq!(wide.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["NAME", "SIZE", "COLOR", "AGE"]);
+    assert!(c.ok(&["get", "all", "-o", "name"]).contains("widget.example.com/w1"));
+    let explained = c.ok(&["explain", "widget.spec"]);
+    assert!(explained.contains("What the widget should be.") && explained.contains("size\t<integer> -required-"), "{explained}");
+
+    // The schema is enforced: unknown fields, types, ranges, enums.
+    let w2 = |spec: &str| format!(r#"{{"apiVersion":"example.com/v1","kind":"Widget","metadata":{{"name":"w2","namespace":"default"}},"spec":{spec}}}"#);
+    let err = c.fails(&["create", "-f", "-"], Some(&w2(r#"{"size":1,"bogus":1}"#)));
+    assert!(err.contains(r#"unknown field "spec.bogus""#), "{err}");
+    let err = c.fails(&["create", "-f", "-"], Some(&w2(r#"{"size":"big"}"#)));
+    assert!(err.contains("spec.size in body must be of type integer"), "{err}");
+    let err = c.fails(&["create", "-f", "-"], Some(&w2(r#"{"size":0}"#)));
+    assert!(err.contains("spec.size in body should be greater than or equal to 1"), "{err}");
+    let err = c.fails(&["create", "-f", "-"], Some(&w2(r#"{"size":1,"color":"green"}"#)));
+    assert!(err.contains(r#"Unsupported value: "green""#), "{err}");
+
+    // The status subresource: the main resource ignores status.
+    c.ok(&["patch", "wd", "w1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"ready":true}}"#]);
+    c.ok(&["patch", "wd", "w1", "--type=merge", "-p", r#"{"status":{"ready":false},"spec":{"size":4}}"#]);
+    let w = c.json(&["get", "wd", "w1", "-o", "json"]);
+    assert_eq!((w["status"]["ready"].clone(), w["spec"]["size"].clone()), (serde_json::json!(true), serde_json::json!(4)));
+
+    // Deleting the CRD deletes its objects, then stops serving the kind.
+    c.ok(&["delete", "crd", "widgets.example.com"]);
+    let err = c.fails(&["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets"], None);
+    assert!(err.contains("NotFound"), "{err}");
+    c.ok_stdin(&["apply", "-f", "-"], Some(WIDGET_CRD));
+    assert!(c.ok(&["get", "widgets", "-A", "-o", "name"]).trim().is_empty(), "objects of a deleted CRD do not come back");
+}
