@@ -65,7 +65,7 @@ pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta:
         })
         .collect();
     let rows: Vec<Value> = objects
-        .map(|o| {
+        .map(|mut o| {
             let cells: Vec<Value> = cols.iter().map(|c| c.value(&o, now)).collect();
             let object = match include_object {
                 "None" => Value::Null,
@@ -73,7 +73,7 @@ pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta:
                 _ => json!({
                     "kind": "PartialObjectMetadata",
                     "apiVersion": "meta.k8s.io/v1",
-                    "metadata": o.get("metadata").cloned().unwrap_or(json!({})),
+                    "metadata": o.get_mut("metadata").map_or(json!({}), Value::take),
                 }),
             };
             json!({"cells": cells, "object": object})
