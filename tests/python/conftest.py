@@ -1,5 +1,6 @@
 """A real `skiff server` for the official Python client to talk to."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -51,6 +52,6 @@ def core(api_client):
 @pytest.fixture
 def namespace(core, request):
     """A fresh namespace per test."""
-    name = "t-" + request.node.name.replace("_", "-")[:40].rstrip("-").lower()
+    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.replace("_", "-").lower())[:40].rstrip("-")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name

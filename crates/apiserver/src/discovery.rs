@@ -200,10 +200,11 @@ pub fn version_info() -> Value {
         "major": major,
         "minor": minor,
         "gitVersion": git_version,
-        "gitCommit": "",
-        "gitTreeState": "clean",
-        "buildDate": "",
-        "goVersion": "",
+        "gitCommit": env!("SKIFF_GIT_COMMIT"),
+        "gitTreeState": env!("SKIFF_GIT_TREE_STATE"),
+        "buildDate": env!("SKIFF_BUILD_DATE"),
+        // Upstream names the Go toolchain here; Skiff's is rustc's.
+        "goVersion": env!("SKIFF_RUSTC_VERSION"),
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
     })

@@ -152,6 +152,25 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
             });
         }
     }
+    if is(def, "scheduling.k8s.io", "PriorityClass") {
+        for field in ["value", "preemptionPolicy"] {
+            if current.get(field) != new.get(field) {
+                errs.push(FieldError { field: field.into(), reason: "FieldValueForbidden", message: "Forbidden: may not be changed in an update.".into() });
+            }
+        }
+    }
+    if (is(def, "", "ConfigMap") || is(def, "", "Secret")) && current.get("immutable") == Some(&json!(true)) {
+        // Upstream's immutable ConfigMaps and Secrets: nothing but metadata changes.
+        for field in ["immutable", "data", "binaryData", "type"] {
+            if current.get(field) != new.get(field) && !(field == "type" && is(def, "", "ConfigMap")) {
+                errs.push(FieldError {
+                    field: field.into(),
+                    reason: "FieldValueForbidden",
+                    message: "Forbidden: field is immutable when `immutable` is set".into(),
+                });
+            }
+        }
+    }
     errs
 }
 

@@ -40,6 +40,7 @@ spec:
 "#;
 
 /// [sig-api-machinery] server version should find the server version [Conformance]
+/// [sig-cli] Kubectl client Kubectl version should check is all data is printed [Conformance]
 #[test]
 fn server_version_should_find_the_server_version() {
     let c = Cluster::start();
@@ -48,10 +49,16 @@ fn server_version_should_find_the_server_version() {
     assert_eq!(server["major"], "1");
     assert_eq!(server["minor"], "32");
     assert!(server["gitVersion"].as_str().unwrap().starts_with("v1.32."), "{server}");
+    for field in ["gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"] {
+        assert!(server[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {server}");
+    }
+    let text = c.ok(&["version"]);
+    assert!(text.contains("Client Version: v1.32") && text.contains("Server Version: v1.32."), "{text}");
 }
 
 /// [sig-api-machinery] Discovery should validate PreferredVersion for each APIGroup [Conformance]
 /// [sig-api-machinery] Discovery should locate the groupVersion and a resource within each APIGroup [Conformance]
+/// [sig-cli] Kubectl client Kubectl api-versions should check if v1 is in available api versions [Conformance]
 #[test]
 fn discovery_serves_every_group_and_resource() {
     let c = Cluster::start();
@@ -74,7 +81,8 @@ fn discovery_serves_every_group_and_resource() {
     }
     let short = c.ok(&["api-resources", "--api-group=apps"]);
     assert!(short.contains("deploy") && short.contains("sts"), "{short}");
-    assert!(c.ok(&["api-versions"]).lines().any(|l| l == "networking.k8s.io/v1"));
+    let versions = c.ok(&["api-versions"]);
+    assert!(versions.lines().any(|l| l == "v1") && versions.lines().any(|l| l == "networking.k8s.io/v1"), "{versions}");
     // With a cold cache kubectl takes aggregated discovery: /api, /apis, then the list.
     let cache = c.data_dir().join("kube-cache");
     let out = c.kubectl(&["get", "cm", "-A", "-v=6", "--cache-dir", cache.to_str().unwrap()]);
@@ -573,6 +581,8 @@ fn server_side_apply_owns_changes_and_removes_fields() {
 }
 
 /// cluster-info, describe, diff, edit with a scripted editor, and wait.
+/// [sig-cli] Kubectl client Kubectl cluster-info should check if Kubernetes control plane services is included in cluster-info [Conformance]
+/// [sig-cli] Kubectl client Kubectl diff should check if kubectl diff finds a difference for Deployments [Conformance]
 #[test]
 fn describe_diff_edit_and_wait() {
     let c = Cluster::start();

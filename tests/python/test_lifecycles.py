@@ -1,0 +1,239 @@
+"""API lifecycles of individual kinds, each checked as the upstream
+conformance test named in its docstring checks it (through the official
+Python client)."""
+
+import pytest
+from kubernetes import client, dynamic, watch
+from kubernetes.client.rest import ApiException
+
+
+def status_of(call, *args, **kwargs):
+    with pytest.raises(ApiException) as e:
+        call(*args, **kwargs)
+    return e.value.status
+
+
+def test_configmap_and_secret_with_an_empty_key_are_refused(core, namespace):
+    """[sig-node] ConfigMap should fail to create ConfigMap with empty key [Conformance]
+    [sig-node] Secrets should fail to create secret due to empty secret key [Conformance]"""
+    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="empty-key"), data={"": "value"})
+    assert status_of(core.create_namespaced_config_map, namespace, cm) == 422
+    secret = client.V1Secret(metadata=client.V1ObjectMeta(name="empty-key"), data={"": "dmFsdWU="})
+    assert status_of(core.create_namespaced_secret, namespace, secret) == 422
+
+
+def test_configmap_lifecycle(core, namespace):
+    """[sig-node] ConfigMap should run through a ConfigMap lifecycle [Conformance]"""
+    labels = {"test-configmap-static": "true"}
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="lifecycle", labels=labels), data={"valueName": "value"}))
+    core.patch_namespaced_config_map("lifecycle", namespace, {
+        "metadata": {"labels": {"test-configmap": "patched"}}, "data": {"valueName": "value1"}})
+    got = core.read_namespaced_config_map("lifecycle", namespace)
+    assert got.data["valueName"] == "value1" and got.metadata.labels["test-configmap"] == "patched"
+    everywhere = core.list_config_map_for_all_namespaces(label_selector="test-configmap-static=true")
+    assert [c.metadata.name for c in everywhere.items] == ["lifecycle"]
+    core.delete_collection_namespaced_config_map(namespace, label_selector="test-configmap-static=true")
+    assert core.list_namespaced_config_map(namespace, label_selector="test-configmap-static=true").items == []
+
+
+def test_secret_patch(core, namespace):
+    """[sig-node] Secrets should patch a secret [Conformance]"""
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="patchme", labels={"testsecret-constant": "true"}),
+        data={"key": "dmFsdWU="}, type="Opaque"))
+    listed = core.list_secret_for_all_namespaces(label_selector="testsecret-constant=true")
+    assert [s.metadata.name for s in listed.items] == ["patchme"]
+    core.patch_namespaced_secret("patchme", namespace, {"metadata": {"labels": {"testsecret": "true"}}, "data": {"key": "dmFsdWUy"}})
+    got = core.read_namespaced_secret("patchme", namespace)
+    assert got.data == {"key": "dmFsdWUy"} and got.metadata.labels["testsecret"] == "true"
+    core.delete_collection_namespaced_secret(namespace, label_selector="testsecret-constant=true")
+    assert core.list_secret_for_all_namespaces(label_selector="testsecret-constant=true").items == []
+
+
+@pytest.mark.parametrize("kind", ["configmap", "secret"])
+def test_immutable_configmaps_and_secrets(core, namespace, kind):
+    """[sig-storage] ConfigMap should be immutable if `immutable` field is set [Conformance]
+    [sig-storage] Secrets should be immutable if `immutable` field is set [Conformance]"""
+    if kind == "configmap":
+        create, patch, read, delete = (core.create_namespaced_config_map, core.patch_namespaced_config_map,
+                                       core.read_namespaced_config_map, core.delete_namespaced_config_map)
+        body, data = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="frozen"), data={"a": "1"}), {"a": "2"}
+    else:
+        create, patch, read, delete = (core.create_namespaced_secret, core.patch_namespaced_secret,
+                                       core.read_namespaced_secret, core.delete_namespaced_secret)
+        body, data = client.V1Secret(metadata=client.V1ObjectMeta(name="frozen"), data={"a": "MQ=="}), {"a": "Mg=="}
+    create(namespace, body)
+    patch("frozen", namespace, {"data": data})
+    patch("frozen", namespace, {"immutable": True})
+    assert status_of(patch, "frozen", namespace, {"data": {"b": "Mw=="}}) == 422
+    assert status_of(patch, "frozen", namespace, {"immutable": False}) == 422
+    patch("frozen", namespace, {"metadata": {"labels": {"still": "mutable"}}})
+    assert read("frozen", namespace).data == data
+    delete("frozen", namespace)
+
+
+def test_pod_templates(core, namespace):
+    """[sig-node] PodTemplates should run the lifecycle of PodTemplates [Conformance]
+    [sig-node] PodTemplates should replace a pod template [Conformance]
+    [sig-node] PodTemplates should delete a collection of pod templates [Conformance]"""
+    def template(name):
+        return client.V1PodTemplate(
+            metadata=client.V1ObjectMeta(name=name, labels={"podtemplate-set": "true"}),
+            template=client.V1PodTemplateSpec(spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")])))
+    core.create_namespaced_pod_template(namespace, template("one"))
+    core.patch_namespaced_pod_template("one", namespace, {"metadata": {"labels": {"podtemplate": "patched"}}})
+    assert core.read_namespaced_pod_template("one", namespace).metadata.labels["podtemplate"] == "patched"
+    current = core.read_namespaced_pod_template("one", namespace)
+    current.metadata.annotations = {"updated": "true"}
+    replaced = core.replace_namespaced_pod_template("one", namespace, current)
+    assert replaced.metadata.annotations == {"updated": "true"}
+    core.create_namespaced_pod_template(namespace, template("two"))
+    core.create_namespaced_pod_template(namespace, template("three"))
+    assert len(core.list_pod_template_for_all_namespaces(label_selector="podtemplate-set=true").items) == 3
+    core.delete_collection_namespaced_pod_template(namespace, label_selector="podtemplate-set=true")
+    assert core.list_namespaced_pod_template(namespace, label_selector="podtemplate-set=true").items == []
+
+
+def test_namespace_patch_and_update(core):
+    """[sig-api-machinery] Namespaces [Serial] should patch a Namespace [Conformance]
+    [sig-api-machinery] Namespaces [Serial] should apply an update to a Namespace [Conformance]"""
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="patched-ns")))
+    core.patch_namespace("patched-ns", {"metadata": {"labels": {"testLabel": "testValue"}}})
+    assert core.read_namespace("patched-ns").metadata.labels["testLabel"] == "testValue"
+    ns = core.read_namespace("patched-ns")
+    ns.metadata.labels["e2e"] = "updated"
+    assert core.replace_namespace("patched-ns", ns).metadata.labels["e2e"] == "updated"
+    core.delete_namespace("patched-ns")
+
+
+def test_services_listed_everywhere_and_deleted_by_collection(core, namespace):
+    """[sig-network] Services should find a service from listing all namespaces [Conformance]
+    [sig-network] Services should delete a collection of services [Conformance]"""
+    everywhere = core.list_service_for_all_namespaces()
+    assert ("default", "kubernetes") in [(s.metadata.namespace, s.metadata.name) for s in everywhere.items]
+    for i in range(3):
+        core.create_namespaced_service(namespace, client.V1Service(
+            metadata=client.V1ObjectMeta(name=f"svc-{i}", labels={"e2e-test-service": "delete"}),
+            spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80 + i)])))
+    assert len(core.list_namespaced_service(namespace, label_selector="e2e-test-service=delete").items) == 3
+    core.delete_collection_namespaced_service(namespace, label_selector="e2e-test-service=delete")
+    assert core.list_namespaced_service(namespace, label_selector="e2e-test-service=delete").items == []
+
+
+def test_watch_restarts_from_the_last_observed_version(core, namespace):
+    """[sig-api-machinery] Watchers should be able to restart watching from the last resource version observed by the previous watch [Conformance]"""
+    created = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="w", labels={"watch-this-configmap": "restart"}), data={"mutation": "0"}))
+    core.patch_namespaced_config_map("w", namespace, {"data": {"mutation": "1"}})
+    core.patch_namespaced_config_map("w", namespace, {"data": {"mutation": "2"}})
+    w = watch.Watch()
+    seen, last = [], None
+    for event in w.stream(core.list_namespaced_config_map, namespace, label_selector="watch-this-configmap=restart",
+                          resource_version=created.metadata.resource_version, timeout_seconds=5):
+        seen.append((event["type"], event["object"].data["mutation"]))
+        last = event["object"].metadata.resource_version
+        if len(seen) == 2:
+            w.stop()
+    assert seen == [("MODIFIED", "1"), ("MODIFIED", "2")]
+    # Changes made while no one watches are delivered to a watch from the last version seen.
+    core.patch_namespaced_config_map("w", namespace, {"data": {"mutation": "3"}})
+    core.delete_namespaced_config_map("w", namespace)
+    events = [(e["type"], e["object"].data["mutation"]) for e in watch.Watch().stream(
+        core.list_namespaced_config_map, namespace, label_selector="watch-this-configmap=restart",
+        resource_version=last, timeout_seconds=2)]
+    assert events == [("MODIFIED", "3"), ("DELETED", "3")]
+
+
+def lifecycle(api_client, api_version, kind, body, patch, namespace=None, status=None):
+    """Discovery, create, get, list (here and everywhere), watch, patch,
+    replace, status patch, delete and delete collection of one kind."""
+    group = api_version.split("/")[0] if "/" in api_version else ""
+    if group:
+        groups = client.ApisApi(api_client).get_api_versions()
+        assert group in [g.name for g in groups.groups]
+    dyn = dynamic.DynamicClient(api_client)
+    res = dyn.resources.get(api_version=api_version, kind=kind)
+    ns = {"namespace": namespace} if namespace else {}
+    labels = {"lifecycle": kind.lower()}
+    made = []
+    for i in range(2):
+        obj = dict(body, apiVersion=api_version, kind=kind,
+                   metadata={"name": f"{kind.lower()}-{i}", "labels": labels})
+        made.append(res.create(body=obj, **ns))
+    got = res.get(name=made[0].metadata.name, **ns)
+    assert got.metadata.uid == made[0].metadata.uid
+    assert len(res.get(label_selector="lifecycle=" + kind.lower(), **ns).items) == 2
+    if namespace:
+        assert len(res.get(label_selector="lifecycle=" + kind.lower()).items) == 2
+    events = res.watch(label_selector="lifecycle=" + kind.lower(), resource_version=made[0].metadata.resource_version,
+                       timeout=2, **ns)
+    assert [e["type"] for e in events][:1] == ["ADDED"]
+    patched = res.patch(name=made[0].metadata.name, body={"metadata": {"annotations": {"patched": "true"}}, **patch},
+                        content_type="application/merge-patch+json", **ns)
+    assert patched.metadata.annotations["patched"] == "true"
+    current = res.get(name=made[0].metadata.name, **ns).to_dict()
+    current["metadata"]["annotations"]["updated"] = "true"
+    replaced = res.replace(body=current, **ns)
+    assert replaced.metadata.annotations["updated"] == "true"
+    if status:
+        res_status = dyn.resources.get(api_version=api_version, kind=kind).subresources["status"]
+        after = res_status.patch(name=made[0].metadata.name, body={"status": status},
+                                 content_type="application/merge-patch+json", **ns)
+        assert after.status.to_dict() == status or all(after.status.to_dict().get(k) == v for k, v in status.items())
+    res.delete(name=made[0].metadata.name, **ns)
+    assert len(res.get(label_selector="lifecycle=" + kind.lower(), **ns).items) == 1
+    res.delete(label_selector="lifecycle=" + kind.lower(), **ns)
+    assert res.get(label_selector="lifecycle=" + kind.lower(), **ns).items == []
+
+
+def test_ingress_api(api_client, namespace):
+    """[sig-network] Ingress API should support creating Ingress API operations [Conformance]"""
+    backend = {"service": {"name": "default-backend", "port": {"number": 8080}}}
+    lifecycle(api_client, "networking.k8s.io/v1", "Ingress", {"spec": {"defaultBackend": backend}},
+              {"spec": {"rules": [{"host": "a.example.com"}]}}, namespace,
+              status={"loadBalancer": {"ingress": [{"ip": "169.1.1.1"}]}})
+
+
+def test_ingress_class_api(api_client):
+    """[sig-network] IngressClass API should support creating IngressClass API operations [Conformance]"""
+    lifecycle(api_client, "networking.k8s.io/v1", "IngressClass", {"spec": {"controller": "example.com/controller"}}, {})
+
+
+def test_runtime_class_api(api_client):
+    """[sig-node] RuntimeClass should support RuntimeClasses API operations [Conformance]"""
+    lifecycle(api_client, "node.k8s.io/v1", "RuntimeClass", {"handler": "runc"}, {})
+
+
+def test_lease_api(api_client, namespace):
+    """[sig-node] Lease lease API should be available [Conformance]"""
+    spec = {"holderIdentity": "holder", "leaseDurationSeconds": 30, "leaseTransitions": 0}
+    lifecycle(api_client, "coordination.k8s.io/v1", "Lease", {"spec": spec},
+              {"spec": {"holderIdentity": "holder2", "leaseTransitions": 1}}, namespace)
+
+
+def test_priority_class_endpoints(api_client):
+    """[sig-scheduling] SchedulerPreemption [Serial] PriorityClass endpoints verify PriorityClass endpoints can be operated with different HTTP methods [Conformance]"""
+    lifecycle(api_client, "scheduling.k8s.io/v1", "PriorityClass", {"value": 1000}, {"description": "patched"})
+    # The value of a PriorityClass cannot change.
+    sched = client.SchedulingV1Api(api_client)
+    sched.create_priority_class(client.V1PriorityClass(metadata=client.V1ObjectMeta(name="fixed"), value=10))
+    assert status_of(sched.patch_priority_class, "fixed", {"value": 20}) == 422
+
+
+def test_limit_ranges_by_collection(api_client, core, namespace):
+    """[sig-scheduling] LimitRange should list, patch and delete a LimitRange by collection [Conformance]"""
+    other = namespace[:50] + "-b"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    limits = {"limits": [{"type": "Container", "default": {"cpu": "500m"}}]}
+    for ns in (namespace, other):
+        core.create_namespaced_limit_range(ns, client.V1LimitRange(
+            metadata=client.V1ObjectMeta(name="lr", labels={"e2e-limitrange": "collection"}), spec=limits))
+    assert len(core.list_limit_range_for_all_namespaces(label_selector="e2e-limitrange=collection").items) == 2
+    patched = core.patch_namespaced_limit_range("lr", namespace, {"metadata": {"labels": {"patched": "true"}},
+                                                                 "spec": {"limits": [{"type": "Container", "default": {"cpu": "1"}}]}})
+    assert patched.spec.limits[0].default["cpu"] == "1"
+    core.delete_collection_namespaced_limit_range(namespace, label_selector="e2e-limitrange=collection")
+    remaining = core.list_limit_range_for_all_namespaces(label_selector="e2e-limitrange=collection").items
+    assert [(l.metadata.namespace, l.metadata.name) for l in remaining] == [(other, "lr")]
+    core.delete_namespace(other)
