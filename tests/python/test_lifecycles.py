@@ -237,3 +237,34 @@ def test_limit_ranges_by_collection(api_client, core, namespace):
     remaining = core.list_limit_range_for_all_namespaces(label_selector="e2e-limitrange=collection").items
     assert [(l.metadata.namespace, l.metadata.name) for l in remaining] == [(other, "lr")]
     core.delete_namespace(other)
+
+
+def test_events_are_one_store_for_both_apis(api_client, core, namespace):
+    """[sig-instrumentation] Events API should ensure that an event can be fetched, patched, deleted, and listed [Conformance]
+    [sig-instrumentation] Events API should delete a collection of events [Conformance]
+    [sig-instrumentation] Events should manage the lifecycle of an event [Conformance]
+    [sig-instrumentation] Events should delete a collection of events [Conformance]"""
+    events = client.EventsV1Api(api_client)
+    regarding = client.V1ObjectReference(kind="Pod", name="p", namespace=namespace, api_version="v1")
+    for i in range(3):
+        events.create_namespaced_event(namespace, client.EventsV1Event(
+            metadata=client.V1ObjectMeta(name=f"ev-{i}", labels={"testevent-set": "true"}),
+            event_time="2026-01-01T00:00:00.000000Z", reporting_controller="skiff.io/test", reporting_instance="test",
+            action="Testing", reason="Tested", type="Normal", note=f"note {i}", regarding=regarding))
+    # The same events through core/v1, fields renamed as upstream converts them.
+    core_event = core.read_namespaced_event("ev-0", namespace)
+    assert (core_event.message, core_event.involved_object.name, core_event.reporting_component) == ("note 0", "p", "skiff.io/test")
+    listed = core.list_event_for_all_namespaces(label_selector="testevent-set=true")
+    assert sorted(e.metadata.name for e in listed.items) == ["ev-0", "ev-1", "ev-2"]
+    # Patched through one API, read through the other.
+    core.patch_namespaced_event("ev-0", namespace, {"message": "patched"})
+    assert events.read_namespaced_event("ev-0", namespace).note == "patched"
+    events.patch_namespaced_event("ev-1", namespace, {"note": "patched too"})
+    assert core.read_namespaced_event("ev-1", namespace).message == "patched too"
+    by_object = core.list_namespaced_event(namespace, field_selector="involvedObject.name=p")
+    assert len(by_object.items) == 3
+    assert len(events.list_namespaced_event(namespace, field_selector="regarding.name=p").items) == 3
+    events.delete_namespaced_event("ev-0", namespace)
+    assert len(core.list_namespaced_event(namespace, label_selector="testevent-set=true").items) == 2
+    events.delete_collection_namespaced_event(namespace, label_selector="testevent-set=true")
+    assert core.list_event_for_all_namespaces(label_selector="testevent-set=true").items == []

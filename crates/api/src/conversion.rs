@@ -1,27 +1,80 @@
-//! Resources served in more than one version are stored in one (upstream's
-//! storage version) and converted on the way in and out. Only
-//! HorizontalPodAutoscaler needs it among the kinds Skiff serves:
-//! autoscaling/v2 is stored, autoscaling/v1 is converted.
+//! Resources served in more than one version, or in more than one group,
+//! are stored in one form (upstream's storage version) and converted on the
+//! way in and out:
 //!
-//! As upstream, what v1 cannot express (metrics other than CPU
-//! utilization, behavior, conditions) travels in annotations so that a v1
-//! read-modify-write loses nothing.
+//! - HorizontalPodAutoscaler: autoscaling/v2 is stored, autoscaling/v1 is
+//!   converted. As upstream, what v1 cannot express (metrics other than CPU
+//!   utilization, behavior, conditions) travels in annotations so that a v1
+//!   read-modify-write loses nothing.
+//! - Event: core/v1 is stored, events.k8s.io/v1 is converted, so both APIs
+//!   see the same events (`/registry/events/`), as upstream.
 
 use serde_json::{json, Map, Value};
 
 /// How a served version maps to the stored one.
 #[derive(Debug)]
 pub struct Conversion {
+    /// The group objects are stored under (their key prefix).
+    pub storage_group: &'static str,
     pub storage_version: &'static str,
     pub to_storage: fn(Value) -> Value,
     pub from_storage: fn(Value) -> Value,
 }
 
 pub static HPA_V1: Conversion = Conversion {
+    storage_group: "autoscaling",
     storage_version: "v2",
     to_storage: hpa_v1_to_v2,
     from_storage: hpa_v2_to_v1,
 };
+
+pub static EVENTS_V1: Conversion = Conversion {
+    storage_group: "",
+    storage_version: "v1",
+    to_storage: event_to_core,
+    from_storage: event_from_core,
+};
+
+/// events.k8s.io/v1 field names and their core/v1 names.
+const EVENT_FIELDS: [(&str, &str); 12] = [
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("reportingInstance", "reportingInstance"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+    ("eventTime", "eventTime"),
+    ("series", "series"),
+    ("action", "action"),
+    ("related", "related"),
+];
+
+fn rename_event_fields(mut obj: Value, to_core: bool, api_version: &str) -> Value {
+    if let Some(fields) = obj.as_object_mut() {
+        let moved: Vec<(&str, Value)> = EVENT_FIELDS
+            .iter()
+            .filter_map(|(events, core)| {
+                let (from, to) = if to_core { (*events, *core) } else { (*core, *events) };
+                fields.remove(from).map(|v| (to, v))
+            })
+            .collect();
+        for (to, v) in moved {
+            fields.insert(to.into(), v);
+        }
+    }
+    obj["apiVersion"] = json!(api_version);
+    obj
+}
+
+fn event_to_core(obj: Value) -> Value {
+    rename_event_fields(obj, true, "v1")
+}
+
+fn event_from_core(obj: Value) -> Value {
+    rename_event_fields(obj, false, "events.k8s.io/v1")
+}
 
 const METRICS: &str = "autoscaling.alpha.kubernetes.io/metrics";
 const CURRENT_METRICS: &str = "autoscaling.alpha.kubernetes.io/current-metrics";
@@ -170,6 +223,18 @@ mod tests {
         assert_eq!(v1["status"], json!({"currentReplicas": 2, "desiredReplicas": 3, "currentCPUUtilizationPercentage": 40}));
         assert!(v1["metadata"]["annotations"][METRICS].as_str().unwrap().contains("memory"));
         assert_eq!(hpa_v1_to_v2(v1), v2);
+    }
+
+    #[test]
+    fn events_convert_both_ways() {
+        let core = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p"},
+                          "message": "pulled", "reason": "Pulled", "type": "Normal", "count": 2, "source": {"component": "kubelet"},
+                          "reportingComponent": "kubelet", "firstTimestamp": "2026-01-01T00:00:00Z"});
+        let v1 = event_from_core(core.clone());
+        assert_eq!(v1["regarding"]["name"], "p");
+        assert_eq!((v1["note"].as_str(), v1["deprecatedCount"].as_i64(), v1["reportingController"].as_str()), (Some("pulled"), Some(2), Some("kubelet")));
+        assert!(v1.get("message").is_none() && v1.get("involvedObject").is_none());
+        assert_eq!(event_to_core(v1), core);
     }
 
     #[test]

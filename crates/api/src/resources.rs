@@ -119,12 +119,14 @@ impl ResourceDef {
         self.subresources.contains(&"status")
     }
 
-    /// The storage prefix for all objects of this resource.
+    /// The storage prefix for all objects of this resource (shared by the
+    /// versions and groups that serve the same objects).
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
+        let group = self.conversion.map_or(self.group, |c| c.storage_group);
+        if group.is_empty() {
             format!("/registry/{}/", self.plural)
         } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
+            format!("/registry/{group}/{}/", self.plural)
         }
     }
 
@@ -235,7 +237,10 @@ pub static BUILTIN: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         },
         def::<coordination::v1::Lease>(extra(NONE, NONE, NONE)),
         def::<discovery::v1::EndpointSlice>(extra(NONE, NONE, NONE)),
-        def::<events::v1::Event>(extra(&["ev"], NONE, NONE)),
+        ResourceDef {
+            conversion: Some(&crate::conversion::EVENTS_V1),
+            ..def::<events::v1::Event>(extra(&["ev"], NONE, NONE))
+        },
         // networking.k8s.io/v1
         def::<networking::v1::IngressClass>(extra(NONE, NONE, NONE)),
         def::<networking::v1::Ingress>(extra(&["ing"], NONE, STATUS)),
