@@ -2,6 +2,8 @@
 conformance test named in its docstring checks it (through the official
 Python client)."""
 
+import json
+
 import pytest
 from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
@@ -268,3 +270,111 @@ def test_events_are_one_store_for_both_apis(api_client, core, namespace):
     assert len(core.list_namespaced_event(namespace, label_selector="testevent-set=true").items) == 2
     events.delete_collection_namespaced_event(namespace, label_selector="testevent-set=true")
     assert core.list_event_for_all_namespaces(label_selector="testevent-set=true").items == []
+
+
+def test_kubernetes_service_points_at_the_api_server(api_client, core):
+    """[sig-network] EndpointSlice should have Endpoints and EndpointSlices pointing to API Server [Conformance]
+    [sig-network] Services should provide secure master service [Conformance]"""
+    groups = client.ApisApi(api_client).get_api_versions()
+    assert "discovery.k8s.io/v1" in [v.group_version for g in groups.groups if g.name == "discovery.k8s.io" for v in g.versions]
+    resources = client.DiscoveryV1Api(api_client).get_api_resources()
+    assert "endpointslices" in [r.name for r in resources.resources]
+    svc = core.read_namespaced_service("kubernetes", "default")
+    port = svc.spec.ports[0].target_port
+    server = api_client.configuration.host.split("//")[1]
+    endpoints = core.read_namespaced_endpoints("kubernetes", "default")
+    assert [(a.ip, p.port) for s in endpoints.subsets for a in s.addresses for p in s.ports] == [(server.rsplit(":", 1)[0], port)]
+    slices = client.DiscoveryV1Api(api_client).list_namespaced_endpoint_slice("default", label_selector="kubernetes.io/service-name=kubernetes")
+    assert [(s.endpoints[0].addresses, s.ports[0].port) for s in slices.items] == [([server.rsplit(":", 1)[0]], port)]
+
+
+def post_raw(api_client, path, body, validation):
+    """POSTs `body` byte for byte (the client would re-encode a JSON body,
+    losing the duplicate keys under test); raises ApiException as it does."""
+    resp = api_client.rest_client.pool_manager.request(
+        "POST", f"{api_client.configuration.host}{path}?fieldValidation={validation}", body=body.encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"})
+    if resp.status >= 400:
+        raise _api_exception(resp)
+    return resp.data, resp.status, resp.headers
+
+
+def _api_exception(resp):
+    e = ApiException(status=resp.status, reason=resp.reason)
+    e.body = resp.data
+    return e
+
+
+def test_field_validation_of_a_typed_object(api_client, namespace):
+    """[sig-api-machinery] FieldValidation should detect unknown and duplicate fields of a typed object [Conformance]"""
+    body = ('{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"dupes"},'
+            '"spec":{"replicas":1,"paused":true,"replicas":2,"unknownSpec":1,"selector":{"matchLabels":{"a":"b"}},'
+            '"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}')
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    with pytest.raises(ApiException) as e:
+        post_raw(api_client, path, body, "Strict")
+    assert e.value.status == 400
+    message = json.loads(e.value.body)["message"]
+    assert 'unknown field "spec.unknownSpec"' in message and 'duplicate field "spec.replicas"' in message, message
+    data, _, headers = post_raw(api_client, path, body, "Warn")
+    warnings = headers.get("Warning", "")
+    assert "spec.unknownSpec" in warnings and "spec.replicas" in warnings, warnings
+    assert json.loads(data)["spec"]["replicas"] == 2
+
+
+GIZMO_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gizmos.fv.skiff.io"},
+    "spec": {"group": "fv.skiff.io", "scope": "Namespaced",
+             "names": {"plural": "gizmos", "singular": "gizmo", "kind": "Gizmo"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {
+                     "spec": {"type": "object", "properties": {
+                         "size": {"type": "integer"},
+                         "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                         "template": {"type": "object", "x-kubernetes-embedded-resource": True,
+                                      "x-kubernetes-preserve-unknown-fields": True}}}}}}}]},
+}
+
+
+@pytest.fixture
+def gizmos(api_client):
+    ext = client.ApiextensionsV1Api(api_client)
+    ext.create_custom_resource_definition(GIZMO_CRD)
+    yield lambda ns: f"/apis/fv.skiff.io/v1/namespaces/{ns}/gizmos"
+    ext.delete_custom_resource_definition("gizmos.fv.skiff.io")
+
+
+def test_field_validation_of_custom_resources(api_client, namespace, gizmos):
+    """[sig-api-machinery] FieldValidation should create/apply a valid CR for CRD with validation schema [Conformance]
+    [sig-api-machinery] FieldValidation should create/apply an invalid CR with extra properties for CRD with validation schema [Conformance]
+    [sig-api-machinery] FieldValidation should detect unknown metadata fields in both the root and embedded object of a CR [Conformance]
+    [sig-api-machinery] FieldValidation should detect duplicates in a CR when preserving unknown fields [Conformance]"""
+    path = gizmos(namespace)
+    def gizmo(name, spec, meta=""):
+        return f'{{"apiVersion":"fv.skiff.io/v1","kind":"Gizmo","metadata":{{"name":"{name}"{meta}}},"spec":{spec}}}'
+    assert post_raw(api_client, path, gizmo("valid", '{"size":1,"free":{"any":"thing"}}'), "Strict")[1] == 201
+    for name, spec, meta, wanted in [
+        ("extra", '{"size":1,"extra":true}', "", 'unknown field "spec.extra"'),
+        ("meta", '{"size":1,"template":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","bogus":1}}}', ',"unknownMeta":1',
+         'unknown field "metadata.unknownMeta"'),
+        ("dupes", '{"size":1,"free":{"a":1,"a":2}}', "", 'duplicate field "spec.free.a"'),
+    ]:
+        with pytest.raises(ApiException) as e:
+            post_raw(api_client, path, gizmo(name, spec, meta), "Strict")
+        assert e.value.status == 400 and wanted in json.loads(e.value.body)["message"], e.value.body
+    with pytest.raises(ApiException) as e:
+        post_raw(api_client, path, gizmo("meta2", '{"template":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","bogus":1}}}'), "Strict")
+    assert 'unknown field "spec.template.metadata.bogus"' in json.loads(e.value.body)["message"]
+
+
+def test_field_validation_of_a_schemaless_custom_resource(api_client, namespace):
+    """[sig-api-machinery] FieldValidation should create/apply a CR with unknown fields for CRD with no validation schema [Conformance]"""
+    ext = client.ApiextensionsV1Api(api_client)
+    crd = json.loads(json.dumps(GIZMO_CRD).replace("gizmo", "doodad").replace("Gizmo", "Doodad"))
+    crd["spec"]["versions"][0]["schema"] = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    ext.create_custom_resource_definition(crd)
+    body = '{"apiVersion":"fv.skiff.io/v1","kind":"Doodad","metadata":{"name":"d"},"spec":{"anything":{"goes":1}},"top":true}'
+    data, status, _ = post_raw(api_client, f"/apis/fv.skiff.io/v1/namespaces/{namespace}/doodads", body, "Strict")
+    assert status == 201 and json.loads(data)["top"] is True
+    ext.delete_custom_resource_definition("doodads.fv.skiff.io")

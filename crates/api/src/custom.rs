@@ -77,6 +77,9 @@ impl CustomResource {
     pub fn prune(&self, obj: &Value) -> (Value, Vec<String>) {
         let mut unknown = Vec::new();
         let mut out = obj.clone();
+        if let Some(meta) = out.get_mut("metadata") {
+            prune_object_meta(meta, "metadata", &mut unknown);
+        }
         if let Value::Object(fields) = &mut out {
             // apiVersion, kind and metadata are the server's, whatever the schema says.
             for (key, value) in fields.iter_mut().filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata")) {
@@ -123,9 +126,27 @@ fn child(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
+/// Metadata keeps what ObjectMeta has, at the root and in embedded objects.
+fn prune_object_meta(meta: &mut Value, path: &str, unknown: &mut Vec<String>) {
+    let mut dropped = Vec::new();
+    let typed: Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, _> =
+        serde_ignored::deserialize(&*meta, |p| dropped.push(p.to_string().replace(".?", "")));
+    if let Ok(typed) = typed {
+        if !dropped.is_empty() {
+            unknown.extend(dropped.iter().map(|d| format!("{path}.{d}")));
+            *meta = serde_json::to_value(typed).unwrap_or_default();
+        }
+    }
+}
+
 fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
-    if schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) && preserves_unknown(schema) {
-        return;
+    if schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) {
+        if let Some(meta) = value.get_mut("metadata") {
+            prune_object_meta(meta, &child(path, "metadata"), unknown);
+        }
+        if preserves_unknown(schema) {
+            return;
+        }
     }
     match value {
         Value::Object(fields) => {
@@ -136,15 +157,18 @@ fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String
                     }
                 }
             } else {
+                let embedded = schema.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true));
                 fields.retain(|k, _| {
-                    let known = property(schema, k).is_some();
+                    let known = property(schema, k).is_some() || (embedded && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"));
                     if !known {
                         unknown.push(child(path, k));
                     }
                     known
                 });
                 for (k, v) in fields.iter_mut() {
-                    prune(property(schema, k).expect("kept above"), v, &child(path, k), unknown);
+                    if let Some(s) = property(schema, k) {
+                        prune(s, v, &child(path, k), unknown);
+                    }
                 }
             }
             default_missing(schema, fields);
@@ -313,6 +337,10 @@ mod tests {
             "spec": {"size": 3, "bogus": 1, "extra": {"anything": {"goes": true}}, "port": "http"}, "top": 1});
         let (pruned, unknown) = widget().prune(&obj);
         assert_eq!(unknown, ["spec.bogus", "top"]);
+        let with_meta = json!({"metadata": {"name": "w", "bogusMeta": 1}, "spec": {"size": 1}});
+        let (meta_pruned, meta_unknown) = widget().prune(&with_meta);
+        assert_eq!(meta_unknown, ["metadata.bogusMeta"]);
+        assert_eq!(meta_pruned["metadata"], json!({"name": "w"}));
         assert_eq!(pruned["spec"], json!({"size": 3, "color": "red", "extra": {"anything": {"goes": true}}, "port": "http"}));
         assert!(pruned.get("top").is_none() && pruned["metadata"]["name"] == "w");
     }

@@ -265,14 +265,14 @@ impl Api {
             "watch" => watch::serve(&self.registry, def, ns, t.name.as_deref(), query, repr).await,
             "create" => {
                 let mut warnings = Vec::new();
-                let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
+                let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 let manager = Manager::of_request(query, headers, None, false)?;
                 let created = self.registry.create(def, ns, obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
             }
             "update" => {
                 let mut warnings = Vec::new();
-                let obj = fields::check(def, decode_body(headers, &body)?, fields::mode(query)?, &mut warnings)?;
+                let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 let manager = Manager::of_request(query, headers, t.subresource.as_deref(), false)?;
                 let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, updated, repr, query), &warnings))

@@ -52,6 +52,8 @@ pub struct Config {
     /// Service ClusterIPs come from this IPv4 network (address, prefix
     /// length); its first address is the `kubernetes` Service's.
     pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// Where the `kubernetes` Service's endpoints point.
+    pub advertise: std::net::IpAddr,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -176,7 +178,8 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig> {
 }
 
 /// What every cluster has from the start: the four system namespaces and
-/// the `kubernetes` Service in `default`.
+/// the `kubernetes` Service in `default` with its Endpoints and
+/// EndpointSlice (kept pointing at this server, as upstream reconciles them).
 async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
     let find = |plural| skiff_api::resources::find("", "v1", plural).expect("core resources are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -197,7 +200,43 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
             "sessionAffinity": "None",
         },
     });
-    create_if_absent(registry, find("services"), Some("default"), service).await
+    create_if_absent(registry, find("services"), Some("default"), service).await?;
+    let (ip, port) = (config.advertise.to_string(), config.bind.port());
+    let address_type = if config.advertise.is_ipv4() { "IPv4" } else { "IPv6" };
+    let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": ip}], "ports": ports}],
+    });
+    reconcile(registry, find("endpoints"), endpoints).await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+        "addressType": address_type,
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+        "ports": ports,
+    });
+    let slices = skiff_api::resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served");
+    reconcile(registry, slices, slice).await
+}
+
+/// Creates `obj`, or brings an existing one's content in line with it.
+async fn reconcile(registry: &Registry, def: &skiff_api::ResourceDef, obj: serde_json::Value) -> Result<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    create_if_absent(registry, def, Some("default"), obj.clone()).await?;
+    let manager = crate::managed::Manager::internal("kube-apiserver");
+    registry
+        .guaranteed_update(def, Some("default"), &name, None, false, |current| {
+            let mut wanted = obj.clone();
+            wanted["metadata"] = current["metadata"].clone();
+            let mut updated = crate::registry::merge_update(def, current, wanted, None)?;
+            crate::managed::record_update(def, Some(current), &mut updated, &manager);
+            Ok(updated)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("updating {} {name}: {}", def.kind, e.message))
 }
 
 async fn create_if_absent(

@@ -19,6 +19,10 @@ pub struct Args {
     /// The address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// The address the `kubernetes` Service's endpoints point at; by
+    /// default the bind address, or the host's primary address.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     write_kubeconfig: PathBuf,
@@ -34,6 +38,16 @@ pub struct Args {
     /// Run only the control plane, no node agent on this host.
     #[arg(long)]
     disable_agent: bool,
+}
+
+/// The bind address when it is one, else the address the host's default
+/// route leaves from: connecting a UDP socket picks it and sends nothing.
+fn advertised(bind: IpAddr) -> IpAddr {
+    if !bind.is_unspecified() {
+        return bind;
+    }
+    let primary = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect("192.0.2.1:9").and_then(|_| s.local_addr()));
+    primary.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// An IPv4 CIDR as (network address, prefix length).
@@ -81,6 +95,7 @@ pub async fn run(args: Args) -> Result<()> {
         client_ca_pem: pki.ca_pem().to_string(),
         store,
         service_cidr: parse_cidr(&args.service_cidr)?,
+        advertise: args.advertise_address.unwrap_or_else(|| advertised(args.bind_address)),
     })
     .await?;
     let addr = server.local_addr();
