@@ -22,6 +22,10 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct Api {
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// Upstream's `--max-requests-inflight` and
+    /// `--max-mutating-requests-inflight`: beyond them requests get 429.
+    pub read_slots: tokio::sync::Semaphore,
+    pub write_slots: tokio::sync::Semaphore,
 }
 
 /// Upstream's verb for a resource request, the name authorization and
@@ -142,9 +146,20 @@ impl Api {
             _ => None,
         };
         // Long-running requests (watches) are not in flight in upstream's sense.
+        let mut slot = None;
         let inflight = match &labels {
-            Some((_, false)) => {
-                let kind = if parts.method == Method::GET { "readOnly" } else { "mutating" };
+            Some((labels, false)) => {
+                let read_only = parts.method == Method::GET;
+                let slots = if read_only { &self.read_slots } else { &self.write_slots };
+                match slots.try_acquire() {
+                    Ok(permit) => slot = Some(permit),
+                    Err(_) => {
+                        let response = ApiError::too_many_requests().into_response();
+                        self.metrics.observe(labels.clone(), response.status().as_u16(), started.elapsed());
+                        return response;
+                    }
+                }
+                let kind = if read_only { "readOnly" } else { "mutating" };
                 let gauge = self.metrics.inflight.get_or_create(&crate::metrics::InflightLabels { request_kind: kind.into() }).clone();
                 gauge.inc();
                 Some(gauge)
@@ -163,6 +178,7 @@ impl Api {
         if let Some(gauge) = inflight {
             gauge.dec();
         }
+        drop(slot);
         if let Some((labels, _)) = labels {
             self.metrics.observe(labels, response.status().as_u16(), started.elapsed());
         }

@@ -54,6 +54,9 @@ pub struct Config {
     pub service_cidr: (std::net::Ipv4Addr, u8),
     /// Where the `kubernetes` Service's endpoints point.
     pub advertise: std::net::IpAddr,
+    /// Requests served at once, reads and writes; beyond them, 429.
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -81,6 +84,8 @@ impl Server {
         let api = Arc::new(handler::Api {
             registry,
             metrics: metrics::Metrics::new(),
+            read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
+            write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
         });
         tokio::spawn(count_objects(Arc::downgrade(&api)));
         Ok(Server {

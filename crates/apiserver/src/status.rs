@@ -64,6 +64,14 @@ impl ApiError {
         )
     }
 
+    /// Upstream's answer when its in-flight limit is reached.
+    pub fn too_many_requests() -> ApiError {
+        ApiError {
+            details: Some(json!({"retryAfterSeconds": 1})),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests, please try again later.")
+        }
+    }
+
     pub fn not_found(def: &ResourceDef, name: &str) -> ApiError {
         ApiError {
             details: Some(details(def, name)),

@@ -23,6 +23,12 @@ pub struct Args {
     /// default the bind address, or the host's primary address.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// Reads served at once; beyond them clients get 429 and retry.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Writes served at once; beyond them clients get 429 and retry.
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     write_kubeconfig: PathBuf,
@@ -96,6 +102,8 @@ pub async fn run(args: Args) -> Result<()> {
         store,
         service_cidr: parse_cidr(&args.service_cidr)?,
         advertise: args.advertise_address.unwrap_or_else(|| advertised(args.bind_address)),
+        max_requests_inflight: args.max_requests_inflight,
+        max_mutating_requests_inflight: args.max_mutating_requests_inflight,
     })
     .await?;
     let addr = server.local_addr();
