@@ -50,12 +50,15 @@ pub async fn follow(registry: Registry) {
             continue;
         };
         sync(&registry).await;
-        let Ok(mut watch) = registry.store.watch(&crds().key_prefix(), from).await else { continue };
-        while let Some(Ok(batch)) = watch.next().await {
-            if !batch.events.is_empty() {
-                sync(&registry).await;
+        if let Ok(mut watch) = registry.store.watch(&crds().key_prefix(), from).await {
+            while let Some(Ok(batch)) = watch.next().await {
+                if !batch.events.is_empty() {
+                    sync(&registry).await;
+                }
             }
         }
+        // The watch ended (compaction, a store outage): start over, unhurried.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 
