@@ -10,6 +10,7 @@ packages=(
   etcd-client          # etcdctl, for `skiff bench store`'s reference figure
   curl ca-certificates # curl: the unauthenticated-request test
   python3 python3-venv # the Python client tests
+  openssl              # certificate signing requests in the kubectl tests
 )
 
 missing=()

@@ -378,3 +378,40 @@ def test_field_validation_of_a_schemaless_custom_resource(api_client, namespace)
     data, status, _ = post_raw(api_client, f"/apis/fv.skiff.io/v1/namespaces/{namespace}/doodads", body, "Strict")
     assert status == 201 and json.loads(data)["top"] is True
     ext.delete_custom_resource_definition("doodads.fv.skiff.io")
+
+
+def test_eviction_honours_disruption_budgets(api_client, core, namespace):
+    policy = client.PolicyV1Api(api_client)
+    def pod(name):
+        core.create_namespaced_pod(namespace, client.V1Pod(
+            metadata=client.V1ObjectMeta(name=name, labels={"app": "guarded"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")])))
+    def evict(name):
+        return core.create_namespaced_pod_eviction(name, namespace, client.V1Eviction(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace), delete_options=client.V1DeleteOptions(grace_period_seconds=0)))
+    # A pending pod costs its budget nothing.
+    pod("pending")
+    policy.create_namespaced_pod_disruption_budget(namespace, client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="budget"),
+        spec=client.V1PodDisruptionBudgetSpec(min_available=1, selector=client.V1LabelSelector(match_labels={"app": "guarded"}))))
+    evict("pending")
+    assert status_of(core.read_namespaced_pod, "pending", namespace) == 404
+    # A running pod whose budget allows no disruption stays, with upstream's 429.
+    pod("running")
+    core.patch_namespaced_pod_status("running", namespace, {"status": {"phase": "Running"}})
+    status = {"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1}
+    policy.patch_namespaced_pod_disruption_budget_status("budget", namespace, {"status": status})
+    with pytest.raises(ApiException) as e:
+        evict("running")
+    assert e.value.status == 429
+    body = json.loads(e.value.body)
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"]["causes"][0]["message"] == "The disruption budget budget needs 1 healthy pods and has 1 currently"
+    core.read_namespaced_pod("running", namespace)
+    # Once the budget allows one, the eviction deletes the pod and spends it.
+    policy.patch_namespaced_pod_disruption_budget_status("budget", namespace, {"status": dict(status, disruptionsAllowed=1, currentHealthy=2)})
+    evict("running")
+    assert status_of(core.read_namespaced_pod, "running", namespace) == 404
+    budget = policy.read_namespaced_pod_disruption_budget("budget", namespace)
+    assert budget.status.disruptions_allowed == 0 and "running" in budget.status.disrupted_pods
+    assert status_of(evict, "gone") == 404

@@ -225,18 +225,29 @@ impl Api {
             if sub == "scale" {
                 return self.scale(method, headers, query, &t, &body).await;
             }
-            if (sub, method) == ("binding", &Method::POST) || (sub, method) == ("finalize", &Method::PUT) {
-                let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
-                let body = decode_body(headers, &body)?;
-                return if sub == "binding" {
-                    crate::subresources::bind(&self.registry, def, ns, name, &body, dry_run).await?;
-                    Ok(json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
-                } else {
-                    let ns_obj = crate::subresources::finalize(&self.registry, def, name, &body, dry_run).await?;
-                    Ok(respond_object(def, StatusCode::OK, ns_obj, representation(headers), query))
-                };
+            let created = || json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
+            match (sub, method) {
+                ("binding" | "eviction", &Method::POST) | ("finalize", &Method::PUT) => {
+                    let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+                    let body = decode_body(headers, &body)?;
+                    return match sub {
+                        "binding" => {
+                            crate::subresources::bind(&self.registry, def, ns, name, &body, dry_run).await?;
+                            Ok(created())
+                        }
+                        "eviction" => {
+                            crate::subresources::evict(&self.registry, def, ns, name, &body, dry_run).await?;
+                            Ok(created())
+                        }
+                        _ => {
+                            let ns_obj = crate::subresources::finalize(&self.registry, def, name, &body, dry_run).await?;
+                            Ok(respond_object(def, StatusCode::OK, ns_obj, representation(headers), query))
+                        }
+                    };
+                }
+                _ => {}
             }
-            if sub != "status" {
+            if sub != "status" && sub != "approval" {
                 return Err(ApiError::new(
                     StatusCode::NOT_IMPLEMENTED,
                     "NotImplemented",

@@ -490,6 +490,12 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
             ));
         }
     }
+    if subresource == Some("approval") {
+        // A CSR's approval changes its conditions and nothing else.
+        let mut out = current.clone();
+        out["status"]["conditions"] = new.pointer("/status/conditions").cloned().unwrap_or(json!([]));
+        return Ok(out);
+    }
     if subresource == Some("status") {
         // `/status` changes the status and nothing else.
         let mut out = current.clone();

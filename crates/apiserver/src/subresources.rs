@@ -1,11 +1,15 @@
-//! Subresources that change one part of an object on behalf of a component:
-//! `pods/binding` (the scheduler assigns a node) and `namespaces/finalize`
-//! (the namespace controller removes its finalizer).
+//! Subresources that act on an object on behalf of a component:
+//! `pods/binding` (the scheduler assigns a node), `pods/eviction` (a
+//! deletion that honours PodDisruptionBudgets, as `kubectl drain` uses it)
+//! and `namespaces/finalize` (the namespace controller removes its
+//! finalizer).
 
 use serde_json::{json, Value};
 use skiff_api::ResourceDef;
 
-use crate::registry::{now, Registry};
+use axum::http::StatusCode;
+
+use crate::registry::{now, DeleteOptions, ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
 
 /// Binds a pod to the node a `Binding` names, once: a pod already bound,
@@ -46,4 +50,84 @@ pub async fn finalize(registry: &Registry, def: &ResourceDef, name: &str, body: 
             Ok(ns)
         })
         .await
+}
+
+/// Whether a LabelSelector object (`matchLabels`, `matchExpressions`)
+/// selects `labels`; an empty selector selects everything.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let label = |k: &str| labels.get(k).and_then(Value::as_str);
+    let matched = selector.get("matchLabels").and_then(Value::as_object).into_iter().flatten().all(|(k, v)| label(k) == v.as_str());
+    let expressions = selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten().all(|e| {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        match e["operator"].as_str() {
+            Some("In") => label(key).is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => label(key).is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => label(key).is_some(),
+            Some("DoesNotExist") => label(key).is_none(),
+            _ => false,
+        }
+    });
+    matched && expressions
+}
+
+fn budget_refusal(message: String) -> ApiError {
+    ApiError {
+        details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": message}], "retryAfterSeconds": 10})),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.")
+    }
+}
+
+/// Evicts a pod: deletes it unless its PodDisruptionBudget allows no more
+/// disruptions (429, as upstream), taking one from the budget when it does.
+/// Pods that are not running (pending, finished, being deleted) cost
+/// nothing, as upstream.
+pub async fn evict(registry: &Registry, pods: &ResourceDef, ns: Option<&str>, name: &str, eviction: &Value, dry_run: bool) -> ApiResult<()> {
+    let pod = registry.get(pods, ns, name).await?;
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("Pending");
+    let costs_nothing = matches!(phase, "Pending" | "Succeeded" | "Failed") || pod.pointer("/metadata/deletionTimestamp").is_some();
+    if !costs_nothing {
+        let budgets_def = skiff_api::resources::find("policy", "v1", "poddisruptionbudgets").expect("PDBs are served");
+        let labels = pod.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+        let budgets: Vec<Value> = registry
+            .list_objects(budgets_def, ns, &ListQuery::default())
+            .await?
+            .into_iter()
+            .filter(|b| b.pointer("/spec/selector").is_some_and(|s| selects(s, &labels)))
+            .collect();
+        if budgets.len() > 1 {
+            return Err(ApiError::internal("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."));
+        }
+        if let Some(budget) = budgets.first() {
+            let budget_name = crate::registry::name_of(budget).to_string();
+            registry
+                .guaranteed_update(budgets_def, ns, &budget_name, None, dry_run, |b| {
+                    let observed = b.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(-1);
+                    if observed < b.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) {
+                        return Err(budget_refusal(format!("The disruption budget {budget_name} is still being processed by the server.")));
+                    }
+                    let allowed = b.pointer("/status/disruptionsAllowed").and_then(Value::as_i64).unwrap_or(0);
+                    if allowed <= 0 {
+                        let desired = b.pointer("/status/desiredHealthy").and_then(Value::as_i64).unwrap_or(0);
+                        let current = b.pointer("/status/currentHealthy").and_then(Value::as_i64).unwrap_or(0);
+                        return Err(budget_refusal(format!(
+                            "The disruption budget {budget_name} needs {desired} healthy pods and has {current} currently"
+                        )));
+                    }
+                    let mut b = b.clone();
+                    b["status"]["disruptionsAllowed"] = json!(allowed - 1);
+                    b["status"]["disruptedPods"][name] = json!(now());
+                    Ok(b)
+                })
+                .await?;
+        }
+    }
+    let options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
+    let opts = DeleteOptions {
+        grace_seconds: options.get("gracePeriodSeconds").and_then(Value::as_i64),
+        uid: options.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
+        resource_version: options.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|v| v.parse().ok()),
+        dry_run,
+    };
+    registry.delete(pods, ns, name, &opts).await.map(|_| ())
 }

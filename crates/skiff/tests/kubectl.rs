@@ -715,3 +715,37 @@ fn custom_resources_are_served_validated_and_cleaned_up() {
     c.ok_stdin(&["apply", "-f", "-"], Some(WIDGET_CRD));
     assert!(c.ok(&["get", "widgets", "-A", "-o", "name"]).trim().is_empty(), "objects of a deleted CRD do not come back");
 }
+
+/// `kubectl certificate approve|deny` through the CSR `approval`
+/// subresource, which changes the conditions and nothing else.
+#[test]
+fn certificate_signing_requests_are_approved_and_denied() {
+    let c = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let csr = |name: &str| {
+        let pem = dir.path().join(format!("{name}.csr"));
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", &format!("/CN={name}/O=dev")])
+            .args(["-keyout", dir.path().join(format!("{name}.key")).to_str().unwrap(), "-out", pem.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        use base64::Engine;
+        let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&pem).unwrap());
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
+        )
+    };
+    c.ok_stdin(&["create", "-f", "-"], Some(&csr("alice")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&csr("mallory")));
+    assert!(c.ok(&["get", "csr", "alice", "--no-headers"]).contains("Pending"));
+    c.ok(&["certificate", "approve", "alice"]);
+    c.ok(&["certificate", "deny", "mallory"]);
+    let alice = c.json(&["get", "csr", "alice", "-o", "json"]);
+    assert_eq!(alice["status"]["conditions"][0]["type"], "Approved");
+    assert_eq!(alice["status"]["conditions"][0]["reason"], "KubectlApprove");
+    assert_eq!(alice["spec"]["signerName"], "kubernetes.io/kube-apiserver-client", "approval leaves the spec alone");
+    let listed = c.ok(&["get", "csr", "--no-headers"]);
+    assert!(listed.lines().any(|l| l.starts_with("alice") && l.ends_with("Approved")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("mallory") && l.ends_with("Denied")), "{listed}");
+}
