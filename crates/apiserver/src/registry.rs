@@ -181,11 +181,15 @@ impl Registry {
         };
         let mut items = Vec::new();
         loop {
-            let page = self.store.list(&prefix, &opts).await.map_err(|e| match e {
-                StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::gone(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                ),
-                e => ApiError::from_store(e, def, ""),
+            let page = self.store.list(&prefix, &opts).await.map_err(|e| match (e, &opts.continue_token) {
+                // As upstream: 410, with a token that continues at the latest revision.
+                (StoreError::Compacted { .. }, Some(token)) => ApiError {
+                    continue_token: skiff_store::continue_at_latest(token).ok(),
+                    ..ApiError::gone(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                    )
+                },
+                (e, _) => ApiError::from_store(e, def, ""),
             })?;
             if let Some(min) = q.min_revision {
                 if page.revision < min {

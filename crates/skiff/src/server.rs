@@ -23,6 +23,11 @@ pub struct Args {
     /// default the bind address, or the host's primary address.
     #[arg(long)]
     advertise_address: Option<IpAddr>,
+    /// How often old revisions are compacted away, as upstream's flag
+    /// (`5m0s`, `30s`, `0` for never). Continue tokens and watches stay
+    /// valid for at least one interval.
+    #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
     /// Reads served at once; beyond them clients get 429 and retry.
     #[arg(long, default_value_t = 400)]
     max_requests_inflight: usize,
@@ -54,6 +59,30 @@ fn advertised(bind: IpAddr) -> IpAddr {
     }
     let primary = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect("192.0.2.1:9").and_then(|_| s.local_addr()));
     primary.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// A Go-style duration: `1h2m3s`, `90s`, `500ms`, `0`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("{text:?}: missing unit"))?;
+        let number: f64 = rest[..digits].parse().map_err(|_| format!("{text:?} is not a duration"))?;
+        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
+        let seconds = match &rest[digits..digits + unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            unit => return Err(format!("{text:?}: unknown unit {unit:?}")),
+        };
+        total += number * seconds;
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 /// An IPv4 CIDR as (network address, prefix length).
@@ -92,8 +121,9 @@ pub async fn run(args: Args) -> Result<()> {
 
     let store_config = StoreConfig::from_endpoint(args.datastore_endpoint.as_deref(), &args.data_dir.join("server"))?;
     let store = Store::open(&store_config).await.context("opening the datastore")?;
-    // Upstream's --etcd-compaction-interval default.
-    store.spawn_compactor(std::time::Duration::from_secs(5 * 60));
+    if !args.etcd_compaction_interval.is_zero() {
+        store.spawn_compactor(args.etcd_compaction_interval);
+    }
 
     let server = skiff_apiserver::Server::bind(skiff_apiserver::Config {
         bind: SocketAddr::new(args.bind_address, args.https_listen_port),
@@ -143,5 +173,17 @@ mod tests {
         assert_eq!(super::first_address("10.43.0.0/16").unwrap().to_string(), "10.43.0.1");
         assert_eq!(super::first_address("10.43.7.9/16").unwrap().to_string(), "10.43.0.1");
         assert!(super::first_address("10.43.0.0").is_err());
+    }
+
+    #[test]
+    fn reads_go_durations() {
+        use super::parse_duration;
+        use std::time::Duration;
+        assert_eq!(parse_duration("5m0s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err() && parse_duration("5d").is_err() && parse_duration("abc").is_err());
     }
 }

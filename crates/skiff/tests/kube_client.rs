@@ -182,3 +182,40 @@ async fn writes_beyond_the_in_flight_limit_get_429() {
     // What was acknowledged is there; what was refused is not.
     assert_eq!(cms.list(&ListParams::default().labels("app=burst")).await.unwrap().items.len(), created);
 }
+
+/// GETs `path` raw: (status code, JSON body).
+async fn get_raw(client: &Client, path: &str) -> (u16, serde_json::Value) {
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let response = client.send(request.map(kube::client::Body::from)).await.unwrap();
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// [sig-api-machinery] Servers with support for API chunking should support continue listing from the last key if the original version has been compacted away, though the list is inconsistent [Slow] [Conformance]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continue_after_compaction_is_inconsistent_but_possible() {
+    let c = Cluster::start_with(&["--etcd-compaction-interval", "1s"]);
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..30 {
+        cms.create(&PostParams::default(), &configmap(&format!("chunk-{i:02}"), "chunks")).await.unwrap();
+    }
+    let path = "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dchunks&limit=10";
+    let (code, first) = get_raw(&client, path).await;
+    assert_eq!(code, 200);
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    let first_rv: i64 = first["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    // A write, then two compaction intervals: the first page's revision is gone.
+    cms.create(&PostParams::default(), &configmap("chunk-late", "chunks")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, expired) = get_raw(&client, &format!("{path}&continue={token}")).await;
+    assert_eq!((code, expired["reason"].as_str()), (410, Some("Expired")), "{expired}");
+    let fresh = expired["metadata"]["continue"].as_str().expect("the 410 carries a token to go on with");
+    let (code, rest) = get_raw(&client, &format!("{path}&continue={fresh}")).await;
+    assert_eq!(code, 200, "{rest}");
+    let names: Vec<&str> = rest["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"chunk-10"), "it goes on after the last key of the first page");
+    let rest_rv: i64 = rest["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rest_rv > first_rv, "the rest is read at the latest revision");
+}

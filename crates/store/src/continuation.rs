@@ -31,7 +31,21 @@ pub(crate) fn encode(revision: Revision, prefix: &str, last_key: &str) -> String
 }
 
 /// The revision and absolute start key (inclusive) a token asks for.
-pub(crate) fn decode(token: &str, prefix: &str) -> Result<(Revision, String)> {
+/// Upstream's revision for "continue from this key at the latest revision",
+/// handed out when a token's own revision has been compacted away.
+const LATEST: Revision = -1;
+
+/// A token that continues where `token` would have, at the latest revision
+/// (the rest of the list is then not consistent with the pages before).
+pub fn at_latest(token: &str) -> Result<String> {
+    let raw = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| Error::InvalidArgument("continue key is not valid: not base64".into()))?;
+    let mut token: Token = serde_json::from_slice(&raw).map_err(|_| Error::InvalidArgument("continue key is not valid: not a continue token".into()))?;
+    token.rv = LATEST;
+    Ok(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).expect("token serializes")))
+}
+
+/// The revision a token reads at (None: the latest) and the key it starts at.
+pub(crate) fn decode(token: &str, prefix: &str) -> Result<(Option<Revision>, String)> {
     let invalid = |why: &str| Error::InvalidArgument(format!("continue key is not valid: {why}"));
     // Older clients send padded tokens; accept both.
     let raw = URL_SAFE_NO_PAD
@@ -41,7 +55,7 @@ pub(crate) fn decode(token: &str, prefix: &str) -> Result<(Revision, String)> {
     if token.v != VERSION {
         return Err(invalid(&format!("server does not recognize this encoded key version {:?}", token.v)));
     }
-    if token.rv <= 0 {
+    if token.rv <= 0 && token.rv != LATEST {
         return Err(invalid("incorrect encoded start resourceVersion (version meta.k8s.io/v1)"));
     }
     if token.start.is_empty() {
@@ -49,7 +63,8 @@ pub(crate) fn decode(token: &str, prefix: &str) -> Result<(Revision, String)> {
     }
     // The start key is only ever appended to the prefix and the read is
     // bounded by the prefix's end, so a token cannot reach outside it.
-    Ok((token.rv, format!("{prefix}{}", token.start)))
+    let revision = (token.rv != LATEST).then_some(token.rv);
+    Ok((revision, format!("{prefix}{}", token.start)))
 }
 
 #[cfg(test)]
@@ -60,7 +75,9 @@ mod tests {
     fn round_trip() {
         let t = encode(42, "/registry/pods/", "/registry/pods/default/a");
         let (rev, start) = decode(&t, "/registry/pods/").unwrap();
-        assert_eq!(rev, 42);
+        assert_eq!(rev, Some(42));
+        let (latest, same) = decode(&at_latest(&t).unwrap(), "/registry/pods/").unwrap();
+        assert_eq!((latest, same.as_str()), (None, start.as_str()));
         assert_eq!(start, "/registry/pods/default/a\0");
         assert!(start.as_str() > "/registry/pods/default/a");
         assert!(start.as_str() < "/registry/pods/default/a0");

@@ -11,6 +11,8 @@
 
 mod backend;
 mod continuation;
+
+pub use continuation::at_latest as continue_at_latest;
 pub mod error;
 pub mod etcd;
 mod hub;
@@ -186,8 +188,7 @@ impl Store {
                         "a revision cannot be given together with a continue token".into(),
                     ));
                 }
-                let (rev, start) = continuation::decode(token, prefix)?;
-                (start, Some(rev))
+                continuation::decode(token, prefix).map(|(rev, start)| (start, rev))?
             }
             None => (prefix.to_string(), opts.revision),
         };
