@@ -117,20 +117,29 @@ fn definition(message: &str) -> Option<&'static Value> {
 /// Decodes a protobuf body (magic, envelope, object) into its JSON form.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
     let raw = body.strip_prefix(MAGIC).ok_or("the body does not start with the Kubernetes protobuf prefix")?;
-    let envelope = Decoder::decode_message("io.k8s.apimachinery.pkg.runtime.Unknown", raw)?;
-    let type_meta = envelope.get("typeMeta").cloned().unwrap_or_default();
-    let api_version = type_meta.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-    let kind = type_meta.get("kind").and_then(Value::as_str).unwrap_or_default();
-    if envelope.get("contentEncoding").is_some() {
+    // runtime.Unknown: typeMeta (1), raw (2), contentEncoding (3).
+    let envelope = fields_of(raw)?;
+    let text = |p: Option<&Payload>| match p {
+        Some(Payload::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    if !text(envelope.get(&3)).is_empty() {
         return Err("encoded protobuf bodies (contentEncoding) are not supported".into());
     }
-    let name = message_name(api_version, kind).ok_or_else(|| format!("no protobuf message is known for {api_version:?} {kind:?}"))?;
-    let object = envelope.get("raw").and_then(Value::as_str).unwrap_or_default();
-    let object = base64::engine::general_purpose::STANDARD.decode(object).map_err(|e| e.to_string())?;
+    let type_meta = match envelope.get(&1) {
+        Some(Payload::Bytes(b)) => fields_of(b)?,
+        _ => HashMap::new(),
+    };
+    let (api_version, kind) = (text(type_meta.get(&1)), text(type_meta.get(&2)));
+    let name = message_name(&api_version, &kind).ok_or_else(|| format!("no protobuf message is known for {api_version:?} {kind:?}"))?;
+    let object = match envelope.get(&2) {
+        Some(Payload::Bytes(b)) => *b,
+        _ => &[],
+    };
     let mut out = Map::new();
     out.insert("apiVersion".into(), api_version.into());
     out.insert("kind".into(), kind.into());
-    if let Value::Object(fields) = Decoder::decode_message(name, &object)? {
+    if let Value::Object(fields) = decode_message(name, object)? {
         out.extend(fields);
     }
     Ok(Value::Object(out))
@@ -195,183 +204,180 @@ impl<'a> Wire<'a> {
     }
 }
 
-struct Decoder;
+fn decode_message(name: &str, buf: &[u8]) -> Result<Value, String> {
+    decode_fields(name, buf, None)
+}
 
-impl Decoder {
-    fn decode_message(name: &str, buf: &[u8]) -> Result<Value, String> {
-        Self::decode_fields(name, buf, None)
+/// `names`: the JSON names to resolve fields against; a message Go
+/// embeds inline uses its parent's.
+fn decode_fields(name: &str, buf: &[u8], names: Option<&[&str]>) -> Result<Value, String> {
+    if let Some(v) = special(name, buf)? {
+        return Ok(v);
     }
-
-    /// `names`: the JSON names to resolve fields against; a message Go
-    /// embeds inline uses its parent's.
-    fn decode_fields(name: &str, buf: &[u8], names: Option<&[&str]>) -> Result<Value, String> {
-        if let Some(v) = Self::special(name, buf)? {
-            return Ok(v);
-        }
-        let fields = MESSAGES.get(name).ok_or_else(|| format!("unknown protobuf message {name}"))?;
-        let schema = definition(name);
-        let own: Vec<&str> = schema
-            .and_then(|s| s.get("properties"))
-            .and_then(Value::as_object)
-            .map(|p| p.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        let props = names.unwrap_or(&own);
-        // Wrappers that are plain lists in JSON (`ExtraValue`: `{items}`).
-        let is_list = schema.is_none()
-            && names.is_none()
-            && fields.len() == 1
-            && fields.values().all(|f| f.label == Label::Repeated && f.name == "items");
-        let mut out = Map::new();
-        let mut wire = Wire { buf };
-        while let Some((tag, payload)) = wire.next()? {
-            let Some(field) = fields.get(&tag) else { continue };
-            let json_name = json_name(field.name, props);
-            match field.label {
-                Label::Optional => match payload {
-                    Payload::Bytes(b) if field.kind == Kind::Message && !props.is_empty() && !props.contains(&json_name.as_str()) => {
-                        if let Value::Object(inner) = Self::decode_fields(field.message, b, Some(props))? {
-                            out.extend(inner);
+    let fields = MESSAGES.get(name).ok_or_else(|| format!("unknown protobuf message {name}"))?;
+    let schema = definition(name);
+    let own: Vec<&str> = schema
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let props = names.unwrap_or(&own);
+    // Wrappers that are plain lists in JSON (`ExtraValue`: `{items}`).
+    let is_list = schema.is_none()
+        && names.is_none()
+        && fields.len() == 1
+        && fields.values().all(|f| f.label == Label::Repeated && f.name == "items");
+    let mut out = Map::new();
+    let mut wire = Wire { buf };
+    while let Some((tag, payload)) = wire.next()? {
+        let Some(field) = fields.get(&tag) else { continue };
+        let json_name = json_name(field.name, props);
+        match field.label {
+            Label::Optional => match payload {
+                Payload::Bytes(b) if field.kind == Kind::Message && !props.is_empty() && !props.contains(&json_name.as_str()) => {
+                    if let Value::Object(inner) = decode_fields(field.message, b, Some(props))? {
+                        out.extend(inner);
+                    }
+                }
+                p => {
+                    out.insert(json_name, field_value(field, p)?);
+                }
+            },
+            Label::Repeated => {
+                let items = out.entry(json_name).or_insert_with(|| Value::Array(Vec::new()));
+                let items = items.as_array_mut().ok_or("field is both repeated and singular")?;
+                match payload {
+                    // Packed scalars: many values in one length-delimited run.
+                    Payload::Bytes(bytes) if !matches!(field.kind, Kind::String | Kind::Bytes | Kind::Message) => {
+                        let mut packed = Wire { buf: bytes };
+                        while !packed.buf.is_empty() {
+                            let p = match field.kind {
+                                Kind::Double => Payload::Fixed64(u64::from_le_bytes(packed.take(8)?.try_into().unwrap())),
+                                _ => Payload::Varint(packed.varint()?),
+                            };
+                            items.push(field_value(field, p)?);
                         }
                     }
-                    p => {
-                        out.insert(json_name, Self::value(field, p)?);
-                    }
-                },
-                Label::Repeated => {
-                    let items = out.entry(json_name).or_insert_with(|| Value::Array(Vec::new()));
-                    let items = items.as_array_mut().ok_or("field is both repeated and singular")?;
-                    match payload {
-                        // Packed scalars: many values in one length-delimited run.
-                        Payload::Bytes(bytes) if !matches!(field.kind, Kind::String | Kind::Bytes | Kind::Message) => {
-                            let mut packed = Wire { buf: bytes };
-                            while !packed.buf.is_empty() {
-                                let p = match field.kind {
-                                    Kind::Double => Payload::Fixed64(u64::from_le_bytes(packed.take(8)?.try_into().unwrap())),
-                                    _ => Payload::Varint(packed.varint()?),
-                                };
-                                items.push(Self::value(field, p)?);
-                            }
-                        }
-                        p => items.push(Self::value(field, p)?),
-                    }
-                }
-                Label::Map => {
-                    let Payload::Bytes(entry) = payload else { return Err(format!("map field {} is not length-delimited", field.name)) };
-                    let (mut key, mut value) = (String::new(), Value::Null);
-                    let mut wire = Wire { buf: entry };
-                    while let Some((t, p)) = wire.next()? {
-                        match (t, p) {
-                            (1, Payload::Bytes(k)) => key = String::from_utf8(k.to_vec()).map_err(|e| e.to_string())?,
-                            (2, p) => value = Self::value(field, p)?,
-                            _ => {}
-                        }
-                    }
-                    if value.is_null() {
-                        value = match field.kind {
-                            Kind::String | Kind::Bytes => Value::String(String::new()),
-                            _ => Value::Object(Map::new()),
-                        };
-                    }
-                    let map = out.entry(json_name).or_insert_with(|| Value::Object(Map::new()));
-                    map.as_object_mut().ok_or("field is both a map and not")?.insert(key, value);
+                    p => items.push(field_value(field, p)?),
                 }
             }
-        }
-        out.retain(|name, v| !is_zero(v) || KEEP_ZERO.contains(&name.as_str()));
-        if is_list {
-            return Ok(out.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Array(Vec::new())));
-        }
-        Ok(Value::Object(out))
-    }
-
-    fn value(field: &Field, payload: Payload) -> Result<Value, String> {
-        let mismatch = || format!("field {} has the wrong wire type", field.name);
-        Ok(match (field.kind, payload) {
-            (Kind::String, Payload::Bytes(b)) => Value::String(String::from_utf8(b.to_vec()).map_err(|_| format!("field {} is not UTF-8", field.name))?),
-            (Kind::Bytes, Payload::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            (Kind::Message, Payload::Bytes(b)) => Self::decode_message(field.message, b)?,
-            (Kind::Bool, Payload::Varint(v)) => Value::Bool(v != 0),
-            (Kind::Int32, Payload::Varint(v)) => Value::from(v as i64 as i32),
-            (Kind::Int64, Payload::Varint(v)) => Value::from(v as i64),
-            (Kind::Double, Payload::Fixed64(v)) => serde_json::Number::from_f64(f64::from_bits(v)).map(Value::Number).unwrap_or(Value::Null),
-            _ => return Err(mismatch()),
-        })
-    }
-
-    /// Messages whose JSON form is not an object of their fields.
-    fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, String> {
-        const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
-        const APIEXTENSIONS: &str = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.";
-        let short = name.rsplit('.').next().unwrap_or(name);
-        let (meta, apiextensions) = (name.strip_prefix(META), name.strip_prefix(APIEXTENSIONS));
-        let raw_json = |raw: &[u8]| -> Result<Value, String> {
-            if raw.is_empty() {
-                return Ok(Value::Null);
-            }
-            serde_json::from_slice(raw).map_err(|e| format!("embedded object in {short} is not JSON: {e}"))
-        };
-        let varint = |f: &HashMap<u32, Payload>, tag| match f.get(&tag) {
-            Some(Payload::Varint(v)) => *v,
-            _ => 0,
-        };
-        let string = |f: &HashMap<u32, Payload>, tag| match f.get(&tag) {
-            Some(Payload::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        Ok(Some(match name {
-            "io.k8s.apimachinery.pkg.api.resource.Quantity" => Value::String(string(&fields_of(buf)?, 1)),
-            "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => {
-                let f = fields_of(buf)?;
-                if varint(&f, 1) == 1 {
-                    Value::String(string(&f, 3))
-                } else {
-                    Value::from(varint(&f, 2) as i64 as i32)
-                }
-            }
-            _ if matches!(meta, Some("Time" | "MicroTime")) => {
-                let f = fields_of(buf)?;
-                let (seconds, nanos) = (varint(&f, 1) as i64, varint(&f, 2) as i64 as i32);
-                // Go's zero time (and an absent one) is JSON null.
-                if (seconds == 0 || seconds == -62_135_596_800) && nanos == 0 {
-                    Value::Null
-                } else {
-                    let t = chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32).ok_or("time out of range")?;
-                    let format = if short == "Time" { "%Y-%m-%dT%H:%M:%SZ" } else { "%Y-%m-%dT%H:%M:%S%.6fZ" };
-                    Value::String(t.format(format).to_string())
-                }
-            }
-            _ if meta == Some("Duration") => Value::String(go_duration(varint(&fields_of(buf)?, 1) as i64)),
-            _ if meta == Some("FieldsV1") || apiextensions == Some("JSON") || name == "io.k8s.apimachinery.pkg.runtime.RawExtension" => {
-                match fields_of(buf)?.remove(&1) {
-                    Some(Payload::Bytes(raw)) => raw_json(raw)?,
-                    _ => Value::Null,
-                }
-            }
-            _ if apiextensions.is_some_and(|n| n.starts_with("JSONSchemaPropsOr")) => {
-                let props = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
-                let mut schema = None;
-                let mut list = Vec::new();
-                let mut allows = false;
-                let mut wire = Wire { buf };
-                while let Some((tag, p)) = wire.next()? {
-                    match (short, tag, p) {
-                        ("JSONSchemaPropsOrBool", 1, Payload::Varint(v)) => allows = v != 0,
-                        ("JSONSchemaPropsOrBool", 2, Payload::Bytes(b)) | (_, 1, Payload::Bytes(b)) => schema = Some(Self::decode_message(props, b)?),
-                        ("JSONSchemaPropsOrArray", 2, Payload::Bytes(b)) => list.push(Self::decode_message(props, b)?),
-                        ("JSONSchemaPropsOrStringArray", 2, Payload::Bytes(b)) => list.push(Value::String(String::from_utf8_lossy(b).into_owned())),
+            Label::Map => {
+                let Payload::Bytes(entry) = payload else { return Err(format!("map field {} is not length-delimited", field.name)) };
+                let (mut key, mut value) = (String::new(), Value::Null);
+                let mut wire = Wire { buf: entry };
+                while let Some((t, p)) = wire.next()? {
+                    match (t, p) {
+                        (1, Payload::Bytes(k)) => key = String::from_utf8(k.to_vec()).map_err(|e| e.to_string())?,
+                        (2, p) => value = field_value(field, p)?,
                         _ => {}
                     }
                 }
-                match (schema, short) {
-                    (Some(s), _) => s,
-                    (None, "JSONSchemaPropsOrBool") => Value::Bool(allows),
-                    (None, _) => Value::Array(list),
+                if value.is_null() {
+                    value = match field.kind {
+                        Kind::String | Kind::Bytes => Value::String(String::new()),
+                        _ => Value::Object(Map::new()),
+                    };
+                }
+                let map = out.entry(json_name).or_insert_with(|| Value::Object(Map::new()));
+                map.as_object_mut().ok_or("field is both a map and not")?.insert(key, value);
+            }
+        }
+    }
+    out.retain(|name, v| !is_zero(v) || KEEP_ZERO.contains(&name.as_str()));
+    if is_list {
+        return Ok(out.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Array(Vec::new())));
+    }
+    Ok(Value::Object(out))
+}
+
+fn field_value(field: &Field, payload: Payload) -> Result<Value, String> {
+    let mismatch = || format!("field {} has the wrong wire type", field.name);
+    Ok(match (field.kind, payload) {
+        (Kind::String, Payload::Bytes(b)) => Value::String(String::from_utf8(b.to_vec()).map_err(|_| format!("field {} is not UTF-8", field.name))?),
+        (Kind::Bytes, Payload::Bytes(b)) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        (Kind::Message, Payload::Bytes(b)) => decode_message(field.message, b)?,
+        (Kind::Bool, Payload::Varint(v)) => Value::Bool(v != 0),
+        (Kind::Int32, Payload::Varint(v)) => Value::from(v as i64 as i32),
+        (Kind::Int64, Payload::Varint(v)) => Value::from(v as i64),
+        (Kind::Double, Payload::Fixed64(v)) => serde_json::Number::from_f64(f64::from_bits(v)).map(Value::Number).unwrap_or(Value::Null),
+        _ => return Err(mismatch()),
+    })
+}
+
+/// Messages whose JSON form is not an object of their fields.
+fn special(name: &str, buf: &[u8]) -> Result<Option<Value>, String> {
+    const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";
+    const APIEXTENSIONS: &str = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.";
+    let short = name.rsplit('.').next().unwrap_or(name);
+    let (meta, apiextensions) = (name.strip_prefix(META), name.strip_prefix(APIEXTENSIONS));
+    let raw_json = |raw: &[u8]| -> Result<Value, String> {
+        if raw.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(raw).map_err(|e| format!("embedded object in {short} is not JSON: {e}"))
+    };
+    let varint = |f: &HashMap<u32, Payload>, tag| match f.get(&tag) {
+        Some(Payload::Varint(v)) => *v,
+        _ => 0,
+    };
+    let string = |f: &HashMap<u32, Payload>, tag| match f.get(&tag) {
+        Some(Payload::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    Ok(Some(match name {
+        "io.k8s.apimachinery.pkg.api.resource.Quantity" => Value::String(string(&fields_of(buf)?, 1)),
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString" => {
+            let f = fields_of(buf)?;
+            if varint(&f, 1) == 1 {
+                Value::String(string(&f, 3))
+            } else {
+                Value::from(varint(&f, 2) as i64 as i32)
+            }
+        }
+        _ if matches!(meta, Some("Time" | "MicroTime")) => {
+            let f = fields_of(buf)?;
+            let (seconds, nanos) = (varint(&f, 1) as i64, varint(&f, 2) as i64 as i32);
+            // Go's zero time (and an absent one) is JSON null.
+            if (seconds == 0 || seconds == -62_135_596_800) && nanos == 0 {
+                Value::Null
+            } else {
+                let t = chrono::DateTime::from_timestamp(seconds, nanos.max(0) as u32).ok_or("time out of range")?;
+                let format = if short == "Time" { "%Y-%m-%dT%H:%M:%SZ" } else { "%Y-%m-%dT%H:%M:%S%.6fZ" };
+                Value::String(t.format(format).to_string())
+            }
+        }
+        _ if meta == Some("Duration") => Value::String(go_duration(varint(&fields_of(buf)?, 1) as i64)),
+        _ if meta == Some("FieldsV1") || apiextensions == Some("JSON") || name == "io.k8s.apimachinery.pkg.runtime.RawExtension" => {
+            match fields_of(buf)?.remove(&1) {
+                Some(Payload::Bytes(raw)) => raw_json(raw)?,
+                _ => Value::Null,
+            }
+        }
+        _ if apiextensions.is_some_and(|n| n.starts_with("JSONSchemaPropsOr")) => {
+            let props = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
+            let mut schema = None;
+            let mut list = Vec::new();
+            let mut allows = false;
+            let mut wire = Wire { buf };
+            while let Some((tag, p)) = wire.next()? {
+                match (short, tag, p) {
+                    ("JSONSchemaPropsOrBool", 1, Payload::Varint(v)) => allows = v != 0,
+                    ("JSONSchemaPropsOrBool", 2, Payload::Bytes(b)) | (_, 1, Payload::Bytes(b)) => schema = Some(decode_message(props, b)?),
+                    ("JSONSchemaPropsOrArray", 2, Payload::Bytes(b)) => list.push(decode_message(props, b)?),
+                    ("JSONSchemaPropsOrStringArray", 2, Payload::Bytes(b)) => list.push(Value::String(String::from_utf8_lossy(b).into_owned())),
+                    _ => {}
                 }
             }
-            _ => return Ok(None),
-        }))
-    }
+            match (schema, short) {
+                (Some(s), _) => s,
+                (None, "JSONSchemaPropsOrBool") => Value::Bool(allows),
+                (None, _) => Value::Array(list),
+            }
+        }
+        _ => return Ok(None),
+    }))
 }
+
 
 /// Fields whose zero value is kept; see the module comment.
 const KEEP_ZERO: &[&str] = &[
