@@ -461,8 +461,11 @@ impl Api {
                 // Written out directly: the items are usually the stored
                 // bytes with their resourceVersion spliced in, unparsed.
                 let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
-                let mut out = serde_json::to_vec(&head).expect("JSON serializes");
-                out.pop(); // the closing brace
+                let head = serde_json::to_vec(&head).expect("JSON serializes");
+                // Sized once: growing a buffer of tens of MiB copies it again and again.
+                let total = head.len() + 16 + listed.items.iter().map(|i| i.len() + 1).sum::<usize>();
+                let mut out = Vec::with_capacity(total);
+                out.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
                 out.extend_from_slice(b",\"items\":[");
                 for (i, item) in listed.items.iter().enumerate() {
                     if i > 0 {
