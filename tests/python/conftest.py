@@ -1,4 +1,5 @@
 """A real `skiff server` for the official Python client to talk to."""
+import hashlib
 import os
 import re
 import shutil
@@ -52,6 +53,8 @@ def core(api_client):
 @pytest.fixture
 def namespace(core, request):
     """A fresh namespace per test."""
-    name = "t-" + re.sub(r"[^a-z0-9-]", "-", request.node.name.replace("_", "-").lower())[:40].rstrip("-")
+    readable = re.sub(r"[^a-z0-9-]", "-", request.node.name.replace("_", "-").lower())[:32].rstrip("-")
+    # Parametrized names can share their first characters: keep them apart.
+    name = f"t-{readable}-{hashlib.sha1(request.node.name.encode()).hexdigest()[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name
