@@ -420,68 +420,66 @@ def test_eviction_honours_disruption_budgets(api_client, core, namespace):
 
 
 LIFECYCLES = [
-    ("[sig-api-machinery] API priority and fairness should support FlowSchema API operations [Conformance]",
-     "flowcontrol.apiserver.k8s.io/v1", "FlowSchema", False,
+    ("flowcontrol.apiserver.k8s.io/v1", "FlowSchema", False,
      {"spec": {"priorityLevelConfiguration": {"name": "global-default"}, "matchingPrecedence": 9000,
                "rules": [{"subjects": [{"kind": "Group", "group": {"name": "e2e"}}],
                           "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"], "namespaces": ["*"]}]}]}},
      {"spec": {"matchingPrecedence": 9001}}, {"conditions": [{"type": "Dangling", "status": "False", "reason": "Found", "message": "ok"}]}),
-    ("[sig-api-machinery] API priority and fairness should support PriorityLevelConfiguration API operations [Conformance]",
-     "flowcontrol.apiserver.k8s.io/v1", "PriorityLevelConfiguration", False,
+    ("flowcontrol.apiserver.k8s.io/v1", "PriorityLevelConfiguration", False,
      {"spec": {"type": "Limited", "limited": {"nominalConcurrencyShares": 2, "limitResponse": {"type": "Reject"}}}},
      {"spec": {"limited": {"nominalConcurrencyShares": 3}}}, {"conditions": [{"type": "Test", "status": "True"}]}),
-    ("[sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should support ValidatingAdmissionPolicy API operations [Conformance]",
-     "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", False,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy", False,
      {"spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["deployments"]}]},
                "validations": [{"expression": "object.spec.replicas <= 100"}]}},
      {"spec": {"failurePolicy": "Ignore"}}, {"observedGeneration": 1}),
-    ("[sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should support ValidatingAdmissionPolicyBinding API operations [Conformance]",
-     "admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", False,
+    ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding", False,
      {"spec": {"policyName": "replica-limit", "validationActions": ["Deny"]}}, {"spec": {"validationActions": ["Warn"]}}, None),
-    ("[sig-network] EndpointSlice should support creating EndpointSlice API operations [Conformance]",
-     "discovery.k8s.io/v1", "EndpointSlice", True,
+    ("discovery.k8s.io/v1", "EndpointSlice", True,
      {"addressType": "IPv4", "endpoints": [{"addresses": ["10.42.0.9"]}], "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
      {"endpoints": [{"addresses": ["10.42.0.10"]}]}, None),
-    ("[sig-storage] CSIStorageCapacity should support CSIStorageCapacities API operations [Conformance]",
-     "storage.k8s.io/v1", "CSIStorageCapacity", True, {"storageClassName": "standard", "capacity": "1Gi"}, {"capacity": "2Gi"}, None),
-    ("[sig-apps] CronJob should support CronJob API operations [Conformance]",
-     "batch/v1", "CronJob", True,
+    ("storage.k8s.io/v1", "CSIStorageCapacity", True, {"storageClassName": "standard", "capacity": "1Gi"}, {"capacity": "2Gi"}, None),
+    ("batch/v1", "CronJob", True,
      {"spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
          "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}},
      {"spec": {"suspend": True}}, {"lastScheduleTime": "2026-01-01T00:00:00Z"}),
-    ("[sig-storage] VolumeAttachment Conformance should run through the lifecycle of a VolumeAttachment [Conformance]",
-     "storage.k8s.io/v1", "VolumeAttachment", False,
+    ("storage.k8s.io/v1", "VolumeAttachment", False,
      {"spec": {"attacher": "csi.example.com", "nodeName": "node-1", "source": {"persistentVolumeName": "pv-1"}}}, {}, {"attached": True}),
-    ("[sig-storage] StorageClasses CSI Conformance should run through the lifecycle of a StorageClass [Conformance]",
-     "storage.k8s.io/v1", "StorageClass", False, {"provisioner": "csi.example.com", "reclaimPolicy": "Delete"}, {}, None),
-    ("[sig-storage] CSIInlineVolumes should run through the lifecycle of a CSIDriver [Conformance]",
-     "storage.k8s.io/v1", "CSIDriver", False, {"spec": {"attachRequired": True, "podInfoOnMount": False}}, {}, None),
-    ("[sig-network] Services should test the lifecycle of an Endpoint [Conformance]",
-     "v1", "Endpoints", True, {"subsets": [{"addresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80, "protocol": "TCP"}]}]},
+    ("storage.k8s.io/v1", "StorageClass", False, {"provisioner": "csi.example.com", "reclaimPolicy": "Delete"}, {}, None),
+    ("storage.k8s.io/v1", "CSIDriver", False, {"spec": {"attachRequired": True, "podInfoOnMount": False}}, {}, None),
+    ("v1", "Endpoints", True, {"subsets": [{"addresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 80, "protocol": "TCP"}]}]},
      {"subsets": [{"addresses": [{"ip": "10.42.0.6"}], "ports": [{"port": 8080, "protocol": "TCP"}]}]}, None),
-    ("[sig-apps] DisruptionController should update/patch PodDisruptionBudget status [Conformance]\n"
-     "[sig-apps] DisruptionController Listing PodDisruptionBudgets for all namespaces should list and delete a collection of PodDisruptionBudgets [Conformance]",
-     "policy/v1", "PodDisruptionBudget", True, {"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}},
+    ("policy/v1", "PodDisruptionBudget", True, {"spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}},
      {"spec": {"minAvailable": 2}},
      {"observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 1, "expectedPods": 1}),
-    ("[sig-network] Services should complete a service status lifecycle [Conformance]",
-     "v1", "Service", True, {"spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}, {"spec": {"selector": {"app": "x"}}},
+    ("v1", "Service", True, {"spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}, {"spec": {"selector": {"app": "x"}}},
      {"loadBalancer": {"ingress": [{"ip": "203.0.113.1"}]}, "conditions": [{"type": "StatusUpdate", "status": "True", "reason": "E2E", "message": "set", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}),
-    ("[sig-api-machinery] ResourceQuota should apply changes to a resourcequota status [Conformance]\n"
-     "[sig-api-machinery] ResourceQuota should be able to update and delete ResourceQuota. [Conformance]",
-     "v1", "ResourceQuota", True, {"spec": {"hard": {"cpu": "1", "memory": "500Mi"}}}, {"spec": {"hard": {"cpu": "2", "memory": "1Gi"}}},
+    ("v1", "ResourceQuota", True, {"spec": {"hard": {"cpu": "1", "memory": "500Mi"}}}, {"spec": {"hard": {"cpu": "2", "memory": "1Gi"}}},
      {"hard": {"cpu": "2", "memory": "1Gi"}, "used": {"cpu": "0", "memory": "0"}}),
-    ("[sig-auth] ServiceAccounts should update a ServiceAccount [Conformance]",
-     "v1", "ServiceAccount", True, {}, {"automountServiceAccountToken": False}, None),
+    ("v1", "ServiceAccount", True, {}, {"automountServiceAccountToken": False}, None),
 ]
 
 
-@pytest.mark.parametrize("codenames,api_version,kind,namespaced,body,patch,status", LIFECYCLES,
-                         ids=[entry[2] for entry in LIFECYCLES])
-def test_api_operations(api_client, namespace, codenames, api_version, kind, namespaced, body, patch, status):
-    """Each entry's conformance tests (in LIFECYCLES): discovery, create,
-    get, list here and everywhere, watch, patch, update, the status
-    subresource, delete and delete collection."""
+@pytest.mark.parametrize("api_version,kind,namespaced,body,patch,status", LIFECYCLES, ids=[entry[1] for entry in LIFECYCLES])
+def test_api_operations(api_client, namespace, api_version, kind, namespaced, body, patch, status):
+    """Discovery, create, get, list here and everywhere, watch, patch,
+    update, the status subresource, delete and delete collection, per kind:
+    FlowSchema: [sig-api-machinery] API priority and fairness should support FlowSchema API operations [Conformance]
+    PriorityLevelConfiguration: [sig-api-machinery] API priority and fairness should support PriorityLevelConfiguration API operations [Conformance]
+    ValidatingAdmissionPolicy: [sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should support ValidatingAdmissionPolicy API operations [Conformance]
+    ValidatingAdmissionPolicyBinding: [sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should support ValidatingAdmissionPolicyBinding API operations [Conformance]
+    EndpointSlice: [sig-network] EndpointSlice should support creating EndpointSlice API operations [Conformance]
+    CSIStorageCapacity: [sig-storage] CSIStorageCapacity should support CSIStorageCapacities API operations [Conformance]
+    CronJob: [sig-apps] CronJob should support CronJob API operations [Conformance]
+    VolumeAttachment: [sig-storage] VolumeAttachment Conformance should run through the lifecycle of a VolumeAttachment [Conformance]
+    StorageClass: [sig-storage] StorageClasses CSI Conformance should run through the lifecycle of a StorageClass [Conformance]
+    CSIDriver: [sig-storage] CSIInlineVolumes should run through the lifecycle of a CSIDriver [Conformance]
+    Endpoints: [sig-network] Services should test the lifecycle of an Endpoint [Conformance]
+    PodDisruptionBudget: [sig-apps] DisruptionController should update/patch PodDisruptionBudget status [Conformance]
+    PodDisruptionBudget: [sig-apps] DisruptionController Listing PodDisruptionBudgets for all namespaces should list and delete a collection of PodDisruptionBudgets [Conformance]
+    Service: [sig-network] Services should complete a service status lifecycle [Conformance]
+    ResourceQuota: [sig-api-machinery] ResourceQuota should apply changes to a resourcequota status [Conformance]
+    ResourceQuota: [sig-api-machinery] ResourceQuota should be able to update and delete ResourceQuota. [Conformance]
+    ServiceAccount: [sig-auth] ServiceAccounts should update a ServiceAccount [Conformance]"""
     lifecycle(api_client, api_version, kind, body, patch, namespace if namespaced else None, status=status)
 
 
