@@ -360,6 +360,66 @@ impl Api {
         }
     }
 
+    /// A whole list as JSON, read from one snapshot a page at a time and
+    /// streamed out, so a list of any size holds about one page in memory.
+    /// The first page is read before answering, so its errors get a proper
+    /// Status; a failure later can only cut the response short.
+    async fn streamed_list(&self, def: &'static ResourceDef, ns: Option<&str>, q: ListQuery) -> ApiResult<Response> {
+        const PAGE: usize = 500;
+        let first = self.registry.list(def, ns, &ListQuery { limit: Some(PAGE), ..q.clone() }).await?;
+        let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": {"resourceVersion": first.revision.to_string()}});
+        let head = serde_json::to_vec(&head).expect("JSON serializes");
+        let page = |items: &[bytes::Bytes], first_item: bool| {
+            let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum());
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 || !first_item {
+                    out.push(b',');
+                }
+                out.extend_from_slice(item);
+            }
+            bytes::Bytes::from(out)
+        };
+        let mut start = head[..head.len() - 1].to_vec();
+        start.extend_from_slice(b",\"items\":[");
+        let opening = [bytes::Bytes::from(start), page(&first.items, true)];
+        let Some(mut token) = first.continue_token else {
+            let body: Vec<u8> = opening.iter().flat_map(|b| b.iter().copied()).chain(*b"]}").collect();
+            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+        let (registry, ns) = (self.registry.clone(), ns.map(String::from));
+        let mut any = !first.items.is_empty();
+        tokio::spawn(async move {
+            for chunk in opening {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let next = ListQuery { limit: Some(PAGE), continue_token: Some(token), min_revision: None, exact_revision: None, ..q.clone() };
+                let listed = match registry.list(def, ns.as_deref(), &next).await {
+                    Ok(listed) => listed,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                        return;
+                    }
+                };
+                let chunk = page(&listed.items, !any);
+                any |= !listed.items.is_empty();
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+                match listed.continue_token {
+                    Some(t) => token = t,
+                    None => break,
+                }
+            }
+            let _ = tx.send(Ok(bytes::Bytes::from_static(b"]}"))).await;
+        });
+        let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+
     /// PATCH with `application/apply-patch+yaml`: server-side apply, which
     /// creates the object when it does not exist.
     async fn server_side_apply(&self, t: Target, headers: &HeaderMap, query: &Query, body: &[u8], manager: &Manager) -> ApiResult<Response> {
@@ -439,6 +499,9 @@ impl Api {
 
     async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
         let q = list_query(def, query)?;
+        if repr == Representation::Object && q.limit.is_none() && q.continue_token.is_none() {
+            return self.streamed_list(def, ns, q).await;
+        }
         let listed = self.registry.list(def, ns, &q).await?;
         let mut meta = json!({"resourceVersion": listed.revision.to_string()});
         if let Some(c) = &listed.continue_token {
@@ -458,8 +521,9 @@ impl Api {
                 "items": parsed(&listed.items).map(|o| metadata_only(&o)).collect::<Vec<_>>(),
             }),
             Representation::Object => {
-                // Written out directly: the items are usually the stored
-                // bytes with their resourceVersion spliced in, unparsed.
+                // Written out directly (a page asked for with `limit`; whole
+                // lists are streamed): the items are usually the stored bytes
+                // with their resourceVersion spliced in, unparsed.
                 let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
                 let head = serde_json::to_vec(&head).expect("JSON serializes");
                 // Sized once: growing a buffer of tens of MiB copies it again and again.

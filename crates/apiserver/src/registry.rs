@@ -118,7 +118,7 @@ fn resource_version(obj: &Value) -> ApiResult<Option<Revision>> {
 }
 
 /// What a list asks for.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ListQuery {
     pub label: skiff_api::selector::LabelSelector,
     pub field: skiff_api::selector::FieldSelector,

@@ -219,3 +219,30 @@ async fn continue_after_compaction_is_inconsistent_but_possible() {
     let rest_rv: i64 = rest["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
     assert!(rest_rv > first_rv, "the rest is read at the latest revision");
 }
+
+/// A whole list is streamed a page at a time from one snapshot: every
+/// object once, in key order, none newer than the list's resourceVersion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_lists_are_streamed_from_one_snapshot() {
+    let c = Cluster::start();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let creates = futures::stream::iter(0..1_234).map(|i| {
+        let cms = cms.clone();
+        async move { cms.create(&PostParams::default(), &configmap(&format!("many-{i:04}"), "many")).await.unwrap() }
+    });
+    creates.buffer_unordered(16).collect::<Vec<_>>().await;
+    let (listing, writing) = tokio::join!(get_raw(&client, "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dmany"), async {
+        cms.create(&PostParams::default(), &configmap("many-late", "many")).await.unwrap()
+    });
+    let (code, list) = listing;
+    assert_eq!(code, 200);
+    let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let items = list["items"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect();
+    let late_rv: i64 = writing.metadata.resource_version.unwrap().parse().unwrap();
+    let expected = 1_234 + usize::from(late_rv <= rv);
+    assert_eq!(names.len(), expected, "every object once");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "in key order");
+    assert!(items.iter().all(|i| i["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() <= rv));
+}
