@@ -30,6 +30,10 @@ pub struct Args {
     /// Pods created in one burst while the watches are open.
     #[arg(long, default_value_t = 1000)]
     burst: usize,
+    /// Create the watched pods at this many per second instead of all at
+    /// once (0): delivery delay at a rate the machine can sustain.
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
     /// Pods held when measuring memory at scale.
     #[arg(long, default_value_t = 100_000)]
     pods: usize,
@@ -157,6 +161,26 @@ async fn create_pods(client: &Client, ns: &str, prefix: &str, clients: usize, un
     Ok(all)
 }
 
+/// Creates `total` pods at `rate` per second, each stamped when sent.
+async fn create_paced(client: &Client, ns: &str, total: usize, rate: u32) -> Result<()> {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let mut creating = tokio::task::JoinSet::new();
+    for n in 0..total {
+        tick.tick().await;
+        let pods = pods.clone();
+        creating.spawn(async move {
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+            pods.create(&PostParams::default(), &pod(&format!("paced-{n}"), stamp)).await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = creating.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
 /// The `bench/sent` annotation of a watch event line.
 fn sent_stamp(line: &str) -> Option<u128> {
     let at = line.find(r#""bench/sent":""#)? + r#""bench/sent":""#.len();
@@ -243,13 +267,18 @@ pub async fn run(args: Args) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t = Instant::now();
-    create_pods(&client, "watched", "w-", args.clients, Arc::new(move |n, _| n >= burst)).await?;
+    if args.rate > 0 {
+        create_paced(&client, "watched", burst, args.rate).await?;
+    } else {
+        create_pods(&client, "watched", "w-", args.clients, Arc::new(move |n, _| n >= burst)).await?;
+    }
     let mut delays = Vec::new();
     for w in watchers {
         delays.extend(w.await.context("watcher")??);
     }
+    let creates = if args.rate > 0 { format!("{burst} creates at {}/s", args.rate) } else { format!("burst of {burst} creates") };
     report(
-        &format!("{} watches × burst of {burst} creates: delivery p50 / p99", args.watches),
+        &format!("{} watches × {creates}: delivery p50 / p99", args.watches),
         format!("{} / {} ({} events in {:.1} s)", ms(percentile(&mut delays, 50.0)), ms(percentile(&mut delays, 99.0)), delays.len(), t.elapsed().as_secs_f64()),
     );
     report(&format!("RSS with {} open watches", args.watches), format!("{:.1} MiB", server.rss_mib()));
