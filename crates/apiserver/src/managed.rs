@@ -278,7 +278,7 @@ fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
 
 fn lookup<'a>(mut v: &'a Value, path: &[String]) -> Option<&'a Value> {
     for elem in path {
-        v = match elem.split_at(2.min(elem.len())) {
+        v = match elem.split_at_checked(2).unwrap_or((elem, "")) {
             ("f:", name) => v.get(name)?,
             ("k:", key) => {
                 let key: Map<String, Value> = serde_json::from_str(key).ok()?;
@@ -303,7 +303,7 @@ fn remove_value(v: &mut Value, path: &[String]) {
         let Some(next) = lookup_mut(target, &owned) else { return };
         target = next;
     }
-    match last.split_at(2.min(last.len())) {
+    match last.split_at_checked(2).unwrap_or((last, "")) {
         ("f:", name) => {
             target.as_object_mut().map(|m| m.remove(name));
         }
@@ -324,7 +324,7 @@ fn remove_value(v: &mut Value, path: &[String]) {
 fn lookup_mut<'a>(v: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
     let mut v = v;
     for elem in path {
-        v = match elem.split_at(2.min(elem.len())) {
+        v = match elem.split_at_checked(2).unwrap_or((elem, "")) {
             ("f:", name) => v.get_mut(name)?,
             ("k:", key) => {
                 let key: Map<String, Value> = serde_json::from_str(key).ok()?;
@@ -362,7 +362,7 @@ fn prune_emptied(obj: &mut Value, path: &[String], config: &Value) {
 fn render(path: &[String]) -> String {
     let mut out = String::new();
     for elem in path {
-        match elem.split_at(2.min(elem.len())) {
+        match elem.split_at_checked(2).unwrap_or((elem, "")) {
             ("f:", name) => {
                 out.push('.');
                 out.push_str(name);
