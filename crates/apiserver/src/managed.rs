@@ -272,72 +272,84 @@ fn remove(set: &mut Set, path: &[String]) {
 
 // Values at paths.
 
+/// One element of a field path, parsed.
+enum Step {
+    /// `f:name`
+    Field(String),
+    /// `k:{…}`: the item of a keyed list with these key values.
+    Key(Map<String, Value>),
+    /// `v:…`: the item of a set list equal to this value.
+    Item(Value),
+    /// `.`: the item itself.
+    Itself,
+}
+
+impl Step {
+    fn parse(elem: &str) -> Option<Step> {
+        Some(match elem.split_at_checked(2).unwrap_or((elem, "")) {
+            ("f:", name) => Step::Field(name.to_string()),
+            ("k:", key) => Step::Key(serde_json::from_str(key).ok()?),
+            ("v:", value) => Step::Item(serde_json::from_str(value).ok()?),
+            _ => Step::Itself,
+        })
+    }
+
+    /// Whether a list item is the one this step names.
+    fn picks(&self, item: &Value) -> bool {
+        match self {
+            Step::Key(key) => matches_key(item, key),
+            Step::Item(value) => item == value,
+            Step::Field(_) | Step::Itself => false,
+        }
+    }
+}
+
 fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
     key.iter().all(|(k, v)| key_value(item, k) == *v)
 }
 
 fn lookup<'a>(mut v: &'a Value, path: &[String]) -> Option<&'a Value> {
     for elem in path {
-        v = match elem.split_at_checked(2).unwrap_or((elem, "")) {
-            ("f:", name) => v.get(name)?,
-            ("k:", key) => {
-                let key: Map<String, Value> = serde_json::from_str(key).ok()?;
-                v.as_array()?.iter().find(|item| matches_key(item, &key))?
-            }
-            ("v:", value) => {
-                let value: Value = serde_json::from_str(value).ok()?;
-                v.as_array()?.iter().find(|item| **item == value)?
-            }
-            _ => v, // `.`: the item itself
+        v = match Step::parse(elem)? {
+            Step::Field(name) => v.get(&name)?,
+            Step::Itself => v,
+            step => v.as_array()?.iter().find(|item| step.picks(item))?,
         };
     }
     Some(v)
 }
 
-fn remove_value(v: &mut Value, path: &[String]) {
-    let path: Vec<&String> = path.iter().filter(|e| *e != ".").collect();
-    let Some((last, parents)) = path.split_last() else { return };
-    let mut target = v;
-    for elem in parents {
-        let owned: Path = vec![(*elem).clone()];
-        let Some(next) = lookup_mut(target, &owned) else { return };
-        target = next;
-    }
-    match last.split_at_checked(2).unwrap_or((last, "")) {
-        ("f:", name) => {
-            target.as_object_mut().map(|m| m.remove(name));
-        }
-        ("k:", key) => {
-            if let (Ok(key), Some(items)) = (serde_json::from_str::<Map<String, Value>>(key), target.as_array_mut()) {
-                items.retain(|item| !matches_key(item, &key));
-            }
-        }
-        ("v:", value) => {
-            if let (Ok(value), Some(items)) = (serde_json::from_str::<Value>(value), target.as_array_mut()) {
-                items.retain(|item| *item != value);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn lookup_mut<'a>(v: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
-    let mut v = v;
+fn lookup_mut<'a>(mut v: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
     for elem in path {
-        v = match elem.split_at_checked(2).unwrap_or((elem, "")) {
-            ("f:", name) => v.get_mut(name)?,
-            ("k:", key) => {
-                let key: Map<String, Value> = serde_json::from_str(key).ok()?;
-                v.as_array_mut()?.iter_mut().find(|item| matches_key(item, &key))?
-            }
-            ("v:", value) => {
-                let value: Value = serde_json::from_str(value).ok()?;
-                v.as_array_mut()?.iter_mut().find(|item| **item == value)?
-            }
-            _ => v,
+        v = match Step::parse(elem)? {
+            Step::Field(name) => v.get_mut(&name)?,
+            Step::Itself => v,
+            step => v.as_array_mut()?.iter_mut().find(|item| step.picks(item))?,
         };
     }
     Some(v)
+}
+
+/// Removes the field or list item `path` names (a path ending in `.`
+/// names the item before it).
+fn remove_value(v: &mut Value, path: &[String]) {
+    let path = match path.split_last() {
+        Some((last, rest)) if last == "." => rest,
+        _ => path,
+    };
+    let Some((last, parents)) = path.split_last() else { return };
+    let (Some(target), Some(step)) = (lookup_mut(v, parents), Step::parse(last)) else { return };
+    match step {
+        Step::Field(name) => {
+            target.as_object_mut().map(|m| m.remove(&name));
+        }
+        Step::Itself => {}
+        step => {
+            if let Some(items) = target.as_array_mut() {
+                items.retain(|item| !step.picks(item));
+            }
+        }
+    }
 }
 
 /// Removes the lists and objects on `path` that its removal left empty,
@@ -361,19 +373,18 @@ fn prune_emptied(obj: &mut Value, path: &[String], config: &Value) {
 /// `.spec.containers[name="web"].image`, as upstream prints a path.
 fn render(path: &[String]) -> String {
     let mut out = String::new();
-    for elem in path {
-        match elem.split_at_checked(2).unwrap_or((elem, "")) {
-            ("f:", name) => {
+    for step in path.iter().filter_map(|e| Step::parse(e)) {
+        match step {
+            Step::Field(name) => {
                 out.push('.');
-                out.push_str(name);
+                out.push_str(&name);
             }
-            ("k:", key) => {
-                let key: Map<String, Value> = serde_json::from_str(key).unwrap_or_default();
+            Step::Key(key) => {
                 let parts: Vec<String> = key.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out.push_str(&format!("[{}]", parts.join(",")));
             }
-            ("v:", value) => out.push_str(&format!("[={value}]")),
-            _ => {}
+            Step::Item(value) => out.push_str(&format!("[={value}]")),
+            Step::Itself => {}
         }
     }
     out
