@@ -526,7 +526,7 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
             col("Images", "string", |o, _| images_of(o, "/template/spec")),
             col("Pod Labels", "string", |o, _| Value::String(labels(at(o, "/template/metadata/labels")))),
         ],
-        ("", "ReplicationController") => with_wide(
+        ("", "ReplicationController") | ("apps", "ReplicaSet") => with_wide(
             vec![
                 n,
                 col("Desired", "integer", |o, _| json!(int(o, "/spec/replicas"))),
@@ -624,16 +624,6 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
                 col("Ready", "string", |o, _| Value::String(format!("{}/{}", int(o, "/status/readyReplicas"), int(o, "/spec/replicas")))),
                 col("Up-to-date", "string", |o, _| json!(int(o, "/status/updatedReplicas"))),
                 col("Available", "string", |o, _| json!(int(o, "/status/availableReplicas"))),
-                a,
-            ],
-            workload_wide!("/spec/template/spec", "/spec/selector"),
-        ),
-        ("apps", "ReplicaSet") => with_wide(
-            vec![
-                n,
-                col("Desired", "integer", |o, _| json!(int(o, "/spec/replicas"))),
-                col("Current", "integer", |o, _| json!(int(o, "/status/replicas"))),
-                col("Ready", "integer", |o, _| json!(int(o, "/status/readyReplicas"))),
                 a,
             ],
             workload_wide!("/spec/template/spec", "/spec/selector"),
