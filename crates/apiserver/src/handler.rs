@@ -367,33 +367,18 @@ impl Api {
     async fn streamed_list(&self, def: &'static ResourceDef, ns: Option<&str>, q: ListQuery) -> ApiResult<Response> {
         const PAGE: usize = 500;
         let first = self.registry.list(def, ns, &ListQuery { limit: Some(PAGE), ..q.clone() }).await?;
-        let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": {"resourceVersion": first.revision.to_string()}});
-        let head = serde_json::to_vec(&head).expect("JSON serializes");
-        let page = |items: &[bytes::Bytes], first_item: bool| {
-            let mut out = Vec::with_capacity(items.iter().map(|i| i.len() + 1).sum());
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 || !first_item {
-                    out.push(b',');
-                }
-                out.extend_from_slice(item);
-            }
-            bytes::Bytes::from(out)
-        };
-        let mut start = head[..head.len() - 1].to_vec();
-        start.extend_from_slice(b",\"items\":[");
-        let opening = [bytes::Bytes::from(start), page(&first.items, true)];
+        let mut opening = list_opening(def, json!({"resourceVersion": first.revision.to_string()}));
+        push_items(&mut opening, &first.items, true);
         let Some(mut token) = first.continue_token else {
-            let body: Vec<u8> = opening.iter().flat_map(|b| b.iter().copied()).chain(*b"]}").collect();
-            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+            opening.extend_from_slice(b"]}");
+            return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], opening).into_response());
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
         let (registry, ns) = (self.registry.clone(), ns.map(String::from));
         let mut any = !first.items.is_empty();
         tokio::spawn(async move {
-            for chunk in opening {
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
+            if tx.send(Ok(bytes::Bytes::from(opening))).await.is_err() {
+                return;
             }
             loop {
                 let next = ListQuery { limit: Some(PAGE), continue_token: Some(token), min_revision: None, exact_revision: None, ..q.clone() };
@@ -404,9 +389,10 @@ impl Api {
                         return;
                     }
                 };
-                let chunk = page(&listed.items, !any);
+                let mut chunk = Vec::new();
+                push_items(&mut chunk, &listed.items, !any);
                 any |= !listed.items.is_empty();
-                if tx.send(Ok(chunk)).await.is_err() {
+                if tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
                     return;
                 }
                 match listed.continue_token {
@@ -521,22 +507,9 @@ impl Api {
                 "items": parsed(&listed.items).map(|o| metadata_only(&o)).collect::<Vec<_>>(),
             }),
             Representation::Object => {
-                // Written out directly (a page asked for with `limit`; whole
-                // lists are streamed): the items are usually the stored bytes
-                // with their resourceVersion spliced in, unparsed.
-                let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
-                let head = serde_json::to_vec(&head).expect("JSON serializes");
-                // Sized once: growing a buffer of tens of MiB copies it again and again.
-                let total = head.len() + 16 + listed.items.iter().map(|i| i.len() + 1).sum::<usize>();
-                let mut out = Vec::with_capacity(total);
-                out.extend_from_slice(&head[..head.len() - 1]); // without the closing brace
-                out.extend_from_slice(b",\"items\":[");
-                for (i, item) in listed.items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(item);
-                }
+                // A page asked for with `limit`; whole lists are streamed.
+                let mut out = list_opening(def, meta);
+                push_items(&mut out, &listed.items, true);
                 out.extend_from_slice(b"]}");
                 return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response());
             }
@@ -547,6 +520,30 @@ impl Api {
 
 /// The listed objects, parsed lazily; one that fails to parse is skipped
 /// (it was produced by this server from valid JSON, so it cannot).
+/// A JSON list up to its first item: `{"kind":"PodList",…,"items":[`.
+/// Lists are written out directly: the items are usually the stored bytes
+/// with their resourceVersion spliced in, unparsed.
+fn list_opening(def: &ResourceDef, meta: Value) -> Vec<u8> {
+    let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
+    let mut out = serde_json::to_vec(&head).expect("JSON serializes");
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"items\":[");
+    out
+}
+
+/// Appends `items` to a JSON array being written, comma-separated (with a
+/// leading comma unless they are its first).
+fn push_items(out: &mut Vec<u8>, items: &[bytes::Bytes], first: bool) {
+    // Sized once: growing a buffer of tens of MiB copies it again and again.
+    out.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 || !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+}
+
 fn parsed(items: &[bytes::Bytes]) -> impl Iterator<Item = Value> + '_ {
     items.iter().filter_map(|b| crate::registry::parse(b).ok())
 }
