@@ -276,18 +276,14 @@ def test_yaml_bodies_and_unknown_media_types(api_client, namespace):
                                auth_settings=["BearerToken"], _preload_content=False)
     assert resp[1] == 201
     assert json.loads(resp[0].data)["data"] == {"k": "v"}
-    with pytest.raises(ApiException) as e:
-        api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body="k8s\x00\x0a\xff",
-                            header_params={"Content-Type": "application/vnd.kubernetes.protobuf"},
-                            auth_settings=["BearerToken"], _preload_content=False)
-    assert e.value.status == 400
-    assert json.loads(e.value.body)["reason"] == "BadRequest"
-    with pytest.raises(ApiException) as e:
-        api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body="{}",
-                            header_params={"Content-Type": "application/cbor"},
-                            auth_settings=["BearerToken"], _preload_content=False)
-    assert e.value.status == 415
-    assert json.loads(e.value.body)["reason"] == "UnsupportedMediaType"
+    def refused(body, content_type):
+        with pytest.raises(ApiException) as e:
+            api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body=body,
+                                header_params={"Content-Type": content_type},
+                                auth_settings=["BearerToken"], _preload_content=False)
+        return e.value.status, json.loads(e.value.body)["reason"]
+    assert refused("k8s\x00\x0a\xff", "application/vnd.kubernetes.protobuf") == (400, "BadRequest")
+    assert refused("{}", "application/cbor") == (415, "UnsupportedMediaType")
 
 
 def test_pod_binding_assigns_a_node_once(core, namespace):
