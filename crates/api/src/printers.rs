@@ -137,24 +137,11 @@ fn labels(map: Option<&Value>) -> String {
 /// `metav1.FormatLabelSelector`: `app=web,tier in (a,b)`, `<none>` when
 /// it selects everything.
 fn selector(o: &Value, pointer: &str) -> Value {
-    let Some(sel) = at(o, pointer) else { return none_if_empty(String::new()) };
-    let mut parts: Vec<String> = Vec::new();
-    let matched = labels(sel.get("matchLabels"));
-    if !matched.is_empty() {
-        parts.push(matched);
+    match at(o, pointer).map(crate::selector::LabelSelector::from_object) {
+        Some(Ok(sel)) => none_if_empty(sel.to_string()),
+        Some(Err(e)) => Value::String(e),
+        None => none_if_empty(String::new()),
     }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).map_or(&[][..], Vec::as_slice) {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        parts.push(match e["operator"].as_str().unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            op => format!("{key} {op} {}", values.join(",")),
-        });
-    }
-    none_if_empty(parts.join(","))
 }
 
 fn containers_of(o: &Value, pod_spec: &str) -> Value {

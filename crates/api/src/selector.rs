@@ -32,6 +32,30 @@ impl LabelSelector {
         Ok(LabelSelector(reqs))
     }
 
+    /// A LabelSelector object (`matchLabels`, then `matchExpressions`), as
+    /// upstream's `LabelSelectorAsSelector` reads it.
+    pub fn from_object(selector: &Value) -> Result<LabelSelector, String> {
+        let mut reqs: Vec<Requirement> = selector
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+            let key = e["key"].as_str().unwrap_or_default().to_string();
+            let values: Vec<String> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
+            reqs.push(match e["operator"].as_str().unwrap_or_default() {
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::NotExists(key),
+                op => return Err(format!("{op:?} is not a valid label selector operator")),
+            });
+        }
+        Ok(LabelSelector(reqs))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -45,6 +69,25 @@ impl LabelSelector {
             Requirement::Exists(k) => labels.contains_key(k),
             Requirement::NotExists(k) => !labels.contains_key(k),
         })
+    }
+}
+
+/// Upstream's string form: `app=web,tier in (a,b),!legacy`.
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let terms: Vec<String> = self
+            .0
+            .iter()
+            .map(|r| match r {
+                Requirement::Equals(k, v) => format!("{k}={v}"),
+                Requirement::NotEquals(k, v) => format!("{k}!={v}"),
+                Requirement::In(k, vs) => format!("{k} in ({})", vs.join(",")),
+                Requirement::NotIn(k, vs) => format!("{k} notin ({})", vs.join(",")),
+                Requirement::Exists(k) => k.clone(),
+                Requirement::NotExists(k) => format!("!{k}"),
+            })
+            .collect();
+        f.write_str(&terms.join(","))
     }
 }
 
@@ -148,6 +191,30 @@ impl FieldSelector {
         Ok(FieldSelector(out))
     }
 
+    /// A LabelSelector object (`matchLabels`, then `matchExpressions`), as
+    /// upstream's `LabelSelectorAsSelector` reads it.
+    pub fn from_object(selector: &Value) -> Result<LabelSelector, String> {
+        let mut reqs: Vec<Requirement> = selector
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+            let key = e["key"].as_str().unwrap_or_default().to_string();
+            let values: Vec<String> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
+            reqs.push(match e["operator"].as_str().unwrap_or_default() {
+                "In" => Requirement::In(key, values),
+                "NotIn" => Requirement::NotIn(key, values),
+                "Exists" => Requirement::Exists(key),
+                "DoesNotExist" => Requirement::NotExists(key),
+                op => return Err(format!("{op:?} is not a valid label selector operator")),
+            });
+        }
+        Ok(LabelSelector(reqs))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -224,6 +291,19 @@ pub fn selectable_fields(group: &str, kind: &str) -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_selector_objects_match_and_print_as_upstream() {
+        use serde_json::json;
+        let sel = json!({"matchLabels": {"b": "2", "a": "1"}, "matchExpressions": [
+            {"key": "t", "operator": "In", "values": ["x", "y"]}, {"key": "old", "operator": "DoesNotExist"}]});
+        let parsed = LabelSelector::from_object(&sel).unwrap();
+        assert_eq!(parsed.to_string(), "a=1,b=2,t in (x,y),!old");
+        let labels: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("t", "y")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert!(parsed.matches(&labels));
+        assert!(LabelSelector::from_object(&json!({})).unwrap().is_empty());
+        assert!(LabelSelector::from_object(&json!({"matchExpressions": [{"key": "k", "operator": "Gt"}]})).is_err());
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -54,20 +54,10 @@ pub fn apply(def: &ResourceDef, current: &Value, scale: &Value) -> ApiResult<Val
 fn selector_string(obj: &Value) -> String {
     let selector = &obj["spec"]["selector"];
     // ReplicationControllers have a plain map; the others a LabelSelector.
-    let labels = selector.get("matchLabels").unwrap_or(selector);
-    let mut terms: Vec<String> = labels
-        .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}"))).collect())
-        .unwrap_or_default();
-    for e in selector.get("matchExpressions").and_then(|e| e.as_array()).into_iter().flatten() {
-        let key = e["key"].as_str().unwrap_or("");
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-        terms.push(match e["operator"].as_str().unwrap_or("") {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            _ => format!("!{key}"),
-        });
-    }
-    terms.join(",")
+    let selector = if selector.get("matchLabels").is_some() || selector.get("matchExpressions").is_some() {
+        selector.clone()
+    } else {
+        serde_json::json!({"matchLabels": selector})
+    };
+    skiff_api::selector::LabelSelector::from_object(&selector).map(|s| s.to_string()).unwrap_or_default()
 }

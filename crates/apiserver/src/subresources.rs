@@ -52,25 +52,6 @@ pub async fn finalize(registry: &Registry, def: &ResourceDef, name: &str, body: 
         .await
 }
 
-/// Whether a LabelSelector object (`matchLabels`, `matchExpressions`)
-/// selects `labels`; an empty selector selects everything.
-fn selects(selector: &Value, labels: &Value) -> bool {
-    let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    let matched = selector.get("matchLabels").and_then(Value::as_object).into_iter().flatten().all(|(k, v)| label(k) == v.as_str());
-    let expressions = selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten().all(|e| {
-        let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        match e["operator"].as_str() {
-            Some("In") => label(key).is_some_and(|v| values.contains(&v)),
-            Some("NotIn") => label(key).is_none_or(|v| !values.contains(&v)),
-            Some("Exists") => label(key).is_some(),
-            Some("DoesNotExist") => label(key).is_none(),
-            _ => false,
-        }
-    });
-    matched && expressions
-}
-
 fn budget_refusal(message: String) -> ApiError {
     ApiError {
         details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": message}], "retryAfterSeconds": 10})),
@@ -88,12 +69,16 @@ pub async fn evict(registry: &Registry, pods: &ResourceDef, ns: Option<&str>, na
     let costs_nothing = matches!(phase, "Pending" | "Succeeded" | "Failed") || pod.pointer("/metadata/deletionTimestamp").is_some();
     if !costs_nothing {
         let budgets_def = skiff_api::resources::find("policy", "v1", "poddisruptionbudgets").expect("PDBs are served");
-        let labels = pod.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+        let labels: std::collections::BTreeMap<String, String> =
+            pod.pointer("/metadata/labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
         let budgets: Vec<Value> = registry
             .list_objects(budgets_def, ns, &ListQuery::default())
             .await?
             .into_iter()
-            .filter(|b| b.pointer("/spec/selector").is_some_and(|s| selects(s, &labels)))
+            .filter(|b| {
+                let selector = b.pointer("/spec/selector").map(skiff_api::selector::LabelSelector::from_object);
+                selector.is_some_and(|s| s.is_ok_and(|s| s.matches(&labels)))
+            })
             .collect();
         if budgets.len() > 1 {
             return Err(ApiError::internal("This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."));
