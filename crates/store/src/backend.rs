@@ -1,5 +1,9 @@
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::sync::Notify;
 
 use crate::{KeyValue, Result, Revision, Watch};
 
@@ -44,8 +48,29 @@ pub trait Backend: Send + Sync + 'static {
     async fn compact(&self, revision: Revision) -> Result<()>;
 
     /// Changes under `prefix` after `after`, in order, each exactly once,
-    /// with progress batches (no events) at least every `progress` while
-    /// idle. Ends with [`crate::Error::Unavailable`] when the backend is lost;
-    /// the caller reconnects from the last revision it saw.
-    async fn watch(&self, prefix: &str, after: Revision, progress: std::time::Duration) -> Result<Watch>;
+    /// with progress batches (no events) as `progress` asks. Ends with
+    /// [`crate::Error::Unavailable`] when the backend is lost; the caller
+    /// reconnects from the last revision it saw.
+    async fn watch(&self, prefix: &str, after: Revision, progress: Progress) -> Result<Watch>;
+
+    /// Whether watches answer [`Progress::requested`] with a revision that
+    /// covers every event sent before it. Without that, a watch cache
+    /// cannot tell it is current and consistent lists skip it.
+    fn answers_progress_requests(&self) -> bool;
+}
+
+/// When a watch sends progress batches: after `idle` without events, and
+/// soon after each `requested` notification (as etcd's RequestProgress),
+/// which the watch cache uses to learn that it has seen every change up to
+/// a revision although none of them was under its prefix.
+#[derive(Clone)]
+pub struct Progress {
+    pub idle: Duration,
+    pub requested: Arc<Notify>,
+}
+
+impl Progress {
+    pub fn every(idle: Duration) -> Progress {
+        Progress { idle, requested: Arc::default() }
+    }
 }

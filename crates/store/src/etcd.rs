@@ -12,7 +12,7 @@ use etcd_client::{
     TxnOpResponse, TxnResponse, WatchClient, WatchOptions,
 };
 
-use crate::backend::{Backend, RangeRequest, RangeResponse};
+use crate::backend::{Backend, Progress, RangeRequest, RangeResponse};
 use crate::{Error, Event, EventKind, KeyValue, Result, Revision, Watch, WatchBatch, MAX_VALUE_BYTES};
 
 /// Responses can hold many values; like the upstream apiserver, do not cap them.
@@ -23,6 +23,8 @@ pub struct EtcdBackend {
     prefix: String,
     kv: KvClient,
     watch: WatchClient,
+    /// The server orders requested progress after pending events.
+    ordered_progress: bool,
 }
 
 impl EtcdBackend {
@@ -52,12 +54,16 @@ impl EtcdBackend {
         let unreachable = |e: etcd_client::Error| {
             Error::Unavailable(format!("cannot reach etcd at {}: {e}", endpoints.join(",")))
         };
-        let client = Client::connect(endpoints, Some(options)).await.map_err(unreachable)?;
+        let mut client = Client::connect(endpoints, Some(options)).await.map_err(unreachable)?;
+        // The member answering speaks for the cluster: members of one
+        // cluster run one version outside of upgrades.
+        let version = client.status().await.map_err(unreachable)?.version().to_string();
         let backend = EtcdBackend {
             endpoints: endpoints.to_vec(),
             prefix: prefix.to_string(),
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            ordered_progress: orders_progress(&version),
         };
         let mut kv = backend.kv.clone();
         kv.get(backend.full("/"), Some(GetOptions::new().with_count_only()))
@@ -115,6 +121,22 @@ impl EtcdBackend {
             }),
             (Some(_), None) => Err(Error::Internal("etcd transaction failed on an existing key".into())),
         }
+    }
+}
+
+/// Whether etcd at `version` sends a requested progress notification only
+/// after the events before it. Older servers can send it first (etcd issue
+/// 15220), which would let a cache claim a revision it has not seen; these
+/// are the releases upstream's apiserver requires for consistent lists from
+/// its cache.
+fn orders_progress(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor, patch) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m >= 6,
+        (m, _) => m > 3,
     }
 }
 
@@ -275,7 +297,11 @@ impl Backend for EtcdBackend {
         }
     }
 
-    async fn watch(&self, prefix: &str, after: Revision, progress: Duration) -> Result<Watch> {
+    fn answers_progress_requests(&self) -> bool {
+        self.ordered_progress
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision, progress: Progress) -> Result<Watch> {
         let options = WatchOptions::new()
             .with_prefix()
             .with_start_revision(after + 1)
@@ -289,14 +315,16 @@ impl Backend for EtcdBackend {
             .map_err(|e| classify(e, Some(after)))?;
         let (mut requests, mut responses) = stream.split();
         let key_prefix = self.prefix.clone();
+        let ordered_progress = self.ordered_progress;
         Ok(Box::pin(async_stream::try_stream! {
             let mut last = after;
-            let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + progress, progress);
+            let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + progress.idle, progress.idle);
             loop {
                 // `?` is not rewritten inside select!, so pick first, act after.
                 let message = tokio::select! {
                     m = responses.message() => Some(m),
                     _ = idle.tick() => None,
+                    _ = progress.requested.notified(), if ordered_progress => None,
                 };
                 let Some(message) = message else {
                     requests.request_progress().await.map_err(|e| classify(e, None))?;
@@ -336,5 +364,15 @@ impl Backend for EtcdBackend {
                 yield WatchBatch { events, revision: last };
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_is_ordered_from_the_releases_upstream_names() {
+        for (version, ordered) in [("3.4.23", false), ("3.4.31", true), ("3.5.12", false), ("3.5.13", true), ("3.6.0", true), ("3.3.27", false), ("4.0.0", true), ("garbage", false)] {
+            assert_eq!(super::orders_progress(version), ordered, "{version}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use backend::{Backend, RangeRequest, RangeResponse};
+pub use backend::{Backend, Progress, RangeRequest, RangeResponse};
 pub use error::{Error, Result};
 pub use hub::HubConfig;
 
@@ -85,9 +85,13 @@ pub type Watch = BoxStream<'static, Result<WatchBatch>>;
 
 #[derive(Debug, Clone, Default)]
 pub struct ListOptions {
-    /// Read at this revision; `None` reads the latest. Not allowed together
-    /// with a continue token, which carries its own revision.
+    /// Read at exactly this revision; `None` reads the latest. Not allowed
+    /// together with a continue token, which carries its own revision.
     pub revision: Option<Revision>,
+    /// Without an exact revision: any snapshot at least this recent will do
+    /// (0: any at all), so a watch cache can answer without asking the
+    /// backend for the latest revision. Upstream's `NotOlderThan`.
+    pub min_revision: Option<Revision>,
     /// At most this many items; `None` for all.
     pub limit: Option<usize>,
     /// The token a previous page returned.
@@ -177,9 +181,21 @@ impl Store {
         self.backend.get(key, revision).await
     }
 
+    /// Keeps every object under `prefix` in memory from the first list
+    /// below it on, so that lists there are served from memory (a *watch
+    /// cache*), except those at an exact revision or continuing a page.
+    pub fn cache(&self, prefix: &str) {
+        self.hub.cache(prefix);
+    }
+
     /// Keys under `prefix` in key order, one consistent snapshot across pages.
     pub async fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListPage> {
         check_key(prefix)?;
+        if opts.revision.is_none() && opts.continue_token.is_none() {
+            if let Some(range) = self.hub.range_cached(prefix, opts.min_revision, opts.limit).await? {
+                return Ok(page(prefix, range));
+            }
+        }
         let end = prefix_end(prefix);
         let (start, revision) = match &opts.continue_token {
             Some(token) => {
@@ -201,16 +217,10 @@ impl Store {
                 limit: opts.limit,
             })
             .await?;
-        let continue_token = match (resp.more, resp.items.last()) {
-            (true, Some(last)) => Some(continuation::encode(resp.revision, prefix, &last.key)),
-            _ => None,
-        };
-        Ok(ListPage {
-            remaining: continue_token.as_ref().and(resp.remaining),
-            items: resp.items,
-            revision: resp.revision,
-            continue_token,
-        })
+        if let Some(min) = opts.min_revision.filter(|min| *min > resp.revision) {
+            return Err(Error::FutureRevision { requested: min, current: resp.revision });
+        }
+        Ok(page(prefix, resp))
     }
 
     /// Creates `key`; fails with [`Error::AlreadyExists`] if it exists.
@@ -284,6 +294,20 @@ impl Store {
     /// How long a watch may stay silent before it gets a progress batch.
     pub fn progress_interval(&self) -> Duration {
         self.hub.progress_interval()
+    }
+}
+
+/// A list page from a range under `prefix`, with the token for the rest.
+fn page(prefix: &str, range: RangeResponse) -> ListPage {
+    let continue_token = match (range.more, range.items.last()) {
+        (true, Some(last)) => Some(continuation::encode(range.revision, prefix, &last.key)),
+        _ => None,
+    };
+    ListPage {
+        remaining: continue_token.as_ref().and(range.remaining),
+        items: range.items,
+        revision: range.revision,
+        continue_token,
     }
 }
 

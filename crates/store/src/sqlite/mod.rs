@@ -9,13 +9,12 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::backend::{Backend, RangeRequest, RangeResponse};
+use crate::backend::{Backend, Progress, RangeRequest, RangeResponse};
 use crate::{prefix_end, Error, KeyValue, Result, Revision, Watch, WatchBatch};
 use reader::Readers;
 use writer::{Op, Outcome, Published, Request, Writer};
@@ -165,7 +164,11 @@ impl Backend for SqliteBackend {
         self.write(Op::Compact { revision }).await.map(|_| ())
     }
 
-    async fn watch(&self, prefix: &str, after: Revision, progress: Duration) -> Result<Watch> {
+    fn answers_progress_requests(&self) -> bool {
+        true
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision, progress: Progress) -> Result<Watch> {
         let compacted = self.published.compact_rev.load(Ordering::Acquire);
         if after < compacted {
             return Err(Error::Compacted {
@@ -179,7 +182,7 @@ impl Backend for SqliteBackend {
         let end = prefix_end(&prefix);
         Ok(Box::pin(async_stream::try_stream! {
             let mut last = after;
-            let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + progress, progress);
+            let mut idle = tokio::time::interval_at(tokio::time::Instant::now() + progress.idle, progress.idle);
             'subscribe: loop {
                 // Subscribe before reading the log: every commit is then
                 // either in the snapshot read below or in `live`, or both
@@ -203,35 +206,49 @@ impl Backend for SqliteBackend {
                 }
                 loop {
                     // `?` is not rewritten inside select!, so pick first, act after.
-                    let commit = tokio::select! {
-                        c = live.recv() => Some(c),
-                        _ = idle.tick() => None,
+                    let (commit, progress_due) = tokio::select! {
+                        c = live.recv() => (Some(c), false),
+                        _ = idle.tick() => (None, true),
+                        // Asked for: take in every commit already published
+                        // first, so the progress covers them.
+                        _ = progress.requested.notified() => (None, true),
                     };
                     let commit = match commit {
-                        Some(Ok(commit)) => commit,
+                        Some(Ok(commit)) => Some(commit),
                         // Fell behind the commit buffer: catch up from the log.
                         Some(Err(broadcast::error::RecvError::Lagged(_))) => continue 'subscribe,
                         Some(Err(broadcast::error::RecvError::Closed)) => {
                             Err(Error::Unavailable("the store was closed".into()))?
                         }
-                        None => {
-                            yield WatchBatch { events: Vec::new(), revision: last };
+                        None => None,
+                    };
+                    let mut pending: Vec<_> = commit.into_iter().collect();
+                    while progress_due {
+                        match live.try_recv() {
+                            Ok(commit) => pending.push(commit),
+                            Err(broadcast::error::TryRecvError::Lagged(_)) => continue 'subscribe,
+                            Err(_) => break,
+                        }
+                    }
+                    for commit in pending {
+                        if commit.revision <= last {
                             continue;
                         }
-                    };
-                    if commit.revision <= last {
-                        continue;
+                        let events: Vec<_> = commit
+                            .events
+                            .iter()
+                            .filter(|e| e.revision() > last && e.kv.key.starts_with(prefix.as_str()))
+                            .cloned()
+                            .collect();
+                        last = commit.revision;
+                        if !events.is_empty() {
+                            idle.reset();
+                            yield WatchBatch { events, revision: last };
+                        }
                     }
-                    let events: Vec<_> = commit
-                        .events
-                        .iter()
-                        .filter(|e| e.revision() > last && e.kv.key.starts_with(prefix.as_str()))
-                        .cloned()
-                        .collect();
-                    last = commit.revision;
-                    if !events.is_empty() {
+                    if progress_due {
                         idle.reset();
-                        yield WatchBatch { events, revision: last };
+                        yield WatchBatch { events: Vec::new(), revision: last };
                     }
                 }
             }
