@@ -64,8 +64,11 @@ pub(crate) struct Hub {
     feeds: Mutex<Vec<Weak<Feed>>>,
     /// Prefixes whose objects are cached, and each one's cache once started
     /// (the async lock keeps concurrent first lists from filling it twice).
-    caches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Feed>>>>>>,
+    caches: Mutex<HashMap<String, CacheSlot>>,
 }
+
+/// A cache once started; the lock is held while it fills.
+type CacheSlot = Arc<tokio::sync::Mutex<Option<Arc<Feed>>>>;
 
 #[derive(Clone)]
 enum FeedMsg {

@@ -223,11 +223,13 @@ impl Backend for SqliteBackend {
                         None => None,
                     };
                     let mut pending: Vec<_> = commit.into_iter().collect();
-                    while progress_due {
-                        match live.try_recv() {
-                            Ok(commit) => pending.push(commit),
-                            Err(broadcast::error::TryRecvError::Lagged(_)) => continue 'subscribe,
-                            Err(_) => break,
+                    if progress_due {
+                        loop {
+                            match live.try_recv() {
+                                Ok(commit) => pending.push(commit),
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => continue 'subscribe,
+                                Err(_) => break,
+                            }
                         }
                     }
                     for commit in pending {
