@@ -151,6 +151,49 @@ def test_pagination(core, namespace):
     assert names == sorted(f"page-{i:02d}" for i in range(30))
 
 
+def test_list_resource_version_semantics(core, namespace):
+    """Lists come from the watch cache: a consistent list (no resourceVersion)
+    sees every acknowledged write, "0" and NotOlderThan serve no older than
+    asked, Exact reads the past, and the impossible are refused as upstream."""
+    first = core.create_namespaced_config_map(namespace, cm("rv-a", {"v": "1"}))
+    # Written elsewhere: the cache learns of it only through progress.
+    core.create_namespaced_config_map("default", cm(f"rv-elsewhere-{namespace}"))
+    try:
+        listed = core.list_namespaced_config_map(namespace)
+        latest = core.read_namespaced_config_map(f"rv-elsewhere-{namespace}", "default").metadata.resource_version
+        assert int(listed.metadata.resource_version) >= int(latest)
+    finally:
+        core.delete_namespaced_config_map(f"rv-elsewhere-{namespace}", "default")
+    core.patch_namespaced_config_map("rv-a", namespace, {"data": {"v": "2"}})
+
+    names = lambda l: [o.metadata.name for o in l.items]
+    assert names(core.list_namespaced_config_map(namespace, resource_version="0")) == ["rv-a"]
+    newer = core.list_namespaced_config_map(namespace, resource_version=first.metadata.resource_version,
+                                            resource_version_match="NotOlderThan")
+    assert newer.items[0].data == {"v": "2"}
+    past = core.list_namespaced_config_map(namespace, resource_version=first.metadata.resource_version,
+                                           resource_version_match="Exact")
+    assert past.metadata.resource_version == first.metadata.resource_version
+    assert past.items[0].data == {"v": "1"}
+
+    future = str(int(listed.metadata.resource_version) + 1_000_000)
+    with pytest.raises(ApiException) as e:
+        core.list_namespaced_config_map(namespace, resource_version=future)
+    s = status_of(e.value)
+    assert (e.value.status, s["reason"]) == (504, "Timeout")
+    assert s["message"].startswith(f"Too large resource version: {future}, current: ")
+    assert s["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert s["details"]["retryAfterSeconds"] == 1
+
+    for rv, match, why in [("0", "Exact", 'resourceVersionMatch "exact" is forbidden for resourceVersion "0"'),
+                           ("", "NotOlderThan", "resourceVersionMatch is forbidden unless resourceVersion is provided")]:
+        with pytest.raises(ApiException) as e:
+            core.list_namespaced_config_map(namespace, resource_version=rv, resource_version_match=match)
+        s = status_of(e.value)
+        assert (e.value.status, s["reason"]) == (422, "Invalid")
+        assert s["message"] == f'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: {why}'
+
+
 def test_each_patch_type(api_client, namespace):
     apps = client.AppsV1Api(api_client)
     apps.create_namespaced_deployment(namespace, deployment("p"))

@@ -30,6 +30,9 @@ pub async fn sync(registry: &Registry) {
     };
     let (terminating, active): (Vec<Value>, Vec<Value>) = listed.into_iter().partition(|c| c.pointer("/metadata/deletionTimestamp").is_some());
     set_custom(&active);
+    for def in skiff_api::resources::all().into_iter().filter(|d| d.custom.is_some()) {
+        registry.store.cache(&def.key_prefix());
+    }
     for crd in &active {
         if let Err(e) = establish(registry, crd).await {
             tracing::warn!(crd = name_of(crd), "establishing: {}", e.message);

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use skiff_api::selector::{selectable_fields, FieldSelector, LabelSelector};
+use skiff_api::validation::FieldError;
 use skiff_api::{ResourceDef, Verbs};
 
 use crate::managed::{self, Manager};
@@ -365,39 +366,35 @@ impl Api {
     /// The first page is read before answering, so its errors get a proper
     /// Status; a failure later can only cut the response short.
     async fn streamed_list(&self, def: &'static ResourceDef, ns: Option<&str>, q: ListQuery) -> ApiResult<Response> {
+        // Written PAGE objects at a time: the encoded list is never whole in
+        // memory, and the snapshot is the watch cache's own (shared) data.
         const PAGE: usize = 500;
-        let first = self.registry.list(def, ns, &ListQuery { limit: Some(PAGE), ..q.clone() }).await?;
-        let mut opening = list_opening(def, json!({"resourceVersion": first.revision.to_string()}));
-        push_items(&mut opening, &first.items, true);
-        let Some(mut token) = first.continue_token else {
+        let snapshot = self.registry.snapshot(def, ns, &q).await?;
+        let mut opening = list_opening(def, json!({"resourceVersion": snapshot.revision.to_string()}));
+        if snapshot.items.len() <= PAGE {
+            push_items(&mut opening, &crate::registry::selected(def, &q, &snapshot.items)?, true);
             opening.extend_from_slice(b"]}");
             return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], opening).into_response());
-        };
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
-        let (registry, ns) = (self.registry.clone(), ns.map(String::from));
-        let mut any = !first.items.is_empty();
         tokio::spawn(async move {
             if tx.send(Ok(bytes::Bytes::from(opening))).await.is_err() {
                 return;
             }
-            loop {
-                let next = ListQuery { limit: Some(PAGE), continue_token: Some(token), min_revision: None, exact_revision: None, ..q.clone() };
-                let listed = match registry.list(def, ns.as_deref(), &next).await {
-                    Ok(listed) => listed,
+            let mut first = true;
+            for page in snapshot.items.chunks(PAGE) {
+                let items = match crate::registry::selected(def, &q, page) {
+                    Ok(items) => items,
                     Err(e) => {
                         let _ = tx.send(Err(std::io::Error::other(e.message))).await;
                         return;
                     }
                 };
                 let mut chunk = Vec::new();
-                push_items(&mut chunk, &listed.items, !any);
-                any |= !listed.items.is_empty();
+                push_items(&mut chunk, &items, first);
+                first &= items.is_empty();
                 if tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
                     return;
-                }
-                match listed.continue_token {
-                    Some(t) => token = t,
-                    None => break,
                 }
             }
             let _ = tx.send(Ok(bytes::Bytes::from_static(b"]}"))).await;
@@ -518,8 +515,6 @@ impl Api {
     }
 }
 
-/// The listed objects, parsed lazily; one that fails to parse is skipped
-/// (it was produced by this server from valid JSON, so it cannot).
 /// A JSON list up to its first item: `{"kind":"PodList",…,"items":[`.
 /// Lists are written out directly: the items are usually the stored bytes
 /// with their resourceVersion spliced in, unparsed.
@@ -544,6 +539,8 @@ fn push_items(out: &mut Vec<u8>, items: &[bytes::Bytes], first: bool) {
     }
 }
 
+/// The listed objects, parsed lazily; one that fails to parse is skipped
+/// (it was produced by this server from valid JSON, so it cannot).
 fn parsed(items: &[bytes::Bytes]) -> impl Iterator<Item = Value> + '_ {
     items.iter().filter_map(|b| crate::registry::parse(b).ok())
 }
@@ -650,20 +647,34 @@ pub fn list_query(def: &ResourceDef, query: &Query) -> ApiResult<ListQuery> {
         Some(Err(_)) => return Err(ApiError::bad_request("invalid limit")),
     };
     let continue_token = query.get("continue").filter(|c| !c.is_empty()).cloned();
+    // "0" is any version at all: what the watch cache holds.
     let rv = match query.get("resourceVersion").map(String::as_str) {
-        None | Some("") | Some("0") => None,
+        None | Some("") => None,
         Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
     };
-    if continue_token.is_some() && rv.is_some() {
+    if continue_token.is_some() && rv.is_some_and(|rv| rv != 0) {
         return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
     }
     let exact = query.get("resourceVersionMatch").map(String::as_str) == Some("Exact");
+    let forbidden = |why: &str| (format!("Forbidden: {why}"), "FieldValueForbidden");
+    let refusal = match query.get("resourceVersionMatch").map(String::as_str).filter(|m| !m.is_empty()) {
+        None => None,
+        Some(_) if rv.is_none() => Some(forbidden("resourceVersionMatch is forbidden unless resourceVersion is provided")),
+        Some(_) if continue_token.is_some() => Some(forbidden("resourceVersionMatch is forbidden when continue is provided")),
+        Some("Exact") if rv == Some(0) => Some(forbidden("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")),
+        Some("Exact" | "NotOlderThan") => None,
+        Some(other) => Some((format!("Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""), "FieldValueNotSupported")),
+    };
+    if let Some((message, reason)) = refusal {
+        let error = FieldError { field: "resourceVersionMatch".into(), reason, message };
+        return Err(ApiError::invalid_options("ListOptions", &[error]));
+    }
     Ok(ListQuery {
         label,
         field,
         limit,
+        min_revision: rv.filter(|_| !exact && continue_token.is_none()),
         continue_token,
         exact_revision: rv.filter(|_| exact),
-        min_revision: rv.filter(|_| !exact),
     })
 }

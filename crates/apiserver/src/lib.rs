@@ -74,6 +74,10 @@ impl Server {
             store: config.store.clone(),
             services: Arc::new(services::Allocator::new(config.store.clone(), network, prefix)),
         };
+        // Every kind's objects are cached from their first list on.
+        for def in skiff_api::resources::all() {
+            registry.store.cache(&def.key_prefix());
+        }
         bootstrap(&registry, &config).await?;
         tokio::spawn(namespaces::resume(registry.clone()));
         crds::sync(&registry).await;

@@ -157,6 +157,19 @@ fn matches(q: &ListQuery, obj: &Value) -> bool {
     (q.label.is_empty() || q.label.matches(&validation::labels_of(obj))) && (q.field.is_empty() || q.field.matches(obj))
 }
 
+/// The stored objects `q` selects, as the JSON clients see; each is decoded
+/// only when a selector needs it.
+pub fn selected(def: &ResourceDef, q: &ListQuery, stored: &[KeyValue]) -> ApiResult<Vec<Bytes>> {
+    let filtering = !q.label.is_empty() || !q.field.is_empty();
+    let mut items = Vec::with_capacity(if filtering { 0 } else { stored.len() });
+    for kv in stored {
+        if !filtering || matches(q, &decode(def, kv)?) {
+            items.push(stamp(def, kv)?);
+        }
+    }
+    Ok(items)
+}
+
 impl Registry {
     pub async fn get(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
         decode(def, &self.stored(def, &def.key(ns, name), name).await?)
@@ -176,6 +189,7 @@ impl Registry {
         let filtering = !q.label.is_empty() || !q.field.is_empty();
         let mut opts = ListOptions {
             revision: q.exact_revision,
+            min_revision: q.min_revision,
             limit: q.limit,
             continue_token: q.continue_token.clone(),
         };
@@ -191,26 +205,13 @@ impl Registry {
                 },
                 (e, _) => ApiError::from_store(e, def, ""),
             })?;
-            if let Some(min) = q.min_revision {
-                if page.revision < min {
-                    return Err(ApiError::from_store(
-                        StoreError::FutureRevision { requested: min, current: page.revision },
-                        def,
-                        "",
-                    ));
-                }
-            }
-            for kv in &page.items {
-                if !filtering || matches(q, &decode(def, kv)?) {
-                    items.push(stamp(def, kv)?);
-                }
-            }
+            items.extend(selected(def, q, &page.items)?);
             // With a selector a page can come back short: keep reading, as
             // upstream does, until the limit is met or the list ends.
             let full = q.limit.is_none_or(|l| items.len() >= l);
             match page.continue_token {
                 Some(token) if filtering && !full => {
-                    opts.revision = None;
+                    (opts.revision, opts.min_revision) = (None, None);
                     opts.continue_token = Some(token);
                     opts.limit = q.limit.map(|l| l - items.len());
                 }
@@ -224,6 +225,14 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Everything under the list's prefix in one snapshot, unselected and
+    /// unencoded (from the watch cache, these share its memory): for a
+    /// whole list written out a little at a time.
+    pub async fn snapshot(&self, def: &ResourceDef, ns: Option<&str>, q: &ListQuery) -> ApiResult<skiff_store::ListPage> {
+        let opts = ListOptions { revision: q.exact_revision, min_revision: q.min_revision, ..Default::default() };
+        self.store.list(&def.list_prefix(ns), &opts).await.map_err(|e| ApiError::from_store(e, def, ""))
     }
 
     /// Every object matching `q`, decoded (for the server's own use).

@@ -109,18 +109,30 @@ impl ApiError {
     }
 
     pub fn invalid(def: &ResourceDef, name: &str, errors: &[FieldError]) -> ApiError {
+        let mut d = details(def, name);
+        d["kind"] = json!(def.kind);
+        Self::invalid_kind(&dotted(def.kind, def.group), d, errors)
+    }
+
+    /// Invalid query options (`ListOptions.meta.k8s.io ""`), as upstream.
+    pub fn invalid_options(kind: &str, errors: &[FieldError]) -> ApiError {
+        let d = json!({"group": "meta.k8s.io", "kind": kind, "name": ""});
+        Self::invalid_kind(&dotted(kind, "meta.k8s.io"), d, errors)
+    }
+
+    /// A 422 naming the kind as upstream's messages do (`Deployment.apps`).
+    fn invalid_kind(qualified: &str, mut d: Value, errors: &[FieldError]) -> ApiError {
+        let name = d["name"].as_str().unwrap_or_default().to_string();
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
             .collect();
         let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let message = if list.len() == 1 {
-            format!("{} {name:?} is invalid: {}", def.kind, list[0])
+            format!("{qualified} {name:?} is invalid: {}", list[0])
         } else {
-            format!("{} {name:?} is invalid: [{}]", def.kind, list.join(", "))
+            format!("{qualified} {name:?} is invalid: [{}]", list.join(", "))
         };
-        let mut d = details(def, name);
-        d["kind"] = json!(def.kind);
         d["causes"] = json!(causes);
         ApiError {
             details: Some(d),
@@ -145,12 +157,15 @@ impl ApiError {
             StoreError::Compacted { requested, compacted } => {
                 Self::gone(format!("too old resource version: {requested} ({compacted})"))
             }
-            StoreError::FutureRevision { requested, .. } => ApiError {
-                details: Some(json!({"retryAfterSeconds": 1})),
+            StoreError::FutureRevision { requested, current } => ApiError {
+                details: Some(json!({
+                    "retryAfterSeconds": 1,
+                    "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                })),
                 ..Self::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "Timeout",
-                    format!("Too large resource version: {requested}, current: unknown"),
+                    format!("Too large resource version: {requested}, current: {current}"),
                 )
             },
             StoreError::Expired => Self::gone("watch expired"),
@@ -187,11 +202,7 @@ impl ApiError {
 /// `pods` for core kinds, `deployments.apps` for the others, as upstream
 /// names a resource in messages.
 pub fn qualified(def: &ResourceDef) -> String {
-    if def.group.is_empty() {
-        def.plural.to_string()
-    } else {
-        format!("{}.{}", def.plural, def.group)
-    }
+    dotted(def.plural, def.group)
 }
 
 fn details(def: &ResourceDef, name: &str) -> Value {
@@ -211,5 +222,14 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+/// `name.group`, or `name` in the core group.
+fn dotted(name: &str, group: &str) -> String {
+    if group.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}.{group}")
     }
 }

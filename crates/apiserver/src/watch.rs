@@ -69,10 +69,9 @@ pub async fn serve(
     if let Some(name) = name {
         q.field = FieldSelector::parse(&format!("metadata.name={name}"), &[], def.namespaced).map_err(ApiError::bad_request)?;
     }
-    let start = match query.get("resourceVersion").map(String::as_str) {
-        None | Some("") | Some("0") => None,
-        Some(rv) => Some(rv.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
-    };
+    // Unset: the current state, consistently read, then changes; "0": any
+    // recent state (the watch cache's) then changes; N: changes after N.
+    let start = q.min_revision.filter(|rv| *rv > 0);
     let bookmarks = flag(query, "allowWatchBookmarks");
     let send_initial = match query.get("sendInitialEvents") {
         Some(_) => flag(query, "sendInitialEvents"),
@@ -93,38 +92,25 @@ pub async fn serve(
 
     let store = registry.store.clone();
     let prefix = def.list_prefix(ns);
-    // The initial state, read as one snapshot; the watch continues from it.
-    // Without selectors, plain JSON is written from the stored bytes: no
-    // object is parsed, however many watchers there are.
+    // The initial state, read as one snapshot (from the watch cache); the
+    // watch continues from it. Without selectors, plain JSON is written from
+    // the stored bytes: no object is parsed, however many watchers there are.
     let raw = q.label.is_empty() && q.field.is_empty() && repr == Representation::Object;
     let mut initial = Vec::new();
     let from = if send_initial {
-        let mut opts = ListOptions {
-            revision: start,
-            ..Default::default()
-        };
-        loop {
-            let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
-            for kv in &page.items {
-                if raw {
-                    initial.push(raw_line("ADDED", &stamp(def, kv)?));
-                    continue;
-                }
-                let obj = decode(def, kv)?;
-                if matches(&q, &obj) {
-                    initial.push(line("ADDED", render(obj)));
-                }
+        let opts = ListOptions { min_revision: q.min_revision, ..Default::default() };
+        let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
+        for kv in &page.items {
+            if raw {
+                initial.push(raw_line("ADDED", &stamp(def, kv)?));
+                continue;
             }
-            match page.continue_token {
-                Some(c) => {
-                    opts = ListOptions {
-                        continue_token: Some(c),
-                        ..Default::default()
-                    }
-                }
-                None => break page.revision,
+            let obj = decode(def, kv)?;
+            if matches(&q, &obj) {
+                initial.push(line("ADDED", render(obj)));
             }
         }
+        page.revision
     } else {
         match start {
             Some(rv) => rv,
