@@ -73,7 +73,8 @@ type CacheSlot = Arc<tokio::sync::Mutex<Option<Arc<Feed>>>>;
 #[derive(Clone)]
 enum FeedMsg {
     Batch(Arc<WatchBatch>),
-    Failed(Error),
+    // Boxed: every slot of every ring is as big as the largest message.
+    Failed(Box<Error>),
 }
 
 /// One backend watch and what it has delivered. Dropped (and its task
@@ -340,7 +341,7 @@ impl Hub {
                         Some(b) => b,
                         None => match ring.recv().await {
                             Ok(FeedMsg::Batch(b)) => b,
-                            Ok(FeedMsg::Failed(e)) => Err(e)?,
+                            Ok(FeedMsg::Failed(e)) => Err(*e)?,
                             Err(broadcast::error::RecvError::Lagged(_)) => Err(Error::Expired)?,
                             Err(broadcast::error::RecvError::Closed) => {
                                 Err(Error::Unavailable("watch feed closed".into()))?
@@ -458,7 +459,7 @@ fn publish(shared: &Shared, config: &HubConfig, batch: WatchBatch) {
 fn fail(shared: &Shared, err: Error) {
     let mut st = shared.state.lock().unwrap();
     st.failed = true;
-    let _ = st.ring.send(FeedMsg::Failed(err));
+    let _ = st.ring.send(FeedMsg::Failed(Box::new(err)));
 }
 
 fn batch_bytes(batch: &WatchBatch) -> usize {
