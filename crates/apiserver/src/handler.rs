@@ -284,6 +284,23 @@ impl Api {
         }
         let repr = representation(headers);
         let name = t.name.as_deref().unwrap_or("");
+        if def.verbs == Verbs::ReadOnly {
+            // Computed, not stored: componentstatuses.
+            let deprecated = [format!("{} {} is deprecated in v1.19+", def.api_version(), def.kind)];
+            let mut items = crate::components::statuses(&self.registry).await;
+            let response = if verb == "get" {
+                let at = items.iter().position(|c| c["metadata"]["name"] == name).ok_or_else(|| ApiError::not_found(def, name))?;
+                respond_object(def, StatusCode::OK, items.swap_remove(at), repr, query)
+            } else {
+                let include = query.get("includeObject").map_or("Metadata", String::as_str);
+                let body = match repr {
+                    Representation::Table => skiff_api::table::table(def, items.into_iter(), json!({}), include),
+                    _ => json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": {}, "items": items}),
+                };
+                json_response(StatusCode::OK, &body)
+            };
+            return Ok(fields::with_warnings(response, &deprecated));
+        }
         match verb {
             "get" => {
                 let obj = self.registry.get(def, ns, name).await?;

@@ -5,6 +5,7 @@
 //! (`route`) → the verb (`handler`) → the generic registry and the kind's
 //! strategy (`registry`, `strategy`) → the store.
 
+mod components;
 mod crds;
 mod discovery;
 mod fields;

@@ -83,6 +83,12 @@ fn discovery_serves_every_group_and_resource() {
     assert!(short.contains("deploy") && short.contains("sts"), "{short}");
     let versions = c.ok(&["api-versions"]);
     assert!(versions.lines().any(|l| l == "v1") && versions.lines().any(|l| l == "networking.k8s.io/v1"), "{versions}");
+    // componentstatuses are probed, not stored, and deprecated as upstream says.
+    let out = c.kubectl(&["get", "componentstatuses"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().any(|l| l.split_whitespace().take(2).eq(["etcd-0", "Healthy"])), "{stdout}");
+    assert!(stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"), "{stderr}");
+    assert_eq!(c.json(&["get", "cs", "etcd-0", "-o", "json"])["conditions"][0]["status"], "True");
     // With a cold cache kubectl takes aggregated discovery: /api, /apis, then the list.
     let cache = c.data_dir().join("kube-cache");
     let out = c.kubectl(&["get", "cm", "-A", "-v=6", "--cache-dir", cache.to_str().unwrap()]);
