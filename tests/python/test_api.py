@@ -276,6 +276,31 @@ def test_namespace_lifecycle(core):
         pytest.fail("the namespace was not deleted")
 
 
+def test_openapi_documents_are_valid(api_client):
+    """/openapi/v2 (Swagger 2.0, all kinds) and every /openapi/v3 group version
+    document pass a validator of the OpenAPI specifications."""
+    from openapi_spec_validator.validation import OpenAPIV2SpecValidator, OpenAPIV30SpecValidator
+
+    def get(path, accept="application/json"):
+        resp = api_client.call_api(path, "GET", header_params={"Accept": accept},
+                                   auth_settings=["BearerToken"], _preload_content=False)
+        return json.loads(resp[0].data)
+
+    v2 = get("/openapi/v2")
+    assert list(OpenAPIV2SpecValidator(v2).iter_errors()) == []
+    pods = v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]
+    assert pods["get"]["operationId"] == "readCoreV1NamespacedPod"
+    assert pods["get"]["x-kubernetes-group-version-kind"] == {"group": "", "version": "v1", "kind": "Pod"}
+    assert v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["allOf"] == \
+        [{"$ref": "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"}]
+    for gv, doc in get("/openapi/v3")["paths"].items():
+        assert list(OpenAPIV30SpecValidator(get(doc["serverRelativeURL"])).iter_errors()) == [], gv
+    # The protobuf form client-go prefers is not produced: 406, not a body it cannot parse.
+    with pytest.raises(ApiException) as e:
+        get("/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
+    assert e.value.status == 406
+
+
 @pytest.mark.parametrize("version", ["v2", "v2beta1"])
 def test_raw_aggregated_discovery_accept_headers(api_client, version):
     """[sig-api-machinery] AggregatedDiscovery should support raw aggregated discovery endpoint Accept headers [Conformance]"""

@@ -171,6 +171,17 @@ impl Api {
             if let Some(rest) = path.strip_prefix("/openapi/v3") {
                 return openapi::v3(rest).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::not_found_path);
             }
+            if path == "/openapi/v2" {
+                let accept = parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+                if !(accept.is_empty() || accept.contains("json") || accept.contains("*/*")) {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_ACCEPTABLE,
+                        "NotAcceptable",
+                        "only the following media types are accepted: application/json",
+                    ));
+                }
+                return Ok(json_response(StatusCode::OK, &openapi::v2()));
+            }
             let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
             self.dispatch(&parts.method, &parts.headers, &query, route, body).await
         }

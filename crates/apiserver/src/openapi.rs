@@ -1,7 +1,8 @@
-//! OpenAPI v3 documents, derived from the resource table: `/openapi/v3`
+//! OpenAPI documents, derived from the resource table: `/openapi/v3`
 //! lists one document per group version, each describing the resources'
 //! paths and operations with the query parameters they accept and the
-//! `x-kubernetes-group-version-kind` of each.
+//! `x-kubernetes-group-version-kind` of each; `/openapi/v2` is one Swagger
+//! 2.0 document for all of them, for older clients.
 //!
 //! kubectl reads them to learn that the server validates fields itself
 //! (`fieldValidation` on PATCH) and, through the component schemas
@@ -10,7 +11,7 @@
 use serde_json::{json, Map, Value};
 use skiff_api::resources::{all, group_versions};
 use skiff_api::schema;
-use skiff_api::ResourceDef;
+use skiff_api::{ResourceDef, Verbs};
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -55,39 +56,7 @@ pub fn v3(rest: &str) -> Option<Value> {
     }
     let mut paths = Map::new();
     for def in defs {
-        let base = if def.namespaced {
-            format!("/{}/namespaces/{{namespace}}/{}", gv_path(group, version), def.plural)
-        } else {
-            format!("/{}/{}", gv_path(group, version), def.plural)
-        };
-        let gvk = json!({"group": def.group, "version": def.version, "kind": def.kind});
-        let op = |action: &str, params: &[&str]| {
-            json!({
-                "operationId": format!("{action}{}", def.kind),
-                "parameters": params.iter().map(|p| json!({"name": p, "in": "query", "schema": {"type": "string"}, "uniqueItems": true})).collect::<Vec<_>>(),
-                "responses": {"200": {"description": "OK"}},
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-            })
-        };
-        let write = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
-        paths.insert(
-            base.clone(),
-            json!({
-                "get": op("list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch", "timeoutSeconds", "watch", "allowWatchBookmarks", "sendInitialEvents"]),
-                "post": op("post", &write),
-                "delete": op("deletecollection", &["labelSelector", "fieldSelector", "dryRun", "gracePeriodSeconds", "propagationPolicy"]),
-            }),
-        );
-        paths.insert(
-            format!("{base}/{{name}}"),
-            json!({
-                "get": op("get", &[]),
-                "put": op("put", &write),
-                "patch": op("patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
-                "delete": op("delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
-            }),
-        );
+        paths.extend(resource_paths(def, |name, place, required| json!({"name": name, "in": place, "required": required, "schema": {"type": "string", "uniqueItems": true}})));
     }
     Some(json!({
         "openapi": "3.0.0",
@@ -95,6 +64,124 @@ pub fn v3(rest: &str) -> Option<Value> {
         "paths": paths,
         "components": {"schemas": schemas},
     }))
+}
+
+/// `/openapi/v2`: every group version in one Swagger 2.0 document, with
+/// the same schemas under `definitions`. Only JSON: the protobuf form
+/// client-go asks for (gnostic's `openapi_v2.Document`) has no Rust
+/// implementation to build it with, so such a request gets 406.
+pub fn v2() -> Value {
+    let defs = all();
+    let mut paths = Map::new();
+    for def in &defs {
+        paths.extend(resource_paths(def, |name, place, required| json!({"name": name, "in": place, "required": required, "type": "string", "uniqueItems": true})));
+    }
+    let roots: Vec<String> = defs.iter().filter(|d| d.custom.is_none()).map(|d| (d.schema_name)()).collect();
+    let mut definitions: Map<String, Value> = schema::closure(roots)
+        .into_iter()
+        .filter_map(|name| schema::DEFINITIONS.get(&name).map(|s| (name, s.clone())))
+        .collect();
+    for def in defs.iter().filter(|d| d.custom.is_some() && d.is_storage_version()) {
+        let custom = def.custom.as_ref().expect("filtered on custom");
+        definitions.insert(custom_schema_name(def), custom_schema(def, &custom.schema));
+    }
+    let mut doc = json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": skiff_api::KUBERNETES_VERSION},
+        "paths": paths,
+        "definitions": definitions,
+    });
+    to_v2_refs(&mut doc);
+    doc
+}
+
+/// Swagger 2.0 keeps schemas under `#/definitions/` and has no `oneOf`
+/// (upstream's v2 leaves those few schemas untyped).
+fn to_v2_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("oneOf");
+            for (key, v) in map.iter_mut() {
+                match v {
+                    Value::String(r) if key == "$ref" => {
+                        if let Some(name) = r.strip_prefix(schema::REF_PREFIX) {
+                            *r = format!("#/definitions/{name}");
+                        }
+                    }
+                    v => to_v2_refs(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(to_v2_refs),
+        _ => {}
+    }
+}
+
+/// The collection and item paths of one resource with their operations;
+/// `param` shapes a parameter (name, where, required) as the OpenAPI
+/// version wants it.
+fn resource_paths(def: &ResourceDef, param: impl Fn(&str, &str, bool) -> Value) -> Vec<(String, Value)> {
+    let base = if def.namespaced {
+        format!("/{}/namespaces/{{namespace}}/{}", gv_path(def.group, def.version), def.plural)
+    } else {
+        format!("/{}/{}", gv_path(def.group, def.version), def.plural)
+    };
+    let gvk = json!({"group": def.group, "version": def.version, "kind": def.kind});
+    let scope = if def.namespaced { "Namespaced" } else { "" };
+    let op = |action: &str, verb: &str, params: &[&str]| {
+        json!({
+            "operationId": format!("{verb}{}{scope}{}", operation_prefix(def), def.kind),
+            "parameters": params.iter().map(|p| param(p, "query", false)).collect::<Vec<_>>(),
+            "responses": {"200": {"description": "OK"}},
+            "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk,
+        })
+    };
+    let namespace: &[&str] = if def.namespaced { &["namespace"] } else { &[] };
+    let write = ["dryRun", "fieldManager", "fieldValidation", "pretty"];
+    let list = op("list", "list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "resourceVersionMatch", "timeoutSeconds", "watch", "allowWatchBookmarks", "sendInitialEvents"]);
+    let create = op("post", "create", &write);
+    let (collection, item) = match def.verbs {
+        Verbs::All => (
+            json!({
+                "get": list,
+                "post": create,
+                "delete": op("deletecollection", "deletecollection", &["labelSelector", "fieldSelector", "dryRun", "gracePeriodSeconds", "propagationPolicy"]),
+            }),
+            Some(json!({
+                "get": op("get", "read", &[]),
+                "put": op("put", "replace", &write),
+                "patch": op("patch", "patch", &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"]),
+                "delete": op("delete", "delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
+            })),
+        ),
+        Verbs::ReadOnly => (json!({"get": list}), Some(json!({"get": op("get", "read", &[])}))),
+        Verbs::CreateOnly => (json!({"post": create}), None),
+    };
+    let with_params = |mut ops: Value, names: &[&str]| {
+        ops["parameters"] = json!(names.iter().map(|n| param(n, "path", true)).collect::<Vec<_>>());
+        ops
+    };
+    let mut paths = vec![(base.clone(), with_params(collection, namespace))];
+    if let Some(item) = item {
+        paths.push((format!("{base}/{{name}}"), with_params(item, &[&["name"], namespace].concat())));
+    }
+    paths
+}
+
+/// Upstream's operation IDs name the group and version: `CoreV1`,
+/// `RbacAuthorizationV1`, `ExampleComV1` (`listCoreV1NamespacedPod`).
+fn operation_prefix(def: &ResourceDef) -> String {
+    let group = if def.group.is_empty() { "core" } else { def.group.trim_end_matches(".k8s.io") };
+    let mut out = String::new();
+    for part in group.split(['.', '-']).chain(std::iter::once(def.version)) {
+        let mut chars = part.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.push_str(chars.as_str());
+        }
+    }
+    out
 }
 
 fn served(group: &str, version: &str) -> Vec<&'static ResourceDef> {
