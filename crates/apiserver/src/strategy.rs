@@ -12,8 +12,9 @@ fn is(def: &ResourceDef, group: &str, kind: &str) -> bool {
 }
 
 pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
-    if def.has_status() {
-        // Status is the controllers' to write, through `/status`.
+    // Status is the controllers' to write, through `/status`; except a
+    // Node's, which its kubelet registers it with (as upstream keeps it).
+    if def.has_status() && !is(def, "", "Node") {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }

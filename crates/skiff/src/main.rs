@@ -2,6 +2,7 @@
 
 mod bench;
 mod server;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server and storage.
     Server(server::Args),
+    /// Simulated nodes that run pods without containers, for tests and benchmarks.
+    Sim(sim::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(b) => runtime.block_on(b.run()),
     }
 }

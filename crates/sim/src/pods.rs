@@ -1,0 +1,233 @@
+//! Pods bound to simulated nodes: started (Running and Ready) as soon as
+//! they are seen, finished when their annotations say, and removed once
+//! deleted, as a kubelet finishes a graceful deletion.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::nodes::now;
+use crate::Options;
+
+/// A pod annotated with a duration (`2s`, `500ms`, `1m`) succeeds, or
+/// fails, that long after it started.
+pub const SUCCEED_AFTER: &str = "sim.skiff.io/succeed-after";
+pub const FAIL_AFTER: &str = "sim.skiff.io/fail-after";
+/// API requests in flight at once.
+const PARALLEL: usize = 64;
+
+struct State {
+    options: Arc<Options>,
+    pods: Api<Pod>,
+    slots: Semaphore,
+    /// Pods (by uid) started, or being finished or removed, by us.
+    started: Mutex<HashSet<String>>,
+    finishing: Mutex<HashSet<String>>,
+    removing: Mutex<HashSet<String>>,
+}
+
+pub(crate) async fn run(client: kube::Client, options: Arc<Options>) {
+    let state = Arc::new(State {
+        options,
+        pods: Api::all(client),
+        slots: Semaphore::new(PARALLEL),
+        started: Mutex::default(),
+        finishing: Mutex::default(),
+        removing: Mutex::default(),
+    });
+    let mut events = watcher(state.pods.clone(), watcher::Config::default()).boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => handle(&state, pod),
+            Ok(watcher::Event::Delete(pod)) => {
+                let uid = pod.metadata.uid.unwrap_or_default();
+                for set in [&state.started, &state.finishing, &state.removing] {
+                    set.lock().unwrap().remove(&uid);
+                }
+            }
+            Ok(_) => {}
+            // The watcher retries by itself; a pause keeps a dead server from spinning us.
+            Err(e) => {
+                tracing::warn!("watching pods: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Claims `uid` in `set`; false if it was already claimed.
+fn claim(set: &Mutex<HashSet<String>>, uid: &str) -> bool {
+    set.lock().unwrap().insert(uid.to_string())
+}
+
+fn handle(state: &Arc<State>, pod: Pod) {
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { return };
+    let Some(index) = state.options.index_of(node) else { return };
+    let (Some(uid), Some(name), Some(ns)) = (pod.metadata.uid.clone(), pod.metadata.name.clone(), pod.metadata.namespace.clone()) else {
+        return;
+    };
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let state = state.clone();
+    if pod.metadata.deletion_timestamp.is_some() {
+        if claim(&state.removing, &uid) {
+            tokio::spawn(async move {
+                let _slot = state.slots.acquire().await;
+                let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+                if let Err(e) = Api::<Pod>::namespaced(state.pods.clone().into_client(), &ns).delete(&name, &params).await {
+                    tracing::debug!("removing pod {ns}/{name}: {e}");
+                }
+            });
+        }
+        return;
+    }
+    if phase == "Pending" && claim(&state.started, &uid) {
+        let status = running(&pod, index);
+        tokio::spawn(async move {
+            let _slot = state.slots.acquire().await;
+            let api = Api::<Pod>::namespaced(state.pods.clone().into_client(), &ns);
+            if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+                tracing::debug!("starting pod {ns}/{name}: {e}");
+                state.started.lock().unwrap().remove(&uid);
+            }
+        });
+        return;
+    }
+    if phase != "Running" {
+        return;
+    }
+    let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+    let outcome = [(SUCCEED_AFTER, true), (FAIL_AFTER, false)]
+        .into_iter()
+        .find_map(|(key, ok)| annotations.get(key).and_then(|d| parse_duration(d)).map(|d| (d, ok)));
+    let Some((after, succeeded)) = outcome else { return };
+    if !claim(&state.finishing, &uid) {
+        return;
+    }
+    let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+    let elapsed = started.map_or(Duration::ZERO, |t| (chrono::Utc::now() - t).to_std().unwrap_or_default());
+    tokio::spawn(async move {
+        tokio::time::sleep(after.saturating_sub(elapsed)).await;
+        let _slot = state.slots.acquire().await;
+        let api = Api::<Pod>::namespaced(state.pods.clone().into_client(), &ns);
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(finished(&pod, succeeded))).await {
+            tracing::debug!("finishing pod {ns}/{name}: {e}");
+        }
+    });
+}
+
+/// A pod IP that no two pods of a node share while it has fewer than 254.
+fn pod_ip(node: usize, uid: &str) -> Ipv4Addr {
+    let host = uid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 254 + 1;
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((node as u32) << 8) + host)
+}
+
+fn condition(kind: &str, status: &str, reason: Option<&str>) -> Value {
+    let mut c = json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now()});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    c
+}
+
+fn container_status(c: &k8s_openapi::api::core::v1::Container, uid: &str, state: Value, ready: bool) -> Value {
+    json!({
+        "name": c.name,
+        "image": c.image.clone().unwrap_or_default(),
+        "imageID": format!("sim://{}", c.image.clone().unwrap_or_default()),
+        "containerID": format!("sim://{uid}/{}", c.name),
+        "ready": ready,
+        "started": ready,
+        "restartCount": 0,
+        "state": state,
+    })
+}
+
+/// The status a kubelet reports once every container runs and is ready.
+fn running(pod: &Pod, node: usize) -> Value {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let now = now();
+    let ip = pod_ip(node, uid).to_string();
+    let ip = if spec.host_network == Some(true) { "127.0.0.1".to_string() } else { ip };
+    let init: Vec<Value> = spec.init_containers.iter().flatten()
+        .map(|c| container_status(c, uid, json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}), false))
+        .collect();
+    let containers: Vec<Value> = spec.containers.iter()
+        .map(|c| container_status(c, uid, json!({"running": {"startedAt": now}}), true))
+        .collect();
+    let conditions = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"].map(|k| condition(k, "True", None));
+    json!({"status": {
+        "phase": "Running",
+        "conditions": conditions,
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": now,
+        "initContainerStatuses": init,
+        "containerStatuses": containers,
+    }})
+}
+
+/// The status of a pod whose containers all exited, with 0 or with 1.
+fn finished(pod: &Pod, succeeded: bool) -> Value {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map_or_else(now, |t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let (code, reason) = if succeeded { (0, "Completed") } else { (1, "Error") };
+    let containers: Vec<Value> = spec.containers.iter()
+        .map(|c| container_status(c, uid, json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now()}}), false))
+        .collect();
+    json!({"status": {
+        "phase": if succeeded { "Succeeded" } else { "Failed" },
+        "conditions": [
+            condition("PodReadyToStartContainers", "False", None),
+            condition("Initialized", "True", Some("PodCompleted")),
+            condition("Ready", "False", Some("PodCompleted")),
+            condition("ContainersReady", "False", Some("PodCompleted")),
+            condition("PodScheduled", "True", None),
+        ],
+        "containerStatuses": containers,
+    }})
+}
+
+/// `2s`, `500ms`, `1m`, `1h`.
+fn parse_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let number: f64 = text[..split].parse().ok()?;
+    let unit = match &text[split..] {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(number * unit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn pod_ips_fall_in_the_node_slice() {
+        let ip = pod_ip(3, "some-uid").octets();
+        assert_eq!((ip[0], ip[1], ip[2]), (10, 128, 3));
+        assert!((1..=254).contains(&ip[3]));
+    }
+}
