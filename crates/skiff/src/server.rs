@@ -49,6 +49,9 @@ pub struct Args {
     /// Run only the control plane, no node agent on this host.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (another one is run instead).
+    #[arg(long)]
+    disable_scheduler: bool,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -143,6 +146,16 @@ pub async fn run(args: Args) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     pki::write_private(&args.write_kubeconfig, &pki::kubeconfig(&url, pki.ca_pem(), "skiff-admin", &admin))?;
+    if !args.disable_scheduler {
+        // In-process, but an API client like any other, with its own identity.
+        let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
+        let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity).await?;
+        tokio::spawn(async move {
+            if let Err(e) = skiff_scheduler::run(client, skiff_scheduler::Options::default()).await {
+                tracing::error!("scheduler stopped: {e:#}");
+            }
+        });
+    }
     if !args.disable_agent {
         tracing::warn!("the node agent has not landed yet: this server runs the control plane only");
     }
@@ -152,6 +165,13 @@ pub async fn run(args: Args) -> Result<()> {
         args.write_kubeconfig.display()
     );
     server.run().await
+}
+
+/// A client of this server for a component running inside it.
+async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki::kubeconfig(url, ca_pem, user, identity))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 fn hostname() -> Option<String> {

@@ -1,0 +1,442 @@
+//! The scheduler: assigns each pending pod to a node, by upstream's rules
+//! (filters and scores in `plugins`, the queue in `queue`), through the
+//! API only: it watches nodes and pods, binds through `pods/binding` and
+//! reports `Scheduled` and `FailedScheduling` events.
+//!
+//! Decisions are made one pod at a time against an in-memory picture of
+//! the cluster: a chosen node counts the pod at once ("assumed") while the
+//! binding is written in the background, so the next pod is placed without
+//! waiting for the API.
+
+mod model;
+mod plugins;
+mod quantity;
+mod queue;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+use tokio::sync::{Notify, Semaphore};
+
+use model::{NodeInfo, PodInfo};
+use plugins::Reason;
+use queue::Queue;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pods whose `schedulerName` is this are ours.
+    pub name: String,
+    /// Bindings written at once.
+    pub parallel_binds: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { name: "default-scheduler".into(), parallel_binds: 64 }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    nodes: BTreeMap<String, NodeInfo>,
+    /// Node names in a fixed order, for sampling from a rotating start.
+    order: Vec<String>,
+    next_start: usize,
+    /// Every pod holding room on a node (bound, or assumed), by uid.
+    placed: HashMap<String, PodInfo>,
+    /// Assumed pods whose binding is in flight.
+    binding: HashSet<String>,
+    queue: Queue,
+    /// The last FailedScheduling message per pod, so it is not repeated.
+    reported: HashMap<String, String>,
+    synced: [bool; 2],
+}
+
+struct Scheduler {
+    client: kube::Client,
+    options: Options,
+    state: Mutex<State>,
+    wake: Notify,
+    binds: Arc<Semaphore>,
+}
+
+/// Schedules until the process ends.
+pub async fn run(client: kube::Client, options: Options) -> Result<()> {
+    let scheduler = Arc::new(Scheduler {
+        binds: Arc::new(Semaphore::new(options.parallel_binds)),
+        client,
+        options,
+        state: Mutex::default(),
+        wake: Notify::new(),
+    });
+    tokio::spawn(watch_nodes(scheduler.clone()));
+    tokio::spawn(watch_pods(scheduler.clone()));
+    tokio::spawn(flush(scheduler.clone()));
+    scheduler.schedule_forever().await;
+    Ok(())
+}
+
+/// Moves backed-off pods back in line as their time comes.
+async fn flush(s: Arc<Scheduler>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        ticks.tick().await;
+        if s.state.lock().unwrap().queue.flush() {
+            s.wake.notify_one();
+        }
+    }
+}
+
+async fn watch_nodes(s: Arc<Scheduler>) {
+    let mut events = watcher(Api::<Node>::all(s.client.clone()), watcher::Config::default()).boxed();
+    let mut relisted: Option<Vec<Node>> = None;
+    while let Some(event) = events.next().await {
+        let mut st = s.state.lock().unwrap();
+        match event {
+            Ok(watcher::Event::Init) => relisted = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(node)) => relisted.get_or_insert_with(Vec::new).push(node),
+            Ok(watcher::Event::InitDone) => {
+                let seen: HashSet<String> = relisted.take().unwrap_or_default().into_iter().map(|n| st.upsert_node(n)).collect();
+                st.nodes.retain(|name, _| seen.contains(name));
+                st.order.retain(|name| seen.contains(name));
+                st.synced[0] = true;
+                st.queue.cluster_changed();
+            }
+            Ok(watcher::Event::Apply(node)) => {
+                st.upsert_node(node);
+                st.queue.cluster_changed();
+            }
+            Ok(watcher::Event::Delete(node)) => {
+                let name = node.metadata.name.unwrap_or_default();
+                st.nodes.remove(&name);
+                st.order.retain(|n| *n != name);
+            }
+            Err(e) => {
+                drop(st);
+                tracing::warn!("watching nodes: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        drop(st);
+        s.wake.notify_one();
+    }
+}
+
+async fn watch_pods(s: Arc<Scheduler>) {
+    let mut events = watcher(Api::<Pod>::all(s.client.clone()), watcher::Config::default()).boxed();
+    let mut relisted: Option<Vec<Pod>> = None;
+    while let Some(event) = events.next().await {
+        let mut st = s.state.lock().unwrap();
+        match event {
+            Ok(watcher::Event::Init) => relisted = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(pod)) => relisted.get_or_insert_with(Vec::new).push(pod),
+            Ok(watcher::Event::InitDone) => {
+                let pods = relisted.take().unwrap_or_default();
+                let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+                let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
+                for pod in gone {
+                    st.release(&pod);
+                }
+                for pod in pods {
+                    st.observe(&s.options.name, pod);
+                }
+                st.synced[1] = true;
+            }
+            Ok(watcher::Event::Apply(pod)) => st.observe(&s.options.name, pod),
+            Ok(watcher::Event::Delete(pod)) => {
+                let info = PodInfo::new(Arc::new(pod));
+                st.queue.remove(&info.uid);
+                st.reported.remove(&info.uid);
+                if st.release(&info) {
+                    st.queue.cluster_changed();
+                }
+            }
+            Err(e) => {
+                drop(st);
+                tracing::warn!("watching pods: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        }
+        drop(st);
+        s.wake.notify_one();
+    }
+}
+
+impl State {
+    /// Adds or refreshes a node; returns its name.
+    fn upsert_node(&mut self, node: Node) -> String {
+        let node = Arc::new(node);
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let info = match self.nodes.get(&name) {
+            Some(old) => old.refreshed(node),
+            None => {
+                self.order.push(name.clone());
+                // Pods placed before their node was seen.
+                let mut info = NodeInfo::new(node);
+                for pod in self.placed.values().filter(|p| p.node.as_deref() == Some(name.as_str())) {
+                    info.add_pod(pod);
+                }
+                info
+            }
+        };
+        self.nodes.insert(name.clone(), info);
+        name
+    }
+
+    /// Takes in a pod as the API now has it.
+    fn observe(&mut self, scheduler: &str, pod: Pod) {
+        let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == scheduler;
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let info = PodInfo::new(Arc::new(pod));
+        if info.terminal {
+            self.queue.remove(&info.uid);
+            if self.release(&info) {
+                self.queue.cluster_changed();
+            }
+            return;
+        }
+        if let Some(node) = info.node.clone() {
+            // Bound (by us or anyone): it holds room on its node.
+            self.queue.done(&info.uid);
+            self.binding.remove(&info.uid);
+            self.reported.remove(&info.uid);
+            if let Some(old) = self.placed.get(&info.uid).cloned() {
+                if old.node.as_deref() != Some(node.as_str()) {
+                    self.release(&old);
+                }
+            }
+            if let Some(n) = self.nodes.get_mut(&node) {
+                n.add_pod(&info);
+            }
+            self.placed.insert(info.uid.clone(), info);
+            return;
+        }
+        if ours && !deleting && !self.binding.contains(&info.uid) {
+            self.queue.add_or_update(info);
+        } else if deleting {
+            self.queue.remove(&info.uid);
+        }
+    }
+
+    /// Frees the room a pod held; true if it held any.
+    fn release(&mut self, pod: &PodInfo) -> bool {
+        let Some(placed) = self.placed.remove(&pod.uid) else { return false };
+        if let Some(n) = placed.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+            n.remove_pod(&placed);
+        }
+        true
+    }
+
+    /// How many feasible nodes to look for before scoring, as upstream's
+    /// adaptive `percentageOfNodesToScore`: all of a small cluster, a
+    /// shrinking share (at least 5%, at least 100 nodes) of a large one.
+    fn nodes_to_find(&self) -> usize {
+        let all = self.order.len();
+        if all < 100 {
+            return all;
+        }
+        let percent = (50 - all as i64 / 125).max(5) as usize;
+        (all * percent / 100).max(100)
+    }
+
+    /// The best node for `pod`, or why none fits.
+    fn decide(&mut self, pod: &PodInfo) -> Result<String, String> {
+        let wanted = self.nodes_to_find();
+        let total = self.order.len();
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
+        let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
+        let mut failed_unresolvable = 0;
+        let mut examined = 0;
+        for i in 0..total {
+            if feasible.len() >= wanted {
+                break;
+            }
+            examined += 1;
+            let name = &self.order[(self.next_start + i) % total];
+            let node = &self.nodes[name];
+            match plugins::filter(pod, node) {
+                Ok(()) => feasible.push(node),
+                Err(why) => {
+                    if why.iter().any(|r| r.unresolvable) {
+                        failed_unresolvable += 1;
+                    }
+                    for r in why {
+                        *reasons.entry(r).or_default() += 1;
+                    }
+                }
+            }
+        }
+        if total > 0 {
+            self.next_start = (self.next_start + examined) % total;
+        }
+        if feasible.is_empty() {
+            return Err(fit_error(total, &reasons, failed_unresolvable));
+        }
+        let scores = plugins::score(pod, &feasible);
+        let best = scores.iter().copied().max().unwrap_or(0);
+        // Ties are broken at random, as upstream does.
+        let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
+        let pick = top[rand::random_range(0..top.len())];
+        Ok(feasible[pick].name.clone())
+    }
+}
+
+/// Upstream's FailedScheduling message: `0/3 nodes are available: 1
+/// Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.
+/// preemption: 0/3 nodes are available: …`. Skiff does not preempt yet:
+/// the preemption part says which nodes it could not help on.
+fn fit_error(total: usize, reasons: &BTreeMap<Reason, usize>, unresolvable: usize) -> String {
+    let mut counted: BTreeMap<&str, usize> = BTreeMap::new();
+    for (reason, n) in reasons {
+        *counted.entry(reason.message.as_str()).or_default() += n;
+    }
+    let mut parts: Vec<String> = counted.iter().map(|(m, n)| format!("{n} {m}")).collect();
+    parts.sort();
+    let mut message = format!("0/{total} nodes are available");
+    if !parts.is_empty() {
+        message += &format!(": {}.", parts.join(", "));
+    } else {
+        message += ".";
+    }
+    let mut preemption = Vec::new();
+    if total - unresolvable > 0 {
+        preemption.push(format!("{} No preemption victims found for incoming pod", total - unresolvable));
+    }
+    if unresolvable > 0 {
+        preemption.push(format!("{unresolvable} Preemption is not helpful for scheduling"));
+    }
+    preemption.sort();
+    message + &format!(" preemption: 0/{total} nodes are available: {}.", preemption.join(", "))
+}
+
+impl Scheduler {
+    async fn schedule_forever(self: &Arc<Self>) {
+        loop {
+            let next = {
+                let mut st = self.state.lock().unwrap();
+                if st.synced == [true, true] {
+                    st.queue.pop()
+                } else {
+                    None
+                }
+            };
+            let Some(pod) = next else {
+                self.wake.notified().await;
+                continue;
+            };
+            let decision = self.state.lock().unwrap().decide(&pod);
+            match decision {
+                Ok(node) => self.assume_and_bind(pod, node).await,
+                Err(message) => self.unschedulable(pod, message),
+            }
+        }
+    }
+
+    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String) {
+        let assumed = PodInfo { node: Some(node.clone()), ..pod };
+        {
+            let mut st = self.state.lock().unwrap();
+            if let Some(n) = st.nodes.get_mut(&node) {
+                n.add_pod(&assumed);
+            }
+            st.binding.insert(assumed.uid.clone());
+            st.placed.insert(assumed.uid.clone(), assumed.clone());
+        }
+        // Waits only when binds are already backed up.
+        let permit = self.binds.clone().acquire_owned().await.expect("never closed");
+        let s = self.clone();
+        tokio::spawn(async move {
+            let result = s.bind(&assumed, &node).await;
+            drop(permit);
+            let mut st = s.state.lock().unwrap();
+            st.binding.remove(&assumed.uid);
+            match result {
+                Ok(()) => st.queue.done(&assumed.uid),
+                Err(e) => {
+                    tracing::debug!(pod = %assumed.key, %node, "binding failed: {e}");
+                    st.release(&assumed);
+                    let gone = matches!(&e, kube::Error::Api(a) if a.code == 404 || a.code == 409);
+                    if gone {
+                        st.queue.remove(&assumed.uid);
+                    } else {
+                        st.queue.failed(&assumed.uid, false);
+                    }
+                }
+            }
+        });
+    }
+
+    async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
+        let meta = &pod.pod.metadata;
+        let (ns, name) = (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
+        let binding = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns, "uid": meta.uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let body = serde_json::to_vec(&binding).expect("JSON serializes");
+        pods.create_subresource::<serde_json::Value>("binding", name, &PostParams::default(), body).await?;
+        let note = format!("Successfully assigned {ns}/{name} to {node}");
+        self.event(pod, "Normal", "Scheduled", "Binding", note).await;
+        Ok(())
+    }
+
+    /// No node fits: the pod waits for a change, and says why (once per
+    /// distinct reason) in an event and in its PodScheduled condition.
+    fn unschedulable(self: &Arc<Self>, pod: PodInfo, message: String) {
+        let fresh = {
+            let mut st = self.state.lock().unwrap();
+            st.queue.failed(&pod.uid, true);
+            st.reported.insert(pod.uid.clone(), message.clone()).as_ref() != Some(&message)
+        };
+        if !fresh {
+            return;
+        }
+        let s = self.clone();
+        tokio::spawn(async move {
+            s.event(&pod, "Warning", "FailedScheduling", "Scheduling", message.clone()).await;
+            let meta = &pod.pod.metadata;
+            let pods: Api<Pod> = Api::namespaced(s.client.clone(), meta.namespace.as_deref().unwrap_or_default());
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let status = json!({"status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                "lastProbeTime": null, "lastTransitionTime": now,
+            }]}});
+            if let Err(e) = pods.patch_status(meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(status)).await {
+                tracing::debug!(pod = %pod.key, "reporting unschedulable: {e}");
+            }
+        });
+    }
+
+    /// An events.k8s.io/v1 Event about `pod`, as upstream's scheduler
+    /// writes them.
+    async fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
+        let meta = &pod.pod.metadata;
+        let ns = meta.namespace.clone().unwrap_or_default();
+        let now = chrono::Utc::now();
+        let event: Event = match serde_json::from_value(json!({
+            "metadata": {"name": format!("{}.{:x}", meta.name.as_deref().unwrap_or_default(), now.timestamp_nanos_opt().unwrap_or_default()), "namespace": ns},
+            "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "type": kind, "reason": reason, "action": action, "note": note,
+            "reportingController": self.options.name, "reportingInstance": self.options.name,
+            "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version},
+        })) {
+            Ok(e) => e,
+            Err(e) => return tracing::warn!("building an event: {e}"),
+        };
+        if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns).create(&PostParams::default(), &event).await {
+            tracing::debug!(pod = %pod.key, "recording {reason}: {e}");
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What the scheduler knows of pods and nodes: each object's scheduling
+//! facts, computed once when it is seen.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::quantity;
+
+/// Amounts of resources: CPU in millicores, the rest in units.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+    /// Extended resources (`example.com/gpu`) and hugepages.
+    pub scalar: BTreeMap<String, i64>,
+}
+
+impl Resources {
+    pub fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
+        let mut out = Resources::default();
+        for (name, q) in list.into_iter().flatten() {
+            match name.as_str() {
+                "cpu" => out.milli_cpu = quantity::milli(&q.0).unwrap_or(0),
+                "memory" => out.memory = quantity::value(&q.0).unwrap_or(0),
+                "ephemeral-storage" => out.ephemeral_storage = quantity::value(&q.0).unwrap_or(0),
+                "pods" => {}
+                other => {
+                    out.scalar.insert(other.to_string(), quantity::value(&q.0).unwrap_or(0));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn add(&mut self, other: &Resources) {
+        self.milli_cpu += other.milli_cpu;
+        self.memory += other.memory;
+        self.ephemeral_storage += other.ephemeral_storage;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn sub(&mut self, other: &Resources) {
+        self.milli_cpu -= other.milli_cpu;
+        self.memory -= other.memory;
+        self.ephemeral_storage -= other.ephemeral_storage;
+        for (k, v) in &other.scalar {
+            *self.scalar.entry(k.clone()).or_default() -= v;
+        }
+    }
+
+    /// The larger of each amount.
+    fn max(&mut self, other: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(other.milli_cpu);
+        self.memory = self.memory.max(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(other.ephemeral_storage);
+        for (k, v) in &other.scalar {
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+}
+
+/// Upstream's scoring counts a container without requests as asking for
+/// 100m CPU and 200 MiB, so empty pods still spread.
+pub const DEFAULT_MILLI_CPU: i64 = 100;
+pub const DEFAULT_MEMORY: i64 = 200 << 20;
+
+/// A host port a pod takes: protocol, port, host IP ("" for all).
+pub type HostPort = (String, i32, String);
+
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub uid: String,
+    pub key: String,
+    pub node: Option<String>,
+    pub requests: Resources,
+    /// Requests with upstream's defaults for scoring.
+    pub nonzero: (i64, i64),
+    pub ports: Vec<HostPort>,
+    pub priority: i32,
+    /// Succeeded or Failed: holds no resources.
+    pub terminal: bool,
+}
+
+fn requests_of(c: &Container) -> Resources {
+    Resources::from_list(c.resources.as_ref().and_then(|r| r.requests.as_ref()))
+}
+
+impl PodInfo {
+    pub fn new(pod: Arc<Pod>) -> PodInfo {
+        let spec = pod.spec.clone().unwrap_or_default();
+        // Upstream: the containers' sum (with restartable init containers,
+        // which keep running) or the largest init container plus the
+        // sidecars started before it, whichever is larger; plus overhead.
+        let mut running = Resources::default();
+        for c in &spec.containers {
+            running.add(&requests_of(c));
+        }
+        let mut sidecars = Resources::default();
+        let mut init_peak = Resources::default();
+        for c in spec.init_containers.iter().flatten() {
+            if c.restart_policy.as_deref() == Some("Always") {
+                sidecars.add(&requests_of(c));
+            } else {
+                let mut step = requests_of(c);
+                step.add(&sidecars);
+                init_peak.max(&step);
+            }
+        }
+        running.add(&sidecars);
+        running.max(&init_peak);
+        running.add(&Resources::from_list(spec.overhead.as_ref()));
+        let nonzero = spec.containers.iter().fold((0, 0), |(cpu, mem), c| {
+            let r = requests_of(c);
+            let has = |name: &str| c.resources.as_ref().and_then(|r| r.requests.as_ref()).is_some_and(|q| q.contains_key(name));
+            (
+                cpu + if has("cpu") { r.milli_cpu } else { DEFAULT_MILLI_CPU },
+                mem + if has("memory") { r.memory } else { DEFAULT_MEMORY },
+            )
+        });
+        let ports = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let host = p.host_port.filter(|h| *h > 0)?;
+                let ip = p.host_ip.clone().filter(|ip| ip != "0.0.0.0").unwrap_or_default();
+                Some((p.protocol.clone().unwrap_or_else(|| "TCP".into()), host, ip))
+            })
+            .collect();
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        PodInfo {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            key: format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name.as_deref().unwrap_or_default()),
+            node: spec.node_name.clone().filter(|n| !n.is_empty()),
+            requests: running,
+            nonzero,
+            ports,
+            priority: spec.priority.unwrap_or(0),
+            terminal: matches!(phase, Some("Succeeded" | "Failed")),
+            pod,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub name: String,
+    pub allocatable: Resources,
+    pub allowed_pods: i64,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub requested: Resources,
+    /// Requests with upstream's scoring defaults.
+    pub nonzero: (i64, i64),
+    pub pods: HashSet<String>,
+    pub ports: Vec<HostPort>,
+}
+
+impl NodeInfo {
+    pub fn new(node: Arc<Node>) -> NodeInfo {
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            allocatable: Resources::from_list(allocatable),
+            allowed_pods: allocatable.and_then(|a| a.get("pods")).and_then(|q| quantity::value(&q.0)).unwrap_or(0),
+            taints: node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default(),
+            unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+            requested: Resources::default(),
+            nonzero: (0, 0),
+            pods: HashSet::new(),
+            ports: Vec::new(),
+            node,
+        }
+    }
+
+    /// The same node with a newer object, keeping what its pods use.
+    pub fn refreshed(&self, node: Arc<Node>) -> NodeInfo {
+        NodeInfo {
+            requested: self.requested.clone(),
+            nonzero: self.nonzero,
+            pods: self.pods.clone(),
+            ports: self.ports.clone(),
+            ..NodeInfo::new(node)
+        }
+    }
+
+    pub fn add_pod(&mut self, pod: &PodInfo) {
+        if self.pods.insert(pod.uid.clone()) {
+            self.requested.add(&pod.requests);
+            self.nonzero.0 += pod.nonzero.0;
+            self.nonzero.1 += pod.nonzero.1;
+            self.ports.extend(pod.ports.iter().cloned());
+        }
+    }
+
+    pub fn remove_pod(&mut self, pod: &PodInfo) {
+        if self.pods.remove(&pod.uid) {
+            self.requested.sub(&pod.requests);
+            self.nonzero.0 -= pod.nonzero.0;
+            self.nonzero.1 -= pod.nonzero.1;
+            for port in &pod.ports {
+                if let Some(i) = self.ports.iter().position(|p| p == port) {
+                    self.ports.swap_remove(i);
+                }
+            }
+        }
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.node.metadata.labels.as_ref().unwrap_or(&EMPTY)
+    }
+}

@@ -1,0 +1,221 @@
+//! Upstream's default filter and score plugins, each named as upstream
+//! names it, with upstream's failure messages (`kubectl describe` shows
+//! them in `FailedScheduling` events).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
+
+use crate::model::{NodeInfo, PodInfo};
+
+/// Why a node does not fit a pod.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reason {
+    pub message: String,
+    /// Evicting pods (preemption) cannot make the node fit.
+    pub unresolvable: bool,
+}
+
+fn unresolvable(message: impl Into<String>) -> Vec<Reason> {
+    vec![Reason { message: message.into(), unresolvable: true }]
+}
+
+/// Runs the filters in upstream's order; the first that fails decides.
+pub fn filter(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let spec = pod.pod.spec.as_ref();
+    let tolerations: &[Toleration] = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    node_unschedulable(node, tolerations)?;
+    taint_toleration(node, tolerations)?;
+    node_affinity(&pod.pod, node)?;
+    node_ports(pod, node)?;
+    node_resources_fit(pod, node)
+}
+
+/// NodeUnschedulable: a cordoned node takes only pods tolerating that.
+fn node_unschedulable(node: &NodeInfo, tolerations: &[Toleration]) -> Result<(), Vec<Reason>> {
+    let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+    if node.unschedulable && !tolerations.iter().any(|t| tolerates(t, &taint)) {
+        return Err(unresolvable("node(s) were unschedulable"));
+    }
+    Ok(())
+}
+
+/// TaintToleration: every NoSchedule and NoExecute taint must be tolerated.
+fn taint_toleration(node: &NodeInfo, tolerations: &[Toleration]) -> Result<(), Vec<Reason>> {
+    let untolerated = node
+        .taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)));
+    match untolerated {
+        Some(t) => Err(unresolvable(format!("node(s) had untolerated taint {{{}: {}}}", t.key, t.value.as_deref().unwrap_or_default()))),
+        None => Ok(()),
+    }
+}
+
+/// Upstream's `Toleration.ToleratesTaint`.
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if toleration.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+        return false;
+    }
+    if toleration.key.as_deref().is_some_and(|k| !k.is_empty() && k != taint.key) {
+        return false;
+    }
+    match toleration.operator.as_deref() {
+        None | Some("") | Some("Equal") => toleration.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        Some("Exists") => true,
+        Some(_) => false,
+    }
+}
+
+/// NodeAffinity: `nodeSelector` and the required node affinity.
+fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    const MISMATCH: &str = "node(s) didn't match Pod's node affinity/selector";
+    let spec = pod.spec.as_ref();
+    let labels = node.labels();
+    if let Some(selector) = spec.and_then(|s| s.node_selector.as_ref()) {
+        if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+            return Err(unresolvable(MISMATCH));
+        }
+    }
+    let required = spec
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+    if let Some(required) = required {
+        if !required.node_selector_terms.iter().any(|t| term_matches(t, &node.name, labels)) {
+            return Err(unresolvable(MISMATCH));
+        }
+    }
+    Ok(())
+}
+
+/// A node selector term: every requirement holds (an empty term matches
+/// nothing, as upstream).
+pub fn term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    let expressions = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if expressions.is_empty() && fields.is_empty() {
+        return false;
+    }
+    expressions.iter().all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+        && fields.iter().all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |v: &str| v.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(b)) if a > b),
+        "Lt" => matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(a), Some(b)) if a < b),
+        _ => false,
+    }
+}
+
+/// NodePorts: a host port (with its protocol) is free unless a pod on the
+/// node holds it on the same IP or on every IP.
+fn node_ports(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let conflict = pod.ports.iter().any(|(proto, port, ip)| {
+        node.ports.iter().any(|(p, n, i)| p == proto && n == port && (ip.is_empty() || i.is_empty() || ip == i))
+    });
+    if conflict {
+        return Err(vec![Reason { message: "node(s) didn't have free ports for the requested pod ports".into(), unresolvable: false }]);
+    }
+    Ok(())
+}
+
+/// NodeResourcesFit: room for one more pod and for every resource it
+/// requests; each shortfall is its own reason.
+fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let mut reasons = Vec::new();
+    let mut short = |message: String| reasons.push(Reason { message, unresolvable: false });
+    if node.pods.len() as i64 + 1 > node.allowed_pods {
+        short("Too many pods".into());
+    }
+    let (want, used, free) = (&pod.requests, &node.requested, &node.allocatable);
+    if want.milli_cpu > 0 && want.milli_cpu > free.milli_cpu - used.milli_cpu {
+        short("Insufficient cpu".into());
+    }
+    if want.memory > 0 && want.memory > free.memory - used.memory {
+        short("Insufficient memory".into());
+    }
+    if want.ephemeral_storage > 0 && want.ephemeral_storage > free.ephemeral_storage - used.ephemeral_storage {
+        short("Insufficient ephemeral-storage".into());
+    }
+    for (name, amount) in &want.scalar {
+        let available = free.scalar.get(name).copied().unwrap_or(0) - used.scalar.get(name).copied().unwrap_or(0);
+        if *amount > 0 && *amount > available {
+            short(format!("Insufficient {name}"));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(reasons)
+    }
+}
+
+/// Upstream's default score weights.
+const TAINT_TOLERATION_WEIGHT: i64 = 3;
+const NODE_AFFINITY_WEIGHT: i64 = 2;
+const MAX_SCORE: i64 = 100;
+
+/// Scores the feasible nodes; higher is better.
+pub fn score(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+    let spec = pod.pod.spec.as_ref();
+    let tolerations: &[Toleration] = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let preferred = spec
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_deref())
+        .unwrap_or_default();
+    let affinity: Vec<i64> = nodes
+        .iter()
+        .map(|n| preferred.iter().filter(|p| term_matches(&p.preference, &n.name, n.labels())).map(|p| p.weight as i64).sum())
+        .collect();
+    let intolerable: Vec<i64> = nodes
+        .iter()
+        .map(|n| {
+            n.taints
+                .iter()
+                .filter(|t| t.effect == "PreferNoSchedule")
+                .filter(|taint| !tolerations.iter().filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")).any(|t| tolerates(t, taint)))
+                .count() as i64
+        })
+        .collect();
+    let (max_affinity, max_intolerable) = (affinity.iter().copied().max().unwrap_or(0), intolerable.iter().copied().max().unwrap_or(0));
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let affinity = if max_affinity > 0 { affinity[i] * MAX_SCORE / max_affinity } else { 0 };
+            let taints = if max_intolerable > 0 { MAX_SCORE - intolerable[i] * MAX_SCORE / max_intolerable } else { MAX_SCORE };
+            least_allocated(pod, n) + balanced_allocation(pod, n) + NODE_AFFINITY_WEIGHT * affinity + TAINT_TOLERATION_WEIGHT * taints
+        })
+        .collect()
+}
+
+/// The node's CPU and memory fractions in use once the pod is on it.
+fn fractions(pod: &PodInfo, node: &NodeInfo) -> [(i64, i64); 2] {
+    [
+        (node.nonzero.0 + pod.nonzero.0, node.allocatable.milli_cpu),
+        (node.nonzero.1 + pod.nonzero.1, node.allocatable.memory),
+    ]
+}
+
+/// NodeResourcesFit's LeastAllocated: the more left free, the better.
+fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
+    let scores = fractions(pod, node).map(|(used, total)| if total == 0 || used > total { 0 } else { (total - used) * MAX_SCORE / total });
+    scores.iter().sum::<i64>() / scores.len() as i64
+}
+
+/// NodeResourcesBalancedAllocation: CPU and memory used alike is better.
+fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
+    let [cpu, memory] = fractions(pod, node).map(|(used, total)| if total == 0 { 1.0 } else { (used as f64 / total as f64).min(1.0) });
+    let deviation = (cpu - memory).abs() / 2.0;
+    ((1.0 - deviation) * MAX_SCORE as f64) as i64
+}

@@ -1,0 +1,151 @@
+//! The scheduling queue, as upstream's: pods ready to try (highest
+//! priority, then oldest, first), pods backing off after a failed attempt
+//! (1 s doubling to 10 s), and pods that fit nowhere, which wait for a
+//! cluster event that could make them fit (or 5 minutes).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use crate::model::PodInfo;
+
+const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    Active,
+    Backoff,
+    Unschedulable,
+    /// Popped: being scheduled or bound.
+    InFlight,
+}
+
+struct Queued {
+    info: PodInfo,
+    stage: Stage,
+    attempts: u32,
+    last_failure: Option<Instant>,
+    /// Matches the heap entry that is current.
+    seq: u64,
+}
+
+#[derive(PartialEq, Eq)]
+struct Entry {
+    priority: i32,
+    seq: u64,
+    uid: String,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // A max-heap: higher priority first, then the earlier arrival.
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Default)]
+pub struct Queue {
+    heap: BinaryHeap<Entry>,
+    pods: HashMap<String, Queued>,
+    seq: u64,
+}
+
+impl Queue {
+    fn activate(&mut self, uid: &str) {
+        self.seq += 1;
+        if let Some(q) = self.pods.get_mut(uid) {
+            q.stage = Stage::Active;
+            q.seq = self.seq;
+            self.heap.push(Entry { priority: q.info.priority, seq: self.seq, uid: uid.to_string() });
+        }
+    }
+
+    /// A pending pod, new or changed. A changed pod that fit nowhere is
+    /// tried again: the change may make it fit.
+    pub fn add_or_update(&mut self, info: PodInfo) {
+        let uid = info.uid.clone();
+        match self.pods.get_mut(&uid) {
+            Some(q) => {
+                q.info = info;
+                if q.stage == Stage::Unschedulable {
+                    self.activate(&uid);
+                }
+            }
+            None => {
+                self.pods.insert(uid.clone(), Queued { info, stage: Stage::Active, attempts: 0, last_failure: None, seq: 0 });
+                self.activate(&uid);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, uid: &str) {
+        self.pods.remove(uid);
+    }
+
+    pub fn pop(&mut self) -> Option<PodInfo> {
+        while let Some(entry) = self.heap.pop() {
+            if let Some(q) = self.pods.get_mut(&entry.uid).filter(|q| q.stage == Stage::Active && q.seq == entry.seq) {
+                q.stage = Stage::InFlight;
+                return Some(q.info.clone());
+            }
+        }
+        None
+    }
+
+    /// An attempt failed: the pod fit nowhere (`unschedulable`) or its
+    /// binding failed.
+    pub fn failed(&mut self, uid: &str, unschedulable: bool) {
+        if let Some(q) = self.pods.get_mut(uid) {
+            q.attempts += 1;
+            q.last_failure = Some(Instant::now());
+            q.stage = if unschedulable { Stage::Unschedulable } else { Stage::Backoff };
+        }
+    }
+
+    /// Bound: no longer queued.
+    pub fn done(&mut self, uid: &str) {
+        self.pods.remove(uid);
+    }
+
+    fn backoff_over(q: &Queued, now: Instant) -> bool {
+        let backoff = INITIAL_BACKOFF.saturating_mul(1 << q.attempts.saturating_sub(1).min(8)).min(MAX_BACKOFF);
+        q.last_failure.is_none_or(|t| now >= t + backoff)
+    }
+
+    /// Something changed that could make unschedulable pods fit: they go
+    /// back to be tried, after their backoff.
+    pub fn cluster_changed(&mut self) {
+        for q in self.pods.values_mut().filter(|q| q.stage == Stage::Unschedulable) {
+            q.stage = Stage::Backoff;
+        }
+        self.flush();
+    }
+
+    /// Moves pods whose backoff is over, and those unschedulable for too
+    /// long, to be tried again. True if any were.
+    pub fn flush(&mut self) -> bool {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, q)| match q.stage {
+                Stage::Backoff => Self::backoff_over(q, now),
+                Stage::Unschedulable => q.last_failure.is_some_and(|t| now >= t + MAX_UNSCHEDULABLE),
+                _ => false,
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &due {
+            self.activate(uid);
+        }
+        !due.is_empty()
+    }
+}
