@@ -123,6 +123,51 @@ impl Cluster {
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// `skiff sim` joined to this cluster with these flags; stopped when
+    /// the returned guard is dropped. Returns once its nodes are Ready.
+    pub fn sim(&self, args: &[&str]) -> Sim {
+        let log = std::fs::File::create(self.dir.path().join("sim.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("sim")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sim = Sim(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(self.dir.path().join("sim.log")).unwrap_or_default().contains("registered") {
+            assert!(Instant::now() < deadline, "skiff sim did not register its nodes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sim
+    }
+
+    /// Polls `kubectl args` until its output satisfies `done`; returns it.
+    pub fn wait_for(&self, args: &[&str], what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.kubectl(args);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && done(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; last output:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+pub struct Sim(Child);
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for Cluster {

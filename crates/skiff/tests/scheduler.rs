@@ -1,0 +1,133 @@
+//! The scheduler's rules, each test naming the upstream rule (plugin) it
+//! checks, on simulated nodes (`skiff sim`) with stock kubectl.
+
+mod common;
+
+use common::Cluster;
+
+/// A pod with a name, optional CPU request, and extra spec fields.
+fn pod(name: &str, cpu: Option<&str>, spec: &str) -> String {
+    let resources = cpu.map_or(String::new(), |c| format!(r#","resources":{{"requests":{{"cpu":"{c}"}}}}"#));
+    let extra = if spec.is_empty() { String::new() } else { format!(",{spec}") };
+    format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox"{resources}}}]{extra}}}}}"#)
+}
+
+fn node_of(c: &Cluster, name: &str) -> String {
+    c.wait_for(&["get", "pod", name, "-o", "jsonpath={.spec.nodeName}"], &format!("{name} to be scheduled"), |n| !n.is_empty())
+}
+
+/// The FailedScheduling message a pending pod got.
+fn failure_of(c: &Cluster, name: &str) -> String {
+    let selector = format!("involvedObject.name={name},reason=FailedScheduling");
+    c.wait_for(&["get", "events", "--field-selector", &selector, "-o", "jsonpath={.items[-1:].message}"], &format!("{name} to fail scheduling"), |m| !m.is_empty())
+}
+
+/// NodeResourcesFit: pods that ask for more than is left wait, with
+/// upstream's message, and are placed once room is freed.
+/// [sig-scheduling] SchedulerPredicates [Serial] validates resource limits of pods that are allowed to run [Conformance]
+#[test]
+fn node_resources_fit_waits_for_room() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2", "--cpu", "2", "--pods", "3"]);
+    for name in ["big-0", "big-1"] {
+        c.ok_stdin(&["create", "-f", "-"], Some(&pod(name, Some("1500m"), "")));
+    }
+    let (a, b) = (node_of(&c, "big-0"), node_of(&c, "big-1"));
+    assert_ne!(a, b, "LeastAllocated spreads the two pods");
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("big-2", Some("1"), "")));
+    assert_eq!(
+        failure_of(&c, "big-2"),
+        "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod."
+    );
+    let condition = c.ok(&["get", "pod", "big-2", "-o", "jsonpath={.status.conditions[?(@.type=='PodScheduled')].reason}"]);
+    assert_eq!(condition, "Unschedulable");
+    c.ok(&["delete", "pod", "big-0"]);
+    assert_eq!(node_of(&c, "big-2"), a, "the freed node takes the waiting pod");
+
+    // "pods" capacity: three per node; two big pods and four small fill both.
+    for i in 0..5 {
+        c.ok_stdin(&["create", "-f", "-"], Some(&pod(&format!("small-{i}"), None, "")));
+    }
+    for i in 0..4 {
+        node_of(&c, &format!("small-{i}"));
+    }
+    assert!(failure_of(&c, "small-4").starts_with("0/2 nodes are available: 2 Too many pods."), "{}", failure_of(&c, "small-4"));
+}
+
+/// NodeAffinity: nodeSelector and required node affinity terms.
+/// [sig-scheduling] SchedulerPredicates [Serial] validates that NodeSelector is respected if matching [Conformance]
+/// [sig-scheduling] SchedulerPredicates [Serial] validates that NodeSelector is respected if not matching [Conformance]
+#[test]
+fn node_affinity_and_node_selector_are_respected() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("picky", None, r#""nodeSelector":{"disk":"ssd"}"#)));
+    assert_eq!(
+        failure_of(&c, "picky"),
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+    c.ok(&["label", "node", "sim-1", "disk=ssd"]);
+    assert_eq!(node_of(&c, "picky"), "sim-1");
+
+    c.ok(&["label", "node", "sim-0", "gen=3"]);
+    c.ok(&["label", "node", "sim-2", "gen=5"]);
+    let affinity = r#""affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[
+        {"matchExpressions":[{"key":"gen","operator":"Gt","values":["4"]}]},
+        {"matchFields":[{"key":"metadata.name","operator":"In","values":["nowhere"]}]}]}}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("newest", None, &affinity.replace('\n', ""))));
+    assert_eq!(node_of(&c, "newest"), "sim-2");
+    let not_in = r#""affinity":{"nodeAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"NotIn","values":["sim-0","sim-1"]}]}]}}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("not-in", None, not_in)));
+    assert_eq!(node_of(&c, "not-in"), "sim-2");
+    // Preferred terms weigh in the score.
+    let preferred = r#""affinity":{"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"preference":{"matchExpressions":[{"key":"gen","operator":"In","values":["3"]}]}}]}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("prefers", None, preferred)));
+    assert_eq!(node_of(&c, "prefers"), "sim-0");
+}
+
+/// TaintToleration and NodeUnschedulable: NoSchedule taints keep out pods
+/// that do not tolerate them; a cordoned node takes no new pods.
+#[test]
+fn taints_tolerations_and_cordons() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    c.ok(&["taint", "node", "sim-0", "dedicated=gpu:NoSchedule"]);
+    c.ok(&["cordon", "sim-1"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("plain", None, "")));
+    assert_eq!(
+        failure_of(&c, "plain"),
+        "0/2 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    let tolerates = r#""tolerations":[{"key":"dedicated","operator":"Equal","value":"gpu","effect":"NoSchedule"}]"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("tolerant", None, tolerates)));
+    assert_eq!(node_of(&c, "tolerant"), "sim-0");
+    c.ok(&["uncordon", "sim-1"]);
+    assert_eq!(node_of(&c, "plain"), "sim-1");
+    // PreferNoSchedule only steers.
+    c.ok(&["taint", "node", "sim-0", "dedicated=gpu:NoSchedule-"]);
+    c.ok(&["taint", "node", "sim-1", "slow=yes:PreferNoSchedule"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("steered", None, "")));
+    assert_eq!(node_of(&c, "steered"), "sim-0");
+}
+
+/// NodePorts: a host port is taken per protocol and host IP, and 0.0.0.0
+/// takes it on every IP.
+/// [sig-scheduling] SchedulerPredicates [Serial] validates that there exists conflict between pods with same hostPort and protocol but one using 0.0.0.0 hostIP [Conformance]
+#[test]
+fn host_ports_conflict_as_upstream_says() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    let port = |name: &str, ip: &str, proto: &str| {
+        let spec = format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox","ports":[{{"containerPort":80,"hostPort":54321,"hostIP":"{ip}","protocol":"{proto}"}}]}}]}}}}"#);
+        c.ok_stdin(&["create", "-f", "-"], Some(&spec));
+    };
+    port("any-ip", "0.0.0.0", "TCP");
+    node_of(&c, "any-ip");
+    port("udp", "127.0.0.1", "UDP");
+    node_of(&c, "udp");
+    port("one-ip", "127.0.0.1", "TCP");
+    assert_eq!(
+        failure_of(&c, "one-ip"),
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
+    );
+}
