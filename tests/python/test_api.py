@@ -244,6 +244,13 @@ def test_error_statuses(core, namespace):
     with pytest.raises(ApiException) as e:
         core.replace_namespaced_config_map("dup", namespace, stale)
     assert (e.value.status, status_of(e.value)["reason"]) == (409, "Conflict")
+    # A resourceVersion in a patch is a precondition too.
+    with pytest.raises(ApiException) as e:
+        core.patch_namespaced_config_map("dup", namespace, {"metadata": {"resourceVersion": stale.metadata.resource_version},
+                                                            "data": {"x": "2"}})
+    assert (e.value.status, status_of(e.value)["reason"]) == (409, "Conflict")
+    current = core.read_namespaced_config_map("dup", namespace).metadata.resource_version
+    core.patch_namespaced_config_map("dup", namespace, {"metadata": {"resourceVersion": current}, "data": {"x": "2"}})
 
     with pytest.raises(ApiException) as e:
         core.list_namespaced_config_map(namespace, label_selector="a in b")

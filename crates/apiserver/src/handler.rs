@@ -350,6 +350,11 @@ impl Api {
                         let mut w = warnings.lock().unwrap();
                         w.clear();
                         let changed = fields::check(def, patch::apply(&kind, current, &body)?, mode, &mut w)?;
+                        // A resourceVersion the patch sets is a precondition, as upstream.
+                        let version = |o: &Value| o.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+                        if version(&changed).is_some_and(|v| !v.is_empty() && Some(&v) != version(current).as_ref()) {
+                            return Err(ApiError::modified(def, name));
+                        }
                         let mut updated = crate::registry::merge_update(def, current, changed, sub)?;
                         managed::record_update(def, Some(current), &mut updated, &manager);
                         Ok(updated)

@@ -322,7 +322,12 @@ impl Registry {
     /// not exist or is being deleted.
     async fn check_namespace_accepts(&self, ns: &str) -> ApiResult<()> {
         let namespaces = skiff_api::resources::find("", "v1", "namespaces").expect("namespaces are served");
-        let namespace = self.get(namespaces, None, ns).await?;
+        // As upstream's admission, from the cache, and from the store when
+        // the cache has not seen it (it may be that new).
+        let namespace = match self.store.get_recent(&namespaces.key(None, ns)).await {
+            Ok(Some(kv)) => decode(namespaces, &kv)?,
+            _ => self.get(namespaces, None, ns).await?,
+        };
         if namespace.pointer("/metadata/deletionTimestamp").is_some()
             || namespace.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Terminating")
         {
@@ -355,15 +360,43 @@ impl Registry {
         F: Fn(&Value) -> ApiResult<Value>,
     {
         let key = def.key(ns, name);
+        // The first try starts from the watch cache's copy, as upstream's
+        // does; whatever that copy could get wrong (a conflict, a failed
+        // precondition, nothing to write) is decided again on the store's.
+        let mut verified = false;
         loop {
-            let kv = self.stored(def, &key, name).await?;
+            let kv = match verified {
+                false => match self.store.get_recent(&key).await {
+                    Ok(Some(kv)) => kv,
+                    _ => {
+                        verified = true;
+                        continue;
+                    }
+                },
+                true => self.stored(def, &key, name).await?,
+            };
             if precondition.is_some_and(|rv| rv != kv.mod_revision) {
+                if !verified {
+                    verified = true;
+                    continue;
+                }
                 return Err(ApiError::modified(def, name));
             }
             let current = decode(def, &kv)?;
-            let mut updated = change(&current)?;
+            let mut updated = match change(&current) {
+                Ok(updated) => updated,
+                Err(_) if !verified => {
+                    verified = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             updated["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
             if updated == current || dry_run {
+                if !verified {
+                    verified = true;
+                    continue;
+                }
                 // Nothing changed: upstream does not write (nor bump the version).
                 return Ok(updated);
             }
@@ -382,7 +415,10 @@ impl Registry {
                     updated["metadata"]["resourceVersion"] = json!(rev.to_string());
                     return Ok(updated);
                 }
-                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) if precondition.is_none() || !verified => {
+                    verified = true;
+                    continue;
+                }
                 Err(StoreError::Conflict { .. }) => return Err(ApiError::modified(def, name)),
                 Err(e) => return Err(ApiError::from_store(e, def, name)),
             }

@@ -44,11 +44,38 @@ impl Default for Options {
     }
 }
 
+/// The nodes in a fixed order (for sampling from a rotating start), and
+/// where each one is.
+#[derive(Default)]
+struct Nodes {
+    list: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+}
+
+impl Nodes {
+    fn get_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.index.get(name).map(|i| &mut self.list[*i])
+    }
+
+    fn insert(&mut self, info: NodeInfo) {
+        match self.index.get(&info.name) {
+            Some(i) => self.list[*i] = info,
+            None => {
+                self.index.insert(info.name.clone(), self.list.len());
+                self.list.push(info);
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.list.retain(|n| keep(&n.name));
+        self.index = self.list.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    }
+}
+
 #[derive(Default)]
 struct State {
-    nodes: BTreeMap<String, NodeInfo>,
-    /// Node names in a fixed order, for sampling from a rotating start.
-    order: Vec<String>,
+    nodes: Nodes,
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
     placed: HashMap<String, PodInfo>,
@@ -66,12 +93,37 @@ struct Scheduler {
     state: Mutex<State>,
     wake: Notify,
     binds: Arc<Semaphore>,
+    events: tokio::sync::mpsc::Sender<Event>,
+}
+
+/// Events waiting to be written; beyond this many they are dropped, as
+/// upstream's event broadcaster drops them, so reporting never slows
+/// scheduling.
+const QUEUED_EVENTS: usize = 1000;
+const PARALLEL_EVENTS: usize = 4;
+
+/// Writes queued events, a few at a time.
+async fn write_events(client: kube::Client, events: tokio::sync::mpsc::Receiver<Event>) {
+    tokio_stream::wrappers::ReceiverStream::new(events)
+        .for_each_concurrent(PARALLEL_EVENTS, |event| {
+            let client = client.clone();
+            async move {
+                let ns = event.metadata.namespace.clone().unwrap_or_default();
+                if let Err(e) = Api::<Event>::namespaced(client, &ns).create(&PostParams::default(), &event).await {
+                    tracing::debug!("recording event {:?}: {e}", event.reason);
+                }
+            }
+        })
+        .await
 }
 
 /// Schedules until the process ends.
 pub async fn run(client: kube::Client, options: Options) -> Result<()> {
+    let (events, queued) = tokio::sync::mpsc::channel(QUEUED_EVENTS);
+    tokio::spawn(write_events(client.clone(), queued));
     let scheduler = Arc::new(Scheduler {
         binds: Arc::new(Semaphore::new(options.parallel_binds)),
+        events,
         client,
         options,
         state: Mutex::default(),
@@ -105,8 +157,7 @@ async fn watch_nodes(s: Arc<Scheduler>) {
             Ok(watcher::Event::InitApply(node)) => relisted.get_or_insert_with(Vec::new).push(node),
             Ok(watcher::Event::InitDone) => {
                 let seen: HashSet<String> = relisted.take().unwrap_or_default().into_iter().map(|n| st.upsert_node(n)).collect();
-                st.nodes.retain(|name, _| seen.contains(name));
-                st.order.retain(|name| seen.contains(name));
+                st.nodes.retain(|name| seen.contains(name));
                 st.synced[0] = true;
                 st.queue.cluster_changed();
             }
@@ -116,8 +167,7 @@ async fn watch_nodes(s: Arc<Scheduler>) {
             }
             Ok(watcher::Event::Delete(node)) => {
                 let name = node.metadata.name.unwrap_or_default();
-                st.nodes.remove(&name);
-                st.order.retain(|n| *n != name);
+                st.nodes.retain(|n| n != name);
             }
             Err(e) => {
                 drop(st);
@@ -177,10 +227,9 @@ impl State {
     fn upsert_node(&mut self, node: Node) -> String {
         let node = Arc::new(node);
         let name = node.metadata.name.clone().unwrap_or_default();
-        let info = match self.nodes.get(&name) {
+        let info = match self.nodes.get_mut(&name) {
             Some(old) => old.refreshed(node),
             None => {
-                self.order.push(name.clone());
                 // Pods placed before their node was seen.
                 let mut info = NodeInfo::new(node);
                 for pod in self.placed.values().filter(|p| p.node.as_deref() == Some(name.as_str())) {
@@ -189,7 +238,7 @@ impl State {
                 info
             }
         };
-        self.nodes.insert(name.clone(), info);
+        self.nodes.insert(info);
         name
     }
 
@@ -241,7 +290,7 @@ impl State {
     /// adaptive `percentageOfNodesToScore`: all of a small cluster, a
     /// shrinking share (at least 5%, at least 100 nodes) of a large one.
     fn nodes_to_find(&self) -> usize {
-        let all = self.order.len();
+        let all = self.nodes.list.len();
         if all < 100 {
             return all;
         }
@@ -252,7 +301,7 @@ impl State {
     /// The best node for `pod`, or why none fits.
     fn decide(&mut self, pod: &PodInfo) -> Result<String, String> {
         let wanted = self.nodes_to_find();
-        let total = self.order.len();
+        let total = self.nodes.list.len();
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
         let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
         let mut failed_unresolvable = 0;
@@ -262,8 +311,7 @@ impl State {
                 break;
             }
             examined += 1;
-            let name = &self.order[(self.next_start + i) % total];
-            let node = &self.nodes[name];
+            let node = &self.nodes.list[(self.next_start + i) % total];
             match plugins::filter(pod, node) {
                 Ok(()) => feasible.push(node),
                 Err(why) => {
@@ -388,7 +436,7 @@ impl Scheduler {
         let body = serde_json::to_vec(&binding).expect("JSON serializes");
         pods.create_subresource::<serde_json::Value>("binding", name, &PostParams::default(), body).await?;
         let note = format!("Successfully assigned {ns}/{name} to {node}");
-        self.event(pod, "Normal", "Scheduled", "Binding", note).await;
+        self.event(pod, "Normal", "Scheduled", "Binding", note);
         Ok(())
     }
 
@@ -405,23 +453,28 @@ impl Scheduler {
         }
         let s = self.clone();
         tokio::spawn(async move {
-            s.event(&pod, "Warning", "FailedScheduling", "Scheduling", message.clone()).await;
+            s.event(&pod, "Warning", "FailedScheduling", "Scheduling", message.clone());
             let meta = &pod.pod.metadata;
             let pods: Api<Pod> = Api::namespaced(s.client.clone(), meta.namespace.as_deref().unwrap_or_default());
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-            let status = json!({"status": {"conditions": [{
-                "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                "lastProbeTime": null, "lastTransitionTime": now,
-            }]}});
+            // Only onto the pod as it was seen: bound since, it keeps the
+            // binding's condition (the patch then fails with a conflict).
+            let status = json!({
+                "metadata": {"resourceVersion": meta.resource_version},
+                "status": {"conditions": [{
+                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                    "lastProbeTime": null, "lastTransitionTime": now,
+                }]},
+            });
             if let Err(e) = pods.patch_status(meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(status)).await {
                 tracing::debug!(pod = %pod.key, "reporting unschedulable: {e}");
             }
         });
     }
 
-    /// An events.k8s.io/v1 Event about `pod`, as upstream's scheduler
-    /// writes them.
-    async fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
+    /// Queues an events.k8s.io/v1 Event about `pod`, as upstream's
+    /// scheduler writes them.
+    fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
         let meta = &pod.pod.metadata;
         let ns = meta.namespace.clone().unwrap_or_default();
         let now = chrono::Utc::now();
@@ -435,8 +488,8 @@ impl Scheduler {
             Ok(e) => e,
             Err(e) => return tracing::warn!("building an event: {e}"),
         };
-        if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns).create(&PostParams::default(), &event).await {
-            tracing::debug!(pod = %pod.key, "recording {reason}: {e}");
+        if self.events.try_send(event).is_err() {
+            tracing::debug!(pod = %pod.key, "event queue full: dropping {reason}");
         }
     }
 }

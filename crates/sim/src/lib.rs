@@ -28,11 +28,14 @@ pub struct Options {
     pub cpu: String,
     pub memory: String,
     pub pods: String,
+    /// Run the pods bound to the nodes; off, nodes only hold them (as
+    /// upstream's scheduler_perf nodes do).
+    pub run_pods: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into() }
+        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into(), run_pods: true }
     }
 }
 
@@ -59,12 +62,11 @@ impl Sim {
     pub async fn start(client: kube::Client, options: Options) -> Result<Sim> {
         let options = Arc::new(options);
         nodes::register(&client, &options).await?;
-        Ok(Sim {
-            tasks: vec![
-                tokio::spawn(nodes::heartbeat(client.clone(), options.clone())),
-                tokio::spawn(pods::run(client, options)),
-            ],
-        })
+        let mut tasks = vec![tokio::spawn(nodes::heartbeat(client.clone(), options.clone()))];
+        if options.run_pods {
+            tasks.push(tokio::spawn(pods::run(client, options)));
+        }
+        Ok(Sim { tasks })
     }
 
     /// Runs until the process ends.

@@ -140,7 +140,7 @@ pub(crate) async fn heartbeat(client: kube::Client, options: Arc<Options>) {
             .filter_map(|n| Some((n.metadata.name.clone()?, n)))
             .filter(|(name, _)| options.index_of(name).is_some())
             .collect();
-        stream::iter(ours.into_iter())
+        stream::iter(ours)
             .for_each_concurrent(PARALLEL, |(name, node)| {
                 let (nodes, leases, options) = (nodes.clone(), leases.clone(), options.clone());
                 async move {

@@ -215,6 +215,15 @@ impl Hub {
         Ok(Some(cache.range(prefix, limit)))
     }
 
+    /// The key as the cache covering it holds it, which may be a little
+    /// behind the store; `None` when no cache covers it. A key the cache
+    /// does not hold is `Some(None)`.
+    pub async fn get_cached(&self, key: &str) -> Result<Option<Option<KeyValue>>> {
+        let Some(cache) = self.cache_for(key).await? else { return Ok(None) };
+        let state = cache.shared.state.lock().unwrap();
+        Ok(Some(state.objects.as_ref().and_then(|o| o.get(key)).cloned()))
+    }
+
     /// The started cache covering `prefix`, starting it if need be.
     async fn cache_for(&self, prefix: &str) -> Result<Option<Arc<Feed>>> {
         let slot = {

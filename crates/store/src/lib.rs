@@ -188,6 +188,18 @@ impl Store {
         self.hub.cache(prefix);
     }
 
+    /// The key's value from the watch cache when one covers it, else from
+    /// the backend. The cache can be a little behind: for reads that
+    /// verify what they read, such as the first try of a conditional
+    /// update, which re-reads the backend on a conflict.
+    pub async fn get_recent(&self, key: &str) -> Result<Option<KeyValue>> {
+        check_key(key)?;
+        match self.hub.get_cached(key).await? {
+            Some(cached) => Ok(cached),
+            None => self.backend.get(key, None).await,
+        }
+    }
+
     /// Keys under `prefix` in key order, one consistent snapshot across pages.
     pub async fn list(&self, prefix: &str, opts: &ListOptions) -> Result<ListPage> {
         check_key(prefix)?;

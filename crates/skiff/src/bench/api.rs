@@ -39,7 +39,7 @@ pub struct Args {
     pods: usize,
 }
 
-struct ServerProcess {
+pub(super) struct ServerProcess {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -52,7 +52,7 @@ impl Drop for ServerProcess {
 }
 
 impl ServerProcess {
-    fn rss_mib(&self) -> f64 {
+    pub(super) fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
@@ -62,7 +62,7 @@ impl ServerProcess {
     }
 }
 
-async fn start_server() -> Result<(ServerProcess, Client, Duration)> {
+pub(super) async fn start_server() -> Result<(ServerProcess, Client, Duration)> {
     let dir = tempfile::Builder::new().prefix("skiff-bench-api-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -125,7 +125,7 @@ fn pod(name: &str, stamp: u128) -> Pod {
     .expect("a valid pod")
 }
 
-async fn namespace(client: &Client, name: &str) -> Result<()> {
+pub(super) async fn namespace(client: &Client, name: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
     Ok(())

@@ -1,6 +1,7 @@
 //! Benchmarks: each prints its figures as it goes and a table at the end.
 
 mod api;
+mod scheduler;
 mod store;
 
 use std::time::Duration;
@@ -13,6 +14,8 @@ pub enum Bench {
     Store(store::Args),
     /// The API server over HTTPS, as clients see it.
     Api(api::Args),
+    /// The scheduler on simulated nodes, end to end through the API.
+    Scheduler(scheduler::Args),
 }
 
 impl Bench {
@@ -20,6 +23,7 @@ impl Bench {
         match self {
             Bench::Store(args) => store::run(args).await,
             Bench::Api(args) => api::run(args).await,
+            Bench::Scheduler(args) => scheduler::run(args).await,
         }
     }
 }

@@ -1,0 +1,130 @@
+//! `skiff bench scheduler`: pods scheduled per second end to end, on
+//! simulated nodes: a `skiff server` process (API server and scheduler),
+//! nodes registered by this process, pods created through the API by 32
+//! clients and counted as bound when a watch sees their `nodeName`.
+//! Nodes only hold their pods (nothing runs them), as in upstream's
+//! scheduler_perf; the pod is scheduler_perf's `pod-default` shape.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::api::{namespace, start_server};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Simulated nodes (4 CPU, 32 GiB, 110 pods each, as scheduler_perf's).
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Pods to schedule.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Clients creating pods at once.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+}
+
+fn pod(name: &str) -> Pod {
+    let resources = json!({"cpu": "100m", "memory": "500Mi"});
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{
+            "name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "ports": [{"containerPort": 80}],
+            "resources": {"requests": resources, "limits": resources},
+        }]},
+    }))
+    .expect("a valid pod")
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (server, client, _) = start_server().await?;
+    let started = Instant::now();
+    let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, ..Default::default() };
+    let _sim = skiff_sim::Sim::start(client.clone(), options).await?;
+    println!("  {} nodes registered in {:.1} s", args.nodes, started.elapsed().as_secs_f64());
+    namespace(&client, "sched").await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "sched");
+
+    // Bound pods, as a watch sees them.
+    let bound = Arc::new(AtomicUsize::new(0));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watching = {
+        let (pods, bound, total) = (pods.clone(), bound.clone(), args.pods);
+        tokio::spawn(async move {
+            let mut seen = HashSet::new();
+            let mut ready = Some(ready_tx);
+            let mut events = watcher(pods, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(p))
+                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && seen.insert(p.metadata.name.unwrap_or_default()) =>
+                    {
+                        bound.fetch_add(1, Ordering::Relaxed);
+                        if seen.len() == total {
+                            return Instant::now();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Instant::now()
+        })
+    };
+    ready_rx.await?;
+
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let creators: Vec<_> = (0..args.clients)
+        .map(|_| {
+            let (pods, next, total) = (pods.clone(), next.clone(), args.pods);
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        return Ok::<_, kube::Error>(());
+                    }
+                    pods.create(&PostParams::default(), &pod(&format!("p-{i}"))).await?;
+                }
+            })
+        })
+        .collect();
+    let mut progress = tokio::time::interval(Duration::from_secs(2));
+    progress.tick().await;
+    let mut watching = watching;
+    let finished = loop {
+        tokio::select! {
+            done = &mut watching => break done?,
+            _ = progress.tick() => {
+                println!("  … {} of {} bound after {:.1} s", bound.load(Ordering::Relaxed), args.pods, started.elapsed().as_secs_f64());
+                if started.elapsed() > Duration::from_secs(600) {
+                    bail!("not all pods were bound within 10 minutes");
+                }
+            }
+        }
+    };
+    let created = futures::future::join_all(creators).await;
+    for c in created {
+        c??;
+    }
+    let elapsed = finished - started;
+    let rate = args.pods as f64 / elapsed.as_secs_f64();
+    println!("\n| metric | value |\n|---|---|");
+    println!("| {} pods on {} nodes: created → bound (watched) | {:.2} s |", args.pods, args.nodes, elapsed.as_secs_f64());
+    println!("| pods scheduled per second, end to end | {rate:.0} |");
+    println!("| server RSS after (API server, store, scheduler) | {:.1} MiB |", server.rss_mib());
+    Ok(())
+}
