@@ -71,7 +71,7 @@ pub async fn run(args: Args) -> Result<()> {
                         }
                     }
                     Ok(watcher::Event::Apply(p))
-                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && seen.insert(p.metadata.name.unwrap_or_default()) =>
+                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && seen.insert(p.metadata.name.clone().unwrap_or_default()) =>
                     {
                         bound.fetch_add(1, Ordering::Relaxed);
                         if seen.len() == total {
