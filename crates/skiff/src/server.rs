@@ -52,6 +52,9 @@ pub struct Args {
     /// Do not run the scheduler (another one is run instead).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controller manager.
+    #[arg(long)]
+    disable_controller_manager: bool,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -155,6 +158,13 @@ pub async fn run(args: Args) -> Result<()> {
                 tracing::error!("scheduler stopped: {e:#}");
             }
         });
+    }
+    if !args.disable_controller_manager {
+        let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;
+        let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity).await?;
+        // Upstream's holder identity: the host name and a unique suffix.
+        let holder = format!("{}_{}", host.clone().unwrap_or_else(|| "skiff".into()), uuid::Uuid::new_v4());
+        tokio::spawn(skiff_controllers::run(client, holder));
     }
     if !args.disable_agent {
         tracing::warn!("the node agent has not landed yet: this server runs the control plane only");

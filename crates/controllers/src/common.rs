@@ -1,0 +1,109 @@
+//! What the controllers share: owner references, selectors, pod states,
+//! and "expectations" (writes made but not yet seen in a watch).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+
+/// The owner reference that marks `meta`'s controller, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references.iter().flatten().find(|o| o.controller == Some(true))
+}
+
+/// A controller owner reference to `owner` of `api_version`/`kind`.
+pub fn owner_reference(meta: &ObjectMeta, api_version: &str, kind: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Whether `labels` are selected by `selector` (an empty selector selects
+/// nothing here, as workload controllers treat it).
+pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let match_labels = selector.match_labels.as_ref();
+    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+    if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_empty() {
+        return false;
+    }
+    match_labels.into_iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
+        && expressions.iter().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Not finished and not being deleted: counts toward replicas.
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    pod.metadata.deletion_timestamp.is_none() && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// When the pod became Ready, if it is.
+pub fn ready_since(pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ready = pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(ready.last_transition_time.as_ref().map_or_else(chrono::Utc::now, |t| t.0))
+}
+
+/// Ready for at least `min_ready_seconds`.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32) -> bool {
+    ready_since(pod).is_some_and(|t| t + chrono::Duration::seconds(min_ready_seconds as i64) <= chrono::Utc::now())
+}
+
+/// Writes a controller made that its watch has not shown yet, per owner
+/// (upstream's "expectations"): until they show, counting what the watch
+/// shows would create or delete the same pods twice.
+#[derive(Default)]
+pub struct Expectations {
+    owners: Mutex<HashMap<String, Pending>>,
+}
+
+struct Pending {
+    created: HashSet<String>,
+    deleted: HashSet<String>,
+    since: Instant,
+}
+
+/// Expectations older than this are given up on (a write whose event was
+/// lost), as upstream's five-minute TTL, shortened.
+const EXPECTATION_TTL: Duration = Duration::from_secs(60);
+
+impl Expectations {
+    pub fn expect(&self, owner: &str, created: impl IntoIterator<Item = String>, deleted: impl IntoIterator<Item = String>) {
+        let mut owners = self.owners.lock().unwrap();
+        let pending = owners.entry(owner.to_string()).or_insert_with(|| Pending { created: HashSet::new(), deleted: HashSet::new(), since: Instant::now() });
+        pending.created.extend(created);
+        pending.deleted.extend(deleted);
+        pending.since = Instant::now();
+    }
+
+    /// True when every write for `owner` has been seen: each created name
+    /// is in `present`, each deleted one is not.
+    pub fn satisfied(&self, owner: &str, present: &HashSet<String>) -> bool {
+        let mut owners = self.owners.lock().unwrap();
+        let Some(pending) = owners.get_mut(owner) else { return true };
+        pending.created.retain(|n| !present.contains(n));
+        pending.deleted.retain(|n| present.contains(n));
+        let done = (pending.created.is_empty() && pending.deleted.is_empty()) || pending.since.elapsed() > EXPECTATION_TTL;
+        if done {
+            owners.remove(owner);
+        }
+        done
+    }
+}

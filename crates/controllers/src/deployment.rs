@@ -1,0 +1,320 @@
+//! The Deployment controller: one ReplicaSet per pod template (named by
+//! the template's hash), rolled from the old ones to the new one as the
+//! strategy says (RollingUpdate within maxSurge and maxUnavailable, or
+//! Recreate), with upstream's revision annotations, history limit, status
+//! and conditions, so `kubectl rollout status|history|undo` work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::{json, Value};
+
+use crate::common::{controller_of, owner_reference};
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const HASH_LABEL: &str = "pod-template-hash";
+
+struct Context {
+    client: kube::Client,
+    replica_sets: Store<ReplicaSet>,
+}
+
+#[derive(Debug)]
+struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+pub async fn run(client: kube::Client) {
+    let (replica_sets, writer) = reflector::store();
+    let rs_events = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
+    let context = Arc::new(Context { client: client.clone(), replica_sets });
+    Controller::new(Api::<Deployment>::all(client), watcher::Config::default())
+        .owns_stream(rs_events)
+        .run(reconcile, |_, e, _| {
+            tracing::debug!("deployment: {e}");
+            Action::requeue(Duration::from_secs(1))
+        }, context)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Upstream's `SafeEncodeString` of an FNV-1a hash of the template: the
+/// hash is Skiff's own (upstream hashes Go's printing of the struct), the
+/// alphabet and shape are upstream's.
+fn template_hash(template: &PodTemplateSpec) -> String {
+    let text = serde_json::to_string(template).expect("JSON serializes");
+    let hash = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    hash.to_string().bytes().map(|c| ALPHABET[c as usize % ALPHABET.len()] as char).collect()
+}
+
+/// The template without the hash label the controller adds.
+fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
+    let mut t = template.clone();
+    if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(HASH_LABEL);
+    }
+    t
+}
+
+fn revision_of(rs: &ReplicaSet) -> i64 {
+    rs.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+fn replicas(rs: &ReplicaSet) -> i32 {
+    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+}
+
+fn status_of(rs: &ReplicaSet, field: &str) -> i32 {
+    let status = serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or_default();
+    status.get(field).and_then(Value::as_i64).unwrap_or(0) as i32
+}
+
+/// An absolute or percentage IntOrString against `total`.
+fn resolve(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
+    match value {
+        Some(IntOrString::Int(i)) => *i,
+        other => {
+            let text = match other {
+                Some(IntOrString::String(s)) => s.as_str(),
+                _ => default,
+            };
+            let percent: f64 = text.trim_end_matches('%').parse().unwrap_or(0.0);
+            let exact = percent * total as f64 / 100.0;
+            (if round_up { exact.ceil() } else { exact.floor() }) as i32
+        }
+    }
+}
+
+async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.replica_sets.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    let meta = &d.metadata;
+    if meta.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+    let spec = d.spec.clone().unwrap_or_default();
+    let wanted = spec.replicas.unwrap_or(1);
+    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut owned: Vec<Arc<ReplicaSet>> = ctx
+        .replica_sets
+        .state()
+        .into_iter()
+        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&rs.metadata).is_some_and(|o| o.uid == uid))
+        .collect();
+    owned.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let max_revision = owned.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
+    let current = owned.iter().find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).map(without_hash).as_ref() == Some(&spec.template)).cloned();
+    let olds: Vec<Arc<ReplicaSet>> = owned.iter().filter(|rs| Some(&rs.metadata.uid) != current.as_ref().map(|c| &c.metadata.uid)).cloned().collect();
+    let recreate = spec.strategy.as_ref().and_then(|s| s.type_.as_deref()) == Some("Recreate");
+    let rolling = spec.strategy.as_ref().and_then(|s| s.rolling_update.clone()).unwrap_or_default();
+    let mut surge = resolve(rolling.max_surge.as_ref(), "25%", wanted, true);
+    let mut unavailable = resolve(rolling.max_unavailable.as_ref(), "25%", wanted, false);
+    if recreate {
+        (surge, unavailable) = (0, wanted);
+    } else if surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    let paused = spec.paused == Some(true);
+    let mut progress_reason = "ReplicaSetUpdated";
+
+    let new = match current {
+        Some(rs) => {
+            // Back to an older template (`rollout undo`): it is the newest revision again.
+            if revision_of(&rs) < max_revision {
+                let patch = json!({"metadata": {"annotations": {REVISION: (max_revision + 1).to_string()}}});
+                rs_api.patch(rs.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            }
+            Some(rs)
+        }
+        None if paused => None,
+        None => {
+            let old_total: i32 = olds.iter().map(|rs| replicas(rs)).sum();
+            let initial = if recreate { 0 } else { (wanted + surge - old_total).clamp(0, wanted) };
+            let hash = template_hash(&spec.template);
+            let mut template = spec.template.clone();
+            template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default).insert(HASH_LABEL.into(), hash.clone());
+            let mut selector = spec.selector.clone();
+            selector.match_labels.get_or_insert_with(Default::default).insert(HASH_LABEL.into(), hash.clone());
+            let rs: ReplicaSet = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("{name}-{hash}"),
+                    "namespace": ns,
+                    "labels": template.metadata.as_ref().and_then(|m| m.labels.clone()),
+                    "annotations": {REVISION: (max_revision + 1).to_string(), "deployment.kubernetes.io/desired-replicas": wanted.to_string(), "deployment.kubernetes.io/max-replicas": (wanted + surge).to_string()},
+                    "ownerReferences": [owner_reference(meta, "apps/v1", "Deployment")],
+                },
+                "spec": {"replicas": initial, "minReadySeconds": spec.min_ready_seconds.unwrap_or(0), "selector": selector, "template": template},
+            }))
+            .map_err(|e| Error(e.to_string()))?;
+            progress_reason = "NewReplicaSetCreated";
+            match rs_api.create(&PostParams::default(), &rs).await {
+                Ok(created) => Some(Arc::new(created)),
+                // Created by an earlier sync the watch has not shown yet.
+                Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_millis(200))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+
+    let scale = |rs: &ReplicaSet, to: i32| {
+        let api = rs_api.clone();
+        let rs_name = rs.metadata.name.clone().unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {"deployment.kubernetes.io/desired-replicas": wanted.to_string(), "deployment.kubernetes.io/max-replicas": (wanted + surge).to_string()}}, "spec": {"replicas": to}});
+        async move { api.patch(&rs_name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ()) }
+    };
+    let all_replicas: i32 = owned.iter().map(|rs| replicas(rs)).sum::<i32>() + if owned.iter().any(|rs| Some(&rs.metadata.uid) == new.as_ref().map(|n| &n.metadata.uid)) { 0 } else { new.as_ref().map_or(0, |n| replicas(n)) };
+    if let Some(new) = &new {
+        let new_replicas = replicas(new);
+        if paused || olds.iter().all(|rs| replicas(rs) == 0 && status_of(rs, "replicas") == 0) {
+            // Nothing to roll: the new ReplicaSet simply has the count.
+            if new_replicas != wanted && !(recreate && olds.iter().any(|rs| status_of(rs, "replicas") > 0)) {
+                scale(new, wanted).await?;
+            }
+        } else if recreate {
+            for old in olds.iter().filter(|rs| replicas(rs) > 0) {
+                scale(old, 0).await?;
+            }
+        } else {
+            // Up: new pods within maxSurge.
+            let room = wanted + surge - all_replicas;
+            if room > 0 && new_replicas < wanted {
+                scale(new, new_replicas + room.min(wanted - new_replicas)).await?;
+            }
+            // Down: old pods while at least replicas − maxUnavailable stay available.
+            let min_available = wanted - unavailable;
+            let available: i32 = owned.iter().map(|rs| status_of(rs, "availableReplicas")).sum();
+            let new_unavailable = (new_replicas - status_of(new, "availableReplicas")).max(0);
+            let mut budget = (all_replicas - min_available - new_unavailable).min(available - min_available);
+            // Unhealthy old pods go first, and do not need the budget's availability.
+            for old in &olds {
+                let unhealthy = replicas(old) - status_of(old, "availableReplicas");
+                let cut = unhealthy.min(all_replicas - min_available - new_unavailable).max(0);
+                if cut > 0 {
+                    scale(old, replicas(old) - cut).await?;
+                }
+            }
+            for old in olds.iter().filter(|rs| replicas(rs) > 0) {
+                if budget <= 0 {
+                    break;
+                }
+                let cut = budget.min(status_of(old, "availableReplicas")).min(replicas(old));
+                if cut > 0 {
+                    scale(old, replicas(old) - cut).await?;
+                    budget -= cut;
+                }
+            }
+        }
+    }
+
+    // History: old ReplicaSets with nothing left, beyond the limit, oldest first.
+    let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
+    let empty: Vec<&Arc<ReplicaSet>> = olds.iter().filter(|rs| replicas(rs) == 0 && status_of(rs, "replicas") == 0).collect();
+    for rs in empty.iter().take(empty.len().saturating_sub(limit)) {
+        let _ = rs_api.delete(rs.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::background()).await;
+    }
+
+    update_status(&ctx, &d, &owned, new.as_deref(), wanted, unavailable, progress_reason).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>], new: Option<&ReplicaSet>, wanted: i32, unavailable: i32, reason: &str) -> Result<(), Error> {
+    let sum = |field: &str| owned.iter().map(|rs| status_of(rs, field)).sum::<i32>();
+    let (total, available) = (sum("replicas"), sum("availableReplicas"));
+    let updated = new.map_or(0, |n| status_of(n, "replicas"));
+    let new_name = new.and_then(|n| n.metadata.name.clone()).unwrap_or_default();
+    let complete = updated == wanted && total == wanted && available == wanted && d.spec.as_ref().and_then(|s| s.paused) != Some(true);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let old_conditions = d.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let condition = |kind: &str, status: &str, reason: &str, message: String| {
+        let previous = old_conditions.iter().find(|c| c.type_ == kind);
+        let transition = previous.filter(|c| c.status == status).and_then(|c| c.last_transition_time.as_ref()).map_or(now.clone(), |t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let updated = previous.filter(|c| c.status == status && c.reason.as_deref() == Some(reason)).and_then(|c| c.last_update_time.as_ref()).map_or(now.clone(), |t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        json!({"type": kind, "status": status, "reason": reason, "message": message, "lastUpdateTime": updated, "lastTransitionTime": transition})
+    };
+    let available_condition = if available >= wanted - unavailable {
+        condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+    } else {
+        condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
+    };
+    let progressing = if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+        condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
+    } else if complete {
+        condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."))
+    } else if reason == "NewReplicaSetCreated" {
+        condition("Progressing", "True", reason, format!("Created new replica set \"{new_name}\""))
+    } else {
+        condition("Progressing", "True", reason, format!("ReplicaSet \"{new_name}\" is progressing."))
+    };
+    let status = json!({
+        "observedGeneration": d.metadata.generation,
+        "replicas": total,
+        "updatedReplicas": updated,
+        "readyReplicas": sum("readyReplicas"),
+        "availableReplicas": available,
+        "unavailableReplicas": (wanted - available).max(0),
+        "conditions": [available_condition, progressing],
+    });
+    let mut current = serde_json::to_value(d.status.clone().unwrap_or_default()).unwrap_or_default();
+    let mut next = status.clone();
+    // Zero counts are omitted in what was read; compare like with like.
+    for v in [&mut current, &mut next] {
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|_, x| x != &json!(0) && !x.is_null());
+        }
+    }
+    if current == next {
+        return Ok(());
+    }
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), d.metadata.namespace.as_deref().unwrap_or_default());
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    if let Some(revision) = new.map(revision_of).filter(|r| *r > 0) {
+        let has = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).map(String::as_str) == Some(revision.to_string().as_str());
+        if !has {
+            api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {REVISION: revision.to_string()}}}))).await?;
+        }
+    }
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn surge_and_unavailable_round_as_upstream() {
+        let pct = |s: &str| IntOrString::String(s.into());
+        assert_eq!(resolve(Some(&pct("25%")), "25%", 10, true), 3);
+        assert_eq!(resolve(Some(&pct("25%")), "25%", 10, false), 2);
+        assert_eq!(resolve(None, "25%", 1, true), 1);
+        assert_eq!(resolve(None, "25%", 1, false), 0);
+        assert_eq!(resolve(Some(&IntOrString::Int(2)), "25%", 10, true), 2);
+    }
+
+    #[test]
+    fn hashes_use_upstreams_alphabet() {
+        let hash = template_hash(&PodTemplateSpec::default());
+        assert!(!hash.is_empty() && hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{hash}");
+    }
+}

@@ -1,0 +1,174 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods matching a
+//! ReplicaSet's selector, created from its template and owned by it, and
+//! reports their counts in its status.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::json;
+
+use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Expectations};
+
+/// Pods created or deleted per sync at most, as upstream's burstReplicas.
+const BURST: usize = 500;
+
+struct Context {
+    client: kube::Client,
+    pods: Store<Pod>,
+    expectations: Expectations,
+}
+
+#[derive(Debug)]
+struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+pub async fn run(client: kube::Client) {
+    let (pods, writer) = reflector::store();
+    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
+    let context = Arc::new(Context { client: client.clone(), pods, expectations: Expectations::default() });
+    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
+        .owns_stream(pod_events)
+        .run(reconcile, |_, e, _| {
+            tracing::debug!("replicaset: {e}");
+            Action::requeue(Duration::from_secs(1))
+        }, context)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    let meta = &rs.metadata;
+    let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+    let spec = rs.spec.clone().unwrap_or_default();
+    let owned: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
+        .collect();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    if meta.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // Orphans the selector matches are adopted, as upstream does.
+    let orphans: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_none() && is_active(p))
+        .filter(|p| selects(&spec.selector, p.metadata.labels.as_ref()))
+        .collect();
+    for orphan in &orphans {
+        let patch = json!({"metadata": {"ownerReferences": [owner_reference(meta, "apps/v1", "ReplicaSet")], "uid": orphan.metadata.uid}});
+        let _ = pods_api.patch(orphan.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(patch)).await;
+    }
+    let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+    let wanted = spec.replicas.unwrap_or(1).max(0) as usize;
+    if ctx.expectations.satisfied(&uid, &present) {
+        if active.len() < wanted {
+            create_pods(&ctx, &rs, &pods_api, (wanted - active.len()).min(BURST)).await?;
+        } else if active.len() > wanted {
+            active.sort_by_cached_key(deletion_rank);
+            let doomed: Vec<Arc<Pod>> = active.drain(..(active.len() - wanted).min(BURST)).collect();
+            ctx.expectations.expect(&uid, [], doomed.iter().filter_map(|p| p.metadata.name.clone()));
+            for pod in doomed {
+                let params = DeleteParams { preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
+                if let Err(e) = pods_api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+                    tracing::debug!("deleting a pod of {ns}/{name}: {e}");
+                }
+            }
+        }
+    }
+    update_status(&ctx, &rs, &owned).await?;
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// Creates `count` pods from the template in doubling batches (1, 2, 4, …),
+/// as upstream's slow start: a template the API refuses fails once, not
+/// `count` times.
+async fn create_pods(ctx: &Context, rs: &ReplicaSet, pods: &Api<Pod>, count: usize) -> Result<(), Error> {
+    let meta = &rs.metadata;
+    let uid = meta.uid.clone().unwrap_or_default();
+    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let mut pod_meta = template.metadata.unwrap_or_default();
+    pod_meta.generate_name = Some(format!("{}-", meta.name.as_deref().unwrap_or_default()));
+    pod_meta.owner_references = Some(vec![owner_reference(meta, "apps/v1", "ReplicaSet")]);
+    pod_meta.namespace = meta.namespace.clone();
+    let pod = Pod { metadata: pod_meta, spec: template.spec, status: None };
+    let params = PostParams::default();
+    let (mut done, mut batch) = (0, 1);
+    while done < count {
+        let size = batch.min(count - done);
+        let results: Vec<Result<Pod, kube::Error>> = stream::iter(0..size).map(|_| pods.create(&params, &pod)).buffer_unordered(size).collect().await;
+        let created: Vec<String> = results.iter().filter_map(|r| r.as_ref().ok()).filter_map(|p| p.metadata.name.clone()).collect();
+        ctx.expectations.expect(&uid, created.clone(), []);
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            return Err(e.into());
+        }
+        done += size;
+        batch *= 2;
+    }
+    Ok(())
+}
+
+/// Which pods go first when scaling down, as upstream ranks them:
+/// unscheduled, then pending, then not ready, then the most recently
+/// ready or created.
+fn deletion_rank(pod: &Arc<Pod>) -> (bool, u8, bool, std::cmp::Reverse<Option<chrono::DateTime<chrono::Utc>>>, std::cmp::Reverse<Option<chrono::DateTime<chrono::Utc>>>) {
+    let assigned = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+    let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => 0,
+        Some("Running") => 2,
+        _ => 1,
+    };
+    let ready = ready_since(pod);
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    (assigned, phase, ready.is_some(), std::cmp::Reverse(ready), std::cmp::Reverse(created))
+}
+
+async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {
+    let spec = rs.spec.clone().unwrap_or_default();
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
+    let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let status = json!({
+        "replicas": active.len(),
+        "fullyLabeledReplicas": active.iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| template_labels.iter().all(|(k, v)| l.get(k) == Some(v)))).count(),
+        "readyReplicas": active.iter().filter(|p| ready_since(p).is_some()).count(),
+        "availableReplicas": active.iter().filter(|p| is_available(p, min_ready)).count(),
+        "observedGeneration": rs.metadata.generation,
+    });
+    let current = serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or_default();
+    let unchanged = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
+        .iter()
+        .all(|k| current.get(k).unwrap_or(&json!(0)) == status.get(k).filter(|v| !v.is_null()).unwrap_or(&json!(0)));
+    if unchanged {
+        return Ok(());
+    }
+    let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), rs.metadata.namespace.as_deref().unwrap_or_default());
+    api.patch_status(rs.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    Ok(())
+}
