@@ -658,7 +658,21 @@ fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8], dry_run: bool
         None => None,
     };
     let dry_run = dry_run || opts.get("dryRun").and_then(|d| d.as_array()).is_some_and(|d| d.iter().any(|v| v == "All"));
+    let orphan_dependents = query.get("orphanDependents").map(|o| o == "true").or_else(|| opts.get("orphanDependents").and_then(Value::as_bool));
+    let propagation = match query.get("propagationPolicy").cloned().or_else(|| opts.get("propagationPolicy").and_then(Value::as_str).map(String::from)) {
+        Some(p) if matches!(p.as_str(), "Orphan" | "Background" | "Foreground") => Some(p),
+        Some(p) => {
+            return Err(ApiError::invalid_options("DeleteOptions", &[FieldError {
+                field: "propagationPolicy".into(),
+                reason: "FieldValueNotSupported",
+                message: format!("Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
+            }]))
+        }
+        // The deprecated flag, as upstream maps it.
+        None => orphan_dependents.map(|o| if o { "Orphan".to_string() } else { "Background".to_string() }),
+    };
     Ok(DeleteOptions {
+        propagation,
         grace_seconds: grace,
         uid: opts.pointer("/preconditions/uid").and_then(|v| v.as_str()).map(String::from),
         resource_version,

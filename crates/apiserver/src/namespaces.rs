@@ -33,6 +33,7 @@ pub async fn finalize(registry: Registry, name: String) {
 async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::status::ApiError> {
     let mut empty = true;
     let opts = DeleteOptions {
+        propagation: None,
         grace_seconds: Some(0),
         uid: None,
         resource_version: None,

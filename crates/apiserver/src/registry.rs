@@ -140,6 +140,8 @@ pub struct ListResult {
 }
 
 pub struct DeleteOptions {
+    /// `Orphan`, `Background` or `Foreground`; Background when unset.
+    pub propagation: Option<String>,
     pub grace_seconds: Option<i64>,
     pub uid: Option<String>,
     pub resource_version: Option<Revision>,
@@ -487,12 +489,22 @@ impl Registry {
                     ));
                 }
             }
-            let graceful = strategy::deletes_gracefully(def, &obj, opts.grace_seconds);
+            // Orphan and Foreground leave the object to the garbage
+            // collector, behind a finalizer, as upstream does.
+            let finalizer = match opts.propagation.as_deref() {
+                Some("Orphan") => Some(strategy::ORPHAN_FINALIZER),
+                Some("Foreground") => Some(strategy::FOREGROUND_FINALIZER),
+                _ => None,
+            };
+            let graceful = finalizer.is_some() || strategy::deletes_gracefully(def, &obj, opts.grace_seconds);
             if graceful {
                 if obj.pointer("/metadata/deletionTimestamp").is_some() {
                     return Ok(Deleted::Pending(obj));
                 }
                 let mut marked = obj.clone();
+                if let Some(finalizer) = finalizer {
+                    strategy::add_finalizer(&mut marked, finalizer);
+                }
                 strategy::mark_deleted(def, &mut marked, opts.grace_seconds);
                 if opts.dry_run {
                     return Ok(Deleted::Pending(marked));

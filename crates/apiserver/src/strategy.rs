@@ -36,13 +36,7 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
     } else if is(def, "batch", "Job") && obj.pointer("/spec/manualSelector") != Some(&json!(true)) {
         select_own_pods(obj);
     } else if is(def, "apiextensions.k8s.io", "CustomResourceDefinition") {
-        let finalizers = &mut obj["metadata"]["finalizers"];
-        if !finalizers.as_array().is_some_and(|f| f.iter().any(|f| f == crate::crds::CLEANUP_FINALIZER)) {
-            match finalizers.as_array_mut() {
-                Some(f) => f.push(json!(crate::crds::CLEANUP_FINALIZER)),
-                None => *finalizers = json!([crate::crds::CLEANUP_FINALIZER]),
-            }
-        }
+        add_finalizer(obj, crate::crds::CLEANUP_FINALIZER);
     }
 }
 
@@ -288,6 +282,21 @@ pub fn is_finalized(def: &ResourceDef, obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp").is_some()
         && empty("/metadata/finalizers")
         && (!is(def, "", "Namespace") || empty("/spec/finalizers"))
+}
+
+/// Deleting with propagationPolicy Orphan: the garbage collector removes
+/// the dependents' owner references, then this finalizer.
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// Foreground: the garbage collector deletes the dependents first.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+pub fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let finalizers = &mut obj["metadata"]["finalizers"];
+    match finalizers.as_array_mut() {
+        Some(list) if list.iter().any(|f| f == finalizer) => {}
+        Some(list) => list.push(json!(finalizer)),
+        None => *finalizers = json!([finalizer]),
+    }
 }
 
 pub fn mark_deleted(def: &ResourceDef, obj: &mut Value, grace: Option<i64>) {

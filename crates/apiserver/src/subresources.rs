@@ -109,6 +109,7 @@ pub async fn evict(registry: &Registry, pods: &ResourceDef, ns: Option<&str>, na
     }
     let options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
     let opts = DeleteOptions {
+        propagation: options.get("propagationPolicy").and_then(Value::as_str).map(String::from),
         grace_seconds: options.get("gracePeriodSeconds").and_then(Value::as_i64),
         uid: options.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
         resource_version: options.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|v| v.parse().ok()),

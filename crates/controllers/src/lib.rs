@@ -4,6 +4,7 @@
 
 mod common;
 mod deployment;
+mod gc;
 mod leader;
 mod replicaset;
 
@@ -16,6 +17,7 @@ pub async fn run(client: kube::Client, identity: String) {
         let controllers = [
             tokio::spawn(replicaset::run(client.clone())),
             tokio::spawn(deployment::run(client.clone())),
+            tokio::spawn(gc::run(client.clone())),
         ];
         elector.hold().await;
         tracing::warn!("lost leadership: controllers stopped");
