@@ -481,7 +481,21 @@ pub fn apply(def: &ResourceDef, live: Option<&Value>, config: &Value, m: &Manage
     for (i, p) in &conflicts {
         remove(&mut list[*i].set, p);
     }
-    let entry = Entry { manager: m.name.clone(), operation: "Apply".into(), api_version, time: now(), subresource: m.subresource.clone(), set: applied };
+    // Re-applying what is already there writes nothing, as upstream: the
+    // entry keeps its time rather than making a change of its own.
+    let without_fields = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        o
+    };
+    let unchanged = mine.is_some() && previous == applied && conflicts.is_empty() && live.is_some_and(|l| without_fields(l) == without_fields(&merged));
+    let time = match mine {
+        Some(i) if unchanged => list[i].time.clone(),
+        _ => now(),
+    };
+    let entry = Entry { manager: m.name.clone(), operation: "Apply".into(), api_version, time, subresource: m.subresource.clone(), set: applied };
     match mine {
         Some(i) => list[i] = entry,
         None => list.push(entry),

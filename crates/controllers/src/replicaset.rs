@@ -2,6 +2,7 @@
 //! ReplicaSet's selector, created from its template and owned by it, and
 //! reports their counts in its status.
 
+use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Expectations};
+
+type Time = chrono::DateTime<chrono::Utc>;
 
 /// Pods created or deleted per sync at most, as upstream's burstReplicas.
 const BURST: usize = 500;
@@ -137,7 +140,9 @@ async fn create_pods(ctx: &Context, rs: &ReplicaSet, pods: &Api<Pod>, count: usi
 /// Which pods go first when scaling down, as upstream ranks them:
 /// unscheduled, then pending, then not ready, then the most recently
 /// ready or created.
-fn deletion_rank(pod: &Arc<Pod>) -> (bool, u8, bool, std::cmp::Reverse<Option<chrono::DateTime<chrono::Utc>>>, std::cmp::Reverse<Option<chrono::DateTime<chrono::Utc>>>) {
+type Rank = (bool, u8, bool, Reverse<Option<Time>>, Reverse<Option<Time>>);
+
+fn deletion_rank(pod: &Arc<Pod>) -> Rank {
     let assigned = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
     let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") => 0,
@@ -146,7 +151,7 @@ fn deletion_rank(pod: &Arc<Pod>) -> (bool, u8, bool, std::cmp::Reverse<Option<ch
     };
     let ready = ready_since(pod);
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    (assigned, phase, ready.is_some(), std::cmp::Reverse(ready), std::cmp::Reverse(created))
+    (assigned, phase, ready.is_some(), Reverse(ready), Reverse(created))
 }
 
 async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {

@@ -152,7 +152,7 @@ pub async fn run(args: Args) -> Result<()> {
     if !args.disable_scheduler {
         // In-process, but an API client like any other, with its own identity.
         let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
-        let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity).await?;
+        let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity, "kube-scheduler").await?;
         tokio::spawn(async move {
             if let Err(e) = skiff_scheduler::run(client, skiff_scheduler::Options::default()).await {
                 tracing::error!("scheduler stopped: {e:#}");
@@ -161,7 +161,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     if !args.disable_controller_manager {
         let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;
-        let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity).await?;
+        let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity, "kube-controller-manager").await?;
         // Upstream's holder identity: the host name and a unique suffix.
         let holder = format!("{}_{}", host.clone().unwrap_or_else(|| "skiff".into()), uuid::Uuid::new_v4());
         tokio::spawn(skiff_controllers::run(client, holder));
@@ -177,10 +177,14 @@ pub async fn run(args: Args) -> Result<()> {
     server.run().await
 }
 
-/// A client of this server for a component running inside it.
-async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair) -> Result<kube::Client> {
+/// A client of this server for a component running inside it, named in
+/// its user agent as upstream's component is (`kube-scheduler/…`),
+/// which is also the field manager its writes are recorded under.
+async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair, component: &str) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki::kubeconfig(url, ca_pem, user, identity))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let agent = format!("{component}/skiff-{} (linux/amd64)", env!("CARGO_PKG_VERSION"));
+    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
     Ok(kube::Client::try_from(config)?)
 }
 
