@@ -134,6 +134,12 @@ async fn delete(client: &kube::Client, resources: &[(ApiResource, bool)], uid: &
 /// object changed, and the next sweep looks again.
 async fn patch_meta(client: &kube::Client, resources: &[(ApiResource, bool)], node: &Node, meta: serde_json::Value) {
     let mut meta = meta;
+    // An emptied list goes (null), as Go's omitempty drops it.
+    if let Some(fields) = meta.as_object_mut() {
+        for value in fields.values_mut().filter(|v| v.as_array().is_some_and(|a| a.is_empty())) {
+            *value = serde_json::Value::Null;
+        }
+    }
     meta["resourceVersion"] = json!(node.resource_version);
     if let Err(e) = api_for(client, resources, node).patch(&node.name, &PatchParams::default(), &Patch::Merge(json!({"metadata": meta}))).await {
         tracing::debug!(name = %node.name, "garbage collector: patch: {e}");

@@ -6,10 +6,34 @@ mod common;
 mod deployment;
 mod gc;
 mod leader;
+mod node_lifecycle;
 mod replicaset;
 
+use std::time::Duration;
+
+/// Upstream's controller manager flags that Skiff takes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A node silent this long is Unknown (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
+    /// How long pods stay on a not-ready or unreachable node without a
+    /// toleration of their own (`--default-…-toleration-seconds`).
+    pub default_not_ready_toleration_seconds: i64,
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            node_monitor_grace_period: Duration::from_secs(40),
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
 /// Runs the controllers while this process leads; forever.
-pub async fn run(client: kube::Client, identity: String) {
+pub async fn run(client: kube::Client, identity: String, options: Options) {
     let elector = leader::Elector::new(client.clone(), "kube-controller-manager", identity);
     loop {
         elector.acquire().await;
@@ -18,6 +42,7 @@ pub async fn run(client: kube::Client, identity: String) {
             tokio::spawn(replicaset::run(client.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(gc::run(client.clone())),
+            tokio::spawn(node_lifecycle::run(client.clone(), options.clone())),
         ];
         elector.hold().await;
         tracing::warn!("lost leadership: controllers stopped");

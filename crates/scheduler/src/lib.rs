@@ -27,6 +27,10 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
 use model::{NodeInfo, PodInfo};
+/// Upstream keeps this rule in a package the scheduler and the node
+/// lifecycle controller share (component-helpers); here the scheduler
+/// exports it.
+pub use plugins::tolerates;
 use plugins::Reason;
 use queue::Queue;
 

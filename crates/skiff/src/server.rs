@@ -55,6 +55,15 @@ pub struct Args {
     /// Do not run the controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// A node whose kubelet is silent this long becomes NotReady (Unknown).
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// Seconds pods stay on a not-ready node unless they tolerate it longer.
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods stay on an unreachable node unless they tolerate it longer.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -164,7 +173,12 @@ pub async fn run(args: Args) -> Result<()> {
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity, "kube-controller-manager").await?;
         // Upstream's holder identity: the host name and a unique suffix.
         let holder = format!("{}_{}", host.clone().unwrap_or_else(|| "skiff".into()), uuid::Uuid::new_v4());
-        tokio::spawn(skiff_controllers::run(client, holder));
+        let options = skiff_controllers::Options {
+            node_monitor_grace_period: args.node_monitor_grace_period,
+            default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+            default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+        };
+        tokio::spawn(skiff_controllers::run(client, holder, options));
     }
     if !args.disable_agent {
         tracing::warn!("the node agent has not landed yet: this server runs the control plane only");

@@ -91,3 +91,29 @@ fn deletion_cascades_background_foreground_and_orphan() {
     assert_eq!(count(&c, &["get", "pods", "--no-headers"], "orphan-"), 2, "orphaned pods keep running");
     assert!(c.fails(&["get", "deploy", "orphan"], None).contains("NotFound"));
 }
+
+/// Node failure: a simulated node stops its heartbeats, goes Ready
+/// Unknown with upstream's taints, and its pods are evicted (after the
+/// default toleration) and replaced on the other nodes; once it beats
+/// again it is Ready and untainted. Upstream's flags shorten the timings.
+#[test]
+fn a_silent_node_is_tainted_and_its_pods_replaced() {
+    let c = Cluster::start_with(&["--node-monitor-grace-period", "5s", "--default-not-ready-toleration-seconds", "5", "--default-unreachable-toleration-seconds", "5"]);
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=6"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let on_failing = || c.ok(&["get", "pods", "--field-selector", "spec.nodeName=sim-0", "--no-headers"]).lines().count();
+    assert!(on_failing() > 0, "the scheduler spread pods onto sim-0");
+
+    c.ok(&["annotate", "node", "sim-0", "sim.skiff.io/heartbeat=stopped"]);
+    let ready = c.wait_for(&["get", "node", "sim-0", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], "sim-0 to go Unknown", |s| s == "Unknown");
+    assert_eq!(ready, "Unknown");
+    let taints = c.wait_for(&["get", "node", "sim-0", "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}"], "the unreachable taints", |t| t.contains("NoExecute"));
+    assert_eq!(taints.trim(), "node.kubernetes.io/unreachable:NoSchedule node.kubernetes.io/unreachable:NoExecute");
+    c.wait_for(&["get", "pods", "--field-selector", "spec.nodeName=sim-0", "--no-headers"], "sim-0's pods to be evicted", |out| out.trim().is_empty());
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert_eq!(c.ok(&["get", "pods", "--no-headers"]).lines().filter(|l| l.contains("Running")).count(), 6, "replaced on the other nodes");
+
+    c.ok(&["annotate", "node", "sim-0", "sim.skiff.io/heartbeat-"]);
+    c.wait_for(&["get", "node", "sim-0", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}/{.spec.taints}"], "sim-0 to recover", |s| s == "True/");
+}
