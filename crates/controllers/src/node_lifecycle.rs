@@ -77,7 +77,7 @@ async fn monitor(nodes: &Api<Node>, leases: &Api<Lease>, pods: &Api<Pod>, option
         let mut next: Vec<Taint> = taints.iter().filter(|t| !ours(t) || wanted.contains(&(t.key.as_str(), t.effect.as_str()))).cloned().collect();
         for (key, effect) in &wanted {
             if !next.iter().any(|t| t.key == *key && t.effect == *effect) {
-                let added = (*effect == "NoExecute").then(|| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+                let added = (*effect == "NoExecute").then_some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
                 next.push(Taint { key: key.to_string(), effect: effect.to_string(), time_added: added, value: None });
             }
         }
