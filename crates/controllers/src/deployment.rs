@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, owner_reference};
+use crate::common::{controller_of, owner_reference, Error};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
@@ -25,23 +25,6 @@ const HASH_LABEL: &str = "pod-template-hash";
 struct Context {
     client: kube::Client,
     replica_sets: Store<ReplicaSet>,
-}
-
-#[derive(Debug)]
-struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<kube::Error> for Error {
-    fn from(e: kube::Error) -> Self {
-        Error(e.to_string())
-    }
 }
 
 pub async fn run(client: kube::Client) {

@@ -16,7 +16,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
-use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Expectations};
+use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Error, Expectations};
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -27,23 +27,6 @@ struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     expectations: Expectations,
-}
-
-#[derive(Debug)]
-struct Error(String);
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<kube::Error> for Error {
-    fn from(e: kube::Error) -> Self {
-        Error(e.to_string())
-    }
 }
 
 pub async fn run(client: kube::Client) {
