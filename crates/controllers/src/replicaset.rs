@@ -22,6 +22,9 @@ type Time = chrono::DateTime<chrono::Utc>;
 
 /// Pods created or deleted per sync at most, as upstream's burstReplicas.
 const BURST: usize = 500;
+/// Creates in flight at once: kube clients do not back off on 429 by
+/// themselves (client-go does), so a large batch must not flood the server.
+const PARALLEL_CREATES: usize = 32;
 
 struct Context {
     client: kube::Client,
@@ -108,7 +111,7 @@ async fn create_pods(ctx: &Context, rs: &ReplicaSet, pods: &Api<Pod>, count: usi
     let (mut done, mut batch) = (0, 1);
     while done < count {
         let size = batch.min(count - done);
-        let results: Vec<Result<Pod, kube::Error>> = stream::iter(0..size).map(|_| pods.create(&params, &pod)).buffer_unordered(size).collect().await;
+        let results: Vec<Result<Pod, kube::Error>> = stream::iter(0..size).map(|_| pods.create(&params, &pod)).buffer_unordered(size.min(PARALLEL_CREATES)).collect().await;
         let created: Vec<String> = results.iter().filter_map(|r| r.as_ref().ok()).filter_map(|p| p.metadata.name.clone()).collect();
         ctx.expectations.expect(&uid, created.clone(), []);
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {

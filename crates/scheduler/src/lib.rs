@@ -98,6 +98,9 @@ struct Scheduler {
     wake: Notify,
     binds: Arc<Semaphore>,
     events: tokio::sync::mpsc::Sender<Event>,
+    /// Condition updates written at once: kube clients do not back off
+    /// on 429 by themselves, so the scheduler must not flood the server.
+    reports: Arc<Semaphore>,
 }
 
 /// Events waiting to be written; beyond this many they are dropped, as
@@ -128,6 +131,7 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
     let scheduler = Arc::new(Scheduler {
         binds: Arc::new(Semaphore::new(options.parallel_binds)),
         events,
+        reports: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
         client,
         options,
         state: Mutex::default(),
@@ -456,8 +460,9 @@ impl Scheduler {
             return;
         }
         let s = self.clone();
+        self.event(&pod, "Warning", "FailedScheduling", "Scheduling", message.clone());
         tokio::spawn(async move {
-            s.event(&pod, "Warning", "FailedScheduling", "Scheduling", message.clone());
+            let _permit = s.reports.acquire().await;
             let meta = &pod.pod.metadata;
             let pods: Api<Pod> = Api::namespaced(s.client.clone(), meta.namespace.as_deref().unwrap_or_default());
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -62,7 +62,9 @@ impl ServerProcess {
     }
 }
 
-pub(super) async fn start_server() -> Result<(ServerProcess, Client, Duration)> {
+/// A server with `extra` flags; the API bench measures the API server
+/// alone (`--disable-scheduler --disable-controller-manager`).
+pub(super) async fn start_server(extra: &[&str]) -> Result<(ServerProcess, Client, Duration)> {
     let dir = tempfile::Builder::new().prefix("skiff-bench-api-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -75,6 +77,7 @@ pub(super) async fn start_server() -> Result<(ServerProcess, Client, Duration)> 
         .arg(dir.path().join("data"))
         .arg("--write-kubeconfig")
         .arg(&kubeconfig)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -202,7 +205,7 @@ pub async fn run(args: Args) -> Result<()> {
         rows.push((k.to_string(), v));
     };
 
-    let (server, client, ready) = start_server().await?;
+    let (server, client, ready) = start_server(&["--disable-scheduler", "--disable-controller-manager"]).await?;
     report("start to /readyz 200 (fresh data dir)", ms(ready));
     tokio::time::sleep(Duration::from_secs(2)).await;
     report("idle RSS", format!("{:.1} MiB", server.rss_mib()));

@@ -46,7 +46,8 @@ fn pod(name: &str) -> Pod {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (server, client, _) = start_server().await?;
+    // The controller manager has nothing to do here but watch.
+    let (server, client, _) = start_server(&["--disable-controller-manager"]).await?;
     let started = Instant::now();
     let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, ..Default::default() };
     let _sim = skiff_sim::Sim::start(client.clone(), options).await?;
