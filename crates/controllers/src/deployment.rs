@@ -184,27 +184,28 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
             if room > 0 && new_replicas < wanted {
                 scale(new, new_replicas + room.min(wanted - new_replicas)).await?;
             }
-            // Down: old pods while at least replicas − maxUnavailable stay available.
+            // Down, as upstream: first old pods that are not available
+            // (within what the new ones leave room for), then available
+            // ones while replicas − maxUnavailable stay available.
             let min_available = wanted - unavailable;
-            let available: i32 = owned.iter().map(|rs| status_of(rs, "availableReplicas")).sum();
             let new_unavailable = (new_replicas - status_of(new, "availableReplicas")).max(0);
-            let mut budget = (all_replicas - min_available - new_unavailable).min(available - min_available);
-            // Unhealthy old pods go first, and do not need the budget's availability.
-            for old in &olds {
-                let unhealthy = replicas(old) - status_of(old, "availableReplicas");
-                let cut = unhealthy.min(all_replicas - min_available - new_unavailable).max(0);
-                if cut > 0 {
-                    scale(old, replicas(old) - cut).await?;
-                }
+            let mut targets: Vec<i32> = olds.iter().map(|rs| replicas(rs)).collect();
+            let mut cleanup = (all_replicas - min_available - new_unavailable).max(0);
+            for (target, old) in targets.iter_mut().zip(&olds) {
+                let cut = (*target - status_of(old, "availableReplicas")).max(0).min(cleanup);
+                *target -= cut;
+                cleanup -= cut;
             }
-            for old in olds.iter().filter(|rs| replicas(rs) > 0) {
-                if budget <= 0 {
-                    break;
-                }
-                let cut = budget.min(status_of(old, "availableReplicas")).min(replicas(old));
-                if cut > 0 {
-                    scale(old, replicas(old) - cut).await?;
-                    budget -= cut;
+            let available: i32 = owned.iter().map(|rs| status_of(rs, "availableReplicas")).sum();
+            let mut budget = (available - min_available).max(0);
+            for target in targets.iter_mut() {
+                let cut = budget.min(*target);
+                *target -= cut;
+                budget -= cut;
+            }
+            for (old, target) in olds.iter().zip(targets) {
+                if target != replicas(old) {
+                    scale(old, target).await?;
                 }
             }
         }
