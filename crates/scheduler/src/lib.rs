@@ -352,6 +352,9 @@ impl State {
 /// preemption: 0/3 nodes are available: …`. Skiff does not preempt yet:
 /// the preemption part says which nodes it could not help on.
 fn fit_error(total: usize, reasons: &BTreeMap<Reason, usize>, unresolvable: usize) -> String {
+    if total == 0 {
+        return "no nodes available to schedule pods".into();
+    }
     let mut counted: BTreeMap<&str, usize> = BTreeMap::new();
     for (reason, n) in reasons {
         *counted.entry(reason.message.as_str()).or_default() += n;
@@ -500,5 +503,27 @@ impl Scheduler {
         if self.events.try_send(event).is_err() {
             tracing::debug!(pod = %pod.key, "event queue full: dropping {reason}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(message: &str, unresolvable: bool) -> Reason {
+        Reason { message: message.into(), unresolvable }
+    }
+
+    #[test]
+    fn fit_errors_read_as_upstream() {
+        let mut reasons = BTreeMap::new();
+        reasons.insert(reason("node(s) didn't match Pod's node affinity/selector", true), 2);
+        reasons.insert(reason("Insufficient cpu", false), 1);
+        assert_eq!(
+            fit_error(3, &reasons, 2),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. \
+             preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
+        );
+        assert_eq!(fit_error(0, &BTreeMap::new(), 0), "no nodes available to schedule pods");
     }
 }

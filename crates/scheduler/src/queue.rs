@@ -149,3 +149,48 @@ impl Queue {
         !due.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn pod(uid: &str, priority: i32) -> PodInfo {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid},
+            "spec": {"containers": [{"name": "c"}], "priority": priority},
+        }))
+        .unwrap();
+        PodInfo::new(Arc::new(pod))
+    }
+
+    #[test]
+    fn higher_priority_first_then_arrival() {
+        let mut q = Queue::default();
+        for (uid, priority) in [("a", 0), ("b", 10), ("c", 0), ("d", 10)] {
+            q.add_or_update(pod(uid, priority));
+        }
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|p| p.uid)).collect();
+        assert_eq!(order, ["b", "d", "a", "c"]);
+    }
+
+    #[test]
+    fn unschedulable_pods_wait_for_a_change_then_their_backoff() {
+        let mut q = Queue::default();
+        q.add_or_update(pod("a", 0));
+        let a = q.pop().unwrap();
+        q.failed(&a.uid, true);
+        assert!(!q.flush() && q.pop().is_none(), "waits for a cluster change");
+        q.cluster_changed();
+        assert!(q.pop().is_none(), "still backing off (1 s after one failure)");
+        std::thread::sleep(Duration::from_millis(1050));
+        assert!(q.flush());
+        assert_eq!(q.pop().unwrap().uid, "a");
+        // A pod that changed is tried again at once.
+        q.failed("a", true);
+        q.add_or_update(pod("a", 0));
+        assert_eq!(q.pop().unwrap().uid, "a");
+        q.done("a");
+        assert!(q.pop().is_none());
+    }
+}
