@@ -8,7 +8,7 @@
 //! Two backends keep this contract: embedded SQLite ([`sqlite`], the default)
 //! and etcd v3 ([`etcd`], for high availability). [`Store`] wraps either with
 //! the parts that are the same for both: continue tokens, watch fan-out and
-the watch cache that serves lists from memory.
+//! the watch cache that serves lists from memory.
 
 mod backend;
 mod continuation;
