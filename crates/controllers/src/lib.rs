@@ -6,6 +6,8 @@ mod common;
 mod deployment;
 mod gc;
 mod leader;
+mod namespace_defaults;
+mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
 
@@ -20,6 +22,12 @@ pub struct Options {
     /// toleration of their own (`--default-…-toleration-seconds`).
     pub default_not_ready_toleration_seconds: i64,
     pub default_unreachable_toleration_seconds: i64,
+    /// Node IPAM: pod CIDRs come from here (`--cluster-cidr`), each of
+    /// this prefix length (`--node-cidr-mask-size`).
+    pub cluster_cidr: Option<(std::net::Ipv4Addr, u8)>,
+    pub node_cidr_mask_size: u8,
+    /// The cluster CA, published in every namespace as `kube-root-ca.crt`.
+    pub root_ca_pem: String,
 }
 
 impl Default for Options {
@@ -28,6 +36,9 @@ impl Default for Options {
             node_monitor_grace_period: Duration::from_secs(40),
             default_not_ready_toleration_seconds: 300,
             default_unreachable_toleration_seconds: 300,
+            cluster_cidr: None,
+            node_cidr_mask_size: 24,
+            root_ca_pem: String::new(),
         }
     }
 }
@@ -38,12 +49,16 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
     loop {
         elector.acquire().await;
         tracing::info!("leading: controllers started");
-        let controllers = [
+        let mut controllers = vec![
             tokio::spawn(replicaset::run(client.clone())),
+            tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(gc::run(client.clone())),
             tokio::spawn(node_lifecycle::run(client.clone(), options.clone())),
         ];
+        if let Some(cluster) = options.cluster_cidr {
+            controllers.push(tokio::spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size)));
+        }
         elector.hold().await;
         tracing::warn!("lost leadership: controllers stopped");
         for c in controllers {

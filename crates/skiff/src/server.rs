@@ -64,6 +64,9 @@ pub struct Args {
     /// Seconds pods stay on an unreachable node unless they tolerate it longer.
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// The prefix length of each node's pod CIDR, cut from --cluster-cidr.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -177,6 +180,9 @@ pub async fn run(args: Args) -> Result<()> {
             node_monitor_grace_period: args.node_monitor_grace_period,
             default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
             default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
+            cluster_cidr: Some(parse_cidr(&args.cluster_cidr)?),
+            node_cidr_mask_size: args.node_cidr_mask_size,
+            root_ca_pem: pki.ca_pem().to_string(),
         };
         tokio::spawn(skiff_controllers::run(client, holder, options));
     }

@@ -117,3 +117,25 @@ fn a_silent_node_is_tainted_and_its_pods_replaced() {
     c.ok(&["annotate", "node", "sim-0", "sim.skiff.io/heartbeat-"]);
     c.wait_for(&["get", "node", "sim-0", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}/{.spec.taints}"], "sim-0 to recover", |s| s == "True/");
 }
+
+/// Every namespace gets the `default` ServiceAccount and the
+/// `kube-root-ca.crt` ConfigMap (put back when deleted); every node gets
+/// its own pod CIDR from the cluster CIDR.
+#[test]
+fn namespaces_get_their_defaults_and_nodes_their_pod_cidrs() {
+    let c = Cluster::start_with(&["--cluster-cidr", "10.42.0.0/16"]);
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.ok(&["create", "namespace", "team"]);
+    c.wait_for(&["get", "sa,cm", "-n", "team", "-o", "name"], "the namespace's defaults", |o| {
+        o.contains("serviceaccount/default") && o.contains("configmap/kube-root-ca.crt")
+    });
+    let ca = c.ok(&["get", "cm", "kube-root-ca.crt", "-n", "team", "-o", "jsonpath={.data.ca\\.crt}"]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    c.ok(&["delete", "sa", "default", "-n", "team"]);
+    c.wait_for(&["get", "sa", "default", "-n", "team", "-o", "name"], "default to come back", |o| o.trim() == "serviceaccount/default");
+
+    let cidrs = c.wait_for(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.spec.podCIDR} {end}"], "pod CIDRs", |o| o.split_whitespace().count() == 3);
+    let mut cidrs: Vec<&str> = cidrs.split_whitespace().collect();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]);
+}

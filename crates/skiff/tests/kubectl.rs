@@ -125,7 +125,9 @@ fn apply_edit_label_patch_and_delete() {
     c.ok(&["-n", "shop", "annotate", "cm", "settings", "owner=team-a"]);
     let listed = c.ok(&["-n", "shop", "get", "cm", "-l", "tier in (front,back),app=web", "-o", "name"]);
     assert_eq!(listed.trim(), "configmap/settings");
-    assert!(c.ok(&["-n", "shop", "get", "cm", "-l", "tier!=front", "-o", "name"]).trim().is_empty());
+    // `!=` also selects what lacks the label: here only the namespace's root CA.
+    let others = c.ok(&["-n", "shop", "get", "cm", "-l", "tier!=front", "-o", "name"]);
+    assert!(others.lines().all(|l| l == "configmap/kube-root-ca.crt"), "{others}");
     c.ok(&["-n", "shop", "patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"shape":"round"}}"#]);
     c.ok(&["-n", "shop", "patch", "cm", "settings", "--type", "json", "-p", r#"[{"op":"remove","path":"/data/size"}]"#]);
     c.ok(&["-n", "shop", "patch", "cm", "settings", "-p", r#"{"metadata":{"labels":{"app":null}}}"#]);
@@ -145,12 +147,12 @@ fn apply_edit_label_patch_and_delete() {
     assert!(table.starts_with("NAME") && table.contains("READY") && table.contains("web"), "{table}");
     let wide = c.ok(&["get", "cm", "-A"]);
     assert!(wide.starts_with("NAMESPACE"), "{wide}");
-    let cols = c.ok(&["-n", "shop", "get", "cm", "-o", "custom-columns=N:.metadata.name,C:.data.color", "--no-headers"]);
+    let cols = c.ok(&["-n", "shop", "get", "cm", "settings", "-o", "custom-columns=N:.metadata.name,C:.data.color", "--no-headers"]);
     assert_eq!(cols.split_whitespace().collect::<Vec<_>>(), ["settings", "blue"]);
 
     // Delete by name, by label, and everything.
     c.ok(&["-n", "shop", "delete", "cm", "-l", "tier=front"]);
-    assert!(c.ok(&["-n", "shop", "get", "cm", "-o", "name"]).trim().is_empty());
+    assert!(c.ok(&["-n", "shop", "get", "cm", "-o", "name"]).lines().all(|l| l == "configmap/kube-root-ca.crt"));
     c.ok(&["-n", "shop", "delete", "deploy", "--all"]);
     assert!(c.ok(&["-n", "shop", "get", "deploy", "-o", "name"]).trim().is_empty());
 }
@@ -188,19 +190,20 @@ fn watchers_observe_add_update_and_delete() {
 #[test]
 fn servers_return_chunks_of_results_for_list_calls() {
     let c = Cluster::start();
+    // Secrets: nothing else writes them, so the counts are the test's.
     let items: Vec<String> = (0..40)
-        .map(|i| format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"chunk-{i:02}"}}}}"#))
+        .map(|i| format!(r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"chunk-{i:02}"}}}}"#))
         .collect();
     c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(&items.join("\n")));
-    let first = c.json(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=17"]);
+    let first = c.json(&["get", "--raw", "/api/v1/namespaces/default/secrets?limit=17"]);
     assert_eq!(first["items"].as_array().unwrap().len(), 17);
     assert_eq!(first["metadata"]["remainingItemCount"], 23);
     let token = first["metadata"]["continue"].as_str().unwrap();
-    let second = c.json(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=17&continue={token}")]);
+    let second = c.json(&["get", "--raw", &format!("/api/v1/namespaces/default/secrets?limit=17&continue={token}")]);
     assert_eq!(second["items"][0]["metadata"]["name"], "chunk-17");
     assert_eq!(second["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"], "pages share one snapshot");
     // kubectl pages by itself and prints everything once.
-    let names = c.ok(&["get", "cm", "-n", "default", "--chunk-size=7", "-o", "name"]);
+    let names = c.ok(&["get", "secrets", "-n", "default", "--chunk-size=7", "-o", "name"]);
     assert_eq!(names.lines().filter(|l| l.contains("chunk-")).count(), 40);
 }
 
@@ -350,13 +353,14 @@ fn services_get_unique_cluster_ips_and_node_ports() {
 #[test]
 fn metrics_count_requests_as_upstream_names_them() {
     let c = Cluster::start();
-    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"m"}}"#));
-    c.ok(&["get", "cm", "m", "-n", "default"]);
-    c.fails(&["get", "cm", "absent", "-n", "default"], None);
+    // PodTemplates: a kind no controller writes, so the counts are the test's.
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"PodTemplate","metadata":{"name":"m"},"template":{"spec":{"containers":[{"name":"c","image":"i"}]}}}"#));
+    c.ok(&["get", "podtemplate", "m", "-n", "default"]);
+    c.fails(&["get", "podtemplate", "absent", "-n", "default"], None);
     let text = c.ok(&["get", "--raw", "/metrics"]);
     for want in [
-        r#"apiserver_request_total{verb="POST",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="201"} 1"#,
-        r#"apiserver_request_total{verb="GET",group="",version="v1",resource="configmaps",subresource="",scope="resource",component="apiserver",code="404"} 1"#,
+        r#"apiserver_request_total{verb="POST",group="",version="v1",resource="podtemplates",subresource="",scope="resource",component="apiserver",code="201"} 1"#,
+        r#"apiserver_request_total{verb="GET",group="",version="v1",resource="podtemplates",subresource="",scope="resource",component="apiserver",code="404"} 1"#,
         "# TYPE apiserver_request_duration_seconds histogram",
         "apiserver_current_inflight_requests",
     ] {
