@@ -191,30 +191,6 @@ impl FieldSelector {
         Ok(FieldSelector(out))
     }
 
-    /// A LabelSelector object (`matchLabels`, then `matchExpressions`), as
-    /// upstream's `LabelSelectorAsSelector` reads it.
-    pub fn from_object(selector: &Value) -> Result<LabelSelector, String> {
-        let mut reqs: Vec<Requirement> = selector
-            .get("matchLabels")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-            .map(|(k, v)| Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect();
-        for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-            let key = e["key"].as_str().unwrap_or_default().to_string();
-            let values: Vec<String> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
-            reqs.push(match e["operator"].as_str().unwrap_or_default() {
-                "In" => Requirement::In(key, values),
-                "NotIn" => Requirement::NotIn(key, values),
-                "Exists" => Requirement::Exists(key),
-                "DoesNotExist" => Requirement::NotExists(key),
-                op => return Err(format!("{op:?} is not a valid label selector operator")),
-            });
-        }
-        Ok(LabelSelector(reqs))
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
