@@ -79,6 +79,8 @@ impl Nodes {
 
 #[derive(Default)]
 struct State {
+    /// Pods whose `schedulerName` is this are ours.
+    scheduler: String,
     nodes: Nodes,
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
@@ -133,12 +135,12 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         events,
         reports: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
         client,
+        state: Mutex::new(State { scheduler: options.name.clone(), ..State::default() }),
         options,
-        state: Mutex::default(),
         wake: Notify::new(),
     });
-    tokio::spawn(watch_nodes(scheduler.clone()));
-    tokio::spawn(watch_pods(scheduler.clone()));
+    tokio::spawn(follow::<Node>(scheduler.clone()));
+    tokio::spawn(follow::<Pod>(scheduler.clone()));
     tokio::spawn(flush(scheduler.clone()));
     scheduler.schedule_forever().await;
     Ok(())
@@ -155,75 +157,81 @@ async fn flush(s: Arc<Scheduler>) {
     }
 }
 
-async fn watch_nodes(s: Arc<Scheduler>) {
-    let mut events = watcher(Api::<Node>::all(s.client.clone()), watcher::Config::default()).boxed();
-    let mut relisted: Option<Vec<Node>> = None;
-    while let Some(event) = events.next().await {
-        let mut st = s.state.lock().unwrap();
-        match event {
-            Ok(watcher::Event::Init) => relisted = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(node)) => relisted.get_or_insert_with(Vec::new).push(node),
-            Ok(watcher::Event::InitDone) => {
-                let seen: HashSet<String> = relisted.take().unwrap_or_default().into_iter().map(|n| st.upsert_node(n)).collect();
-                st.nodes.retain(|name| seen.contains(name));
-                st.synced[0] = true;
-                st.queue.cluster_changed();
-            }
-            Ok(watcher::Event::Apply(node)) => {
-                st.upsert_node(node);
-                st.queue.cluster_changed();
-            }
-            Ok(watcher::Event::Delete(node)) => {
-                let name = node.metadata.name.unwrap_or_default();
-                st.nodes.retain(|n| n != name);
-            }
-            Err(e) => {
-                drop(st);
-                tracing::warn!("watching nodes: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        }
-        drop(st);
-        s.wake.notify_one();
+/// What a watched kind changes in the scheduler's picture.
+trait Watched: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static {
+    /// A whole new list (at start, or after the watch had to start over).
+    fn relisted(st: &mut State, all: Vec<Self>);
+    fn changed(st: &mut State, object: Self);
+    fn deleted(st: &mut State, object: Self);
+}
+
+impl Watched for Node {
+    fn relisted(st: &mut State, all: Vec<Node>) {
+        let seen: HashSet<String> = all.into_iter().map(|n| st.upsert_node(n)).collect();
+        st.nodes.retain(|name| seen.contains(name));
+        st.synced[0] = true;
+        st.queue.cluster_changed();
+    }
+
+    fn changed(st: &mut State, node: Node) {
+        st.upsert_node(node);
+        st.queue.cluster_changed();
+    }
+
+    fn deleted(st: &mut State, node: Node) {
+        let name = node.metadata.name.unwrap_or_default();
+        st.nodes.retain(|n| n != name);
     }
 }
 
-async fn watch_pods(s: Arc<Scheduler>) {
-    let mut events = watcher(Api::<Pod>::all(s.client.clone()), watcher::Config::default()).boxed();
-    let mut relisted: Option<Vec<Pod>> = None;
+impl Watched for Pod {
+    fn relisted(st: &mut State, pods: Vec<Pod>) {
+        let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
+        for pod in gone {
+            st.release(&pod);
+        }
+        for pod in pods {
+            st.observe(pod);
+        }
+        st.synced[1] = true;
+    }
+
+    fn changed(st: &mut State, pod: Pod) {
+        st.observe(pod);
+    }
+
+    fn deleted(st: &mut State, pod: Pod) {
+        let info = PodInfo::new(Arc::new(pod));
+        st.queue.remove(&info.uid);
+        st.reported.remove(&info.uid);
+        if st.release(&info) {
+            st.queue.cluster_changed();
+        }
+    }
+}
+
+/// Feeds one kind's watch into the picture, and wakes the scheduling loop
+/// after each change.
+async fn follow<K: Watched>(s: Arc<Scheduler>) {
+    let mut events = watcher(Api::<K>::all(s.client.clone()), watcher::Config::default()).boxed();
+    let mut relisted: Option<Vec<K>> = None;
     while let Some(event) = events.next().await {
-        let mut st = s.state.lock().unwrap();
-        match event {
-            Ok(watcher::Event::Init) => relisted = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(pod)) => relisted.get_or_insert_with(Vec::new).push(pod),
-            Ok(watcher::Event::InitDone) => {
-                let pods = relisted.take().unwrap_or_default();
-                let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-                let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
-                for pod in gone {
-                    st.release(&pod);
-                }
-                for pod in pods {
-                    st.observe(&s.options.name, pod);
-                }
-                st.synced[1] = true;
-            }
-            Ok(watcher::Event::Apply(pod)) => st.observe(&s.options.name, pod),
-            Ok(watcher::Event::Delete(pod)) => {
-                let info = PodInfo::new(Arc::new(pod));
-                st.queue.remove(&info.uid);
-                st.reported.remove(&info.uid);
-                if st.release(&info) {
-                    st.queue.cluster_changed();
-                }
-            }
+        let event = match event {
+            Ok(event) => event,
             Err(e) => {
-                drop(st);
-                tracing::warn!("watching pods: {e}");
+                tracing::warn!("watching {}: {e}", K::plural(&()));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
+        };
+        let mut st = s.state.lock().unwrap();
+        match event {
+            watcher::Event::Init => relisted = Some(Vec::new()),
+            watcher::Event::InitApply(o) => relisted.get_or_insert_with(Vec::new).push(o),
+            watcher::Event::InitDone => K::relisted(&mut st, relisted.take().unwrap_or_default()),
+            watcher::Event::Apply(o) => K::changed(&mut st, o),
+            watcher::Event::Delete(o) => K::deleted(&mut st, o),
         }
         drop(st);
         s.wake.notify_one();
@@ -251,8 +259,8 @@ impl State {
     }
 
     /// Takes in a pod as the API now has it.
-    fn observe(&mut self, scheduler: &str, pod: Pod) {
-        let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == scheduler;
+    fn observe(&mut self, pod: Pod) {
+        let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.scheduler;
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let info = PodInfo::new(Arc::new(pod));
         if info.terminal {
