@@ -3,15 +3,22 @@
 //! server holds the `kube-controller-manager` Lease.
 
 mod common;
+mod cronjob;
 mod deployment;
 mod gc;
+mod informers;
+mod job;
 mod leader;
 mod namespace_defaults;
 mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
+mod ttl_after_finished;
 
 use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 
 /// Upstream's controller manager flags that Skiff takes.
 #[derive(Debug, Clone)]
@@ -49,8 +56,12 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
     loop {
         elector.acquire().await;
         tracing::info!("leading: controllers started");
+        let pods = informers::Informer::<Pod>::start(Api::all(client.clone()));
         let mut controllers = vec![
-            tokio::spawn(replicaset::run(client.clone())),
+            tokio::spawn(replicaset::run(client.clone(), &pods)),
+            tokio::spawn(job::run(client.clone(), &pods)),
+            tokio::spawn(ttl_after_finished::run(client.clone())),
+            tokio::spawn(cronjob::run(client.clone())),
             tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),
             tokio::spawn(deployment::run(client.clone())),
             tokio::spawn(gc::run(client.clone())),

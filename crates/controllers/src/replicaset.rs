@@ -3,6 +3,7 @@
 //! reports their counts in its status.
 
 use std::cmp::Reverse;
+use std::future::Future;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use serde_json::json;
 
+use crate::informers::Informer;
 use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Error, Expectations};
 
 type Time = chrono::DateTime<chrono::Utc>;
@@ -32,18 +34,16 @@ struct Context {
     expectations: Expectations,
 }
 
-pub async fn run(client: kube::Client) {
-    let (pods, writer) = reflector::store();
-    let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
-    let context = Arc::new(Context { client: client.clone(), pods, expectations: Expectations::default() });
+pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
+    let pod_events = pods.subscribe();
+    let context = Arc::new(Context { client: client.clone(), pods: pods.store(), expectations: Expectations::default() });
     Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .owns_stream(pod_events)
+        .owns_shared_stream(pod_events)
         .run(reconcile, |_, e, _| {
             tracing::debug!("replicaset: {e}");
             Action::requeue(Duration::from_secs(1))
         }, context)
         .for_each(|_| async {})
-        .await;
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {

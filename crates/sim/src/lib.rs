@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 pub use nodes::HEARTBEAT_ANNOTATION;
-pub use pods::{FAIL_AFTER, SUCCEED_AFTER};
+pub use pods::{EXIT_CODE, FAIL_AFTER, SUCCEED_AFTER};
 
 /// What the simulated nodes look like.
 #[derive(Debug, Clone)]

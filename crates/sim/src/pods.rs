@@ -21,6 +21,8 @@ use crate::Options;
 /// fails, that long after it started.
 pub const SUCCEED_AFTER: &str = "sim.skiff.io/succeed-after";
 pub const FAIL_AFTER: &str = "sim.skiff.io/fail-after";
+/// The exit code a failing pod's containers report (default 1).
+pub const EXIT_CODE: &str = "sim.skiff.io/exit-code";
 /// API requests in flight at once.
 const PARALLEL: usize = 64;
 
@@ -175,12 +177,14 @@ fn running(pod: &Pod, node: usize) -> Value {
     }})
 }
 
-/// The status of a pod whose containers all exited, with 0 or with 1.
+/// The status of a pod whose containers all exited, with 0 or with the
+/// pod's exit code.
 fn finished(pod: &Pod, succeeded: bool) -> Value {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map_or_else(now, |t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let (code, reason) = if succeeded { (0, "Completed") } else { (1, "Error") };
+    let failure: i32 = pod.metadata.annotations.as_ref().and_then(|a| a.get(EXIT_CODE)).and_then(|c| c.parse().ok()).unwrap_or(1);
+    let (code, reason) = if succeeded { (0, "Completed") } else { (failure, "Error") };
     let containers: Vec<Value> = spec.containers.iter()
         .map(|c| container_status(c, uid, json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": now()}}), false))
         .collect();

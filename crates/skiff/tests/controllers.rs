@@ -142,3 +142,104 @@ fn namespaces_get_their_defaults_and_nodes_their_pod_cidrs() {
     cidrs.sort();
     assert_eq!(cidrs, ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]);
 }
+
+/// A Job of 20 completions, 5 at a time, runs to Complete; an Indexed Job
+/// runs each index once, with its hostname and JOB_COMPLETION_INDEX.
+/// [sig-apps] Job should manage the lifecycle of a job [Conformance]
+/// [sig-apps] Job should create pods for an Indexed job with completion indexes and specified hostname [Conformance]
+#[test]
+fn jobs_run_to_completion_in_parallel_and_by_index() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "3"]);
+    let job = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{extra}\n  template:\n    metadata: {{annotations: {{sim.skiff.io/succeed-after: 300ms}}}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: work, image: busybox}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("batch", "  completions: 20\n  parallelism: 5")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("indexed", "  completions: 3\n  parallelism: 3\n  completionMode: Indexed")));
+    c.ok(&["wait", "--for=condition=complete", "job/batch", "job/indexed", "--timeout=90s"]);
+    let status = c.ok(&["get", "job", "batch", "-o", "jsonpath={.status.succeeded}/{.status.failed}/{.status.active}/{.status.completionTime}"]);
+    assert!(status.starts_with("20//") && status.len() > 6, "{status}");
+    let row = c.ok(&["get", "job", "batch", "--no-headers"]);
+    assert!(row.contains("Complete") && row.contains("20/20"), "{row}");
+    let conditions = c.ok(&["get", "job", "batch", "-o", "jsonpath={range .status.conditions[*]}{.type}={.reason} {end}"]);
+    assert_eq!(conditions.trim(), "SuccessCriteriaMet=CompletionsReached Complete=CompletionsReached");
+    let finalizers = c.ok(&["get", "pods", "-l", "job-name=batch", "-o", "jsonpath={.items[*].metadata.finalizers}"]);
+    assert!(finalizers.trim().is_empty(), "counted pods lose the tracking finalizer: {finalizers}");
+
+    assert_eq!(c.ok(&["get", "job", "indexed", "-o", "jsonpath={.status.completedIndexes}"]), "0-2");
+    let pods = c.ok(&["get", "pods", "-l", "job-name=indexed", "-o", "jsonpath={range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-completion-index}:{.spec.hostname}:{.spec.containers[0].env[0].name} {end}"]);
+    let mut pods: Vec<&str> = pods.split_whitespace().collect();
+    pods.sort();
+    assert_eq!(pods, ["0:indexed-0:JOB_COMPLETION_INDEX", "1:indexed-1:JOB_COMPLETION_INDEX", "2:indexed-2:JOB_COMPLETION_INDEX"]);
+}
+
+/// Failing pods are replaced after upstream's backoff until backoffLimit;
+/// a pod failure policy fails the Job at once; activeDeadlineSeconds ends
+/// a Job that runs too long; suspend stops its pods; a finished Job with
+/// ttlSecondsAfterFinished is deleted.
+/// [sig-apps] Job should delete a job [Conformance]
+#[test]
+fn jobs_fail_by_backoff_limit_policy_and_deadline() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    let job = |name: &str, spec: &str, annotations: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n{spec}\n  template:\n    metadata: {{annotations: {{{annotations}}}}}\n    spec:\n      restartPolicy: Never\n      containers: [{{name: work, image: busybox}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("flaky", "  backoffLimit: 1", "sim.skiff.io/fail-after: 100ms")));
+    let policy = "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: work, operator: In, values: [42]}";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("fatal", policy, "sim.skiff.io/fail-after: 100ms, sim.skiff.io/exit-code: '42'")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("slow", "  activeDeadlineSeconds: 2", "")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("brief", "  ttlSecondsAfterFinished: 1", "sim.skiff.io/succeed-after: 100ms")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("paused", "  suspend: true", "")));
+
+    let failed = r#"jsonpath={.status.conditions[?(@.type=="Failed")].reason}|{.status.conditions[?(@.type=="Failed")].message}|{.status.failed}"#;
+    let out = c.wait_for(&["get", "job", "fatal", "-o", failed], "the policy to fail the job", |o| o.starts_with("PodFailurePolicy"));
+    assert!(out.contains("Container work for pod default/fatal-") && out.ends_with("failed with exit code 42 matching FailJob rule at index 0|1"), "{out}");
+    let out = c.wait_for(&["get", "job", "slow", "-o", failed], "the deadline", |o| !o.starts_with('|'));
+    assert_eq!(out, "DeadlineExceeded|Job was active longer than specified deadline|1", "the killed pod counts as failed, as upstream");
+    c.wait_for(&["get", "jobs", "-o", "name"], "the finished job's TTL to delete it", |o| !o.contains("job.batch/brief"));
+    assert_eq!(c.ok(&["get", "pods", "-l", "job-name=paused", "-o", "name"]), "", "a suspended job starts nothing");
+    let suspended = c.ok(&["get", "job", "paused", "-o", "jsonpath={.status.conditions[0].type}={.status.conditions[0].reason}"]);
+    assert_eq!(suspended, "Suspended=JobSuspended");
+    c.ok(&["patch", "job", "paused", "-p", r#"{"spec":{"suspend":false}}"#]);
+    c.wait_for(&["get", "job", "paused", "-o", "jsonpath={.status.active}"], "the resumed job's pod", |o| o == "1");
+
+    // Two failures, the second after a 10 s backoff.
+    let out = c.wait_for(&["get", "job", "flaky", "-o", failed], "the backoff limit", |o| !o.starts_with('|'));
+    assert_eq!(out, "BackoffLimitExceeded|Job has reached the specified backoff limit|2");
+    let starts = c.ok(&["get", "pods", "-l", "job-name=flaky", "-o", "jsonpath={range .items[*]}{.metadata.creationTimestamp} {end}"]);
+    let mut starts: Vec<chrono::DateTime<chrono::Utc>> = starts.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    starts.sort();
+    assert_eq!(starts.len(), 2);
+    assert!(starts[1] - starts[0] >= chrono::Duration::seconds(9), "the replacement waits out the backoff: {starts:?}");
+}
+
+/// A CronJob fires at the minute: its Job is named after the scheduled
+/// minute, it completes, and the CronJob records the times; a suspended
+/// one starts nothing.
+/// [sig-apps] CronJob should schedule multiple jobs concurrently [Conformance]
+/// [sig-apps] CronJob should not schedule jobs when suspended [Slow] [Conformance]
+#[test]
+fn cronjobs_fire_each_minute() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    let cron = |name: &str, suspend: bool| {
+        format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: {name}}}\nspec:\n  schedule: '*/1 * * * *'\n  suspend: {suspend}\n  jobTemplate:\n    spec:\n      template:\n        metadata: {{annotations: {{sim.skiff.io/succeed-after: 200ms}}}}\n        spec:\n          restartPolicy: OnFailure\n          containers: [{{name: tick, image: busybox}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&cron("tick", false)));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&cron("idle", true)));
+    let times = c.wait_up_to(std::time::Duration::from_secs(90), &["get", "cronjob", "tick", "-o", "jsonpath={.status.lastScheduleTime}|{.status.lastSuccessfulTime}"], "a run to complete", |o| !o.ends_with('|'));
+    let scheduled: chrono::DateTime<chrono::Utc> = times.split('|').next().unwrap().parse().unwrap();
+    assert_eq!(scheduled.timestamp() % 60, 0, "runs at the minute: {times}");
+    let jobs = c.ok(&["get", "jobs", "-o", "name"]);
+    assert!(jobs.contains(&format!("job.batch/tick-{}", scheduled.timestamp() / 60)), "{jobs}");
+    assert!(!jobs.contains("idle"), "{jobs}");
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=tick", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    assert!(events.contains("SuccessfulCreate") && events.contains("SawCompletedJob"), "{events}");
+}

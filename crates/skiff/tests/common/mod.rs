@@ -148,7 +148,11 @@ impl Cluster {
 
     /// Polls `kubectl args` until its output satisfies `done`; returns it.
     pub fn wait_for(&self, args: &[&str], what: &str, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_up_to(Duration::from_secs(30), args, what, done)
+    }
+
+    pub fn wait_up_to(&self, limit: Duration, args: &[&str], what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let out = self.kubectl(args);
             let text = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -1,0 +1,83 @@
+//! Shared informers: one watch and one in-memory copy per kind for all the
+//! controllers, as client-go's shared informer factory, instead of a copy
+//! per controller (pods are the largest kind; a copy per controller of
+//! 150,000 pods would not fit the memory target).
+//!
+//! kube-runtime's own shared store (`store_shared`) does not tell its
+//! subscribers about deletions, which the workload controllers must see
+//! (a deleted pod is replaced), so the fan-out is this module's.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::{stream, Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// Changes a subscriber may fall behind by; one that falls further is
+/// handed every object instead (a resync), so it misses nothing.
+const BUFFER: usize = 16384;
+
+pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    events: broadcast::Sender<Arc<K>>,
+    task: JoinHandle<()>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching; the store is ready once the first list is in.
+    pub fn start(api: Api<K>) -> Self {
+        let (store, mut writer) = reflector::store();
+        let (events, _) = broadcast::channel(BUFFER);
+        let (sender, reader) = (events.clone(), store.clone());
+        let watch = watcher(api, watcher::Config::default()).default_backoff();
+        let task = tokio::spawn(watch.for_each(move |event| {
+            if let Ok(event) = event {
+                writer.apply_watcher_event(&event);
+                let changed = match event {
+                    watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => vec![Arc::new(obj)],
+                    watcher::Event::InitDone => reader.state(),
+                    watcher::Event::Init | watcher::Event::InitApply(_) => vec![],
+                };
+                for obj in changed {
+                    let _ = sender.send(obj);
+                }
+            }
+            async {}
+        }));
+        Informer { store, events, task }
+    }
+
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Each object as the watch changes it (its last state when deleted),
+    /// once the store holds the change.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let (events, store) = (self.events.subscribe(), self.store.clone());
+        stream::unfold((events, store), |(mut events, store)| async move {
+            let batch = match events.recv().await {
+                Ok(obj) => vec![obj],
+                Err(broadcast::error::RecvError::Lagged(_)) => store.state(),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((stream::iter(batch), (events, store)))
+        })
+        .flatten()
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Informer<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
