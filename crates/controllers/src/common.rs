@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// A reconcile's failure, as the controller runtime wants it.
 #[derive(Debug)]
@@ -24,6 +25,16 @@ impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error(e.to_string())
     }
+}
+
+/// Upstream's `SafeEncodeString` of an FNV-1a hash of `value` (a pod
+/// template, a revision): the hash is Skiff's own (upstream hashes Go's
+/// printing of the struct), the alphabet and shape are upstream's.
+pub fn hash_of(value: &impl serde::Serialize) -> String {
+    let text = serde_json::to_string(value).expect("JSON serializes");
+    let hash = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    hash.to_string().bytes().map(|c| ALPHABET[c as usize % ALPHABET.len()] as char).collect()
 }
 
 /// The owner reference that marks `meta`'s controller, if any.
@@ -65,6 +76,23 @@ pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String
                 _ => false,
             }
         })
+}
+
+/// An absolute or percentage IntOrString (or `default`, written the same
+/// way: `25%`, `1`) against `total`.
+pub fn resolve(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
+    let text = match value {
+        Some(IntOrString::Int(i)) => return *i,
+        Some(IntOrString::String(s)) => s.as_str(),
+        None => default,
+    };
+    match text.strip_suffix('%') {
+        Some(percent) => {
+            let exact = percent.parse::<f64>().unwrap_or(0.0) * total as f64 / 100.0;
+            (if round_up { exact.ceil() } else { exact.floor() }) as i32
+        }
+        None => text.parse().unwrap_or(0),
+    }
 }
 
 /// Not finished and not being deleted: counts toward replicas.

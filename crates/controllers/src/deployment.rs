@@ -10,14 +10,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, owner_reference, Error};
+use crate::common::{controller_of, hash_of, owner_reference, resolve, Error};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
@@ -41,16 +40,6 @@ pub async fn run(client: kube::Client) {
         .await;
 }
 
-/// Upstream's `SafeEncodeString` of an FNV-1a hash of the template: the
-/// hash is Skiff's own (upstream hashes Go's printing of the struct), the
-/// alphabet and shape are upstream's.
-fn template_hash(template: &PodTemplateSpec) -> String {
-    let text = serde_json::to_string(template).expect("JSON serializes");
-    let hash = text.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string().bytes().map(|c| ALPHABET[c as usize % ALPHABET.len()] as char).collect()
-}
-
 /// The template without the hash label the controller adds.
 fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
     let mut t = template.clone();
@@ -71,22 +60,6 @@ fn replicas(rs: &ReplicaSet) -> i32 {
 fn status_of(rs: &ReplicaSet, field: &str) -> i32 {
     let status = serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or_default();
     status.get(field).and_then(Value::as_i64).unwrap_or(0) as i32
-}
-
-/// An absolute or percentage IntOrString against `total`.
-fn resolve(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
-    match value {
-        Some(IntOrString::Int(i)) => *i,
-        other => {
-            let text = match other {
-                Some(IntOrString::String(s)) => s.as_str(),
-                _ => default,
-            };
-            let percent: f64 = text.trim_end_matches('%').parse().unwrap_or(0.0);
-            let exact = percent * total as f64 / 100.0;
-            (if round_up { exact.ceil() } else { exact.floor() }) as i32
-        }
-    }
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -134,7 +107,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         None => {
             let old_total: i32 = olds.iter().map(|rs| replicas(rs)).sum();
             let initial = if recreate { 0 } else { (wanted + surge - old_total).clamp(0, wanted) };
-            let hash = template_hash(&spec.template);
+            let hash = hash_of(&spec.template);
             let mut template = spec.template.clone();
             template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default).insert(HASH_LABEL.into(), hash.clone());
             let mut selector = spec.selector.clone();
@@ -285,6 +258,7 @@ async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>],
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     #[test]
     fn surge_and_unavailable_round_as_upstream() {
@@ -294,11 +268,12 @@ mod tests {
         assert_eq!(resolve(None, "25%", 1, true), 1);
         assert_eq!(resolve(None, "25%", 1, false), 0);
         assert_eq!(resolve(Some(&IntOrString::Int(2)), "25%", 10, true), 2);
+        assert_eq!(resolve(None, "1", 10, true), 1, "a default may be absolute");
     }
 
     #[test]
     fn hashes_use_upstreams_alphabet() {
-        let hash = template_hash(&PodTemplateSpec::default());
+        let hash = hash_of(&PodTemplateSpec::default());
         assert!(!hash.is_empty() && hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{hash}");
     }
 }

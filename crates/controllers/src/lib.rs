@@ -4,8 +4,10 @@
 
 mod common;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod gc;
+mod history;
 mod informers;
 mod job;
 mod leader;
@@ -17,7 +19,8 @@ mod ttl_after_finished;
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 
 /// Upstream's controller manager flags that Skiff takes.
@@ -57,9 +60,12 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
         elector.acquire().await;
         tracing::info!("leading: controllers started");
         let pods = informers::Informer::<Pod>::start(Api::all(client.clone()));
+        let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
+        let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
         let mut controllers = vec![
             tokio::spawn(replicaset::run(client.clone(), &pods)),
             tokio::spawn(job::run(client.clone(), &pods)),
+            tokio::spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions)),
             tokio::spawn(ttl_after_finished::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),
             tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),

@@ -30,7 +30,7 @@ use model::{NodeInfo, PodInfo};
 /// Upstream keeps this rule in a package the scheduler and the node
 /// lifecycle controller share (component-helpers); here the scheduler
 /// exports it.
-pub use plugins::tolerates;
+pub use plugins::{selects_node, tolerates};
 use plugins::Reason;
 use queue::Queue;
 

@@ -70,24 +70,26 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 
 /// NodeAffinity: `nodeSelector` and the required node affinity.
 fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Vec<Reason>> {
-    const MISMATCH: &str = "node(s) didn't match Pod's node affinity/selector";
+    match selects_node(pod, &node.name, node.labels()) {
+        true => Ok(()),
+        false => Err(unresolvable("node(s) didn't match Pod's node affinity/selector")),
+    }
+}
+
+/// Whether the pod's `nodeSelector` and required node affinity admit the
+/// node (upstream's `GetRequiredNodeAffinity(pod).Match(node)`).
+pub fn selects_node(pod: &Pod, name: &str, labels: &BTreeMap<String, String>) -> bool {
     let spec = pod.spec.as_ref();
-    let labels = node.labels();
     if let Some(selector) = spec.and_then(|s| s.node_selector.as_ref()) {
         if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return Err(unresolvable(MISMATCH));
+            return false;
         }
     }
     let required = spec
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    if let Some(required) = required {
-        if !required.node_selector_terms.iter().any(|t| term_matches(t, &node.name, labels)) {
-            return Err(unresolvable(MISMATCH));
-        }
-    }
-    Ok(())
+    required.is_none_or(|r| r.node_selector_terms.iter().any(|t| term_matches(t, name, labels)))
 }
 
 /// A node selector term: every requirement holds (an empty term matches

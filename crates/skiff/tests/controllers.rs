@@ -243,3 +243,54 @@ fn cronjobs_fire_each_minute() {
     let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=tick", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
     assert!(events.contains("SuccessfulCreate") && events.contains("SawCompletedJob"), "{events}");
 }
+
+/// A DaemonSet runs one pod on each node it admits (a tainted node only
+/// with a toleration, a node selector narrowing), follows nodes that join,
+/// and rolls to a new template one node at a time, with history and undo.
+/// [sig-apps] Daemon set [Serial] should run and stop simple daemon [Conformance]
+/// [sig-apps] Daemon set [Serial] should update pod when spec was updated and update strategy is RollingUpdate [Conformance]
+/// [sig-apps] Daemon set [Serial] should rollback without unnecessary restarts [Conformance]
+/// [sig-apps] Daemon set [Serial] should run and stop complex daemon [Conformance]
+#[test]
+fn daemonsets_run_on_every_admitted_node_and_roll() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "three nodes", |o| o.lines().count() == 3);
+    c.ok(&["taint", "node", "sim-2", "dedicated=db:NoSchedule"]);
+    let ds = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: agent}}\nspec:\n  selector: {{matchLabels: {{app: agent}}}}\n  template:\n    metadata: {{labels: {{app: agent}}}}\n    spec:\n      containers: [{{name: agent, image: {image}}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&ds("agent:1")));
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    let placed = |c: &Cluster| {
+        let out = c.ok(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {end}"]);
+        let mut nodes: Vec<String> = out.split_whitespace().map(String::from).collect();
+        nodes.sort();
+        nodes
+    };
+    assert_eq!(placed(&c), ["sim-0", "sim-1"], "the tainted node is left out");
+    let row = c.ok(&["get", "ds", "agent", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(6).collect::<Vec<_>>(), ["agent", "2", "2", "2", "2", "2"], "{row}");
+
+    let _late = c.sim(&["--nodes", "1", "--name-prefix", "late-"]);
+    c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.nodeName}"], "a pod on the node that joined", |o| o.contains("late-0"));
+
+    c.ok(&["set", "image", "ds/agent", "agent=agent:2"]);
+    let out = c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let images = c.ok(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"]);
+    assert_eq!(images.trim(), "agent:2 agent:2 agent:2");
+    let history = c.ok(&["rollout", "history", "ds/agent"]);
+    assert!(history.contains("1 ") && history.contains("2 "), "{history}");
+    c.ok(&["rollout", "undo", "ds/agent"]);
+    c.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
+    c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={range .items[*]}{.spec.containers[0].image} {end}"], "the undo", |o| o.trim() == "agent:1 agent:1 agent:1");
+
+    // A node selector that admits no node empties the set.
+    c.ok(&["patch", "ds", "agent", "-p", r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#]);
+    c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "name"], "the pods to go", |o| o.trim().is_empty());
+    c.ok(&["label", "node", "sim-1", "disk=ssd"]);
+    c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.nodeName}"], "a pod on the labelled node", |o| o == "sim-1");
+}
