@@ -15,6 +15,7 @@ mod namespace_defaults;
 mod node_ipam;
 mod node_lifecycle;
 mod replicaset;
+mod statefulset;
 mod ttl_after_finished;
 
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
             tokio::spawn(replicaset::run(client.clone(), &pods)),
             tokio::spawn(job::run(client.clone(), &pods)),
             tokio::spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions)),
+            tokio::spawn(statefulset::run(client.clone(), &pods, &revisions)),
             tokio::spawn(ttl_after_finished::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),
             tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),

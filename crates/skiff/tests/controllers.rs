@@ -294,3 +294,76 @@ fn daemonsets_run_on_every_admitted_node_and_roll() {
     c.ok(&["label", "node", "sim-1", "disk=ssd"]);
     c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.nodeName}"], "a pod on the labelled node", |o| o == "sim-1");
 }
+
+/// A StatefulSet starts its pods in ordinal order, each Ready before the
+/// next, with stable names, hostnames and claims; scales down from the
+/// highest ordinal; updates from the highest ordinal down to the
+/// partition; and rolls back.
+/// [sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic] Scaling should happen in predictable order and halt if any stateful pod is unhealthy [Slow] [Conformance]
+/// [sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic] should perform canary updates and phased rolling updates of template modifications [Conformance]
+/// [sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic] should perform rolling updates and roll backs of template modifications [Conformance]
+#[test]
+fn statefulsets_start_in_order_and_update_by_partition() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    let mut watch = std::process::Command::new("kubectl")
+        .args(["get", "pods", "-l", "app=db", "-w", "--no-headers", "-o", "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type==\"Ready\")].status"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: 'db:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(sts));
+    c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    watch.kill().unwrap();
+    let seen = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
+    let first = |line: &str| seen.lines().position(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == line).unwrap_or_else(|| panic!("{line} not in {seen}"));
+    let first_of = |name: &str| seen.lines().position(|l| l.starts_with(name)).unwrap();
+    assert!(first_of("db-1") > first("db-0 True") && first_of("db-2") > first("db-1 True"), "each pod starts once the one before is Ready:\n{seen}");
+
+    let pvcs = c.ok(&["get", "pvc", "-o", "name"]);
+    assert_eq!(pvcs.lines().collect::<Vec<_>>(), ["persistentvolumeclaim/data-db-0", "persistentvolumeclaim/data-db-1", "persistentvolumeclaim/data-db-2"]);
+    let identity = c.ok(&["get", "pod", "db-1", "-o", "jsonpath={.spec.hostname}.{.spec.subdomain} {.spec.volumes[?(@.name==\"data\")].persistentVolumeClaim.claimName} {.metadata.labels.apps\\.kubernetes\\.io/pod-index}"]);
+    assert_eq!(identity, "db-1.db data-db-1 1");
+
+    // Canary: only ordinals at or above the partition take the update.
+    c.ok(&["patch", "sts", "db", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":2}}}}"#]);
+    c.ok(&["set", "image", "sts/db", "db=db:2"]);
+    let images = r#"jsonpath={range .items[*]}{.metadata.name}={.spec.containers[0].image} {end}"#;
+    c.wait_for(&["get", "pods", "-l", "app=db", "-o", images], "the canary", |o| o.trim() == "db-0=db:1 db-1=db:1 db-2=db:2");
+    let out = c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    assert!(out.contains("partitioned roll out complete: 1 new pods"), "{out}");
+    c.ok(&["patch", "sts", "db", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#]);
+    // kubectl reports any RollingUpdate set (partition defaults to 0) as partitioned.
+    let out = c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    assert!(out.contains("partitioned roll out complete: 3 new pods"), "{out}");
+    assert_eq!(c.ok(&["get", "pods", "-l", "app=db", "-o", images]).trim(), "db-0=db:2 db-1=db:2 db-2=db:2");
+    let revisions = c.ok(&["get", "sts", "db", "-o", "jsonpath={.status.currentRevision}={.status.updateRevision}"]);
+    let (current, update) = revisions.split_once('=').unwrap();
+    assert_eq!(current, update);
+
+    c.ok(&["rollout", "undo", "sts/db"]);
+    c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    c.wait_for(&["get", "pods", "-l", "app=db", "-o", images], "the rollback", |o| o.trim() == "db-0=db:1 db-1=db:1 db-2=db:1");
+
+    c.ok(&["scale", "sts/db", "--replicas=1"]);
+    c.wait_for(&["get", "pods", "-l", "app=db", "-o", "name"], "the scale down", |o| o.trim() == "pod/db-0");
+    assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3, "claims are retained by default");
+}
+
+/// Parallel pod management starts every pod at once; the claim retention
+/// policy deletes claims with the pods scaled away and with the set.
+#[test]
+fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: cache}\nspec:\n  serviceName: cache\n  replicas: 3\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers: [{name: cache, image: 'cache:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(sts));
+    c.ok(&["rollout", "status", "sts/cache", "--timeout=60s"]);
+    assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
+    c.ok(&["scale", "sts/cache", "--replicas=1"]);
+    c.wait_for(&["get", "pvc", "-o", "name"], "the scaled-away claims to go", |o| o.trim() == "persistentvolumeclaim/data-cache-0");
+    c.ok(&["delete", "sts", "cache"]);
+    c.wait_for(&["get", "pvc,pods", "-o", "name"], "the set's claim to go with it", |o| o.trim().is_empty());
+}
