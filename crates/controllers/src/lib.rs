@@ -6,6 +6,8 @@ mod common;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod endpoints;
+mod endpointslice;
 mod gc;
 mod history;
 mod informers;
@@ -14,14 +16,15 @@ mod leader;
 mod namespace_defaults;
 mod node_ipam;
 mod node_lifecycle;
+mod podgc;
 mod replicaset;
 mod statefulset;
 mod ttl_after_finished;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use kube::Api;
 
 /// Upstream's controller manager flags that Skiff takes.
@@ -37,6 +40,9 @@ pub struct Options {
     /// this prefix length (`--node-cidr-mask-size`).
     pub cluster_cidr: Option<(std::net::Ipv4Addr, u8)>,
     pub node_cidr_mask_size: u8,
+    /// Finished pods kept before the oldest are deleted
+    /// (`--terminated-pod-gc-threshold`).
+    pub terminated_pod_gc_threshold: usize,
     /// The cluster CA, published in every namespace as `kube-root-ca.crt`.
     pub root_ca_pem: String,
 }
@@ -49,6 +55,7 @@ impl Default for Options {
             default_unreachable_toleration_seconds: 300,
             cluster_cidr: None,
             node_cidr_mask_size: 24,
+            terminated_pod_gc_threshold: 12500,
             root_ca_pem: String::new(),
         }
     }
@@ -64,10 +71,15 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
         let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
         let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
         let mut controllers = vec![
-            tokio::spawn(replicaset::run(client.clone(), &pods)),
+            tokio::spawn(replicaset::run::<ReplicaSet>(client.clone(), &pods)),
+            tokio::spawn(replicaset::run::<ReplicationController>(client.clone(), &pods)),
             tokio::spawn(job::run(client.clone(), &pods)),
             tokio::spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions)),
             tokio::spawn(statefulset::run(client.clone(), &pods, &revisions)),
+            tokio::spawn(endpoints::run(client.clone(), &pods)),
+            tokio::spawn(endpoints::remove_with_services(client.clone())),
+            tokio::spawn(endpointslice::run(client.clone(), &pods)),
+            tokio::spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold)),
             tokio::spawn(ttl_after_finished::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),
             tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),

@@ -1,5 +1,7 @@
-//! The ReplicaSet controller: keeps `spec.replicas` active pods matching a
-//! ReplicaSet's selector, created from its template and owned by it, and
+//! The ReplicaSet and ReplicationController controller: keeps
+//! `spec.replicas` active pods matching the selector, created from the
+//! template and owned by the set (adopting matching orphans, releasing
+//! owned pods that stop matching), and
 //! reports their counts in its status.
 
 use std::cmp::Reverse;
@@ -10,6 +12,8 @@ use std::time::Duration;
 
 use futures::{stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -34,32 +38,89 @@ struct Context {
     expectations: Expectations,
 }
 
-pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
+/// What the controller needs of a ReplicaSet or a ReplicationController.
+pub trait Replicated: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static {
+    const API_VERSION: &str;
+    const KIND: &str;
+    fn replicas(&self) -> Option<i32>;
+    fn selector(&self) -> LabelSelector;
+    fn template(&self) -> PodTemplateSpec;
+    fn min_ready_seconds(&self) -> i32;
+    fn status(&self) -> serde_json::Value;
+}
+
+impl Replicated for ReplicaSet {
+    const API_VERSION: &str = "apps/v1";
+    const KIND: &str = "ReplicaSet";
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref()?.replicas
+    }
+    fn selector(&self) -> LabelSelector {
+        self.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default()
+    }
+    fn template(&self) -> PodTemplateSpec {
+        self.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default()
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.status.clone().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl Replicated for ReplicationController {
+    const API_VERSION: &str = "v1";
+    const KIND: &str = "ReplicationController";
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref()?.replicas
+    }
+    fn selector(&self) -> LabelSelector {
+        LabelSelector { match_labels: self.spec.as_ref().and_then(|s| s.selector.clone()), match_expressions: None }
+    }
+    fn template(&self) -> PodTemplateSpec {
+        self.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default()
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::to_value(self.status.clone().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+pub fn run<K: Replicated>(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let pod_events = pods.subscribe();
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), expectations: Expectations::default() });
-    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
+    Controller::new(Api::<K>::all(client), watcher::Config::default())
         .owns_shared_stream(pod_events)
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("replicaset: {e}");
+        .run(reconcile::<K>, |_, e, _| {
+            tracing::debug!("{}: {e}", K::KIND);
             Action::requeue(Duration::from_secs(1))
         }, context)
         .for_each(|_| async {})
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
-    let meta = &rs.metadata;
+    let meta = rs.meta();
     let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
-    let spec = rs.spec.clone().unwrap_or_default();
-    let owned: Vec<Arc<Pod>> = ctx
+    let selector = rs.selector();
+    let (owned, strays): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = ctx
         .pods
         .state()
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+        .partition(|p| selects(&selector, p.metadata.labels.as_ref()));
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    // Pods whose labels no longer match are released, as upstream does.
+    for stray in &strays {
+        let others: Vec<_> = stray.metadata.owner_references.iter().flatten().filter(|o| o.uid != uid).collect();
+        let patch = json!({"metadata": {"ownerReferences": if others.is_empty() { serde_json::Value::Null } else { json!(others) }, "uid": stray.metadata.uid}});
+        let _ = pods_api.patch(stray.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await;
     }
     // Orphans the selector matches are adopted, as upstream does.
     let orphans: Vec<Arc<Pod>> = ctx
@@ -67,18 +128,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
         .state()
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_none() && is_active(p))
-        .filter(|p| selects(&spec.selector, p.metadata.labels.as_ref()))
+        .filter(|p| selects(&selector, p.metadata.labels.as_ref()))
         .collect();
     for orphan in &orphans {
-        let patch = json!({"metadata": {"ownerReferences": [owner_reference(meta, "apps/v1", "ReplicaSet")], "uid": orphan.metadata.uid}});
+        let patch = json!({"metadata": {"ownerReferences": [owner_reference(meta, K::API_VERSION, K::KIND)], "uid": orphan.metadata.uid}});
         let _ = pods_api.patch(orphan.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(patch)).await;
     }
     let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
-    let wanted = spec.replicas.unwrap_or(1).max(0) as usize;
+    let wanted = rs.replicas().unwrap_or(1).max(0) as usize;
     if ctx.expectations.satisfied(&uid, &present) {
         if active.len() < wanted {
-            create_pods(&ctx, &rs, &pods_api, (wanted - active.len()).min(BURST)).await?;
+            create_pods(&ctx, &*rs, &pods_api, (wanted - active.len()).min(BURST)).await?;
         } else if active.len() > wanted {
             active.sort_by_cached_key(deletion_rank);
             let doomed: Vec<Arc<Pod>> = active.drain(..(active.len() - wanted).min(BURST)).collect();
@@ -91,20 +152,20 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
             }
         }
     }
-    update_status(&ctx, &rs, &owned).await?;
+    update_status(&ctx, &*rs, &owned).await?;
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 
 /// Creates `count` pods from the template in doubling batches (1, 2, 4, …),
 /// as upstream's slow start: a template the API refuses fails once, not
 /// `count` times.
-async fn create_pods(ctx: &Context, rs: &ReplicaSet, pods: &Api<Pod>, count: usize) -> Result<(), Error> {
-    let meta = &rs.metadata;
+async fn create_pods<K: Replicated>(ctx: &Context, rs: &K, pods: &Api<Pod>, count: usize) -> Result<(), Error> {
+    let meta = rs.meta();
     let uid = meta.uid.clone().unwrap_or_default();
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rs.template();
     let mut pod_meta = template.metadata.unwrap_or_default();
     pod_meta.generate_name = Some(format!("{}-", meta.name.as_deref().unwrap_or_default()));
-    pod_meta.owner_references = Some(vec![owner_reference(meta, "apps/v1", "ReplicaSet")]);
+    pod_meta.owner_references = Some(vec![owner_reference(meta, K::API_VERSION, K::KIND)]);
     pod_meta.namespace = meta.namespace.clone();
     let pod = Pod { metadata: pod_meta, spec: template.spec, status: None };
     let params = PostParams::default();
@@ -140,26 +201,25 @@ fn deletion_rank(pod: &Arc<Pod>) -> Rank {
     (assigned, phase, ready.is_some(), Reverse(ready), Reverse(created))
 }
 
-async fn update_status(ctx: &Context, rs: &ReplicaSet, owned: &[Arc<Pod>]) -> Result<(), Error> {
-    let spec = rs.spec.clone().unwrap_or_default();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>]) -> Result<(), Error> {
+    let min_ready = rs.min_ready_seconds();
     let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
-    let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let template_labels = rs.template().metadata.and_then(|m| m.labels).unwrap_or_default();
     let status = json!({
         "replicas": active.len(),
         "fullyLabeledReplicas": active.iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| template_labels.iter().all(|(k, v)| l.get(k) == Some(v)))).count(),
         "readyReplicas": active.iter().filter(|p| ready_since(p).is_some()).count(),
         "availableReplicas": active.iter().filter(|p| is_available(p, min_ready)).count(),
-        "observedGeneration": rs.metadata.generation,
+        "observedGeneration": rs.meta().generation,
     });
-    let current = serde_json::to_value(rs.status.clone().unwrap_or_default()).unwrap_or_default();
+    let current = rs.status();
     let unchanged = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
         .iter()
         .all(|k| current.get(k).unwrap_or(&json!(0)) == status.get(k).filter(|v| !v.is_null()).unwrap_or(&json!(0)));
     if unchanged {
         return Ok(());
     }
-    let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), rs.metadata.namespace.as_deref().unwrap_or_default());
-    api.patch_status(rs.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), rs.meta().namespace.as_deref().unwrap_or_default());
+    api.patch_status(rs.meta().name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     Ok(())
 }

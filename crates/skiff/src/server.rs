@@ -67,6 +67,9 @@ pub struct Args {
     /// The prefix length of each node's pod CIDR, cut from --cluster-cidr.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// Finished pods kept before the pod garbage collector deletes the oldest.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -182,6 +185,7 @@ pub async fn run(args: Args) -> Result<()> {
             default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
             cluster_cidr: Some(parse_cidr(&args.cluster_cidr)?),
             node_cidr_mask_size: args.node_cidr_mask_size,
+            terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             root_ca_pem: pki.ca_pem().to_string(),
         };
         tokio::spawn(skiff_controllers::run(client, holder, options));

@@ -367,3 +367,99 @@ fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
     c.ok(&["delete", "sts", "cache"]);
     c.wait_for(&["get", "pvc,pods", "-o", "name"], "the set's claim to go with it", |o| o.trim().is_empty());
 }
+
+/// Services get Endpoints and EndpointSlices listing the ready pods they
+/// select, with named target ports resolved per pod; pods that stop
+/// matching leave; a Service without a selector keeps its own Endpoints;
+/// deleting the Service removes both.
+/// [sig-network] Services should serve a basic endpoint from pods [Conformance]
+/// [sig-network] Services should serve multiport endpoints from pods [Conformance]
+#[test]
+fn services_get_endpoints_and_slices_of_their_pods() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    let manifest = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx, ports: [{name: http, containerPort: 8080}, {name: metrics, containerPort: 9090}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web, labels: {tier: front}}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http}, {name: metrics, port: 9000, targetPort: 9090}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: external}\nspec:\n  ports: [{port: 5432}]\n---\napiVersion: v1\nkind: Endpoints\nmetadata: {name: external}\nsubsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 5432}]}]\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(manifest));
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let ips = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let mut ips: Vec<&str> = ips.split_whitespace().collect();
+    ips.sort();
+    let addresses = r#"jsonpath={range .subsets[*].addresses[*]}{.ip} {end}|{range .subsets[*].ports[*]}{.name}={.port} {end}"#;
+    let out = c.wait_for(&["get", "endpoints", "web", "-o", addresses], "three addresses", |o| o.split('|').next().unwrap().split_whitespace().count() == 3);
+    let (got, ports) = out.split_once('|').unwrap();
+    let mut got: Vec<&str> = got.split_whitespace().collect();
+    got.sort();
+    assert_eq!(got, ips);
+    let mut ports: Vec<&str> = ports.split_whitespace().collect();
+    ports.sort();
+    assert_eq!(ports, ["http=8080", "metrics=9090"]);
+
+    let slices = c.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "json"]);
+    let slices: serde_json::Value = serde_json::from_str(&slices).unwrap();
+    let items = slices["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{slices}");
+    let slice = &items[0];
+    assert_eq!(slice["addressType"], "IPv4");
+    assert_eq!(slice["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+    assert_eq!(slice["metadata"]["labels"]["tier"], "front");
+    assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
+    assert_eq!(slice["endpoints"].as_array().unwrap().len(), 3);
+    assert!(slice["endpoints"].as_array().unwrap().iter().all(|e| e["conditions"] == serde_json::json!({"ready": true, "serving": true, "terminating": false}) && e["targetRef"]["kind"] == "Pod"));
+
+    // A pod relabelled out of the selector leaves; its replacement joins.
+    let pod = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let ip = c.ok(&["get", "pod", &pod, "-o", "jsonpath={.status.podIP}"]);
+    c.ok(&["label", "pod", &pod, "app=debug", "--overwrite"]);
+    c.wait_for(&["get", "endpoints", "web", "-o", addresses], "the relabelled pod to leave", |o| !o.contains(&format!("{ip} ")) && o.split('|').next().unwrap().split_whitespace().count() == 3);
+    c.ok(&["scale", "deploy/web", "--replicas=1"]);
+    c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}"], "the slice to shrink", |o| o.split_whitespace().count() == 1);
+
+    assert_eq!(c.ok(&["get", "endpoints", "external", "-o", "jsonpath={.subsets[0].addresses[0].ip}"]), "192.0.2.10", "a Service without a selector keeps its own Endpoints");
+    c.ok(&["delete", "service", "web"]);
+    c.wait_for(&["get", "endpoints,endpointslices", "-o", "name"], "web's endpoints to go", |o| !o.contains("/web"));
+}
+
+/// ReplicaSets and ReplicationControllers adopt a matching orphan instead
+/// of starting another pod, release a pod relabelled out of their selector
+/// (and replace it), and scale.
+/// [sig-apps] ReplicaSet should adopt matching pods on creation and release no longer matching pods [Conformance]
+/// [sig-apps] ReplicationController should adopt matching pods on creation [Conformance]
+/// [sig-apps] ReplicationController should release no longer matching pods [Conformance]
+#[test]
+fn replica_sets_and_controllers_adopt_and_release() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    for (kind, api, selector) in [("ReplicaSet", "apps/v1", "{matchLabels: {app: NAME}}"), ("ReplicationController", "v1", "{app: NAME}")] {
+        let name = kind.to_lowercase();
+        c.ok(&["run", &format!("{name}-orphan"), "--image=nginx", &format!("--labels=app={name}")]);
+        let owner = format!("apiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n  replicas: 2\n  selector: {}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{{name: c, image: nginx}}]\n", selector.replace("NAME", &name));
+        c.ok_stdin(&["apply", "-f", "-"], Some(&owner));
+        let owners = "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences[0].kind} {end}";
+        let out = c.wait_for(&["get", "pods", "-l", &format!("app={name}"), "-o", owners], "the orphan's adoption", |o| o.contains(&format!("{name}-orphan={kind}")) && o.split_whitespace().count() == 2);
+        assert!(out.split_whitespace().all(|p| p.ends_with(&format!("={kind}"))), "{out}");
+
+        c.ok(&["label", "pod", &format!("{name}-orphan"), "app=released", "--overwrite"]);
+        c.wait_for(&["get", "pod", &format!("{name}-orphan"), "-o", "jsonpath={.metadata.ownerReferences}"], "the release", |o| o.is_empty());
+        c.wait_for(&["get", "pods", "-l", &format!("app={name}"), "-o", "name"], "a replacement", |o| o.lines().count() == 2);
+        c.ok(&["scale", &format!("{name}/{name}"), "--replicas=4"]);
+        let ready = c.wait_for(&["get", &name, &name, "-o", "jsonpath={.status.readyReplicas}"], "four ready", |o| o == "4");
+        assert_eq!(ready, "4");
+    }
+}
+
+/// The pod garbage collector keeps at most `--terminated-pod-gc-threshold`
+/// finished pods (the Job still counts every completion) and removes pods
+/// bound to a node that does not exist.
+#[test]
+fn pod_gc_removes_excess_finished_and_orphaned_pods() {
+    let c = Cluster::start_with(&["--terminated-pod-gc-threshold", "2"]);
+    let _sim = c.sim(&["--nodes", "1"]);
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: five}\nspec:\n  completions: 5\n  parallelism: 5\n  template:\n    metadata: {annotations: {sim.skiff.io/succeed-after: 100ms}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: busybox}]\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(job));
+    c.ok(&["wait", "--for=condition=complete", "job/five", "--timeout=60s"]);
+    c.ok(&["run", "stranded", "--image=nginx", "--overrides", r#"{"spec":{"nodeName":"ghost"}}"#]);
+    let limit = std::time::Duration::from_secs(70);
+    c.wait_up_to(limit, &["get", "pods", "-l", "job-name=five", "-o", "name"], "the oldest finished pods to go", |o| o.lines().count() == 2);
+    c.wait_up_to(limit, &["get", "pods", "-o", "name"], "the pod on a missing node to go", |o| !o.contains("stranded"));
+    assert_eq!(c.ok(&["get", "job", "five", "-o", "jsonpath={.status.succeeded}"]), "5");
+}
