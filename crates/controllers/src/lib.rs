@@ -6,6 +6,7 @@ mod common;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod endpointslice;
 mod gc;
@@ -79,6 +80,7 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
             tokio::spawn(endpoints::run(client.clone(), &pods)),
             tokio::spawn(endpoints::remove_with_services(client.clone())),
             tokio::spawn(endpointslice::run(client.clone(), &pods)),
+            tokio::spawn(disruption::run(client.clone(), &pods)),
             tokio::spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold)),
             tokio::spawn(ttl_after_finished::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),

@@ -463,3 +463,33 @@ fn pod_gc_removes_excess_finished_and_orphaned_pods() {
     c.wait_up_to(limit, &["get", "pods", "-o", "name"], "the pod on a missing node to go", |o| !o.contains("stranded"));
     assert_eq!(c.ok(&["get", "job", "five", "-o", "jsonpath={.status.succeeded}"]), "5");
 }
+
+/// PodDisruptionBudgets report their pods' health and the disruptions
+/// allowed; the eviction API spends them
+/// and refuses with 429 when none is left.
+/// [sig-apps] DisruptionController should observe PodDisruptionBudget status updated [Conformance]
+/// [sig-apps] DisruptionController should block an eviction until the PDB is updated to allow it [Conformance]
+#[test]
+fn disruption_budgets_guard_evictions() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    c.ok(&["create", "pdb", "strict", "--selector=app=web", "--min-available=3"]);
+    c.ok(&["create", "pdb", "loose", "--selector=app=other", "--max-unavailable=1"]);
+    let status = "jsonpath={.status.currentHealthy}/{.status.desiredHealthy}/{.status.expectedPods}/{.status.disruptionsAllowed}";
+    c.wait_for(&["get", "pdb", "strict", "-o", status], "the budget's status", |o| o == "3/3/3/0");
+    let row = c.ok(&["get", "pdb", "strict", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(4).collect::<Vec<_>>(), ["strict", "3", "N/A", "0"], "{row}");
+
+    let pod = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let eviction = format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#);
+    let refused = c.fails(&["create", "--raw", &format!("/api/v1/namespaces/default/pods/{pod}/eviction"), "-f", "-"], Some(&eviction));
+    assert!(refused.contains("Cannot evict pod as it would violate the pod's disruption budget"), "{refused}");
+
+    c.ok(&["patch", "pdb", "strict", "--type=merge", "-p", r#"{"spec":{"minAvailable":2}}"#]);
+    c.wait_for(&["get", "pdb", "strict", "-o", status], "the budget to allow one", |o| o == "3/2/3/1");
+    c.ok_stdin(&["create", "--raw", &format!("/api/v1/namespaces/default/pods/{pod}/eviction"), "-f", "-"], Some(&eviction));
+    c.wait_for(&["get", "pods", "-o", "name"], "the evicted pod to go", |o| !o.contains(&pod));
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+}
