@@ -18,6 +18,7 @@ mod namespace_defaults;
 mod node_ipam;
 mod node_lifecycle;
 mod podgc;
+mod quota;
 mod replicaset;
 mod statefulset;
 mod ttl_after_finished;
@@ -81,6 +82,7 @@ pub async fn run(client: kube::Client, identity: String, options: Options) {
             tokio::spawn(endpoints::remove_with_services(client.clone())),
             tokio::spawn(endpointslice::run(client.clone(), &pods)),
             tokio::spawn(disruption::run(client.clone(), &pods)),
+            tokio::spawn(quota::run(client.clone(), &pods)),
             tokio::spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold)),
             tokio::spawn(ttl_after_finished::run(client.clone())),
             tokio::spawn(cronjob::run(client.clone())),

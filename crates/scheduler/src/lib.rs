@@ -10,7 +10,7 @@
 
 mod model;
 mod plugins;
-mod quantity;
+pub mod quantity;
 mod queue;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,44 +2,81 @@
 //! millicores, everything else in whole units, rounded up as upstream's
 //! `MilliValue()` and `Value()` round.
 
-/// `text` times 1000, rounded up; None if it is not a quantity.
+/// `text` times 1000, rounded up; None if it is not a quantity. Exact
+/// integer arithmetic: `1Gi` must sum with `512Mi` to exactly `1536Mi`.
 pub fn milli(text: &str) -> Option<i64> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
+    let (negative, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
-    let (mantissa, exponent) = match suffix.strip_prefix(['e', 'E']) {
-        Some(e) => (number, e.parse::<i32>().ok()?),
-        None => (number, 0),
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let digits: i128 = format!("{whole}{fraction}").parse().ok()?;
+    // The value is digits × multiplier × 10^power, in milli-units.
+    let mut power = 3 - fraction.len() as i32;
+    let mut multiplier: i128 = 1;
+    match suffix {
+        "" => {}
+        "n" => power -= 9,
+        "u" => power -= 6,
+        "m" => power -= 3,
+        "k" => power += 3,
+        "M" => power += 6,
+        "G" => power += 9,
+        "T" => power += 12,
+        "P" => power += 15,
+        "E" => power += 18,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            let exponent = "KMGTPE".find(&suffix[..1])? as u32 + 1;
+            multiplier = 1024i128.pow(exponent);
+        }
+        _ => power += suffix.strip_prefix(['e', 'E'])?.parse::<i32>().ok()?,
+    }
+    let scaled = digits.checked_mul(multiplier)?;
+    let value = if power >= 0 {
+        scaled.checked_mul(10i128.checked_pow(power as u32)?)?
+    } else {
+        // Rounded up, as upstream (0.1m is 1m).
+        let divisor = 10i128.checked_pow((-power) as u32)?;
+        (scaled + divisor - 1) / divisor
     };
-    let factor: f64 = match if exponent != 0 { "" } else { suffix } {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => return None,
-    };
-    let value: f64 = mantissa.parse().ok()?;
-    let scaled = value * factor * 10f64.powi(exponent) * 1000.0;
-    // Rounded up, as upstream (0.1m is 1m), after shaving off the binary
-    // floating-point error that would turn 1.5 into 1501m.
-    Some((scaled * (1.0 - 1e-12)).ceil() as i64)
+    let value = i64::try_from(value).ok()?;
+    Some(if negative { -value } else { value })
 }
 
 /// `text` in whole units, rounded up.
 pub fn value(text: &str) -> Option<i64> {
     milli(text).map(|m| (m + 999).div_euclid(1000))
+}
+
+/// A sum of milli-units written back as upstream canonicalizes it: in the
+/// binary suffixes (Ki, Mi, …) when `binary` and the value is a whole
+/// multiple of 1024, else in the decimal ones (m, k, M, …).
+pub fn format(milli: i64, binary: bool) -> String {
+    if milli % 1000 != 0 {
+        return format!("{milli}m");
+    }
+    let units = milli / 1000;
+    if units == 0 {
+        return "0".into();
+    }
+    let (base, suffixes): (i64, &[&str]) = if binary && units % 1024 == 0 { (1024, &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]) } else { (1000, &["", "k", "M", "G", "T", "P", "E"]) };
+    let (mut n, mut i) = (units, 0);
+    while n % base == 0 && i + 1 < suffixes.len() {
+        n /= base;
+        i += 1;
+    }
+    format!("{n}{}", suffixes[i])
+}
+
+/// Whether a quantity is written with a binary suffix.
+pub fn is_binary(text: &str) -> bool {
+    text.trim_end().ends_with('i')
 }
 
 #[cfg(test)]
@@ -60,5 +97,17 @@ mod tests {
         assert_eq!(milli("0"), Some(0));
         assert_eq!(milli("ten"), None);
         assert_eq!(milli("5Xi"), None);
+    }
+
+    #[test]
+    fn formats_as_upstream_canonicalizes() {
+        assert_eq!(format(1500, false), "1500m");
+        assert_eq!(format(2000, false), "2");
+        assert_eq!(format(2_000_000, false), "2k");
+        assert_eq!(format(0, true), "0");
+        assert_eq!(format(milli("1Gi").unwrap() + milli("512Mi").unwrap(), true), "1536Mi");
+        assert_eq!(format(milli("64Mi").unwrap() * 2, true), "128Mi");
+        assert_eq!(format(1_500_000, true), "1500");
+        assert_eq!(format(milli("100M").unwrap() * 2, false), "200M");
     }
 }

@@ -493,3 +493,30 @@ fn disruption_budgets_guard_evictions() {
     c.wait_for(&["get", "pods", "-o", "name"], "the evicted pod to go", |o| !o.contains(&pod));
     c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
 }
+
+/// A ResourceQuota's `status.used` follows what its namespace holds:
+/// object counts and the compute requests and limits of its pods, in the
+/// quota's scopes, written as upstream canonicalizes quantities.
+/// [sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a pod. [Conformance]
+/// [sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a service. [Conformance]
+#[test]
+fn resource_quotas_track_usage() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.ok(&["create", "quota", "team", "--hard=pods=10,services=5,count/deployments.apps=3,configmaps=20,requests.cpu=4,requests.memory=4Gi,limits.memory=8Gi"]);
+    c.ok(&["create", "quota", "best-effort", "--hard=pods=10", "--scopes=BestEffort"]);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: NAME}\nspec:\n  containers: [{name: c, image: nginx, resources: {requests: {cpu: 250m, memory: 512Mi}, limits: {memory: 1Gi}}}]\n";
+    for name in ["a", "b"] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&pod.replace("NAME", name)));
+    }
+    c.ok(&["run", "plain", "--image=nginx"]);
+    c.ok(&["create", "service", "clusterip", "web", "--tcp=80:80"]);
+    c.ok(&["create", "deployment", "d", "--image=nginx", "--replicas=0"]);
+    let used = "jsonpath={.status.used.pods} {.status.used.services} {.status.used.count/deployments\\.apps} {.status.used.requests\\.cpu} {.status.used.requests\\.memory} {.status.used.limits\\.memory}";
+    c.wait_up_to(std::time::Duration::from_secs(40), &["get", "quota", "team", "-o", used], "the usage", |o| o == "3 2 1 500m 1Gi 2Gi");
+    c.wait_for(&["get", "quota", "best-effort", "-o", "jsonpath={.status.used.pods}"], "the scoped usage", |o| o == "1");
+    let configmaps = c.ok(&["get", "quota", "team", "-o", "jsonpath={.status.used.configmaps}"]);
+    assert_eq!(configmaps, "1", "the namespace's kube-root-ca.crt");
+    c.ok(&["delete", "pod", "a", "--wait=false"]);
+    c.wait_up_to(std::time::Duration::from_secs(40), &["get", "quota", "team", "-o", used], "the usage to drop", |o| o == "2 2 1 250m 512Mi 1Gi");
+}
