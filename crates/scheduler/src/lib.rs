@@ -12,6 +12,7 @@ mod model;
 mod plugins;
 pub mod quantity;
 mod queue;
+mod topology;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use model::{NodeInfo, PodInfo};
 pub use plugins::{selects_node, tolerates};
 use plugins::Reason;
 use queue::Queue;
+use topology::Cycle;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -85,6 +87,9 @@ struct State {
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
     placed: HashMap<String, PodInfo>,
+    /// The placed pods with required anti-affinity, which every pod must
+    /// respect.
+    repelling: HashSet<String>,
     /// Assumed pods whose binding is in flight.
     binding: HashSet<String>,
     queue: Queue,
@@ -283,7 +288,7 @@ impl State {
             if let Some(n) = self.nodes.get_mut(&node) {
                 n.add_pod(&info);
             }
-            self.placed.insert(info.uid.clone(), info);
+            self.place(info);
             return;
         }
         if ours && !deleting && !self.binding.contains(&info.uid) {
@@ -293,8 +298,19 @@ impl State {
         }
     }
 
+    /// Records a pod as holding room on its node.
+    fn place(&mut self, pod: PodInfo) {
+        if pod.repels {
+            self.repelling.insert(pod.uid.clone());
+        }
+        if self.placed.insert(pod.uid.clone(), pod).is_none() {
+            self.queue.pod_placed();
+        }
+    }
+
     /// Frees the room a pod held; true if it held any.
     fn release(&mut self, pod: &PodInfo) -> bool {
+        self.repelling.remove(&pod.uid);
         let Some(placed) = self.placed.remove(&pod.uid) else { return false };
         if let Some(n) = placed.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
             n.remove_pod(&placed);
@@ -322,13 +338,22 @@ impl State {
         let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
         let mut failed_unresolvable = 0;
         let mut examined = 0;
+        // Spread and inter-pod affinity: only pods that use them, or that
+        // another pod's anti-affinity may keep out, pay for counting.
+        let cycle = if pod.depends_on_pods {
+            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, self.placed.values()))
+        } else if !self.repelling.is_empty() {
+            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, self.repelling.iter().filter_map(|uid| self.placed.get(uid))))
+        } else {
+            None
+        };
         for i in 0..total {
             if feasible.len() >= wanted {
                 break;
             }
             examined += 1;
             let node = &self.nodes.list[(self.next_start + i) % total];
-            match plugins::filter(pod, node) {
+            match plugins::filter(pod, node).and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node))) {
                 Ok(()) => feasible.push(node),
                 Err(why) => {
                     if why.iter().any(|r| r.unresolvable) {
@@ -346,7 +371,12 @@ impl State {
         if feasible.is_empty() {
             return Err(fit_error(total, &reasons, failed_unresolvable));
         }
-        let scores = plugins::score(pod, &feasible);
+        let mut scores = plugins::score(pod, &feasible);
+        if let Some(c) = &cycle {
+            for (score, extra) in scores.iter_mut().zip(c.score(&feasible)) {
+                *score += extra;
+            }
+        }
         let best = scores.iter().copied().max().unwrap_or(0);
         // Ties are broken at random, as upstream does.
         let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
@@ -417,7 +447,7 @@ impl Scheduler {
                 n.add_pod(&assumed);
             }
             st.binding.insert(assumed.uid.clone());
-            st.placed.insert(assumed.uid.clone(), assumed.clone());
+            st.place(assumed.clone());
         }
         // Waits only when binds are already backed up.
         let permit = self.binds.clone().acquire_owned().await.expect("never closed");

@@ -87,6 +87,10 @@ pub struct PodInfo {
     pub priority: i32,
     /// Succeeded or Failed: holds no resources.
     pub terminal: bool,
+    /// Has topology spread constraints or inter-pod (anti-)affinity.
+    pub depends_on_pods: bool,
+    /// Has required anti-affinity: other pods must keep out of its domains.
+    pub repels: bool,
 }
 
 fn requests_of(c: &Container) -> Resources {
@@ -146,6 +150,8 @@ impl PodInfo {
             ports,
             priority: spec.priority.unwrap_or(0),
             terminal: matches!(phase, Some("Succeeded" | "Failed")),
+            depends_on_pods: crate::topology::depends_on_pods(&pod),
+            repels: spec.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref()).is_some_and(|a| a.required_during_scheduling_ignored_during_execution.as_ref().is_some_and(|t| !t.is_empty())),
             pod,
         }
     }

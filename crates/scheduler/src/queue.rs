@@ -129,6 +129,19 @@ impl Queue {
         self.flush();
     }
 
+    /// A pod was placed: pods waiting on other pods' placement (spread,
+    /// affinity) may fit now, as upstream's AssignedPodAdd event says.
+    pub fn pod_placed(&mut self) {
+        let mut moved = false;
+        for q in self.pods.values_mut().filter(|q| q.stage == Stage::Unschedulable && q.info.depends_on_pods) {
+            q.stage = Stage::Backoff;
+            moved = true;
+        }
+        if moved {
+            self.flush();
+        }
+    }
+
     /// Moves pods whose backoff is over, and those unschedulable for too
     /// long, to be tried again. True if any were.
     pub fn flush(&mut self) -> bool {

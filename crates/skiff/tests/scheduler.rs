@@ -131,3 +131,82 @@ fn host_ports_conflict_as_upstream_says() {
         "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod."
     );
 }
+
+/// InterPodAffinity: required anti-affinity keeps replicas on separate
+/// hosts (the one that fits nowhere gets upstream's message); required
+/// affinity puts a pod beside the pods it names, and waits when there are
+/// none; an existing pod's anti-affinity keeps matching pods away.
+#[test]
+fn inter_pod_affinity_and_anti_affinity() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "three nodes", |o| o.lines().count() == 3);
+    let anti = r#""affinity":{"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"db"}},"topologyKey":"kubernetes.io/hostname"}]}}"#;
+    for i in 0..4 {
+        let manifest = pod(&format!("db-{i}"), None, anti).replace(r#""metadata":{"name":"#, r#""metadata":{"labels":{"app":"db"},"name":"#);
+        c.ok_stdin(&["create", "-f", "-"], Some(&manifest));
+    }
+    let mut hosts: Vec<String> = (0..3).map(|i| node_of(&c, &format!("db-{i}"))).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["sim-0", "sim-1", "sim-2"], "one per host");
+    assert_eq!(
+        failure_of(&c, "db-3"),
+        "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+    );
+
+    let near = r#""affinity":{"podAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"labelSelector":{"matchLabels":{"app":"db"}},"topologyKey":"kubernetes.io/hostname"}]}}"#;
+    c.ok(&["delete", "pod", "db-0", "db-1"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("beside-db", None, near)));
+    assert_eq!(node_of(&c, "beside-db"), node_of(&c, "db-2"));
+    let nowhere = near.replace(r#""app":"db""#, r#""app":"none""#);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("lonely", None, &nowhere)));
+    assert_eq!(failure_of(&c, "lonely"), "0/3 nodes are available: 3 node(s) didn't match pod affinity rules. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.");
+
+    // db-2's anti-affinity keeps a new db pod off its node.
+    let plain_db = pod("db-late", None, "").replace(r#""metadata":{"name":"#, r#""metadata":{"labels":{"app":"db"},"name":"#);
+    c.ok_stdin(&["create", "-f", "-"], Some(&plain_db));
+    assert_ne!(node_of(&c, "db-late"), node_of(&c, "db-2"));
+}
+
+/// PodTopologySpread: a hard constraint (maxSkew 1 over hosts) spreads a
+/// Deployment evenly, and a pod that would break it waits with upstream's
+/// message; a node without the topology label does not count.
+#[test]
+fn pod_topology_spread_constraints() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "3"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "three nodes", |o| o.lines().count() == 3);
+    for (node, zone) in [("sim-0", "a"), ("sim-1", "a"), ("sim-2", "b")] {
+        c.ok(&["label", "node", node, &format!("topology.kubernetes.io/zone={zone}")]);
+    }
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 6\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      topologySpreadConstraints:\n      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}\n      containers: [{name: web, image: nginx}]\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(deployment));
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let nodes = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {end}"]);
+    let in_b = nodes.split_whitespace().filter(|n| *n == "sim-2").count();
+    assert_eq!(in_b, 3, "zone b has one node and half the pods: {nodes}");
+
+    // Pods that must go to zone a: the first makes the skew 1, the second
+    // would make it 2.
+    let pinned = r#""nodeSelector":{"topology.kubernetes.io/zone":"a"},"topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"DoNotSchedule","labelSelector":{"matchLabels":{"app":"web"}},"nodeAffinityPolicy":"Ignore"}]"#;
+    for name in ["fits", "skewed"] {
+        let manifest = pod(name, None, pinned).replace(r#""metadata":{"name":"#, r#""metadata":{"labels":{"app":"web"},"name":"#);
+        c.ok_stdin(&["create", "-f", "-"], Some(&manifest));
+        if name == "fits" {
+            node_of(&c, "fits");
+        }
+    }
+    assert_eq!(
+        failure_of(&c, "skewed"),
+        "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 2 node(s) didn't match pod topology spread constraints. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."
+    );
+    // A node without the zone label is no domain: it takes no pod that
+    // spreads by zone, and its pods no longer count, so zone a is the only
+    // domain and the waiting pod fits.
+    c.ok(&["label", "node", "sim-2", "topology.kubernetes.io/zone-"]);
+    assert!(node_of(&c, "skewed") != "sim-2");
+    c.ok(&["scale", "deploy/web", "--replicas=8"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let nodes = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {end}"]);
+    assert_eq!(nodes.split_whitespace().filter(|n| *n == "sim-2").count(), 3, "{nodes}");
+}
