@@ -10,6 +10,7 @@
 
 mod model;
 mod plugins;
+mod preemption;
 pub mod quantity;
 mod queue;
 mod topology;
@@ -87,6 +88,8 @@ struct State {
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
     placed: HashMap<String, PodInfo>,
+    /// Pods nominated to a node by preemption, by uid: (node, pod).
+    nominated: HashMap<String, (String, PodInfo)>,
     /// The placed pods with required anti-affinity, which every pod must
     /// respect.
     repelling: HashSet<String>,
@@ -279,6 +282,7 @@ impl State {
             // Bound (by us or anyone): it holds room on its node.
             self.queue.done(&info.uid);
             self.binding.remove(&info.uid);
+            self.nominated.remove(&info.uid);
             self.reported.remove(&info.uid);
             if let Some(old) = self.placed.get(&info.uid).cloned() {
                 if old.node.as_deref() != Some(node.as_str()) {
@@ -295,6 +299,7 @@ impl State {
             self.queue.add_or_update(info);
         } else if deleting {
             self.queue.remove(&info.uid);
+            self.nominated.remove(&info.uid);
         }
     }
 
@@ -331,7 +336,7 @@ impl State {
     }
 
     /// The best node for `pod`, or why none fits.
-    fn decide(&mut self, pod: &PodInfo) -> Result<String, String> {
+    fn decide(&mut self, pod: &PodInfo) -> Result<String, Unfit> {
         let wanted = self.nodes_to_find();
         let total = self.nodes.list.len();
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
@@ -347,17 +352,31 @@ impl State {
         } else {
             None
         };
+        let mut candidates = Vec::new();
         for i in 0..total {
             if feasible.len() >= wanted {
                 break;
             }
             examined += 1;
             let node = &self.nodes.list[(self.next_start + i) % total];
-            match plugins::filter(pod, node).and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node))) {
+            // Pods as important, nominated to this node, have their room kept.
+            let ahead: Vec<&PodInfo> = self.nominated.values().filter(|(n, p)| n == &node.name && p.uid != pod.uid && p.priority >= pod.priority).map(|(_, p)| p).collect();
+            let verdict = if ahead.is_empty() {
+                plugins::filter(pod, node)
+            } else {
+                let mut with = node.clone();
+                for p in ahead {
+                    with.add_pod(p);
+                }
+                plugins::filter(pod, &with)
+            };
+            match verdict.and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node))) {
                 Ok(()) => feasible.push(node),
                 Err(why) => {
                     if why.iter().any(|r| r.unresolvable) {
                         failed_unresolvable += 1;
+                    } else {
+                        candidates.push(node.name.clone());
                     }
                     for r in why {
                         *reasons.entry(r).or_default() += 1;
@@ -369,7 +388,7 @@ impl State {
             self.next_start = (self.next_start + examined) % total;
         }
         if feasible.is_empty() {
-            return Err(fit_error(total, &reasons, failed_unresolvable));
+            return Err(Unfit { total, reasons, unresolvable: failed_unresolvable, candidates });
         }
         let mut scores = plugins::score(pod, &feasible);
         if let Some(c) = &cycle {
@@ -385,11 +404,43 @@ impl State {
     }
 }
 
+impl State {
+    /// PostFilter: the node and victims that make room for `pod`, or why
+    /// the pod may not preempt (None: no victims found).
+    fn preempt(&mut self, pod: &PodInfo, unfit: &Unfit) -> Result<(String, Vec<PodInfo>), Option<&'static str>> {
+        let nominated = self.nominated.get(&pod.uid).map(|(n, _)| n);
+        preemption::eligible(pod, nominated, &self.nodes.index, &self.nodes.list, &self.placed).map_err(Some)?;
+        let candidates: Vec<(String, Vec<PodInfo>)> = unfit
+            .candidates
+            .iter()
+            .filter_map(|name| self.nodes.index.get(name).map(|i| &self.nodes.list[*i]))
+            .filter_map(|node| Some((node.name.clone(), preemption::victims_on(pod, node, &self.placed)?)))
+            .collect();
+        let (node, victims) = preemption::best(candidates).ok_or(None)?;
+        // Nominated: the node's room is kept for it; pods of lower priority
+        // nominated there lose their claim.
+        self.nominated.retain(|_, (n, p)| n != &node || p.priority >= pod.priority);
+        self.nominated.insert(pod.uid.clone(), (node.clone(), pod.clone()));
+        Ok((node, victims))
+    }
+}
+
+/// Why a pod fits nowhere: the reasons per node, and the nodes where
+/// preemption could help (those that failed only resolvably).
+struct Unfit {
+    total: usize,
+    reasons: BTreeMap<Reason, usize>,
+    unresolvable: usize,
+    candidates: Vec<String>,
+}
+
 /// Upstream's FailedScheduling message: `0/3 nodes are available: 1
 /// Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.
-/// preemption: 0/3 nodes are available: …`. Skiff does not preempt yet:
-/// the preemption part says which nodes it could not help on.
-fn fit_error(total: usize, reasons: &BTreeMap<Reason, usize>, unresolvable: usize) -> String {
+/// preemption: 0/3 nodes are available: …`, the preemption part being
+/// `postfilter` when given (a pod that may not preempt), none when
+/// preemption found victims, and else which nodes it could not help on.
+fn fit_error(unfit: &Unfit, postfilter: Option<Option<&str>>) -> String {
+    let (total, reasons, unresolvable) = (unfit.total, &unfit.reasons, unfit.unresolvable);
     if total == 0 {
         return "no nodes available to schedule pods".into();
     }
@@ -404,6 +455,11 @@ fn fit_error(total: usize, reasons: &BTreeMap<Reason, usize>, unresolvable: usiz
         message += &format!(": {}.", parts.join(", "));
     } else {
         message += ".";
+    }
+    match postfilter {
+        Some(Some(reason)) => return format!("{message} preemption: {reason}"),
+        Some(None) => return message,
+        None => {}
     }
     let mut preemption = Vec::new();
     if total - unresolvable > 0 {
@@ -434,7 +490,18 @@ impl Scheduler {
             let decision = self.state.lock().unwrap().decide(&pod);
             match decision {
                 Ok(node) => self.assume_and_bind(pod, node).await,
-                Err(message) => self.unschedulable(pod, message),
+                Err(unfit) => {
+                    let outcome = self.state.lock().unwrap().preempt(&pod, &unfit);
+                    let message = match outcome {
+                        Ok((node, victims)) => {
+                            self.evict(&pod, &node, victims);
+                            fit_error(&unfit, Some(None))
+                        }
+                        Err(Some(reason)) => fit_error(&unfit, Some(Some(reason))),
+                        Err(None) => fit_error(&unfit, None),
+                    };
+                    self.unschedulable(pod, message)
+                }
             }
         }
     }
@@ -487,6 +554,41 @@ impl Scheduler {
         let note = format!("Successfully assigned {ns}/{name} to {node}");
         self.event(pod, "Normal", "Scheduled", "Binding", note);
         Ok(())
+    }
+
+    /// Carries out a preemption, as upstream: each victim is marked with a
+    /// DisruptionTarget condition and deleted (gracefully), with a
+    /// Preempted event; the pod is nominated to the node.
+    fn evict(self: &Arc<Self>, pod: &PodInfo, node: &str, victims: Vec<PodInfo>) {
+        for victim in &victims {
+            let note = format!("Preempted by pod {} on node {node}", pod.uid);
+            self.event(victim, "Normal", "Preempted", "Preempting", note);
+        }
+        let (s, pod, node) = (self.clone(), pod.clone(), node.to_string());
+        tokio::spawn(async move {
+            let _permit = s.reports.acquire().await;
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            for victim in victims {
+                let meta = &victim.pod.metadata;
+                let api: Api<Pod> = Api::namespaced(s.client.clone(), meta.namespace.as_deref().unwrap_or_default());
+                let name = meta.name.as_deref().unwrap_or_default();
+                let condition = json!({"status": {"conditions": [{
+                    "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                    "message": format!("{}: preempting to accommodate a higher priority pod", s.options.name), "lastTransitionTime": now,
+                }]}});
+                let _ = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition)).await;
+                let params = kube::api::DeleteParams { preconditions: Some(kube::api::Preconditions { uid: meta.uid.clone(), resource_version: None }), ..Default::default() };
+                if let Err(e) = api.delete(name, &params).await {
+                    tracing::debug!(victim = %victim.key, "preempting: {e}");
+                }
+            }
+            let meta = &pod.pod.metadata;
+            let api: Api<Pod> = Api::namespaced(s.client.clone(), meta.namespace.as_deref().unwrap_or_default());
+            let nominate = json!({"status": {"nominatedNodeName": node}});
+            if let Err(e) = api.patch_status(meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(nominate)).await {
+                tracing::debug!(pod = %pod.key, "nominating: {e}");
+            }
+        });
     }
 
     /// No node fits: the pod waits for a change, and says why (once per
@@ -557,11 +659,18 @@ mod tests {
         let mut reasons = BTreeMap::new();
         reasons.insert(reason("node(s) didn't match Pod's node affinity/selector", true), 2);
         reasons.insert(reason("Insufficient cpu", false), 1);
+        let unfit = Unfit { total: 3, reasons, unresolvable: 2, candidates: vec![] };
         assert_eq!(
-            fit_error(3, &reasons, 2),
+            fit_error(&unfit, None),
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. \
              preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
         );
-        assert_eq!(fit_error(0, &BTreeMap::new(), 0), "no nodes available to schedule pods");
+        assert_eq!(
+            fit_error(&unfit, Some(Some(preemption::NEVER))),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: not eligible due to preemptionPolicy=Never."
+        );
+        assert_eq!(fit_error(&unfit, Some(None)), "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.");
+        let none = Unfit { total: 0, reasons: BTreeMap::new(), unresolvable: 0, candidates: vec![] };
+        assert_eq!(fit_error(&none, None), "no nodes available to schedule pods");
     }
 }

@@ -210,3 +210,35 @@ fn pod_topology_spread_constraints() {
     let nodes = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {end}"]);
     assert_eq!(nodes.split_whitespace().filter(|n| *n == "sim-2").count(), 3, "{nodes}");
 }
+
+/// DefaultPreemption: a high-priority pod that fits nowhere evicts the
+/// fewest lower-priority pods on one node (with a Preempted event and a
+/// DisruptionTarget condition), is nominated there, and is placed once
+/// they are gone; `preemptionPolicy: Never` waits instead.
+/// [sig-scheduling] SchedulerPreemption [Serial] validates basic preemption works [Conformance]
+#[test]
+fn preemption_evicts_lower_priority_pods() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2", "--cpu", "2"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "two nodes", |o| o.lines().count() == 2);
+    // Priority is set directly: the Priority admission plugin that fills it
+    // from priorityClassName belongs to the admission work.
+    for (name, cpu) in [("low-0", "1500m"), ("low-1", "1"), ("low-2", "500m")] {
+        c.ok_stdin(&["create", "-f", "-"], Some(&pod(name, Some(cpu), r#""priority":1"#)));
+        node_of(&c, name);
+    }
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("polite", Some("1500m"), r#""priority":1000,"preemptionPolicy":"Never""#)));
+    assert_eq!(failure_of(&c, "polite"), "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.");
+    c.ok(&["delete", "pod", "polite"]);
+
+    // Either node frees 1500m with one victim: low-0 alone, or low-1 on the
+    // other node, where low-2 is given back (the reprieve).
+    assert_eq!(node_of(&c, "low-2"), node_of(&c, "low-1"), "LeastAllocated put low-2 where more was free");
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("urgent", Some("1500m"), r#""priority":1000"#)));
+    let placed = node_of(&c, "urgent");
+    let pods = c.ok(&["get", "pods", "-o", "name"]);
+    let evicted: Vec<&str> = ["low-0", "low-1", "low-2"].into_iter().filter(|p| !pods.contains(&format!("pod/{p}\n"))).collect();
+    assert_eq!(evicted.len(), 1, "one victim: {pods}");
+    let events = c.ok(&["get", "events", "--field-selector", &format!("involvedObject.name={},reason=Preempted", evicted[0]), "-o", "jsonpath={.items[*].message}"]);
+    assert!(events.starts_with("Preempted by pod ") && events.ends_with(&format!("on node {placed}")), "{events}");
+}
