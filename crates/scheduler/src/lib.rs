@@ -35,7 +35,7 @@ use model::{NodeInfo, PodInfo};
 pub use plugins::{selects_node, tolerates};
 use plugins::Reason;
 use queue::Queue;
-use topology::Cycle;
+use topology::{Cycle, Domains};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -57,17 +57,32 @@ impl Default for Options {
 struct Nodes {
     list: Vec<NodeInfo>,
     index: HashMap<String, usize>,
+    /// Each topology key's domains per node, made when first needed and
+    /// kept until a node comes, goes, or changes its labels.
+    domains: Mutex<HashMap<String, Arc<Domains>>>,
 }
 
 impl Nodes {
+    /// The nodes' domains for a topology key.
+    fn domains(&self, key: &str) -> Arc<Domains> {
+        let mut cache = self.domains.lock().unwrap();
+        cache.entry(key.to_string()).or_insert_with(|| Arc::new(Domains::new(&self.list, key))).clone()
+    }
+
     fn get_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
         self.index.get(name).map(|i| &mut self.list[*i])
     }
 
     fn insert(&mut self, info: NodeInfo) {
         match self.index.get(&info.name) {
-            Some(i) => self.list[*i] = info,
+            Some(i) => {
+                if self.list[*i].labels() != info.labels() {
+                    self.domains.lock().unwrap().clear();
+                }
+                self.list[*i] = info;
+            }
             None => {
+                self.domains.lock().unwrap().clear();
                 self.index.insert(info.name.clone(), self.list.len());
                 self.list.push(info);
             }
@@ -75,6 +90,7 @@ impl Nodes {
     }
 
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.domains.lock().unwrap().clear();
         self.list.retain(|n| keep(&n.name));
         self.index = self.list.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
     }
@@ -346,9 +362,9 @@ impl State {
         // Spread and inter-pod affinity: only pods that use them, or that
         // another pod's anti-affinity may keep out, pay for counting.
         let cycle = if pod.depends_on_pods {
-            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, self.placed.values()))
+            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, &|key| self.nodes.domains(key), self.placed.values()))
         } else if !self.repelling.is_empty() {
-            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, self.repelling.iter().filter_map(|uid| self.placed.get(uid))))
+            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, &|key| self.nodes.domains(key), self.repelling.iter().filter_map(|uid| self.placed.get(uid))))
         } else {
             None
         };

@@ -6,6 +6,7 @@
 //! node.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -90,8 +91,9 @@ pub struct Cycle {
     /// them itself: the first of a group may go anywhere.
     first_of_group: bool,
     anti_affinity: Vec<Term>,
-    /// Domains existing pods' anti-affinity keeps this pod out of.
-    forbidden: HashSet<(String, String)>,
+    /// Domains existing pods' anti-affinity keeps this pod out of, by
+    /// topology key.
+    forbidden: HashMap<String, HashSet<String>>,
     preferred: Vec<Term>,
 }
 
@@ -99,27 +101,60 @@ fn domain<'a>(node: &'a NodeInfo, key: &str) -> Option<&'a String> {
     node.labels().get(key)
 }
 
+/// One topology key's domains: each node's (by its index in the node
+/// list) as a small number, and their names. Counting pods per domain
+/// then needs no string hashing or label lookups.
+pub struct Domains {
+    of_node: Vec<Option<u32>>,
+    names: Vec<String>,
+}
+
+impl Domains {
+    pub fn new(nodes: &[NodeInfo], key: &str) -> Domains {
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let of_node = nodes
+            .iter()
+            .map(|n| {
+                let value = domain(n, key)?;
+                Some(*ids.entry(value.as_str()).or_insert_with(|| {
+                    names.push(value.clone());
+                    names.len() as u32 - 1
+                }))
+            })
+            .collect();
+        Domains { of_node, names }
+    }
+}
+
+/// Where placed pods are: each pod with its node's index.
+type Placed<'a> = Vec<(&'a PodInfo, usize)>;
+
 impl Cycle {
     /// Counts, per domain, the placed pods each rule of `pod` looks at.
-    pub fn new<'a>(pod: &PodInfo, nodes: &'a [NodeInfo], index: &HashMap<String, usize>, placed: impl Iterator<Item = &'a PodInfo> + Clone) -> Cycle {
+    pub fn new<'a>(pod: &PodInfo, nodes: &'a [NodeInfo], index: &HashMap<String, usize>, domains: &dyn Fn(&str) -> Arc<Domains>, placed: impl Iterator<Item = &'a PodInfo>) -> Cycle {
         let mut cycle = Cycle::default();
         let incoming = &pod.pod;
         let ns = incoming.metadata.namespace.as_deref().unwrap_or_default();
         let spec = incoming.spec.as_ref();
-        let placed_on = |p: &'a PodInfo| Some((p, &nodes[*index.get(p.node.as_ref()?)?]));
-        let live = placed.clone().filter(|p| !p.terminal && p.pod.metadata.deletion_timestamp.is_none()).filter_map(placed_on);
+        let live: Placed = placed
+            .filter(|p| !p.terminal && p.pod.metadata.deletion_timestamp.is_none())
+            .filter_map(|p| Some((p, *index.get(p.node.as_ref()?)?)))
+            .collect();
 
         for c in spec.and_then(|s| s.topology_spread_constraints.as_ref()).into_iter().flatten() {
-            cycle.spread.push(spread(c, incoming, nodes, live.clone()));
+            cycle.spread.push(spread(c, incoming, nodes, &domains(&c.topology_key), &live));
         }
         let affinity = spec.and_then(|s| s.affinity.as_ref());
         let count = |term: &PodAffinityTerm, weight: i64| {
-            let mut counts: HashMap<String, i64> = HashMap::new();
-            for (p, node) in live.clone() {
-                if let Some(value) = domain(node, &term.topology_key).filter(|_| term_selects(term, ns, &p.pod)) {
-                    *counts.entry(value.clone()).or_default() += 1;
+            let d = domains(&term.topology_key);
+            let mut counts = vec![0i64; d.names.len()];
+            for (p, node) in &live {
+                if let Some(id) = d.of_node[*node].filter(|_| term_selects(term, ns, &p.pod)) {
+                    counts[id as usize] += 1;
                 }
             }
+            let counts = counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(i, n)| (d.names[i].clone(), n)).collect();
             Term { key: term.topology_key.clone(), counts, weight }
         };
         if let Some(pa) = affinity.and_then(|a| a.pod_affinity.as_ref()) {
@@ -137,12 +172,15 @@ impl Cycle {
             }
         }
         // Existing pods whose required anti-affinity the incoming pod matches.
-        for (p, node) in live {
+        for (p, node) in &live {
+            if !p.repels {
+                continue;
+            }
             let terms = p.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
             let owner_ns = p.pod.metadata.namespace.as_deref().unwrap_or_default();
             for term in terms.into_iter().flatten().filter(|t| term_selects(t, owner_ns, incoming)) {
-                if let Some(value) = domain(node, &term.topology_key) {
-                    cycle.forbidden.insert((term.topology_key.clone(), value.clone()));
+                if let Some(value) = domain(&nodes[*node], &term.topology_key) {
+                    cycle.forbidden.entry(term.topology_key.clone()).or_default().insert(value.clone());
                 }
             }
         }
@@ -171,7 +209,7 @@ impl Cycle {
             }
         }
         let labels = node.labels();
-        if self.forbidden.iter().any(|(k, v)| labels.get(k) == Some(v)) {
+        if self.forbidden.iter().any(|(k, values)| labels.get(k).is_some_and(|v| values.contains(v))) {
             return fail(EXISTING_ANTI_AFFINITY, false);
         }
         Ok(())
@@ -212,14 +250,15 @@ impl Cycle {
 /// the pod's node affinity admits, as `nodeAffinityPolicy: Honor`, and
 /// whose taints it tolerates if `nodeTaintsPolicy: Honor`), and the
 /// matching pods on them.
-fn spread<'a>(c: &TopologySpreadConstraint, pod: &Pod, nodes: &'a [NodeInfo], live: impl Iterator<Item = (&'a PodInfo, &'a NodeInfo)>) -> Spread {
+fn spread(c: &TopologySpreadConstraint, pod: &Pod, nodes: &[NodeInfo], domains: &Domains, live: &Placed) -> Spread {
     let ns = pod.metadata.namespace.as_deref();
     let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
     let ignore_affinity = c.node_affinity_policy.as_deref() == Some("Ignore");
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let constrained = spec.is_some_and(|s| s.node_selector.is_some() || s.affinity.as_ref().is_some_and(|a| a.node_affinity.is_some()));
+    let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
     let eligible = |n: &NodeInfo| {
-        domain(n, &c.topology_key).is_some()
-            && (ignore_affinity || selects_node(pod, &n.name, n.labels()))
+        (ignore_affinity || !constrained || selects_node(pod, &n.name, n.labels()))
             && (!honor_taints || n.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|taint| tolerations.iter().any(|t| tolerates(t, taint))))
     };
     // matchLabelKeys: the pod's own values of those keys narrow the selector.
@@ -233,14 +272,23 @@ fn spread<'a>(c: &TopologySpreadConstraint, pod: &Pod, nodes: &'a [NodeInfo], li
             }
         }
     }
-    let mut counts: HashMap<String, i64> = nodes.iter().filter(|n| eligible(n)).filter_map(|n| domain(n, &c.topology_key)).map(|v| (v.clone(), 0)).collect();
-    for (p, node) in live {
-        if p.pod.metadata.namespace.as_deref() == ns && matches(selector.as_ref(), p.pod.metadata.labels.as_ref()) {
-            if let Some(count) = domain(node, &c.topology_key).and_then(|v| counts.get_mut(v)) {
-                *count += 1;
+    let mut counted = vec![false; domains.names.len()];
+    for (i, node) in nodes.iter().enumerate() {
+        if let Some(id) = domains.of_node[i] {
+            if !counted[id as usize] && eligible(node) {
+                counted[id as usize] = true;
             }
         }
     }
+    let mut counts = vec![0i64; domains.names.len()];
+    for (p, node) in live {
+        if let Some(id) = domains.of_node[*node].filter(|id| counted[*id as usize]) {
+            if p.pod.metadata.namespace.as_deref() == ns && matches(selector.as_ref(), p.pod.metadata.labels.as_ref()) {
+                counts[id as usize] += 1;
+            }
+        }
+    }
+    let counts: HashMap<String, i64> = counts.into_iter().enumerate().filter(|(i, _)| counted[*i]).map(|(i, n)| (domains.names[i].clone(), n)).collect();
     let min_domains = c.min_domains.unwrap_or(1) as usize;
     let min = if counts.len() < min_domains { 0 } else { counts.values().copied().min().unwrap_or(0) };
     Spread {

@@ -31,11 +31,14 @@ pub struct Options {
     /// Run the pods bound to the nodes; off, nodes only hold them (as
     /// upstream's scheduler_perf nodes do).
     pub run_pods: bool,
+    /// Spread the nodes over this many zones (`topology.kubernetes.io/zone`
+    /// `zone-0`, `zone-1`, …, round robin); 0 for no zone label.
+    pub zones: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into(), run_pods: true }
+        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into(), run_pods: true, zones: 0 }
     }
 }
 

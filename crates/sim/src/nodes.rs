@@ -38,7 +38,7 @@ fn node(options: &Options, name: &str) -> Result<Node> {
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
     let resources = json!({"cpu": options.cpu, "memory": options.memory, "pods": options.pods, "ephemeral-storage": "1Ti"});
-    Ok(serde_json::from_value(json!({
+    let mut node: Node = serde_json::from_value(json!({
         "metadata": {
             "name": name,
             "labels": {
@@ -69,7 +69,11 @@ fn node(options: &Options, name: &str) -> Result<Node> {
                 "operatingSystem": "linux", "architecture": "amd64",
             },
         },
-    }))?)
+    }))?;
+    if let Some(i) = options.index_of(name).filter(|_| options.zones > 0) {
+        node.metadata.labels.get_or_insert_with(Default::default).insert("topology.kubernetes.io/zone".into(), format!("zone-{}", i % options.zones));
+    }
+    Ok(node)
 }
 
 fn lease(name: &str) -> Result<Lease> {

@@ -24,6 +24,9 @@ pub struct Args {
     /// Node names are this followed by 0, 1, ….
     #[arg(long, default_value = "sim-")]
     name_prefix: String,
+    /// Label the nodes with this many zones (`topology.kubernetes.io/zone`).
+    #[arg(long, default_value_t = 0)]
+    zones: usize,
 }
 
 pub async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
@@ -34,7 +37,7 @@ pub async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 
 pub async fn run(args: Args) -> Result<()> {
     let client = client(&args.kubeconfig).await?;
-    let options = skiff_sim::Options { nodes: args.nodes, name_prefix: args.name_prefix, cpu: args.cpu, memory: args.memory, pods: args.pods, run_pods: true };
+    let options = skiff_sim::Options { nodes: args.nodes, name_prefix: args.name_prefix, cpu: args.cpu, memory: args.memory, pods: args.pods, run_pods: true, zones: args.zones };
     let started = std::time::Instant::now();
     let sim = skiff_sim::Sim::start(client, options).await?;
     eprintln!("{} simulated nodes registered in {} ms", args.nodes, started.elapsed().as_millis());

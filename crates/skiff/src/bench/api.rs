@@ -53,12 +53,7 @@ impl Drop for ServerProcess {
 
 impl ServerProcess {
     pub(super) fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        super::rss_mib(&self.child.id().to_string())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Benchmarks: each prints its figures as it goes and a table at the end.
 
 mod api;
+mod deployment;
 mod scheduler;
 mod store;
 
@@ -16,6 +17,8 @@ pub enum Bench {
     Api(api::Args),
     /// The scheduler on simulated nodes, end to end through the API.
     Scheduler(scheduler::Args),
+    /// A large Deployment becoming Ready on simulated nodes.
+    Deployment(deployment::Args),
 }
 
 impl Bench {
@@ -24,6 +27,7 @@ impl Bench {
             Bench::Store(args) => store::run(args).await,
             Bench::Api(args) => api::run(args).await,
             Bench::Scheduler(args) => scheduler::run(args).await,
+            Bench::Deployment(args) => deployment::run(args).await,
         }
     }
 }
@@ -40,4 +44,19 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A process's resident memory (`pid`, or `self`), from /proc.
+fn rss_mib(pid: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// This process's resident memory.
+fn self_rss_mib() -> f64 {
+    rss_mib("self")
 }

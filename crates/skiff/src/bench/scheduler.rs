@@ -3,7 +3,10 @@
 //! nodes registered by this process, pods created through the API by 32
 //! clients and counted as bound when a watch sees their `nodeName`.
 //! Nodes only hold their pods (nothing runs them), as in upstream's
-//! scheduler_perf; the pod is scheduler_perf's `pod-default` shape.
+//! scheduler_perf; the pods are scheduler_perf's shapes: `pod-default`
+//! (SchedulingBasic), `pod-with-pod-anti-affinity`
+//! (SchedulingPodAntiAffinity: one per host) and
+//! `pod-with-topology-spreading` (TopologySpreading: maxSkew 5 over zones).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use clap::ValueEnum;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
@@ -30,26 +34,56 @@ pub struct Args {
     /// Clients creating pods at once.
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// The pods' shape.
+    #[arg(long, value_enum, default_value_t = Shape::Basic)]
+    shape: Shape,
 }
 
-fn pod(name: &str) -> Pod {
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Shape {
+    Basic,
+    AntiAffinity,
+    TopologySpread,
+}
+
+/// Zones the nodes are spread over for the topology-spread shape.
+const ZONES: usize = 3;
+
+fn pod(name: &str, shape: Shape) -> Pod {
     let resources = json!({"cpu": "100m", "memory": "500Mi"});
-    serde_json::from_value(json!({
+    let mut pod = json!({
         "metadata": {"name": name},
         "spec": {"containers": [{
             "name": "pause", "image": "registry.k8s.io/pause:3.10",
             "ports": [{"containerPort": 80}],
             "resources": {"requests": resources, "limits": resources},
         }]},
-    }))
-    .expect("a valid pod")
+    });
+    match shape {
+        Shape::Basic => {}
+        Shape::AntiAffinity => {
+            pod["metadata"]["labels"] = json!({"color": "green"});
+            pod["spec"]["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"color": "green"}}, "topologyKey": "kubernetes.io/hostname"}]}});
+        }
+        Shape::TopologySpread => {
+            pod["metadata"]["labels"] = json!({"color": "blue"});
+            pod["spec"]["topologySpreadConstraints"] = json!([{"maxSkew": 5, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"color": "blue"}}}]);
+        }
+    }
+    serde_json::from_value(pod).expect("a valid pod")
 }
 
 pub async fn run(args: Args) -> Result<()> {
     // The controller manager has nothing to do here but watch.
     let (server, client, _) = start_server(&["--disable-controller-manager"]).await?;
     let started = Instant::now();
-    let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, ..Default::default() };
+    if args.shape == Shape::AntiAffinity && args.pods > args.nodes {
+        bail!("pods with anti-affinity take a node each: use --pods ≤ --nodes");
+    }
+    let zones = if args.shape == Shape::TopologySpread { ZONES } else { 0 };
+    let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, zones, ..Default::default() };
     let _sim = skiff_sim::Sim::start(client.clone(), options).await?;
     println!("  {} nodes registered in {:.1} s", args.nodes, started.elapsed().as_secs_f64());
     namespace(&client, "sched").await?;
@@ -91,14 +125,14 @@ pub async fn run(args: Args) -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..args.clients)
         .map(|_| {
-            let (pods, next, total) = (pods.clone(), next.clone(), args.pods);
+            let (pods, next, total, shape) = (pods.clone(), next.clone(), args.pods, args.shape);
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
                         return Ok::<_, kube::Error>(());
                     }
-                    pods.create(&PostParams::default(), &pod(&format!("p-{i}"))).await?;
+                    pods.create(&PostParams::default(), &pod(&format!("p-{i}"), shape)).await?;
                 }
             })
         })
@@ -124,8 +158,10 @@ pub async fn run(args: Args) -> Result<()> {
     let elapsed = finished - started;
     let rate = args.pods as f64 / elapsed.as_secs_f64();
     println!("\n| metric | value |\n|---|---|");
-    println!("| {} pods on {} nodes: created → bound (watched) | {:.2} s |", args.pods, args.nodes, elapsed.as_secs_f64());
+    let shape = args.shape.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    println!("| {shape}: {} pods on {} nodes: created → bound (watched) | {:.2} s |", args.pods, args.nodes, elapsed.as_secs_f64());
     println!("| pods scheduled per second, end to end | {rate:.0} |");
     println!("| server RSS after (API server, store, scheduler) | {:.1} MiB |", server.rss_mib());
+    println!("| bench RSS after (simulated nodes, watch, clients) | {:.1} MiB |", super::self_rss_mib());
     Ok(())
 }
