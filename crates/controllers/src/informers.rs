@@ -14,14 +14,14 @@ use futures::{stream, Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 /// Changes a subscriber may fall behind by; one that falls further is
 /// handed every object instead (a resync), so it misses nothing.
-const BUFFER: usize = 16384;
+const BUFFER: usize = 1024;
 
 pub struct Informer<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
@@ -38,7 +38,9 @@ where
         let (store, mut writer) = reflector::store();
         let (events, _) = broadcast::channel(BUFFER);
         let (sender, reader) = (events.clone(), store.clone());
-        let watch = watcher(api, watcher::Config::default()).default_backoff();
+        // managedFields are the bulk of a small object and no controller
+        // reads them: not kept (client-go informers trim them the same way).
+        let watch = watcher(api, watcher::Config::default()).default_backoff().modify(|obj| obj.managed_fields_mut().clear());
         let task = tokio::spawn(watch.for_each(move |event| {
             if let Ok(event) = event {
                 writer.apply_watcher_event(&event);

@@ -1,6 +1,5 @@
 //! The controller manager: workload controllers as API clients (the kube
-//! crate's watchers, reflectors and controller runtime), run by whichever
-//! server holds the `kube-controller-manager` Lease.
+//! crate's watchers, reflectors and controller runtime).
 
 mod common;
 mod cronjob;
@@ -13,7 +12,6 @@ mod gc;
 mod history;
 mod informers;
 mod job;
-mod leader;
 mod namespace_defaults;
 mod node_ipam;
 mod node_lifecycle;
@@ -63,41 +61,37 @@ impl Default for Options {
     }
 }
 
-/// Runs the controllers while this process leads; forever.
-pub async fn run(client: kube::Client, identity: String, options: Options) {
-    let elector = leader::Elector::new(client.clone(), "kube-controller-manager", identity);
-    loop {
-        elector.acquire().await;
-        tracing::info!("leading: controllers started");
-        let pods = informers::Informer::<Pod>::start(Api::all(client.clone()));
-        let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
-        let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
-        let mut controllers = vec![
-            tokio::spawn(replicaset::run::<ReplicaSet>(client.clone(), &pods)),
-            tokio::spawn(replicaset::run::<ReplicationController>(client.clone(), &pods)),
-            tokio::spawn(job::run(client.clone(), &pods)),
-            tokio::spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions)),
-            tokio::spawn(statefulset::run(client.clone(), &pods, &revisions)),
-            tokio::spawn(endpoints::run(client.clone(), &pods)),
-            tokio::spawn(endpoints::remove_with_services(client.clone())),
-            tokio::spawn(endpointslice::run(client.clone(), &pods)),
-            tokio::spawn(disruption::run(client.clone(), &pods)),
-            tokio::spawn(quota::run(client.clone(), &pods)),
-            tokio::spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold)),
-            tokio::spawn(ttl_after_finished::run(client.clone())),
-            tokio::spawn(cronjob::run(client.clone())),
-            tokio::spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone())),
-            tokio::spawn(deployment::run(client.clone())),
-            tokio::spawn(gc::run(client.clone())),
-            tokio::spawn(node_lifecycle::run(client.clone(), options.clone())),
-        ];
-        if let Some(cluster) = options.cluster_cidr {
-            controllers.push(tokio::spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size)));
-        }
-        elector.hold().await;
-        tracing::warn!("lost leadership: controllers stopped");
-        for c in controllers {
-            c.abort();
+/// Runs every controller until dropped (each runs as its own task, all
+/// stopped with it). Only one controller manager may run per cluster: the
+/// caller elects it (upstream's Lease `kube-system/kube-controller-manager`).
+pub async fn run(client: kube::Client, options: Options) {
+    let pods = informers::Informer::<Pod>::start(Api::all(client.clone()));
+    let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
+    let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(replicaset::run::<ReplicaSet>(client.clone(), &pods));
+    controllers.spawn(replicaset::run::<ReplicationController>(client.clone(), &pods));
+    controllers.spawn(deployment::run(client.clone()));
+    controllers.spawn(job::run(client.clone(), &pods));
+    controllers.spawn(ttl_after_finished::run(client.clone()));
+    controllers.spawn(cronjob::run(client.clone()));
+    controllers.spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions));
+    controllers.spawn(statefulset::run(client.clone(), &pods, &revisions));
+    controllers.spawn(endpoints::run(client.clone(), &pods));
+    controllers.spawn(endpoints::remove_with_services(client.clone()));
+    controllers.spawn(endpointslice::run(client.clone(), &pods));
+    controllers.spawn(disruption::run(client.clone(), &pods));
+    controllers.spawn(quota::run(client.clone(), &pods));
+    controllers.spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold));
+    controllers.spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone()));
+    controllers.spawn(gc::run(client.clone()));
+    controllers.spawn(node_lifecycle::run(client.clone(), options.clone()));
+    if let Some(cluster) = options.cluster_cidr {
+        controllers.spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size));
+    }
+    while let Some(done) = controllers.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("a controller stopped: {e}");
         }
     }
 }

@@ -24,7 +24,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
@@ -153,7 +154,9 @@ async fn write_events(client: kube::Client, events: tokio::sync::mpsc::Receiver<
 /// Schedules until the process ends.
 pub async fn run(client: kube::Client, options: Options) -> Result<()> {
     let (events, queued) = tokio::sync::mpsc::channel(QUEUED_EVENTS);
-    tokio::spawn(write_events(client.clone(), queued));
+    // Stopped with this future (a scheduler that loses its Lease).
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(write_events(client.clone(), queued));
     let scheduler = Arc::new(Scheduler {
         binds: Arc::new(Semaphore::new(options.parallel_binds)),
         events,
@@ -163,9 +166,9 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         options,
         wake: Notify::new(),
     });
-    tokio::spawn(follow::<Node>(scheduler.clone()));
-    tokio::spawn(follow::<Pod>(scheduler.clone()));
-    tokio::spawn(flush(scheduler.clone()));
+    tasks.spawn(follow::<Node>(scheduler.clone()));
+    tasks.spawn(follow::<Pod>(scheduler.clone()));
+    tasks.spawn(flush(scheduler.clone()));
     scheduler.schedule_forever().await;
     Ok(())
 }
@@ -238,7 +241,8 @@ impl Watched for Pod {
 /// Feeds one kind's watch into the picture, and wakes the scheduling loop
 /// after each change.
 async fn follow<K: Watched>(s: Arc<Scheduler>) {
-    let mut events = watcher(Api::<K>::all(s.client.clone()), watcher::Config::default()).boxed();
+    // managedFields are not kept: the scheduler never reads them.
+    let mut events = watcher(Api::<K>::all(s.client.clone()), watcher::Config::default()).modify(|obj| obj.managed_fields_mut().clear()).boxed();
     let mut relisted: Option<Vec<K>> = None;
     while let Some(event) = events.next().await {
         let event = match event {

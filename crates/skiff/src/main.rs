@@ -1,6 +1,8 @@
 //! `skiff`: one binary for the whole platform.
 
 mod bench;
+mod components;
+mod leader;
 mod server;
 mod sim;
 
@@ -23,6 +25,10 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server and storage.
     Server(server::Args),
+    /// Run the scheduler alone, against an API server.
+    Scheduler(components::SchedulerArgs),
+    /// Run the controller manager alone, against an API server.
+    ControllerManager(components::ControllerManagerArgs),
     /// Simulated nodes that run pods without containers, for tests and benchmarks.
     Sim(sim::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
@@ -42,6 +48,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Scheduler(args) => runtime.block_on(components::run_scheduler(args)),
+        Command::ControllerManager(args) => runtime.block_on(components::run_controller_manager(args)),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Bench(b) => runtime.block_on(b.run()),
     }

@@ -26,7 +26,7 @@ pub struct Args {
     /// How often old revisions are compacted away, as upstream's flag
     /// (`5m0s`, `30s`, `0` for never). Continue tokens and watches stay
     /// valid for at least one interval.
-    #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m0s", value_parser = crate::components::parse_duration)]
     etcd_compaction_interval: std::time::Duration,
     /// Reads served at once; beyond them clients get 429 and retry.
     #[arg(long, default_value_t = 400)]
@@ -55,21 +55,8 @@ pub struct Args {
     /// Do not run the controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
-    /// A node whose kubelet is silent this long becomes NotReady (Unknown).
-    #[arg(long, default_value = "40s", value_parser = parse_duration)]
-    node_monitor_grace_period: std::time::Duration,
-    /// Seconds pods stay on a not-ready node unless they tolerate it longer.
-    #[arg(long, default_value_t = 300)]
-    default_not_ready_toleration_seconds: i64,
-    /// Seconds pods stay on an unreachable node unless they tolerate it longer.
-    #[arg(long, default_value_t = 300)]
-    default_unreachable_toleration_seconds: i64,
-    /// The prefix length of each node's pod CIDR, cut from --cluster-cidr.
-    #[arg(long, default_value_t = 24)]
-    node_cidr_mask_size: u8,
-    /// Finished pods kept before the pod garbage collector deletes the oldest.
-    #[arg(long, default_value_t = 12500)]
-    terminated_pod_gc_threshold: usize,
+    #[command(flatten)]
+    controllers: crate::components::ControllerFlags,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -82,32 +69,8 @@ fn advertised(bind: IpAddr) -> IpAddr {
     primary.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// A Go-style duration: `1h2m3s`, `90s`, `500ms`, `0`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    if text == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(|| format!("{text:?}: missing unit"))?;
-        let number: f64 = rest[..digits].parse().map_err(|_| format!("{text:?} is not a duration"))?;
-        let unit_len = rest[digits..].find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len() - digits);
-        let seconds = match &rest[digits..digits + unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            unit => return Err(format!("{text:?}: unknown unit {unit:?}")),
-        };
-        total += number * seconds;
-        rest = &rest[digits + unit_len..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
 /// An IPv4 CIDR as (network address, prefix length).
-fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
+pub(crate) fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
     let (net, bits) = cidr.split_once('/').with_context(|| format!("{cidr:?} is not a CIDR"))?;
     let net: Ipv4Addr = net.parse().with_context(|| format!("{cidr:?} is not an IPv4 CIDR"))?;
     let bits: u8 = bits.parse().with_context(|| format!("{cidr:?} has no prefix length"))?;
@@ -168,27 +131,13 @@ pub async fn run(args: Args) -> Result<()> {
         // In-process, but an API client like any other, with its own identity.
         let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity, "kube-scheduler").await?;
-        tokio::spawn(async move {
-            if let Err(e) = skiff_scheduler::run(client, skiff_scheduler::Options::default()).await {
-                tracing::error!("scheduler stopped: {e:#}");
-            }
-        });
+        tokio::spawn(crate::components::scheduler(client, skiff_scheduler::Options::default()));
     }
     if !args.disable_controller_manager {
         let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity, "kube-controller-manager").await?;
-        // Upstream's holder identity: the host name and a unique suffix.
-        let holder = format!("{}_{}", host.clone().unwrap_or_else(|| "skiff".into()), uuid::Uuid::new_v4());
-        let options = skiff_controllers::Options {
-            node_monitor_grace_period: args.node_monitor_grace_period,
-            default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
-            default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
-            cluster_cidr: Some(parse_cidr(&args.cluster_cidr)?),
-            node_cidr_mask_size: args.node_cidr_mask_size,
-            terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
-            root_ca_pem: pki.ca_pem().to_string(),
-        };
-        tokio::spawn(skiff_controllers::run(client, holder, options));
+        let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string())?;
+        tokio::spawn(crate::components::controller_manager(client, options));
     }
     if !args.disable_agent {
         tracing::warn!("the node agent has not landed yet: this server runs the control plane only");
@@ -212,7 +161,7 @@ async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::
     Ok(kube::Client::try_from(config)?)
 }
 
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_ascii_lowercase())
@@ -231,17 +180,5 @@ mod tests {
         assert_eq!(super::first_address("10.43.0.0/16").unwrap().to_string(), "10.43.0.1");
         assert_eq!(super::first_address("10.43.7.9/16").unwrap().to_string(), "10.43.0.1");
         assert!(super::first_address("10.43.0.0").is_err());
-    }
-
-    #[test]
-    fn reads_go_durations() {
-        use super::parse_duration;
-        use std::time::Duration;
-        assert_eq!(parse_duration("5m0s"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h2m3s"), Ok(Duration::from_secs(3723)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert!(parse_duration("5").is_err() && parse_duration("5d").is_err() && parse_duration("abc").is_err());
     }
 }

@@ -520,3 +520,28 @@ fn resource_quotas_track_usage() {
     c.ok(&["delete", "pod", "a", "--wait=false"]);
     c.wait_up_to(std::time::Duration::from_secs(40), &["get", "quota", "team", "-o", used], "the usage to drop", |o| o == "2 2 1 250m 512Mi 1Gi");
 }
+
+/// The scheduler and controller manager run as their own processes, each
+/// elected through its Lease: of two schedulers one leads, and when it
+/// stops the other takes over within the lease duration.
+#[test]
+fn components_run_as_their_own_processes_with_leader_election() {
+    let c = Cluster::start_with(&["--disable-scheduler", "--disable-controller-manager"]);
+    let _sim = c.sim(&["--nodes", "2"]);
+    let _controllers = c.component("controller-manager", "controller-manager", &[]);
+    let mut first = c.component("scheduler", "scheduler-1", &[]);
+    let holder = |c: &Cluster| c.ok(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"]);
+    c.wait_for(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"], "the first scheduler to lead", |h| !h.is_empty());
+    let leader = holder(&c);
+    let _second = c.component("scheduler", "scheduler-2", &[]);
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=3"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    assert_eq!(holder(&c), leader, "the second scheduler waits");
+
+    first.kill();
+    c.wait_up_to(std::time::Duration::from_secs(40), &["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"], "the second scheduler to take over", |h| !h.is_empty() && h != leader);
+    c.ok(&["scale", "deploy/web", "--replicas=5"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let controller = c.ok(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(!controller.is_empty());
+}

@@ -34,6 +34,10 @@ pub struct Args {
     /// Clients creating pods at once.
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// Run the controller manager too (it then holds every pod as well),
+    /// for the whole control plane's memory.
+    #[arg(long)]
+    controllers: bool,
     /// The pods' shape.
     #[arg(long, value_enum, default_value_t = Shape::Basic)]
     shape: Shape,
@@ -77,7 +81,7 @@ fn pod(name: &str, shape: Shape) -> Pod {
 
 pub async fn run(args: Args) -> Result<()> {
     // The controller manager has nothing to do here but watch.
-    let (server, client, _) = start_server(&["--disable-controller-manager"]).await?;
+    let (server, client, _) = start_server(if args.controllers { &[] } else { &["--disable-controller-manager"] }).await?;
     let started = Instant::now();
     if args.shape == Shape::AntiAffinity && args.pods > args.nodes {
         bail!("pods with anti-affinity take a node each: use --pods ≤ --nodes");

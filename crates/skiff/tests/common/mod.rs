@@ -126,6 +126,23 @@ impl Cluster {
 
     /// `skiff sim` joined to this cluster with these flags; stopped when
     /// the returned guard is dropped. Returns once its nodes are Ready.
+    /// Another skiff process against this cluster (`skiff scheduler`, …),
+    /// logging to `<name>.log` in the data dir; stopped when dropped.
+    pub fn component(&self, command: &str, log_name: &str, args: &[&str]) -> Sim {
+        let log = std::fs::File::create(self.dir.path().join(format!("{log_name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg(command)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Sim(child)
+    }
+
     pub fn sim(&self, args: &[&str]) -> Sim {
         let log = std::fs::File::create(self.dir.path().join("sim.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
@@ -166,6 +183,13 @@ impl Cluster {
 }
 
 pub struct Sim(Child);
+
+impl Sim {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 impl Drop for Sim {
     fn drop(&mut self) {

@@ -1,10 +1,12 @@
-//! Leader election through a Lease, as upstream's controller manager does
-//! (`kube-system/kube-controller-manager`; 15 s lease, renewed every 2 s):
-//! of several servers sharing one store, only the holder runs controllers.
+//! Leader election through a Lease, as upstream's scheduler and controller
+//! manager do (`kube-system/kube-scheduler`, `kube-system/kube-controller-manager`;
+//! 15 s lease, renewed every 2 s): of several servers sharing one store,
+//! only the holder runs the component.
 //! The kube crate has no leader election; this is the small Lease protocol
 //! client-go's `leaderelection` implements, with optimistic concurrency on
 //! the Lease's resourceVersion.
 
+use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -15,19 +17,37 @@ use serde_json::json;
 const LEASE_SECONDS: i64 = 15;
 const RETRY: Duration = Duration::from_secs(2);
 
-pub struct Elector {
+/// Runs `component` while this process holds the Lease `name`, stops it
+/// when leadership is lost, and competes again; forever.
+pub async fn lead<F, Fut>(client: kube::Client, name: &str, identity: String, component: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let elector = Elector::new(client, name, identity);
+    loop {
+        elector.acquire().await;
+        tracing::info!(lease = name, "leading: started");
+        let running = tokio::spawn(component());
+        elector.hold().await;
+        tracing::warn!(lease = name, "lost leadership: stopped");
+        running.abort();
+    }
+}
+
+struct Elector {
     leases: Api<Lease>,
     name: String,
     identity: String,
 }
 
 impl Elector {
-    pub fn new(client: kube::Client, name: &str, identity: String) -> Elector {
+    fn new(client: kube::Client, name: &str, identity: String) -> Elector {
         Elector { leases: Api::namespaced(client, "kube-system"), name: name.to_string(), identity }
     }
 
     /// Returns once this process holds the lease.
-    pub async fn acquire(&self) {
+    async fn acquire(&self) {
         loop {
             match self.try_hold().await {
                 Ok(true) => return,
@@ -40,7 +60,7 @@ impl Elector {
 
     /// Renews the lease until it is lost (another holder took it, or it
     /// could not be renewed within its duration); then returns.
-    pub async fn hold(&self) {
+    async fn hold(&self) {
         let mut last_renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(RETRY).await;
