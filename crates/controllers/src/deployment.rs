@@ -191,11 +191,13 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         let _ = rs_api.delete(rs.metadata.name.as_deref().unwrap_or_default(), &DeleteParams::background()).await;
     }
 
-    update_status(&ctx, &d, &owned, new.as_deref(), wanted, unavailable, progress_reason).await?;
-    Ok(Action::requeue(Duration::from_secs(30)))
+    let deadline = update_status(&ctx, &d, &owned, new.as_deref(), wanted, unavailable, progress_reason).await?;
+    Ok(Action::requeue(deadline.map_or(Duration::from_secs(30), |d| d.min(Duration::from_secs(30)))))
 }
 
-async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>], new: Option<&ReplicaSet>, wanted: i32, unavailable: i32, reason: &str) -> Result<(), Error> {
+/// Writes the status; returns how long until the progress deadline
+/// passes, if a rollout is under way.
+async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>], new: Option<&ReplicaSet>, wanted: i32, unavailable: i32, reason: &str) -> Result<Option<Duration>, Error> {
     let sum = |field: &str| owned.iter().map(|rs| status_of(rs, field)).sum::<i32>();
     let (total, available) = (sum("replicas"), sum("availableReplicas"));
     let updated = new.map_or(0, |n| status_of(n, "replicas"));
@@ -214,14 +216,34 @@ async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>],
     } else {
         condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into())
     };
+    // Progress: the rollout's counts moved since the last status. Without
+    // progress for progressDeadlineSeconds, the rollout has timed out.
+    let old_status = d.status.clone().unwrap_or_default();
+    let moved = (old_status.updated_replicas.unwrap_or(0), old_status.ready_replicas.unwrap_or(0), old_status.available_replicas.unwrap_or(0), old_status.replicas.unwrap_or(0))
+        != (updated, sum("readyReplicas"), available, total);
+    let previous = old_conditions.iter().find(|c| c.type_ == "Progressing");
+    let last_progress = previous.filter(|c| c.status == "True" && !moved).and_then(|c| c.last_update_time.as_ref()).map(|t| t.0);
+    let deadline = d.spec.as_ref().and_then(|s| s.progress_deadline_seconds).unwrap_or(600);
+    let overdue = last_progress.map(|t| t + chrono::Duration::seconds(deadline as i64) - chrono::Utc::now());
+    let timed_out = previous.is_some_and(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded") && !moved) || overdue.is_some_and(|left| left <= chrono::Duration::zero());
+    let mut remaining = None;
     let progressing = if d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
         condition("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused".into())
     } else if complete {
         condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{new_name}\" has successfully progressed."))
-    } else if reason == "NewReplicaSetCreated" {
-        condition("Progressing", "True", reason, format!("Created new replica set \"{new_name}\""))
+    } else if timed_out {
+        condition("Progressing", "False", "ProgressDeadlineExceeded", format!("ReplicaSet \"{new_name}\" has timed out progressing."))
     } else {
-        condition("Progressing", "True", reason, format!("ReplicaSet \"{new_name}\" is progressing."))
+        remaining = Some(overdue.and_then(|left| left.to_std().ok()).unwrap_or(Duration::from_secs(deadline as u64)));
+        let mut c = if reason == "NewReplicaSetCreated" {
+            condition("Progressing", "True", reason, format!("Created new replica set \"{new_name}\""))
+        } else {
+            condition("Progressing", "True", reason, format!("ReplicaSet \"{new_name}\" is progressing."))
+        };
+        if moved {
+            c["lastUpdateTime"] = json!(now);
+        }
+        c
     };
     let status = json!({
         "observedGeneration": d.metadata.generation,
@@ -241,7 +263,7 @@ async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>],
         }
     }
     if current == next {
-        return Ok(());
+        return Ok(remaining);
     }
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), d.metadata.namespace.as_deref().unwrap_or_default());
     let name = d.metadata.name.as_deref().unwrap_or_default();
@@ -252,7 +274,7 @@ async fn update_status(ctx: &Context, d: &Deployment, owned: &[Arc<ReplicaSet>],
         }
     }
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
-    Ok(())
+    Ok(remaining)
 }
 
 #[cfg(test)]

@@ -545,3 +545,20 @@ fn components_run_as_their_own_processes_with_leader_election() {
     let controller = c.ok(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]);
     assert!(!controller.is_empty());
 }
+
+/// A rollout that makes no progress for progressDeadlineSeconds is marked
+/// ProgressDeadlineExceeded, and `kubectl rollout status` says so.
+#[test]
+fn stalled_rollouts_exceed_their_progress_deadline() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.ok(&["create", "deployment", "stuck", "--image=nginx", "--replicas=2"]);
+    c.ok(&["rollout", "status", "deploy/stuck", "--timeout=60s"]);
+    // The new template's pods fit nowhere.
+    c.ok(&["patch", "deploy", "stuck", "-p", r#"{"spec":{"progressDeadlineSeconds":3,"template":{"spec":{"nodeSelector":{"disk":"none"}}}}}"#]);
+    let out = c.fails(&["rollout", "status", "deploy/stuck", "--timeout=60s"], None);
+    assert!(out.contains("deployment \"stuck\" exceeded its progress deadline"), "{out}");
+    let reason = c.ok(&["get", "deploy", "stuck", "-o", "jsonpath={.status.conditions[?(@.type=='Progressing')].reason}"]);
+    assert_eq!(reason, "ProgressDeadlineExceeded");
+    assert_eq!(c.ok(&["get", "deploy", "stuck", "-o", "jsonpath={.status.availableReplicas}"]), "2", "the old pods keep serving");
+}
