@@ -140,6 +140,18 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         async move { api.patch(&rs_name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ()) }
     };
     let all_replicas: i32 = owned.iter().map(|rs| replicas(rs)).sum::<i32>() + if owned.iter().any(|rs| Some(&rs.metadata.uid) == new.as_ref().map(|n| &n.metadata.uid)) { 0 } else { new.as_ref().map_or(0, |n| replicas(n)) };
+    // Resized mid-rollout (upstream's scaling event): the change is shared
+    // among the ReplicaSets that have pods, in proportion to their size,
+    // before the rollout goes on.
+    let active: Vec<&Arc<ReplicaSet>> = owned.iter().filter(|rs| replicas(rs) > 0).collect();
+    let resized = active.iter().any(|rs| rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/desired-replicas")).is_some_and(|d| d != &wanted.to_string()));
+    if active.len() > 1 && resized && !recreate {
+        for (rs, target) in proportional(&active, wanted + surge, all_replicas) {
+            scale(rs, target).await?;
+        }
+        update_status(&ctx, &d, &owned, new.as_deref(), wanted, unavailable, progress_reason).await?;
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
     if let Some(new) = &new {
         let new_replicas = replicas(new);
         if paused || olds.iter().all(|rs| replicas(rs) == 0 && status_of(rs, "replicas") == 0) {
@@ -152,25 +164,29 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
                 scale(old, 0).await?;
             }
         } else {
-            // Up: new pods within maxSurge.
+            // Up: new pods within maxSurge; the next sync scales down, as
+            // upstream's (which returns after a scale-up).
             let room = wanted + surge - all_replicas;
-            if room > 0 && new_replicas < wanted {
+            let scaled_up = room > 0 && new_replicas < wanted;
+            if scaled_up {
                 scale(new, new_replicas + room.min(wanted - new_replicas)).await?;
             }
             // Down, as upstream: first old pods that are not available
             // (within what the new ones leave room for), then available
-            // ones while replicas − maxUnavailable stay available.
+            // ones while replicas − maxUnavailable stay available; nothing
+            // while the new ones' unavailable pods use the whole allowance.
             let min_available = wanted - unavailable;
             let new_unavailable = (new_replicas - status_of(new, "availableReplicas")).max(0);
             let mut targets: Vec<i32> = olds.iter().map(|rs| replicas(rs)).collect();
-            let mut cleanup = (all_replicas - min_available - new_unavailable).max(0);
+            let mut cleanup = if scaled_up { 0 } else { (all_replicas - min_available - new_unavailable).max(0) };
+            let allowed_down = cleanup > 0;
             for (target, old) in targets.iter_mut().zip(&olds) {
                 let cut = (*target - status_of(old, "availableReplicas")).max(0).min(cleanup);
                 *target -= cut;
                 cleanup -= cut;
             }
             let available: i32 = owned.iter().map(|rs| status_of(rs, "availableReplicas")).sum();
-            let mut budget = (available - min_available).max(0);
+            let mut budget = if allowed_down { (available - min_available).max(0) } else { 0 };
             for target in targets.iter_mut() {
                 let cut = budget.min(*target);
                 *target -= cut;
@@ -193,6 +209,32 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
 
     let deadline = update_status(&ctx, &d, &owned, new.as_deref(), wanted, unavailable, progress_reason).await?;
     Ok(Action::requeue(deadline.map_or(Duration::from_secs(30), |d| d.min(Duration::from_secs(30)))))
+}
+
+/// Upstream's proportional scaling: each ReplicaSet gets its share of the
+/// change (its size over the size it was sized for, the
+/// `max-replicas` annotation), the largest first; what rounding leaves
+/// goes to the largest. Every active ReplicaSet is listed, so each is
+/// re-annotated with the new size.
+fn proportional<'a>(active: &[&'a Arc<ReplicaSet>], allowed: i32, current: i32) -> Vec<(&'a Arc<ReplicaSet>, i32)> {
+    let to_add = allowed - current;
+    let mut sorted: Vec<&Arc<ReplicaSet>> = active.to_vec();
+    sorted.sort_by_key(|rs| (std::cmp::Reverse(replicas(rs)), std::cmp::Reverse(rs.metadata.creation_timestamp.as_ref().map(|t| t.0))));
+    let mut added = 0;
+    let mut targets: Vec<(&Arc<ReplicaSet>, i32)> = sorted
+        .iter()
+        .map(|rs| {
+            let annotated: i32 = rs.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/max-replicas")).and_then(|m| m.parse().ok()).unwrap_or(current).max(1);
+            let share = (replicas(rs) as f64 * allowed as f64 / annotated as f64).round() as i32 - replicas(rs);
+            let share = if to_add > 0 { share.clamp(0, to_add - added) } else { share.clamp(to_add - added, 0) };
+            added += share;
+            (*rs, replicas(rs) + share)
+        })
+        .collect();
+    if let Some(first) = targets.first_mut() {
+        first.1 = (first.1 + to_add - added).max(0);
+    }
+    targets
 }
 
 /// Writes the status; returns how long until the progress deadline
@@ -291,6 +333,23 @@ mod tests {
         assert_eq!(resolve(None, "25%", 1, false), 0);
         assert_eq!(resolve(Some(&IntOrString::Int(2)), "25%", 10, true), 2);
         assert_eq!(resolve(None, "1", 10, true), 1, "a default may be absolute");
+    }
+
+    #[test]
+    fn resizing_mid_rollout_is_shared_proportionally() {
+        let rs = |name: &str, replicas: i32, max: i32| {
+            Arc::new(serde_json::from_value::<ReplicaSet>(json!({
+                "metadata": {"name": name, "annotations": {"deployment.kubernetes.io/max-replicas": max.to_string()}},
+                "spec": {"replicas": replicas, "selector": {}},
+            })).unwrap())
+        };
+        // Upstream's e2e: 10 replicas, surge 3, new stuck at 5 of 13; scaled to 30 (allowed 33).
+        let (old, new) = (rs("old", 8, 13), rs("new", 5, 13));
+        let targets = proportional(&[&old, &new], 33, 13);
+        let by_name: Vec<(String, i32)> = targets.iter().map(|(r, t)| (r.metadata.name.clone().unwrap(), *t)).collect();
+        assert_eq!(by_name, [("old".to_string(), 20), ("new".to_string(), 13)]);
+        let down = proportional(&[&old, &new], 7, 13);
+        assert_eq!(down.iter().map(|(_, t)| *t).sum::<i32>(), 7);
     }
 
     #[test]

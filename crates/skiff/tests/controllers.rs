@@ -562,3 +562,30 @@ fn stalled_rollouts_exceed_their_progress_deadline() {
     assert_eq!(reason, "ProgressDeadlineExceeded");
     assert_eq!(c.ok(&["get", "deploy", "stuck", "-o", "jsonpath={.status.availableReplicas}"]), "2", "the old pods keep serving");
 }
+
+/// A Deployment resized in the middle of a rollout shares the change among
+/// its ReplicaSets in proportion to their size, as upstream.
+/// [sig-apps] Deployment deployment should support proportional scaling [Conformance]
+#[test]
+fn deployments_resized_mid_rollout_scale_proportionally() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    c.ok(&["create", "deployment", "web", "--image=nginx:1", "--replicas=10"]);
+    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":3,"maxUnavailable":2}}}}"#]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    // The new template's pods fit nowhere: the rollout stops part way.
+    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"none"}}}}}"#]);
+    let sizes = "jsonpath={range .items[*]}{.spec.replicas} {end}";
+    let stuck = c.wait_for(&["get", "rs", "-o", sizes], "the rollout to stall at 8 + 5", |o| {
+        let mut v: Vec<i32> = o.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        v.sort();
+        v == [5, 8]
+    });
+    assert!(!stuck.is_empty());
+    c.ok(&["scale", "deploy/web", "--replicas=30"]);
+    c.wait_for(&["get", "rs", "-o", sizes], "the proportional split 20 + 13", |o| {
+        let mut v: Vec<i32> = o.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        v.sort();
+        v == [13, 20]
+    });
+}

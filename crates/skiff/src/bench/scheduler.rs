@@ -109,7 +109,8 @@ pub async fn run(args: Args) -> Result<()> {
                             let _ = tx.send(());
                         }
                     }
-                    Ok(watcher::Event::Apply(p))
+                    // A relisted watch (after a 410) shows bound pods as InitApply.
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))
                         if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && seen.insert(p.metadata.name.clone().unwrap_or_default()) =>
                     {
                         bound.fetch_add(1, Ordering::Relaxed);
