@@ -42,6 +42,16 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.iter().flatten().find(|o| o.controller == Some(true))
 }
 
+/// The objects in `store` that `owner` controls (its namespace, its uid
+/// in their controller reference).
+pub fn controlled_by<K: kube::Resource<DynamicType = ()> + Clone + 'static>(store: &kube::runtime::reflector::Store<K>, owner: &ObjectMeta) -> Vec<std::sync::Arc<K>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace == owner.namespace && controller_of(o.meta()).is_some_and(|c| Some(&c.uid) == owner.uid.as_ref()))
+        .collect()
+}
+
 /// A controller owner reference to `owner` of `api_version`/`kind`.
 pub fn owner_reference(meta: &ObjectMeta, api_version: &str, kind: &str) -> OwnerReference {
     OwnerReference {
@@ -57,25 +67,8 @@ pub fn owner_reference(meta: &ObjectMeta, api_version: &str, kind: &str) -> Owne
 /// Whether `labels` are selected by `selector` (an empty selector selects
 /// nothing here, as workload controllers treat it).
 pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    let match_labels = selector.match_labels.as_ref();
-    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
-    if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_empty() {
-        return false;
-    }
-    match_labels.into_iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
-        && expressions.iter().all(|e| {
-            let values = e.values.as_deref().unwrap_or_default();
-            let value = labels.get(&e.key);
-            match e.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+    let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+    !empty && skiff_scheduler::selector_matches(Some(selector), labels)
 }
 
 /// An absolute or percentage IntOrString (or `default`, written the same

@@ -24,7 +24,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Resource;
 use serde_json::json;
 
-use crate::common::{controller_of, owner_reference, Error};
+use crate::common::{controlled_by, owner_reference, Error};
 use crate::job::finished_at;
 
 const SCHEDULED_AT: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -105,15 +105,10 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let (ns, name, uid) = (cj.metadata.namespace.clone().unwrap_or_default(), cj.metadata.name.clone().unwrap_or_default(), cj.metadata.uid.clone().unwrap_or_default());
+    let (ns, name) = (cj.metadata.namespace.clone().unwrap_or_default(), cj.metadata.name.clone().unwrap_or_default());
     let spec = cj.spec.clone().unwrap_or_default();
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut owned: Vec<Arc<Job>> = ctx
-        .jobs
-        .state()
-        .into_iter()
-        .filter(|j| j.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&j.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let mut owned = controlled_by(&ctx.jobs, &cj.metadata);
     owned.sort_by_key(|j| j.metadata.creation_timestamp.as_ref().map(|t| t.0));
     let status = cj.status.clone().unwrap_or_default();
     let mut last_schedule = status.last_schedule_time.as_ref().map(|t| t.0);

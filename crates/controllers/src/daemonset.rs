@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 use skiff_scheduler::{selects_node, tolerates};
 
-use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, resolve, Error, Expectations};
+use crate::common::{controlled_by, is_active, is_available, owner_reference, ready_since, resolve, Error, Expectations};
 use crate::history::{self, REVISION_HASH};
 use crate::informers::Informer;
 
@@ -114,12 +114,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     labels.insert(GENERATION_LABEL.into(), meta.generation.unwrap_or(1).to_string());
     let probe = Pod { metadata: Default::default(), spec: template.spec.clone(), status: None };
 
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let owned = controlled_by(&ctx.pods, meta);
     let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
     for pod in &owned {
         if let Some(node) = node_of(pod) {

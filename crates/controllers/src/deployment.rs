@@ -16,7 +16,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, hash_of, owner_reference, resolve, Error};
+use crate::common::{controlled_by, hash_of, owner_reference, resolve, Error};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
@@ -68,16 +68,11 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+    let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let spec = d.spec.clone().unwrap_or_default();
     let wanted = spec.replicas.unwrap_or(1);
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut owned: Vec<Arc<ReplicaSet>> = ctx
-        .replica_sets
-        .state()
-        .into_iter()
-        .filter(|rs| rs.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&rs.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let mut owned = controlled_by(&ctx.replica_sets, meta);
     owned.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0));
     let max_revision = owned.iter().map(|rs| revision_of(rs)).max().unwrap_or(0);
     let current = owned.iter().find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).map(without_hash).as_ref() == Some(&spec.template)).cloned();

@@ -19,8 +19,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::json;
+use skiff_scheduler::selector_matches;
 
-use crate::common::{controller_of, ready_since, resolve, selects, Error};
+use crate::common::{controller_of, ready_since, resolve, Error};
 use crate::informers::Informer;
 
 /// An eviction the API server recorded but the pod watch may not show yet
@@ -83,14 +84,13 @@ async fn reconcile(budget: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Resul
     }
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let spec = budget.spec.clone().unwrap_or_default();
-    let selector = spec.selector.clone().unwrap_or_default();
-    // In policy/v1 an empty selector selects every pod of the namespace.
-    let everything = selector.match_labels.as_ref().is_none_or(|m| m.is_empty()) && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty());
+    // In policy/v1 an empty selector selects every pod of the namespace, a
+    // missing one none.
     let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && (everything || selects(&selector, p.metadata.labels.as_ref())))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && selector_matches(spec.selector.as_ref(), p.metadata.labels.as_ref()))
         .collect();
     let now = Utc::now();
     // Evictions the watch has not caught up with still count as disruptions.

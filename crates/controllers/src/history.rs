@@ -14,7 +14,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, hash_of, owner_reference};
+use crate::common::{controlled_by, hash_of, owner_reference};
 
 /// The label naming a pod's revision.
 pub const REVISION_HASH: &str = "controller-revision-hash";
@@ -28,11 +28,7 @@ fn data(template: &PodTemplateSpec) -> Value {
 
 /// The revisions `owner` controls, oldest number first.
 pub fn owned(revisions: &Store<ControllerRevision>, owner: &ObjectMeta) -> Vec<Arc<ControllerRevision>> {
-    let mut out: Vec<Arc<ControllerRevision>> = revisions
-        .state()
-        .into_iter()
-        .filter(|r| r.metadata.namespace == owner.namespace && controller_of(&r.metadata).is_some_and(|o| Some(&o.uid) == owner.uid.as_ref()))
-        .collect();
+    let mut out = controlled_by(revisions, owner);
     out.sort_by_key(|r| r.revision);
     out
 }

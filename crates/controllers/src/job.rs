@@ -25,7 +25,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, is_active, owner_reference, ready_since, Error, Expectations};
+use crate::common::{controlled_by, is_active, owner_reference, ready_since, Error, Expectations};
 use crate::informers::Informer;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -192,12 +192,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     }
     let spec = job.spec.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let owned: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let owned = controlled_by(&ctx.pods, meta);
     let counted: HashSet<String> = {
         // Forget what the watch now shows released.
         let mut counted = ctx.counted.lock().unwrap();

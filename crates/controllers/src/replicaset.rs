@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::informers::Informer;
-use crate::common::{controller_of, is_active, is_available, owner_reference, ready_since, selects, Error, Expectations};
+use crate::common::{controlled_by, controller_of, is_active, is_available, owner_reference, ready_since, selects, Error, Expectations};
 
 type Time = chrono::DateTime<chrono::Utc>;
 
@@ -106,12 +106,7 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Actio
     let meta = rs.meta();
     let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
     let selector = rs.selector();
-    let (owned, strays): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .partition(|p| selects(&selector, p.metadata.labels.as_ref()));
+    let (owned, strays): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = controlled_by(&ctx.pods, meta).into_iter().partition(|p| selects(&selector, p.metadata.labels.as_ref()));
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

@@ -19,7 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
-use crate::common::{controller_of, is_available, owner_reference, ready_since, Error};
+use crate::common::{controlled_by, is_available, owner_reference, ready_since, Error};
 use crate::history::{self, REVISION_HASH};
 use crate::informers::Informer;
 
@@ -72,7 +72,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+    let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let spec = set.spec.clone().unwrap_or_default();
     let status = set.status.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
@@ -94,11 +94,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
     let rolling = spec.update_strategy.as_ref().is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
     let partition = spec.update_strategy.as_ref().and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
-    let mut pods: Vec<(i32, Arc<Pod>)> = ctx
-        .pods
-        .state()
+    let mut pods: Vec<(i32, Arc<Pod>)> = controlled_by(&ctx.pods, meta)
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
         .filter_map(|p| Some((ordinal_of(&name, &p)?, p)))
         .collect();
     pods.sort_by_key(|(o, _)| *o);

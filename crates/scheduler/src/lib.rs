@@ -34,6 +34,7 @@ use model::{NodeInfo, PodInfo};
 /// lifecycle controller share (component-helpers); here the scheduler
 /// exports it.
 pub use plugins::{selects_node, tolerates};
+pub use topology::matches as selector_matches;
 use plugins::Reason;
 use queue::Queue;
 use topology::{Cycle, Domains};

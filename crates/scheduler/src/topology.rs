@@ -32,9 +32,9 @@ pub fn depends_on_pods(pod: &Pod) -> bool {
         || affinity.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
-/// Upstream's label selector semantics for these plugins: no selector
-/// matches nothing, an empty one everything.
-fn matches(selector: Option<&LabelSelector>, labels: Option<&BTreeMap<String, String>>) -> bool {
+/// Upstream's label selector semantics (`LabelSelectorAsSelector`): no
+/// selector matches nothing, an empty one everything.
+pub fn matches(selector: Option<&LabelSelector>, labels: Option<&BTreeMap<String, String>>) -> bool {
     let Some(selector) = selector else { return false };
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
