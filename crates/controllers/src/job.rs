@@ -21,11 +21,11 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec, PodFailurePolicyRule};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
-use crate::common::{controlled_by, is_active, owner_reference, ready_since, Error, Expectations};
+use crate::common::{controlled_by, controller_of, is_active, owner_reference, ready_since, Error, Expectations};
 use crate::informers::Informer;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -50,13 +50,45 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), expectations: Expectations::default(), counted: Mutex::default(), written: Mutex::default() });
-    Controller::new(Api::<Job>::all(client), watcher::Config::default())
+    let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
+    let orphans = release_orphans(client, controller.store(), pods.subscribe());
+    let jobs = controller
         .owns_shared_stream(pods.subscribe())
         .run(reconcile, |_, e, _| {
             tracing::debug!("job: {e}");
             Action::requeue(Duration::from_secs(1))
         }, context)
-        .for_each(|_| async {})
+        .for_each(|_| async {});
+    async move {
+        tokio::join!(jobs, orphans);
+    }
+}
+
+/// Pods that carry the tracking finalizer but whose Job is gone (deleted
+/// in the background) lose the finalizer, as upstream's orphan pod
+/// handling does; else they would stay Terminating forever.
+async fn release_orphans(client: kube::Client, jobs: Store<Job>, pod_events: impl futures::Stream<Item = Arc<Pod>> + Send) {
+    if jobs.wait_until_ready().await.is_err() {
+        return;
+    }
+    pod_events
+        .for_each(|pod| {
+            let (client, jobs) = (client.clone(), jobs.clone());
+            async move {
+                // Only pods on their way out: a live Job counts them itself.
+                let leaving = pod.metadata.deletion_timestamp.is_some();
+                let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == "Job" && leaving && tracked(&pod)) else { return };
+                let job = ObjectRef::<Job>::new(&owner.name).within(pod.metadata.namespace.as_deref().unwrap_or_default());
+                if jobs.get(&job).is_some_and(|j| j.metadata.uid.as_ref() == Some(&owner.uid)) {
+                    return;
+                }
+                let api: Api<Pod> = Api::namespaced(client, pod.metadata.namespace.as_deref().unwrap_or_default());
+                if let Err(e) = remove_finalizer(&api, &pod).await {
+                    tracing::debug!("releasing orphan {:?}: {e}", pod.metadata.name);
+                }
+            }
+        })
+        .await;
 }
 
 /// Whether the Job has a terminal condition (Complete or Failed).
@@ -199,16 +231,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
         let still_tracked: HashSet<&str> = owned.iter().filter(|p| tracked(p)).filter_map(|p| p.metadata.uid.as_deref()).collect();
         let mine = counted.entry(uid.clone()).or_default();
         mine.retain(|u| still_tracked.contains(u.as_str()));
-        let mine = mine.clone();
-        if meta.deletion_timestamp.is_some() {
-            counted.remove(&uid);
-            ctx.written.lock().unwrap().remove(&uid);
-        }
-        mine
+        mine.clone()
     };
-    // A Job being deleted, or finished, lets go of its pods.
+    // A Job being deleted, or finished, lets go of its pods; nothing is
+    // counted any more, so what guarded counting is forgotten.
     if meta.deletion_timestamp.is_some() || finished_at(&job).is_some() {
         release(&ctx, &uid, &pods_api, owned.iter().filter(|p| tracked(p)).collect()).await;
+        ctx.counted.lock().unwrap().remove(&uid);
+        ctx.written.lock().unwrap().remove(&uid);
         return Ok(Action::await_change());
     }
     let present = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();

@@ -203,6 +203,12 @@ fn jobs_fail_by_backoff_limit_policy_and_deadline() {
     assert_eq!(out, "DeadlineExceeded|Job was active longer than specified deadline|1", "the killed pod counts as failed, as upstream");
     c.wait_for(&["get", "jobs", "-o", "name"], "the finished job's TTL to delete it", |o| !o.contains("job.batch/brief"));
     assert_eq!(c.ok(&["get", "pods", "-l", "job-name=paused", "-o", "name"]), "", "a suspended job starts nothing");
+    // Deleted in the background, a Job's running pods go too: their
+    // tracking finalizer is released once the Job is gone.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&job("dropped", "  parallelism: 2\n  completions: 2", "")));
+    c.wait_for(&["get", "job", "dropped", "-o", "jsonpath={.status.active}"], "the dropped job's pods", |o| o == "2");
+    c.ok(&["delete", "job", "dropped", "--cascade=background"]);
+    c.wait_for(&["get", "pods", "-l", "job-name=dropped", "-o", "name"], "the dropped job's pods to go", |o| o.trim().is_empty());
     let suspended = c.ok(&["get", "job", "paused", "-o", "jsonpath={.status.conditions[0].type}={.status.conditions[0].reason}"]);
     assert_eq!(suspended, "Suspended=JobSuspended");
     c.ok(&["patch", "job", "paused", "-p", r#"{"spec":{"suspend":false}}"#]);
