@@ -2,13 +2,13 @@
 //! they are seen, finished when their annotations say, and removed once
 //! deleted, as a kubelet finishes a graceful deletion.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ struct State {
     started: Mutex<HashSet<String>>,
     finishing: Mutex<HashSet<String>>,
     removing: Mutex<HashSet<String>>,
+    /// Each node's pod CIDR, once known.
+    cidrs: Mutex<HashMap<String, (Ipv4Addr, u8)>>,
 }
 
 pub(crate) async fn run(client: kube::Client, options: Arc<Options>) {
@@ -44,6 +46,7 @@ pub(crate) async fn run(client: kube::Client, options: Arc<Options>) {
         started: Mutex::default(),
         finishing: Mutex::default(),
         removing: Mutex::default(),
+        cidrs: Mutex::default(),
     });
     let mut events = watcher(state.pods.clone(), watcher::Config::default()).boxed();
     while let Some(event) = events.next().await {
@@ -91,9 +94,11 @@ fn handle(state: &Arc<State>, pod: Pod) {
         return;
     }
     if phase == "Pending" && claim(&state.started, &uid) {
-        let status = running(&pod, index);
+        let node = node.to_string();
         tokio::spawn(async move {
             let _slot = state.slots.acquire().await;
+            let cidr = pod_cidr(&state, &node).await;
+            let status = running(&pod, index, cidr);
             let api = Api::<Pod>::namespaced(state.pods.clone().into_client(), &ns);
             if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
                 tracing::debug!("starting pod {ns}/{name}: {e}");
@@ -125,10 +130,28 @@ fn handle(state: &Arc<State>, pod: Pod) {
     });
 }
 
-/// A pod IP that no two pods of a node share while it has fewer than 254.
-fn pod_ip(node: usize, uid: &str) -> Ipv4Addr {
-    let host = uid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 254 + 1;
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((node as u32) << 8) + host)
+/// The node's pod CIDR (from node IPAM), read once per node; None while
+/// it has none.
+async fn pod_cidr(state: &State, node: &str) -> Option<(Ipv4Addr, u8)> {
+    if let Some(cidr) = state.cidrs.lock().unwrap().get(node) {
+        return Some(*cidr);
+    }
+    let nodes: Api<Node> = Api::all(state.pods.clone().into_client());
+    let text = nodes.get(node).await.ok()?.spec?.pod_cidr?;
+    let (net, bits) = text.split_once('/')?;
+    let cidr = (net.parse().ok()?, bits.parse().ok()?);
+    state.cidrs.lock().unwrap().insert(node.to_string(), cidr);
+    Some(cidr)
+}
+
+/// A pod IP from the node's pod CIDR (else from 10.128.<node>.0/24, for
+/// clusters without node IPAM), picked by the pod's uid: like a CNI's
+/// host-local allocation, though two pods may draw the same address.
+fn pod_ip(node: usize, cidr: Option<(Ipv4Addr, u8)>, uid: &str) -> Ipv4Addr {
+    let (base, bits) = cidr.unwrap_or((Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((node as u32) << 8)), 24));
+    let hosts = (1u32 << (32 - bits.clamp(8, 30) as u32)) - 2;
+    let host = uid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % hosts + 1;
+    Ipv4Addr::from(u32::from(base) + host)
 }
 
 fn condition(kind: &str, status: &str, reason: Option<&str>) -> Value {
@@ -153,11 +176,11 @@ fn container_status(c: &k8s_openapi::api::core::v1::Container, uid: &str, state:
 }
 
 /// The status a kubelet reports once every container runs and is ready.
-fn running(pod: &Pod, node: usize) -> Value {
+fn running(pod: &Pod, node: usize, cidr: Option<(Ipv4Addr, u8)>) -> Value {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let now = now();
-    let ip = pod_ip(node, uid).to_string();
+    let ip = pod_ip(node, cidr, uid).to_string();
     let ip = if spec.host_network == Some(true) { "127.0.0.1".to_string() } else { ip };
     let init: Vec<Value> = spec.init_containers.iter().flatten()
         .map(|c| container_status(c, uid, json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}), false))
@@ -230,8 +253,10 @@ mod tests {
 
     #[test]
     fn pod_ips_fall_in_the_node_slice() {
-        let ip = pod_ip(3, "some-uid").octets();
+        let ip = pod_ip(3, None, "some-uid").octets();
         assert_eq!((ip[0], ip[1], ip[2]), (10, 128, 3));
         assert!((1..=254).contains(&ip[3]));
+        let ip = pod_ip(3, Some((Ipv4Addr::new(10, 42, 7, 0), 24)), "some-uid").octets();
+        assert_eq!((ip[0], ip[1], ip[2]), (10, 42, 7), "from the node's podCIDR");
     }
 }

@@ -141,6 +141,14 @@ fn namespaces_get_their_defaults_and_nodes_their_pod_cidrs() {
     let mut cidrs: Vec<&str> = cidrs.split_whitespace().collect();
     cidrs.sort();
     assert_eq!(cidrs, ["10.42.0.0/24", "10.42.1.0/24", "10.42.2.0/24"]);
+
+    // Pods get addresses from their node's CIDR.
+    c.ok(&["run", "addressed", "--image=nginx"]);
+    let placed = c.wait_for(&["get", "pod", "addressed", "-o", "jsonpath={.spec.nodeName} {.status.podIP}"], "the pod's IP", |o| o.split_whitespace().count() == 2);
+    let (node, ip) = placed.split_once(' ').unwrap();
+    let cidr = c.ok(&["get", "node", node, "-o", "jsonpath={.spec.podCIDR}"]);
+    let prefix = cidr.trim_end_matches("0/24");
+    assert!(ip.starts_with(prefix), "{ip} is in {cidr}");
 }
 
 /// A Job of 20 completions, 5 at a time, runs to Complete; an Indexed Job
