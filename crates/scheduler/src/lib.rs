@@ -62,6 +62,8 @@ struct Nodes {
     /// Each topology key's domains per node, made when first needed and
     /// kept until a node comes, goes, or changes its labels.
     domains: Mutex<HashMap<String, Arc<Domains>>>,
+    /// On how many nodes each image is (ImageLocality).
+    image_nodes: HashMap<String, usize>,
 }
 
 impl Nodes {
@@ -75,13 +77,22 @@ impl Nodes {
         self.index.get(name).map(|i| &mut self.list[*i])
     }
 
+    fn count_images(&mut self, node: &NodeInfo, delta: isize) {
+        for image in node.images.keys() {
+            let n = self.image_nodes.entry(image.clone()).or_default();
+            *n = n.saturating_add_signed(delta);
+        }
+    }
+
     fn insert(&mut self, info: NodeInfo) {
-        match self.index.get(&info.name) {
+        self.count_images(&info, 1);
+        match self.index.get(&info.name).copied() {
             Some(i) => {
-                if self.list[*i].labels() != info.labels() {
+                if self.list[i].labels() != info.labels() {
                     self.domains.lock().unwrap().clear();
                 }
-                self.list[*i] = info;
+                let old = std::mem::replace(&mut self.list[i], info);
+                self.count_images(&old, -1);
             }
             None => {
                 self.domains.lock().unwrap().clear();
@@ -93,6 +104,10 @@ impl Nodes {
 
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.domains.lock().unwrap().clear();
+        let gone: Vec<NodeInfo> = self.list.iter().filter(|n| !keep(&n.name)).cloned().collect();
+        for node in &gone {
+            self.count_images(node, -1);
+        }
         self.list.retain(|n| keep(&n.name));
         self.index = self.list.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
     }
@@ -411,7 +426,8 @@ impl State {
         if feasible.is_empty() {
             return Err(Unfit { total, reasons, unresolvable: failed_unresolvable, candidates });
         }
-        let mut scores = plugins::score(pod, &feasible);
+        let spread = |image: &str| self.nodes.image_nodes.get(image).copied().unwrap_or(0);
+        let mut scores = plugins::score(pod, &feasible, &spread, total);
         if let Some(c) = &cycle {
             for (score, extra) in scores.iter_mut().zip(c.score(&feasible)) {
                 *score += extra;

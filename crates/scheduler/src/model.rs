@@ -1,7 +1,7 @@
 //! What the scheduler knows of pods and nodes: each object's scheduling
 //! facts, computed once when it is seen.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
@@ -170,6 +170,8 @@ pub struct NodeInfo {
     pub nonzero: (i64, i64),
     pub pods: HashSet<String>,
     pub ports: Vec<HostPort>,
+    /// The images the node reports, by normalized name, with their size.
+    pub images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -185,6 +187,12 @@ impl NodeInfo {
             nonzero: (0, 0),
             pods: HashSet::new(),
             ports: Vec::new(),
+            images: node
+                .status
+                .iter()
+                .flat_map(|s| s.images.iter().flatten())
+                .flat_map(|i| i.names.iter().flatten().map(move |n| (normalized_image(n), i.size_bytes.unwrap_or(0))))
+                .collect(),
             node,
         }
     }
@@ -226,4 +234,27 @@ impl NodeInfo {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
         self.node.metadata.labels.as_ref().unwrap_or(&EMPTY)
     }
+}
+
+/// An image name as a registry would resolve it (upstream's
+/// `normalizedImageName` via the docker reference rules): `nginx` is
+/// `docker.io/library/nginx:latest`.
+pub fn normalized_image(name: &str) -> String {
+    let (path, tagged) = match name.split_once('@') {
+        Some(_) => (name.to_string(), true),
+        None => {
+            let last = name.rsplit('/').next().unwrap_or(name);
+            (name.to_string(), last.contains(':'))
+        }
+    };
+    let first = path.split('/').next().unwrap_or_default();
+    let has_registry = path.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let full = if has_registry {
+        path
+    } else if path.contains('/') {
+        format!("docker.io/{path}")
+    } else {
+        format!("docker.io/library/{path}")
+    };
+    if tagged { full } else { format!("{full}:latest") }
 }

@@ -166,8 +166,9 @@ const TAINT_TOLERATION_WEIGHT: i64 = 3;
 const NODE_AFFINITY_WEIGHT: i64 = 2;
 const MAX_SCORE: i64 = 100;
 
-/// Scores the feasible nodes; higher is better.
-pub fn score(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+/// Scores the feasible nodes; higher is better. `image_spread` tells on how
+/// many of all `total_nodes` nodes an image is (ImageLocality).
+pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], image_spread: &dyn Fn(&str) -> usize, total_nodes: usize) -> Vec<i64> {
     let spec = pod.pod.spec.as_ref();
     let tolerations: &[Toleration] = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
     let preferred = spec
@@ -197,8 +198,26 @@ pub fn score(pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
             let affinity = if max_affinity > 0 { affinity[i] * MAX_SCORE / max_affinity } else { 0 };
             let taints = if max_intolerable > 0 { MAX_SCORE - intolerable[i] * MAX_SCORE / max_intolerable } else { MAX_SCORE };
             least_allocated(pod, n) + balanced_allocation(pod, n) + NODE_AFFINITY_WEIGHT * affinity + TAINT_TOLERATION_WEIGHT * taints
+                + image_locality(pod, n, image_spread, total_nodes)
         })
         .collect()
+}
+
+/// ImageLocality, as upstream: the sizes of the pod's images already on
+/// the node, each scaled by the share of nodes that have it (so one node
+/// holding a rare image does not attract everything), between 23 MB and
+/// 1,000 MB per container.
+fn image_locality(pod: &PodInfo, node: &NodeInfo, spread: &dyn Fn(&str) -> usize, total_nodes: usize) -> i64 {
+    const MIN: i64 = 23 * 1024 * 1024;
+    const MAX_PER_CONTAINER: i64 = 1000 * 1024 * 1024;
+    if node.images.is_empty() || total_nodes == 0 {
+        return 0;
+    }
+    let Some(spec) = pod.pod.spec.as_ref() else { return 0 };
+    let images: Vec<String> = spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|c| c.image.as_deref()).map(crate::model::normalized_image).collect();
+    let sum: i64 = images.iter().filter_map(|i| Some((node.images.get(i)?, spread(i)))).map(|(size, on)| (*size as f64 * on as f64 / total_nodes as f64) as i64).sum();
+    let max = MAX_PER_CONTAINER * images.len() as i64;
+    MAX_SCORE * (sum.clamp(MIN, max) - MIN) / (max - MIN).max(1)
 }
 
 /// The node's CPU and memory fractions in use once the pod is on it.
@@ -220,4 +239,30 @@ fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let [cpu, memory] = fractions(pod, node).map(|(used, total)| if total == 0 { 1.0 } else { (used as f64 / total as f64).min(1.0) });
     let deviation = (cpu - memory).abs() / 2.0;
     ((1.0 - deviation) * MAX_SCORE as f64) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn node(name: &str, images: serde_json::Value) -> NodeInfo {
+        let node = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "status": {"images": images}})).unwrap();
+        NodeInfo::new(Arc::new(node))
+    }
+
+    #[test]
+    fn image_locality_prefers_nodes_with_the_images() {
+        let pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
+        let pod = PodInfo::new(Arc::new(pod));
+        let big = serde_json::json!([{"names": ["docker.io/library/nginx:latest"], "sizeBytes": 500i64 << 20}]);
+        let (with, without) = (node("a", big), node("b", serde_json::json!([])));
+        let everywhere = |_: &str| 2;
+        assert!(image_locality(&pod, &with, &everywhere, 2) > 40);
+        assert_eq!(image_locality(&pod, &without, &everywhere, 2), 0);
+        // On one node of a hundred, the image hardly counts.
+        assert_eq!(image_locality(&pod, &with, &|_| 1, 100), 0);
+        assert_eq!(crate::model::normalized_image("registry.local:5000/app"), "registry.local:5000/app:latest");
+        assert_eq!(crate::model::normalized_image("team/app:1"), "docker.io/team/app:1");
+    }
 }
