@@ -65,6 +65,6 @@ async fn delete(client: &kube::Client, pod: &Pod) {
     let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
     let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
     if let Err(e) = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
-        tracing::debug!("pod GC: deleting {:?}: {e}", pod.metadata.name);
+        tracing::warn!("pod GC: deleting {:?}: {e}", pod.metadata.name);
     }
 }
