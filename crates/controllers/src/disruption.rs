@@ -15,14 +15,13 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use skiff_scheduler::selector_matches;
 
 use crate::common::{controller_of, ready_since, resolve, Error};
-use crate::informers::Informer;
+use crate::informers::{on_pods_in_namespace, Informer};
 
 /// An eviction the API server recorded but the pod watch may not show yet
 /// counts as a disruption this long, as upstream's DeletionTimeout.
@@ -35,12 +34,7 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store() });
-    let controller = Controller::new(Api::<PodDisruptionBudget>::all(client), watcher::Config::default());
-    let budgets = controller.store();
-    controller
-        .watches_shared_stream(pods.subscribe(), move |pod| {
-            budgets.state().into_iter().filter(|b| b.metadata.namespace == pod.metadata.namespace).map(|b| ObjectRef::from_obj(&*b)).collect::<Vec<_>>()
-        })
+    on_pods_in_namespace::<PodDisruptionBudget>(&client, pods)
         .run(reconcile, |_, e, _| {
             tracing::debug!("disruption: {e}");
             Action::requeue(Duration::from_secs(1))

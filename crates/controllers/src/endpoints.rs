@@ -16,13 +16,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
 use crate::common::{ready_since, Error};
-use crate::informers::Informer;
+use crate::informers::{on_pods_in_namespace, Informer};
 
 /// At most this many addresses in one Endpoints object, as upstream.
 const MAX_ADDRESSES: usize = 1000;
@@ -93,16 +93,6 @@ pub fn backends(service: &Service, pods: &Store<Pod>) -> Vec<Backend> {
     out
 }
 
-/// Reconciles on a Service and on any change to a pod in its namespace
-/// (a pod whose labels stopped matching must leave).
-pub fn service_controller(client: &kube::Client, pods: &Informer<Pod>) -> Controller<Service> {
-    let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
-    let services = controller.store();
-    controller.watches_shared_stream(pods.subscribe(), move |pod| {
-        services.state().into_iter().filter(|s| s.metadata.namespace == pod.metadata.namespace).map(|s| ObjectRef::from_obj(&*s)).collect::<Vec<_>>()
-    })
-}
-
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
@@ -110,7 +100,7 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store() });
-    service_controller(&client, pods)
+    on_pods_in_namespace::<Service>(&client, pods)
         .watches(Api::<Endpoints>::all(client), watcher::Config::default(), |ep| {
             Some(ObjectRef::<Service>::new(ep.metadata.name.as_deref().unwrap_or_default()).within(ep.metadata.namespace.as_deref().unwrap_or_default()))
         })

@@ -18,8 +18,8 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 
 use crate::common::{controller_of, owner_reference, Error};
-use crate::endpoints::{backends, compact, service_controller, Backend, Port};
-use crate::informers::Informer;
+use crate::endpoints::{backends, compact, Backend, Port};
+use crate::informers::{on_pods_in_namespace, Informer};
 
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
@@ -37,7 +37,7 @@ pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = (
     let (slices, writer) = reflector::store();
     let slice_events = watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), slices });
-    service_controller(&client, pods)
+    on_pods_in_namespace::<Service>(&client, pods)
         .owns_stream(slice_events)
         .run(reconcile, |_, e, _| {
             tracing::debug!("endpointslice: {e}");

@@ -83,3 +83,18 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Informer<K> {
         self.task.abort();
     }
 }
+
+/// A controller for `K` that also reconciles every `K` of a namespace when
+/// a pod there changes: Services (their endpoints), PodDisruptionBudgets
+/// and ResourceQuotas select pods by labels a pod may stop matching, so
+/// the pod's own event is the trigger.
+pub fn on_pods_in_namespace<K>(client: &kube::Client, pods: &Informer<k8s_openapi::api::core::v1::Pod>) -> kube::runtime::Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let controller = kube::runtime::Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let objects = controller.store();
+    controller.watches_shared_stream(pods.subscribe(), move |pod| {
+        objects.state().into_iter().filter(|o| o.meta().namespace == pod.metadata.namespace).map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o)).collect::<Vec<_>>()
+    })
+}

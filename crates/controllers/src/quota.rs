@@ -15,14 +15,13 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Serv
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::discovery::Discovery;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use skiff_scheduler::quantity;
 
 use crate::common::Error;
-use crate::informers::Informer;
+use crate::informers::{on_pods_in_namespace, Informer};
 
 /// How often usage is recounted without a pod change (upstream resyncs
 /// every 5 min; object deletions replenish sooner there).
@@ -35,12 +34,7 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store() });
-    let controller = Controller::new(Api::<ResourceQuota>::all(client), watcher::Config::default());
-    let quotas = controller.store();
-    controller
-        .watches_shared_stream(pods.subscribe(), move |pod| {
-            quotas.state().into_iter().filter(|q| q.metadata.namespace == pod.metadata.namespace).map(|q| ObjectRef::from_obj(&*q)).collect::<Vec<_>>()
-        })
+    on_pods_in_namespace::<ResourceQuota>(&client, pods)
         .run(reconcile, |_, e, _| {
             tracing::debug!("resource quota: {e}");
             Action::requeue(Duration::from_secs(2))
