@@ -1,1 +1,11 @@
+//! Who sent a request (authentication) and what they may do
+//! (authorization), as upstream's apiserver decides both.
+
+pub mod abac;
+pub mod authn;
+pub mod authz;
 pub mod pki;
+pub mod rbac;
+
+pub use authn::{Authenticator, UserInfo};
+pub use authz::{Attributes, Authorizer, Decision};
