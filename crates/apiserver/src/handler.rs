@@ -15,13 +15,16 @@ use crate::managed::{self, Manager};
 use crate::registry::{Deleted, DeleteOptions, ListQuery, Registry};
 use crate::route::{self, Route, Target};
 use crate::status::{qualified, ApiError, ApiResult};
-use crate::{discovery, fields, openapi, patch, watch, User};
+use crate::authorization::{self, Security};
+use crate::{discovery, fields, openapi, patch, watch};
+use skiff_auth::UserInfo;
 
 /// Upstream's limit on request bodies.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct Api {
     pub registry: Registry,
+    pub security: Security,
     pub metrics: crate::metrics::Metrics,
     /// Upstream's `--max-requests-inflight` and
     /// `--max-mutating-requests-inflight`: beyond them requests get 429.
@@ -125,23 +128,42 @@ pub fn representation(headers: &HeaderMap) -> Representation {
 }
 
 impl Api {
-    pub async fn handle(self: Arc<Self>, user: Option<User>, req: axum::extract::Request) -> Response {
+    /// Serves one request from a client whose TLS certificate (if any)
+    /// named `certificate`.
+    pub async fn handle(self: Arc<Self>, certificate: skiff_auth::PeerCertificate, req: axum::extract::Request) -> Response {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
-        match path.as_str() {
-            "/healthz" | "/livez" | "/readyz" => return health(&path, &query_of(&parts.uri)),
-            "/version" => return json_response(StatusCode::OK, &discovery::version_info()),
-            _ => {}
-        }
-        if user.is_none() {
-            return ApiError::unauthorized().into_response();
-        }
-        if path == "/metrics" {
-            return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response();
-        }
-        let started = std::time::Instant::now();
+        let credentials = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let user = match self.security.authenticator.authenticate(&certificate, credentials) {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::debug!(%path, "unauthenticated: {e}");
+                return ApiError::unauthorized().into_response();
+            }
+        };
+        let user = match authorization::impersonate(&self.security, user, &parts.headers) {
+            Ok(user) => user,
+            Err(e) => return e.into_response(),
+        };
         let query = query_of(&parts.uri);
         let route = route::parse(&path);
+        let verb = match &route {
+            Route::Resource(t) => verb_of(&parts.method, t, &query),
+            _ => None,
+        };
+        let attributes = authorization::attributes(&user, &parts.method, &path, &route, verb, &query);
+        if let Err(denied) = self.security.authorize(&attributes) {
+            return denied.into_response();
+        }
+        match path.as_str() {
+            "/healthz" | "/livez" | "/readyz" => return health(&path, &query),
+            "/version" => return json_response(StatusCode::OK, &discovery::version_info()),
+            "/metrics" => {
+                return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response()
+            }
+            _ => {}
+        }
+        let started = std::time::Instant::now();
         let labels = match &route {
             Route::Resource(t) => Some((request_labels(&parts.method, t, &query), verb_of(&parts.method, t, &query) == Some("watch"))),
             _ => None,
@@ -183,7 +205,7 @@ impl Api {
                 return Ok(json_response(StatusCode::OK, &openapi::v2()));
             }
             let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
-            self.dispatch(&parts.method, &parts.headers, &query, route, body).await
+            self.dispatch(&user, &parts.method, &parts.headers, &query, route, body).await
         }
         .await;
         let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -197,7 +219,7 @@ impl Api {
         response
     }
 
-    async fn dispatch(&self, method: &Method, headers: &HeaderMap, query: &Query, route: Route, body: bytes::Bytes) -> ApiResult<Response> {
+    async fn dispatch(&self, user: &UserInfo, method: &Method, headers: &HeaderMap, query: &Query, route: Route, body: bytes::Bytes) -> ApiResult<Response> {
         if *method != Method::GET && !matches!(route, Route::Resource(_)) {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
         }
@@ -215,10 +237,15 @@ impl Api {
             Route::Unknown => None,
             Route::Resource(target) => {
                 let defines_resources = target.def.group == "apiextensions.k8s.io" && target.def.kind == "CustomResourceDefinition";
-                let response = self.resource(method, headers, query, target, body).await;
+                let grants = target.def.group == "rbac.authorization.k8s.io";
+                let response = self.resource(user, method, headers, query, target, body).await;
                 if defines_resources && *method != Method::GET && response.is_ok() {
                     // Serve (or stop serving) what the CRD defines before answering.
                     crate::crds::sync(&self.registry).await;
+                }
+                if let (true, Some(rbac), true) = (grants && *method != Method::GET, &self.security.rbac, response.is_ok()) {
+                    // The writer's next request sees what it granted.
+                    authorization::rebuild(&self.registry, rbac).await;
                 }
                 return response;
             }
@@ -226,7 +253,7 @@ impl Api {
         doc.map(|d| json_response(StatusCode::OK, &d)).ok_or_else(ApiError::not_found_path)
     }
 
-    async fn resource(&self, method: &Method, headers: &HeaderMap, query: &Query, t: Target, body: bytes::Bytes) -> ApiResult<Response> {
+    async fn resource(&self, user: &UserInfo, method: &Method, headers: &HeaderMap, query: &Query, t: Target, body: bytes::Bytes) -> ApiResult<Response> {
         let def = t.def;
         let ns = t.namespace.as_deref();
         let dry_run = dry_run(query);
@@ -284,11 +311,8 @@ impl Api {
             return Err(ApiError::method_not_allowed(verb, def));
         }
         if def.verbs == Verbs::CreateOnly {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "NotImplemented",
-                format!("{} are answered by the authorization layer, which is not served yet", qualified(def)),
-            ));
+            let reviewed = crate::reviews::review(&self.security, user, def, ns, decode_body(headers, &body)?)?;
+            return Ok(json_response(StatusCode::CREATED, &reviewed));
         }
         if def.namespaced && ns.is_none() && !matches!(verb, "list" | "watch") {
             return Err(ApiError::not_found_path());
@@ -322,6 +346,7 @@ impl Api {
             "create" => {
                 let mut warnings = Vec::new();
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
+                authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
                 let manager = Manager::of_request(query, headers, None, false)?;
                 let created = self.registry.create(def, ns, obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
@@ -329,6 +354,7 @@ impl Api {
             "update" => {
                 let mut warnings = Vec::new();
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
+                authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
                 let manager = Manager::of_request(query, headers, t.subresource.as_deref(), false)?;
                 let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, updated, repr, query), &warnings))
@@ -339,6 +365,14 @@ impl Api {
                 let mode = fields::mode(query)?;
                 let sub = t.subresource.as_deref();
                 let manager = Manager::of_request(query, headers, sub, matches!(kind, patch::PatchKind::Apply))?;
+                if def.group == "rbac.authorization.k8s.io" {
+                    // What the patch would grant, checked before it is applied.
+                    let intended = match kind {
+                        patch::PatchKind::Apply => serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
+                        _ => patch::apply(&kind, &self.registry.get(def, ns, name).await?, &body)?,
+                    };
+                    authorization::check_escalation(&self.security, &self.registry, user, def, ns, &intended).await?;
+                }
                 if manager.apply {
                     return self.server_side_apply(t, headers, query, &body, &manager).await;
                 }

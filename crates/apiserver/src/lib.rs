@@ -1,10 +1,12 @@
 //! The Kubernetes REST API over HTTPS, on the store.
 //!
-//! Request path: TLS (rustls; a client certificate signed by the cluster CA
-//! authenticates its CN as user and O as groups) → routing by path
-//! (`route`) → the verb (`handler`) → the generic registry and the kind's
-//! strategy (`registry`, `strategy`) → the store.
+//! Request path: TLS (rustls) → authentication (client certificate, token,
+//! basic auth or anonymous; `skiff_auth`) → impersonation and
+//! authorization (`authorization`) → routing by path (`route`) → the verb
+//! (`handler`) → the generic registry and the kind's strategy (`registry`,
+//! `strategy`) → the store.
 
+mod authorization;
 mod components;
 mod crds;
 mod discovery;
@@ -16,6 +18,7 @@ mod namespaces;
 mod openapi;
 mod patch;
 mod registry;
+mod reviews;
 mod route;
 mod scale;
 mod services;
@@ -30,19 +33,16 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use skiff_auth::pki::CertPair;
+use skiff_auth::PeerCertificate;
 use skiff_store::Store;
 use tokio::net::TcpListener;
 
 pub use handler::MAX_BODY;
 use registry::Registry;
-
-/// Who sent a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub groups: Vec<String>,
-}
 
 pub struct Config {
     pub bind: SocketAddr,
@@ -58,18 +58,26 @@ pub struct Config {
     /// Requests served at once, reads and writes; beyond them, 429.
     pub max_requests_inflight: usize,
     pub max_mutating_requests_inflight: usize,
+    /// Who a request is from, besides client certificates.
+    pub authenticator: skiff_auth::Authenticator,
+    /// `--authorization-mode`, in order.
+    pub authorization_modes: Vec<String>,
+    /// The ABAC policy, when ABAC is a mode.
+    pub abac_policy: Option<skiff_auth::abac::Policy>,
 }
 
 /// A bound server; `run` serves until the process ends.
 pub struct Server {
     listener: TcpListener,
     tls: tokio_rustls::TlsAcceptor,
+    /// Verifies client certificates after the handshake (see `tls_config`).
+    clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     api: Arc<handler::Api>,
 }
 
 impl Server {
-    pub async fn bind(config: Config) -> Result<Server> {
-        let tls = tls_config(&config)?;
+    pub async fn bind(mut config: Config) -> Result<Server> {
+        let (tls, clients) = tls_config(&config)?;
         let (network, prefix) = config.service_cidr;
         let registry = Registry {
             store: config.store.clone(),
@@ -80,6 +88,7 @@ impl Server {
             registry.store.cache(&def.key_prefix());
         }
         bootstrap(&registry, &config).await?;
+        let security = security(&registry, &mut config).await?;
         tokio::spawn(namespaces::resume(registry.clone()));
         crds::sync(&registry).await;
         tokio::spawn(crds::follow(registry.clone()));
@@ -88,6 +97,7 @@ impl Server {
             .with_context(|| format!("listening on {}", config.bind))?;
         let api = Arc::new(handler::Api {
             registry,
+            security,
             metrics: metrics::Metrics::new(),
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
@@ -96,6 +106,7 @@ impl Server {
         Ok(Server {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            clients,
             api,
         })
     }
@@ -113,7 +124,7 @@ impl Server {
                     continue;
                 }
             };
-            let (tls, api) = (self.tls.clone(), self.api.clone());
+            let (tls, api, clients) = (self.tls.clone(), self.api.clone(), self.clients.clone());
             tokio::spawn(async move {
                 let stream = match tls.accept(tcp).await {
                     Ok(s) => s,
@@ -122,7 +133,16 @@ impl Server {
                         return;
                     }
                 };
-                let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_of(c));
+                let user = match stream.get_ref().1.peer_certificates() {
+                    Some([leaf, intermediates @ ..]) => match clients.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()) {
+                        Ok(_) => skiff_auth::UserInfo::from_certificate(leaf).map_or(PeerCertificate::Invalid, PeerCertificate::Valid),
+                        Err(e) => {
+                            tracing::debug!(%peer, "client certificate refused: {e}");
+                            PeerCertificate::Invalid
+                        }
+                    },
+                    _ => PeerCertificate::None,
+                };
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let (api, user) = (api.clone(), user.clone());
                     async move { Ok::<_, std::convert::Infallible>(api.handle(user, req.map(axum::body::Body::new)).await) }
@@ -153,38 +173,91 @@ async fn count_objects(api: std::sync::Weak<handler::Api>) {
     }
 }
 
-/// The user a verified client certificate names.
-fn user_of(cert: &rustls::pki_types::CertificateDer<'_>) -> Option<User> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let subject = parsed.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(String::from))
-        .collect();
-    groups.push("system:authenticated".into());
-    Some(User { name, groups })
+/// The authorizer `--authorization-mode` asks for. With RBAC, upstream's
+/// default roles and bindings are written when absent and the rule index
+/// follows the store.
+async fn security(registry: &Registry, config: &mut Config) -> Result<authorization::Security> {
+    use skiff_auth::authz::{Authorizer, Mode};
+    let mut modes = Vec::new();
+    let mut rbac = None;
+    for mode in &config.authorization_modes {
+        modes.push(match mode.as_str() {
+            "AlwaysAllow" => Mode::AlwaysAllow,
+            "AlwaysDeny" => Mode::AlwaysDeny,
+            "Node" => Mode::Node,
+            "ABAC" => Mode::Abac(config.abac_policy.take().context("authorization mode ABAC needs --authorization-policy-file")?),
+            "RBAC" => {
+                let role = |plural| skiff_api::resources::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are served");
+                for obj in skiff_auth::rbac::bootstrap_policy() {
+                    let plural = if obj["kind"] == "ClusterRole" { "clusterroles" } else { "clusterrolebindings" };
+                    reconcile_default_policy(registry, role(plural), obj).await?;
+                }
+                let index = Arc::new(skiff_auth::rbac::Authorizer::default());
+                authorization::rebuild(registry, &index).await;
+                tokio::spawn(authorization::follow(registry.clone(), index.clone()));
+                rbac = Some(index.clone());
+                Mode::Rbac(index)
+            }
+            other => anyhow::bail!("unknown authorization mode {other:?}"),
+        });
+    }
+    Ok(authorization::Security {
+        authenticator: std::mem::take(&mut config.authenticator),
+        authorizer: Authorizer::new(modes),
+        rbac,
+    })
 }
 
-fn tls_config(config: &Config) -> Result<rustls::ServerConfig> {
+fn tls_config(config: &Config) -> Result<(rustls::ServerConfig, Arc<dyn ClientCertVerifier>)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut config.client_ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
-    // Certificates are optional at the TLS layer so that unauthenticated
-    // requests get upstream's 401 Status rather than a handshake failure.
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()?;
     let certs = rustls_pemfile::certs(&mut config.serving.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
     let key = rustls_pemfile::private_key(&mut config.serving.key_pem.as_bytes())?.context("no private key in the serving key PEM")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ChainCheckedLater(clients.clone())))
         .with_single_cert(certs, key)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tls)
+    Ok((tls, clients))
+}
+
+/// Asks for a client certificate and checks that the client holds its key,
+/// but leaves its chain to the request (`Server::run`): a certificate from
+/// another CA, or an expired one, gets upstream's 401 Status rather than a
+/// failed handshake, and a valid token can still authenticate.
+#[derive(Debug)]
+struct ChainCheckedLater(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for ChainCheckedLater {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn verify_client_cert(&self, _: &CertificateDer<'_>, _: &[CertificateDer<'_>], _: UnixTime) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// What every cluster has from the start: the four system namespaces and
@@ -229,6 +302,33 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
     });
     let slices = skiff_api::resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served");
     reconcile(registry, slices, slice).await
+}
+
+/// Creates a default role or binding, or, when it is still marked
+/// `autoupdate`, adds the rules or subjects it lacks (as upstream's
+/// bootstrap reconciliation does, keeping what an administrator added).
+async fn reconcile_default_policy(registry: &Registry, def: &skiff_api::ResourceDef, obj: serde_json::Value) -> Result<()> {
+    create_if_absent(registry, def, None, obj.clone()).await?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let field = if def.kind == "ClusterRole" { "rules" } else { "subjects" };
+    let manager = crate::managed::Manager::internal("kube-apiserver");
+    registry
+        .guaranteed_update(def, None, &name, None, false, |current| {
+            let auto = current.pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate").and_then(|v| v.as_str()) != Some("false");
+            let mut items = current[field].as_array().cloned().unwrap_or_default();
+            let missing: Vec<_> = obj[field].as_array().into_iter().flatten().filter(|i| !items.contains(i)).cloned().collect();
+            if !auto || missing.is_empty() {
+                return Ok(current.clone());
+            }
+            items.extend(missing);
+            let mut updated = current.clone();
+            updated[field] = serde_json::Value::Array(items);
+            crate::managed::record_update(def, Some(current), &mut updated, &manager);
+            Ok(updated)
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("reconciling {} {name}: {}", def.kind, e.message))
 }
 
 /// Creates `obj`, or brings an existing one's content in line with it.

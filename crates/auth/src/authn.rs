@@ -50,6 +50,16 @@ impl UserInfo {
     }
 }
 
+/// The client certificate of a connection, verified against the cluster CA
+/// after the handshake, so that a bad one is a 401 as upstream's, not a
+/// failed handshake.
+#[derive(Debug, Clone)]
+pub enum PeerCertificate {
+    None,
+    Valid(UserInfo),
+    Invalid,
+}
+
 /// Why a request is not authenticated: always a 401 to the client; the
 /// reason is for the server's log.
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +93,19 @@ impl Authenticator {
     }
 
     /// The user behind a request: the certificate's, else the
-    /// `Authorization` header's, else anonymous when allowed.
-    pub fn authenticate(&self, certificate: Option<UserInfo>, authorization: Option<&[u8]>) -> Result<UserInfo, Unauthenticated> {
-        if let Some(user) = certificate {
-            return Ok(user);
+    /// `Authorization` header's, else anonymous when allowed and nothing
+    /// failed.
+    pub fn authenticate(&self, certificate: &PeerCertificate, authorization: Option<&[u8]>) -> Result<UserInfo, Unauthenticated> {
+        match (certificate, authorization) {
+            (PeerCertificate::Valid(user), _) => Ok(user.clone()),
+            (PeerCertificate::Invalid, None) => Err(Unauthenticated("the client certificate is not signed by the cluster CA or has expired")),
+            (PeerCertificate::None, None) if self.anonymous => Ok(UserInfo::anonymous()),
+            (PeerCertificate::None, None) => Err(Unauthenticated("no credentials")),
+            (_, Some(header)) => self.from_header(header),
         }
-        let Some(header) = authorization else {
-            return if self.anonymous { Ok(UserInfo::anonymous()) } else { Err(Unauthenticated("no credentials")) };
-        };
+    }
+
+    fn from_header(&self, header: &[u8]) -> Result<UserInfo, Unauthenticated> {
         let header = std::str::from_utf8(header).map_err(|_| Unauthenticated("the Authorization header is not text"))?;
         let (scheme, value) = header.trim().split_once(' ').ok_or(Unauthenticated("malformed Authorization header"))?;
         let value = value.trim();
@@ -153,13 +168,13 @@ mod tests {
     #[test]
     fn tokens_passwords_and_anonymous() {
         let a = auth();
-        let alice = a.authenticate(None, Some(b"Bearer tok1")).unwrap();
+        let alice = a.authenticate(&PeerCertificate::None, Some(b"Bearer tok1")).unwrap();
         assert_eq!((alice.name.as_str(), alice.uid.as_str()), ("alice", "1"));
         assert_eq!(alice.groups, ["dev", "ops", AUTHENTICATED]);
-        assert_eq!(a.authenticate(None, Some(b"bearer tok2")).unwrap().groups, [AUTHENTICATED]);
+        assert_eq!(a.authenticate(&PeerCertificate::None, Some(b"bearer tok2")).unwrap().groups, [AUTHENTICATED]);
         let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("carol:s3cret"));
-        assert_eq!(a.authenticate(None, Some(basic.as_bytes())).unwrap().groups, ["admins", AUTHENTICATED]);
-        assert_eq!(a.authenticate(None, None).unwrap(), UserInfo::anonymous());
+        assert_eq!(a.authenticate(&PeerCertificate::None, Some(basic.as_bytes())).unwrap().groups, ["admins", AUTHENTICATED]);
+        assert_eq!(a.authenticate(&PeerCertificate::None, None).unwrap(), UserInfo::anonymous());
     }
 
     #[test]
@@ -167,10 +182,12 @@ mod tests {
         let a = auth();
         let wrong = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("carol:nope"));
         for header in [b"Bearer nope".as_slice(), b"Bearer", b"Basic !!!", wrong.as_bytes(), b"Negotiate x", b"\xff\xfe", b""] {
-            assert!(a.authenticate(None, Some(header)).is_err(), "{header:?}");
+            assert!(a.authenticate(&PeerCertificate::None, Some(header)).is_err(), "{header:?}");
         }
+        assert!(a.authenticate(&PeerCertificate::Invalid, None).is_err());
+        assert_eq!(a.authenticate(&PeerCertificate::Invalid, Some(b"Bearer tok2")).unwrap().name, "bob");
         let strict = Authenticator::default();
-        assert!(strict.authenticate(None, None).is_err());
+        assert!(strict.authenticate(&PeerCertificate::None, None).is_err());
     }
 
     #[test]

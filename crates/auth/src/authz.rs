@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use k8s_openapi::api::rbac::v1::PolicyRule;
+
 use crate::authn::{UserInfo, MASTERS};
 
 /// What a request does, as upstream's `authorizer.Attributes`.
@@ -127,5 +129,36 @@ impl Authorizer {
             }
         }
         Decision::Deny(reasons.join("\n"))
+    }
+
+    /// What `user` may do in `namespace`, for SelfSubjectRulesReview: the
+    /// rules, whether they are incomplete (a mode that cannot list them),
+    /// and errors met on the way.
+    pub fn rules_for(&self, user: &UserInfo, namespace: &str) -> (Vec<PolicyRule>, bool, Vec<String>) {
+        let everything = || {
+            let all = vec!["*".to_string()];
+            vec![
+                PolicyRule { verbs: all.clone(), api_groups: Some(all.clone()), resources: Some(all.clone()), ..Default::default() },
+                PolicyRule { verbs: all.clone(), non_resource_urls: Some(all), ..Default::default() },
+            ]
+        };
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return (everything(), false, Vec::new());
+        }
+        let (mut rules, mut incomplete, mut errors) = (Vec::new(), false, Vec::new());
+        for mode in &self.modes {
+            match mode {
+                Mode::AlwaysAllow => rules.extend(everything()),
+                Mode::AlwaysDeny => {}
+                Mode::Abac(_) => incomplete = true,
+                Mode::Node => incomplete |= user.name.starts_with("system:node:"),
+                Mode::Rbac(rbac) => {
+                    let (granted, missing) = rbac.rules_for(user, namespace);
+                    rules.extend(granted);
+                    errors.extend(missing);
+                }
+            }
+        }
+        (rules, incomplete, errors)
     }
 }

@@ -7,5 +7,5 @@ pub mod authz;
 pub mod pki;
 pub mod rbac;
 
-pub use authn::{Authenticator, UserInfo};
+pub use authn::{Authenticator, PeerCertificate, UserInfo};
 pub use authz::{Attributes, Authorizer, Decision};

@@ -13,6 +13,7 @@ mod history;
 mod informers;
 mod job;
 mod namespace_defaults;
+mod clusterrole_aggregation;
 mod node_ipam;
 mod node_lifecycle;
 mod podgc;
@@ -85,6 +86,7 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold));
     controllers.spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone()));
     controllers.spawn(gc::run(client.clone()));
+    controllers.spawn(clusterrole_aggregation::run(client.clone()));
     controllers.spawn(node_lifecycle::run(client.clone(), options.clone()));
     if let Some(cluster) = options.cluster_cidr {
         controllers.spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size));

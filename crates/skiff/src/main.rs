@@ -1,6 +1,7 @@
 //! `skiff`: one binary for the whole platform.
 
 mod bench;
+mod certs;
 mod components;
 mod leader;
 mod server;
@@ -31,6 +32,8 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Simulated nodes that run pods without containers, for tests and benchmarks.
     Sim(sim::Args),
+    /// Issue a client certificate for a user and groups; prints a kubeconfig.
+    Certs(certs::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Scheduler(args) => runtime.block_on(components::run_scheduler(args)),
         Command::ControllerManager(args) => runtime.block_on(components::run_controller_manager(args)),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
+        Command::Certs(args) => certs::run(args),
         Command::Bench(b) => runtime.block_on(b.run()),
     }
 }

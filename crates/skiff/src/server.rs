@@ -57,6 +57,30 @@ pub struct Args {
     disable_controller_manager: bool,
     #[command(flatten)]
     controllers: crate::components::ControllerFlags,
+    #[command(flatten)]
+    security: SecurityFlags,
+}
+
+/// Upstream's authentication and authorization flags.
+#[derive(clap::Args)]
+struct SecurityFlags {
+    /// Authorizers asked in order: AlwaysAllow, AlwaysDeny, ABAC, RBAC, Node.
+    #[arg(long, default_value = "Node,RBAC")]
+    authorization_mode: String,
+    /// The ABAC policy (JSON lines), for `--authorization-mode=ABAC`.
+    #[arg(long)]
+    authorization_policy_file: Option<PathBuf>,
+    /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Passwords for basic auth: CSV lines `password,user,uid,"group1,group2"`.
+    /// Off unless given; upstream removed it for sending passwords on every request.
+    #[arg(long)]
+    basic_auth_file: Option<PathBuf>,
+    /// Requests without credentials act as `system:anonymous`, which RBAC
+    /// lets read only the health and version endpoints.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -109,6 +133,17 @@ pub async fn run(args: Args) -> Result<()> {
         store.spawn_compactor(args.etcd_compaction_interval);
     }
 
+    let sec = &args.security;
+    let modes = skiff_auth::authz::Authorizer::parse_modes(&sec.authorization_mode).context("--authorization-mode")?;
+    let abac_policy = match (&sec.authorization_policy_file, modes.iter().any(|m| m == "ABAC")) {
+        (Some(path), true) => Some(skiff_auth::abac::Policy::load(path)?),
+        (None, true) => bail!("--authorization-mode=ABAC needs --authorization-policy-file"),
+        (_, false) => None,
+    };
+    if sec.basic_auth_file.is_some() {
+        tracing::warn!("basic authentication is enabled (--basic-auth-file): passwords travel with every request");
+    }
+    let authenticator = skiff_auth::Authenticator::new(sec.token_auth_file.as_deref(), sec.basic_auth_file.as_deref(), sec.anonymous_auth)?;
     let server = skiff_apiserver::Server::bind(skiff_apiserver::Config {
         bind: SocketAddr::new(args.bind_address, args.https_listen_port),
         serving,
@@ -118,6 +153,9 @@ pub async fn run(args: Args) -> Result<()> {
         advertise: args.advertise_address.unwrap_or_else(|| advertised(args.bind_address)),
         max_requests_inflight: args.max_requests_inflight,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+        authenticator,
+        authorization_modes: modes,
+        abac_policy,
     })
     .await?;
     let addr = server.local_addr();

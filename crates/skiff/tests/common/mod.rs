@@ -80,18 +80,43 @@ impl Cluster {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut cmd = Command::new("kubectl");
-        cmd.args(args).env("KUBECONFIG", self.kubeconfig()).env_remove("KUBERNETES_SERVICE_HOST");
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl is installed");
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        child.wait_with_output().unwrap()
+        kubectl_with(&self.kubeconfig(), args, stdin)
     }
 
+    /// The cluster CA, for kubeconfigs of other users.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("data/server/tls/ca.crt")
+    }
+
+    /// A kubeconfig for this cluster whose user entry is `user` (YAML
+    /// flow mapping, e.g. `{token: abc}`), written as `<name>.kubeconfig`.
+    pub fn kubeconfig_for(&self, name: &str, user: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.kubeconfig"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\", certificate-authority: {}}}}}]\nusers: [{{name: u, user: {user}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n",
+            self.url(),
+            self.ca_file().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// kubectl with the given kubeconfig.
+pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new("kubectl");
+    cmd.args(args).env("KUBECONFIG", kubeconfig).env_remove("KUBERNETES_SERVICE_HOST");
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("kubectl is installed");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+impl Cluster {
     /// Runs kubectl, expecting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         self.ok_stdin(args, None)
