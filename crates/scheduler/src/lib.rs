@@ -11,7 +11,7 @@
 mod model;
 mod plugins;
 mod preemption;
-pub mod quantity;
+pub use skiff_quantity as quantity;
 mod queue;
 mod topology;
 
