@@ -19,12 +19,27 @@ use crate::authorization::{self, Security};
 use crate::{discovery, fields, openapi, patch, watch};
 use skiff_auth::UserInfo;
 
+fn admission_request<'a>(operation: skiff_admission::Operation, def: &'a ResourceDef, t: &'a Target, name: &'a str, user: &'a UserInfo, dry_run: bool) -> skiff_admission::Request<'a> {
+    skiff_admission::Request {
+        operation,
+        group: def.group,
+        kind: def.kind,
+        resource: def.plural,
+        subresource: t.subresource.as_deref().unwrap_or_default(),
+        namespace: t.namespace.as_deref().unwrap_or_default(),
+        name,
+        user,
+        dry_run,
+    }
+}
+
 /// Upstream's limit on request bodies.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
 pub struct Api {
     pub registry: Registry,
     pub security: Security,
+    pub admission: skiff_admission::Chain,
     pub metrics: crate::metrics::Metrics,
     /// Upstream's `--max-requests-inflight` and
     /// `--max-mutating-requests-inflight`: beyond them requests get 429.
@@ -286,6 +301,13 @@ impl Api {
                 }
                 _ => {}
             }
+            if matches!(sub, "exec" | "attach" | "portforward") {
+                let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+                let pod = self.registry.get(def, ns, name).await?;
+                let request = admission_request(skiff_admission::Operation::Connect, def, &t, name, user, false);
+                let cluster = crate::admission::RegistryCluster(&self.registry);
+                self.admission.validate(&request, &pod, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
+            }
             if sub != "status" && sub != "approval" {
                 return Err(ApiError::new(
                     StatusCode::NOT_IMPLEMENTED,
@@ -348,7 +370,7 @@ impl Api {
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
                 let manager = Manager::of_request(query, headers, None, false)?;
-                let created = self.registry.create(def, ns, obj, dry_run, &manager).await?;
+                let created = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
                 Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
             }
             "update" => {
@@ -374,7 +396,7 @@ impl Api {
                     authorization::check_escalation(&self.security, &self.registry, user, def, ns, &intended).await?;
                 }
                 if manager.apply {
-                    return self.server_side_apply(t, headers, query, &body, &manager).await;
+                    return self.server_side_apply(user, t, headers, query, &body, &manager).await;
                 }
                 // The closure may run again on a conflict; keep the last run's warnings.
                 let warnings = std::sync::Mutex::new(Vec::new());
@@ -399,6 +421,9 @@ impl Api {
             }
             "delete" => {
                 let opts = delete_options(query, headers, &body, dry_run)?;
+                let request = admission_request(skiff_admission::Operation::Delete, def, &t, name, user, dry_run);
+                let cluster = crate::admission::RegistryCluster(&self.registry);
+                self.admission.validate(&request, &Value::Null, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
                 match self.registry.delete(def, ns, name, &opts).await? {
                     Deleted::Pending(obj) => {
                         if def.group.is_empty() && def.kind == "Namespace" && !opts.dry_run {
@@ -426,6 +451,31 @@ impl Api {
             }
             _ => unreachable!("verbs are matched above"),
         }
+    }
+
+    /// Creates through admission: mutating plugins first, validating ones
+    /// on the complete object just before it is stored.
+    async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
+        let name = crate::registry::name_of(&obj).to_string();
+        let cluster = crate::admission::RegistryCluster(&self.registry);
+        let request = skiff_admission::Request {
+            operation: skiff_admission::Operation::Create,
+            group: def.group,
+            kind: def.kind,
+            resource: def.plural,
+            subresource: "",
+            namespace: ns.unwrap_or_default(),
+            name: &name,
+            user,
+            dry_run,
+        };
+        self.admission.mutate(&request, &mut obj, &cluster).await.map_err(|r| crate::admission::refused(r, def, &name))?;
+        let validate = async |complete: &Value| {
+            let name = crate::registry::name_of(complete);
+            let request = skiff_admission::Request { name, ..request };
+            self.admission.validate(&request, complete, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))
+        };
+        self.registry.create_admitted(def, ns, obj, dry_run, manager, validate).await
     }
 
     /// A whole list as JSON, read from one snapshot a page at a time and
@@ -472,7 +522,7 @@ impl Api {
 
     /// PATCH with `application/apply-patch+yaml`: server-side apply, which
     /// creates the object when it does not exist.
-    async fn server_side_apply(&self, t: Target, headers: &HeaderMap, query: &Query, body: &[u8], manager: &Manager) -> ApiResult<Response> {
+    async fn server_side_apply(&self, user: &UserInfo, t: Target, headers: &HeaderMap, query: &Query, body: &[u8], manager: &Manager) -> ApiResult<Response> {
         let (def, ns, name) = (t.def, t.namespace.as_deref(), t.name.as_deref().unwrap_or(""));
         let sub = t.subresource.as_deref();
         let config: Value = serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
@@ -501,7 +551,7 @@ impl Api {
             .await;
         let (code, obj) = match applied {
             Err(e) if e.code == StatusCode::NOT_FOUND && sub.is_none() => {
-                (StatusCode::CREATED, self.registry.create(def, ns, config, dry_run, manager).await?)
+                (StatusCode::CREATED, self.admitted_create(user, def, ns, config, dry_run, manager).await?)
             }
             other => (StatusCode::OK, other?),
         };

@@ -6,6 +6,7 @@
 //! (`handler`) → the generic registry and the kind's strategy (`registry`,
 //! `strategy`) → the store.
 
+mod admission;
 mod authorization;
 mod components;
 mod crds;
@@ -64,6 +65,8 @@ pub struct Config {
     pub authorization_modes: Vec<String>,
     /// The ABAC policy, when ABAC is a mode.
     pub abac_policy: Option<skiff_auth::abac::Policy>,
+    /// The admission plugins that are on.
+    pub admission: skiff_admission::Chain,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -98,6 +101,7 @@ impl Server {
         let api = Arc::new(handler::Api {
             registry,
             security,
+            admission: config.admission,
             metrics: metrics::Metrics::new(),
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
@@ -284,6 +288,14 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         },
     });
     create_if_absent(registry, find("services"), Some("default"), service).await?;
+    let priorities = skiff_api::resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses are served");
+    for (name, value, description) in [
+        ("system-node-critical", 2000001000, "Used for system critical pods that must not be moved from their current node."),
+        ("system-cluster-critical", 2000000000, "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."),
+    ] {
+        let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
+        create_if_absent(registry, priorities, None, class).await?;
+    }
     let (ip, port) = (config.advertise.to_string(), config.bind.port());
     let address_type = if config.advertise.is_ipv4() { "IPv4" } else { "IPv6" };
     let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);

@@ -245,7 +245,21 @@ impl Registry {
 
     /// Creates an object; `manager` is recorded in its managedFields (an
     /// apply's manager owns the fields of the configuration it sent).
-    pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
+    pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
+        self.create_admitted(def, ns, obj, dry_run, manager, async |_| Ok(())).await
+    }
+
+    /// Creates an object that `admit` (validating admission) accepts once
+    /// it is complete and valid, just before it is stored.
+    pub async fn create_admitted(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+        manager: &Manager,
+        admit: impl AsyncFnOnce(&Value) -> ApiResult<()>,
+    ) -> ApiResult<Value> {
         check_type(def, &obj)?;
         let applied = manager.apply.then(|| obj.clone());
         if !obj.get("metadata").is_some_and(|m| m.is_object()) {
@@ -293,6 +307,7 @@ impl Registry {
         strategy::prepare_create(def, &mut obj);
         managed::record_create(def, applied.as_ref(), &mut obj, manager);
         validate(def, &obj)?;
+        admit(&obj).await?;
         let name = name_of(&obj).to_string();
         if is_service(def) && !dry_run {
             // Fail on an existing name before claiming anything: the claims

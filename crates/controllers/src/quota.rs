@@ -27,13 +27,19 @@ use crate::informers::{on_pods_in_namespace, Informer};
 /// every 5 min; object deletions replenish sooner there).
 const RESYNC: Duration = Duration::from_secs(10);
 
+/// How long a lower count must hold before it is written.
+const LOWER_AFTER: Duration = Duration::from_secs(1);
+
 struct Context {
     client: kube::Client,
     pods: Store<Pod>,
+    /// Lower usage seen once, by quota: written only when seen again a
+    /// moment later (see `reconcile`).
+    lower: std::sync::Mutex<std::collections::HashMap<(String, String), (BTreeMap<String, String>, std::time::Instant)>>,
 }
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
-    let context = Arc::new(Context { client: client.clone(), pods: pods.store() });
+    let context = Arc::new(Context { client: client.clone(), pods: pods.store(), lower: Default::default() });
     on_pods_in_namespace::<ResourceQuota>(&client, pods)
         .run(reconcile, |_, e, _| {
             tracing::debug!("resource quota: {e}");
@@ -166,6 +172,26 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
     }
     let status = quota.status.clone().unwrap_or_default();
     let unchanged = status.hard.as_ref() == Some(&hard) && status.used.as_ref().is_some_and(|u| u.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<BTreeMap<_, _>>() == used);
+    // Admission charges a quota before the object it admitted is stored
+    // (and before this controller's informer sees it), so a count lower
+    // than the charge may only mean a create in flight. Lowering waits
+    // until the same count is seen a second later.
+    let before = |k: &String| status.used.as_ref().and_then(|u| u.get(k)).and_then(|q| quantity::milli(&q.0));
+    let lowers = used.iter().any(|(k, v)| before(k).is_some_and(|b| quantity::milli(v).is_some_and(|v| v < b)));
+    if lowers && !unchanged {
+        let key = (ns.clone(), name.clone());
+        let mut lower = ctx.lower.lock().unwrap();
+        match lower.get(&key) {
+            Some((seen, at)) if *seen == used && at.elapsed() >= LOWER_AFTER => {
+                lower.remove(&key);
+            }
+            Some((seen, _)) if *seen == used => return Ok(Action::requeue(LOWER_AFTER)),
+            _ => {
+                lower.insert(key, (used, std::time::Instant::now()));
+                return Ok(Action::requeue(LOWER_AFTER));
+            }
+        }
+    }
     if !unchanged {
         let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
         // Conditional on the version read: admission charges `used` too.

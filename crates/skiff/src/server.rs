@@ -81,6 +81,12 @@ struct SecurityFlags {
     /// lets read only the health and version endpoints.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// Admission plugins to turn on besides the defaults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Default admission plugins to turn off (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 }
 
 /// The bind address when it is one, else the address the host's default
@@ -156,6 +162,7 @@ pub async fn run(args: Args) -> Result<()> {
         authenticator,
         authorization_modes: modes,
         abac_policy,
+        admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
     })
     .await?;
     let addr = server.local_addr();

@@ -1,0 +1,193 @@
+//! Admission control, as upstream's: after authorization, mutating plugins
+//! may complete what is written (defaults from LimitRanges, the service
+//! account, priorities), then validating plugins may refuse it (quota,
+//! security rules). Plugins run in upstream's fixed order whatever order
+//! `--enable-admission-plugins` names them in.
+
+mod limit_ranger;
+mod pods;
+mod quota;
+mod service_account;
+
+use std::fmt::Display;
+
+use anyhow::{bail, Result};
+use async_trait::async_trait;
+use serde_json::Value;
+use skiff_auth::UserInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    /// exec, attach and port-forward.
+    Connect,
+}
+
+/// What a request does, as upstream's `admission.Attributes`.
+pub struct Request<'a> {
+    pub operation: Operation,
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub user: &'a UserInfo,
+    pub dry_run: bool,
+}
+
+impl Request<'_> {
+    fn is(&self, group: &str, resource: &str) -> bool {
+        self.group == group && self.resource == resource && self.subresource.is_empty()
+    }
+}
+
+/// A refusal, as the Status the client gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    /// Upstream's `admission.NewForbidden`: `<resource> "<name>" is forbidden: <why>`.
+    pub fn forbidden(req: &Request<'_>, why: impl Display) -> Rejection {
+        let resource = if req.group.is_empty() { req.resource.to_string() } else { format!("{}.{}", req.resource, req.group) };
+        let message = match req.name {
+            "" => format!("{resource} is forbidden: {why}"),
+            name => format!("{resource} {name:?} is forbidden: {why}"),
+        };
+        Rejection { code: 403, reason: "Forbidden", message }
+    }
+
+    fn internal(why: impl Display) -> Rejection {
+        Rejection { code: 500, reason: "InternalError", message: format!("Internal error occurred: {why}") }
+    }
+}
+
+/// Upstream's aggregate error text: one message as is, several in brackets.
+fn aggregate(messages: &[String]) -> String {
+    match messages {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    }
+}
+
+/// What plugins may read and write of the cluster (the API server's
+/// registry; admission never talks to the store itself).
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    async fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> Result<Vec<Value>, String>;
+    async fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Result<Option<Value>, String>;
+    /// Replaces the object with what `change` makes of the current one,
+    /// retrying from a fresh read on conflicts; an error from `change` ends it.
+    async fn update(&self, group: &str, resource: &str, namespace: &str, name: &str, change: &(dyn for<'v> Fn(&'v Value) -> Result<Value, Rejection> + Send + Sync)) -> Result<(), Rejection>;
+}
+
+#[async_trait]
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Completes `obj` (mutating plugins).
+    async fn mutate(&self, _req: &Request<'_>, _obj: &mut Value, _cluster: &dyn Cluster) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Refuses what must not be written (validating plugins); `obj` is the
+    /// object being written, or for Delete and Connect the stored one.
+    async fn validate(&self, _req: &Request<'_>, _obj: &Value, _cluster: &dyn Cluster) -> Result<(), Rejection> {
+        Ok(())
+    }
+}
+
+/// Upstream's order of all plugins, which is the order they run in.
+const ORDER: &[&str] = &[
+    "AlwaysAdmit",
+    "NamespaceLifecycle",
+    "SecurityContextDeny",
+    "DenyExecOnPrivileged",
+    "LimitRanger",
+    "ServiceAccount",
+    "AlwaysPullImages",
+    "Priority",
+    "DefaultStorageClass",
+    "ResourceQuota",
+    "AlwaysDeny",
+];
+
+/// Enabled unless `--disable-admission-plugins` names them: upstream's
+/// defaults among the plugins Skiff has.
+pub const DEFAULT_PLUGINS: &[&str] = &["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "Priority", "DefaultStorageClass", "ResourceQuota"];
+
+fn plugin(name: &str) -> Box<dyn Plugin> {
+    match name {
+        "AlwaysAdmit" => Box::new(pods::AlwaysAdmit),
+        "AlwaysDeny" => Box::new(pods::AlwaysDeny),
+        "NamespaceLifecycle" => Box::new(pods::NamespaceLifecycle),
+        "SecurityContextDeny" => Box::new(pods::SecurityContextDeny),
+        "DenyExecOnPrivileged" => Box::new(pods::DenyExecOnPrivileged),
+        "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
+        "Priority" => Box::new(pods::Priority),
+        "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
+        "LimitRanger" => Box::new(limit_ranger::LimitRanger),
+        "ServiceAccount" => Box::new(service_account::ServiceAccount),
+        "ResourceQuota" => Box::new(quota::ResourceQuota),
+        other => unreachable!("{other} is in ORDER"),
+    }
+}
+
+/// The enabled plugins, in order.
+pub struct Chain {
+    plugins: Vec<Box<dyn Plugin>>,
+}
+
+impl Chain {
+    /// The defaults plus `enable`, minus `disable` (upstream's flags).
+    pub fn new(enable: &[String], disable: &[String]) -> Result<Chain> {
+        for name in enable.iter().chain(disable) {
+            if !ORDER.contains(&name.as_str()) {
+                bail!("admission plugin {name:?} is unknown; Skiff has {}", ORDER.join(", "));
+            }
+        }
+        if let Some(both) = enable.iter().find(|n| disable.contains(n)) {
+            bail!("admission plugin {both:?} is both enabled and disabled");
+        }
+        let on = |name: &&&str| (DEFAULT_PLUGINS.contains(name) || enable.iter().any(|e| e == *name)) && !disable.iter().any(|d| d == *name);
+        Ok(Chain { plugins: ORDER.iter().filter(on).map(|n| plugin(n)).collect() })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.plugins.iter().map(|p| p.name()).collect()
+    }
+
+    pub async fn mutate(&self, req: &Request<'_>, obj: &mut Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+        for p in &self.plugins {
+            p.mutate(req, obj, cluster).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+        for p in &self.plugins {
+            p.validate(req, obj, cluster).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_pick_plugins_in_upstream_order() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
+        assert_eq!(chain.names(), ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "Priority", "DefaultStorageClass", "ResourceQuota", "AlwaysDeny"]);
+        assert!(Chain::new(&s(&["Nope"]), &[]).is_err());
+        assert!(Chain::new(&s(&["AlwaysDeny"]), &s(&["AlwaysDeny"])).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Admission plugins through stock kubectl, one test per plugin, each
+//! checking upstream's behaviour and wording.
+
+mod common;
+
+use common::Cluster;
+use serde_json::Value;
+
+fn pod(name: &str, extra_spec: &str) -> String {
+    format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}}, "spec": {{"containers": [{{"name": "c", "image": "busybox"}}]{extra_spec}}}}}"#)
+}
+
+#[test]
+fn resource_quota_fifty_parallel_creates_against_ten() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "q"]);
+    c.ok(&["create", "quota", "pods", "-n", "q", "--hard=pods=10"]);
+    c.wait_for(&["get", "quota", "pods", "-n", "q", "-o", "jsonpath={.status.used.pods}"], "the quota's first count", |u| u == "0");
+    let c = &c;
+    let outcomes: Vec<std::process::Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50).map(|i| s.spawn(move || c.kubectl(&["run", &format!("p{i}"), "-n", "q", "--image=busybox", "--restart=Never"]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let admitted = outcomes.iter().filter(|o| o.status.success()).count();
+    assert_eq!(admitted, 10);
+    for refused in outcomes.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(err.contains("is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10"), "{err}");
+    }
+    assert_eq!(c.ok(&["get", "pods", "-n", "q", "--no-headers"]).lines().count(), 10);
+    // The controller's recount agrees; deleting frees room again.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(c.ok(&["get", "quota", "pods", "-n", "q", "-o", "jsonpath={.status.used.pods}"]), "10");
+    c.ok(&["delete", "pod", "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "-n", "q", "--ignore-not-found", "--wait=false"]);
+    c.wait_for(&["get", "quota", "pods", "-n", "q", "-o", "jsonpath={.status.used.pods}"], "the quota to be freed", |u| u != "10");
+    // Compute quotas need every container to say what it asks for.
+    c.ok(&["create", "quota", "compute", "-n", "q", "--hard=requests.cpu=1,limits.memory=1Gi"]);
+    c.wait_for(&["get", "quota", "compute", "-n", "q", "-o", "jsonpath={.status.used}"], "the compute quota's count", |u| u.contains("requests.cpu"));
+    let err = c.fails(&["create", "-n", "q", "-f", "-"], Some(&pod("bare", "")));
+    assert!(err.contains(r#"pods "bare" is forbidden: failed quota: compute: must specify limits.memory,requests.cpu"#), "{err}");
+}
+
+#[test]
+fn limit_ranger_defaults_and_bounds() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "lr"]);
+    let range = r#"{"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits"}, "spec": {"limits": [
+        {"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}, "defaultRequest": {"cpu": "100m"}, "max": {"cpu": "1"}, "min": {"cpu": "50m"}}]}}"#;
+    c.ok_stdin(&["create", "-n", "lr", "-f", "-"], Some(range));
+    c.ok_stdin(&["create", "-n", "lr", "-f", "-"], Some(&pod("defaulted", "")));
+    let created = c.json(&["get", "pod", "defaulted", "-n", "lr", "-o", "json"]);
+    let resources = &created["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["limits"], serde_json::json!({"cpu": "500m", "memory": "256Mi"}));
+    assert_eq!(resources["requests"], serde_json::json!({"cpu": "100m", "memory": "256Mi"}));
+    assert_eq!(created["metadata"]["annotations"]["kubernetes.io/limit-ranger"], "LimitRanger plugin set: cpu, memory request for container c; cpu, memory limit for container c");
+    let big = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "big"}, "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "10m"}, "limits": {"cpu": "2"}}}]}}"#;
+    let err = c.fails(&["create", "-n", "lr", "-f", "-"], Some(big));
+    assert!(err.contains(r#"pods "big" is forbidden: [minimum cpu usage per Container is 50m, but request is 10m, maximum cpu usage per Container is 1, but limit is 2]"#), "{err}");
+}
+
+#[test]
+fn service_account_plugin_mounts_a_token_for_an_existing_account() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "sa"]);
+    c.ok_stdin(&["create", "-n", "sa", "-f", "-"], Some(&pod("p", "")));
+    let spec = c.json(&["get", "pod", "p", "-n", "sa", "-o", "json"])["spec"].clone();
+    assert_eq!(spec["serviceAccountName"], "default");
+    let volume = spec["volumes"].as_array().unwrap().iter().find(|v| v["name"].as_str().unwrap().starts_with("kube-api-access-")).expect("a token volume").clone();
+    let sources: Vec<&str> = volume["projected"]["sources"].as_array().unwrap().iter().map(|s| s.as_object().unwrap().keys().next().unwrap().as_str()).collect();
+    assert_eq!(sources, ["serviceAccountToken", "configMap", "downwardAPI"]);
+    assert_eq!(spec["containers"][0]["volumeMounts"][0]["mountPath"], "/var/run/secrets/kubernetes.io/serviceaccount");
+    let err = c.fails(&["create", "-n", "sa", "-f", "-"], Some(&pod("q", r#", "serviceAccountName": "robot""#)));
+    assert!(err.contains(r#"pods "q" is forbidden: error looking up service account sa/robot: serviceaccount "robot" not found"#), "{err}");
+    c.ok(&["create", "serviceaccount", "robot", "-n", "sa"]);
+    c.ok_stdin(&["create", "-n", "sa", "-f", "-"], Some(&pod("q", r#", "serviceAccountName": "robot", "automountServiceAccountToken": false"#)));
+    let spec = c.json(&["get", "pod", "q", "-n", "sa", "-o", "json"])["spec"].clone();
+    assert!(spec["volumes"].is_null(), "{spec}");
+}
+
+#[test]
+fn priority_comes_from_the_priority_class() {
+    let c = Cluster::start();
+    let names = c.ok(&["get", "priorityclass", "-o", "name"]);
+    assert!(names.contains("system-cluster-critical") && names.contains("system-node-critical"), "{names}");
+    c.ok(&["create", "priorityclass", "high", "--value=1000", "--preemption-policy=Never"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("important", r#", "priorityClassName": "high""#)));
+    let spec = c.json(&["get", "pod", "important", "-o", "json"])["spec"].clone();
+    assert_eq!((spec["priority"].clone(), spec["preemptionPolicy"].clone()), (serde_json::json!(1000), serde_json::json!("Never")));
+    let err = c.fails(&["create", "-f", "-"], Some(&pod("lost", r#", "priorityClassName": "nope""#)));
+    assert!(err.contains(r#"pods "lost" is forbidden: no PriorityClass with name nope was found"#), "{err}");
+    let err = c.fails(&["create", "-f", "-"], Some(&pod("forged", r#", "priorityClassName": "high", "priority": 5"#)));
+    assert!(err.contains("the integer value of priority (5) must not be provided in pod spec; priority admission controller computed 1000 from the given PriorityClass name"), "{err}");
+    c.ok(&["create", "priorityclass", "usual", "--value=10", "--global-default"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("plain", "")));
+    let spec = c.json(&["get", "pod", "plain", "-o", "json"])["spec"].clone();
+    assert_eq!((spec["priority"].clone(), spec["priorityClassName"].clone()), (serde_json::json!(10), serde_json::json!("usual")));
+}
+
+#[test]
+fn default_storage_class_and_namespace_lifecycle() {
+    let c = Cluster::start();
+    let class = r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "provisioner": "skiff.io/local"}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(class));
+    let claim = |name: &str, class: &str| format!(r#"{{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {{"name": "{name}"}}, "spec": {{"accessModes": ["ReadWriteOnce"], "resources": {{"requests": {{"storage": "1Gi"}}}}{class}}}}}"#);
+    c.ok_stdin(&["create", "-f", "-"], Some(&claim("defaulted", "")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&claim("none", r#", "storageClassName": """#)));
+    assert_eq!(c.ok(&["get", "pvc", "defaulted", "-o", "jsonpath={.spec.storageClassName}"]), "fast");
+    assert_eq!(c.ok(&["get", "pvc", "none", "-o", "jsonpath={.spec.storageClassName}"]), "");
+    for ns in ["default", "kube-system", "kube-public"] {
+        let err = c.fails(&["delete", "namespace", ns], None);
+        assert!(err.contains(&format!(r#"namespaces "{ns}" is forbidden: this namespace may not be deleted"#)), "{err}");
+    }
+}
+
+#[test]
+fn pod_security_plugins_when_enabled() {
+    let c = Cluster::start_with(&["--enable-admission-plugins=AlwaysPullImages,SecurityContextDeny,DenyExecOnPrivileged"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("pulled", "")));
+    let created: Value = c.json(&["get", "pod", "pulled", "-o", "json"]);
+    assert_eq!(created["spec"]["containers"][0]["imagePullPolicy"], "Always");
+    let err = c.fails(&["create", "-f", "-"], Some(&pod("root", r#", "securityContext": {"runAsUser": 0}"#)));
+    assert!(err.contains(r#"pods "root" is forbidden: pod.Spec.SecurityContext.RunAsUser is forbidden"#), "{err}");
+    let privileged = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "priv"}, "spec": {"containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(privileged));
+    let err = c.fails(&["exec", "priv", "--", "true"], None);
+    assert!(err.contains("cannot exec into or attach to a privileged container"), "{err}");
+    let host_pid = &pod("hostpid", r#", "hostPID": true"#);
+    c.ok_stdin(&["create", "-f", "-"], Some(host_pid));
+    let err = c.fails(&["exec", "hostpid", "--", "true"], None);
+    assert!(err.contains("cannot exec into or attach to a container using host pid"), "{err}");
+}
+
+#[test]
+fn always_deny_refuses_every_write() {
+    let c = Cluster::start_with(&["--enable-admission-plugins=AlwaysDeny"]);
+    let err = c.fails(&["create", "configmap", "x"], None);
+    assert!(err.contains(r#"configmaps "x" is forbidden: admission control is denying all modifications"#), "{err}");
+    // Reads are not admission's business.
+    c.ok(&["get", "configmaps"]);
+}
