@@ -23,6 +23,10 @@ pub struct Security {
     pub authorizer: Authorizer,
     /// The RBAC mode's index, when RBAC is one of the modes.
     pub rbac: Option<Arc<rbac::Authorizer>>,
+    /// Signs and verifies ServiceAccount tokens.
+    pub tokens: skiff_auth::serviceaccount::Issuer,
+    /// Where the token keys are published (`/openid/v1/jwks` on this server).
+    pub jwks_uri: String,
 }
 
 impl Security {

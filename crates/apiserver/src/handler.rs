@@ -149,7 +149,7 @@ impl Api {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let credentials = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        let user = match self.security.authenticator.authenticate(&certificate, credentials) {
+        let user = match self.authenticate(&certificate, credentials).await {
             Ok(user) => user,
             Err(e) => {
                 tracing::debug!(%path, "unauthenticated: {e}");
@@ -173,6 +173,8 @@ impl Api {
         match path.as_str() {
             "/healthz" | "/livez" | "/readyz" => return health(&path, &query),
             "/version" => return json_response(StatusCode::OK, &discovery::version_info()),
+            "/.well-known/openid-configuration" => return json_response(StatusCode::OK, &self.security.tokens.openid_configuration(&self.security.jwks_uri)),
+            "/openid/v1/jwks" => return (StatusCode::OK, [(header::CONTENT_TYPE, "application/jwk-set+json")], self.security.tokens.jwks().to_string()).into_response(),
             "/metrics" => {
                 return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response()
             }
@@ -234,6 +236,20 @@ impl Api {
         response
     }
 
+    /// ServiceAccount JWTs first (they need the registry to check what
+    /// they are bound to), then certificates, static tokens and passwords.
+    async fn authenticate(&self, certificate: &skiff_auth::PeerCertificate, credentials: Option<&[u8]>) -> Result<UserInfo, skiff_auth::authn::Unauthenticated> {
+        let bearer = credentials.and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.strip_prefix("Bearer ")).map(str::trim);
+        if let (false, Some(token)) = (matches!(certificate, skiff_auth::PeerCertificate::Valid(_)), bearer) {
+            if skiff_auth::serviceaccount::looks_like_jwt(token) {
+                if let Some(user) = crate::tokens::authenticate(&self.registry, &self.security.tokens, token).await {
+                    return Ok(user);
+                }
+            }
+        }
+        self.security.authenticator.authenticate(certificate, credentials)
+    }
+
     async fn dispatch(&self, user: &UserInfo, method: &Method, headers: &HeaderMap, query: &Query, route: Route, body: bytes::Bytes) -> ApiResult<Response> {
         if *method != Method::GET && !matches!(route, Route::Resource(_)) {
             return Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
@@ -281,6 +297,11 @@ impl Api {
             }
             let created = || json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
             match (sub, method) {
+                ("token", &Method::POST) => {
+                    let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+                    let issued = crate::tokens::request(&self.registry, &self.security.tokens, ns.unwrap_or_default(), name, decode_body(headers, &body)?).await?;
+                    return Ok(json_response(StatusCode::CREATED, &issued));
+                }
                 ("binding" | "eviction", &Method::POST) | ("finalize", &Method::PUT) => {
                     let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
                     let body = decode_body(headers, &body)?;

@@ -24,6 +24,7 @@ mod route;
 mod scale;
 mod services;
 pub mod status;
+mod tokens;
 mod strategy;
 mod subresources;
 mod watch;
@@ -67,6 +68,8 @@ pub struct Config {
     pub abac_policy: Option<skiff_auth::abac::Policy>,
     /// The admission plugins that are on.
     pub admission: skiff_admission::Chain,
+    /// Signs ServiceAccount tokens; its issuer is their `iss` and audience.
+    pub service_account_issuer: Option<skiff_auth::serviceaccount::Issuer>,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -205,10 +208,13 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
             other => anyhow::bail!("unknown authorization mode {other:?}"),
         });
     }
+    let jwks_uri = format!("https://{}/openid/v1/jwks", SocketAddr::new(config.advertise, config.bind.port()));
     Ok(authorization::Security {
         authenticator: std::mem::take(&mut config.authenticator),
         authorizer: Authorizer::new(modes),
         rbac,
+        tokens: config.service_account_issuer.take().context("a ServiceAccount token issuer")?,
+        jwks_uri,
     })
 }
 

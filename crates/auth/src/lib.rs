@@ -6,6 +6,7 @@ pub mod authn;
 pub mod authz;
 pub mod pki;
 pub mod rbac;
+pub mod serviceaccount;
 
 pub use authn::{Authenticator, PeerCertificate, UserInfo};
 pub use authz::{Attributes, Authorizer, Decision};

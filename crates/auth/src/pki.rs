@@ -54,6 +54,18 @@ impl Pki {
         Ok(Pki { dir: dir.to_path_buf(), ca })
     }
 
+    /// The key ServiceAccount tokens are signed with (PKCS#8 PEM, P-256),
+    /// created on first use and kept beside the CA.
+    pub fn service_account_key(&self) -> Result<String> {
+        let path = self.dir.join("service-account.key");
+        if path.exists() {
+            return std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()));
+        }
+        let key = KeyPair::generate()?.serialize_pem();
+        write_private(&path, &key)?;
+        Ok(key)
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca.cert_pem
     }

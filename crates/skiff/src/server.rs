@@ -61,6 +61,10 @@ pub struct Args {
     security: SecurityFlags,
 }
 
+/// The `iss` of ServiceAccount tokens, and the audience the API server
+/// accepts (upstream's `--service-account-issuer` as kubeadm and k3s set it).
+const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
 /// Upstream's authentication and authorization flags.
 #[derive(clap::Args)]
 struct SecurityFlags {
@@ -162,6 +166,7 @@ pub async fn run(args: Args) -> Result<()> {
         authenticator,
         authorization_modes: modes,
         abac_policy,
+        service_account_issuer: Some(skiff_auth::serviceaccount::Issuer::new(SERVICE_ACCOUNT_ISSUER, &pki.service_account_key()?)?),
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
     })
     .await?;

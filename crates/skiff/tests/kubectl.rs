@@ -439,7 +439,7 @@ fn create_from_generators_sends_protobuf() {
     run(&["create", "cronjob", "tick", "--image=registry.local/busybox:1", "--schedule=*/1 * * * *", "--", "date"]);
     run(&["create", "role", "reader", "--verb=get,list", "--resource=pods"]);
     run(&["create", "rolebinding", "read", "--role=reader", "--user=bob"]);
-    run(&["create", "quota", "q", "--hard=pods=10,requests.cpu=2"]);
+    run(&["create", "quota", "q", "--hard=pods=10,services=5"]);
     run(&["create", "serviceaccount", "robot"]);
     run(&["create", "poddisruptionbudget", "pdb", "--selector=app=web", "--min-available=0"]);
     run(&["run", "one", "--image=registry.local/busybox:1", "--labels=app=one", "--", "sleep", "1"]);
@@ -478,7 +478,7 @@ fn create_from_generators_sends_protobuf() {
     let role = c.json(&["-n", "gen", "get", "role", "reader", "-o", "json"]);
     assert_eq!(role["rules"][0]["verbs"], serde_json::json!(["get", "list"]));
     let quota = c.json(&["-n", "gen", "get", "quota", "q", "-o", "json"]);
-    assert_eq!(quota["spec"]["hard"], serde_json::json!({"pods": "10", "requests.cpu": "2"}));
+    assert_eq!(quota["spec"]["hard"], serde_json::json!({"pods": "10", "services": "5"}));
     let pdb = c.json(&["-n", "gen", "get", "pdb", "pdb", "-o", "json"]);
     assert_eq!(pdb["spec"]["minAvailable"], 0);
     let pod = c.json(&["-n", "gen", "get", "pod", "one", "-o", "json"]);
@@ -507,8 +507,8 @@ fn create_from_generators_sends_protobuf() {
     assert!(job_row.contains("batch.kubernetes.io/controller-uid="), "a Job selects its own pods by uid: {job_row}");
     let quota_row = c.ok(&["-n", "gen", "get", "quota", "q", "--no-headers"]);
     // The quota controller counts the namespace's pods (how many depends on
-    // how far the Job and Deployment got); none requests CPU.
-    assert!(quota_row.contains("/10, requests.cpu: 0/2"), "{quota_row}");
+    // how far the Job and Deployment got) and its Services.
+    assert!(quota_row.contains("/10, services: ") && quota_row.contains("/5"), "{quota_row}");
 
     // Every kind created above is listed in one go.
     let names = c.ok(&["-n", "gen", "get", "cm,secret,deploy,svc,job,cronjob,role,rolebinding,quota,sa,pdb,pod", "-o", "name"]);

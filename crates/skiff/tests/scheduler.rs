@@ -221,20 +221,22 @@ fn preemption_evicts_lower_priority_pods() {
     let c = Cluster::start();
     let _sim = c.sim(&["--nodes", "2", "--cpu", "2"]);
     c.wait_for(&["get", "nodes", "-o", "name"], "two nodes", |o| o.lines().count() == 2);
-    // Priority is set directly: the Priority admission plugin that fills it
-    // from priorityClassName belongs to the admission work.
+    // Priorities come from PriorityClasses, through the Priority admission plugin.
+    c.ok(&["create", "priorityclass", "low", "--value=1"]);
+    c.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    c.ok(&["create", "priorityclass", "high-polite", "--value=1000", "--preemption-policy=Never"]);
     for (name, cpu) in [("low-0", "1500m"), ("low-1", "1"), ("low-2", "500m")] {
-        c.ok_stdin(&["create", "-f", "-"], Some(&pod(name, Some(cpu), r#""priority":1"#)));
+        c.ok_stdin(&["create", "-f", "-"], Some(&pod(name, Some(cpu), r#""priorityClassName":"low""#)));
         node_of(&c, name);
     }
-    c.ok_stdin(&["create", "-f", "-"], Some(&pod("polite", Some("1500m"), r#""priority":1000,"preemptionPolicy":"Never""#)));
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("polite", Some("1500m"), r#""priorityClassName":"high-polite""#)));
     assert_eq!(failure_of(&c, "polite"), "0/2 nodes are available: 2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.");
     c.ok(&["delete", "pod", "polite"]);
 
     // Either node frees 1500m with one victim: low-0 alone, or low-1 on the
     // other node, where low-2 is given back (the reprieve).
     assert_eq!(node_of(&c, "low-2"), node_of(&c, "low-1"), "LeastAllocated put low-2 where more was free");
-    c.ok_stdin(&["create", "-f", "-"], Some(&pod("urgent", Some("1500m"), r#""priority":1000"#)));
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("urgent", Some("1500m"), r#""priorityClassName":"high""#)));
     let placed = node_of(&c, "urgent");
     let pods = c.ok(&["get", "pods", "-o", "name"]);
     let evicted: Vec<&str> = ["low-0", "low-1", "low-2"].into_iter().filter(|p| !pods.contains(&format!("pod/{p}\n"))).collect();

@@ -345,3 +345,39 @@ fn access_reviews_answer_for_any_user() {
     let status = serde_json::from_str::<serde_json::Value>(&c.ok_stdin(&["create", "--validate=false", "-f", "-", "-o", "json"], Some(body))).unwrap()["status"].clone();
     assert_ne!(status["authenticated"], true);
 }
+
+#[test]
+fn service_account_tokens_are_signed_bound_and_checked() {
+    let c = cluster(&[]);
+    c.ok(&["create", "namespace", "team"]);
+    c.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    c.ok(&["create", "rolebinding", "robot-view", "-n", "team", "--clusterrole=view", "--serviceaccount=team:robot"]);
+    c.wait_for(&["get", "clusterrole", "view", "-o", "jsonpath={.rules[*].resources}"], "view to aggregate", |r| r.contains("pods"));
+    let token = c.ok(&["create", "token", "robot", "-n", "team"]).trim().to_string();
+    let robot = c.kubeconfig_for("robot", &format!("{{token: {token}}}"));
+    let whoami = text(&kubectl_with(&robot, &["auth", "whoami"], None));
+    assert!(whoami.contains("system:serviceaccount:team:robot") && whoami.contains("[system:serviceaccounts system:serviceaccounts:team system:authenticated]"), "{whoami}");
+    assert!(kubectl_with(&robot, &["get", "pods", "-n", "team"], None).status.success());
+    let out = text(&kubectl_with(&robot, &["get", "pods", "-n", "default"], None));
+    assert!(out.contains(r#"User "system:serviceaccount:team:robot" cannot list resource "pods""#), "{out}");
+    // A tampered token, a token for another audience, and a token of a
+    // deleted account are all 401.
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"iss":"https://kubernetes.default.svc.cluster.local","sub":"system:serviceaccount:kube-system:admin","aud":["https://kubernetes.default.svc.cluster.local"],"exp":9999999999}"#);
+    parts[1] = &forged_claims;
+    let forged = c.kubeconfig_for("forged", &format!("{{token: {}}}", parts.join(".")));
+    assert!(text(&kubectl_with(&forged, &["auth", "whoami"], None)).contains("Unauthorized"));
+    let elsewhere = c.ok(&["create", "token", "robot", "-n", "team", "--audience=vault"]).trim().to_string();
+    let elsewhere = c.kubeconfig_for("elsewhere", &format!("{{token: {elsewhere}}}"));
+    assert!(text(&kubectl_with(&elsewhere, &["auth", "whoami"], None)).contains("Unauthorized"));
+    // Too short a lifetime is refused as upstream refuses it.
+    let err = c.fails(&["create", "token", "robot", "-n", "team", "--duration=1m"], None);
+    assert!(err.contains(r#"TokenRequest.authentication.k8s.io "robot" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#), "{err}");
+    // The issuer and its keys are discoverable.
+    let config: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/.well-known/openid-configuration"])).unwrap();
+    assert_eq!(config["issuer"], "https://kubernetes.default.svc.cluster.local");
+    let keys: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    assert_eq!(keys["keys"][0]["alg"], "ES256");
+    c.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
+    assert!(text(&kubectl_with(&robot, &["auth", "whoami"], None)).contains("Unauthorized"));
+}
