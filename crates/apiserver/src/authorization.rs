@@ -4,10 +4,11 @@
 //! RBAC rule index, rebuilt from the store whenever a role or binding
 //! changes, and the escalation checks on writes to roles and bindings.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, Method, StatusCode};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{json, Value};
 use skiff_auth::authz::{Attributes, Authorizer, Decision};
@@ -22,7 +23,7 @@ pub struct Security {
     pub authenticator: skiff_auth::Authenticator,
     pub authorizer: Authorizer,
     /// The RBAC mode's index, when RBAC is one of the modes.
-    pub rbac: Option<Arc<rbac::Authorizer>>,
+    pub rbac: Option<Arc<RbacIndex>>,
     /// Signs and verifies ServiceAccount tokens.
     pub tokens: skiff_auth::serviceaccount::Issuer,
     /// Where the token keys are published (`/openid/v1/jwks` on this server).
@@ -188,47 +189,71 @@ fn rbac_def(plural: &str) -> &'static skiff_api::ResourceDef {
     skiff_api::resources::find(RBAC_GROUP, "v1", plural).expect("RBAC kinds are served")
 }
 
-/// Rebuilds the RBAC index from the stored roles and bindings. One rebuild
-/// at a time, so that the last to finish is the last to start and has
-/// seen every write before it.
-pub async fn rebuild(registry: &Registry, rbac: &rbac::Authorizer) {
-    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _turn = ONE_AT_A_TIME.lock().await;
-    async fn all<T: serde::de::DeserializeOwned>(registry: &Registry, plural: &str) -> Vec<T> {
-        match registry.list_objects(rbac_def(plural), None, &ListQuery::default()).await {
-            Ok(items) => items.into_iter().filter_map(|o| serde_json::from_value(o).ok()).collect(),
-            Err(e) => {
-                tracing::warn!("listing {plural} for RBAC: {}", e.message);
-                Vec::new()
-            }
-        }
-    }
-    let index = rbac::Index::build(
-        all(registry, "clusterroles").await,
-        all(registry, "roles").await,
-        all(registry, "clusterrolebindings").await,
-        all(registry, "rolebindings").await,
-    );
-    rbac.replace(index);
+/// The RBAC mode's rule index and its rebuilds from the store. Rebuilds
+/// are coalesced: a writer waits for one that began after its write, not
+/// for one of its own, so a burst of writes costs a few rebuilds.
+#[derive(Default)]
+pub struct RbacIndex {
+    pub authorizer: Arc<rbac::Authorizer>,
+    turn: tokio::sync::Mutex<()>,
+    /// Rebuilds begun, numbered from 1.
+    begun: AtomicU64,
+    /// The number of the last rebuild to finish.
+    finished: AtomicU64,
 }
 
-/// Keeps the RBAC index current with every change, whoever made it.
-pub async fn follow(registry: Registry, rbac: Arc<rbac::Authorizer>) {
-    let prefix = format!("/registry/{RBAC_GROUP}/");
-    loop {
-        let Ok(from) = registry.store.current_revision().await else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        rebuild(&registry, &rbac).await;
-        if let Ok(mut watch) = registry.store.watch(&prefix, from).await {
-            while let Some(Ok(batch)) = watch.next().await {
-                if !batch.events.is_empty() {
-                    rebuild(&registry, &rbac).await;
+impl RbacIndex {
+    /// Returns once the index reflects every write completed before the call.
+    pub async fn refresh(&self, registry: &Registry) {
+        // Any rebuild numbered above this one lists after this point.
+        let seen = self.begun.load(Ordering::SeqCst);
+        let _turn = self.turn.lock().await;
+        if self.finished.load(Ordering::SeqCst) > seen {
+            return;
+        }
+        let number = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        async fn all<T: serde::de::DeserializeOwned>(registry: &Registry, plural: &str) -> Vec<T> {
+            match registry.list_objects(rbac_def(plural), None, &ListQuery::default()).await {
+                Ok(items) => items.into_iter().filter_map(|o| serde_json::from_value(o).ok()).collect(),
+                Err(e) => {
+                    tracing::warn!("listing {plural} for RBAC: {}", e.message);
+                    Vec::new()
                 }
             }
         }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let index = rbac::Index::build(
+            all(registry, "clusterroles").await,
+            all(registry, "roles").await,
+            all(registry, "clusterrolebindings").await,
+            all(registry, "rolebindings").await,
+        );
+        self.authorizer.replace(index);
+        self.finished.store(number, Ordering::SeqCst);
+    }
+
+    /// Keeps the index current with every change, whoever made it; changes
+    /// that arrive together cost one rebuild.
+    pub async fn follow(self: Arc<Self>, registry: Registry) {
+        let prefix = format!("/registry/{RBAC_GROUP}/");
+        loop {
+            let Ok(from) = registry.store.current_revision().await else {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            };
+            self.refresh(&registry).await;
+            if let Ok(mut watch) = registry.store.watch(&prefix, from).await {
+                while let Some(Ok(batch)) = watch.next().await {
+                    let mut changed = !batch.events.is_empty();
+                    while let Some(Some(Ok(more))) = watch.next().now_or_never() {
+                        changed |= !more.events.is_empty();
+                    }
+                    if changed {
+                        self.refresh(&registry).await;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 }
 
@@ -274,7 +299,7 @@ pub async fn check_escalation(security: &Security, registry: &Registry, user: &U
             serde_json::from_value(role.get("rules").cloned().unwrap_or(json!([]))).unwrap_or_default()
         }
     };
-    let (owned, _) = rbac.rules_for(user, namespace);
+    let (owned, _) = rbac.authorizer.rules_for(user, namespace);
     let missing = rbac::uncovered(&owned, &requested);
     if missing.is_empty() {
         return Ok(());

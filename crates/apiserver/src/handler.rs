@@ -276,7 +276,7 @@ impl Api {
                 }
                 if let (true, Some(rbac), true) = (grants && *method != Method::GET, &self.security.rbac, response.is_ok()) {
                     // The writer's next request sees what it granted.
-                    authorization::rebuild(&self.registry, rbac).await;
+                    rbac.refresh(&self.registry).await;
                 }
                 return response;
             }

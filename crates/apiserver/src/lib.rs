@@ -199,11 +199,11 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
                     let plural = if obj["kind"] == "ClusterRole" { "clusterroles" } else { "clusterrolebindings" };
                     reconcile_default_policy(registry, role(plural), obj).await?;
                 }
-                let index = Arc::new(skiff_auth::rbac::Authorizer::default());
-                authorization::rebuild(registry, &index).await;
-                tokio::spawn(authorization::follow(registry.clone(), index.clone()));
+                let index = Arc::new(authorization::RbacIndex::default());
+                index.refresh(registry).await;
+                tokio::spawn(index.clone().follow(registry.clone()));
                 rbac = Some(index.clone());
-                Mode::Rbac(index)
+                Mode::Rbac(index.authorizer.clone())
             }
             other => anyhow::bail!("unknown authorization mode {other:?}"),
         });

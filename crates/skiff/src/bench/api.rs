@@ -55,6 +55,14 @@ impl ServerProcess {
     pub(super) fn rss_mib(&self) -> f64 {
         super::rss_mib(&self.child.id().to_string())
     }
+
+    /// A client of this server authenticating with a bearer token.
+    pub(super) async fn client_with_token(&self, token: &str) -> Result<Client> {
+        let kc = Kubeconfig::read_from(self._dir.path().join("kubeconfig.yaml"))?;
+        let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        config.auth_info = kube::config::AuthInfo { token: Some(token.to_string().into()), ..Default::default() };
+        Ok(Client::try_from(config)?)
+    }
 }
 
 /// A server with `extra` flags; the API bench measures the API server

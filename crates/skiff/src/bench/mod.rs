@@ -1,6 +1,7 @@
 //! Benchmarks: each prints its figures as it goes and a table at the end.
 
 mod api;
+mod authz;
 mod deployment;
 mod scheduler;
 mod store;
@@ -15,6 +16,8 @@ pub enum Bench {
     Store(store::Args),
     /// The API server over HTTPS, as clients see it.
     Api(api::Args),
+    /// Requests/s under RBAC with many roles and bindings, against AlwaysAllow.
+    Authz(authz::Args),
     /// The scheduler on simulated nodes, end to end through the API.
     Scheduler(scheduler::Args),
     /// A large Deployment becoming Ready on simulated nodes.
@@ -26,6 +29,7 @@ impl Bench {
         match self {
             Bench::Store(args) => store::run(args).await,
             Bench::Api(args) => api::run(args).await,
+            Bench::Authz(args) => authz::run(args).await,
             Bench::Scheduler(args) => scheduler::run(args).await,
             Bench::Deployment(args) => deployment::run(args).await,
         }
