@@ -10,6 +10,8 @@ fn pod(name: &str, extra_spec: &str) -> String {
     format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}}, "spec": {{"containers": [{{"name": "c", "image": "busybox"}}]{extra_spec}}}}}"#)
 }
 
+/// The quota race: 50 parallel creates against a quota of 10 pods.
+/// [sig-api-machinery] ResourceQuota should create a ResourceQuota and ensure its status is promptly calculated. [Conformance]
 #[test]
 fn resource_quota_fifty_parallel_creates_against_ten() {
     let c = Cluster::start();
@@ -40,6 +42,7 @@ fn resource_quota_fifty_parallel_creates_against_ten() {
     assert!(err.contains(r#"pods "bare" is forbidden: failed quota: compute: must specify limits.memory,requests.cpu"#), "{err}");
 }
 
+/// [sig-scheduling] LimitRange should create a LimitRange with defaults and ensure pod has those defaults applied. [Conformance]
 #[test]
 fn limit_ranger_defaults_and_bounds() {
     let c = Cluster::start();
@@ -58,6 +61,8 @@ fn limit_ranger_defaults_and_bounds() {
     assert!(err.contains(r#"pods "big" is forbidden: [minimum cpu usage per Container is 50m, but request is 10m, maximum cpu usage per Container is 1, but limit is 2]"#), "{err}");
 }
 
+/// The ServiceAccount plugin: the token volume, and opting out of it.
+/// [sig-auth] ServiceAccounts should allow opting out of API token automount [Conformance]
 #[test]
 fn service_account_plugin_mounts_a_token_for_an_existing_account() {
     let c = Cluster::start();

@@ -308,6 +308,8 @@ fn rbac_escalation_is_prevented() {
     assert!(out.contains("attempting to grant RBAC permissions not currently held"), "{out}");
 }
 
+/// SubjectAccessReview, LocalSubjectAccessReview and TokenReview.
+/// [sig-auth] SubjectReview should support SubjectReview API operations [Conformance]
 #[test]
 fn access_reviews_answer_for_any_user() {
     let c = cluster(&[]);
