@@ -10,6 +10,7 @@ mod admission;
 mod authorization;
 mod components;
 mod crds;
+pub mod encryption;
 mod discovery;
 mod fields;
 mod handler;

@@ -59,6 +59,10 @@ pub struct Args {
     controllers: crate::components::ControllerFlags,
     #[command(flatten)]
     security: SecurityFlags,
+    /// Encrypt resources at rest with upstream's EncryptionConfiguration
+    /// (aesgcm, aescbc, secretbox, identity).
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
 }
 
 /// The `iss` of ServiceAccount tokens, and the audience the API server
@@ -138,7 +142,14 @@ pub async fn run(args: Args) -> Result<()> {
     let admin = pki.client(Some("admin"), "skiff-admin", &["system:masters"])?;
 
     let store_config = StoreConfig::from_endpoint(args.datastore_endpoint.as_deref(), &args.data_dir.join("server"))?;
-    let store = Store::open(&store_config).await.context("opening the datastore")?;
+    let store = match &args.encryption_provider_config {
+        Some(path) => {
+            let encryption = skiff_apiserver::encryption::Encryption::load(path).context("--encryption-provider-config")?;
+            Store::open_transformed(&store_config, std::sync::Arc::new(encryption)).await
+        }
+        None => Store::open(&store_config).await,
+    }
+    .context("opening the datastore")?;
     if !args.etcd_compaction_interval.is_zero() {
         store.spawn_compactor(args.etcd_compaction_interval);
     }

@@ -383,3 +383,53 @@ fn service_account_tokens_are_signed_bound_and_checked() {
     c.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
     assert!(text(&kubectl_with(&robot, &["auth", "whoami"], None)).contains("Unauthorized"));
 }
+
+/// Everything SQLite holds on disk (the database and its write-ahead log).
+fn raw_store(c: &Cluster) -> Vec<u8> {
+    let db = c.data_dir().join("data/server/db");
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(db).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+    }
+    bytes
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_keys_rotate() {
+    let config = |providers: &str| format!("apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers: {providers}\n");
+    let (first, second) = (base64::engine::general_purpose::STANDARD.encode([1u8; 32]), base64::engine::general_purpose::STANDARD.encode([2u8; 32]));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), config(&format!("[{{aesgcm: {{keys: [{{name: first, secret: {first}}}]}}}}, {{identity: {{}}}}]"))).unwrap();
+    let mut c = Cluster::start_with(&["--encryption-provider-config", file.path().to_str().unwrap()]);
+    c.ok(&["create", "secret", "generic", "db", "--from-literal=password=hunter2-plaintext"]);
+    c.ok(&["create", "configmap", "open", "--from-literal=note=visible-plaintext"]);
+    // Clients see the value; the store holds only ciphertext.
+    let value = c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(value).unwrap(), b"hunter2-plaintext");
+    let raw = raw_store(&c);
+    let encoded = base64::engine::general_purpose::STANDARD.encode("hunter2-plaintext");
+    assert!(holds(&raw, "visible-plaintext"), "the raw store is readable for what is not encrypted");
+    assert!(!holds(&raw, &encoded) && !holds(&raw, "hunter2"), "a secret's value is in the raw store");
+    assert!(holds(&raw, "k8s:enc:aesgcm:v1:first:"));
+    // Rotation: the new key first, the old one still read; rewriting moves every secret to the new key.
+    std::fs::write(file.path(), config(&format!("[{{secretbox: {{keys: [{{name: second, secret: {second}}}]}}}}, {{aesgcm: {{keys: [{{name: first, secret: {first}}}]}}}}]"))).unwrap();
+    c.stop();
+    c.boot();
+    let all = c.ok(&["get", "secrets", "-A", "-o", "json"]);
+    // (A List makes kubectl validate against OpenAPI v2 in protobuf, which
+    // Skiff does not serve; see the closing notes.)
+    c.ok_stdin(&["replace", "--validate=false", "-f", "-"], Some(&all));
+    assert_eq!(c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), encoded);
+    c.ok(&["create", "secret", "generic", "later", "--from-literal=token=second-plaintext"]);
+    let raw = raw_store(&c);
+    assert!(holds(&raw, "k8s:enc:secretbox:v1:second:") && !holds(&raw, "second-plaintext"));
+    // A key that is gone from the configuration cannot read what it wrote.
+    std::fs::write(file.path(), config(&format!("[{{aesgcm: {{keys: [{{name: other, secret: {first}}}]}}}}]"))).unwrap();
+    c.stop();
+    c.boot();
+    assert!(!c.kubectl(&["get", "secret", "later"]).status.success());
+}

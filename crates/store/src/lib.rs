@@ -14,10 +14,12 @@ mod backend;
 mod continuation;
 
 pub use continuation::at_latest as continue_at_latest;
+pub use transform::Transformer;
 pub mod error;
 pub mod etcd;
 mod hub;
 pub mod sqlite;
+mod transform;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
@@ -40,7 +42,7 @@ pub type Revision = i64;
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
 
 /// One key at one revision.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValue {
     pub key: String,
     pub value: Bytes,
@@ -160,13 +162,21 @@ impl Store {
     }
 
     pub async fn open_with(config: &StoreConfig, hub: HubConfig) -> Result<Store> {
-        let backend: Arc<dyn Backend> = match config {
+        Ok(Self::with_backend(Self::connect(config).await?, hub))
+    }
+
+    async fn connect(config: &StoreConfig) -> Result<Arc<dyn Backend>> {
+        Ok(match config {
             StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteBackend::open(path).await?),
-            StoreConfig::Etcd { endpoints, prefix } => {
-                Arc::new(etcd::EtcdBackend::connect(endpoints, prefix).await?)
-            }
-        };
-        Ok(Self::with_backend(backend, hub))
+            StoreConfig::Etcd { endpoints, prefix } => Arc::new(etcd::EtcdBackend::connect(endpoints, prefix).await?),
+        })
+    }
+
+    /// A store whose values pass through `transformer` on their way to the
+    /// backend and back (encryption at rest).
+    pub async fn open_transformed(config: &StoreConfig, transformer: Arc<dyn Transformer>) -> Result<Store> {
+        let backend = Arc::new(transform::Transformed { inner: Self::connect(config).await?, transformer });
+        Ok(Self::with_backend(backend, HubConfig::default()))
     }
 
     pub fn with_backend(backend: Arc<dyn Backend>, hub: HubConfig) -> Store {
