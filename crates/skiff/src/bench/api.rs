@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -131,10 +131,16 @@ fn pod(name: &str, stamp: u128) -> Pod {
     .expect("a valid pod")
 }
 
+/// A namespace with its `default` ServiceAccount, which pods need
+/// (ServiceAccount admission) and the controller manager would add.
 pub(super) async fn namespace(client: &Client, name: &str) -> Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
-    Ok(())
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
+    match Api::<ServiceAccount>::namespaced(client.clone(), name).create(&PostParams::default(), &account).await {
+        Ok(_) | Err(kube::Error::Api(kube::error::ErrorResponse { code: 409, .. })) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `clients` tasks creating pods named `{prefix}{task}-{n}`, until `until`
