@@ -5,6 +5,7 @@
 //! `--enable-admission-plugins` names them in.
 
 mod limit_ranger;
+mod pod_security;
 mod pods;
 mod quota;
 mod service_account;
@@ -101,6 +102,11 @@ pub trait Plugin: Send + Sync {
     async fn validate(&self, _req: &Request<'_>, _obj: &Value, _cluster: &dyn Cluster) -> Result<(), Rejection> {
         Ok(())
     }
+
+    /// Warnings for the client about what is admitted anyway.
+    async fn warn(&self, _req: &Request<'_>, _obj: &Value, _cluster: &dyn Cluster) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Upstream's order of all plugins, which is the order they run in.
@@ -112,6 +118,7 @@ const ORDER: &[&str] = &[
     "LimitRanger",
     "ServiceAccount",
     "AlwaysPullImages",
+    "PodSecurity",
     "Priority",
     "DefaultStorageClass",
     "ResourceQuota",
@@ -120,7 +127,7 @@ const ORDER: &[&str] = &[
 
 /// Enabled unless `--disable-admission-plugins` names them: upstream's
 /// defaults among the plugins Skiff has.
-pub const DEFAULT_PLUGINS: &[&str] = &["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "Priority", "DefaultStorageClass", "ResourceQuota"];
+pub const DEFAULT_PLUGINS: &[&str] = &["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultStorageClass", "ResourceQuota"];
 
 fn plugin(name: &str) -> Box<dyn Plugin> {
     match name {
@@ -131,6 +138,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "DenyExecOnPrivileged" => Box::new(pods::DenyExecOnPrivileged),
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
         "Priority" => Box::new(pods::Priority),
+        "PodSecurity" => Box::new(pod_security::PodSecurity),
         "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
         "LimitRanger" => Box::new(limit_ranger::LimitRanger),
         "ServiceAccount" => Box::new(service_account::ServiceAccount),
@@ -170,11 +178,14 @@ impl Chain {
         Ok(())
     }
 
-    pub async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+    /// Ok with the warnings for the client, or the first refusal.
+    pub async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
+        let mut warnings = Vec::new();
         for p in &self.plugins {
             p.validate(req, obj, cluster).await?;
+            warnings.extend(p.warn(req, obj, cluster).await);
         }
-        Ok(())
+        Ok(warnings)
     }
 }
 
@@ -186,7 +197,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        assert_eq!(chain.names(), ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "Priority", "DefaultStorageClass", "ResourceQuota", "AlwaysDeny"]);
+        assert_eq!(chain.names(), ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "ResourceQuota", "AlwaysDeny"]);
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());
         assert!(Chain::new(&s(&["AlwaysDeny"]), &s(&["AlwaysDeny"])).is_err());
     }

@@ -391,7 +391,8 @@ impl Api {
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
                 let manager = Manager::of_request(query, headers, None, false)?;
-                let created = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
+                let (created, admission_warnings) = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
+                warnings.extend(admission_warnings);
                 Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
             }
             "update" => {
@@ -476,7 +477,8 @@ impl Api {
 
     /// Creates through admission: mutating plugins first, validating ones
     /// on the complete object just before it is stored.
-    async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
+    /// Returns the object and admission's warnings for the client.
+    async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<(Value, Vec<String>)> {
         let name = crate::registry::name_of(&obj).to_string();
         let cluster = crate::admission::RegistryCluster(&self.registry);
         let request = skiff_admission::Request {
@@ -491,12 +493,15 @@ impl Api {
             dry_run,
         };
         self.admission.mutate(&request, &mut obj, &cluster).await.map_err(|r| crate::admission::refused(r, def, &name))?;
+        let mut warnings = Vec::new();
         let validate = async |complete: &Value| {
             let name = crate::registry::name_of(complete);
             let request = skiff_admission::Request { name, ..request };
-            self.admission.validate(&request, complete, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))
+            warnings = self.admission.validate(&request, complete, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
+            Ok(())
         };
-        self.registry.create_admitted(def, ns, obj, dry_run, manager, validate).await
+        let created = self.registry.create_admitted(def, ns, obj, dry_run, manager, validate).await?;
+        Ok((created, warnings))
     }
 
     /// A whole list as JSON, read from one snapshot a page at a time and
@@ -572,7 +577,9 @@ impl Api {
             .await;
         let (code, obj) = match applied {
             Err(e) if e.code == StatusCode::NOT_FOUND && sub.is_none() => {
-                (StatusCode::CREATED, self.admitted_create(user, def, ns, config, dry_run, manager).await?)
+                let (created, admission_warnings) = self.admitted_create(user, def, ns, config, dry_run, manager).await?;
+                warnings.extend(admission_warnings);
+                (StatusCode::CREATED, created)
             }
             other => (StatusCode::OK, other?),
         };

@@ -143,3 +143,24 @@ fn always_deny_refuses_every_write() {
     // Reads are not admission's business.
     c.ok(&["get", "configmaps"]);
 }
+
+#[test]
+fn pod_security_enforces_and_warns_by_namespace_labels() {
+    let c = Cluster::start();
+    c.ok(&["create", "namespace", "strict"]);
+    c.ok(&["label", "namespace", "strict", "pod-security.kubernetes.io/enforce=restricted"]);
+    let err = c.fails(&["create", "-n", "strict", "-f", "-"], Some(&pod("plain", "")));
+    assert!(err.contains(r#"pods "plain" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#), "{err}");
+    let hardened = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hardened"}, "spec": {
+        "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "busybox", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}"#;
+    c.ok_stdin(&["create", "-n", "strict", "-f", "-"], Some(hardened));
+    c.ok(&["create", "namespace", "watched"]);
+    c.ok(&["label", "namespace", "watched", "pod-security.kubernetes.io/warn=baseline"]);
+    let out = c.kubectl_stdin(&["create", "-n", "watched", "-f", "-"], Some(&pod("host", r#", "hostNetwork": true"#)));
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(warning.contains(r#"Warning: would violate PodSecurity "baseline:latest": host namespaces (hostNetwork=true)"#), "{warning}");
+    // Unlabelled namespaces are privileged.
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("anything", r#", "hostPID": true"#)));
+}
