@@ -37,6 +37,8 @@ pub struct Request<'a> {
     pub name: &'a str,
     pub user: &'a UserInfo,
     pub dry_run: bool,
+    /// The stored object an update changes.
+    pub old: Option<&'a Value>,
 }
 
 impl Request<'_> {

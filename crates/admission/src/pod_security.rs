@@ -196,7 +196,7 @@ impl Plugin for PodSecurity {
     }
 
     async fn validate(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        let Some(labels) = namespace_labels(req, cluster).await? else { return Ok(()) };
+        let Some(labels) = namespace_labels(req, pod, cluster).await? else { return Ok(()) };
         let level = Level::parse(labels["pod-security.kubernetes.io/enforce"].as_str());
         let found = violations(&pod["spec"], level);
         if found.is_empty() {
@@ -206,7 +206,7 @@ impl Plugin for PodSecurity {
     }
 
     async fn warn(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Vec<String> {
-        let Ok(Some(labels)) = namespace_labels(req, cluster).await else { return Vec::new() };
+        let Ok(Some(labels)) = namespace_labels(req, pod, cluster).await else { return Vec::new() };
         let level = Level::parse(labels["pod-security.kubernetes.io/warn"].as_str());
         let found = violations(&pod["spec"], level);
         if found.is_empty() {
@@ -217,8 +217,13 @@ impl Plugin for PodSecurity {
 }
 
 /// The labels of the pod's namespace, for pods being created or updated.
-async fn namespace_labels(req: &Request<'_>, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
+async fn namespace_labels(req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
     if !req.is("", "pods") || !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Ok(None);
+    }
+    // An update is judged only when it changes the pod spec (upstream
+    // skips updates that cannot change what the pod may do).
+    if req.old.is_some_and(|old| old["spec"] == pod["spec"]) {
         return Ok(None);
     }
     let ns = cluster.get("", "namespaces", None, req.namespace).await.map_err(Rejection::internal)?;

@@ -19,6 +19,31 @@ use crate::authorization::{self, Security};
 use crate::{discovery, fields, openapi, patch, watch};
 use skiff_auth::UserInfo;
 
+/// Admission of an update (PUT or patch): mutating plugins, then validating
+/// ones, on the changed object; the last attempt's warnings are kept.
+struct UpdateAdmission<'a> {
+    api: &'a Api,
+    user: &'a UserInfo,
+    def: &'static ResourceDef,
+    target: &'a Target,
+    name: &'a str,
+    dry_run: bool,
+    warnings: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl crate::registry::Admit for UpdateAdmission<'_> {
+    async fn admit(&self, old: &Value, new: &mut Value) -> ApiResult<()> {
+        let cluster = crate::admission::RegistryCluster(&self.api.registry);
+        let base = admission_request(skiff_admission::Operation::Update, self.def, self.target, self.name, self.user, self.dry_run);
+        let request = skiff_admission::Request { old: Some(old), ..base };
+        let refused = |r| crate::admission::refused(r, self.def, self.name);
+        self.api.admission.mutate(&request, new, &cluster).await.map_err(refused)?;
+        *self.warnings.lock().unwrap() = self.api.admission.validate(&request, new, &cluster).await.map_err(refused)?;
+        Ok(())
+    }
+}
+
 fn admission_request<'a>(operation: skiff_admission::Operation, def: &'a ResourceDef, t: &'a Target, name: &'a str, user: &'a UserInfo, dry_run: bool) -> skiff_admission::Request<'a> {
     skiff_admission::Request {
         operation,
@@ -30,6 +55,7 @@ fn admission_request<'a>(operation: skiff_admission::Operation, def: &'a Resourc
         name,
         user,
         dry_run,
+        old: None,
     }
 }
 
@@ -400,7 +426,9 @@ impl Api {
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
                 let manager = Manager::of_request(query, headers, t.subresource.as_deref(), false)?;
-                let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run, &manager).await?;
+                let admit = UpdateAdmission { api: self, user, def, target: &t, name, dry_run, warnings: Default::default() };
+                let updated = self.registry.update(def, ns, name, t.subresource.as_deref(), obj, dry_run, &manager, &admit).await?;
+                warnings.extend(admit.warnings.into_inner().unwrap());
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, updated, repr, query), &warnings))
             }
             "patch" => {
@@ -422,9 +450,8 @@ impl Api {
                 }
                 // The closure may run again on a conflict; keep the last run's warnings.
                 let warnings = std::sync::Mutex::new(Vec::new());
-                let patched = self
-                    .registry
-                    .guaranteed_update(def, ns, name, None, dry_run, |current| {
+                let admit = UpdateAdmission { api: self, user, def, target: &t, name, dry_run, warnings: Default::default() };
+                let change = |current: &Value| {
                         let mut w = warnings.lock().unwrap();
                         w.clear();
                         let changed = fields::check(def, patch::apply(&kind, current, &body)?, mode, &mut w)?;
@@ -436,9 +463,10 @@ impl Api {
                         let mut updated = crate::registry::merge_update(def, current, changed, sub)?;
                         managed::record_update(def, Some(current), &mut updated, &manager);
                         Ok(updated)
-                    })
-                    .await?;
-                let warnings = warnings.into_inner().unwrap();
+                };
+                let patched = self.registry.guaranteed_update_admitted(def, ns, name, None, dry_run, change, &admit).await?;
+                let mut warnings = warnings.into_inner().unwrap();
+                warnings.extend(admit.warnings.into_inner().unwrap());
                 Ok(fields::with_warnings(respond_object(def, StatusCode::OK, patched, repr, query), &warnings))
             }
             "delete" => {
@@ -491,6 +519,7 @@ impl Api {
             name: &name,
             user,
             dry_run,
+            old: None,
         };
         self.admission.mutate(&request, &mut obj, &cluster).await.map_err(|r| crate::admission::refused(r, def, &name))?;
         let mut warnings = Vec::new();
@@ -565,16 +594,16 @@ impl Api {
         }
         let (dry_run, force) = (dry_run(query), flag(query, "force"));
         let repr = representation(headers);
-        let applied = self
-            .registry
-            .guaranteed_update(def, ns, name, None, dry_run, |current| {
-                let merged = managed::apply(def, Some(current), &config, manager, force)?;
-                let fields = merged["metadata"]["managedFields"].clone();
-                let mut updated = crate::registry::merge_update(def, current, merged, sub)?;
-                updated["metadata"]["managedFields"] = fields;
-                Ok(updated)
-            })
-            .await;
+        let admit = UpdateAdmission { api: self, user, def, target: &t, name, dry_run, warnings: Default::default() };
+        let change = |current: &Value| {
+            let merged = managed::apply(def, Some(current), &config, manager, force)?;
+            let fields = merged["metadata"]["managedFields"].clone();
+            let mut updated = crate::registry::merge_update(def, current, merged, sub)?;
+            updated["metadata"]["managedFields"] = fields;
+            Ok(updated)
+        };
+        let applied = self.registry.guaranteed_update_admitted(def, ns, name, None, dry_run, change, &admit).await;
+        warnings.extend(admit.warnings.into_inner().unwrap());
         let (code, obj) = match applied {
             Err(e) if e.code == StatusCode::NOT_FOUND && sub.is_none() => {
                 let (created, admission_warnings) = self.admitted_create(user, def, ns, config, dry_run, manager).await?;

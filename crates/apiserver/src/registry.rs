@@ -376,6 +376,25 @@ impl Registry {
     where
         F: Fn(&Value) -> ApiResult<Value>,
     {
+        self.guaranteed_update_admitted(def, ns, name, precondition, dry_run, change, &NoAdmission).await
+    }
+
+    /// `guaranteed_update` with admission: `admit` sees the current object
+    /// and may complete or refuse the changed one, on every attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn guaranteed_update_admitted<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        change: F,
+        admit: &dyn Admit,
+    ) -> ApiResult<Value>
+    where
+        F: Fn(&Value) -> ApiResult<Value>,
+    {
         let key = def.key(ns, name);
         // The first try starts from the watch cache's copy, as upstream's
         // does; whatever that copy could get wrong (a conflict, a failed
@@ -409,6 +428,7 @@ impl Registry {
                 Err(e) => return Err(e),
             };
             updated["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+            admit.admit(&current, &mut updated).await?;
             if updated == current || dry_run {
                 if !verified {
                     verified = true;
@@ -453,6 +473,7 @@ impl Registry {
         new: Value,
         dry_run: bool,
         manager: &Manager,
+        admit: &dyn Admit,
     ) -> ApiResult<Value> {
         check_type(def, &new)?;
         let body_name = name_of(&new);
@@ -469,12 +490,12 @@ impl Registry {
             }
         }
         let precondition = resource_version(&new)?;
-        self.guaranteed_update(def, ns, name, precondition, dry_run, |current| {
+        let change = |current: &Value| {
             let mut updated = merge_update(def, current, new.clone(), subresource)?;
             managed::record_update(def, Some(current), &mut updated, manager);
             Ok(updated)
-        })
-        .await
+        };
+        self.guaranteed_update_admitted(def, ns, name, precondition, dry_run, change, admit).await
     }
 
     pub async fn delete(&self, def: &ResourceDef, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
@@ -552,6 +573,22 @@ impl Registry {
 
 /// The object an update (PUT or patch) produces from `current` and the
 /// client's `new`: what the client may not change is kept from `current`.
+/// Admission of an update, run on every attempt of a guaranteed update
+/// with the stored object and the changed one (which it may complete).
+#[async_trait::async_trait]
+pub trait Admit: Send + Sync {
+    async fn admit(&self, old: &Value, new: &mut Value) -> ApiResult<()>;
+}
+
+pub struct NoAdmission;
+
+#[async_trait::async_trait]
+impl Admit for NoAdmission {
+    async fn admit(&self, _: &Value, _: &mut Value) -> ApiResult<()> {
+        Ok(())
+    }
+}
+
 pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresource: Option<&str>) -> ApiResult<Value> {
     let name = name_of(current).to_string();
     if let (Some(given), Some(actual)) = (

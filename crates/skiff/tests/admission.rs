@@ -163,4 +163,10 @@ fn pod_security_enforces_and_warns_by_namespace_labels() {
     assert!(warning.contains(r#"Warning: would violate PodSecurity "baseline:latest": host namespaces (hostNetwork=true)"#), "{warning}");
     // Unlabelled namespaces are privileged.
     c.ok_stdin(&["create", "-f", "-"], Some(&pod("anything", r#", "hostPID": true"#)));
+    // Updates are admitted too: a pod from before the label keeps running,
+    // but changing its spec is judged by the namespace's standard.
+    c.ok(&["label", "namespace", "default", "pod-security.kubernetes.io/enforce=baseline"]);
+    c.ok(&["label", "pod", "anything", "touched=yes"]);
+    let err = c.fails(&["set", "image", "pod/anything", "c=busybox:2"], None);
+    assert!(err.contains(r#"violates PodSecurity "baseline:latest": host namespaces (hostPID=true)"#), "{err}");
 }
