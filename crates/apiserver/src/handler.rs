@@ -66,6 +66,7 @@ pub struct Api {
     pub registry: Registry,
     pub security: Security,
     pub admission: skiff_admission::Chain,
+    pub audit: Option<crate::audit::Audit>,
     pub metrics: crate::metrics::Metrics,
     /// Upstream's `--max-requests-inflight` and
     /// `--max-mutating-requests-inflight`: beyond them requests get 429.
@@ -171,18 +172,18 @@ pub fn representation(headers: &HeaderMap) -> Representation {
 impl Api {
     /// Serves one request from a client whose TLS certificate (if any)
     /// named `certificate`.
-    pub async fn handle(self: Arc<Self>, certificate: skiff_auth::PeerCertificate, req: axum::extract::Request) -> Response {
+    pub async fn handle(self: Arc<Self>, certificate: skiff_auth::PeerCertificate, peer: Option<std::net::IpAddr>, req: axum::extract::Request) -> Response {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let credentials = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        let user = match self.authenticate(&certificate, credentials).await {
+        let requester = match self.authenticate(&certificate, credentials).await {
             Ok(user) => user,
             Err(e) => {
                 tracing::debug!(%path, "unauthenticated: {e}");
                 return ApiError::unauthorized().into_response();
             }
         };
-        let user = match authorization::impersonate(&self.security, user, &parts.headers) {
+        let user = match authorization::impersonate(&self.security, requester.clone(), &parts.headers) {
             Ok(user) => user,
             Err(e) => return e.into_response(),
         };
@@ -193,7 +194,40 @@ impl Api {
             _ => None,
         };
         let attributes = authorization::attributes(&user, &parts.method, &path, &route, verb, &query);
-        if let Err(denied) = self.security.authorize(&attributes) {
+        let impersonator = (requester != user).then_some(&requester);
+        let uri = parts.uri.to_string();
+        let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let Some((audit, record)) = self.audit.as_ref().and_then(|a| Some((a, a.begin(&attributes, impersonator, &uri, peer, &agent)?))) else {
+            return self.serve(&attributes, parts, body, query, route, path).await;
+        };
+        // Bodies are kept only for the levels that log them.
+        let (body, request_object) = if record.level >= crate::audit::Level::Request {
+            let bytes = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+            let object = (!bytes.is_empty()).then(|| decode_body(&parts.headers, &bytes).ok()).flatten();
+            (axum::body::Body::from(bytes), object)
+        } else {
+            (body, None)
+        };
+        let response = self.serve(&attributes, parts, body, query, route, path).await;
+        let code = response.status().as_u16();
+        if attributes.verb == "watch" {
+            audit.complete(&record, "ResponseStarted", code, request_object.as_ref(), None);
+            return response;
+        }
+        if record.level < crate::audit::Level::RequestResponse {
+            audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), None);
+            return response;
+        }
+        let (head, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), serde_json::from_slice::<Value>(&bytes).ok().as_ref());
+        Response::from_parts(head, axum::body::Body::from(bytes))
+    }
+
+    /// An authenticated request, from authorization on.
+    async fn serve(&self, attributes: &skiff_auth::Attributes, parts: axum::http::request::Parts, body: axum::body::Body, query: Query, route: Route, path: String) -> Response {
+        let user = &attributes.user;
+        if let Err(denied) = self.security.authorize(attributes) {
             return denied.into_response();
         }
         match path.as_str() {
@@ -248,7 +282,7 @@ impl Api {
                 return Ok(json_response(StatusCode::OK, &openapi::v2()));
             }
             let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
-            self.dispatch(&user, &parts.method, &parts.headers, &query, route, body).await
+            self.dispatch(user, &parts.method, &parts.headers, &query, route, body).await
         }
         .await;
         let response = result.unwrap_or_else(IntoResponse::into_response);

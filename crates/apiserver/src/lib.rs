@@ -7,6 +7,7 @@
 //! `strategy`) → the store.
 
 mod admission;
+pub mod audit;
 mod authorization;
 mod components;
 mod crds;
@@ -69,6 +70,8 @@ pub struct Config {
     pub abac_policy: Option<skiff_auth::abac::Policy>,
     /// The admission plugins that are on.
     pub admission: skiff_admission::Chain,
+    /// Where audit events go, and which (`--audit-policy-file`).
+    pub audit: Option<audit::Audit>,
     /// Signs ServiceAccount tokens; its issuer is their `iss` and audience.
     pub service_account_issuer: Option<skiff_auth::serviceaccount::Issuer>,
 }
@@ -106,6 +109,7 @@ impl Server {
             registry,
             security,
             admission: config.admission,
+            audit: config.audit,
             metrics: metrics::Metrics::new(),
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
@@ -153,7 +157,7 @@ impl Server {
                 };
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let (api, user) = (api.clone(), user.clone());
-                    async move { Ok::<_, std::convert::Infallible>(api.handle(user, req.map(axum::body::Body::new)).await) }
+                    async move { Ok::<_, std::convert::Infallible>(api.handle(user, Some(peer.ip()), req.map(axum::body::Body::new)).await) }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {

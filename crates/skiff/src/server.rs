@@ -59,6 +59,12 @@ pub struct Args {
     controllers: crate::components::ControllerFlags,
     #[command(flatten)]
     security: SecurityFlags,
+    /// Audit policy (audit.k8s.io/v1 Policy); with `--audit-log-path`.
+    #[arg(long, requires = "audit_log_path")]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events go as JSON lines (`-` for stdout).
+    #[arg(long, requires = "audit_policy_file")]
+    audit_log_path: Option<PathBuf>,
     /// Encrypt resources at rest with upstream's EncryptionConfiguration
     /// (aesgcm, aescbc, secretbox, identity).
     #[arg(long)]
@@ -177,6 +183,10 @@ pub async fn run(args: Args) -> Result<()> {
         authenticator,
         authorization_modes: modes,
         abac_policy,
+        audit: match (&args.audit_policy_file, &args.audit_log_path) {
+            (Some(policy), Some(log)) => Some(skiff_apiserver::audit::Audit::open(policy, log)?),
+            _ => None,
+        },
         service_account_issuer: Some(skiff_auth::serviceaccount::Issuer::new(SERVICE_ACCOUNT_ISSUER, &pki.service_account_key()?)?),
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
     })

@@ -433,3 +433,42 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate() {
     c.boot();
     assert!(!c.kubectl(&["get", "secret", "later"]).status.success());
 }
+
+#[test]
+fn audit_log_follows_the_policy() {
+    let files = tempfile::tempdir().unwrap();
+    let (policy, log) = (files.path().join("policy.yaml"), files.path().join("audit.log"));
+    std::fs::write(&policy, r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  userGroups: ["system:nodes"]
+- level: None
+  users: ["system:kube-controller-manager", "system:kube-scheduler"]
+- level: RequestResponse
+  resources: [{group: "", resources: ["configmaps"]}]
+- level: Metadata
+  resources: [{group: "", resources: ["secrets"]}]
+- level: None
+"#).unwrap();
+    let c = cluster(&["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()]);
+    let alice = token(&c, "alice", "alice-token");
+    c.ok(&["create", "rolebinding", "alice-edit", "-n", "default", "--clusterrole=edit", "--user=alice"]);
+    c.wait_for(&["get", "clusterrole", "edit", "-o", "jsonpath={.rules[*].resources}"], "edit to aggregate", |r| r.contains("configmaps"));
+    assert!(kubectl_with(&alice, &["create", "configmap", "audited", "--from-literal=k=v"], None).status.success());
+    assert!(!kubectl_with(&alice, &["get", "secrets", "-n", "kube-system"], None).status.success());
+    c.ok(&["get", "secrets", "-n", "default", "--as", "alice"]);
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event" && e["stage"] == "ResponseComplete"), "{events:?}");
+    let created = events.iter().find(|e| e["verb"] == "create" && e["objectRef"]["name"] == "audited").expect("the create is audited");
+    assert_eq!((created["level"].clone(), created["user"]["username"].clone(), created["responseStatus"]["code"].clone()), (serde_json::json!("RequestResponse"), serde_json::json!("alice"), serde_json::json!(201)));
+    assert_eq!(created["requestObject"]["data"]["k"], "v");
+    assert_eq!(created["responseObject"]["metadata"]["name"], "audited");
+    let denied = events.iter().find(|e| e["verb"] == "list" && e["objectRef"]["namespace"] == "kube-system").expect("the denied list is audited");
+    assert_eq!((denied["level"].clone(), denied["responseStatus"]["code"].clone()), (serde_json::json!("Metadata"), serde_json::json!(403)));
+    assert!(denied.get("responseObject").is_none());
+    let impersonated = events.iter().find(|e| e["impersonatedUser"]["username"] == "alice").expect("impersonation is audited");
+    assert_eq!(impersonated["user"]["username"], "skiff-admin");
+    assert!(events.iter().all(|e| e["objectRef"]["resource"] == "configmaps" || e["objectRef"]["resource"] == "secrets"), "the catch-all rule is None");
+}
