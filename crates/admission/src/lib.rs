@@ -9,6 +9,7 @@ mod pod_security;
 mod pods;
 mod quota;
 mod service_account;
+mod webhook;
 
 use std::fmt::Display;
 
@@ -30,6 +31,7 @@ pub enum Operation {
 pub struct Request<'a> {
     pub operation: Operation,
     pub group: &'a str,
+    pub version: &'a str,
     pub kind: &'a str,
     pub resource: &'a str,
     pub subresource: &'a str,
@@ -88,6 +90,9 @@ pub trait Cluster: Send + Sync {
     /// Replaces the object with what `change` makes of the current one,
     /// retrying from a fresh read on conflicts; an error from `change` ends it.
     async fn update(&self, group: &str, resource: &str, namespace: &str, name: &str, change: &(dyn for<'v> Fn(&'v Value) -> Result<Value, Rejection> + Send + Sync)) -> Result<(), Rejection>;
+    /// POSTs `body` to a webhook's `clientConfig` (a URL, or a Service),
+    /// returning the response body of a 200 within `timeout`.
+    async fn call_webhook(&self, client_config: &Value, body: Vec<u8>, timeout: std::time::Duration) -> Result<Vec<u8>, String>;
 }
 
 #[async_trait]
@@ -123,13 +128,25 @@ const ORDER: &[&str] = &[
     "PodSecurity",
     "Priority",
     "DefaultStorageClass",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionWebhook",
     "ResourceQuota",
     "AlwaysDeny",
 ];
 
 /// Enabled unless `--disable-admission-plugins` names them: upstream's
 /// defaults among the plugins Skiff has.
-pub const DEFAULT_PLUGINS: &[&str] = &["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultStorageClass", "ResourceQuota"];
+pub const DEFAULT_PLUGINS: &[&str] = &[
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "PodSecurity",
+    "Priority",
+    "DefaultStorageClass",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionWebhook",
+    "ResourceQuota",
+];
 
 fn plugin(name: &str) -> Box<dyn Plugin> {
     match name {
@@ -145,6 +162,8 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "LimitRanger" => Box::new(limit_ranger::LimitRanger),
         "ServiceAccount" => Box::new(service_account::ServiceAccount),
         "ResourceQuota" => Box::new(quota::ResourceQuota),
+        "MutatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: true }),
+        "ValidatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: false }),
         other => unreachable!("{other} is in ORDER"),
     }
 }
@@ -199,7 +218,9 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        assert_eq!(chain.names(), ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "ResourceQuota", "AlwaysDeny"]);
+        let names = ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass"];
+        let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
+        assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());
         assert!(Chain::new(&s(&["AlwaysDeny"]), &s(&["AlwaysDeny"])).is_err());
     }

@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn req<'a>(user: &'a skiff_auth::UserInfo) -> Request<'a> {
-        Request { operation: Operation::Create, group: "", kind: "Pod", resource: "pods", subresource: "", namespace: "ns", name: "p", user, dry_run: false, old: None }
+        Request { operation: Operation::Create, group: "", version: "v1", kind: "Pod", resource: "pods", subresource: "", namespace: "ns", name: "p", user, dry_run: false, old: None }
     }
 
     #[test]

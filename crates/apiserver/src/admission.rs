@@ -41,6 +41,10 @@ impl Cluster for RegistryCluster<'_> {
             .map(|_| ())
             .map_err(|e| Rejection { code: e.code.as_u16(), reason: e.reason, message: e.message })
     }
+
+    async fn call_webhook(&self, client_config: &Value, body: Vec<u8>, timeout: std::time::Duration) -> Result<Vec<u8>, String> {
+        crate::webhooks::call(self.0, client_config, body, timeout).await
+    }
 }
 
 pub fn to_api_error(r: Rejection) -> ApiError {

@@ -48,6 +48,7 @@ fn admission_request<'a>(operation: skiff_admission::Operation, def: &'a Resourc
     skiff_admission::Request {
         operation,
         group: def.group,
+        version: def.version,
         kind: def.kind,
         resource: def.plural,
         subresource: t.subresource.as_deref().unwrap_or_default(),
@@ -546,6 +547,7 @@ impl Api {
         let request = skiff_admission::Request {
             operation: skiff_admission::Operation::Create,
             group: def.group,
+            version: def.version,
             kind: def.kind,
             resource: def.plural,
             subresource: "",

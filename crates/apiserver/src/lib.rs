@@ -30,6 +30,7 @@ mod tokens;
 mod strategy;
 mod subresources;
 mod watch;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

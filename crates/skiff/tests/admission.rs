@@ -170,3 +170,99 @@ fn pod_security_enforces_and_warns_by_namespace_labels() {
     let err = c.fails(&["set", "image", "pod/anything", "c=busybox:2"], None);
     assert!(err.contains(r#"violates PodSecurity "baseline:latest": host namespaces (hostPID=true)"#), "{err}");
 }
+
+/// An HTTPS admission webhook on loopback, answering by path: `/mutate`
+/// labels the object, `/validate` refuses objects labelled `deny=yes`,
+/// `/slow` answers after 3 s. Returns its port and CA bundle (base64 PEM).
+fn webhook_server() -> (u16, String) {
+    use base64::Engine;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+    let cert = params.self_signed(&key).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD.encode(cert.pem());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let path = req.uri().path().to_string();
+                        let review: Value = serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
+                        let request = &review["request"];
+                        let mut response = serde_json::json!({"uid": request["uid"], "allowed": true});
+                        match path.as_str() {
+                            "/mutate" => {
+                                let patch = r#"[{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]"#;
+                                response["patchType"] = "JSONPatch".into();
+                                response["patch"] = base64::engine::general_purpose::STANDARD.encode(patch).into();
+                            }
+                            "/validate" if request["object"]["metadata"]["labels"]["deny"] == "yes" => {
+                                response["allowed"] = false.into();
+                                response["status"] = serde_json::json!({"code": 403, "message": "no pods labelled deny"});
+                            }
+                            "/slow" => tokio::time::sleep(std::time::Duration::from_secs(3)).await,
+                            _ => {}
+                        }
+                        let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body.to_string()))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                });
+            }
+        });
+    });
+    (port, bundle)
+}
+
+fn webhook_configuration(kind: &str, name: &str, port: u16, bundle: &str, path: &str, extra: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "{kind}", "metadata": {{"name": "{name}"}}, "webhooks": [{{
+            "name": "{name}", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {{"url": "https://127.0.0.1:{port}{path}", "caBundle": "{bundle}"}},
+            "rules": [{{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}}],
+            "namespaceSelector": {{"matchLabels": {{"webhooks": "on"}}}}{extra}}}]}}"#
+    )
+}
+
+#[test]
+fn admission_webhooks_mutate_refuse_and_time_out() {
+    let c = Cluster::start();
+    let (port, bundle) = webhook_server();
+    c.ok(&["create", "namespace", "hooked"]);
+    c.ok(&["label", "namespace", "hooked", "webhooks=on"]);
+    let mutating = webhook_configuration("MutatingWebhookConfiguration", "label.skiff.test", port, &bundle, "/mutate", "");
+    let validating = webhook_configuration("ValidatingWebhookConfiguration", "deny.skiff.test", port, &bundle, "/validate", "");
+    c.ok_stdin(&["create", "-f", "-"], Some(&mutating));
+    c.ok_stdin(&["create", "-f", "-"], Some(&validating));
+    let labelled = |name: &str, labels: &str| format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {labels}}}, "spec": {{"containers": [{{"name": "c", "image": "busybox"}}]}}}}"#);
+    c.ok_stdin(&["create", "-n", "hooked", "-f", "-"], Some(&labelled("plain", r#"{"app": "x"}"#)));
+    assert_eq!(c.ok(&["get", "pod", "plain", "-n", "hooked", "-o", "jsonpath={.metadata.labels.mutated}"]), "yes");
+    let err = c.fails(&["create", "-n", "hooked", "-f", "-"], Some(&labelled("denied", r#"{"deny": "yes"}"#)));
+    assert!(err.contains(r#"admission webhook "deny.skiff.test" denied the request: no pods labelled deny"#), "{err}");
+    // Namespaces the selector leaves out are not sent to the webhooks.
+    c.ok_stdin(&["create", "-f", "-"], Some(&labelled("elsewhere", r#"{"deny": "yes"}"#)));
+    assert_eq!(c.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.metadata.labels.mutated}"]), "");
+    // A webhook slower than its timeout fails the request, unless it is ignorable.
+    let slow = webhook_configuration("ValidatingWebhookConfiguration", "slow.skiff.test", port, &bundle, "/slow", r#", "timeoutSeconds": 1, "failurePolicy": "Fail""#);
+    c.ok_stdin(&["create", "-f", "-"], Some(&slow));
+    let err = c.fails(&["create", "-n", "hooked", "-f", "-"], Some(&labelled("late", r#"{"app": "x"}"#)));
+    assert!(err.contains(r#"failed calling webhook "slow.skiff.test""#) && err.contains("context deadline exceeded"), "{err}");
+    c.ok(&["patch", "validatingwebhookconfiguration", "slow.skiff.test", "--type=json", "-p", r#"[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]"#]);
+    c.ok_stdin(&["create", "-n", "hooked", "-f", "-"], Some(&labelled("late", r#"{"app": "x"}"#)));
+}
