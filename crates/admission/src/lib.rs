@@ -7,6 +7,7 @@
 mod limit_ranger;
 mod pod_security;
 mod pods;
+mod policy;
 mod quota;
 mod service_account;
 mod webhook;
@@ -129,6 +130,7 @@ const ORDER: &[&str] = &[
     "Priority",
     "DefaultStorageClass",
     "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",
     "AlwaysDeny",
@@ -144,6 +146,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     "Priority",
     "DefaultStorageClass",
     "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
     "ResourceQuota",
 ];
@@ -164,6 +167,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "ResourceQuota" => Box::new(quota::ResourceQuota),
         "MutatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: true }),
         "ValidatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: false }),
+        "ValidatingAdmissionPolicy" => Box::new(policy::ValidatingAdmissionPolicy),
         other => unreachable!("{other} is in ORDER"),
     }
 }
@@ -219,7 +223,7 @@ mod tests {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
         let names = ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass"];
-        let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
+        let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());
         assert!(Chain::new(&s(&["AlwaysDeny"]), &s(&["AlwaysDeny"])).is_err());

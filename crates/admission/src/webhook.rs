@@ -32,7 +32,7 @@ fn strings(v: &Value) -> Vec<&str> {
 }
 
 /// Upstream's rule matching (matchPolicy Exact).
-fn rule_matches(rule: &Value, req: &Request<'_>) -> bool {
+pub(crate) fn rule_matches(rule: &Value, req: &Request<'_>) -> bool {
     let has = |field: &str, value: &str| strings(&rule[field]).iter().any(|v| *v == "*" || *v == value);
     let resource_matches = strings(&rule["resources"]).iter().any(|r| {
         let (base, sub) = r.split_once('/').unwrap_or((r, ""));

@@ -54,7 +54,14 @@ pub fn to_api_error(r: Rejection) -> ApiError {
 
 /// The Status details upstream gives an admission refusal.
 pub fn refused(r: Rejection, def: &skiff_api::ResourceDef, name: &str) -> ApiError {
+    let invalid = r.code == 422;
+    let message = r.message.clone();
     let mut e = to_api_error(r);
     e.details = Some(json!({"name": name, "group": def.group, "kind": def.plural}));
+    if invalid {
+        // kubectl prints an Invalid refusal from its causes, as upstream's
+        // policy refusals carry it.
+        e.details.as_mut().expect("set above")["causes"] = json!([{"message": message}]);
+    }
     e
 }

@@ -266,3 +266,36 @@ fn admission_webhooks_mutate_refuse_and_time_out() {
     c.ok(&["patch", "validatingwebhookconfiguration", "slow.skiff.test", "--type=json", "-p", r#"[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]"#]);
     c.ok_stdin(&["create", "-n", "hooked", "-f", "-"], Some(&labelled("late", r#"{"app": "x"}"#)));
 }
+
+/// Upstream's documented example policy: at most 5 replicas for
+/// Deployments in namespaces labelled `environment: test`.
+#[test]
+fn validating_admission_policy_denies_and_warns_with_cel() {
+    let c = Cluster::start();
+    let policy = r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "demo-policy.example.com"},
+        "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+                 "validations": [{"expression": "object.spec.replicas <= 5"}]}}"#;
+    let binding = |name: &str, action: &str, env: &str| format!(
+        r#"{{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding", "metadata": {{"name": "{name}"}},
+            "spec": {{"policyName": "demo-policy.example.com", "validationActions": ["{action}"], "matchResources": {{"namespaceSelector": {{"matchLabels": {{"environment": "{env}"}}}}}}}}}}"#
+    );
+    c.ok_stdin(&["create", "-f", "-"], Some(policy));
+    c.ok_stdin(&["create", "-f", "-"], Some(&binding("demo-binding-test.example.com", "Deny", "test")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&binding("demo-binding-staging.example.com", "Warn", "staging")));
+    for (ns, env) in [("t", "test"), ("s", "staging"), ("free", "none")] {
+        c.ok(&["create", "namespace", ns]);
+        c.ok(&["label", "namespace", ns, &format!("environment={env}")]);
+    }
+    let err = c.fails(&["create", "deployment", "big", "-n", "t", "--image=busybox", "--replicas=6"], None);
+    assert!(err.contains("ValidatingAdmissionPolicy 'demo-policy.example.com' with binding 'demo-binding-test.example.com' denied request: failed expression: object.spec.replicas <= 5"), "{err}");
+    c.ok(&["create", "deployment", "small", "-n", "t", "--image=busybox", "--replicas=3"]);
+    // Updates are checked too (`kubectl scale` goes through deployments/scale,
+    // which these rules do not name, as upstream).
+    let err = c.fails(&["patch", "deployment", "small", "-n", "t", "-p", r#"{"spec": {"replicas": 7}}"#], None);
+    assert!(err.contains("denied request: failed expression: object.spec.replicas <= 5"), "{err}");
+    let out = c.kubectl(&["create", "deployment", "big", "-n", "s", "--image=busybox", "--replicas=6"]);
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(warning.contains("Warning: Validation failed for ValidatingAdmissionPolicy 'demo-policy.example.com' with binding 'demo-binding-staging.example.com': failed expression: object.spec.replicas <= 5"), "{warning}");
+    c.ok(&["create", "deployment", "big", "-n", "free", "--image=busybox", "--replicas=6"]);
+}

@@ -1,0 +1,198 @@
+//! ValidatingAdmissionPolicy: CEL validations from
+//! ValidatingAdmissionPolicies, applied where a
+//! ValidatingAdmissionPolicyBinding says, with its validationActions
+//! (Deny, Warn; Audit needs the audit log's annotations and is skipped).
+//! Expressions see `object`, `oldObject`, `request`, `params`,
+//! `namespaceObject` and `variables`, as upstream's.
+
+use async_trait::async_trait;
+use cel_interpreter::{Context, Program};
+use serde_json::{json, Value};
+
+use crate::webhook::{rule_matches, selects};
+use crate::{Cluster, Operation, Plugin, Rejection, Request};
+
+pub struct ValidatingAdmissionPolicy;
+
+const GROUP: &str = "admissionregistration.k8s.io";
+
+/// Whether `constraints` (matchConstraints or a binding's matchResources)
+/// take this request; an absent one takes everything.
+async fn constraints_match(constraints: &Value, req: &Request<'_>, object: &Value, namespace: &Value) -> bool {
+    if constraints.is_null() {
+        return true;
+    }
+    let rules = constraints["resourceRules"].as_array().cloned().unwrap_or_default();
+    if !rules.is_empty() && !rules.iter().any(|r| rule_matches(r, req)) {
+        return false;
+    }
+    if constraints["excludeResourceRules"].as_array().into_iter().flatten().any(|r| rule_matches(r, req)) {
+        return false;
+    }
+    selects(&constraints["objectSelector"], &object["metadata"]["labels"]) && (namespace.is_null() || selects(&constraints["namespaceSelector"], &namespace["metadata"]["labels"]))
+}
+
+enum Outcome {
+    Passed,
+    Failed(String),
+    Error(String),
+}
+
+fn evaluate(expression: &str, context: &Context) -> Result<cel_interpreter::Value, String> {
+    let program = Program::compile(expression).map_err(|e| format!("compilation failed: {e:?}"))?;
+    program.execute(context).map_err(|e| e.to_string())
+}
+
+fn check(validation: &Value, context: &Context) -> Outcome {
+    let expression = validation["expression"].as_str().unwrap_or_default();
+    match evaluate(expression, context) {
+        Ok(cel_interpreter::Value::Bool(true)) => Outcome::Passed,
+        Ok(cel_interpreter::Value::Bool(false)) => {
+            let message = validation["messageExpression"]
+                .as_str()
+                .and_then(|m| match evaluate(m, context) {
+                    Ok(cel_interpreter::Value::String(s)) => Some(s.to_string()),
+                    _ => None,
+                })
+                .or_else(|| validation["message"].as_str().map(String::from))
+                .unwrap_or_else(|| format!("failed expression: {expression}"));
+            Outcome::Failed(message)
+        }
+        Ok(other) => Outcome::Error(format!("expression '{expression}' resulted in a non-boolean value: {other:?}")),
+        Err(e) => Outcome::Error(format!("expression '{expression}' resulted in error: {e}")),
+    }
+}
+
+fn code_of(reason: &str) -> (u16, &'static str) {
+    match reason {
+        "Unauthorized" => (401, "Unauthorized"),
+        "Forbidden" => (403, "Forbidden"),
+        "RequestEntityTooLarge" => (413, "RequestEntityTooLarge"),
+        _ => (422, "Invalid"),
+    }
+}
+
+#[async_trait]
+impl Plugin for ValidatingAdmissionPolicy {
+    fn name(&self) -> &'static str {
+        "ValidatingAdmissionPolicy"
+    }
+
+    async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+        self.run(req, obj, cluster).await.map(|_| ())
+    }
+
+    async fn warn(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Vec<String> {
+        self.run(req, obj, cluster).await.unwrap_or_default()
+    }
+}
+
+impl ValidatingAdmissionPolicy {
+    /// Ok with the warnings of Warn bindings; Err for a Deny binding's refusal.
+    async fn run(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
+        if req.group == GROUP || req.operation == Operation::Connect {
+            return Ok(Vec::new());
+        }
+        let bindings = cluster.list(GROUP, "validatingadmissionpolicybindings", None).await.map_err(Rejection::internal)?;
+        if bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let object = if req.operation == Operation::Delete { Value::Null } else { obj.clone() };
+        let old = req.old.cloned().unwrap_or(Value::Null);
+        let subject = if object.is_null() { &old } else { &object };
+        let namespace = match req.namespace {
+            "" => Value::Null,
+            ns => cluster.get("", "namespaces", None, ns).await.map_err(Rejection::internal)?.unwrap_or(Value::Null),
+        };
+        let operation = match req.operation {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        };
+        let request = json!({
+            "kind": {"group": req.group, "version": req.version, "kind": req.kind},
+            "resource": {"group": req.group, "version": req.version, "resource": req.resource},
+            "subResource": req.subresource, "name": req.name, "namespace": req.namespace, "operation": operation, "dryRun": req.dry_run,
+            "userInfo": {"username": req.user.name, "uid": req.user.uid, "groups": req.user.groups},
+        });
+        let mut warnings = Vec::new();
+        for binding in &bindings {
+            let (binding_name, spec) = (binding["metadata"]["name"].as_str().unwrap_or_default(), &binding["spec"]);
+            let Some(policy) = cluster.get(GROUP, "validatingadmissionpolicies", None, spec["policyName"].as_str().unwrap_or_default()).await.map_err(Rejection::internal)? else { continue };
+            let policy_name = policy["metadata"]["name"].as_str().unwrap_or_default();
+            if !constraints_match(&policy["spec"]["matchConstraints"], req, subject, &namespace).await || !constraints_match(&spec["matchResources"], req, subject, &namespace).await {
+                continue;
+            }
+            let params = match (spec["paramRef"]["name"].as_str(), policy["spec"]["paramKind"].is_null()) {
+                (Some(name), false) => {
+                    let kind = &policy["spec"]["paramKind"];
+                    let (group, plural) = params_resource(kind["apiVersion"].as_str().unwrap_or_default(), kind["kind"].as_str().unwrap_or_default());
+                    let ns = spec["paramRef"]["namespace"].as_str().or((!req.namespace.is_empty()).then_some(req.namespace));
+                    cluster.get(&group, &plural, ns, name).await.map_err(Rejection::internal)?.unwrap_or(Value::Null)
+                }
+                _ => Value::Null,
+            };
+            let mut context = Context::default();
+            let add = |context: &mut Context, name: &str, value: &Value| context.add_variable(name, value.clone()).map_err(|e| Rejection::internal(format!("CEL variable {name}: {e}")));
+            for (name, value) in [("object", &object), ("oldObject", &old), ("request", &request), ("params", &params), ("namespaceObject", &namespace)] {
+                add(&mut context, name, value)?;
+            }
+            let mut variables = serde_json::Map::new();
+            for variable in policy["spec"]["variables"].as_array().into_iter().flatten() {
+                add(&mut context, "variables", &Value::Object(variables.clone()))?;
+                let value = evaluate(variable["expression"].as_str().unwrap_or_default(), &context).ok().and_then(|v| v.json().ok()).unwrap_or(Value::Null);
+                variables.insert(variable["name"].as_str().unwrap_or_default().to_string(), value);
+            }
+            add(&mut context, "variables", &Value::Object(variables))?;
+            let ignore_errors = policy["spec"]["failurePolicy"] == "Ignore";
+            let actions: Vec<&str> = spec["validationActions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            for validation in policy["spec"]["validations"].as_array().into_iter().flatten() {
+                let (message, reason) = match check(validation, &context) {
+                    Outcome::Passed => continue,
+                    Outcome::Error(_) if ignore_errors => continue,
+                    Outcome::Error(e) => (e, "Invalid"),
+                    Outcome::Failed(m) => (m, validation["reason"].as_str().unwrap_or("Invalid")),
+                };
+                if actions.contains(&"Warn") {
+                    warnings.push(format!("Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"));
+                }
+                if actions.contains(&"Deny") {
+                    let (code, reason) = code_of(reason);
+                    let message = format!("ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}' denied request: {message}");
+                    return Err(Rejection { code, reason, message });
+                }
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+/// The group and plural of a paramKind (a lower-cased, pluralized kind, as
+/// for the built-in kinds params usually are: ConfigMap → configmaps).
+fn params_resource(api_version: &str, kind: &str) -> (String, String) {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g).to_string();
+    let lower = kind.to_ascii_lowercase();
+    let plural = if lower.ends_with('s') { format!("{lower}es") } else if lower.ends_with('y') { format!("{}ies", &lower[..lower.len() - 1]) } else { format!("{lower}s") };
+    (group, plural)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cel_validations_pass_fail_and_err_without_panicking() {
+        let mut context = Context::default();
+        context.add_variable("object", json!({"spec": {"replicas": 7}, "metadata": {"name": "web"}})).unwrap();
+        assert!(matches!(check(&json!({"expression": "object.spec.replicas <= 10"}), &context), Outcome::Passed));
+        let Outcome::Failed(m) = check(&json!({"expression": "object.spec.replicas <= 5"}), &context) else { panic!() };
+        assert_eq!(m, "failed expression: object.spec.replicas <= 5");
+        let Outcome::Failed(m) = check(&json!({"expression": "object.spec.replicas <= 5", "messageExpression": "'too many: ' + string(object.spec.replicas)"}), &context) else { panic!() };
+        assert_eq!(m, "too many: 7");
+        for broken in ["object.spec.replicas <= ", "object.spec.nope > 1", "1 + 'a'"] {
+            assert!(matches!(check(&json!({"expression": broken}), &context), Outcome::Error(_)), "{broken}");
+        }
+        assert_eq!(params_resource("v1", "ConfigMap"), ("".to_string(), "configmaps".to_string()));
+    }
+}
