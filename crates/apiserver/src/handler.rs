@@ -297,8 +297,8 @@ impl Api {
         response
     }
 
-    /// ServiceAccount JWTs first (they need the registry to check what
-    /// they are bound to), then certificates, static tokens and passwords.
+    /// ServiceAccount JWTs and bootstrap tokens first (they need the
+    /// registry), then certificates, static tokens and passwords.
     async fn authenticate(&self, certificate: &skiff_auth::PeerCertificate, credentials: Option<&[u8]>) -> Result<UserInfo, skiff_auth::authn::Unauthenticated> {
         let bearer = credentials.and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.strip_prefix("Bearer ")).map(str::trim);
         if let (false, Some(token)) = (matches!(certificate, skiff_auth::PeerCertificate::Valid(_)), bearer) {
@@ -306,6 +306,8 @@ impl Api {
                 if let Some(user) = crate::tokens::authenticate(&self.registry, &self.security.tokens, token).await {
                     return Ok(user);
                 }
+            } else if let Some(user) = crate::tokens::authenticate_bootstrap(&self.registry, token).await {
+                return Ok(user);
             }
         }
         self.security.authenticator.authenticate(certificate, credentials)

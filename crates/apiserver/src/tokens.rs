@@ -116,3 +116,33 @@ pub async fn request(registry: &Registry, issuer: &Issuer, ns: &str, name: &str,
     body["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": now()});
     Ok(body)
 }
+
+/// A bootstrap token (`<id>.<secret>`, what `skiff token create` prints):
+/// the Secret `kube-system/bootstrap-token-<id>` must hold that secret,
+/// allow authentication and not have expired. The user is
+/// `system:bootstrap:<id>` in `system:bootstrappers` and the token's extra
+/// groups, as upstream's bootstrap token authenticator.
+pub async fn authenticate_bootstrap(registry: &Registry, token: &str) -> Option<UserInfo> {
+    let (id, secret) = token.split_once('.')?;
+    let shaped = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !shaped(id, 6) || !shaped(secret, 16) {
+        return None;
+    }
+    let stored = registry.get(core("secrets"), Some("kube-system"), &format!("bootstrap-token-{id}")).await.ok()?;
+    if stored["type"] != "bootstrap.kubernetes.io/token" {
+        return None;
+    }
+    let field = |k: &str| {
+        use base64::Engine;
+        stored["data"][k].as_str().and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok()).and_then(|v| String::from_utf8(v).ok())
+    };
+    let matches = field("token-secret").is_some_and(|s| s.len() == secret.len() && s.bytes().zip(secret.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0);
+    let expired = field("expiration").and_then(|e| chrono::DateTime::parse_from_rfc3339(&e).ok()).is_some_and(|e| e.timestamp() < unix_now());
+    if field("token-id").as_deref() != Some(id) || !matches || expired || field("usage-bootstrap-authentication").as_deref() != Some("true") {
+        return None;
+    }
+    let mut groups = vec!["system:bootstrappers".to_string()];
+    groups.extend(field("auth-extra-groups").unwrap_or_default().split(',').map(str::trim).filter(|g| g.starts_with("system:bootstrappers:")).map(String::from));
+    groups.push(skiff_auth::authn::AUTHENTICATED.to_string());
+    Some(UserInfo { name: format!("system:bootstrap:{id}"), groups, ..Default::default() })
+}

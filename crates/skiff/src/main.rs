@@ -6,6 +6,7 @@ mod components;
 mod leader;
 mod server;
 mod sim;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,9 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Simulated nodes that run pods without containers, for tests and benchmarks.
     Sim(sim::Args),
+    /// Bootstrap tokens for joining nodes.
+    #[command(subcommand)]
+    Token(token::Token),
     /// Issue a client certificate for a user and groups; prints a kubeconfig.
     Certs(certs::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
@@ -55,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         Command::ControllerManager(args) => runtime.block_on(components::run_controller_manager(args)),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Certs(args) => certs::run(args),
+        Command::Token(t) => runtime.block_on(t.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
     }
 }

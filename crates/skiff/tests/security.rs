@@ -472,3 +472,27 @@ rules:
     assert_eq!(impersonated["user"]["username"], "skiff-admin");
     assert!(events.iter().all(|e| e["objectRef"]["resource"] == "configmaps" || e["objectRef"]["resource"] == "secrets"), "the catch-all rule is None");
 }
+
+#[test]
+fn bootstrap_tokens_authenticate_until_they_expire() {
+    let c = cluster(&[]);
+    let create = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["token", "create", "--kubeconfig"]).arg(c.kubeconfig()).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let token = create(&[]);
+    assert!(token.len() == 23 && token.as_bytes()[6] == b'.', "{token}");
+    let joining = c.kubeconfig_for("joining", &format!("{{token: {token}}}"));
+    let whoami = text(&kubectl_with(&joining, &["auth", "whoami"], None));
+    let id = &token[..6];
+    assert!(whoami.contains(&format!("system:bootstrap:{id}")) && whoami.contains("[system:bootstrappers system:bootstrappers:skiff:default-node-token system:authenticated]"), "{whoami}");
+    // A wrong secret for a real id, and an expired token, are 401.
+    let forged = c.kubeconfig_for("forged", &format!("{{token: {id}.0123456789abcdef}}"));
+    assert!(text(&kubectl_with(&forged, &["auth", "whoami"], None)).contains("Unauthorized"));
+    let short = create(&["--ttl", "1s"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let expired = c.kubeconfig_for("expired", &format!("{{token: {short}}}"));
+    assert!(text(&kubectl_with(&expired, &["auth", "whoami"], None)).contains("Unauthorized"));
+    assert!(Command::new(env!("CARGO_BIN_EXE_skiff")).args(["token", "create", "--groups", "admins", "--kubeconfig"]).arg(c.kubeconfig()).output().unwrap().status.code() != Some(0));
+}
