@@ -5,6 +5,7 @@
 //! `--enable-admission-plugins` names them in.
 
 mod limit_ranger;
+mod node_restriction;
 mod pod_security;
 mod pods;
 mod policy;
@@ -125,6 +126,7 @@ const ORDER: &[&str] = &[
     "DenyExecOnPrivileged",
     "LimitRanger",
     "ServiceAccount",
+    "NodeRestriction",
     "AlwaysPullImages",
     "PodSecurity",
     "Priority",
@@ -142,6 +144,7 @@ pub const DEFAULT_PLUGINS: &[&str] = &[
     "NamespaceLifecycle",
     "LimitRanger",
     "ServiceAccount",
+    "NodeRestriction",
     "PodSecurity",
     "Priority",
     "DefaultStorageClass",
@@ -164,6 +167,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
         "LimitRanger" => Box::new(limit_ranger::LimitRanger),
         "ServiceAccount" => Box::new(service_account::ServiceAccount),
+        "NodeRestriction" => Box::new(node_restriction::NodeRestriction),
         "ResourceQuota" => Box::new(quota::ResourceQuota),
         "MutatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: true }),
         "ValidatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: false }),
@@ -222,7 +226,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        let names = ["NamespaceLifecycle", "ServiceAccount", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass"];
+        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass"];
         let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());

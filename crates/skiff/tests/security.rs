@@ -42,7 +42,8 @@ fn certificate(c: &Cluster, user: &str, groups: &[&str]) -> PathBuf {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "skiff certs: {}", String::from_utf8_lossy(&out.stderr));
-    let path = c.data_dir().join(format!("{user}-cert.kubeconfig"));
+    // KUBECONFIG is a colon-separated list: no colons in the file name.
+    let path = c.data_dir().join(format!("{}-cert.kubeconfig", user.replace(':', "_")));
     std::fs::write(&path, out.stdout).unwrap();
     path
 }
@@ -495,4 +496,33 @@ fn bootstrap_tokens_authenticate_until_they_expire() {
     let expired = c.kubeconfig_for("expired", &format!("{{token: {short}}}"));
     assert!(text(&kubectl_with(&expired, &["auth", "whoami"], None)).contains("Unauthorized"));
     assert!(Command::new(env!("CARGO_BIN_EXE_skiff")).args(["token", "create", "--groups", "admins", "--kubeconfig"]).arg(c.kubeconfig()).output().unwrap().status.code() != Some(0));
+}
+
+/// A kubelet's identity: the Node authorizer's rules and NodeRestriction.
+#[test]
+fn nodes_may_change_only_their_own_objects() {
+    let c = cluster(&[]);
+    let n1 = certificate(&c, "system:node:n1", &["system:nodes"]);
+    let node = |name: &str| format!(r#"{{"apiVersion": "v1", "kind": "Node", "metadata": {{"name": "{name}"}}}}"#);
+    let out = kubectl_with(&n1, &["create", "-f", "-"], Some(&node("n1")));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = text(&kubectl_with(&n1, &["create", "-f", "-"], Some(&node("n2"))));
+    assert!(out.contains(r#"nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2""#), "{out}");
+    let lease = |name: &str| format!(r#"{{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {{"name": "{name}", "namespace": "kube-node-lease"}}}}"#);
+    assert!(kubectl_with(&n1, &["create", "-f", "-"], Some(&lease("n1"))).status.success());
+    let out = text(&kubectl_with(&n1, &["create", "-f", "-"], Some(&lease("n2"))));
+    assert!(out.contains("can only access node lease with the same name as the requesting node"), "{out}");
+    let pod = |name: &str, node: &str, mirror: bool| {
+        let annotations = if mirror { r#", "annotations": {"kubernetes.io/config.mirror": "hash"}"# } else { "" };
+        format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "namespace": "default"{annotations}}}, "spec": {{"nodeName": "{node}", "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#)
+    };
+    let out = text(&kubectl_with(&n1, &["create", "-f", "-"], Some(&pod("plain", "n1", false))));
+    assert!(out.contains(r#"pod does not have "kubernetes.io/config.mirror" annotation, node "n1" can only create mirror pods"#), "{out}");
+    assert!(kubectl_with(&n1, &["create", "-f", "-"], Some(&pod("static", "n1", true))).status.success());
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("elsewhere", "n2", false)));
+    let out = text(&kubectl_with(&n1, &["delete", "pod", "elsewhere", "-n", "default"], None));
+    assert!(out.contains(r#"node "n1" can only delete pods with spec.nodeName set to itself"#), "{out}");
+    // Secrets are for the pods of the node, which the authorizer cannot see yet.
+    let out = text(&kubectl_with(&n1, &["get", "secret", "s", "-n", "default"], None));
+    assert!(out.contains("no relationship found between node 'n1' and this object"), "{out}");
 }
