@@ -28,6 +28,8 @@ pub struct Security {
     pub tokens: skiff_auth::serviceaccount::Issuer,
     /// Where the token keys are published (`/openid/v1/jwks` on this server).
     pub jwks_uri: String,
+    /// Whether the Node mode is on, whose pod graph is asked last.
+    pub node_graph: bool,
 }
 
 impl Security {
@@ -315,4 +317,68 @@ pub async fn check_escalation(security: &Security, registry: &Registry, user: &U
             format!("{resource} {name:?} is forbidden: user {:?} (groups=[{groups}]) is attempting to grant RBAC permissions not currently held:\n{rules}", user.name),
         )
     })
+}
+
+/// The pod graph half of upstream's Node authorizer: whether a pod bound
+/// to the requesting node refers to the object it asks for (a secret,
+/// configmap, claim or volume it mounts or reads, or its service account's
+/// token). The rule half is `skiff_auth::rbac::node_authorize`.
+pub async fn node_graph_allows(registry: &Registry, a: &Attributes) -> bool {
+    let Some(node) = a.user.name.strip_prefix("system:node:") else { return false };
+    let graph_verb = matches!(a.verb.as_str(), "get" | "list" | "watch") || (a.resource == "serviceaccounts" && a.subresource == "token" && a.verb == "create");
+    if !a.user.groups.iter().any(|g| g == "system:nodes") || !a.resource_request || !a.api_group.is_empty() || a.name.is_empty() || !graph_verb {
+        return false;
+    }
+    let pods = skiff_api::resources::find("", "v1", "pods").expect("pods are served");
+    if a.resource == "persistentvolumes" {
+        // A volume is reachable through a claim of one of the node's pods.
+        let claims = skiff_api::resources::find("", "v1", "persistentvolumeclaims").expect("claims are served");
+        let Ok(bound) = registry.list_objects(claims, None, &ListQuery::default()).await else { return false };
+        for claim in bound.iter().filter(|c| c["spec"]["volumeName"] == a.name.as_str()) {
+            let ns = claim["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = claim["metadata"]["name"].as_str().unwrap_or_default();
+            let on_node = registry.list_objects(pods, Some(ns), &ListQuery::default()).await.unwrap_or_default();
+            if on_node.iter().any(|p| p["spec"]["nodeName"] == node && refers(p, "persistentvolumeclaims", name)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    let Ok(in_namespace) = registry.list_objects(pods, Some(&a.namespace), &ListQuery::default()).await else { return false };
+    let kind = if a.subresource == "token" { "serviceaccounts/token" } else { a.resource.as_str() };
+    in_namespace.iter().any(|p| p["spec"]["nodeName"] == node && refers(p, kind, &a.name))
+}
+
+/// Whether a pod refers to the object `name` of `kind`.
+fn refers(pod: &Value, kind: &str, name: &str) -> bool {
+    let spec = &pod["spec"];
+    let is = |v: &Value| v.as_str() == Some(name);
+    let containers = || ["initContainers", "containers", "ephemeralContainers"].into_iter().flat_map(|f| spec[f].as_array().cloned().unwrap_or_default());
+    let volumes = || spec["volumes"].as_array().cloned().unwrap_or_default();
+    let projected = |source: &str, field: &str| volumes().iter().any(|v| v["projected"]["sources"].as_array().into_iter().flatten().any(|s| is(&s[source][field])));
+    match kind {
+        "secrets" => {
+            volumes().iter().any(|v| is(&v["secret"]["secretName"]) || is(&v["csi"]["nodePublishSecretRef"]["name"]))
+                || projected("secret", "name")
+                || spec["imagePullSecrets"].as_array().into_iter().flatten().any(|s| is(&s["name"]))
+                || containers().any(|c| {
+                    c["env"].as_array().into_iter().flatten().any(|e| is(&e["valueFrom"]["secretKeyRef"]["name"]))
+                        || c["envFrom"].as_array().into_iter().flatten().any(|e| is(&e["secretRef"]["name"]))
+                })
+        }
+        "configmaps" => {
+            volumes().iter().any(|v| is(&v["configMap"]["name"]))
+                || projected("configMap", "name")
+                || containers().any(|c| {
+                    c["env"].as_array().into_iter().flatten().any(|e| is(&e["valueFrom"]["configMapKeyRef"]["name"]))
+                        || c["envFrom"].as_array().into_iter().flatten().any(|e| is(&e["configMapRef"]["name"]))
+                })
+        }
+        "persistentvolumeclaims" => {
+            let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            volumes().iter().any(|v| is(&v["persistentVolumeClaim"]["claimName"]) || (!v["ephemeral"].is_null() && v["name"].as_str().is_some_and(|vol| format!("{pod_name}-{vol}") == name)))
+        }
+        "serviceaccounts/token" => is(&spec["serviceAccountName"]),
+        _ => false,
+    }
 }

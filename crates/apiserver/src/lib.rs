@@ -214,6 +214,7 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
             other => anyhow::bail!("unknown authorization mode {other:?}"),
         });
     }
+    let node_graph = config.authorization_modes.iter().any(|m| m == "Node");
     let jwks_uri = format!("https://{}/openid/v1/jwks", SocketAddr::new(config.advertise, config.bind.port()));
     Ok(authorization::Security {
         authenticator: std::mem::take(&mut config.authenticator),
@@ -221,6 +222,7 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
         rbac,
         tokens: config.service_account_issuer.take().context("a ServiceAccount token issuer")?,
         jwks_uri,
+        node_graph,
     })
 }
 

@@ -282,9 +282,9 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&["node.k8s.io"], &["runtimeclasses"], &["get", "list", "watch"]),
 ];
 
-/// The Node mode. Reads of secrets, configmaps, volumes and service account
-/// tokens need the pod graph upstream keeps; until Skiff keeps one they are
-/// left to the next mode, which is the safe side.
+/// The Node mode's rules. Reads of secrets, configmaps, volumes and service
+/// account tokens depend on the node's pods: the API server answers those
+/// from its pod graph when no mode allows them.
 pub fn node_authorize(a: &Attributes) -> Decision {
     let Some(node) = a.user.name.strip_prefix("system:node:") else {
         return Decision::NoOpinion(String::new());

@@ -522,7 +522,20 @@ fn nodes_may_change_only_their_own_objects() {
     c.ok_stdin(&["create", "-f", "-"], Some(&pod("elsewhere", "n2", false)));
     let out = text(&kubectl_with(&n1, &["delete", "pod", "elsewhere", "-n", "default"], None));
     assert!(out.contains(r#"node "n1" can only delete pods with spec.nodeName set to itself"#), "{out}");
-    // Secrets are for the pods of the node, which the authorizer cannot see yet.
-    let out = text(&kubectl_with(&n1, &["get", "secret", "s", "-n", "default"], None));
-    assert!(out.contains("no relationship found between node 'n1' and this object"), "{out}");
+    // Secrets and configmaps are readable only through a pod bound to the node.
+    c.ok(&["create", "secret", "generic", "db", "--from-literal=p=1"]);
+    c.ok(&["create", "secret", "generic", "other", "--from-literal=p=2"]);
+    c.ok(&["create", "configmap", "settings", "--from-literal=k=v"]);
+    let user = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user", "namespace": "default"}, "spec": {"nodeName": "n1",
+        "containers": [{"name": "c", "image": "busybox", "envFrom": [{"configMapRef": {"name": "settings"}}]}],
+        "volumes": [{"name": "creds", "secret": {"secretName": "db"}}]}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(user));
+    for (kind, name) in [("secret", "db"), ("configmap", "settings")] {
+        let out = kubectl_with(&n1, &["get", kind, name, "-n", "default"], None);
+        assert!(out.status.success(), "{kind} {name}: {}", text(&out));
+    }
+    let out = text(&kubectl_with(&n1, &["get", "secret", "other", "-n", "default"], None));
+    assert!(out.contains(r#"secrets "other" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "default": no relationship found between node 'n1' and this object"#), "{out}");
+    let out = text(&kubectl_with(&n1, &["get", "secrets", "-n", "default"], None));
+    assert!(out.contains("forbidden"), "a node may not list every secret: {out}");
 }
