@@ -30,6 +30,8 @@ pub struct Security {
     pub jwks_uri: String,
     /// Whether the Node mode is on, whose pod graph is asked last.
     pub node_graph: bool,
+    /// The cluster CA, as legacy token Secrets carry it.
+    pub ca_pem: String,
 }
 
 impl Security {

@@ -455,6 +455,10 @@ impl Api {
                 let mut warnings = Vec::new();
                 let obj = fields::check_body(def, headers, &body, fields::mode(query)?, &mut warnings)?;
                 authorization::check_escalation(&self.security, &self.registry, user, def, ns, &obj).await?;
+                let mut obj = obj;
+                if def.group.is_empty() && def.plural == "secrets" {
+                    crate::tokens::fill_legacy_secret(&self.registry, &self.security.tokens, &self.security.ca_pem, ns.unwrap_or_default(), &mut obj).await?;
+                }
                 let manager = Manager::of_request(query, headers, None, false)?;
                 let (created, admission_warnings) = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
                 warnings.extend(admission_warnings);

@@ -223,6 +223,7 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
         tokens: config.service_account_issuer.take().context("a ServiceAccount token issuer")?,
         jwks_uri,
         node_graph,
+        ca_pem: config.client_ca_pem.clone(),
     })
 }
 

@@ -27,7 +27,9 @@ fn unix_now() -> i64 {
 /// The ServiceAccount user a token names, if it verifies and what it is
 /// bound to still exists (upstream's legacy and bound token validation).
 pub async fn authenticate(registry: &Registry, issuer: &Issuer, token: &str) -> Option<UserInfo> {
-    let claims = issuer.verify(token, std::slice::from_ref(&issuer.issuer))?;
+    let Some(claims) = issuer.verify(token, std::slice::from_ref(&issuer.issuer)) else {
+        return authenticate_legacy(registry, issuer, token).await;
+    };
     let k = &claims.kubernetes;
     let account = registry.get(core("serviceaccounts"), Some(&k.namespace), &k.serviceaccount.name).await.ok()?;
     if uid(&account) != k.serviceaccount.uid {
@@ -145,4 +147,45 @@ pub async fn authenticate_bootstrap(registry: &Registry, token: &str) -> Option<
     groups.extend(field("auth-extra-groups").unwrap_or_default().split(',').map(str::trim).filter(|g| g.starts_with("system:bootstrappers:")).map(String::from));
     groups.push(skiff_auth::authn::AUTHENTICATED.to_string());
     Some(UserInfo { name: format!("system:bootstrap:{id}"), groups, ..Default::default() })
+}
+
+/// A legacy token: valid while its Secret holds it and its account exists.
+async fn authenticate_legacy(registry: &Registry, issuer: &Issuer, token: &str) -> Option<UserInfo> {
+    use base64::Engine;
+    let (ns, account, secret) = issuer.verify_legacy(token)?;
+    let stored = registry.get(core("secrets"), Some(&ns), &secret).await.ok()?;
+    let held = stored["data"]["token"].as_str().and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())?;
+    let current = registry.get(core("serviceaccounts"), Some(&ns), &account.name).await.ok()?;
+    if held != token.as_bytes() || uid(&current) != account.uid {
+        return None;
+    }
+    let name = skiff_auth::rbac::service_account_user(&ns, &account.name);
+    let groups = vec!["system:serviceaccounts".to_string(), format!("system:serviceaccounts:{ns}"), skiff_auth::authn::AUTHENTICATED.to_string()];
+    Some(UserInfo { name, uid: account.uid, groups, extra: Default::default() })
+}
+
+/// Fills a new `kubernetes.io/service-account-token` Secret with a legacy
+/// token for the account its annotation names, the cluster CA and the
+/// namespace, as upstream's token controller does just after it is created.
+pub async fn fill_legacy_secret(registry: &Registry, issuer: &Issuer, ca_pem: &str, ns: &str, secret: &mut Value) -> ApiResult<()> {
+    use base64::Engine;
+    if secret["type"] != "kubernetes.io/service-account-token" {
+        return Ok(());
+    }
+    let Some(account_name) = secret["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str().map(String::from) else {
+        return Ok(());
+    };
+    let account = registry.get(core("serviceaccounts"), Some(ns), &account_name).await?;
+    let name = secret["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let reference = Ref { name: account_name, uid: uid(&account) };
+    let token = issuer.sign_legacy(ns, &reference, &name).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("signing the token: {e}")))?;
+    let encode = |s: &str| json!(base64::engine::general_purpose::STANDARD.encode(s));
+    secret["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(reference.uid);
+    if !secret["data"].is_object() {
+        secret["data"] = json!({});
+    }
+    secret["data"]["token"] = encode(&token);
+    secret["data"]["ca.crt"] = encode(ca_pem);
+    secret["data"]["namespace"] = encode(ns);
+    Ok(())
 }

@@ -11,6 +11,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+/// The issuer of legacy secret-based tokens.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
 /// An object a token names by name and uid.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Ref {
@@ -86,6 +89,34 @@ impl Issuer {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok().map(|d| d.claims)
     }
 
+    /// A legacy token for a `kubernetes.io/service-account-token` Secret:
+    /// no expiry and no audience, as upstream's token controller signs them.
+    pub fn sign_legacy(&self, namespace: &str, account: &Ref, secret: &str) -> Result<String> {
+        let claims = json!({
+            "iss": LEGACY_ISSUER,
+            "sub": format!("system:serviceaccount:{namespace}:{}", account.name),
+            "kubernetes.io/serviceaccount/namespace": namespace,
+            "kubernetes.io/serviceaccount/secret.name": secret,
+            "kubernetes.io/serviceaccount/service-account.name": account.name,
+            "kubernetes.io/serviceaccount/service-account.uid": account.uid,
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, &claims, &self.encoding)?)
+    }
+
+    /// The (namespace, account, secret name) of a legacy token this issuer signed.
+    pub fn verify_legacy(&self, token: &str) -> Option<(String, Ref, String)> {
+        let mut validation = Validation::new(Algorithm::ES256);
+        validation.set_issuer(&[LEGACY_ISSUER]);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub"]);
+        let claims = jsonwebtoken::decode::<Value>(token, &self.decoding, &validation).ok()?.claims;
+        let field = |k: &str| claims[format!("kubernetes.io/serviceaccount/{k}")].as_str().map(String::from);
+        Some((field("namespace")?, Ref { name: field("service-account.name")?, uid: field("service-account.uid")? }, field("secret.name")?))
+    }
+
     pub fn jwks(&self) -> Value {
         json!({"keys": [self.jwk]})
     }
@@ -144,5 +175,9 @@ mod tests {
             assert!(issuer.verify(garbage, &["api".into()]).is_none());
         }
         assert_eq!(issuer.jwks()["keys"][0]["kid"], issuer.kid);
+        let account = Ref { name: "robot".into(), uid: "u".into() };
+        let legacy = issuer.sign_legacy("ns", &account, "robot-token").unwrap();
+        assert_eq!(issuer.verify_legacy(&legacy), Some(("ns".to_string(), account, "robot-token".to_string())));
+        assert!(issuer.verify(&legacy, &["api".into()]).is_none() && issuer.verify_legacy(&token).is_none());
     }
 }

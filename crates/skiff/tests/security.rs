@@ -381,6 +381,17 @@ fn service_account_tokens_are_signed_bound_and_checked() {
     assert_eq!(config["issuer"], "https://kubernetes.default.svc.cluster.local");
     let keys: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
     assert_eq!(keys["keys"][0]["alg"], "ES256");
+    // A legacy token Secret, when asked for, holds a token that works while it exists.
+    let legacy = r#"{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token", "metadata": {"name": "robot-token", "annotations": {"kubernetes.io/service-account.name": "robot"}}}"#;
+    c.ok_stdin(&["create", "-n", "team", "-f", "-"], Some(legacy));
+    let stored = c.json(&["get", "secret", "robot-token", "-n", "team", "-o", "json"]);
+    let decode = |k: &str| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(stored["data"][k].as_str().unwrap()).unwrap()).unwrap();
+    assert_eq!(decode("namespace"), "team");
+    assert!(decode("ca.crt").starts_with("-----BEGIN CERTIFICATE-----"));
+    let old_style = c.kubeconfig_for("legacy", &format!("{{token: {}}}", decode("token")));
+    assert!(text(&kubectl_with(&old_style, &["auth", "whoami"], None)).contains("system:serviceaccount:team:robot"));
+    c.ok(&["delete", "secret", "robot-token", "-n", "team"]);
+    assert!(text(&kubectl_with(&old_style, &["auth", "whoami"], None)).contains("Unauthorized"));
     c.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
     assert!(text(&kubectl_with(&robot, &["auth", "whoami"], None)).contains("Unauthorized"));
 }
