@@ -274,12 +274,18 @@ impl Api {
                 return openapi::v3(rest).map(|v| json_response(StatusCode::OK, &v)).ok_or_else(ApiError::not_found_path);
             }
             if path == "/openapi/v2" {
+                // What kubectl asks for has an `@`, which Go's MIME parser
+                // refuses in a response; upstream answers with a `.`.
+                const PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
                 let accept = parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).unwrap_or("");
+                if accept.contains("application/com.github.proto-openapi.spec.v2") {
+                    return Ok((StatusCode::OK, [(header::CONTENT_TYPE, PROTOBUF)], crate::openapi_proto::encode(&openapi::v2())).into_response());
+                }
                 if !(accept.is_empty() || accept.contains("json") || accept.contains("*/*")) {
                     return Err(ApiError::new(
                         StatusCode::NOT_ACCEPTABLE,
                         "NotAcceptable",
-                        "only the following media types are accepted: application/json",
+                        format!("only the following media types are accepted: application/json, {PROTOBUF}"),
                     ));
                 }
                 return Ok(json_response(StatusCode::OK, &openapi::v2()));

@@ -19,6 +19,7 @@ mod managed;
 mod metrics;
 mod namespaces;
 mod openapi;
+mod openapi_proto;
 mod patch;
 mod registry;
 mod reviews;

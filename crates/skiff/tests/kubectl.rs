@@ -753,3 +753,16 @@ fn certificate_signing_requests_are_approved_and_denied() {
     assert!(listed.lines().any(|l| l.starts_with("alice") && l.ends_with("Approved")), "{listed}");
     assert!(listed.lines().any(|l| l.starts_with("mallory") && l.ends_with("Denied")), "{listed}");
 }
+
+/// kubectl validates Lists (and kinds without a PATCH operation) on the
+/// client, against the OpenAPI v2 document in protobuf.
+#[test]
+fn kubectl_validates_lists_against_openapi_v2() {
+    let c = Cluster::start();
+    let list = |field: &str| format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "listed"}}, "{field}": {{"a": "b"}}}}]}}"#);
+    let err = c.fails(&["create", "-f", "-"], Some(&list("bogus")));
+    assert!(err.contains(r#"ValidationError(ConfigMap): unknown field "bogus" in io.k8s.api.core.v1.ConfigMap"#), "{err}");
+    c.ok_stdin(&["create", "-f", "-"], Some(&list("data")));
+    let all = c.ok(&["get", "configmaps", "-o", "json"]);
+    assert!(c.ok_stdin(&["replace", "-f", "-"], Some(&all)).contains("configmap/listed replaced"));
+}

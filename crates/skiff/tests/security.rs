@@ -319,9 +319,9 @@ fn access_reviews_answer_for_any_user() {
     c.wait_for(&["get", "clusterrole", "edit", "-o", "jsonpath={.rules[*].resources}"], "edit to aggregate", |r| r.contains("deployments"));
     let review = |kind: &str, ns: Option<&str>, spec: &str| {
         let body = format!(r#"{{"apiVersion": "authorization.k8s.io/v1", "kind": "{kind}", "spec": {spec}}}"#);
-        // Reviews have no PATCH operation, so kubectl validates them against
-        // OpenAPI v2 in protobuf, which Skiff does not serve (see docs).
-        let mut args = vec!["create", "--validate=false", "-f", "-", "-o", "json"];
+        // Reviews have no PATCH operation: kubectl validates them against
+        // the OpenAPI v2 document in protobuf.
+        let mut args = vec!["create", "-f", "-", "-o", "json"];
         if let Some(ns) = ns {
             args.extend(["-n", ns]);
         }
@@ -339,13 +339,13 @@ fn access_reviews_answer_for_any_user() {
     assert_eq!(local["allowed"], true);
     // A local review about another namespace is refused.
     let body = r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview", "spec": {"user": "alice", "resourceAttributes": {"verb": "get", "resource": "pods", "namespace": "default"}}}"#;
-    assert!(c.fails(&["create", "--validate=false", "-n", "team", "-f", "-"], Some(body)).contains("must match"));
+    assert!(c.fails(&["create", "-n", "team", "-f", "-"], Some(body)).contains("must match"));
     // TokenReview resolves static tokens.
     let body = r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "alice-token"}}"#;
-    let status = serde_json::from_str::<serde_json::Value>(&c.ok_stdin(&["create", "--validate=false", "-f", "-", "-o", "json"], Some(body))).unwrap()["status"].clone();
+    let status = serde_json::from_str::<serde_json::Value>(&c.ok_stdin(&["create", "-f", "-", "-o", "json"], Some(body))).unwrap()["status"].clone();
     assert_eq!((status["authenticated"].clone(), status["user"]["username"].clone(), status["user"]["uid"].clone()), (serde_json::json!(true), serde_json::json!("alice"), serde_json::json!("1001")));
     let body = r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "forged"}}"#;
-    let status = serde_json::from_str::<serde_json::Value>(&c.ok_stdin(&["create", "--validate=false", "-f", "-", "-o", "json"], Some(body))).unwrap()["status"].clone();
+    let status = serde_json::from_str::<serde_json::Value>(&c.ok_stdin(&["create", "-f", "-", "-o", "json"], Some(body))).unwrap()["status"].clone();
     assert_ne!(status["authenticated"], true);
 }
 
@@ -432,9 +432,8 @@ fn secrets_are_encrypted_at_rest_and_keys_rotate() {
     c.stop();
     c.boot();
     let all = c.ok(&["get", "secrets", "-A", "-o", "json"]);
-    // (A List makes kubectl validate against OpenAPI v2 in protobuf, which
-    // Skiff does not serve; see the closing notes.)
-    c.ok_stdin(&["replace", "--validate=false", "-f", "-"], Some(&all));
+    // (kubectl validates a List against the OpenAPI v2 document in protobuf.)
+    c.ok_stdin(&["replace", "-f", "-"], Some(&all));
     assert_eq!(c.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]), encoded);
     c.ok(&["create", "secret", "generic", "later", "--from-literal=token=second-plaintext"]);
     let raw = raw_store(&c);
