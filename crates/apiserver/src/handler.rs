@@ -38,6 +38,16 @@ impl crate::registry::Admit for UpdateAdmission<'_> {
         let base = admission_request(skiff_admission::Operation::Update, self.def, self.target, self.name, self.user, self.dry_run);
         let request = skiff_admission::Request { old: Some(old), ..base };
         let refused = |r| crate::admission::refused(r, self.def, self.name);
+        if request.subresource == "scale" {
+            // As upstream, plugins see the Scale objects; a mutated replica
+            // count is written back to the object.
+            let (old_scale, mut scale) = (crate::scale::view(old), crate::scale::view(new));
+            let request = skiff_admission::Request { kind: "Scale", old: Some(&old_scale), ..request };
+            self.api.admission.mutate(&request, &mut scale, &cluster).await.map_err(refused)?;
+            *new = crate::scale::apply(self.def, new, &scale)?;
+            *self.warnings.lock().unwrap() = self.api.admission.validate(&request, &scale, &cluster).await.map_err(refused)?;
+            return Ok(());
+        }
         self.api.admission.mutate(&request, new, &cluster).await.map_err(refused)?;
         *self.warnings.lock().unwrap() = self.api.admission.validate(&request, new, &cluster).await.map_err(refused)?;
         Ok(())
@@ -364,7 +374,7 @@ impl Api {
                 return Err(ApiError::not_found_path());
             }
             if sub == "scale" {
-                return self.scale(method, headers, query, &t, &body).await;
+                return self.scale(user, method, headers, query, &t, &body).await;
             }
             let created = || json_response(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}));
             match (sub, method) {
@@ -666,10 +676,11 @@ impl Api {
     }
 
     /// GET, PUT and PATCH of `{workload}/scale`.
-    async fn scale(&self, method: &Method, headers: &HeaderMap, query: &Query, t: &Target, body: &[u8]) -> ApiResult<Response> {
+    async fn scale(&self, user: &UserInfo, method: &Method, headers: &HeaderMap, query: &Query, t: &Target, body: &[u8]) -> ApiResult<Response> {
         let (def, ns) = (t.def, t.namespace.as_deref());
         let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
         let dry_run = dry_run(query);
+        let admit = UpdateAdmission { api: self, user, def, target: t, name, dry_run, warnings: Default::default() };
         let manager = Manager::of_request(query, headers, Some("scale"), false)?;
         let updated = match *method {
             Method::GET => self.registry.get(def, ns, name).await?,
@@ -679,25 +690,23 @@ impl Api {
                     Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?),
                     None => None,
                 };
-                self.registry
-                    .guaranteed_update(def, ns, name, precondition, dry_run, |current| {
-                        let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
-                        managed::record_update(def, Some(current), &mut updated, &manager);
-                        Ok(updated)
-                    })
-                    .await?
+                let change = |current: &Value| {
+                    let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
+                    managed::record_update(def, Some(current), &mut updated, &manager);
+                    Ok(updated)
+                };
+                self.registry.guaranteed_update_admitted(def, ns, name, precondition, dry_run, change, &admit).await?
             }
             Method::PATCH => {
                 let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
                 let kind = patch::PatchKind::from_content_type(content_type)?;
-                self.registry
-                    .guaranteed_update(def, ns, name, None, dry_run, |current| {
-                        let scale = patch::apply(&kind, &crate::scale::view(current), body)?;
-                        let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
-                        managed::record_update(def, Some(current), &mut updated, &manager);
-                        Ok(updated)
-                    })
-                    .await?
+                let change = |current: &Value| {
+                    let scale = patch::apply(&kind, &crate::scale::view(current), body)?;
+                    let mut updated = crate::registry::merge_update(def, current, crate::scale::apply(def, current, &scale)?, None)?;
+                    managed::record_update(def, Some(current), &mut updated, &manager);
+                    Ok(updated)
+                };
+                self.registry.guaranteed_update_admitted(def, ns, name, None, dry_run, change, &admit).await?
             }
             _ => return Err(ApiError::method_not_allowed(method.as_str(), def)),
         };

@@ -293,6 +293,18 @@ fn validating_admission_policy_denies_and_warns_with_cel() {
     // which these rules do not name, as upstream).
     let err = c.fails(&["patch", "deployment", "small", "-n", "t", "-p", r#"{"spec": {"replicas": 7}}"#], None);
     assert!(err.contains("denied request: failed expression: object.spec.replicas <= 5"), "{err}");
+    c.ok(&["scale", "deployment", "small", "-n", "t", "--replicas=7"]);
+    // A policy on the scale subresource sees Scale objects.
+    let scale_policy = r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy", "metadata": {"name": "scale-limit"},
+        "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments/scale"]}]},
+                 "validations": [{"expression": "object.kind == 'Scale' && object.spec.replicas <= 8", "message": "at most 8 replicas"}]}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(scale_policy));
+    let scale_binding = r#"{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "scale-limit"},
+        "spec": {"policyName": "scale-limit", "validationActions": ["Deny"]}}"#;
+    c.ok_stdin(&["create", "-f", "-"], Some(scale_binding));
+    let err = c.fails(&["scale", "deployment", "small", "-n", "t", "--replicas=9"], None);
+    assert!(err.contains("ValidatingAdmissionPolicy 'scale-limit' with binding 'scale-limit' denied request: at most 8 replicas"), "{err}");
+    c.ok(&["scale", "deployment", "small", "-n", "t", "--replicas=8"]);
     let out = c.kubectl(&["create", "deployment", "big", "-n", "s", "--image=busybox", "--replicas=6"]);
     assert!(out.status.success());
     let warning = String::from_utf8_lossy(&out.stderr);

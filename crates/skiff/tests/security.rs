@@ -106,7 +106,7 @@ fn check_matrix(users: &[(&str, &Path)], expected: impl Fn(&str, &str, &str, &st
 }
 
 #[test]
-fn rbac_matrix_for_certificates_tokens_and_basic_auth() {
+fn rbac_matrix_for_certificates_tokens_basic_auth_and_service_accounts() {
     let c = cluster(&[]);
     c.ok(&["create", "namespace", "team"]);
     c.ok(&["create", "rolebinding", "alice-edit", "-n", "team", "--clusterrole=edit", "--user=alice"]);
@@ -119,12 +119,15 @@ fn rbac_matrix_for_certificates_tokens_and_basic_auth() {
     let bob = basic(&c, "bob", "bob-password");
     let carol = certificate(&c, "carol", &["auditors"]);
     let dave = token(&c, "dave", "dave-token");
-    let users = [("alice", alice.as_path()), ("bob", bob.as_path()), ("carol", carol.as_path()), ("dave", dave.as_path())];
+    c.ok(&["create", "serviceaccount", "robot", "-n", "team"]);
+    c.ok(&["create", "rolebinding", "robot-edit", "-n", "team", "--clusterrole=edit", "--serviceaccount=team:robot"]);
+    let robot = token(&c, "robot", c.ok(&["create", "token", "robot", "-n", "team"]).trim());
+    let users = [("alice", alice.as_path()), ("bob", bob.as_path()), ("carol", carol.as_path()), ("dave", dave.as_path()), ("robot", robot.as_path())];
     check_matrix(&users, |user, verb, resource, ns| {
         let read = matches!(verb, "get" | "list");
         match user {
             // edit: everything but roles, in team only.
-            "alice" => ns == "team" && !resource.starts_with("roles"),
+            "alice" | "robot" => ns == "team" && !resource.starts_with("roles"),
             // view: reads, but not secrets or roles.
             "bob" => ns == "team" && read && !matches!(resource, "secrets" | "roles.rbac.authorization.k8s.io"),
             "carol" => read && !matches!(resource, "secrets" | "roles.rbac.authorization.k8s.io"),
