@@ -125,9 +125,14 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Actio
         .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && controller_of(&p.metadata).is_none() && is_active(p))
         .filter(|p| selects(&selector, p.metadata.labels.as_ref()))
         .collect();
-    for orphan in &orphans {
+    // Adopted pods count in this pass already, as upstream's claimed pods
+    // do: else the set creates their replacements and deletes one later.
+    let mut owned = owned;
+    for orphan in orphans {
         let patch = json!({"metadata": {"ownerReferences": [owner_reference(meta, K::API_VERSION, K::KIND)], "uid": orphan.metadata.uid}});
-        let _ = pods_api.patch(orphan.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(patch)).await;
+        if pods_api.patch(orphan.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Strategic(patch)).await.is_ok() {
+            owned.push(orphan);
+        }
     }
     let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
