@@ -75,6 +75,18 @@ impl Rejection {
     }
 }
 
+tokio::task_local! {
+    /// The audit annotations of the request being served (upstream's
+    /// `AddAnnotation` on admission attributes); the API server scopes it
+    /// around each request and writes them into its audit event.
+    pub static AUDIT_ANNOTATIONS: std::cell::RefCell<Vec<(String, String)>>;
+}
+
+/// Adds an annotation to the request's audit event, if it is audited.
+pub fn annotate(key: &str, value: String) {
+    let _ = AUDIT_ANNOTATIONS.try_with(|a| a.borrow_mut().push((key.to_string(), value)));
+}
+
 /// Upstream's aggregate error text: one message as is, several in brackets.
 fn aggregate(messages: &[String]) -> String {
     match messages {

@@ -1,7 +1,8 @@
 //! PodSecurity: the Pod Security Standards (privileged, baseline,
 //! restricted) a namespace asks for with its `pod-security.kubernetes.io/
 //! enforce|warn|audit` labels. `enforce` refuses violating pods, `warn`
-//! answers with a warning, both in upstream's words (the checks of its
+//! answers with a warning and `audit` annotates the audit event, all in
+//! upstream's words (the checks of its
 //! `latest` policy version, without the Windows and AppArmor ones).
 
 use async_trait::async_trait;
@@ -207,6 +208,11 @@ impl Plugin for PodSecurity {
 
     async fn warn(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Vec<String> {
         let Ok(Some(labels)) = namespace_labels(req, pod, cluster).await else { return Vec::new() };
+        let audited = Level::parse(labels["pod-security.kubernetes.io/audit"].as_str());
+        let audit_findings = violations(&pod["spec"], audited);
+        if !audit_findings.is_empty() {
+            crate::annotate("pod-security.kubernetes.io/audit-violations", format!("would violate PodSecurity \"{}:latest\": {}", audited.name(), audit_findings.join(", ")));
+        }
         let level = Level::parse(labels["pod-security.kubernetes.io/warn"].as_str());
         let found = violations(&pod["spec"], level);
         if found.is_empty() {

@@ -1,7 +1,7 @@
 //! ValidatingAdmissionPolicy: CEL validations from
 //! ValidatingAdmissionPolicies, applied where a
 //! ValidatingAdmissionPolicyBinding says, with its validationActions
-//! (Deny, Warn; Audit needs the audit log's annotations and is skipped).
+//! (Deny, Warn, and Audit through the audit event's annotations).
 //! Expressions see `object`, `oldObject`, `request`, `params`,
 //! `namespaceObject` and `variables`, as upstream's.
 
@@ -79,17 +79,19 @@ impl Plugin for ValidatingAdmissionPolicy {
     }
 
     async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        self.run(req, obj, cluster).await.map(|_| ())
+        self.run(req, obj, cluster, false).await.map(|_| ())
     }
 
     async fn warn(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Vec<String> {
-        self.run(req, obj, cluster).await.unwrap_or_default()
+        self.run(req, obj, cluster, true).await.unwrap_or_default()
     }
 }
 
 impl ValidatingAdmissionPolicy {
-    /// Ok with the warnings of Warn bindings; Err for a Deny binding's refusal.
-    async fn run(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
+    /// Ok with the warnings of Warn bindings; Err for a Deny binding's
+    /// refusal. Audit bindings annotate the audit event when `record`
+    /// (validation and warnings evaluate the same policies twice).
+    async fn run(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster, record: bool) -> Result<Vec<String>, Rejection> {
         if req.group == GROUP || req.operation == Operation::Connect {
             return Ok(Vec::new());
         }
@@ -154,6 +156,10 @@ impl ValidatingAdmissionPolicy {
                     Outcome::Error(e) => (e, "Invalid"),
                     Outcome::Failed(m) => (m, validation["reason"].as_str().unwrap_or("Invalid")),
                 };
+                if record && actions.contains(&"Audit") {
+                    let failure = json!([{"message": message, "policy": policy_name, "binding": binding_name, "validationActions": actions}]);
+                    crate::annotate("validation.policy.admission.k8s.io/validation_failure", failure.to_string());
+                }
                 if actions.contains(&"Warn") {
                     warnings.push(format!("Validation failed for ValidatingAdmissionPolicy '{policy_name}' with binding '{binding_name}': {message}"));
                 }

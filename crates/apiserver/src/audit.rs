@@ -171,10 +171,14 @@ impl Audit {
         Some(record)
     }
 
-    /// The closing event, with the response code (and bodies, by level).
-    pub fn complete(&self, record: &Record, stage: &str, code: u16, request: Option<&Value>, response: Option<&Value>) {
+    /// The closing event, with the response code, admission's annotations
+    /// and, by level, the bodies.
+    pub fn complete(&self, record: &Record, stage: &str, code: u16, request: Option<&Value>, response: Option<&Value>, annotations: &[(String, String)]) {
         self.write(record, stage, |event| {
             event["responseStatus"] = json!({"metadata": {}, "code": code});
+            if !annotations.is_empty() {
+                event["annotations"] = annotations.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+            }
             // A create names its object in the body, as upstream fills it in.
             let named = request.or(response).and_then(|o| o.pointer("/metadata/name")).filter(|n| n.is_string());
             if let (Some(object), Some(name)) = (event.get_mut("objectRef").and_then(Value::as_object_mut), named) {

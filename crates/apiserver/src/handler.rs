@@ -219,19 +219,25 @@ impl Api {
         } else {
             (body, None)
         };
-        let response = self.serve(&attributes, parts, body, query, route, path).await;
+        let annotations = std::cell::RefCell::new(Vec::new());
+        let (response, annotations) = skiff_admission::AUDIT_ANNOTATIONS
+            .scope(annotations, async {
+                let response = self.serve(&attributes, parts, body, query, route, path).await;
+                (response, skiff_admission::AUDIT_ANNOTATIONS.with(|a| a.take()))
+            })
+            .await;
         let code = response.status().as_u16();
         if attributes.verb == "watch" {
-            audit.complete(&record, "ResponseStarted", code, request_object.as_ref(), None);
+            audit.complete(&record, "ResponseStarted", code, request_object.as_ref(), None, &annotations);
             return response;
         }
         if record.level < crate::audit::Level::RequestResponse {
-            audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), None);
+            audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), None, &annotations);
             return response;
         }
         let (head, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-        audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), serde_json::from_slice::<Value>(&bytes).ok().as_ref());
+        audit.complete(&record, "ResponseComplete", code, request_object.as_ref(), serde_json::from_slice::<Value>(&bytes).ok().as_ref(), &annotations);
         Response::from_parts(head, axum::body::Body::from(bytes))
     }
 

@@ -463,7 +463,7 @@ rules:
 - level: RequestResponse
   resources: [{group: "", resources: ["configmaps"]}]
 - level: Metadata
-  resources: [{group: "", resources: ["secrets"]}]
+  resources: [{group: "", resources: ["secrets", "pods"]}]
 - level: None
 "#).unwrap();
     let c = cluster(&["--audit-policy-file", policy.to_str().unwrap(), "--audit-log-path", log.to_str().unwrap()]);
@@ -473,6 +473,9 @@ rules:
     assert!(kubectl_with(&alice, &["create", "configmap", "audited", "--from-literal=k=v"], None).status.success());
     assert!(!kubectl_with(&alice, &["get", "secrets", "-n", "kube-system"], None).status.success());
     c.ok(&["get", "secrets", "-n", "default", "--as", "alice"]);
+    // PodSecurity's audit mode annotates the event of a violating pod.
+    c.ok(&["label", "namespace", "default", "pod-security.kubernetes.io/audit=restricted"]);
+    c.ok(&["run", "loose", "--image=busybox"]);
     let events: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(events.iter().all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event" && e["stage"] == "ResponseComplete"), "{events:?}");
     let created = events.iter().find(|e| e["verb"] == "create" && e["objectRef"]["name"] == "audited").expect("the create is audited");
@@ -484,7 +487,10 @@ rules:
     assert!(denied.get("responseObject").is_none());
     let impersonated = events.iter().find(|e| e["impersonatedUser"]["username"] == "alice").expect("impersonation is audited");
     assert_eq!(impersonated["user"]["username"], "skiff-admin");
-    assert!(events.iter().all(|e| e["objectRef"]["resource"] == "configmaps" || e["objectRef"]["resource"] == "secrets"), "the catch-all rule is None");
+    let pod = events.iter().find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "pods").expect("the pod's create is audited");
+    let violations = pod["annotations"]["pod-security.kubernetes.io/audit-violations"].as_str().unwrap_or_default();
+    assert!(violations.starts_with(r#"would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#), "{pod}");
+    assert!(events.iter().all(|e| ["configmaps", "secrets", "pods"].iter().any(|r| e["objectRef"]["resource"] == *r)), "the catch-all rule is None");
 }
 
 #[test]
