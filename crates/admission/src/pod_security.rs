@@ -197,6 +197,10 @@ impl Plugin for PodSecurity {
     }
 
     async fn validate(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+        // Only pods are refused; workloads get warnings (see `warn`).
+        if !req.is("", "pods") {
+            return Ok(());
+        }
         let Some(labels) = namespace_labels(req, pod, cluster).await? else { return Ok(()) };
         let level = Level::parse(labels["pod-security.kubernetes.io/enforce"].as_str());
         let found = violations(&pod["spec"], level);
@@ -206,15 +210,19 @@ impl Plugin for PodSecurity {
         Err(Rejection::forbidden(req, format!("violates PodSecurity \"{}:latest\": {}", level.name(), found.join(", "))))
     }
 
-    async fn warn(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Vec<String> {
-        let Ok(Some(labels)) = namespace_labels(req, pod, cluster).await else { return Vec::new() };
+    /// Warnings and audit annotations, for pods and for the pod templates
+    /// of workloads (upstream applies warn and audit to those, and enforce
+    /// only to the pods they make).
+    async fn warn(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Vec<String> {
+        let Ok(Some(labels)) = namespace_labels(req, obj, cluster).await else { return Vec::new() };
+        let Some(spec) = pod_spec(req, obj) else { return Vec::new() };
         let audited = Level::parse(labels["pod-security.kubernetes.io/audit"].as_str());
-        let audit_findings = violations(&pod["spec"], audited);
+        let audit_findings = violations(spec, audited);
         if !audit_findings.is_empty() {
             crate::annotate("pod-security.kubernetes.io/audit-violations", format!("would violate PodSecurity \"{}:latest\": {}", audited.name(), audit_findings.join(", ")));
         }
         let level = Level::parse(labels["pod-security.kubernetes.io/warn"].as_str());
-        let found = violations(&pod["spec"], level);
+        let found = violations(spec, level);
         if found.is_empty() {
             return Vec::new();
         }
@@ -223,13 +231,26 @@ impl Plugin for PodSecurity {
 }
 
 /// The labels of the pod's namespace, for pods being created or updated.
-async fn namespace_labels(req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
-    if !req.is("", "pods") || !matches!(req.operation, Operation::Create | Operation::Update) {
+/// The pod spec a pod or a workload's template carries.
+fn pod_spec<'v>(req: &Request<'_>, obj: &'v Value) -> Option<&'v Value> {
+    let template = match (req.group, req.resource) {
+        ("", "pods") => return Some(&obj["spec"]),
+        ("", "podtemplates") => &obj["template"],
+        ("", "replicationcontrollers") | ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("batch", "jobs") => &obj["spec"]["template"],
+        ("batch", "cronjobs") => &obj["spec"]["jobTemplate"]["spec"]["template"],
+        _ => return None,
+    };
+    Some(&template["spec"])
+}
+
+async fn namespace_labels(req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
+    let Some(spec) = pod_spec(req, obj) else { return Ok(None) };
+    if !req.subresource.is_empty() || !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok(None);
     }
     // An update is judged only when it changes the pod spec (upstream
     // skips updates that cannot change what the pod may do).
-    if req.old.is_some_and(|old| old["spec"] == pod["spec"]) {
+    if req.old.is_some_and(|old| pod_spec(req, old) == Some(spec)) {
         return Ok(None);
     }
     let ns = cluster.get("", "namespaces", None, req.namespace).await.map_err(Rejection::internal)?;

@@ -161,6 +161,13 @@ fn pod_security_enforces_and_warns_by_namespace_labels() {
     assert!(out.status.success());
     let warning = String::from_utf8_lossy(&out.stderr);
     assert!(warning.contains(r#"Warning: would violate PodSecurity "baseline:latest": host namespaces (hostNetwork=true)"#), "{warning}");
+    // Workloads are warned about (their pods would be refused), not refused.
+    let out = c.kubectl(&["create", "deployment", "web", "-n", "strict", "--image=busybox"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.ok(&["label", "namespace", "strict", "pod-security.kubernetes.io/warn=restricted"]);
+    let out = c.kubectl(&["create", "deployment", "web2", "-n", "strict", "--image=busybox"]);
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && warning.contains(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#), "{warning}");
     // Unlabelled namespaces are privileged.
     c.ok_stdin(&["create", "-f", "-"], Some(&pod("anything", r#", "hostPID": true"#)));
     // Updates are admitted too: a pod from before the label keeps running,
