@@ -191,6 +191,20 @@ impl Api {
             Ok(user) => user,
             Err(e) => {
                 tracing::debug!(%path, "unauthenticated: {e}");
+                if let Some(audit) = &self.audit {
+                    // As upstream's failed-authentication audit: no user, the 401.
+                    let route = route::parse(&path);
+                    let query = query_of(&parts.uri);
+                    let verb = match &route {
+                        Route::Resource(t) => verb_of(&parts.method, t, &query),
+                        _ => None,
+                    };
+                    let attributes = authorization::attributes(&UserInfo::default(), &parts.method, &path, &route, verb, &query);
+                    let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    if let Some(record) = audit.begin(&attributes, None, &parts.uri.to_string(), peer, agent) {
+                        audit.complete(&record, "ResponseStarted", 401, None, None, &[]);
+                    }
+                }
                 return ApiError::unauthorized().into_response();
             }
         };

@@ -476,8 +476,10 @@ rules:
     // PodSecurity's audit mode annotates the event of a violating pod.
     c.ok(&["label", "namespace", "default", "pod-security.kubernetes.io/audit=restricted"]);
     c.ok(&["run", "loose", "--image=busybox"]);
+    let stranger = c.kubeconfig_for("stranger", "{token: nope}");
+    assert!(!kubectl_with(&stranger, &["get", "secrets"], None).status.success());
     let events: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(events.iter().all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event" && e["stage"] == "ResponseComplete"), "{events:?}");
+    assert!(events.iter().all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event" && e["stage"] != "RequestReceived"), "{events:?}");
     let created = events.iter().find(|e| e["verb"] == "create" && e["objectRef"]["name"] == "audited").expect("the create is audited");
     assert_eq!((created["level"].clone(), created["user"]["username"].clone(), created["responseStatus"]["code"].clone()), (serde_json::json!("RequestResponse"), serde_json::json!("alice"), serde_json::json!(201)));
     assert_eq!(created["requestObject"]["data"]["k"], "v");
@@ -487,6 +489,8 @@ rules:
     assert!(denied.get("responseObject").is_none());
     let impersonated = events.iter().find(|e| e["impersonatedUser"]["username"] == "alice").expect("impersonation is audited");
     assert_eq!(impersonated["user"]["username"], "skiff-admin");
+    let failed = events.iter().find(|e| e["responseStatus"]["code"] == 401).expect("a failed authentication is audited");
+    assert_eq!((failed["stage"].clone(), failed["user"]["username"].clone()), (serde_json::json!("ResponseStarted"), serde_json::json!("")));
     let pod = events.iter().find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "pods").expect("the pod's create is audited");
     let violations = pod["annotations"]["pod-security.kubernetes.io/audit-violations"].as_str().unwrap_or_default();
     assert!(violations.starts_with(r#"would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#), "{pod}");
