@@ -186,6 +186,14 @@ impl Api {
     pub async fn handle(self: Arc<Self>, certificate: skiff_auth::PeerCertificate, peer: Option<std::net::IpAddr>, req: axum::extract::Request) -> Response {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
+        let query = query_of(&parts.uri);
+        let route = route::parse(&path);
+        let verb = match &route {
+            Route::Resource(t) => verb_of(&parts.method, t, &query),
+            _ => None,
+        };
+        let uri = parts.uri.to_string();
+        let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let credentials = parts.headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
         let requester = match self.authenticate(&certificate, credentials).await {
             Ok(user) => user,
@@ -193,15 +201,8 @@ impl Api {
                 tracing::debug!(%path, "unauthenticated: {e}");
                 if let Some(audit) = &self.audit {
                     // As upstream's failed-authentication audit: no user, the 401.
-                    let route = route::parse(&path);
-                    let query = query_of(&parts.uri);
-                    let verb = match &route {
-                        Route::Resource(t) => verb_of(&parts.method, t, &query),
-                        _ => None,
-                    };
                     let attributes = authorization::attributes(&UserInfo::default(), &parts.method, &path, &route, verb, &query);
-                    let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    if let Some(record) = audit.begin(&attributes, None, &parts.uri.to_string(), peer, agent) {
+                    if let Some(record) = audit.begin(&attributes, None, &uri, peer, &agent) {
                         audit.complete(&record, "ResponseStarted", 401, None, None, &[]);
                     }
                 }
@@ -212,22 +213,17 @@ impl Api {
             Ok(user) => user,
             Err(e) => return e.into_response(),
         };
-        let query = query_of(&parts.uri);
-        let route = route::parse(&path);
-        let verb = match &route {
-            Route::Resource(t) => verb_of(&parts.method, t, &query),
-            _ => None,
-        };
         let attributes = authorization::attributes(&user, &parts.method, &path, &route, verb, &query);
         let impersonator = (requester != user).then_some(&requester);
-        let uri = parts.uri.to_string();
-        let agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         let Some((audit, record)) = self.audit.as_ref().and_then(|a| Some((a, a.begin(&attributes, impersonator, &uri, peer, &agent)?))) else {
             return self.serve(&attributes, parts, body, query, route, path).await;
         };
         // Bodies are kept only for the levels that log them.
         let (body, request_object) = if record.level >= crate::audit::Level::Request {
-            let bytes = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+                audit.complete(&record, "ResponseComplete", 413, None, None, &[]);
+                return ApiError::too_large(MAX_BODY).into_response();
+            };
             let object = (!bytes.is_empty()).then(|| decode_body(&parts.headers, &bytes).ok()).flatten();
             (axum::body::Body::from(bytes), object)
         } else {

@@ -476,6 +476,12 @@ rules:
     // PodSecurity's audit mode annotates the event of a violating pod.
     c.ok(&["label", "namespace", "default", "pod-security.kubernetes.io/audit=restricted"]);
     c.ok(&["run", "loose", "--image=busybox"]);
+    // A body over the limit is refused as without auditing (413), not read short.
+    let huge = format!(r#"{{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {{"name": "huge"}}, "data": {{"k": "{}"}}}}"#, "x".repeat(4 << 20));
+    let huge_file = files.path().join("huge.json");
+    std::fs::write(&huge_file, huge).unwrap();
+    let out = c.kubectl(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", huge_file.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("too large"), "{}", text(&out));
     let stranger = c.kubeconfig_for("stranger", "{token: nope}");
     assert!(!kubectl_with(&stranger, &["get", "secrets"], None).status.success());
     let events: Vec<serde_json::Value> = std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
