@@ -124,46 +124,34 @@ pub trait Plugin: Send + Sync {
         Ok(())
     }
 
-    /// Warnings for the client about what is admitted anyway.
-    async fn warn(&self, _req: &Request<'_>, _obj: &Value, _cluster: &dyn Cluster) -> Vec<String> {
-        Vec::new()
+    /// Validation as the chain runs it: the refusal, or warnings for the
+    /// client about what is admitted anyway. Plugins that warn override
+    /// this, so that one evaluation gives both; the others only `validate`.
+    async fn check(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
+        self.validate(req, obj, cluster).await.map(|()| Vec::new())
     }
 }
 
-/// Upstream's order of all plugins, which is the order they run in.
-const ORDER: &[&str] = &[
-    "AlwaysAdmit",
-    "NamespaceLifecycle",
-    "SecurityContextDeny",
-    "DenyExecOnPrivileged",
-    "LimitRanger",
-    "ServiceAccount",
-    "NodeRestriction",
-    "AlwaysPullImages",
-    "PodSecurity",
-    "Priority",
-    "DefaultStorageClass",
-    "MutatingAdmissionWebhook",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionWebhook",
-    "ResourceQuota",
-    "AlwaysDeny",
-];
-
-/// Enabled unless `--disable-admission-plugins` names them: upstream's
-/// defaults among the plugins Skiff has.
-pub const DEFAULT_PLUGINS: &[&str] = &[
-    "NamespaceLifecycle",
-    "LimitRanger",
-    "ServiceAccount",
-    "NodeRestriction",
-    "PodSecurity",
-    "Priority",
-    "DefaultStorageClass",
-    "MutatingAdmissionWebhook",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionWebhook",
-    "ResourceQuota",
+/// Every plugin in upstream's order, which is the order they run in, and
+/// whether it is on unless `--disable-admission-plugins` names it
+/// (upstream's defaults among the plugins Skiff has).
+const PLUGINS: &[(&str, bool)] = &[
+    ("AlwaysAdmit", false),
+    ("NamespaceLifecycle", true),
+    ("SecurityContextDeny", false),
+    ("DenyExecOnPrivileged", false),
+    ("LimitRanger", true),
+    ("ServiceAccount", true),
+    ("NodeRestriction", true),
+    ("AlwaysPullImages", false),
+    ("PodSecurity", true),
+    ("Priority", true),
+    ("DefaultStorageClass", true),
+    ("MutatingAdmissionWebhook", true),
+    ("ValidatingAdmissionPolicy", true),
+    ("ValidatingAdmissionWebhook", true),
+    ("ResourceQuota", true),
+    ("AlwaysDeny", false),
 ];
 
 fn plugin(name: &str) -> Box<dyn Plugin> {
@@ -184,7 +172,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "MutatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: true }),
         "ValidatingAdmissionWebhook" => Box::new(webhook::Webhooks { mutating: false }),
         "ValidatingAdmissionPolicy" => Box::new(policy::ValidatingAdmissionPolicy),
-        other => unreachable!("{other} is in ORDER"),
+        other => unreachable!("{other} is in PLUGINS"),
     }
 }
 
@@ -196,16 +184,17 @@ pub struct Chain {
 impl Chain {
     /// The defaults plus `enable`, minus `disable` (upstream's flags).
     pub fn new(enable: &[String], disable: &[String]) -> Result<Chain> {
+        let names: Vec<&str> = PLUGINS.iter().map(|(name, _)| *name).collect();
         for name in enable.iter().chain(disable) {
-            if !ORDER.contains(&name.as_str()) {
-                bail!("admission plugin {name:?} is unknown; Skiff has {}", ORDER.join(", "));
+            if !names.contains(&name.as_str()) {
+                bail!("admission plugin {name:?} is unknown; Skiff has {}", names.join(", "));
             }
         }
         if let Some(both) = enable.iter().find(|n| disable.contains(n)) {
             bail!("admission plugin {both:?} is both enabled and disabled");
         }
-        let on = |name: &&&str| (DEFAULT_PLUGINS.contains(name) || enable.iter().any(|e| e == *name)) && !disable.iter().any(|d| d == *name);
-        Ok(Chain { plugins: ORDER.iter().filter(on).map(|n| plugin(n)).collect() })
+        let on = |(name, default): &&(&str, bool)| (*default || enable.iter().any(|e| e == name)) && !disable.iter().any(|d| d == name);
+        Ok(Chain { plugins: PLUGINS.iter().filter(on).map(|(name, _)| plugin(name)).collect() })
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -223,8 +212,7 @@ impl Chain {
     pub async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
         let mut warnings = Vec::new();
         for p in &self.plugins {
-            p.validate(req, obj, cluster).await?;
-            warnings.extend(p.warn(req, obj, cluster).await);
+            warnings.extend(p.check(req, obj, cluster).await?);
         }
         Ok(warnings)
     }

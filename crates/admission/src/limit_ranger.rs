@@ -105,26 +105,14 @@ impl Plugin for LimitRanger {
     }
 }
 
-/// A pod's requests or limits as upstream totals them for LimitRanges: the
-/// containers' sum, or the largest init container if that is more.
+/// A pod's requests or limits as upstream totals them for LimitRanges, as
+/// quantities.
 fn pod_total(spec: &Value, field: &str) -> Value {
-    let mut total: Map<String, Value> = Map::new();
-    let mut sums: std::collections::BTreeMap<String, i64> = Default::default();
-    for c in spec["containers"].as_array().into_iter().flatten() {
-        for (k, v) in c["resources"][field].as_object().into_iter().flatten() {
-            *sums.entry(k.clone()).or_default() += v.as_str().and_then(milli).unwrap_or(0);
-        }
-    }
-    for c in spec["initContainers"].as_array().into_iter().flatten() {
-        for (k, v) in c["resources"][field].as_object().into_iter().flatten() {
-            let e = sums.entry(k.clone()).or_default();
-            *e = (*e).max(v.as_str().and_then(milli).unwrap_or(0));
-        }
-    }
-    for (k, m) in sums {
-        total.insert(k.clone(), json!(skiff_quantity::format(m, k != "cpu")));
-    }
-    Value::Object(total)
+    let totals = crate::pods::pod_totals(spec, field).into_iter().map(|(k, m)| {
+        let text = skiff_quantity::format(m, k != "cpu");
+        (k, json!(text))
+    });
+    Value::Object(totals.collect())
 }
 
 /// Upstream's min, max and ratio constraints for one item, one subject.

@@ -196,41 +196,32 @@ impl Plugin for PodSecurity {
         "PodSecurity"
     }
 
-    async fn validate(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        // Only pods are refused; workloads get warnings (see `warn`).
-        if !req.is("", "pods") {
-            return Ok(());
+    /// Pods that violate the enforce level are refused. Pods, and the pod
+    /// templates of workloads, get the warn level's warnings and the audit
+    /// level's annotation (upstream enforces only on the pods workloads make).
+    async fn check(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
+        let is_pod = req.is("", "pods");
+        let labels = match namespace_labels(req, obj, cluster).await {
+            Ok(Some(labels)) => labels,
+            Err(e) if is_pod => return Err(e),
+            _ => return Ok(Vec::new()),
+        };
+        let Some(spec) = pod_spec(req, obj) else { return Ok(Vec::new()) };
+        let judge = |mode: &str| {
+            let level = Level::parse(labels[format!("pod-security.kubernetes.io/{mode}")].as_str());
+            let found = violations(spec, level);
+            (!found.is_empty()).then(|| format!("PodSecurity \"{}:latest\": {}", level.name(), found.join(", ")))
+        };
+        if let (true, Some(violated)) = (is_pod, judge("enforce")) {
+            return Err(Rejection::forbidden(req, format!("violates {violated}")));
         }
-        let Some(labels) = namespace_labels(req, pod, cluster).await? else { return Ok(()) };
-        let level = Level::parse(labels["pod-security.kubernetes.io/enforce"].as_str());
-        let found = violations(&pod["spec"], level);
-        if found.is_empty() {
-            return Ok(());
+        if let Some(violated) = judge("audit") {
+            crate::annotate("pod-security.kubernetes.io/audit-violations", format!("would violate {violated}"));
         }
-        Err(Rejection::forbidden(req, format!("violates PodSecurity \"{}:latest\": {}", level.name(), found.join(", "))))
-    }
-
-    /// Warnings and audit annotations, for pods and for the pod templates
-    /// of workloads (upstream applies warn and audit to those, and enforce
-    /// only to the pods they make).
-    async fn warn(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Vec<String> {
-        let Ok(Some(labels)) = namespace_labels(req, obj, cluster).await else { return Vec::new() };
-        let Some(spec) = pod_spec(req, obj) else { return Vec::new() };
-        let audited = Level::parse(labels["pod-security.kubernetes.io/audit"].as_str());
-        let audit_findings = violations(spec, audited);
-        if !audit_findings.is_empty() {
-            crate::annotate("pod-security.kubernetes.io/audit-violations", format!("would violate PodSecurity \"{}:latest\": {}", audited.name(), audit_findings.join(", ")));
-        }
-        let level = Level::parse(labels["pod-security.kubernetes.io/warn"].as_str());
-        let found = violations(spec, level);
-        if found.is_empty() {
-            return Vec::new();
-        }
-        vec![format!("would violate PodSecurity \"{}:latest\": {}", level.name(), found.join(", "))]
+        Ok(judge("warn").map(|violated| format!("would violate {violated}")).into_iter().collect())
     }
 }
 
-/// The labels of the pod's namespace, for pods being created or updated.
 /// The pod spec a pod or a workload's template carries.
 fn pod_spec<'v>(req: &Request<'_>, obj: &'v Value) -> Option<&'v Value> {
     let template = match (req.group, req.resource) {
@@ -243,6 +234,8 @@ fn pod_spec<'v>(req: &Request<'_>, obj: &'v Value) -> Option<&'v Value> {
     Some(&template["spec"])
 }
 
+/// The labels of the namespace of a pod or workload being created or
+/// updated; None when there is nothing to judge.
 async fn namespace_labels(req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
     let Some(spec) = pod_spec(req, obj) else { return Ok(None) };
     if !req.subresource.is_empty() || !matches!(req.operation, Operation::Create | Operation::Update) {

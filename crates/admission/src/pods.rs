@@ -21,6 +21,26 @@ pub(crate) fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
     ["initContainers", "containers", "ephemeralContainers"].into_iter().flat_map(move |f| spec[f].as_array().into_iter().flatten())
 }
 
+/// A pod's requests or limits (`field`) as upstream totals them, in
+/// milli-units: the containers' sum, or the largest init container if that
+/// is more.
+pub(crate) fn pod_totals(spec: &Value, field: &str) -> std::collections::BTreeMap<String, i64> {
+    let mut out: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    let list = |c: &Value| c["resources"][field].as_object().cloned().unwrap_or_default();
+    for c in spec["containers"].as_array().into_iter().flatten() {
+        for (k, v) in list(c) {
+            *out.entry(k).or_default() += v.as_str().and_then(skiff_quantity::milli).unwrap_or(0);
+        }
+    }
+    for c in spec["initContainers"].as_array().into_iter().flatten() {
+        for (k, v) in list(c) {
+            let e = out.entry(k).or_default();
+            *e = (*e).max(v.as_str().and_then(skiff_quantity::milli).unwrap_or(0));
+        }
+    }
+    out
+}
+
 fn creates_pod(req: &Request<'_>) -> bool {
     req.operation == Operation::Create && req.is("", "pods")
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use cel_interpreter::{Context, Program};
 use serde_json::{json, Value};
 
-use crate::webhook::{rule_matches, selects};
+use crate::webhook::{operation, rule_matches, selects};
 use crate::{Cluster, Operation, Plugin, Rejection, Request};
 
 pub struct ValidatingAdmissionPolicy;
@@ -78,20 +78,9 @@ impl Plugin for ValidatingAdmissionPolicy {
         "ValidatingAdmissionPolicy"
     }
 
-    async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        self.run(req, obj, cluster, false).await.map(|_| ())
-    }
-
-    async fn warn(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Vec<String> {
-        self.run(req, obj, cluster, true).await.unwrap_or_default()
-    }
-}
-
-impl ValidatingAdmissionPolicy {
     /// Ok with the warnings of Warn bindings; Err for a Deny binding's
-    /// refusal. Audit bindings annotate the audit event when `record`
-    /// (validation and warnings evaluate the same policies twice).
-    async fn run(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster, record: bool) -> Result<Vec<String>, Rejection> {
+    /// refusal. Audit bindings annotate the audit event.
+    async fn check(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Vec<String>, Rejection> {
         if req.group == GROUP || req.operation == Operation::Connect {
             return Ok(Vec::new());
         }
@@ -106,16 +95,10 @@ impl ValidatingAdmissionPolicy {
             "" => Value::Null,
             ns => cluster.get("", "namespaces", None, ns).await.map_err(Rejection::internal)?.unwrap_or(Value::Null),
         };
-        let operation = match req.operation {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-            Operation::Connect => "CONNECT",
-        };
         let request = json!({
             "kind": {"group": req.group, "version": req.version, "kind": req.kind},
             "resource": {"group": req.group, "version": req.version, "resource": req.resource},
-            "subResource": req.subresource, "name": req.name, "namespace": req.namespace, "operation": operation, "dryRun": req.dry_run,
+            "subResource": req.subresource, "name": req.name, "namespace": req.namespace, "operation": operation(req.operation), "dryRun": req.dry_run,
             "userInfo": {"username": req.user.name, "uid": req.user.uid, "groups": req.user.groups},
         });
         let mut warnings = Vec::new();
@@ -156,7 +139,7 @@ impl ValidatingAdmissionPolicy {
                     Outcome::Error(e) => (e, "Invalid"),
                     Outcome::Failed(m) => (m, validation["reason"].as_str().unwrap_or("Invalid")),
                 };
-                if record && actions.contains(&"Audit") {
+                if actions.contains(&"Audit") {
                     let failure = json!([{"message": message, "policy": policy_name, "binding": binding_name, "validationActions": actions}]);
                     crate::annotate("validation.policy.admission.k8s.io/validation_failure", failure.to_string());
                 }

@@ -55,22 +55,10 @@ fn usage(req: &Request<'_>, obj: &Value) -> BTreeMap<String, i64> {
     used
 }
 
-/// A pod's requests or limits as upstream's quota counts them: the larger
-/// of the containers' sum and any init container, plus the overhead.
+/// A pod's requests or limits as upstream's quota counts them: the pod's
+/// totals plus its overhead.
 fn pod_resources(spec: &Value, field: &str) -> BTreeMap<String, i64> {
-    let mut out: BTreeMap<String, i64> = BTreeMap::new();
-    let list = |c: &Value| c["resources"][field].as_object().cloned().unwrap_or_default();
-    for c in spec["containers"].as_array().into_iter().flatten() {
-        for (k, v) in list(c) {
-            *out.entry(k).or_default() += v.as_str().and_then(milli).unwrap_or(0);
-        }
-    }
-    for c in spec["initContainers"].as_array().into_iter().flatten() {
-        for (k, v) in list(c) {
-            let e = out.entry(k).or_default();
-            *e = (*e).max(v.as_str().and_then(milli).unwrap_or(0));
-        }
-    }
+    let mut out = crate::pods::pod_totals(spec, field);
     for (k, v) in spec["overhead"].as_object().into_iter().flatten() {
         *out.entry(k.clone()).or_default() += v.as_str().and_then(milli).unwrap_or(0);
     }

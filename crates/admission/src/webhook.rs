@@ -18,7 +18,8 @@ pub struct Webhooks {
     pub mutating: bool,
 }
 
-fn operation(op: Operation) -> &'static str {
+/// An operation as AdmissionReviews and rules spell it.
+pub(crate) fn operation(op: Operation) -> &'static str {
     match op {
         Operation::Create => "CREATE",
         Operation::Update => "UPDATE",

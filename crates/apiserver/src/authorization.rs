@@ -118,7 +118,7 @@ pub fn impersonate(security: &Security, requester: UserInfo, headers: &HeaderMap
     let mut extra = std::collections::BTreeMap::<String, Vec<String>>::new();
     for (name, value) in headers {
         if let (Some(key), Ok(value)) = (name.as_str().strip_prefix("impersonate-extra-"), value.to_str()) {
-            let key = percent_decode(key).to_ascii_lowercase();
+            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().to_ascii_lowercase();
             extra.entry(key).or_default().push(value.to_string());
         }
     }
@@ -168,26 +168,7 @@ pub fn impersonate(security: &Security, requester: UserInfo, headers: &HeaderMap
     Ok(impersonated)
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 fn rbac_def(plural: &str) -> &'static skiff_api::ResourceDef {
     skiff_api::resources::find(RBAC_GROUP, "v1", plural).expect("RBAC kinds are served")

@@ -365,7 +365,7 @@ impl Api {
             Route::Unknown => None,
             Route::Resource(target) => {
                 let defines_resources = target.def.group == "apiextensions.k8s.io" && target.def.kind == "CustomResourceDefinition";
-                let grants = target.def.group == "rbac.authorization.k8s.io";
+                let grants = target.def.group == authorization::RBAC_GROUP;
                 let response = self.resource(user, method, headers, query, target, body).await;
                 if defines_resources && *method != Method::GET && response.is_ok() {
                     // Serve (or stop serving) what the CRD defines before answering.
@@ -512,7 +512,7 @@ impl Api {
                 let mode = fields::mode(query)?;
                 let sub = t.subresource.as_deref();
                 let manager = Manager::of_request(query, headers, sub, matches!(kind, patch::PatchKind::Apply))?;
-                if def.group == "rbac.authorization.k8s.io" {
+                if def.group == authorization::RBAC_GROUP {
                     // What the patch would grant, checked before it is applied.
                     let intended = match kind {
                         patch::PatchKind::Apply => serde_yaml::from_slice(&body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,

@@ -201,7 +201,7 @@ async fn security(registry: &Registry, config: &mut Config) -> Result<authorizat
             "Node" => Mode::Node,
             "ABAC" => Mode::Abac(config.abac_policy.take().context("authorization mode ABAC needs --authorization-policy-file")?),
             "RBAC" => {
-                let role = |plural| skiff_api::resources::find("rbac.authorization.k8s.io", "v1", plural).expect("RBAC kinds are served");
+                let role = |plural| skiff_api::resources::find(authorization::RBAC_GROUP, "v1", plural).expect("RBAC kinds are served");
                 for obj in skiff_auth::rbac::bootstrap_policy() {
                     let plural = if obj["kind"] == "ClusterRole" { "clusterroles" } else { "clusterrolebindings" };
                     reconcile_default_policy(registry, role(plural), obj).await?;

@@ -138,7 +138,7 @@ pub async fn authenticate_bootstrap(registry: &Registry, token: &str) -> Option<
         use base64::Engine;
         stored["data"][k].as_str().and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok()).and_then(|v| String::from_utf8(v).ok())
     };
-    let matches = field("token-secret").is_some_and(|s| s.len() == secret.len() && s.bytes().zip(secret.bytes()).fold(0, |acc, (a, b)| acc | (a ^ b)) == 0);
+    let matches = field("token-secret").is_some_and(|s| skiff_auth::authn::constant_time_eq(s.as_bytes(), secret.as_bytes()));
     let expired = field("expiration").and_then(|e| chrono::DateTime::parse_from_rfc3339(&e).ok()).is_some_and(|e| e.timestamp() < unix_now());
     if field("token-id").as_deref() != Some(id) || !matches || expired || field("usage-bootstrap-authentication").as_deref() != Some("true") {
         return None;
