@@ -78,13 +78,13 @@ fn deletion_cascades_background_foreground_and_orphan() {
         c.ok(&["rollout", "status", &format!("deploy/{name}"), "--timeout=60s"]);
     }
     c.ok(&["delete", "deploy", "bg"]);
-    c.wait_for(&["get", "rs,pods", "--no-headers"], "bg's ReplicaSet and pods to go", |out| !out.contains("bg-"));
+    c.wait_for(&["get", "rs,pods", "--no-headers"], "bg's ReplicaSet and pods to go", |out| !out.contains("/bg-"));
 
     // Foreground: the owner stays, marked, until its dependents are gone.
     c.ok(&["delete", "deploy", "fg", "--cascade=foreground", "--wait=false"]);
     let finalizers = c.ok(&["get", "deploy", "fg", "-o", "jsonpath={.metadata.finalizers}"]);
     assert!(finalizers.contains("foregroundDeletion"), "{finalizers}");
-    c.wait_for(&["get", "deploy,rs,pods", "--no-headers"], "fg and its dependents to go", |out| !out.contains("fg"));
+    c.wait_for(&["get", "deploy,rs,pods", "--no-headers"], "fg and its dependents to go", |out| !out.contains("/fg"));
 
     c.ok(&["delete", "deploy", "orphan", "--cascade=orphan"]);
     c.wait_for(&["get", "rs", "-o", "jsonpath={.items[*].metadata.ownerReferences}"], "the orphaned ReplicaSet to lose its owner", |out| !out.contains("Deployment"));
