@@ -11,6 +11,10 @@ packages=(
   curl ca-certificates # curl: the unauthenticated-request test
   python3 python3-venv # the Python client tests
   openssl              # certificate signing requests in the kubectl tests
+  runc                 # the node agent's OCI runtime
+  containernetworking-plugins # CNI: bridge, host-local, loopback for pods
+  busybox-static umoci skopeo # the test images, built from busybox
+  docker-registry      # the local registry the node tests pull from
 )
 
 missing=()

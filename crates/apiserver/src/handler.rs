@@ -83,6 +83,7 @@ pub struct Api {
     /// `--max-mutating-requests-inflight`: beyond them requests get 429.
     pub read_slots: tokio::sync::Semaphore,
     pub write_slots: tokio::sync::Semaphore,
+    pub kubelets: crate::kubelets::Kubelets,
 }
 
 /// Upstream's verb for a resource request, the name authorization and
@@ -418,6 +419,11 @@ impl Api {
                     };
                 }
                 _ => {}
+            }
+            if sub == "log" && *method == Method::GET {
+                let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+                let pod = self.registry.get(def, ns, name).await?;
+                return crate::kubelets::pod_log(&self.kubelets, &self.registry, &pod, query).await;
             }
             if matches!(sub, "exec" | "attach" | "portforward") {
                 let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;

@@ -15,6 +15,7 @@ pub mod encryption;
 mod discovery;
 mod fields;
 mod handler;
+mod kubelets;
 mod managed;
 mod metrics;
 mod namespaces;
@@ -76,6 +77,8 @@ pub struct Config {
     pub audit: Option<audit::Audit>,
     /// Signs ServiceAccount tokens; its issuer is their `iss` and audience.
     pub service_account_issuer: Option<skiff_auth::serviceaccount::Issuer>,
+    /// The API server's certificate for calling node agents (`kubectl logs`).
+    pub kubelet_client: Option<CertPair>,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -115,6 +118,7 @@ impl Server {
             metrics: metrics::Metrics::new(),
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
+            kubelets: kubelets::Kubelets::new(&config.client_ca_pem, config.kubelet_client.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())))?,
         });
         tokio::spawn(count_objects(Arc::downgrade(&api)));
         Ok(Server {

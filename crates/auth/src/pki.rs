@@ -24,6 +24,7 @@ pub struct CertPair {
     pub key_pem: String,
 }
 
+#[derive(Clone)]
 pub struct Pki {
     dir: PathBuf,
     ca: CertPair,

@@ -1,5 +1,6 @@
 //! `skiff`: one binary for the whole platform.
 
+mod agent;
 mod bench;
 mod certs;
 mod components;
@@ -41,6 +42,9 @@ enum Command {
     /// Measure a component; figures go to docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// The process that holds one container (run by the agent).
+    #[command(hide = true)]
+    Shim(skiff_kubelet::shim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,6 +56,10 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Command::Shim(args) = cli.command {
+        // It forks: no threads may exist yet, so no async runtime.
+        skiff_kubelet::shim::main(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
@@ -61,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Command::Certs(args) => certs::run(args),
         Command::Token(t) => runtime.block_on(t.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
+        Command::Shim(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -58,6 +58,8 @@ pub struct Args {
     #[command(flatten)]
     controllers: crate::components::ControllerFlags,
     #[command(flatten)]
+    agent: crate::agent::AgentFlags,
+    #[command(flatten)]
     security: SecurityFlags,
     /// Audit policy (audit.k8s.io/v1 Policy); with `--audit-log-path`.
     #[arg(long, requires = "audit_log_path")]
@@ -189,6 +191,7 @@ pub async fn run(args: Args) -> Result<()> {
         },
         service_account_issuer: Some(skiff_auth::serviceaccount::Issuer::new(SERVICE_ACCOUNT_ISSUER, &pki.service_account_key()?)?),
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
+        kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
     })
     .await?;
     let addr = server.local_addr();
@@ -211,7 +214,15 @@ pub async fn run(args: Args) -> Result<()> {
         tokio::spawn(crate::components::controller_manager(client, options));
     }
     if !args.disable_agent {
-        tracing::warn!("the node agent has not landed yet: this server runs the control plane only");
+        // It registers through the API, so it starts once the server serves.
+        let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
+        let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), url.clone(), address);
+        tokio::spawn(async move {
+            match agent.await {
+                Ok(agent) => agent.wait().await,
+                Err(e) => tracing::error!("the node agent did not start: {e:#}"),
+            }
+        });
     }
     eprintln!(
         "skiff server ready at {url} in {} ms; kubeconfig: {}",
@@ -224,7 +235,7 @@ pub async fn run(args: Args) -> Result<()> {
 /// A client of this server for a component running inside it, named in
 /// its user agent as upstream's component is (`kube-scheduler/…`),
 /// which is also the field manager its writes are recorded under.
-async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair, component: &str) -> Result<kube::Client> {
+pub(crate) async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair, component: &str) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki::kubeconfig(url, ca_pem, user, identity))?;
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let agent = format!("{component}/skiff-{} (linux/amd64)", env!("CARGO_PKG_VERSION"));

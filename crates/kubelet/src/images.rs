@@ -1,0 +1,335 @@
+//! Images: pulled over the OCI distribution API (`oci-client`), kept
+//! content-addressed, each layer unpacked once into its own directory so a
+//! container's root is an overlay of them.
+//!
+//! Layout under the image root:
+//! - `layers/<hex>/`: a layer unpacked, whiteouts as overlayfs expects them;
+//! - `configs/<hex>.json`: an image configuration;
+//! - `images.json`: every image, by reference and by manifest digest.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use oci_client::manifest::OciImageManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use oci_spec::image::ImageConfiguration;
+use serde::{Deserialize, Serialize};
+
+/// One image on this node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    /// The references it was pulled or imported as, fully qualified
+    /// (`docker.io/library/busybox:latest`).
+    pub references: Vec<String>,
+    /// `sha256:…` of its manifest: the image ID kubectl shows as `imageID`
+    /// (with the repository in front).
+    pub digest: String,
+    pub config_digest: String,
+    /// Layer digests, lowest first.
+    pub layers: Vec<String>,
+    /// Bytes of its compressed layers.
+    pub size: u64,
+}
+
+impl Image {
+    /// `repo@sha256:…`, as upstream reports `status.containerStatuses[].imageID`.
+    pub fn id_for(&self, reference: &str) -> String {
+        let repo = reference.rsplit_once('@').map(|(r, _)| r).unwrap_or(reference);
+        let repo = match repo.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r,
+            _ => repo,
+        };
+        format!("{repo}@{}", self.digest)
+    }
+}
+
+/// Credentials for one registry host, from imagePullSecrets.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Credentials from one `auths` entry of a Docker config: `auth`
+/// (base64 `user:password`) or `username` and `password`.
+pub fn credentials_from_docker_config(entry: &serde_json::Value) -> Option<Credentials> {
+    use base64::Engine;
+    if let Some(auth) = entry["auth"].as_str().filter(|a| !a.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+        let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        return Some(Credentials { username: username.into(), password: password.into() });
+    }
+    Some(Credentials { username: entry["username"].as_str()?.into(), password: entry["password"].as_str()?.into() })
+}
+
+pub struct ImageStore {
+    root: PathBuf,
+    images: Mutex<Vec<Image>>,
+    /// One pull at a time per store: two pods asking for one image share
+    /// the first pull instead of racing to unpack the same layers.
+    pulling: tokio::sync::Mutex<()>,
+}
+
+/// The reference as upstream normalises it: `busybox` is
+/// `docker.io/library/busybox:latest`.
+pub fn normalize(reference: &str) -> Result<String> {
+    let parsed: Reference = reference.parse().with_context(|| format!("invalid image reference {reference:?}"))?;
+    Ok(parsed.whole())
+}
+
+/// Registries on loopback are reached over plain HTTP, as Docker treats
+/// `127.0.0.0/8` as insecure by default; every other registry over HTTPS.
+fn is_loopback(registry: &str) -> bool {
+    let host = registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl ImageStore {
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        for dir in ["layers", "configs", "tmp"] {
+            std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.display()))?;
+        }
+        let images = match std::fs::read(root.join("images.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).context("reading images.json")?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).context("reading images.json"),
+        };
+        Ok(ImageStore { root: root.to_path_buf(), images: Mutex::new(images), pulling: Default::default() })
+    }
+
+    pub fn list(&self) -> Vec<Image> {
+        self.images.lock().unwrap().clone()
+    }
+
+    /// The image a reference names, if present.
+    pub fn get(&self, reference: &str) -> Option<Image> {
+        let wanted = normalize(reference).ok()?;
+        let digest = wanted.rsplit_once('@').map(|(_, d)| d.to_string());
+        self.images.lock().unwrap().iter().find(|i| i.references.contains(&wanted) || digest.as_ref() == Some(&i.digest)).cloned()
+    }
+
+    pub fn config(&self, image: &Image) -> Result<ImageConfiguration> {
+        let path = self.root.join("configs").join(format!("{}.json", hex(&image.config_digest)));
+        ImageConfiguration::from_file(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Directories of the image's layers, highest first (overlayfs's
+    /// `lowerdir` order).
+    pub fn layer_dirs(&self, image: &Image) -> Vec<PathBuf> {
+        image.layers.iter().rev().map(|d| self.root.join("layers").join(hex(d))).collect()
+    }
+
+    /// Pulls an image unless a pull already brought it; returns it.
+    pub async fn pull(&self, reference: &str, credentials: Option<&Credentials>) -> Result<Image> {
+        let parsed: Reference = reference.parse().with_context(|| format!("invalid image reference {reference:?}"))?;
+        let _one_at_a_time = self.pulling.lock().await;
+        let registry = parsed.resolve_registry().to_string();
+        let config = oci_client::client::ClientConfig {
+            protocol: if is_loopback(&registry) { oci_client::client::ClientProtocol::Http } else { oci_client::client::ClientProtocol::Https },
+            ..Default::default()
+        };
+        let client = Client::new(config);
+        let auth = match credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let (manifest, digest, config_json) = client.pull_manifest_and_config(&parsed, &auth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(image) = self.images.lock().unwrap().iter().find(|i| i.digest == digest).cloned() {
+            return Ok(self.remember(image, &parsed.whole()));
+        }
+        let config_digest = manifest.config.digest.clone();
+        let config_path = self.root.join("configs").join(format!("{}.json", hex(&config_digest)));
+        write_atomically(&config_path, config_json.as_bytes())?;
+        for layer in &manifest.layers {
+            let dir = self.root.join("layers").join(hex(&layer.digest));
+            if dir.exists() {
+                continue;
+            }
+            let blob = self.root.join("tmp").join(hex(&layer.digest));
+            let file = tokio::fs::File::create(&blob).await?;
+            client.pull_blob(&parsed, layer, file).await.map_err(|e| anyhow::anyhow!("pulling layer {}: {e}", layer.digest))?;
+            let media_type = layer.media_type.clone();
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || unpack_layer(&root, &blob, &media_type, &dir)).await??;
+        }
+        let image = Image { references: vec![], digest, config_digest, layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(), size: size_of(&manifest) };
+        Ok(self.remember(image, &parsed.whole()))
+    }
+
+    /// Records the image under `reference` (moved from any image it named before).
+    fn remember(&self, mut image: Image, reference: &str) -> Image {
+        let mut images = self.images.lock().unwrap();
+        for other in images.iter_mut() {
+            other.references.retain(|r| r != reference);
+        }
+        if let Some(known) = images.iter_mut().find(|i| i.digest == image.digest) {
+            known.references.push(reference.to_string());
+            image = known.clone();
+        } else {
+            image.references.push(reference.to_string());
+            images.push(image.clone());
+        }
+        if let Err(e) = self.save(&images) {
+            tracing::warn!("saving the image list: {e:#}");
+        }
+        image
+    }
+
+    fn save(&self, images: &[Image]) -> Result<()> {
+        write_atomically(&self.root.join("images.json"), &serde_json::to_vec_pretty(images)?)
+    }
+
+    /// Removes an image and the layers no other image uses.
+    pub fn remove(&self, reference: &str) -> Result<Image> {
+        let Some(image) = self.get(reference) else { bail!("image {reference} not found") };
+        let mut images = self.images.lock().unwrap();
+        images.retain(|i| i.digest != image.digest);
+        self.save(&images)?;
+        for layer in &image.layers {
+            if !images.iter().any(|i| i.layers.contains(layer)) {
+                let _ = std::fs::remove_dir_all(self.root.join("layers").join(hex(layer)));
+            }
+        }
+        if !images.iter().any(|i| i.config_digest == image.config_digest) {
+            let _ = std::fs::remove_file(self.root.join("configs").join(format!("{}.json", hex(&image.config_digest))));
+        }
+        Ok(image)
+    }
+}
+
+fn size_of(manifest: &OciImageManifest) -> u64 {
+    manifest.layers.iter().map(|l| l.size.max(0) as u64).sum()
+}
+
+/// `sha256:abc…` → `abc…`; digests name files, so nothing else may pass.
+fn hex(digest: &str) -> String {
+    digest.rsplit(':').next().unwrap_or(digest).chars().filter(|c| c.is_ascii_hexdigit()).collect()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Unpacks a downloaded layer blob into `dir` (via a temporary sibling, so
+/// a half-unpacked layer is never used), then removes the blob.
+fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Path) -> Result<()> {
+    let file = std::fs::File::open(blob)?;
+    let reader: Box<dyn Read> = if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
+        Box::new(ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file)).map_err(|e| anyhow::anyhow!("zstd: {e}"))?)
+    } else if media_type.ends_with("gzip") || media_type.ends_with(".gzip") || media_type.ends_with("tar.gzip") {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+    } else if media_type.ends_with(".tar") || media_type.ends_with("tar") {
+        Box::new(std::io::BufReader::new(file))
+    } else {
+        bail!("unsupported layer media type {media_type}");
+    };
+    let staging = root.join("tmp").join(format!("{}.unpacking", dir.file_name().unwrap().to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    unpack_tar(reader, &staging).with_context(|| format!("unpacking layer {}", dir.display()))?;
+    std::fs::rename(&staging, dir)?;
+    std::fs::remove_file(blob)?;
+    Ok(())
+}
+
+/// Unpacks one layer tar. OCI whiteouts become overlayfs's: `.wh.NAME` a
+/// 0/0 character device NAME, `.wh..wh..opq` the `trusted.overlay.opaque`
+/// attribute on its directory.
+pub fn unpack_tar(reader: impl Read, dir: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(true);
+    archive.set_overwrite(true);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            let parent = dir.join(path.parent().unwrap_or(Path::new("")));
+            if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                bail!("whiteout {} escapes the layer", path.display());
+            }
+            std::fs::create_dir_all(&parent)?;
+            if hidden == b".wh..opq" {
+                set_xattr(&parent, "trusted.overlay.opaque", b"y")?;
+            } else {
+                let target = parent.join(std::ffi::OsStr::from_bytes(hidden));
+                nix::sys::stat::mknod(&target, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0)
+                    .with_context(|| format!("whiteout {}", target.display()))?;
+            }
+            continue;
+        }
+        entry.unpack_in(dir)?;
+    }
+    Ok(())
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let c_name = std::ffi::CString::new(name)?;
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    let rc = unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("setting {name} on {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Image references by name, for `kubectl get node -o yaml`'s
+/// `status.images` (names and sizes).
+pub fn node_images(images: &[Image]) -> Vec<BTreeMap<&'static str, serde_json::Value>> {
+    images
+        .iter()
+        .map(|i| {
+            let mut names: Vec<String> = i.references.iter().map(|r| i.id_for(r)).collect();
+            names.sort();
+            names.dedup();
+            names.extend(i.references.iter().cloned());
+            BTreeMap::from([("names", serde_json::json!(names)), ("sizeBytes", serde_json::json!(i.size))])
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_normalized_as_upstream() {
+        assert_eq!(normalize("busybox").unwrap(), "docker.io/library/busybox:latest");
+        assert_eq!(normalize("127.0.0.1:5000/busybox:1").unwrap(), "127.0.0.1:5000/busybox:1");
+        assert!(is_loopback("127.0.0.1:5000") && is_loopback("localhost:5000") && !is_loopback("registry.k8s.io"));
+        let image = Image { references: vec![], digest: "sha256:ab".into(), config_digest: String::new(), layers: vec![], size: 0 };
+        assert_eq!(image.id_for("127.0.0.1:5000/busybox:1"), "127.0.0.1:5000/busybox@sha256:ab");
+    }
+
+    #[test]
+    fn whiteouts_become_overlay_whiteouts() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, path, data).unwrap();
+        };
+        add("etc/keep", b"kept");
+        add("etc/.wh.gone", b"");
+        add("var/.wh..wh..opq", b"");
+        let bytes = builder.into_inner().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        unpack_tar(&bytes[..], dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("etc/keep")).unwrap(), b"kept");
+        let meta = std::fs::symlink_metadata(dir.path().join("etc/gone")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()));
+    }
+}

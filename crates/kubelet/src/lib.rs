@@ -1,0 +1,130 @@
+//! The node agent (upstream's kubelet): registers its Node, renews its
+//! Lease, and runs the pods bound to it as real containers through an
+//! OCI runtime. An API client like every other component.
+
+mod downward;
+pub mod images;
+pub mod logs;
+mod node;
+mod pods;
+pub mod runtime;
+pub mod sandbox;
+mod server;
+pub mod shim;
+pub mod spec;
+pub mod status;
+pub mod volumes;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use kube::runtime::events::{Recorder, Reporter};
+
+pub use node::KUBELET_VERSION;
+pub use server::API_SERVER_USER;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    /// Images, containers and pod volumes (`/var/lib/skiff/agent`).
+    pub data_dir: PathBuf,
+    /// What does not outlive a reboot: runc's state, the pod sandboxes.
+    pub run_dir: PathBuf,
+    /// Container logs, `<ns>_<pod>_<uid>/<container>/<attempt>.log` (`/var/log/pods`).
+    pub log_dir: PathBuf,
+    /// The CNI plugins (`/usr/lib/cni`) and the bridge pods attach to.
+    pub cni_bin_dir: PathBuf,
+    pub bridge: String,
+    /// The node's InternalIP.
+    pub address: IpAddr,
+    /// The agent's HTTPS port (logs, exec, stats); 0 picks a free one.
+    pub port: u16,
+    /// The program run as `<shim> shim …` for each container.
+    pub shim: PathBuf,
+    /// The agent's serving certificate and key (PEM), and the CA whose
+    /// client certificates it accepts (the API server's).
+    pub tls: Tls,
+    pub max_pods: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub client_ca_pem: String,
+}
+
+pub struct Kubelet {
+    client: kube::Client,
+    config: Config,
+    runtime: Arc<dyn runtime::ContainerRuntime>,
+    images: images::ImageStore,
+    sandboxes: sandbox::Sandboxes,
+    volumes: volumes::Volumes,
+    events: Recorder,
+    port: AtomicU16,
+    pod_cidr: tokio::sync::OnceCell<String>,
+    allocatable: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// A running agent; dropping it stops it (its containers keep running,
+/// as a kubelet's do when it restarts).
+pub struct Agent {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub port: u16,
+}
+
+impl Agent {
+    pub async fn wait(mut self) {
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+impl Kubelet {
+    fn port(&self) -> u16 {
+        self.port.load(Ordering::Relaxed)
+    }
+
+    /// Starts the agent: its HTTPS endpoint, its Node and Lease, and the
+    /// pods bound to it.
+    pub async fn start(client: kube::Client, config: Config) -> Result<Agent> {
+        // The registry client (reqwest) takes the process's default provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = runtime::Runc::new(&config.data_dir.join("containers"), &config.run_dir.join("runc"), &config.shim)?;
+        let network = sandbox::Network { bin_dir: config.cni_bin_dir.clone(), bridge: config.bridge.clone(), ipam_dir: config.data_dir.join("cni") };
+        let reporter = Reporter { controller: "kubelet".into(), instance: Some(config.node_name.clone()) };
+        let kubelet = Arc::new(Kubelet {
+            events: Recorder::new(client.clone(), reporter),
+            images: images::ImageStore::open(&config.data_dir.join("images"))?,
+            sandboxes: sandbox::Sandboxes::new(&config.run_dir.join("pods"), network)?,
+            volumes: volumes::Volumes::new(&config.data_dir.join("pods"))?,
+            runtime: Arc::new(runtime),
+            port: AtomicU16::new(config.port),
+            pod_cidr: Default::default(),
+            allocatable: Default::default(),
+            client,
+            config,
+        });
+        std::fs::create_dir_all(&kubelet.config.log_dir).with_context(|| format!("creating {}", kubelet.config.log_dir.display()))?;
+        let server = server::Server::bind(kubelet.clone()).await?;
+        let port = server.port();
+        kubelet.port.store(port, Ordering::Relaxed);
+        kubelet.register().await?;
+        let mut tasks = vec![tokio::spawn(server.run())];
+        let k = kubelet.clone();
+        tasks.push(tokio::spawn(async move { k.heartbeat().await }));
+        tasks.push(tokio::spawn(pods::run(kubelet)));
+        Ok(Agent { tasks, port })
+    }
+}

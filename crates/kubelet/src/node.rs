@@ -1,0 +1,198 @@
+//! This node in the API: its Node object (capacity read from the host,
+//! conditions from real pressure readings) and its Lease.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+
+use crate::Kubelet;
+
+/// As upstream: a Lease lasts 40 s and is renewed every 10 s.
+const LEASE_SECONDS: i32 = 40;
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How often the Node's status is posted when nothing urgent changed.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+/// Upstream's default hard eviction thresholds: `memory.available<100Mi`,
+/// `nodefs.available<10%`, and allocatable is capacity less them.
+const MEMORY_RESERVE: u64 = 100 << 20;
+const DISK_RESERVE_PERCENT: u64 = 10;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Readings of the host.
+struct Host {
+    cpus: usize,
+    memory_total: u64,
+    memory_available: u64,
+    disk_total: u64,
+    disk_available: u64,
+    processes: u64,
+    pid_max: u64,
+}
+
+fn read_host(data_dir: &std::path::Path) -> Host {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem = |key: &str| meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).unwrap_or(0) * 1024;
+    let disk = nix::sys::statvfs::statvfs(data_dir).ok();
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let processes = loadavg.split_whitespace().nth(3).and_then(|f| f.split('/').nth(1)?.parse().ok()).unwrap_or(0);
+    Host {
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        memory_total: mem("MemTotal:"),
+        memory_available: mem("MemAvailable:"),
+        disk_total: disk.as_ref().map(|d| d.blocks() as u64 * d.fragment_size() as u64).unwrap_or(0),
+        disk_available: disk.as_ref().map(|d| d.blocks_available() as u64 * d.fragment_size() as u64).unwrap_or(0),
+        processes,
+        pid_max: std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768),
+    }
+}
+
+fn os_image() -> String {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    release.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string()).unwrap_or_else(|| "Linux".into())
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+impl Kubelet {
+    /// The Node's status now: capacity, allocatable, conditions, images.
+    fn node_status(&self) -> Value {
+        let host = read_host(&self.config.data_dir);
+        let kib = |bytes: u64| format!("{}Ki", bytes / 1024);
+        let capacity = json!({
+            "cpu": host.cpus.to_string(),
+            "memory": kib(host.memory_total),
+            "ephemeral-storage": kib(host.disk_total),
+            "pods": self.config.max_pods.to_string(),
+        });
+        let allocatable = json!({
+            "cpu": host.cpus.to_string(),
+            "memory": kib(host.memory_total.saturating_sub(MEMORY_RESERVE)),
+            "ephemeral-storage": (host.disk_total - host.disk_total * DISK_RESERVE_PERCENT / 100).to_string(),
+            "pods": self.config.max_pods.to_string(),
+        });
+        let now = now();
+        let condition = |kind: &str, pressed: bool, yes: (&str, &str), no: (&str, &str)| {
+            let (reason, message) = if pressed { yes } else { no };
+            json!({"type": kind, "status": if pressed { "True" } else { "False" }, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
+        let memory_pressure = host.memory_available < MEMORY_RESERVE;
+        let disk_pressure = host.disk_available * 100 < host.disk_total * DISK_RESERVE_PERCENT;
+        let pid_pressure = host.processes * 10 > host.pid_max * 9;
+        let uname = nix::sys::utsname::uname().ok();
+        json!({
+            "capacity": capacity,
+            "allocatable": allocatable,
+            "conditions": [
+                condition("MemoryPressure", memory_pressure, ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"), ("KubeletHasSufficientMemory", "kubelet has sufficient memory available")),
+                condition("DiskPressure", disk_pressure, ("KubeletHasDiskPressure", "kubelet has disk pressure"), ("KubeletHasNoDiskPressure", "kubelet has no disk pressure")),
+                condition("PIDPressure", pid_pressure, ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"), ("KubeletHasSufficientPID", "kubelet has sufficient PID available")),
+                {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now},
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": self.config.address.to_string()},
+                {"type": "Hostname", "address": self.config.node_name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port()}},
+            "nodeInfo": {
+                "machineID": read_trimmed("/etc/machine-id"),
+                "systemUUID": read_trimmed("/sys/class/dmi/id/product_uuid"),
+                "bootID": read_trimmed("/proc/sys/kernel/random/boot_id"),
+                "kernelVersion": uname.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+                "osImage": os_image(),
+                "containerRuntimeVersion": self.runtime.version(),
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": arch(),
+            },
+            "images": crate::images::node_images(&self.images.list()),
+        })
+    }
+
+    /// Creates the Node, or brings an existing one up to date, and its Lease.
+    pub(crate) async fn register(&self) -> Result<()> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let name = &self.config.node_name;
+        let labels: BTreeMap<&str, &str> = BTreeMap::from([
+            ("kubernetes.io/hostname", name.as_str()),
+            ("kubernetes.io/os", "linux"),
+            ("kubernetes.io/arch", arch()),
+            ("beta.kubernetes.io/os", "linux"),
+            ("beta.kubernetes.io/arch", arch()),
+        ]);
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels, "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
+            "status": self.node_status(),
+        }))?;
+        match nodes.create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                nodes.patch(name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}}))).await?;
+                self.post_node_status().await?;
+            }
+            Err(e) => return Err(e).with_context(|| format!("registering node {name}")),
+        }
+        self.renew_lease().await
+    }
+
+    pub(crate) async fn post_node_status(&self) -> Result<()> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        nodes.patch_status(&self.config.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": self.node_status()}))).await?;
+        Ok(())
+    }
+
+    async fn renew_lease(&self) -> Result<()> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let name = &self.config.node_name;
+        let renew = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let spec = json!({"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": renew});
+        match leases.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                let lease: Lease = serde_json::from_value(json!({"metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}))?;
+                leases.create(&PostParams::default(), &lease).await?;
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("renewing the lease of {name}")),
+        }
+    }
+
+    /// Renews the Lease every 10 s and posts the Node's status every minute.
+    pub(crate) async fn heartbeat(&self) {
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_status = tokio::time::Instant::now();
+        loop {
+            renew.tick().await;
+            if let Err(e) = self.renew_lease().await {
+                tracing::warn!("{e:#}");
+            }
+            if last_status.elapsed() >= STATUS_EVERY {
+                last_status = tokio::time::Instant::now();
+                if let Err(e) = self.post_node_status().await {
+                    tracing::warn!("posting the node's status: {e:#}");
+                }
+            }
+        }
+    }
+}
+
+pub const KUBELET_VERSION: &str = concat!("v1.32.0-skiff-", env!("CARGO_PKG_VERSION"));

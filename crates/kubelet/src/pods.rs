@@ -1,0 +1,701 @@
+//! The pods bound to this node: one worker per pod brings the containers
+//! to what the spec says, level-triggered as upstream's pod workers are
+//! (on every change of the pod, and every second as upstream's PLEG
+//! relists), and posts the status when it changed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container as ContainerSpec, Node, Pod, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+
+use crate::runtime::{Container, ContainerConfig, Meta, State};
+use crate::status::{self, Waiting};
+use crate::{spec, Kubelet};
+
+/// How often a worker looks again without being told (upstream's PLEG period).
+const RELIST: Duration = Duration::from_secs(1);
+/// Upstream's crash-loop back-off: 10 s, doubling, at most 5 minutes.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How often volumes whose sources can change (configMap, secret,
+/// projected tokens) are refreshed.
+const VOLUME_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Update {
+    pod: Pod,
+    /// Gone from the API (deleted for good, or bound elsewhere).
+    gone: bool,
+}
+
+/// Watches the pods bound here and feeds each its worker; once the first
+/// list is in, removes what belongs to no pod (left from before a restart).
+pub(crate) async fn run(kubelet: Arc<Kubelet>) {
+    let api: Api<Pod> = Api::all(kubelet.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", kubelet.config.node_name));
+    let mut workers: HashMap<String, tokio::sync::watch::Sender<Update>> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut events = watcher(api, config).boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("watching pods: {e}");
+                continue;
+            }
+        };
+        let (pod, gone) = match event {
+            watcher::Event::Init => {
+                listed.clear();
+                continue;
+            }
+            watcher::Event::InitDone => {
+                // Pods that went while the watch was down are gone too.
+                for (uid, worker) in &workers {
+                    if !listed.contains(uid) {
+                        let pod = worker.borrow().pod.clone();
+                        let _ = worker.send(Update { pod, gone: true });
+                    }
+                }
+                kubelet.clean_up_orphans(&listed).await;
+                continue;
+            }
+            watcher::Event::InitApply(pod) => {
+                listed.extend(pod.metadata.uid.clone());
+                (pod, false)
+            }
+            watcher::Event::Apply(pod) => (pod, false),
+            watcher::Event::Delete(pod) => (pod, true),
+        };
+        let Some(uid) = pod.metadata.uid.clone() else { continue };
+        let update = Update { pod, gone };
+        let delivered = workers.get(&uid).is_some_and(|w| w.send(update.clone()).is_ok());
+        match () {
+            _ if delivered => {}
+            // A pod gone whose worker already finished: nothing to do.
+            _ if gone && workers.remove(&uid).is_some() => {}
+            _ => {
+                let (tx, rx) = tokio::sync::watch::channel(update);
+                tokio::spawn(worker(kubelet.clone(), rx));
+                workers.insert(uid, tx);
+            }
+        }
+        workers.retain(|_, w| !w.is_closed());
+    }
+}
+
+/// What a worker remembers between syncs.
+#[derive(Default)]
+struct PodState {
+    /// Why each container that is not running waits, when it is not the runtime's to say.
+    waiting: HashMap<String, Waiting>,
+    /// Current back-off per container, from the last restart.
+    backoff: HashMap<String, Duration>,
+    /// When image pulls may be tried again, per container.
+    pull_backoff: HashMap<String, (Instant, Duration)>,
+    volumes: Option<(Instant, BTreeMap<String, PathBuf>)>,
+    posted: Option<Value>,
+    start_time: Option<String>,
+}
+
+async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
+    let mut state = PodState::default();
+    loop {
+        let update = updates.borrow_and_update().clone();
+        match kubelet.sync(&update, &mut state).await {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("pod {}: {e:#}", name_of(&update.pod)),
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(RELIST) => {}
+        }
+    }
+}
+
+fn name_of(pod: &Pod) -> String {
+    format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
+}
+
+fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+fn cgroup_parent(uid: &str) -> String {
+    format!("/kubepods/pod{uid}")
+}
+
+/// A container's runs, oldest first, by container name.
+fn runs_by_name(containers: &[Container]) -> BTreeMap<&str, Vec<&Container>> {
+    let mut by_name: BTreeMap<&str, Vec<&Container>> = BTreeMap::new();
+    for c in containers {
+        by_name.entry(c.meta.container.as_str()).or_default().push(c);
+    }
+    by_name.values_mut().for_each(|runs| runs.sort_by_key(|c| c.meta.attempt));
+    by_name
+}
+
+/// Whether a container that ended is started again.
+fn restarts(policy: &str, state: &State) -> bool {
+    match state {
+        State::Running { .. } => false,
+        State::Exited { exit_code: 0, .. } => policy == "Always",
+        _ => policy != "Never",
+    }
+}
+
+fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
+    match state {
+        State::Exited { finished_at, .. } => chrono::DateTime::parse_from_rfc3339(finished_at).ok().map(|t| t.with_timezone(&chrono::Utc)),
+        _ => None,
+    }
+}
+
+/// The hostname a pod's containers see: `spec.hostname` or the pod's
+/// name, cut to 63 characters as upstream does.
+fn hostname(pod: &Pod) -> String {
+    let name = pod.spec.as_ref().and_then(|s| s.hostname.clone()).or_else(|| pod.metadata.name.clone()).unwrap_or_default();
+    name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
+}
+
+impl Kubelet {
+    /// Brings one pod toward its spec; true once the pod is done with here.
+    async fn sync(&self, update: &Update, state: &mut PodState) -> Result<bool> {
+        let pod = &update.pod;
+        let uid = uid_of(pod);
+        let containers = self.runtime.list(Some(uid)).await?;
+        if update.gone || pod.metadata.deletion_timestamp.is_some() {
+            self.terminate(pod, &containers).await?;
+            if !update.gone {
+                self.post_status(pod, state, &containers).await?;
+                let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+                let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }), ..Default::default() };
+                match api.delete(pod.metadata.name.as_deref().unwrap_or(""), &params).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                    Err(e) => return Err(e).context("deleting the pod"),
+                }
+            }
+            return Ok(true);
+        }
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        if phase == "Succeeded" || phase == "Failed" {
+            // A finished pod runs nothing and holds no address; its
+            // containers stay for their logs until the pod is deleted.
+            self.stop_all(pod, &containers).await;
+            if self.sandboxes.exists(uid) {
+                self.sandboxes.remove(uid)?;
+            }
+            return Ok(false);
+        }
+        state.start_time.get_or_insert_with(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+
+        let spec = pod.spec.as_ref().context("pod without spec")?;
+        if !self.sandboxes.exists(uid) {
+            if let Err(e) = self.create_sandbox(pod).await {
+                self.event(pod, None, true, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e:#}")).await;
+                self.post_status(pod, state, &containers).await?;
+                return Err(e);
+            }
+        }
+        let refresh = state.volumes.as_ref().is_none_or(|(at, _)| at.elapsed() >= VOLUME_REFRESH);
+        if refresh {
+            let allocatable = self.allocatable.lock().unwrap().clone();
+            match self.volumes.setup(&self.client, pod, &allocatable).await {
+                Ok(paths) => state.volumes = Some((Instant::now(), paths)),
+                Err(e) if state.volumes.is_none() => {
+                    self.event(pod, None, true, "FailedMount", &format!("{e:#}")).await;
+                    self.post_status(pod, state, &containers).await?;
+                    return Ok(false);
+                }
+                Err(e) => tracing::warn!("refreshing the volumes of {}: {e:#}", name_of(pod)),
+            }
+        }
+
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let runs = runs_by_name(&containers);
+        let mut initialized = true;
+        for init in spec.init_containers.iter().flatten() {
+            let sidecar = init.restart_policy.as_deref() == Some("Always");
+            let latest = runs.get(init.name.as_str()).and_then(|r| r.last());
+            match latest.map(|c| &c.state) {
+                Some(State::Running { .. }) if sidecar => continue,
+                Some(State::Exited { exit_code: 0, .. }) if !sidecar => continue,
+                Some(State::Running { .. }) => {}
+                Some(_) if !sidecar && policy == "Never" => {
+                    initialized = false;
+                    break;
+                }
+                _ => self.start_if_due(pod, init, latest.copied(), state).await,
+            }
+            if !sidecar {
+                initialized = false;
+                break;
+            }
+        }
+        if initialized {
+            for container in &spec.containers {
+                let latest = runs.get(container.name.as_str()).and_then(|r| r.last());
+                if latest.is_none_or(|c| restarts(policy, &c.state)) {
+                    self.start_if_due(pod, container, latest.copied(), state).await;
+                }
+            }
+        }
+        let containers = self.runtime.list(Some(uid)).await?;
+        self.post_status(pod, state, &containers).await?;
+        Ok(false)
+    }
+
+    async fn create_sandbox(&self, pod: &Pod) -> Result<()> {
+        let uid = uid_of(pod).to_string();
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let subnet = if host_network { None } else { Some(self.pod_cidr().await?) };
+        let hostname = if host_network { self.config.node_name.clone() } else { hostname(pod) };
+        let address = self.config.address;
+        let kubelet_sandboxes = &self.sandboxes;
+        // Namespaces and CNI are blocking work (threads, plugin processes).
+        tokio::task::block_in_place(|| kubelet_sandboxes.create(&uid, &hostname, subnet.as_deref(), address))?;
+        Ok(())
+    }
+
+    /// This node's pod CIDR, once the node IPAM controller has given one.
+    async fn pod_cidr(&self) -> Result<String> {
+        self.pod_cidr
+            .get_or_try_init(|| async {
+                let nodes: Api<Node> = Api::all(self.client.clone());
+                let node = nodes.get(&self.config.node_name).await?;
+                if let Some(allocatable) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) {
+                    *self.allocatable.lock().unwrap() = allocatable.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+                }
+                node.spec.and_then(|s| s.pod_cidr).context("the node has no pod CIDR yet")
+            })
+            .await
+            .cloned()
+    }
+
+    /// Starts a container, unless it is backing off (after a crash or a
+    /// failed pull); what it waits for goes into `state.waiting`.
+    async fn start_if_due(&self, pod: &Pod, container: &ContainerSpec, latest: Option<&Container>, state: &mut PodState) {
+        let name = &container.name;
+        if let (Some(last), Some(delay)) = (latest, state.backoff.get(name)) {
+            if let Some(finished) = finished_at(&last.state) {
+                let due = finished + chrono::TimeDelta::from_std(*delay).unwrap_or_default();
+                if chrono::Utc::now() < due {
+                    let message = format!("back-off {}s restarting failed container={name} pod={}_{}({})", delay.as_secs(), pod.metadata.name.as_deref().unwrap_or(""), pod.metadata.namespace.as_deref().unwrap_or(""), uid_of(pod));
+                    let first = state.waiting.get(name).is_none_or(|w| w.reason != "CrashLoopBackOff");
+                    state.waiting.insert(name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message: message.clone() });
+                    if first {
+                        self.event(pod, Some(name), true, "BackOff", &format!("Back-off restarting failed container {name} in pod {}", name_of(pod).replace('/', "_"))).await;
+                    }
+                    return;
+                }
+            }
+        }
+        if let Some((until, _)) = state.pull_backoff.get(name) {
+            if Instant::now() < *until {
+                let image = container.image.clone().unwrap_or_default();
+                state.waiting.insert(name.clone(), Waiting { reason: "ImagePullBackOff".into(), message: format!("Back-off pulling image \"{image}\"") });
+                return;
+            }
+        }
+        let attempt = latest.map(|c| c.meta.attempt + 1).unwrap_or(0);
+        match self.start_container(pod, container, attempt, state).await {
+            Ok(()) => {
+                state.waiting.remove(name);
+                if latest.is_some() {
+                    let next = state.backoff.get(name).map(|d| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_START);
+                    state.backoff.insert(name.clone(), next);
+                }
+            }
+            Err(waiting) => {
+                state.waiting.insert(name.clone(), waiting);
+            }
+        }
+    }
+
+    /// Pulls the image if needed, prepares the environment and mounts, and
+    /// starts one run of a container. A failure to start is the runtime's
+    /// to report (StartError); the other failures come back as why it waits.
+    async fn start_container(&self, pod: &Pod, container: &ContainerSpec, attempt: u32, state: &mut PodState) -> Result<(), Waiting> {
+        let name = &container.name;
+        let image_ref = container.image.clone().unwrap_or_default();
+        let image = match self.ensure_image(pod, container, state).await {
+            Ok(image) => image,
+            Err(w) => return Err(w),
+        };
+        let config_error = |e: anyhow::Error| Waiting { reason: "CreateContainerConfigError".into(), message: format!("{e:#}") };
+        let image_config = self.images.config(&image).map_err(config_error)?;
+        let env = self.environment(pod, container).await.map_err(config_error)?;
+        let uid = uid_of(pod);
+        let volumes = state.volumes.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
+        let mounts = self.mounts(pod, container, attempt, &volumes).map_err(config_error)?;
+        let mut pod_with_ips = pod.clone();
+        let ip = self.sandboxes.ip(uid).map(|ip| ip.to_string());
+        let status = pod_with_ips.status.get_or_insert_with(Default::default);
+        status.pod_ip = ip.clone();
+        status.host_ip = Some(self.config.address.to_string());
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let spec = spec::build(spec::Inputs {
+            pod: &pod_with_ips,
+            container,
+            image: &image_config,
+            env,
+            mounts,
+            namespaces: self.sandboxes.namespaces(uid),
+            hostname: if host_network { self.config.node_name.clone() } else { hostname(pod) },
+        })
+        .map_err(config_error)?;
+        let log_path = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))).join(name).join(format!("{attempt}.log"));
+        let meta = Meta {
+            pod_uid: uid.to_string(),
+            pod_namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod_name: pod.metadata.name.clone().unwrap_or_default(),
+            container: name.clone(),
+            attempt,
+            image: image_ref.clone(),
+            image_id: image.id_for(&crate::images::normalize(&image_ref).unwrap_or(image_ref.clone())),
+            log_path,
+        };
+        let config = ContainerConfig { meta, spec, layers: self.images.layer_dirs(&image), cgroup_parent: cgroup_parent(uid) };
+        let (id, started) = self.runtime.start(config).await;
+        match started {
+            Ok(()) => {
+                self.event(pod, Some(name), false, "Created", &format!("Created container {name}")).await;
+                self.event(pod, Some(name), false, "Started", &format!("Started container {name}")).await;
+            }
+            Err(e) => {
+                tracing::debug!("container {id} of {} failed to start: {e:#}", name_of(pod));
+                self.event(pod, Some(name), true, "Failed", &format!("Error: {e:#}")).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The image, pulled as `imagePullPolicy` says (upstream's default:
+    /// Always for `:latest` or no tag, else IfNotPresent).
+    async fn ensure_image(&self, pod: &Pod, container: &ContainerSpec, state: &mut PodState) -> Result<crate::images::Image, Waiting> {
+        let name = &container.name;
+        let reference = container.image.clone().unwrap_or_default();
+        let present = self.images.get(&reference);
+        let latest = !reference.contains('@') && reference.rsplit('/').next().is_some_and(|last| !last.contains(':') || last.ends_with(":latest"));
+        let policy = container.image_pull_policy.clone().unwrap_or_else(|| if latest { "Always" } else { "IfNotPresent" }.into());
+        match (policy.as_str(), present) {
+            ("Never", Some(image)) | ("IfNotPresent", Some(image)) => {
+                self.event(pod, Some(name), false, "Pulled", &format!("Container image \"{reference}\" already present on machine")).await;
+                return Ok(image);
+            }
+            ("Never", None) => {
+                let message = format!("Container image \"{reference}\" is not present with pull policy of Never");
+                self.event(pod, Some(name), true, "ErrImageNeverPull", &message).await;
+                return Err(Waiting { reason: "ErrImageNeverPull".into(), message });
+            }
+            _ => {}
+        }
+        self.event(pod, Some(name), false, "Pulling", &format!("Pulling image \"{reference}\"")).await;
+        let started = Instant::now();
+        let credentials = self.pull_credentials(pod, &reference).await;
+        match self.images.pull(&reference, credentials.as_ref()).await {
+            Ok(image) => {
+                state.pull_backoff.remove(name);
+                let took = started.elapsed().as_secs_f64();
+                self.event(pod, Some(name), false, "Pulled", &format!("Successfully pulled image \"{reference}\" in {took:.3}s. Image size: {} bytes.", image.size)).await;
+                Ok(image)
+            }
+            Err(e) => {
+                let delay = state.pull_backoff.get(name).map(|(_, d)| (*d * 2).min(BACKOFF_MAX)).unwrap_or(BACKOFF_START);
+                state.pull_backoff.insert(name.clone(), (Instant::now() + delay, delay));
+                let message = format!("Failed to pull image \"{reference}\": {e:#}");
+                self.event(pod, Some(name), true, "Failed", &message).await;
+                Err(Waiting { reason: "ErrImagePull".into(), message })
+            }
+        }
+    }
+
+    /// Credentials for the image's registry from the pod's imagePullSecrets
+    /// (`kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`).
+    async fn pull_credentials(&self, pod: &Pod, reference: &str) -> Option<crate::images::Credentials> {
+        let registry = crate::images::normalize(reference).ok()?.split('/').next()?.to_string();
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        for reference in pod.spec.as_ref()?.image_pull_secrets.iter().flatten() {
+            let Ok(secret) = secrets.get(&reference.name).await else { continue };
+            let data = crate::volumes::secret_data(&secret);
+            let config: Value = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+                (Some(json), _) => serde_json::from_slice::<Value>(json).ok()?.get("auths").cloned()?,
+                (None, Some(cfg)) => serde_json::from_slice(cfg).ok()?,
+                _ => continue,
+            };
+            let hosts = config.as_object()?;
+            let entry = hosts.iter().find(|(host, _)| {
+                let host = host.trim_start_matches("https://").trim_start_matches("http://").split('/').next().unwrap_or("");
+                host == registry || (registry == "docker.io" && host == "index.docker.io")
+            });
+            if let Some((_, entry)) = entry {
+                return crate::images::credentials_from_docker_config(entry);
+            }
+        }
+        None
+    }
+
+    /// `env` and `envFrom`, resolved in upstream's order: envFrom first,
+    /// then env, each able to refer to the ones before it.
+    async fn environment(&self, pod: &Pod, container: &ContainerSpec) -> Result<Vec<(String, String)>> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let mut env: Vec<(String, String)> = Vec::new();
+        for from in container.env_from.iter().flatten() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            let data = if let Some(source) = &from.config_map_ref {
+                match config_maps.get_opt(&source.name).await? {
+                    Some(cm) => crate::volumes::config_map_data(&cm),
+                    None if source.optional == Some(true) => continue,
+                    None => anyhow::bail!("configmap \"{}\" not found", source.name),
+                }
+            } else if let Some(source) = &from.secret_ref {
+                match secrets.get_opt(&source.name).await? {
+                    Some(s) => crate::volumes::secret_data(&s),
+                    None if source.optional == Some(true) => continue,
+                    None => anyhow::bail!("secret \"{}\" not found", source.name),
+                }
+            } else {
+                continue;
+            };
+            for (k, v) in data {
+                env.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned()));
+            }
+        }
+        let allocatable = self.allocatable.lock().unwrap().clone();
+        for var in container.env.iter().flatten() {
+            let value = match &var.value_from {
+                None => spec::expand(var.value.as_deref().unwrap_or(""), &env),
+                Some(from) => {
+                    if let Some(field) = &from.field_ref {
+                        crate::downward::field(pod, &field.field_path)?
+                    } else if let Some(resource) = &from.resource_field_ref {
+                        crate::downward::resource(pod, Some(&container.name), resource, &allocatable)?
+                    } else if let Some(key) = &from.config_map_key_ref {
+                        let cm = config_maps.get_opt(&key.name).await?;
+                        match cm.as_ref().and_then(|cm| crate::volumes::config_map_data(cm).remove(&key.key)) {
+                            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                            None if key.optional == Some(true) => continue,
+                            None if cm.is_none() => anyhow::bail!("configmap \"{}\" not found", key.name),
+                            None => anyhow::bail!("couldn't find key {} in ConfigMap {ns}/{}", key.key, key.name),
+                        }
+                    } else if let Some(key) = &from.secret_key_ref {
+                        let secret = secrets.get_opt(&key.name).await?;
+                        match secret.as_ref().and_then(|s| crate::volumes::secret_data(s).remove(&key.key)) {
+                            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                            None if key.optional == Some(true) => continue,
+                            None if secret.is_none() => anyhow::bail!("secret \"{}\" not found", key.name),
+                            None => anyhow::bail!("couldn't find key {} in Secret {ns}/{}", key.key, key.name),
+                        }
+                    } else {
+                        continue;
+                    }
+                }
+            };
+            env.push((var.name.clone(), value));
+        }
+        Ok(env)
+    }
+
+    /// The container's volume mounts and the files every container gets:
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` and its
+    /// termination log.
+    fn mounts(&self, pod: &Pod, container: &ContainerSpec, attempt: u32, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<spec::BindMount>> {
+        let uid = uid_of(pod);
+        let pod_dir = self.volumes.pod_dir(uid);
+        let mut mounts = Vec::new();
+        for m in container.volume_mounts.iter().flatten() {
+            let mut source = volumes.get(&m.name).with_context(|| format!("no volume {:?}", m.name))?.clone();
+            if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                if std::path::Path::new(sub).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                    anyhow::bail!("subPath {sub:?} must be a relative path without '..'");
+                }
+                source = source.join(sub);
+                if !source.exists() {
+                    std::fs::create_dir_all(&source)?;
+                }
+            }
+            mounts.push(spec::BindMount { source, destination: m.mount_path.clone(), read_only: m.read_only == Some(true) });
+        }
+        let etc = pod_dir.join("etc");
+        std::fs::create_dir_all(&etc)?;
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let name = if host_network { self.config.node_name.clone() } else { hostname(pod) };
+        let ip = self.sandboxes.ip(uid).map(|i| i.to_string()).unwrap_or_default();
+        let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
+        if !ip.is_empty() {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        for alias in pod.spec.as_ref().and_then(|s| s.host_aliases.as_ref()).into_iter().flatten() {
+            hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", alias.ip, alias.hostnames.clone().unwrap_or_default().join("\t")));
+        }
+        std::fs::write(etc.join("hosts"), hosts)?;
+        std::fs::write(etc.join("hostname"), format!("{name}\n"))?;
+        // Cluster DNS comes with the network work; until then, the host's resolvers.
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(etc.join("resolv.conf"), resolv)?;
+        let termination = pod_dir.join("containers").join(&container.name).join(attempt.to_string());
+        std::fs::create_dir_all(termination.parent().unwrap())?;
+        std::fs::write(&termination, "")?;
+        let destinations: HashSet<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
+        let mut extra = vec![("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")]
+            .into_iter()
+            .filter(|(_, to)| !destinations.contains(to))
+            .map(|(file, to)| spec::BindMount { source: etc.join(file), destination: to.into(), read_only: false })
+            .collect::<Vec<_>>();
+        let message_path = container.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into());
+        extra.push(spec::BindMount { source: termination, destination: message_path, read_only: false });
+        mounts.extend(extra);
+        Ok(mounts)
+    }
+
+    /// Stops every running container of a pod (SIGTERM, then SIGKILL after
+    /// the grace period), then removes its containers, sandbox and volumes.
+    async fn terminate(&self, pod: &Pod, containers: &[Container]) -> Result<()> {
+        self.stop_all(pod, containers).await;
+        let uid = uid_of(pod);
+        for c in containers {
+            self.runtime.remove(&c.id).await?;
+        }
+        crate::runtime::remove_cgroup(&cgroup_parent(uid));
+        tokio::task::block_in_place(|| self.sandboxes.remove(uid))?;
+        self.volumes.teardown(uid)?;
+        let logs = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")));
+        let _ = std::fs::remove_dir_all(logs);
+        Ok(())
+    }
+
+    async fn stop_all(&self, pod: &Pod, containers: &[Container]) {
+        let grace = pod.metadata.deletion_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30).max(0) as u64;
+        let running: Vec<&Container> = containers.iter().filter(|c| matches!(c.state, State::Running { .. })).collect();
+        let stops = running.iter().map(|c| async move {
+            self.event(pod, Some(&c.meta.container), false, "Killing", &format!("Stopping container {}", c.meta.container)).await;
+            if let Err(e) = self.runtime.stop(&c.id, Duration::from_secs(grace)).await {
+                tracing::warn!("stopping {}: {e:#}", c.id);
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+
+    /// Posts the pod's status when it differs from what was posted last.
+    async fn post_status(&self, pod: &Pod, state: &mut PodState, containers: &[Container]) -> Result<()> {
+        let uid = uid_of(pod);
+        let spec = pod.spec.as_ref().context("pod without spec")?;
+        let runs = runs_by_name(containers);
+        let messages: BTreeMap<String, String> = containers
+            .iter()
+            .filter(|c| matches!(c.state, State::Exited { .. }))
+            .filter_map(|c| {
+                let path = self.volumes.pod_dir(uid).join("containers").join(&c.meta.container).join(c.meta.attempt.to_string());
+                let text = std::fs::read_to_string(path).ok()?;
+                Some((c.id.clone(), text.chars().take(4096).collect()))
+            })
+            .collect();
+        let statuses = |list: &[ContainerSpec]| -> Vec<Value> {
+            list.iter().map(|c| status::container_status(c, runs.get(c.name.as_str()).map(Vec::as_slice).unwrap_or_default(), state.waiting.get(&c.name), &messages)).collect()
+        };
+        let init_specs = spec.init_containers.clone().unwrap_or_default();
+        let mut init = statuses(&init_specs);
+        let mut main = statuses(&spec.containers);
+        let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let mut pending_init = Vec::new();
+        let mut init_failed = false;
+        for (c, s) in init_specs.iter().zip(&mut init) {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let done = if sidecar { s["started"] == true } else { s["state"]["terminated"]["exitCode"] == 0 };
+            if !done {
+                pending_init.push(c.name.clone());
+                let failed = s["state"]["terminated"]["exitCode"].as_i64().is_some_and(|c| c != 0);
+                init_failed |= failed && policy == "Never" && !sidecar;
+            }
+            if !sidecar {
+                s["ready"] = json!(done);
+            }
+        }
+        let initialized = pending_init.is_empty();
+        if !initialized {
+            for s in &mut main {
+                if s["state"]["waiting"]["reason"] == "ContainerCreating" {
+                    s["state"]["waiting"]["reason"] = json!("PodInitializing");
+                }
+            }
+        }
+        let phase = status::phase(pod, &main, initialized, init_failed);
+        let unready: Vec<String> = main.iter().filter(|s| s["ready"] != true).filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
+        let sandbox = self.sandboxes.exists(uid);
+        let conditions = status::conditions(pod, sandbox, if initialized { Ok(()) } else { Err(pending_init) }, unready, phase);
+        let ip = self.sandboxes.ip(uid).map(|i| i.to_string());
+        let host_ip = self.config.address.to_string();
+        let mut status = json!({
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "startTime": pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).or(state.start_time.clone()),
+            "containerStatuses": main,
+        });
+        if !init.is_empty() {
+            status["initContainerStatuses"] = json!(init);
+        }
+        if let Some(ip) = ip {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!([{"ip": ip}]);
+        }
+        if state.posted.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await.context("posting the pod's status")?;
+        state.posted = Some(status);
+        Ok(())
+    }
+
+    /// Removes containers, sandboxes and volumes of pods that are not
+    /// bound here any more (left from before the agent restarted).
+    async fn clean_up_orphans(&self, pods: &HashSet<String>) {
+        let containers = self.runtime.list(None).await.unwrap_or_default();
+        for c in containers.iter().filter(|c| !pods.contains(&c.meta.pod_uid)) {
+            let _ = self.runtime.stop(&c.id, Duration::from_secs(2)).await;
+            if let Err(e) = self.runtime.remove(&c.id).await {
+                tracing::warn!("removing orphaned container {}: {e:#}", c.id);
+            }
+        }
+        let mut uids: HashSet<String> = self.sandboxes.list().into_iter().collect();
+        uids.extend(self.volumes.list());
+        uids.extend(containers.iter().map(|c| c.meta.pod_uid.clone()));
+        for uid in uids.iter().filter(|u| !pods.contains(*u)) {
+            crate::runtime::remove_cgroup(&cgroup_parent(uid));
+            if let Err(e) = tokio::task::block_in_place(|| self.sandboxes.remove(uid)) {
+                tracing::warn!("removing the sandbox of pod {uid}: {e:#}");
+            }
+            if let Err(e) = self.volumes.teardown(uid) {
+                tracing::warn!("removing the volumes of pod {uid}: {e:#}");
+            }
+        }
+    }
+
+    async fn event(&self, pod: &Pod, container: Option<&str>, warning: bool, reason: &str, note: &str) {
+        let mut reference = kube::Resource::object_ref(pod, &());
+        if let Some(name) = container {
+            let spec = pod.spec.as_ref();
+            let is_init = spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == name));
+            reference.field_path = Some(format!("spec.{}{{{name}}}", if is_init { "initContainers" } else { "containers" }));
+        }
+        let event = Event { type_: if warning { EventType::Warning } else { EventType::Normal }, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
+        if let Err(e) = self.events.publish(&event, &reference).await {
+            tracing::debug!("event for {}: {e}", name_of(pod));
+        }
+    }
+}

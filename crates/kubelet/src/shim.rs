@@ -1,0 +1,235 @@
+//! The shim: one small process per container, as containerd's shim and
+//! CRI-O's conmon are. It outlives the agent, so restarting the agent
+//! leaves containers running: it holds the container's stdout and stderr
+//! and writes them to the log in the CRI format, and, as the container's
+//! subreaper, collects its exit status into `exit.json`.
+//!
+//! `skiff shim` forks at once: the parent waits until the container has
+//! started (or failed to) and reports that through its exit status, the
+//! child stays as the container's parent. It must run before any thread
+//! exists (no async runtime), since it forks.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub id: String,
+    /// The OCI bundle (`config.json` and `rootfs/`); `started.json` and
+    /// `exit.json` are written here too.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// runc's state directory (`runc --root`).
+    #[arg(long)]
+    pub runc_root: PathBuf,
+    /// The CRI-format log file.
+    #[arg(long)]
+    pub log: PathBuf,
+}
+
+/// What `started.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Started {
+    pub pid: i32,
+    pub started_at: String,
+}
+
+/// What `exit.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exited {
+    pub exit_code: i32,
+    pub finished_at: String,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+pub const STARTED: &str = "started.json";
+pub const EXITED: &str = "exit.json";
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Runs the shim: exits (in the parent) once the container runs, 0, or
+/// with 1 and why it could not start on stderr.
+pub fn main(args: Args) -> ! {
+    match start(args) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("{e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn start(args: Args) -> Result<()> {
+    let (report_r, report_w) = pipe()?;
+    // SAFETY: called before any other thread exists (see the module docs).
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => {
+            drop(report_w);
+            let mut said = String::new();
+            std::fs::File::from(report_r).read_to_string(&mut said)?;
+            match said.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if said.is_empty() => bail!("the shim died before the container started"),
+                None => bail!("{}", said.trim()),
+            }
+        }
+        ForkResult::Child => {
+            drop(report_r);
+            let mut report = std::fs::File::from(report_w);
+            let code = match monitor(&args, &mut report) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = write!(report, "{e:#}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
+    // The agent waits for our parent's output to end: let go of it.
+    let null = std::fs::File::open("/dev/null")?;
+    let own_log = std::fs::OpenOptions::new().create(true).append(true).open(args.bundle.join("shim.log"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0)?;
+    nix::unistd::dup2(own_log.as_raw_fd(), 1)?;
+    nix::unistd::dup2(own_log.as_raw_fd(), 2)?;
+    nix::unistd::setsid()?;
+    // Orphans of the container (its init, once `runc create` exits) come to us.
+    nix::sys::prctl::set_child_subreaper(true)?;
+    let log = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&args.log).with_context(|| format!("opening {}", args.log.display()))?));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let pid_file = args.bundle.join("init.pid");
+    let runc_log = args.bundle.join("runc.log");
+    let created = Command::new("runc")
+        .arg("--root")
+        .arg(&args.runc_root)
+        .arg("--log")
+        .arg(&runc_log)
+        .arg("--log-format")
+        .arg("json")
+        .arg("create")
+        .arg("--bundle")
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status()
+        .context("running runc")?;
+    if !created.success() {
+        bail!("{}", runc_error(&runc_log));
+    }
+    let copiers = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, stream)| {
+        let log = log.clone();
+        std::thread::spawn(move || copy_to_log(fd, stream, &log))
+    });
+    let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse().context("runc's pid file")?;
+    let started = Command::new("runc").arg("--root").arg(&args.runc_root).arg("--log").arg(&runc_log).arg("--log-format").arg("json").arg("start").arg(&args.id).stdin(Stdio::null()).output()?;
+    if !started.status.success() {
+        bail!("{}", runc_error(&runc_log));
+    }
+    let started = Started { pid, started_at: now() };
+    write_json(&args.bundle.join(STARTED), &started)?;
+    report.write_all(b"ok")?;
+    drop(std::mem::replace(report, std::fs::File::open("/dev/null")?));
+
+    let exit_code = loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => break code,
+            Ok(WaitStatus::Signaled(p, signal, _)) if p.as_raw() == pid => break 128 + signal as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("waiting for the container: {e}"),
+        }
+    };
+    let finished_at = now();
+    // The container's init is gone, so the kernel has killed the rest of
+    // its PID namespace and the pipes close; the log is then complete.
+    for copier in copiers {
+        let _ = copier.join();
+    }
+    let oom_killed = oom_killed(&args.bundle);
+    write_json(&args.bundle.join(EXITED), &Exited { exit_code, finished_at, oom_killed })?;
+    Ok(())
+}
+
+fn runc_error(log: &Path) -> String {
+    // runc's log is JSON lines; the last error is the reason.
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["level"] == "error")
+        .filter_map(|v| v["msg"].as_str().map(str::to_string))
+        .next_back()
+        .unwrap_or_else(|| "runc failed without saying why".into())
+}
+
+/// The CRI log format: `<RFC 3339 time> <stream> <F|P> <text>`, one line
+/// per line of output; `P` marks a piece of a line longer than 16 KiB.
+fn copy_to_log(fd: OwnedFd, stream: &str, log: &Mutex<std::fs::File>) {
+    const MAX_LINE: usize = 16 * 1024;
+    let mut reader = BufReader::new(std::fs::File::from(fd));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line);
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (text, tag) = match line.strip_suffix(b"\n") {
+            Some(text) => (text, "F"),
+            None if line.len() >= MAX_LINE => (&line[..], "P"),
+            None => (&line[..], "F"), // the last line, without a newline
+        };
+        let mut entry = format!("{} {stream} {tag} ", now()).into_bytes();
+        entry.extend_from_slice(text);
+        entry.push(b'\n');
+        let _ = log.lock().unwrap().write_all(&entry);
+    }
+}
+
+/// Whether the kernel's OOM killer struck in the container's memory cgroup
+/// (cgroup v1 `memory.oom_control`, v2 `memory.events`).
+fn oom_killed(bundle: &Path) -> bool {
+    let Ok(config) = std::fs::read(bundle.join("config.json")) else { return false };
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap_or_default();
+    let Some(path) = config.pointer("/linux/cgroupsPath").and_then(|p| p.as_str()) else { return false };
+    let path = path.trim_start_matches('/');
+    let count = |file: String, key: &str| {
+        std::fs::read_to_string(file).ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix(key).and_then(|n| n.trim().parse::<u64>().ok())))
+    };
+    count(format!("/sys/fs/cgroup/memory/{path}/memory.oom_control"), "oom_kill ")
+        .or_else(|| count(format!("/sys/fs/cgroup/{path}/memory.events"), "oom_kill "))
+        .is_some_and(|n| n > 0)
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A pipe neither end of which leaks into runc or the container, except
+/// as the stdio a child is given.
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?)
+}

@@ -1,0 +1,261 @@
+//! A pod's container as an OCI runtime spec: what containerd's CRI plugin
+//! does with a CRI container config, from the pod, the image's config and
+//! the paths the kubelet prepared.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, Spec, UserBuilder,
+};
+
+/// A bind mount into the container.
+pub struct BindMount {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// Everything besides the pod and the image that goes into a spec.
+pub struct Inputs<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub image: &'a ImageConfiguration,
+    /// Environment from `env` and `envFrom`, resolved, in order.
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<BindMount>,
+    /// The sandbox's namespaces, by OCI name (`net`, `ipc`, `uts`).
+    pub namespaces: Vec<(&'static str, PathBuf)>,
+    pub hostname: String,
+}
+
+/// Upstream's default capabilities for containers (containerd's and CRI-O's set).
+const DEFAULT_CAPABILITIES: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+pub fn build(inputs: Inputs) -> Result<Spec> {
+    let Inputs { pod, container, image, env, mounts, namespaces, hostname } = inputs;
+    let image_config = image.config().clone().unwrap_or_default();
+    let mut environment: Vec<(String, String)> = image_config.env().clone().unwrap_or_default().iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if !environment.iter().any(|(k, _)| k == "PATH") {
+        environment.insert(0, ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    }
+    environment.push(("HOSTNAME".into(), hostname.clone()));
+    for (name, value) in env {
+        let value = expand(&value, &environment);
+        environment.retain(|(k, _)| *k != name);
+        environment.push((name, value));
+    }
+    let args = command_line(container, &image_config, &environment);
+    anyhow::ensure!(!args.is_empty(), "no command specified");
+
+    let security = container.security_context.clone().unwrap_or_default();
+    let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let (image_uid, image_gid) = image_user(image_config.user().as_deref());
+    let uid = security.run_as_user.or(pod_security.run_as_user).map(|u| u as u32).unwrap_or(image_uid);
+    let gid = security.run_as_group.or(pod_security.run_as_group).map(|g| g as u32).unwrap_or(image_gid);
+    if security.run_as_non_root.or(pod_security.run_as_non_root) == Some(true) && uid == 0 {
+        anyhow::bail!("container has runAsNonRoot and image will run as root (pod: \"{}\", container: {})", pod_label(pod), container.name);
+    }
+    let mut groups: Vec<u32> = pod_security.supplemental_groups.clone().unwrap_or_default().iter().map(|g| *g as u32).collect();
+    groups.extend(pod_security.fs_group.map(|g| g as u32));
+    let privileged = security.privileged == Some(true);
+    let mut capabilities: Vec<Capability> = if privileged { all_capabilities() } else { DEFAULT_CAPABILITIES.to_vec() };
+    if let Some(caps) = &security.capabilities {
+        for add in caps.add.iter().flatten() {
+            if add == "ALL" {
+                capabilities = all_capabilities();
+            } else if let Some(c) = capability(add) {
+                capabilities.push(c);
+            }
+        }
+        for drop in caps.drop.iter().flatten() {
+            if drop == "ALL" {
+                capabilities.clear();
+            } else if let Some(c) = capability(drop) {
+                capabilities.retain(|x| *x != c);
+            }
+        }
+    }
+    capabilities.sort_by_key(|c| c.to_string());
+    capabilities.dedup();
+    let caps: oci_spec::runtime::Capabilities = capabilities.into_iter().collect();
+    // As many open files as the agent may have (containerd passes its own on).
+    let open_files = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024);
+    let process = ProcessBuilder::default()
+        .args(args)
+        .env(environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
+        .cwd(container.working_dir.clone().or_else(|| image_config.working_dir().clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into()))
+        .user(UserBuilder::default().uid(uid).gid(gid).additional_gids(groups).build()?)
+        .no_new_privileges(security.allow_privilege_escalation == Some(false))
+        .capabilities(
+            oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps)
+                .build()?,
+        )
+        .rlimits(vec![oci_spec::runtime::PosixRlimitBuilder::default().typ(oci_spec::runtime::PosixRlimitType::RlimitNofile).hard(open_files).soft(open_files).build()?])
+        .build()?;
+
+    // The defaults; /sys is read-only unless privileged.
+    let mut all_mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
+    for m in all_mounts.iter_mut().filter(|m| m.destination().starts_with("/sys")) {
+        let mut options: Vec<String> = m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro" && o != "rw").collect();
+        options.push(if privileged { "rw" } else { "ro" }.into());
+        m.set_options(Some(options));
+    }
+    for m in mounts {
+        let mut options = vec!["rbind".to_string(), "rprivate".into()];
+        options.push(if m.read_only { "ro" } else { "rw" }.into());
+        all_mounts.push(MountBuilder::default().destination(m.destination).typ("bind").source(m.source).options(options).build()?);
+    }
+
+    let mut linux_namespaces = vec![
+        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid).build()?,
+        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Mount).build()?,
+        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build()?,
+    ];
+    for (kind, path) in namespaces {
+        let typ = match kind {
+            "net" => LinuxNamespaceType::Network,
+            "ipc" => LinuxNamespaceType::Ipc,
+            _ => LinuxNamespaceType::Uts,
+        };
+        linux_namespaces.push(LinuxNamespaceBuilder::default().typ(typ).path(path).build()?);
+    }
+    let mut linux = LinuxBuilder::default().namespaces(linux_namespaces).resources(resources(container)?);
+    if !privileged {
+        let defaults = oci_spec::runtime::Linux::default();
+        linux = linux.masked_paths(defaults.masked_paths().clone().unwrap_or_default()).readonly_paths(defaults.readonly_paths().clone().unwrap_or_default());
+    }
+    let mut spec = Spec::default();
+    spec.set_hostname(Some(hostname)).set_process(Some(process)).set_mounts(Some(all_mounts)).set_linux(Some(linux.build()?));
+    spec.set_root(Some(oci_spec::runtime::RootBuilder::default().path("rootfs").readonly(security.read_only_root_filesystem == Some(true)).build()?));
+    Ok(spec)
+}
+
+fn pod_label(pod: &Pod) -> String {
+    format!("{}_{}({})", pod.metadata.name.as_deref().unwrap_or(""), pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.uid.as_deref().unwrap_or(""))
+}
+
+/// Every capability, for privileged containers and `add: [ALL]`.
+fn all_capabilities() -> Vec<Capability> {
+    const ALL: &str = "AUDIT_CONTROL AUDIT_READ AUDIT_WRITE BLOCK_SUSPEND BPF CHECKPOINT_RESTORE CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID IPC_LOCK IPC_OWNER KILL LEASE LINUX_IMMUTABLE MAC_ADMIN MAC_OVERRIDE MKNOD NET_ADMIN NET_BIND_SERVICE NET_BROADCAST NET_RAW PERFMON SETGID SETFCAP SETPCAP SETUID SYS_ADMIN SYS_BOOT SYS_CHROOT SYS_MODULE SYS_NICE SYS_PACCT SYS_PTRACE SYS_RAWIO SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG SYSLOG WAKE_ALARM";
+    ALL.split(' ').filter_map(|c| c.parse().ok()).collect()
+}
+
+/// `NET_ADMIN` or `CAP_NET_ADMIN`, as a capability.
+fn capability(name: &str) -> Option<Capability> {
+    name.trim_start_matches("CAP_").parse().ok()
+}
+
+/// Upstream's rules: `command` replaces the image's entrypoint (and drops
+/// its cmd), `args` replaces its cmd; `$(VAR)` expands from the environment.
+fn command_line(container: &Container, image: &oci_spec::image::Config, env: &[(String, String)]) -> Vec<String> {
+    let entrypoint = image.entrypoint().clone().unwrap_or_default();
+    let cmd = image.cmd().clone().unwrap_or_default();
+    let (command, args) = match (&container.command, &container.args) {
+        (Some(command), args) => (command.clone(), args.clone().unwrap_or_default()),
+        (None, Some(args)) => (entrypoint, args.clone()),
+        (None, None) => (entrypoint, cmd),
+    };
+    command.into_iter().chain(args).map(|s| expand(&s, env)).collect()
+}
+
+/// `$(VAR)` → its value when defined, `$$` → `$`; anything else is kept,
+/// as upstream's expansion does.
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(name_end) = after.strip_prefix('(').and_then(|a| a.find(')')) {
+            let name = &after[1..=name_end];
+            match env.iter().rev().find(|(k, _)| k == name) {
+                Some((_, v)) => out.push_str(v),
+                None => out.push_str(&rest[i..i + name_end + 3]),
+            }
+            rest = &after[name_end + 2..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The image's `User` when numeric (`uid` or `uid:gid`); names would need
+/// the image's /etc/passwd and run as root until then.
+fn image_user(user: Option<&str>) -> (u32, u32) {
+    let Some(user) = user.filter(|u| !u.is_empty()) else { return (0, 0) };
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid = u.parse().unwrap_or(0);
+    (uid, g.parse().unwrap_or(if uid == 0 { 0 } else { uid }))
+}
+
+/// CPU shares from requests, CFS quota and the memory limit from limits,
+/// as upstream's kubelet maps them.
+fn resources(container: &Container) -> Result<oci_spec::runtime::LinuxResources> {
+    // In milli-units.
+    let get = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| -> Result<Option<i64>> {
+        map.and_then(|m| m.get(key)).map(|q| skiff_quantity::milli(&q.0).with_context(|| format!("{key}: {:?} is not a quantity", q.0))).transpose()
+    };
+    let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref());
+    let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let cpu_request = get(requests, "cpu")?.or(get(limits, "cpu")?);
+    let shares = cpu_request.map(|m| (m * 1024 / 1000).max(2) as u64).unwrap_or(2);
+    let mut cpu = LinuxCpuBuilder::default().shares(shares);
+    if let Some(limit) = get(limits, "cpu")? {
+        cpu = cpu.quota((limit * 100).max(1000)).period(100_000u64);
+    }
+    let mut builder = LinuxResourcesBuilder::default().cpu(cpu.build()?);
+    if let Some(memory) = get(limits, "memory")? {
+        builder = builder.memory(LinuxMemoryBuilder::default().limit((memory + 999) / 1000).build()?);
+    }
+    builder.build().context("container resources")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_follows_upstream() {
+        let env = vec![("A".to_string(), "x".to_string())];
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$", &env), "x-$(B)-$(A)-$");
+    }
+
+    #[test]
+    fn command_and_args_replace_the_image_s() {
+        let image: oci_spec::image::Config = serde_json::from_value(serde_json::json!({"Entrypoint": ["/ep"], "Cmd": ["c"]})).unwrap();
+        let mut c = Container { name: "c".into(), ..Default::default() };
+        assert_eq!(command_line(&c, &image, &[]), ["/ep", "c"]);
+        c.args = Some(vec!["a".into()]);
+        assert_eq!(command_line(&c, &image, &[]), ["/ep", "a"]);
+        c.command = Some(vec!["/bin/sh".into()]);
+        assert_eq!(command_line(&c, &image, &[]), ["/bin/sh", "a"]);
+    }
+}

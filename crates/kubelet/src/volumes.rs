@@ -1,0 +1,340 @@
+//! A pod's volumes on the host, under `<pods>/<uid>/volumes/<plugin>/<name>`
+//! as upstream lays them out: emptyDir (disk, or tmpfs for `Memory`),
+//! hostPath, and the projected kinds (configMap, secret, downwardAPI,
+//! serviceAccountToken) written atomically: a new timestamped directory,
+//! then the `..data` symlink swapped to it, so a reader never sees half
+//! an update.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccount, Volume};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+use crate::downward;
+
+pub struct Volumes {
+    /// `<data>/pods`: one directory per pod.
+    root: PathBuf,
+}
+
+/// Files of one projected volume: relative path → (contents, mode).
+type Files = BTreeMap<String, (Vec<u8>, u32)>;
+
+impl Volumes {
+    pub fn new(root: &Path) -> Result<Volumes> {
+        std::fs::create_dir_all(root)?;
+        Ok(Volumes { root: root.to_path_buf() })
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.root.join(uid)
+    }
+
+    /// Pods that have a directory here.
+    pub fn list(&self) -> Vec<String> {
+        std::fs::read_dir(&self.root).map(|d| d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned())).collect()).unwrap_or_default()
+    }
+
+    /// Sets up (or refreshes) every volume of the pod; returns each
+    /// volume's host path by name. Errors name the volume, as upstream's
+    /// `FailedMount` events do.
+    pub async fn setup(&self, client: &kube::Client, pod: &Pod, allocatable: &BTreeMap<String, String>) -> Result<BTreeMap<String, PathBuf>> {
+        let uid = pod.metadata.uid.as_deref().context("pod without uid")?;
+        let mut paths = BTreeMap::new();
+        for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            let path = self.setup_one(client, pod, uid, volume, allocatable).await.with_context(|| format!("MountVolume.SetUp failed for volume \"{}\"", volume.name))?;
+            paths.insert(volume.name.clone(), path);
+        }
+        Ok(paths)
+    }
+
+    async fn setup_one(&self, client: &kube::Client, pod: &Pod, uid: &str, volume: &Volume, allocatable: &BTreeMap<String, String>) -> Result<PathBuf> {
+        let dir = |plugin: &str| self.pod_dir(uid).join("volumes").join(plugin).join(&volume.name);
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(empty) = &volume.empty_dir {
+            let path = dir("kubernetes.io~empty-dir");
+            if !path.exists() {
+                std::fs::create_dir_all(&path)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+                if empty.medium.as_deref() == Some("Memory") {
+                    let size = empty.size_limit.as_ref().and_then(|q| skiff_quantity::value(&q.0));
+                    let options = size.map(|s| format!("size={s}")).unwrap_or_default();
+                    nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))?;
+                }
+            }
+            return Ok(path);
+        }
+        if let Some(host) = &volume.host_path {
+            let path = PathBuf::from(&host.path);
+            check_host_path(&path, host.type_.as_deref().unwrap_or(""))?;
+            return Ok(path);
+        }
+        let files = if let Some(source) = &volume.config_map {
+            let mode = source.default_mode.unwrap_or(0o644) as u32;
+            match fetch::<ConfigMap>(client, ns, &source.name, source.optional).await? {
+                Some(cm) => project(config_map_data(&cm), source.items.as_deref(), mode, &source.name, source.optional)?,
+                None => Files::new(),
+            }
+        } else if let Some(source) = &volume.secret {
+            let name = source.secret_name.clone().unwrap_or_default();
+            let mode = source.default_mode.unwrap_or(0o644) as u32;
+            match fetch::<Secret>(client, ns, &name, source.optional).await? {
+                Some(s) => project(secret_data(&s), source.items.as_deref(), mode, &name, source.optional)?,
+                None => Files::new(),
+            }
+        } else if let Some(source) = &volume.downward_api {
+            downward_files(pod, source.items.as_deref().unwrap_or_default(), source.default_mode.unwrap_or(0o644) as u32, allocatable)?
+        } else if let Some(projected) = &volume.projected {
+            let mode = projected.default_mode.unwrap_or(0o644) as u32;
+            let mut files = Files::new();
+            for source in projected.sources.iter().flatten() {
+                if let Some(s) = &source.config_map {
+                    if let Some(cm) = fetch::<ConfigMap>(client, ns, &s.name, s.optional).await? {
+                        files.extend(project(config_map_data(&cm), s.items.as_deref(), mode, &s.name, s.optional)?);
+                    }
+                }
+                if let Some(s) = &source.secret {
+                    if let Some(secret) = fetch::<Secret>(client, ns, &s.name, s.optional).await? {
+                        files.extend(project(secret_data(&secret), s.items.as_deref(), mode, &s.name, s.optional)?);
+                    }
+                }
+                if let Some(s) = &source.downward_api {
+                    files.extend(downward_files(pod, s.items.as_deref().unwrap_or_default(), mode, allocatable)?);
+                }
+                if let Some(s) = &source.service_account_token {
+                    let token = request_token(client, pod, s.audience.as_deref(), s.expiration_seconds.unwrap_or(3607)).await?;
+                    files.insert(s.path.clone(), (token.into_bytes(), mode));
+                }
+            }
+            files
+        } else if volume.persistent_volume_claim.is_some() {
+            bail!("persistent volume claims are not mounted by this agent yet");
+        } else {
+            bail!("unsupported volume type");
+        };
+        let plugin = match () {
+            _ if volume.config_map.is_some() => "kubernetes.io~configmap",
+            _ if volume.secret.is_some() => "kubernetes.io~secret",
+            _ if volume.downward_api.is_some() => "kubernetes.io~downward-api",
+            _ => "kubernetes.io~projected",
+        };
+        let path = dir(plugin);
+        write_atomically(&path, &files)?;
+        Ok(path)
+    }
+
+    /// Unmounts what the pod's volumes mounted and removes its directory.
+    pub fn teardown(&self, uid: &str) -> Result<()> {
+        let dir = self.pod_dir(uid);
+        let empty_dirs = dir.join("volumes/kubernetes.io~empty-dir");
+        for entry in std::fs::read_dir(&empty_dirs).into_iter().flatten().flatten() {
+            match nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                Err(e) => bail!("unmounting {}: {e}", entry.path().display()),
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", dir.display())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Upstream's hostPath type checks (`DirectoryOrCreate` and
+/// `FileOrCreate` create what is missing).
+fn check_host_path(path: &Path, kind: &str) -> Result<()> {
+    let meta = std::fs::metadata(path);
+    let is = |test: fn(&std::fs::FileType) -> bool| meta.as_ref().is_ok_and(|m| test(&m.file_type()));
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" if meta.is_err() => {
+            std::fs::create_dir_all(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+            Ok(())
+        }
+        "FileOrCreate" if meta.is_err() => {
+            std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))?;
+            Ok(())
+        }
+        "Directory" | "DirectoryOrCreate" if is(|t| t.is_dir()) => Ok(()),
+        "File" | "FileOrCreate" if is(|t| t.is_file()) => Ok(()),
+        "Socket" if is(|t| t.is_socket()) => Ok(()),
+        "CharDevice" if is(|t| t.is_char_device()) => Ok(()),
+        "BlockDevice" if is(|t| t.is_block_device()) => Ok(()),
+        "Directory" | "File" | "Socket" | "CharDevice" | "BlockDevice" | "DirectoryOrCreate" | "FileOrCreate" => {
+            let what = match kind {
+                "Directory" | "DirectoryOrCreate" => "directory",
+                "File" | "FileOrCreate" => "file",
+                "Socket" => "socket",
+                "CharDevice" => "character device",
+                _ => "block device",
+            };
+            bail!("hostPath type check failed: {} is not a {what}", path.display())
+        }
+        other => bail!("invalid hostPath type {other:?}"),
+    }
+}
+
+async fn fetch<K>(client: &kube::Client, ns: &str, name: &str, optional: Option<bool>) -> Result<Option<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    match api.get_opt(name).await? {
+        Some(object) => Ok(Some(object)),
+        None if optional == Some(true) => Ok(None),
+        None => bail!("{} \"{name}\" not found", K::kind(&()).to_lowercase()),
+    }
+}
+
+pub fn config_map_data(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = cm.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+    data.extend(cm.binary_data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    data
+}
+
+pub fn secret_data(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = secret.data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+    data.extend(secret.string_data.clone().unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+    data
+}
+
+/// A source's keys as files: every key, or just `items` at their paths.
+fn project(data: BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, mode: u32, name: &str, optional: Option<bool>) -> Result<Files> {
+    let Some(items) = items else {
+        return Ok(data.into_iter().map(|(k, v)| (k, (v, mode))).collect());
+    };
+    let mut files = Files::new();
+    for item in items {
+        match data.get(&item.key) {
+            Some(v) => {
+                files.insert(item.path.clone(), (v.clone(), item.mode.map(|m| m as u32).unwrap_or(mode)));
+            }
+            None if optional == Some(true) => {}
+            None => bail!("configmap or secret \"{name}\" has no key \"{}\"", item.key),
+        }
+    }
+    Ok(files)
+}
+
+fn downward_files(pod: &Pod, items: &[DownwardAPIVolumeFile], mode: u32, allocatable: &BTreeMap<String, String>) -> Result<Files> {
+    let mut files = Files::new();
+    for item in items {
+        let value = if let Some(field) = &item.field_ref {
+            downward::field(pod, &field.field_path)?
+        } else if let Some(resource) = &item.resource_field_ref {
+            downward::resource(pod, None, resource, allocatable)?
+        } else {
+            bail!("downwardAPI item {} has no source", item.path);
+        };
+        files.insert(item.path.clone(), (value.into_bytes(), item.mode.map(|m| m as u32).unwrap_or(mode)));
+    }
+    Ok(files)
+}
+
+/// A token for the pod's service account, bound to the pod (TokenRequest).
+async fn request_token(client: &kube::Client, pod: &Pod, audience: Option<&str>, expiration: i64) -> Result<String> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref()).unwrap_or("default");
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let request = json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {
+            "audiences": audience.map(|a| vec![a]).unwrap_or_default(),
+            "expirationSeconds": expiration,
+            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid},
+        },
+    });
+    let response: serde_json::Value = api.create_subresource("token", account, &PostParams::default(), serde_json::to_vec(&request)?).await?;
+    response.pointer("/status/token").and_then(|t| t.as_str()).map(str::to_string).context("TokenRequest returned no token")
+}
+
+/// Writes `files` under `dir` as upstream's AtomicWriter does: into a new
+/// `..<timestamp>` directory, then `..data` is swapped to it by a rename,
+/// and each top-level name is a symlink through `..data`.
+fn write_atomically(dir: &Path, files: &Files) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let data_link = dir.join("..data");
+    if let Ok(current) = std::fs::read_link(&data_link) {
+        if same_contents(&dir.join(&current), files) {
+            return Ok(());
+        }
+    }
+    let stamp = format!("..{}.{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S"), uuid::Uuid::new_v4().simple());
+    let fresh = dir.join(&stamp);
+    for (path, (contents, mode)) in files {
+        if Path::new(path).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            bail!("invalid path {path:?}: must be relative and may not contain '..'");
+        }
+        let target = fresh.join(path);
+        std::fs::create_dir_all(target.parent().unwrap())?;
+        std::fs::write(&target, contents)?;
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode & 0o777))?;
+    }
+    std::fs::create_dir_all(&fresh)?;
+    let old = std::fs::read_link(&data_link).ok();
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&stamp, &tmp_link)?;
+    std::fs::rename(&tmp_link, &data_link)?;
+    let top: std::collections::BTreeSet<String> = files.keys().filter_map(|p| p.split('/').next().map(str::to_string)).collect();
+    for name in &top {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)?;
+        }
+    }
+    // Names the new data no longer has go, then the old directory.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("..") && !top.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if let Some(old) = old {
+        let _ = std::fs::remove_dir_all(dir.join(old));
+    }
+    Ok(())
+}
+
+fn same_contents(dir: &Path, files: &Files) -> bool {
+    files.iter().all(|(path, (contents, mode))| {
+        let p = dir.join(path);
+        std::fs::read(&p).is_ok_and(|c| c == *contents) && std::fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o777 == mode & 0o777)
+    }) && count_files(dir) == files.len()
+}
+
+fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_swap_the_data_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let mut files = Files::from([("a".to_string(), (b"1".to_vec(), 0o644)), ("sub/b".to_string(), (b"2".to_vec(), 0o600))]);
+        write_atomically(&path, &files).unwrap();
+        assert_eq!(std::fs::read(path.join("a")).unwrap(), b"1");
+        assert_eq!(std::fs::read(path.join("sub/b")).unwrap(), b"2");
+        let first = std::fs::read_link(path.join("..data")).unwrap();
+        write_atomically(&path, &files).unwrap();
+        assert_eq!(std::fs::read_link(path.join("..data")).unwrap(), first, "unchanged data is not rewritten");
+        files.remove("a");
+        files.insert("sub/b".into(), (b"3".to_vec(), 0o600));
+        write_atomically(&path, &files).unwrap();
+        assert_eq!(std::fs::read(path.join("sub/b")).unwrap(), b"3");
+        assert!(std::fs::symlink_metadata(path.join("a")).is_err(), "a removed key's file goes");
+        assert!(!dir.path().join("v").join(&first).exists(), "the old data goes");
+        assert!(write_atomically(&path, &Files::from([("../x".to_string(), (vec![], 0o644))])).is_err());
+    }
+}
