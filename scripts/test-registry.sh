@@ -21,7 +21,7 @@ storage:
   delete: {enabled: true}
 http: {addr: "127.0.0.1:$port"}
 CONFIG
-  setsid docker-registry serve "$root/config.yml" >"$root/registry.log" 2>&1 </dev/null &
+  setsid docker-registry serve "$root/config.yml" >"$root/registry.log" 2>&1 </dev/null 9>&- &
   for _ in $(seq 100); do up && break; sleep 0.1; done
   up || { cat "$root/registry.log" >&2; echo "the test registry did not start" >&2; exit 1; }
 fi

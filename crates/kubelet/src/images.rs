@@ -139,7 +139,8 @@ impl ImageStore {
             None => RegistryAuth::Anonymous,
         };
         let (manifest, digest, config_json) = client.pull_manifest_and_config(&parsed, &auth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(image) = self.images.lock().unwrap().iter().find(|i| i.digest == digest).cloned() {
+        let known = self.images.lock().unwrap().iter().find(|i| i.digest == digest).cloned();
+        if let Some(image) = known {
             return Ok(self.remember(image, &parsed.whole()));
         }
         let config_digest = manifest.config.digest.clone();

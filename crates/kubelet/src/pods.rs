@@ -334,15 +334,18 @@ impl Kubelet {
         };
         let config_error = |e: anyhow::Error| Waiting { reason: "CreateContainerConfigError".into(), message: format!("{e:#}") };
         let image_config = self.images.config(&image).map_err(config_error)?;
-        let env = self.environment(pod, container).await.map_err(config_error)?;
         let uid = uid_of(pod);
-        let volumes = state.volumes.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
-        let mounts = self.mounts(pod, container, attempt, &volumes).map_err(config_error)?;
+        // The downward API sees the addresses this sync knows, posted or not.
         let mut pod_with_ips = pod.clone();
         let ip = self.sandboxes.ip(uid).map(|ip| ip.to_string());
         let status = pod_with_ips.status.get_or_insert_with(Default::default);
         status.pod_ip = ip.clone();
+        status.pod_ips = ip.map(|ip| vec![k8s_openapi::api::core::v1::PodIP { ip }]);
         status.host_ip = Some(self.config.address.to_string());
+        status.host_ips = Some(vec![k8s_openapi::api::core::v1::HostIP { ip: self.config.address.to_string() }]);
+        let env = self.environment(&pod_with_ips, container).await.map_err(config_error)?;
+        let volumes = state.volumes.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
+        let mounts = self.mounts(pod, container, attempt, &volumes, &env).map_err(config_error)?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         let spec = spec::build(spec::Inputs {
             pod: &pod_with_ips,
@@ -512,13 +515,14 @@ impl Kubelet {
     /// The container's volume mounts and the files every container gets:
     /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` and its
     /// termination log.
-    fn mounts(&self, pod: &Pod, container: &ContainerSpec, attempt: u32, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<spec::BindMount>> {
+    fn mounts(&self, pod: &Pod, container: &ContainerSpec, attempt: u32, volumes: &BTreeMap<String, PathBuf>, env: &[(String, String)]) -> Result<Vec<spec::BindMount>> {
         let uid = uid_of(pod);
         let pod_dir = self.volumes.pod_dir(uid);
         let mut mounts = Vec::new();
         for m in container.volume_mounts.iter().flatten() {
             let mut source = volumes.get(&m.name).with_context(|| format!("no volume {:?}", m.name))?.clone();
-            if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            let expanded = m.sub_path_expr.as_deref().map(|e| spec::expand(e, env));
+            if let Some(sub) = expanded.as_deref().or(m.sub_path.as_deref()).filter(|s| !s.is_empty()) {
                 if std::path::Path::new(sub).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
                     anyhow::bail!("subPath {sub:?} must be a relative path without '..'");
                 }
@@ -594,13 +598,24 @@ impl Kubelet {
         let uid = uid_of(pod);
         let spec = pod.spec.as_ref().context("pod without spec")?;
         let runs = runs_by_name(containers);
+        let fallback_to_logs: HashSet<&str> = spec.containers.iter().chain(spec.init_containers.iter().flatten()).filter(|c| c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")).map(|c| c.name.as_str()).collect();
         let messages: BTreeMap<String, String> = containers
             .iter()
-            .filter(|c| matches!(c.state, State::Exited { .. }))
             .filter_map(|c| {
+                let State::Exited { exit_code, .. } = c.state else { return None };
                 let path = self.volumes.pod_dir(uid).join("containers").join(&c.meta.container).join(c.meta.attempt.to_string());
-                let text = std::fs::read_to_string(path).ok()?;
-                Some((c.id.clone(), text.chars().take(4096).collect()))
+                let written: String = std::fs::read_to_string(path).unwrap_or_default().chars().take(4096).collect();
+                // Upstream's FallbackToLogsOnError: a failed container that
+                // wrote no message gets its last 80 lines (2 KiB at most).
+                let message = if written.is_empty() && exit_code != 0 && fallback_to_logs.contains(c.meta.container.as_str()) {
+                    let log = std::fs::read_to_string(&c.meta.log_path).unwrap_or_default();
+                    let tail = crate::logs::read(&log, &crate::logs::Options { tail_lines: Some(80), ..Default::default() });
+                    let start = tail.len().saturating_sub(2048);
+                    tail[tail.ceil_char_boundary(start)..].to_string()
+                } else {
+                    written
+                };
+                (!message.is_empty()).then(|| (c.id.clone(), message))
             })
             .collect();
         let statuses = |list: &[ContainerSpec]| -> Vec<Value> {

@@ -12,6 +12,41 @@ pub struct Cluster {
     pub port: u16,
     /// Extra `skiff server` flags (e.g. the datastore).
     extra: Vec<String>,
+    /// The pod network of this cluster's node agent, if it runs one.
+    network: Option<Network>,
+}
+
+/// A pod network of its own for one test cluster: a bridge `skt<n>` and
+/// the cluster CIDR `10.<n>.0.0/16`, `n` claimed with a lock file so that
+/// clusters running at once never share one.
+pub struct Network {
+    pub n: u8,
+    _claim: std::fs::File,
+}
+
+impl Network {
+    fn claim() -> Network {
+        let dir = Path::new("/tmp/skiff-test-networks");
+        std::fs::create_dir_all(dir).unwrap();
+        for n in 100..=250u8 {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(n.to_string())).unwrap();
+            if try_lock(&file) {
+                return Network { n, _claim: file };
+            }
+        }
+        panic!("no free test network");
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("skt{}", self.n)
+    }
+}
+
+/// An exclusive, non-blocking lock held while the file stays open.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor that stays open across the call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 impl Cluster {
@@ -23,8 +58,36 @@ impl Cluster {
         let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Cluster { child: None, dir, port, extra };
+        let mut cluster = Cluster { child: None, dir, port, extra, network: None };
         cluster.boot();
+        cluster
+    }
+
+    /// A cluster whose server runs its node agent, with real containers,
+    /// on a pod network of its own; images come from the local test
+    /// registry (`scripts/test-registry.sh`).
+    pub fn start_node(extra: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("skiff-node-").tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let network = Network::claim();
+        let mut flags: Vec<String> = vec![
+            "--node-name".into(),
+            "node-1".into(),
+            "--kubelet-port".into(),
+            "0".into(),
+            "--agent-run-dir".into(),
+            dir.path().join("run").display().to_string(),
+            "--pod-log-dir".into(),
+            dir.path().join("pod-logs").display().to_string(),
+            "--cni-bridge".into(),
+            network.bridge(),
+            "--cluster-cidr".into(),
+            format!("10.{}.0.0/16", network.n),
+        ];
+        flags.extend(extra.iter().map(|s| s.to_string()));
+        let mut cluster = Cluster { child: None, dir, port, extra: flags, network: Some(network) };
+        cluster.boot();
+        cluster.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}"], "the node to register and get its pod CIDR", |c| !c.is_empty());
         cluster
     }
 
@@ -41,7 +104,8 @@ impl Cluster {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+            .args(["server", "--bind-address", "127.0.0.1"])
+            .args(self.network.is_none().then_some("--disable-agent"))
             .arg("--https-listen-port")
             .arg(self.port.to_string())
             .arg("--data-dir")
@@ -226,5 +290,50 @@ impl Drop for Sim {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
+        if let Some(network) = &self.network {
+            remove_node_leftovers(self.dir.path(), &network.bridge());
+        }
     }
+}
+
+/// What a node agent leaves on the host once its server is killed: the
+/// containers (their shims outlive it, as they must), mounts, pod cgroups
+/// and the bridge. A test that checks the agent cleans up after itself
+/// does so before this runs.
+pub fn remove_node_leftovers(dir: &Path, bridge: &str) {
+    let runc_root = dir.join("run/runc");
+    let listed = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "-q"]).output();
+    for id in listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+        let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "--force", id]).output();
+    }
+    for mount in mounts_under(dir).into_iter().rev() {
+        let _ = Command::new("umount").args(["-l", &mount]).output();
+    }
+    for uid in std::fs::read_dir(dir.join("data/agent/pods")).into_iter().flatten().flatten() {
+        let cgroup = format!("kubepods/pod{}", uid.file_name().to_string_lossy());
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let path = hierarchy.path().join(&cgroup);
+            for child in std::fs::read_dir(&path).into_iter().flatten().flatten().filter(|c| c.path().is_dir()) {
+                let _ = std::fs::remove_dir(child.path());
+            }
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+}
+
+/// The busybox test image in the local registry, started (and the image
+/// built) on first use.
+pub fn test_image() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-registry.sh");
+    let out = Command::new(script).output().expect("running scripts/test-registry.sh");
+    assert!(out.status.success(), "the test registry: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Mount points at or below `dir`, in the order they were mounted.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).map(str::to_string).collect()
 }

@@ -1,0 +1,288 @@
+//! The node agent end to end: `skiff server` with its agent runs pods as
+//! real containers (runc) from a busybox image in the local registry, and
+//! kubectl sees what upstream's kubelet would report.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+fn pod(name: &str, image: &str, restart: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n"
+    )
+}
+
+fn jsonpath(c: &Cluster, pod: &str, path: &str) -> String {
+    c.ok(&["get", "pod", pod, "-o", &format!("jsonpath={path}")])
+}
+
+/// [sig-node] Kubelet when scheduling a busybox command in a pod should print the output to logs [NodeConformance] [Conformance]
+/// [sig-node] Pods should get a host IP [NodeConformance] [Conformance]
+/// A pod that runs to completion: Succeeded, its output in `kubectl logs`
+/// with `--tail` and `--timestamps`, its IP from the node's pod CIDR.
+#[test]
+fn kubelet_when_scheduling_a_busybox_command_in_a_pod_should_print_the_output_to_logs() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("hello", &image, "Never", "echo hello; echo to-stderr >&2; echo last")));
+    c.wait_for(&["get", "pod", "hello", "-o", "jsonpath={.status.phase}"], "the pod to succeed", |p| p == "Succeeded");
+    assert_eq!(c.ok(&["logs", "hello"]), "hello\nto-stderr\nlast\n");
+    assert_eq!(c.ok(&["logs", "hello", "--tail=1"]), "last\n");
+    let stamped = c.ok(&["logs", "hello", "--timestamps", "--tail=1"]);
+    let (time, text) = stamped.trim_end().split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok() && text == "last", "{stamped}");
+    let state = jsonpath(&c, "hello", "{.status.containerStatuses[0].state.terminated.reason}/{.status.containerStatuses[0].state.terminated.exitCode}");
+    assert_eq!(state, "Completed/0");
+    let cidr = format!("10.{}.0.", c.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}"]).split('.').nth(1).unwrap());
+    assert!(jsonpath(&c, "hello", "{.status.podIP}").starts_with(&cidr));
+    assert_eq!(jsonpath(&c, "hello", "{.status.hostIP}"), "127.0.0.1");
+    let image_id = jsonpath(&c, "hello", "{.status.containerStatuses[0].imageID}");
+    assert!(image_id.starts_with("127.0.0.1:5000/busybox@sha256:"), "{image_id}");
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=hello", "-o", "jsonpath={range .items[*]}{.reason} {end}"]);
+    for reason in ["Scheduled", "Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "{reason} in {events}");
+    }
+    // A container that is still to start is reported as upstream words it.
+    let err = c.fails(&["logs", "nosuch"], None);
+    assert!(err.contains("NotFound"), "{err}");
+}
+
+/// [sig-node] Container Runtime blackbox test when starting a container that exits should run with the expected status [NodeConformance] [Conformance]
+/// [sig-node] Container Runtime blackbox test on terminated container should report termination message from log output if TerminationMessagePolicy FallbackToLogsOnError is set [NodeConformance] [Conformance]
+/// [sig-node] Container Runtime blackbox test on terminated container should report termination message from file when pod succeeds and TerminationMessagePolicy FallbackToLogsOnError is set [NodeConformance] [Conformance]
+/// Restart policies, crash-loop back-off, termination messages, and `--previous`.
+#[test]
+fn containers_that_exit_get_the_expected_status() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("always", &image, "Always", "echo run; exit 1")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("onfailure", &image, "OnFailure", "exit 0")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("never", &image, "Never", "echo the reason >/dev/termination-log; exit 3")));
+    let fallback = pod("fallback", &image, "Never", "echo from the log; exit 2") + "    terminationMessagePolicy: FallbackToLogsOnError\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&fallback));
+
+    c.wait_for(&["get", "pod", "onfailure", "-o", "jsonpath={.status.phase}"], "OnFailure exiting 0 to succeed", |p| p == "Succeeded");
+    c.wait_for(&["get", "pod", "never", "-o", "jsonpath={.status.phase}"], "Never exiting 3 to fail", |p| p == "Failed");
+    let terminated = jsonpath(&c, "never", "{.status.containerStatuses[0].state.terminated.reason}/{.status.containerStatuses[0].state.terminated.exitCode}/{.status.containerStatuses[0].state.terminated.message}");
+    assert_eq!(terminated, "Error/3/the reason\n");
+    c.wait_for(&["get", "pod", "fallback", "-o", "jsonpath={.status.phase}"], "the fallback pod to fail", |p| p == "Failed");
+    assert_eq!(jsonpath(&c, "fallback", "{.status.containerStatuses[0].state.terminated.message}"), "from the log\n");
+
+    // Always: restarted at once, then after 10 s of back-off.
+    let waiting = c.wait_for(&["get", "pod", "always", "-o", "jsonpath={.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].state.waiting.reason}"], "a crash loop", |s| s.starts_with("1/CrashLoopBackOff"));
+    assert_eq!(waiting, "1/CrashLoopBackOff");
+    assert_eq!(jsonpath(&c, "always", "{.status.phase}/{.status.containerStatuses[0].lastState.terminated.exitCode}"), "Running/1");
+    let table = c.ok(&["get", "pod", "always", "--no-headers"]);
+    assert!(table.contains("CrashLoopBackOff"), "{table}");
+    assert_eq!(c.ok(&["logs", "always", "--previous"]), "run\n");
+    c.wait_up_to(Duration::from_secs(20), &["get", "pod", "always", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], "the restart after the back-off", |s| s == "2");
+}
+
+/// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartNever pod [Conformance]
+/// [sig-node] InitContainer [NodeConformance] should not start app containers and fail the pod if init containers fail on a RestartNever pod [Conformance]
+/// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartAlways pod [Conformance]
+#[test]
+fn init_containers_run_in_order_before_the_app() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let pod = |name: &str, restart: &str, second: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  volumes: [{{name: shared, emptyDir: {{}}}}]\n  initContainers:\n  - {{name: one, image: {image}, command: [sh, -c, 'echo one >> /shared/order'], volumeMounts: [{{name: shared, mountPath: /shared}}]}}\n  - {{name: two, image: {image}, command: [sh, -c, '{second}'], volumeMounts: [{{name: shared, mountPath: /shared}}]}}\n  containers:\n  - {{name: app, image: {image}, command: [sh, -c, 'echo app >> /shared/order; cat /shared/order; sleep 3600'], volumeMounts: [{{name: shared, mountPath: /shared}}]}}\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("works", "Never", "echo two >> /shared/order")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("fails", "Never", "exit 1")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("retries", "Always", "exit 1")));
+    c.wait_for(&["get", "pod", "works", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+    c.wait_for(&["logs", "works"], "the app's output", |l| l == "one\ntwo\napp\n");
+    let init = jsonpath(&c, "works", "{range .status.initContainerStatuses[*]}{.name}:{.state.terminated.reason}:{.ready} {end}");
+    assert_eq!(init.trim(), "one:Completed:true two:Completed:true");
+    c.wait_for(&["get", "pod", "works", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], "Ready", |s| s == "True");
+
+    c.wait_for(&["get", "pod", "fails", "-o", "jsonpath={.status.phase}"], "a failed init to fail the pod", |p| p == "Failed");
+    assert_eq!(jsonpath(&c, "fails", "{.status.containerStatuses[0].state.waiting.reason}"), "PodInitializing");
+    let table = c.ok(&["get", "pod", "fails", "--no-headers"]);
+    assert!(table.contains("Init:Error"), "{table}");
+
+    c.wait_for(&["get", "pod", "retries", "-o", "jsonpath={.status.initContainerStatuses[1].restartCount}"], "the failing init container to restart", |n| n.parse::<u32>().unwrap_or(0) >= 1);
+    assert_eq!(jsonpath(&c, "retries", "{.status.phase}"), "Pending");
+    assert_eq!(jsonpath(&c, "retries", "{.status.conditions[?(@.type=='Initialized')].reason}"), "ContainersNotInitialized");
+    let table = c.ok(&["get", "pod", "retries", "--no-headers"]);
+    assert!(table.contains("Init:"), "{table}");
+}
+
+/// [sig-node] Downward API should provide pod name, namespace and IP address as env vars [NodeConformance] [Conformance]
+/// [sig-node] Variable Expansion should allow composing env vars into new env vars [NodeConformance] [Conformance]
+/// [sig-node] Variable Expansion should allow substituting values in a container's command [NodeConformance] [Conformance]
+/// [sig-node] Variable Expansion should allow substituting values in a container's args [NodeConformance] [Conformance]
+/// [sig-node] Variable Expansion should allow substituting values in a volume subpath [Conformance]
+/// [sig-storage] ConfigMap should be consumable from pods in volume [NodeConformance] [Conformance]
+/// [sig-storage] Secrets should be consumable from pods in volume [NodeConformance] [Conformance]
+/// [sig-storage] Downward API volume should provide podname only [NodeConformance] [Conformance]
+/// [sig-storage] Projected combined should project all components that make up the projection API [Projection] [NodeConformance] [Conformance]
+/// Environment and volumes as a container sees them.
+#[test]
+fn environment_and_volumes_reach_the_container() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok(&["create", "configmap", "settings", "--from-literal=color=blue", "--from-literal=size=10"]);
+    c.ok(&["create", "secret", "generic", "creds", "--from-literal=password=s3cret"]);
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: env, labels: {{app: env}}}}
+spec:
+  restartPolicy: Never
+  volumes:
+  - {{name: config, configMap: {{name: settings}}}}
+  - {{name: secret, secret: {{secretName: creds, defaultMode: 0400}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}, {{path: name, fieldRef: {{fieldPath: metadata.name}}}}]}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  - name: all
+    projected:
+      sources:
+      - configMap: {{name: settings, items: [{{key: color, path: color}}]}}
+      - secret: {{name: creds}}
+      - downwardAPI: {{items: [{{path: ns, fieldRef: {{fieldPath: metadata.namespace}}}}]}}
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, 'echo "$(GREETING) $0"; echo name=$POD_NAME ns=$POD_NAMESPACE ip=$POD_IP; echo color=$COLOR cfg_size=$cfg_size pw=$PASSWORD mem=$MEM; cat /config/color; echo; cat /secret/password; echo; stat -c %a /secret/..data/password; cat /info/labels; echo; cat /info/name; echo; cat /all/color /all/password /all/ns; echo; echo sub > /scratch/$(POD_NAME)/file; ls /scratch/env; cat /etc/hostname']
+    args: [$(POD_NAME)]
+    resources: {{limits: {{memory: 64Mi}}}}
+    env:
+    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}
+    - {{name: POD_NAMESPACE, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}
+    - {{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: GREETING, value: "hi $(POD_NAME)"}}
+    - {{name: COLOR, valueFrom: {{configMapKeyRef: {{name: settings, key: color}}}}}}
+    - {{name: PASSWORD, valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}}}
+    - {{name: MEM, valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}}}
+    envFrom: [{{prefix: cfg_, configMapRef: {{name: settings}}}}]
+    volumeMounts:
+    - {{name: config, mountPath: /config}}
+    - {{name: secret, mountPath: /secret}}
+    - {{name: info, mountPath: /info}}
+    - {{name: all, mountPath: /all}}
+    - {{name: scratch, mountPath: /scratch/env, subPathExpr: $(POD_NAME)}}
+"#
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    c.wait_for(&["get", "pod", "env", "-o", "jsonpath={.status.phase}"], "the pod to finish", |p| p == "Succeeded" || p == "Failed");
+    let ip = jsonpath(&c, "env", "{.status.podIP}");
+    let logs = c.ok(&["logs", "env"]);
+    let expected = format!("hi env env\nname=env ns=default ip={ip}\ncolor=blue cfg_size=10 pw=s3cret mem=64\nblue\ns3cret\n400\napp=\"env\"\nenv\nblues3cretdefault\nfile\nenv\n");
+    assert_eq!(logs, expected);
+}
+
+/// A container over its memory limit is killed by the kernel: OOMKilled, 137.
+#[test]
+fn containers_over_their_memory_limit_are_oom_killed() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let hog = pod("hog", &image, "Never", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived") + "    resources: {limits: {memory: 16Mi}}\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&hog));
+    c.wait_for(&["get", "pod", "hog", "-o", "jsonpath={.status.phase}"], "the pod to fail", |p| p == "Failed");
+    assert_eq!(jsonpath(&c, "hog", "{.status.containerStatuses[0].state.terminated.reason}/{.status.containerStatuses[0].state.terminated.exitCode}"), "OOMKilled/137");
+}
+
+/// Deleting a pod stops it gracefully: SIGTERM first, SIGKILL once
+/// terminationGracePeriodSeconds has passed; then nothing of it is left
+/// on the host (containers, mounts, namespaces, cgroups, veths, shims).
+#[test]
+fn deleted_pods_stop_gracefully_and_leave_nothing_behind() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("polite", &image, "Always", "trap 'exit 0' TERM; while true; do sleep 0.1; done")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("stubborn", &image, "Always", "trap '' TERM; while true; do sleep 0.1; done")));
+    for p in ["polite", "stubborn"] {
+        c.wait_for(&["get", "pod", p, "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    }
+    let uids = c.ok(&["get", "pods", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    let started = Instant::now();
+    c.ok(&["delete", "pod", "polite"]);
+    let polite = started.elapsed();
+    let started = Instant::now();
+    c.ok(&["delete", "pod", "stubborn"]);
+    let stubborn = started.elapsed();
+    assert!(polite < Duration::from_millis(1800), "a pod that exits on SIGTERM goes at once: {polite:?}");
+    assert!(stubborn >= Duration::from_secs(2), "a pod that ignores SIGTERM is killed after its grace period: {stubborn:?}");
+
+    let dir = c.dir.path();
+    assert!(std::fs::read_dir(dir.join("data/agent/containers")).unwrap().next().is_none(), "no container is left");
+    assert!(common::mounts_under(dir).is_empty(), "no mount is left: {:?}", common::mounts_under(dir));
+    assert!(std::fs::read_dir(dir.join("run/pods")).unwrap().next().is_none(), "no sandbox is left");
+    let veths = std::process::Command::new("ip").args(["-o", "link", "show", "master", &bridge_of(&c)]).output().unwrap();
+    assert!(String::from_utf8_lossy(&veths.stdout).trim().is_empty(), "no veth is left on the bridge");
+    let shims = std::process::Command::new("pgrep").args(["-f", &format!("shim --id .* --bundle {}", dir.display())]).output().unwrap();
+    assert!(shims.stdout.is_empty(), "no shim is left");
+    for uid in uids.split_whitespace() {
+        for controller in ["memory", "cpu", "pids"] {
+            let cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/{controller}/kubepods/pod{uid}"));
+            assert!(!cgroup.exists(), "{} is left", cgroup.display());
+        }
+    }
+}
+
+/// The bridge the cluster's pods attach to (named after its pod CIDR's second octet).
+fn bridge_of(c: &Cluster) -> String {
+    format!("skt{}", c.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}"]).split('.').nth(1).unwrap())
+}
+
+/// Twenty replicas of a Deployment Ready on the one node.
+#[test]
+fn a_deployment_of_twenty_replicas_runs_on_one_node() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok(&["create", "deployment", "web", &format!("--image={image}"), "--replicas=20", "--", "sleep", "3600"]);
+    c.ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    let ips = c.ok(&["get", "pods", "-o", "jsonpath={range .items[*]}{.status.podIP} {end}"]);
+    let mut unique: Vec<&str> = ips.split_whitespace().collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 20, "every pod has its own IP: {ips}");
+    c.ok(&["scale", "deploy/web", "--replicas=0"]);
+    c.wait_up_to(Duration::from_secs(60), &["get", "pods", "--no-headers"], "the pods to go", |o| o.trim().is_empty());
+}
+
+/// Restarting the agent (here with its server) leaves running pods alone:
+/// the same container, no restart; a pod deleted while it was away is
+/// cleaned up when it returns.
+#[test]
+fn restarting_the_agent_keeps_running_pods() {
+    let image = common::test_image();
+    let mut c = Cluster::start_node(&[]);
+    for name in ["keeper", "goner"] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&pod(name, &image, "Always", "echo started; sleep 3600")));
+        c.wait_for(&["get", "pod", name, "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    }
+    let id = jsonpath(&c, "keeper", "{.status.containerStatuses[0].containerID}");
+    c.stop();
+    c.boot();
+    // Gone while no agent watched: only its record in the API is removed.
+    c.ok(&["delete", "pod", "goner", "--grace-period=0", "--force"]);
+    c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], "the node to be back", |s| s == "True");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(jsonpath(&c, "keeper", "{.status.containerStatuses[0].containerID}/{.status.containerStatuses[0].restartCount}"), format!("{id}/0"));
+    assert_eq!(c.ok(&["logs", "keeper"]), "started\n");
+    c.wait_for(&["get", "pods", "-o", "name"], "only the keeper to be listed", |o| o.trim() == "pod/keeper");
+    let containers = std::fs::read_dir(c.dir.path().join("data/agent/containers")).unwrap().count();
+    assert_eq!(containers, 1, "the goner's container is removed");
+}
+
+/// Images that cannot be had: ErrImageNeverPull, then ErrImagePull backing
+/// off as ImagePullBackOff.
+#[test]
+fn images_that_cannot_be_pulled_are_reported() {
+    common::test_image(); // the registry to ask
+    let c = Cluster::start_node(&[]);
+    let never = pod("never", "127.0.0.1:5000/busybox:absent", "Never", "true").replace("    command:", "    imagePullPolicy: Never\n    command:");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&never));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("missing", "127.0.0.1:5000/nosuch:1", "Never", "true")));
+    c.wait_for(&["get", "pod", "never", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"], "ErrImageNeverPull", |r| r == "ErrImageNeverPull");
+    let reason = c.wait_for(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"], "a failed pull", |r| r == "ErrImagePull" || r == "ImagePullBackOff");
+    assert!(reason == "ErrImagePull" || reason == "ImagePullBackOff");
+    c.wait_for(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"], "the back-off", |r| r == "ImagePullBackOff");
+}
