@@ -260,6 +260,11 @@ impl Api {
                 return denied.into_response();
             }
         }
+        if let Route::Resource(t) = &route {
+            if t.def.kind == "Pod" && matches!(t.subresource.as_deref(), Some("exec" | "attach" | "portforward")) {
+                return self.connect(user, t, parts, &query).await.unwrap_or_else(IntoResponse::into_response);
+            }
+        }
         match path.as_str() {
             "/healthz" | "/livez" | "/readyz" => return health(&path, &query),
             "/version" => return json_response(StatusCode::OK, &discovery::version_info()),
@@ -330,6 +335,18 @@ impl Api {
             self.metrics.observe(labels, response.status().as_u16(), started.elapsed());
         }
         response
+    }
+
+    /// `pods/exec`, `pods/attach` and `pods/portforward`: admitted as
+    /// CONNECT, then the upgraded stream is spliced to the pod's agent.
+    async fn connect(&self, user: &UserInfo, t: &Target, mut parts: axum::http::request::Parts, query: &Query) -> ApiResult<Response> {
+        let (def, ns) = (t.def, t.namespace.as_deref());
+        let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
+        let pod = self.registry.get(def, ns, name).await?;
+        let request = admission_request(skiff_admission::Operation::Connect, def, t, name, user, false);
+        let cluster = crate::admission::RegistryCluster(&self.registry);
+        self.admission.validate(&request, &pod, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
+        crate::kubelets::connect(&self.kubelets, &self.registry, &pod, t.subresource.as_deref().unwrap_or_default(), &mut parts, query).await
     }
 
     /// ServiceAccount JWTs and bootstrap tokens first (they need the
@@ -424,13 +441,6 @@ impl Api {
                 let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
                 let pod = self.registry.get(def, ns, name).await?;
                 return crate::kubelets::pod_log(&self.kubelets, &self.registry, &pod, query).await;
-            }
-            if matches!(sub, "exec" | "attach" | "portforward") {
-                let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
-                let pod = self.registry.get(def, ns, name).await?;
-                let request = admission_request(skiff_admission::Operation::Connect, def, &t, name, user, false);
-                let cluster = crate::admission::RegistryCluster(&self.registry);
-                self.admission.validate(&request, &pod, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
             }
             if sub != "status" && sub != "approval" {
                 return Err(ApiError::new(

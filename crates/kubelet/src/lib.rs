@@ -3,6 +3,7 @@
 //! OCI runtime. An API client like every other component.
 
 mod downward;
+mod exec;
 pub mod images;
 pub mod logs;
 mod node;

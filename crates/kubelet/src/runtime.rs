@@ -67,6 +67,9 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove(&self, id: &str) -> Result<()>;
     /// The containers this runtime knows, in any state: all of them, or a pod's.
     async fn list(&self, pod_uid: Option<&str>) -> Result<Vec<Container>>;
+    /// Runs a command in a running container, its stdout and stderr piped
+    /// (and its stdin, if asked).
+    async fn exec(&self, id: &str, command: &[String], stdin: bool) -> Result<tokio::process::Child>;
     /// One container's state, if the runtime has it.
     fn state(&self, id: &str) -> Option<State>;
     /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`.
@@ -244,6 +247,23 @@ impl ContainerRuntime for Runc {
     async fn list(&self, pod_uid: Option<&str>) -> Result<Vec<Container>> {
         let metas: Vec<(String, Meta)> = self.metas.lock().unwrap().iter().filter(|(_, m)| pod_uid.is_none_or(|u| m.pod_uid == u)).map(|(i, m)| (i.clone(), m.clone())).collect();
         Ok(metas.into_iter().map(|(id, meta)| Container { state: Self::state_of(&self.dir(&id)), id, meta }).collect())
+    }
+
+    async fn exec(&self, id: &str, command: &[String], stdin: bool) -> Result<tokio::process::Child> {
+        use std::process::Stdio;
+        let child = tokio::process::Command::new("runc")
+            .arg("--root")
+            .arg(&self.state_root)
+            .arg("exec")
+            .arg(id)
+            .args(command)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("running runc exec")?;
+        Ok(child)
     }
 
     fn state(&self, id: &str) -> Option<State> {

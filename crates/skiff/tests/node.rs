@@ -286,3 +286,24 @@ fn images_that_cannot_be_pulled_are_reported() {
     assert!(reason == "ErrImagePull" || reason == "ImagePullBackOff");
     c.wait_for(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"], "the back-off", |r| r == "ImagePullBackOff");
 }
+
+/// `kubectl exec` over WebSocket (`v5.channel.k8s.io`, kubectl 1.32's
+/// default): output streams, stdin, and the command's exit code.
+#[test]
+fn exec_runs_commands_in_a_container() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("box", &image, "Always", "sleep 3600")));
+    c.wait_for(&["get", "pod", "box", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    let out = c.kubectl(&["exec", "box", "--", "sh", "-c", "echo out; echo err >&2; cat /etc/hostname"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\nbox\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let failed = c.kubectl(&["exec", "box", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{}", String::from_utf8_lossy(&failed.stderr));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("command terminated with exit code 3"));
+    let echoed = c.kubectl_stdin(&["exec", "-i", "box", "--", "sh", "-c", "tr a-z A-Z"], Some("piped input\n"));
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
+    let err = c.fails(&["exec", "box", "-c", "nosuch", "--", "true"], None);
+    assert!(err.contains("container nosuch is not valid for pod box"), "{err}");
+}
