@@ -155,7 +155,18 @@ impl Kubelet {
 
     pub(crate) async fn post_node_status(&self) -> Result<()> {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        nodes.patch_status(&self.config.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": self.node_status()}))).await?;
+        let mut status = self.node_status();
+        // A condition whose status stays keeps the time it last changed.
+        let current = nodes.get_status(&self.config.node_name).await?;
+        for old in current.status.and_then(|s| s.conditions).unwrap_or_default() {
+            let fresh = status["conditions"].as_array_mut().and_then(|c| c.iter_mut().find(|c| c["type"] == old.type_.as_str()));
+            if let (Some(fresh), Some(since)) = (fresh, old.last_transition_time) {
+                if fresh["status"] == old.status.as_str() {
+                    fresh["lastTransitionTime"] = json!(since.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                }
+            }
+        }
+        nodes.patch_status(&self.config.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
         Ok(())
     }
 

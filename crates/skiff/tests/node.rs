@@ -52,6 +52,7 @@ fn kubelet_when_scheduling_a_busybox_command_in_a_pod_should_print_the_output_to
 /// [sig-node] Container Runtime blackbox test when starting a container that exits should run with the expected status [NodeConformance] [Conformance]
 /// [sig-node] Container Runtime blackbox test on terminated container should report termination message from log output if TerminationMessagePolicy FallbackToLogsOnError is set [NodeConformance] [Conformance]
 /// [sig-node] Container Runtime blackbox test on terminated container should report termination message from file when pod succeeds and TerminationMessagePolicy FallbackToLogsOnError is set [NodeConformance] [Conformance]
+/// [sig-node] Container Runtime blackbox test on terminated container should report termination message as empty when pod succeeds and TerminationMessagePolicy FallbackToLogsOnError is set [NodeConformance] [Conformance]
 /// Restart policies, crash-loop back-off, termination messages, and `--previous`.
 #[test]
 fn containers_that_exit_get_the_expected_status() {
@@ -62,6 +63,10 @@ fn containers_that_exit_get_the_expected_status() {
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod("never", &image, "Never", "echo the reason >/dev/termination-log; exit 3")));
     let fallback = pod("fallback", &image, "Never", "echo from the log; exit 2") + "    terminationMessagePolicy: FallbackToLogsOnError\n";
     c.ok_stdin(&["apply", "-f", "-"], Some(&fallback));
+    let file_ok = pod("file-ok", &image, "Never", "echo OK >/dev/termination-log; echo noise") + "    terminationMessagePolicy: FallbackToLogsOnError\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&file_ok));
+    let quiet_ok = pod("quiet-ok", &image, "Never", "echo noise") + "    terminationMessagePolicy: FallbackToLogsOnError\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&quiet_ok));
 
     c.wait_for(&["get", "pod", "onfailure", "-o", "jsonpath={.status.phase}"], "OnFailure exiting 0 to succeed", |p| p == "Succeeded");
     c.wait_for(&["get", "pod", "never", "-o", "jsonpath={.status.phase}"], "Never exiting 3 to fail", |p| p == "Failed");
@@ -69,6 +74,11 @@ fn containers_that_exit_get_the_expected_status() {
     assert_eq!(terminated, "Error/3/the reason\n");
     c.wait_for(&["get", "pod", "fallback", "-o", "jsonpath={.status.phase}"], "the fallback pod to fail", |p| p == "Failed");
     assert_eq!(jsonpath(&c, "fallback", "{.status.containerStatuses[0].state.terminated.message}"), "from the log\n");
+    for name in ["file-ok", "quiet-ok"] {
+        c.wait_for(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], "the pod to succeed", |p| p == "Succeeded");
+    }
+    assert_eq!(jsonpath(&c, "file-ok", "{.status.containerStatuses[0].state.terminated.message}"), "OK\n");
+    assert_eq!(jsonpath(&c, "quiet-ok", "{.status.containerStatuses[0].state.terminated.message}"), "", "a success reports no log");
 
     // Always: restarted at once, then after 10 s of back-off.
     let waiting = c.wait_for(&["get", "pod", "always", "-o", "jsonpath={.status.containerStatuses[0].restartCount}/{.status.containerStatuses[0].state.waiting.reason}"], "a crash loop", |s| s.starts_with("1/CrashLoopBackOff"));

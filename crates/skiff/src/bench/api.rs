@@ -56,6 +56,10 @@ impl ServerProcess {
         super::rss_mib(&self.child.id().to_string())
     }
 
+    pub(super) fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
     /// A client of this server authenticating with a bearer token.
     pub(super) async fn client_with_token(&self, token: &str) -> Result<Client> {
         let kc = Kubeconfig::read_from(self._dir.path().join("kubeconfig.yaml"))?;
@@ -68,12 +72,31 @@ impl ServerProcess {
 /// A server with `extra` flags; the API bench measures the API server
 /// alone (`--disable-scheduler --disable-controller-manager`).
 pub(super) async fn start_server(extra: &[&str]) -> Result<(ServerProcess, Client, Duration)> {
-    let dir = tempfile::Builder::new().prefix("skiff-bench-api-").tempdir()?;
+    spawn_server(false, extra).await
+}
+
+/// A server that runs its node agent (node `bench-node`, a bridge and pod
+/// CIDR of its own), for the benchmarks of real pods.
+pub(super) async fn start_node_server() -> Result<(ServerProcess, Client, Duration)> {
+    spawn_server(true, &[]).await
+}
+
+async fn spawn_server(agent: bool, extra: &[&str]) -> Result<(ServerProcess, Client, Duration)> {
+    let dir = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let kubeconfig = dir.path().join("kubeconfig.yaml");
     let started = Instant::now();
-    let child = Command::new(std::env::current_exe()?)
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args(["server", "--bind-address", "127.0.0.1"]);
+    if agent {
+        let run = dir.path().join("run");
+        let logs = dir.path().join("pod-logs");
+        command.args(["--node-name", "bench-node", "--kubelet-port", "0", "--cni-bridge", "skbench", "--cluster-cidr", "10.249.0.0/16"]);
+        command.arg("--agent-run-dir").arg(run).arg("--pod-log-dir").arg(logs);
+    } else {
+        command.arg("--disable-agent");
+    }
+    let child = command
         .arg("--https-listen-port")
         .arg(port.to_string())
         .arg("--data-dir")

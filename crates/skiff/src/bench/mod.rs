@@ -3,6 +3,7 @@
 mod api;
 mod authz;
 mod deployment;
+mod pods;
 mod scheduler;
 mod store;
 
@@ -22,6 +23,8 @@ pub enum Bench {
     Scheduler(scheduler::Args),
     /// A large Deployment becoming Ready on simulated nodes.
     Deployment(deployment::Args),
+    /// Real pods on the node agent: startup latency beside bare runc.
+    Pods(pods::Args),
 }
 
 impl Bench {
@@ -32,6 +35,7 @@ impl Bench {
             Bench::Authz(args) => authz::run(args).await,
             Bench::Scheduler(args) => scheduler::run(args).await,
             Bench::Deployment(args) => deployment::run(args).await,
+            Bench::Pods(args) => pods::run(args).await,
         }
     }
 }
