@@ -8,6 +8,7 @@ pub mod images;
 pub mod logs;
 mod node;
 mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod sandbox;
 mod server;

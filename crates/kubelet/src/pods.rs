@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::runtime::{Container, ContainerConfig, Meta, State};
 use crate::status::{self, Waiting};
+use crate::probes::{self, Kind, Outcome};
 use crate::{spec, Kubelet};
 
 /// How often a worker looks again without being told (upstream's PLEG period).
@@ -104,6 +105,8 @@ struct PodState {
     volumes: Option<(Instant, BTreeMap<String, PathBuf>)>,
     posted: Option<Value>,
     start_time: Option<String>,
+    /// Probe results, by container run (ID) and kind.
+    probes: probes::Trackers,
 }
 
 async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
@@ -251,8 +254,64 @@ impl Kubelet {
             }
         }
         let containers = self.runtime.list(Some(uid)).await?;
+        self.probe(pod, state, &containers).await;
         self.post_status(pod, state, &containers).await?;
         Ok(false)
+    }
+
+    fn target<'a>(&'a self, pod: &Pod, container: &'a ContainerSpec, id: &'a str) -> probes::Target<'a> {
+        probes::Target { runtime: self.runtime.as_ref(), container_id: id, ip: self.sandboxes.ip(uid_of(pod)), ports: container.ports.as_deref().unwrap_or_default() }
+    }
+
+    /// Runs the probes that are due on the running containers: a startup
+    /// probe first (the others wait for it), then liveness and readiness.
+    /// A container failing its startup or liveness probe is killed, and
+    /// restarts as its policy says.
+    async fn probe(&self, pod: &Pod, state: &mut PodState, containers: &[Container]) {
+        let Some(spec) = pod.spec.as_ref() else { return };
+        let live: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        state.probes.retain(|(id, _), _| live.contains(id.as_str()));
+        let runs = runs_by_name(containers);
+        let specs = spec.containers.iter().chain(spec.init_containers.iter().flatten().filter(|c| c.restart_policy.as_deref() == Some("Always")));
+        for container in specs {
+            let Some(run) = runs.get(container.name.as_str()).and_then(|r| r.last()) else { continue };
+            let State::Running { started_at } = &run.state else { continue };
+            let since_start = chrono::DateTime::parse_from_rfc3339(started_at).map(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().unwrap_or_default()).unwrap_or_default();
+            let started = Instant::now().checked_sub(since_start).unwrap_or_else(Instant::now);
+            for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
+                let Some(probe) = kind.of(container) else { continue };
+                let startup_pending = kind != Kind::Startup && container.startup_probe.is_some() && state.probes.get(&(run.id.clone(), Kind::Startup)).and_then(|t| t.result) != Some(true);
+                let tracker = state.probes.entry((run.id.clone(), kind)).or_default();
+                if startup_pending || (kind == Kind::Startup && tracker.result == Some(true)) || !tracker.due(probe, started) {
+                    continue;
+                }
+                let result = probes::check(&self.target(pod, container, &run.id), probe).await;
+                if let Err(why) = &result {
+                    self.event(pod, Some(&container.name), true, "Unhealthy", &format!("{} probe failed: {why}", kind.name())).await;
+                }
+                let outcome = state.probes.get_mut(&(run.id.clone(), kind)).expect("inserted above").record(probe, result);
+                if let (Outcome::Failed(_), Kind::Startup | Kind::Liveness) = (outcome, kind) {
+                    let what = if kind == Kind::Startup { "startup" } else { "liveness" };
+                    self.event(pod, Some(&container.name), false, "Killing", &format!("Container {} failed {what} probe, will be restarted", container.name)).await;
+                    self.stop_container(pod, container, run).await;
+                }
+            }
+        }
+    }
+
+    /// Stops one run of a container: its preStop hook, then SIGTERM, and
+    /// SIGKILL once the pod's grace period is over.
+    async fn stop_container(&self, pod: &Pod, container: &ContainerSpec, run: &Container) {
+        let grace = Duration::from_secs(pod.metadata.deletion_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30).max(0) as u64);
+        let began = Instant::now();
+        if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()) {
+            if let Err(why) = probes::hook(&self.target(pod, container, &run.id), hook, grace).await {
+                self.event(pod, Some(&container.name), true, "FailedPreStopHook", &format!("PreStopHook failed: {why}")).await;
+            }
+        }
+        if let Err(e) = self.runtime.stop(&run.id, grace.saturating_sub(began.elapsed())).await {
+            tracing::warn!("stopping {}: {e:#}", run.id);
+        }
     }
 
     async fn create_sandbox(&self, pod: &Pod) -> Result<()> {
@@ -374,6 +433,13 @@ impl Kubelet {
             Ok(()) => {
                 self.event(pod, Some(name), false, "Created", &format!("Created container {name}")).await;
                 self.event(pod, Some(name), false, "Started", &format!("Started container {name}")).await;
+                if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    // As upstream: the container counts as started once its hook has run; a failed hook kills it.
+                    if let Err(why) = probes::hook(&self.target(pod, container, &id), hook, Duration::from_secs(30)).await {
+                        self.event(pod, Some(name), true, "FailedPostStartHook", &format!("PostStartHook failed: {why}")).await;
+                        let _ = self.runtime.stop(&id, Duration::from_secs(2)).await;
+                    }
+                }
             }
             Err(e) => {
                 tracing::debug!("container {id} of {} failed to start: {e:#}", name_of(pod));
@@ -582,12 +648,16 @@ impl Kubelet {
     }
 
     async fn stop_all(&self, pod: &Pod, containers: &[Container]) {
-        let grace = pod.metadata.deletion_grace_period_seconds.or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30).max(0) as u64;
+        let specs: Vec<&ContainerSpec> = pod.spec.as_ref().map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).collect()).unwrap_or_default();
+        let specs = &specs;
         let running: Vec<&Container> = containers.iter().filter(|c| matches!(c.state, State::Running { .. })).collect();
         let stops = running.iter().map(|c| async move {
             self.event(pod, Some(&c.meta.container), false, "Killing", &format!("Stopping container {}", c.meta.container)).await;
-            if let Err(e) = self.runtime.stop(&c.id, Duration::from_secs(grace)).await {
-                tracing::warn!("stopping {}: {e:#}", c.id);
+            match specs.iter().find(|s| s.name == c.meta.container) {
+                Some(spec) => self.stop_container(pod, spec, c).await,
+                None => {
+                    let _ = self.runtime.stop(&c.id, Duration::from_secs(2)).await;
+                }
             }
         });
         futures::future::join_all(stops).await;
@@ -624,6 +694,14 @@ impl Kubelet {
         let init_specs = spec.init_containers.clone().unwrap_or_default();
         let mut init = statuses(&init_specs);
         let mut main = statuses(&spec.containers);
+        // Probes decide `started` and `ready` of running containers.
+        for (c, s) in spec.containers.iter().zip(&mut main).chain(init_specs.iter().zip(&mut init)) {
+            let Some(run) = runs.get(c.name.as_str()).and_then(|r| r.last()).filter(|r| matches!(r.state, State::Running { .. })) else { continue };
+            let passed = |kind: Kind| kind.of(c).is_none() || state.probes.get(&(run.id.clone(), kind)).and_then(|t| t.result) == Some(true);
+            let started = passed(Kind::Startup);
+            s["started"] = json!(started);
+            s["ready"] = json!(started && passed(Kind::Readiness));
+        }
         let policy = spec.restart_policy.as_deref().unwrap_or("Always");
         let mut pending_init = Vec::new();
         let mut init_failed = false;

@@ -317,3 +317,74 @@ fn exec_runs_commands_in_a_container() {
     let err = c.fails(&["exec", "box", "-c", "nosuch", "--", "true"], None);
     assert!(err.contains("container nosuch is not valid for pod box"), "{err}");
 }
+
+/// Probes and lifecycle hooks: readiness by httpGet (busybox httpd),
+/// tcpSocket and exec; liveness failing restarts the container; postStart
+/// runs before the container counts as started; preStop runs on deletion.
+/// [sig-node] Probing container with readiness probe should not be ready before initial delay and never restart [NodeConformance] [Conformance]
+/// [sig-node] Probing container should be restarted with a exec "cat /tmp/health" liveness probe [NodeConformance] [Conformance]
+/// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute poststart exec hook properly [NodeConformance] [Conformance]
+/// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute prestop exec hook properly [NodeConformance] [Conformance]
+#[test]
+fn probes_and_hooks_decide_readiness_and_restarts() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let host_dir = c.dir.path().join("hooks");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: web}}
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes: [{{name: host, hostPath: {{path: {host}, type: Directory}}}}]
+  containers:
+  - name: httpd
+    image: {image}
+    command: [httpd, -f, -p, "8080", -h, /var/www]
+    ports: [{{name: http, containerPort: 8080}}]
+    readinessProbe: {{httpGet: {{path: /index.html, port: http}}, periodSeconds: 1}}
+    volumeMounts: [{{name: host, mountPath: /host}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /var/www/hook.txt"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "echo bye > /host/bye"]}}}}
+  - name: flag
+    image: {image}
+    command: [sleep, "3600"]
+    readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}
+  - name: port
+    image: {image}
+    command: [sleep, "3600"]
+    readinessProbe: {{tcpSocket: {{port: 8080}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: dying}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {image}
+    command: [sh, -c, "touch /tmp/health; sleep 2; rm /tmp/health; sleep 3600"]
+    livenessProbe: {{exec: {{command: [cat, /tmp/health]}}, periodSeconds: 1, failureThreshold: 1}}
+"#,
+        host = host_dir.display()
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    let ready = |name: &str| format!("{{.status.containerStatuses[?(@.name=='{name}')].ready}}");
+    c.wait_for(&["get", "pod", "web", "-o", &format!("jsonpath={}", ready("httpd"))], "httpd to be ready", |r| r == "true");
+    c.wait_for(&["get", "pod", "web", "-o", &format!("jsonpath={}", ready("port"))], "the tcp probe to pass", |r| r == "true");
+    assert_eq!(jsonpath(&c, "web", &ready("flag")), "false", "an exec probe that fails keeps its container unready");
+    assert_eq!(jsonpath(&c, "web", "{.status.conditions[?(@.type=='Ready')].status}"), "False");
+    c.ok(&["exec", "web", "-c", "flag", "--", "touch", "/tmp/ready"]);
+    c.wait_for(&["get", "pod", "web", "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"], "the pod to be Ready", |r| r == "True");
+    assert_eq!(c.ok(&["exec", "web", "-c", "httpd", "--", "cat", "/var/www/hook.txt"]), "started\n", "postStart ran");
+
+    c.wait_up_to(Duration::from_secs(45), &["get", "pod", "dying", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], "the liveness probe to restart it", |n| n.parse::<u32>().unwrap_or(0) >= 1);
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=dying", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
+    assert!(events.contains("Unhealthy: Liveness probe failed"), "{events}");
+    assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
+
+    c.ok(&["delete", "pod", "web"]);
+    assert_eq!(std::fs::read_to_string(host_dir.join("bye")).unwrap(), "bye\n", "preStop ran");
+}
