@@ -321,7 +321,6 @@ fn exec_runs_commands_in_a_container() {
 /// Probes and lifecycle hooks: readiness by httpGet (busybox httpd),
 /// tcpSocket and exec; liveness failing restarts the container; postStart
 /// runs before the container counts as started; preStop runs on deletion.
-/// [sig-node] Probing container with readiness probe should not be ready before initial delay and never restart [NodeConformance] [Conformance]
 /// [sig-node] Probing container should be restarted with a exec "cat /tmp/health" liveness probe [NodeConformance] [Conformance]
 /// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute poststart exec hook properly [NodeConformance] [Conformance]
 /// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute prestop exec hook properly [NodeConformance] [Conformance]
