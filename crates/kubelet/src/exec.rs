@@ -21,6 +21,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// What the query of an exec request asks for.
@@ -30,17 +31,20 @@ struct Request {
     stdin: bool,
     stdout: bool,
     stderr: bool,
+    tty: bool,
 }
 
 fn parse(query: &str) -> Request {
     let mut request = Request::default();
     for (key, value) in url_pairs(query) {
-        let on = value == "true" || value == "1";
+        // Go's strconv.ParseBool, which upstream's parameter codec uses.
+        let on = matches!(value.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True");
         match key.as_str() {
             "command" => request.command.push(value),
             "stdin" => request.stdin = on,
             "stdout" => request.stdout = on,
             "stderr" => request.stderr = on,
+            "tty" => request.tty = on,
             _ => {}
         }
     }
@@ -70,7 +74,7 @@ pub(crate) async fn exec(State(kubelet): State<Arc<Kubelet>>, Path((namespace, p
     ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
         .on_upgrade(move |socket| async move {
             if let Err(e) = session(kubelet, target.id, request, socket).await {
-                tracing::debug!("exec session ended: {e:#}");
+                tracing::warn!("exec session ended: {e:#}");
             }
         })
         .into_response()
@@ -100,16 +104,38 @@ fn status(command: &[String], code: Option<i32>) -> serde_json::Value {
 
 async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: WebSocket) -> anyhow::Result<()> {
     let (mut sink, mut incoming) = socket.split();
-    let mut child = match kubelet.runtime.exec(&id, &request.command, request.stdin).await {
-        Ok(child) => child,
+    type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+    type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+    // A terminal merges stdout and stderr, and takes resizes.
+    let started: anyhow::Result<(tokio::process::Child, Vec<(Reader, u8, bool)>, Option<Writer>, Option<std::os::fd::OwnedFd>)> = async {
+        if request.tty {
+            let (child, master) = kubelet.runtime.exec_tty(&id, &request.command).await?;
+            let output = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
+            let input = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
+            let input: Option<Writer> = request.stdin.then(|| Box::new(input) as Writer);
+            Ok((child, vec![(Box::new(output) as Reader, STDOUT, request.stdout)], input, Some(master)))
+        } else {
+            let mut child = kubelet.runtime.exec(&id, &request.command, request.stdin).await?;
+            let outputs = vec![
+                (Box::new(child.stdout.take().expect("piped")) as Reader, STDOUT, request.stdout),
+                (Box::new(child.stderr.take().expect("piped")) as Reader, STDERR, request.stderr),
+            ];
+            let input = child.stdin.take().map(|i| Box::new(i) as Writer);
+            Ok((child, outputs, input, None))
+        }
+    }
+    .await;
+    let (mut child, outputs, mut stdin, terminal) = match started {
+        Ok(started) => started,
         Err(e) => {
             let failure = json!({"metadata": {}, "status": "Failure", "message": format!("{e:#}"), "reason": "InternalError"});
             sink.send(frame(ERROR, failure.to_string().as_bytes())).await?;
+            sink.send(normal_close()).await?;
             return Ok(());
         }
     };
     let (tx, mut outgoing) = tokio::sync::mpsc::channel::<Message>(16);
-    let pump = |mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send>, stream: u8, wanted: bool| {
+    let pump = |mut reader: Reader, stream: u8, wanted: bool| {
         let tx = tx.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 32 * 1024];
@@ -126,10 +152,9 @@ async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: We
             }
         })
     };
-    let out = pump(Box::new(child.stdout.take().expect("piped")), STDOUT, request.stdout);
-    let err = pump(Box::new(child.stderr.take().expect("piped")), STDERR, request.stderr);
+    let runc_pid = child.id();
+    let pumps: Vec<_> = outputs.into_iter().map(|(reader, stream, wanted)| pump(reader, stream, wanted)).collect();
     drop(tx);
-    let mut stdin = child.stdin.take();
     let writer = tokio::spawn(async move {
         while let Some(message) = outgoing.recv().await {
             if sink.send(message).await.is_err() {
@@ -149,6 +174,14 @@ async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: We
                     }
                 }
                 Message::Binary(data) if data.first() == Some(&CLOSE) && data.get(1) == Some(&STDIN) => stdin = None,
+                Message::Binary(data) if data.first() == Some(&RESIZE) => {
+                    if let (Some(fd), Ok(size)) = (&terminal, serde_json::from_slice::<serde_json::Value>(&data[1..])) {
+                        resize(fd, size["Width"].as_u64().unwrap_or(80) as u16, size["Height"].as_u64().unwrap_or(24) as u16);
+                        if let Some(pid) = runc_pid {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGWINCH);
+                        }
+                    }
+                }
                 Message::Close(_) => return true,
                 _ => {}
             }
@@ -163,12 +196,31 @@ async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: We
             return Ok(());
         }
     };
-    let _ = tokio::join!(out, err);
+    // A terminal's output ends with its last process; pipes end on their own.
+    if terminal.is_some() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        pumps.iter().for_each(|p| p.abort());
+    }
+    for p in pumps {
+        let _ = p.await;
+    }
     let mut sink = writer.await?;
     sink.send(frame(ERROR, status(&request.command, code).to_string().as_bytes())).await?;
-    // A normal closure (1000) ends the error stream; without a code, clients see an error.
-    sink.send(Message::Close(Some(axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))).await?;
+    sink.send(normal_close()).await?;
     Ok(())
+}
+
+/// A normal closure (1000) ends the error stream; without a code, clients see an error.
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))
+}
+
+/// Sets a terminal's size (TIOCSWINSZ), as the client's window changes.
+fn resize(terminal: &std::os::fd::OwnedFd, width: u16, height: u16) {
+    use std::os::fd::AsRawFd;
+    let size = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: a valid descriptor and a winsize that lives across the call.
+    unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ impl Kubelet {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let mut status = self.node_status();
         // A condition whose status stays keeps the time it last changed.
-        let current = nodes.get_status(&self.config.node_name).await?;
+        let current = nodes.get(&self.config.node_name).await?;
         for old in current.status.and_then(|s| s.conditions).unwrap_or_default() {
             let fresh = status["conditions"].as_array_mut().and_then(|c| c.iter_mut().find(|c| c["type"] == old.type_.as_str()));
             if let (Some(fresh), Some(since)) = (fresh, old.last_transition_time) {

@@ -179,7 +179,6 @@ impl Kubelet {
         if update.gone || pod.metadata.deletion_timestamp.is_some() {
             self.terminate(pod, &containers).await?;
             if !update.gone {
-                self.post_status(pod, state, &containers).await?;
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
                 let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: None }), ..Default::default() };
                 match api.delete(pod.metadata.name.as_deref().unwrap_or(""), &params).await {
@@ -196,7 +195,7 @@ impl Kubelet {
             // containers stay for their logs until the pod is deleted.
             self.stop_all(pod, &containers).await;
             if self.sandboxes.exists(uid) {
-                self.sandboxes.remove(uid)?;
+                tokio::task::block_in_place(|| self.sandboxes.remove(uid))?;
             }
             return Ok(false);
         }

@@ -70,6 +70,9 @@ pub trait ContainerRuntime: Send + Sync {
     /// Runs a command in a running container, its stdout and stderr piped
     /// (and its stdin, if asked).
     async fn exec(&self, id: &str, command: &[String], stdin: bool) -> Result<tokio::process::Child>;
+    /// Runs a command in a running container on a terminal; returns the
+    /// process and the terminal's master side.
+    async fn exec_tty(&self, id: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd)>;
     /// One container's state, if the runtime has it.
     fn state(&self, id: &str) -> Option<State>;
     /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`.
@@ -264,6 +267,28 @@ impl ContainerRuntime for Runc {
             .spawn()
             .context("running runc exec")?;
         Ok(child)
+    }
+
+    async fn exec_tty(&self, id: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd)> {
+        // In the foreground with --tty, runc makes the container's terminal
+        // and copies between it and its own stdio; giving runc a terminal
+        // of ours as stdio lets it pass raw mode and window sizes through
+        // (it reads the size from its stdin on SIGWINCH).
+        let pty = nix::pty::openpty(None, None).context("opening a terminal")?;
+        let slave = std::fs::File::from(pty.slave);
+        let child = tokio::process::Command::new("runc")
+            .arg("--root")
+            .arg(&self.state_root)
+            .args(["exec", "--tty"])
+            .arg(id)
+            .args(command)
+            .stdin(slave.try_clone()?)
+            .stdout(slave.try_clone()?)
+            .stderr(slave)
+            .kill_on_drop(true)
+            .spawn()
+            .context("running runc exec --tty")?;
+        Ok((child, pty.master))
     }
 
     fn state(&self, id: &str) -> Option<State> {

@@ -298,7 +298,7 @@ fn images_that_cannot_be_pulled_are_reported() {
 }
 
 /// `kubectl exec` over WebSocket (`v5.channel.k8s.io`, kubectl 1.32's
-/// default): output streams, stdin, and the command's exit code.
+/// default): output streams, stdin, a terminal, and the command's exit code.
 #[test]
 fn exec_runs_commands_in_a_container() {
     let image = common::test_image();
@@ -314,6 +314,13 @@ fn exec_runs_commands_in_a_container() {
     assert!(String::from_utf8_lossy(&failed.stderr).contains("command terminated with exit code 3"));
     let echoed = c.kubectl_stdin(&["exec", "-i", "box", "--", "sh", "-c", "tr a-z A-Z"], Some("piped input\n"));
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
+    // On a terminal (`-it`, run under script(1) so kubectl has one): the
+    // container sees a tty of the client's size, and the exit code comes back.
+    let kubectl_it = format!("stty cols 100 rows 30; kubectl --kubeconfig {} exec -it box -- sh -c 'tty; stty size; exit 4'", c.kubeconfig().display());
+    let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
+    let text = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(text.contains("/dev/pts/0") && text.contains("30 100"), "{text}");
+    assert_eq!(on_tty.status.code(), Some(4), "{text}");
     let err = c.fails(&["exec", "box", "-c", "nosuch", "--", "true"], None);
     assert!(err.contains("container nosuch is not valid for pod box"), "{err}");
 }
