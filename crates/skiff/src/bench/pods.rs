@@ -116,7 +116,6 @@ fn shims_pss_mib(dir: &Path) -> (usize, f64) {
     let mut count = 0;
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(" shim ") && cmdline.contains(&marker) {
