@@ -301,7 +301,8 @@ fn images_that_cannot_be_pulled_are_reported() {
 }
 
 /// `kubectl exec` over WebSocket (`v5.channel.k8s.io`, kubectl 1.32's
-/// default): output streams, stdin, a terminal, and the command's exit code.
+/// default): output streams, stdin, a terminal, the command's exit code,
+/// and `kubectl cp` both ways.
 #[test]
 fn exec_runs_commands_in_a_container() {
     let image = common::test_image();
@@ -324,6 +325,14 @@ fn exec_runs_commands_in_a_container() {
     let text = String::from_utf8_lossy(&on_tty.stdout);
     assert!(text.contains("/dev/pts/0") && text.contains("30 100"), "{text}");
     assert_eq!(on_tty.status.code(), Some(4), "{text}");
+    // `kubectl cp` is tar over exec, both ways.
+    let local = c.dir.path().join("copied.txt");
+    std::fs::write(&local, "copied content\n").unwrap();
+    c.ok(&["cp", local.to_str().unwrap(), "box:/tmp/copied.txt"]);
+    assert_eq!(c.ok(&["exec", "box", "--", "cat", "/tmp/copied.txt"]), "copied content\n");
+    let back = c.dir.path().join("back.txt");
+    c.ok(&["cp", "box:/tmp/copied.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "copied content\n");
     let err = c.fails(&["exec", "box", "-c", "nosuch", "--", "true"], None);
     assert!(err.contains("container nosuch is not valid for pod box"), "{err}");
 }
