@@ -156,11 +156,14 @@ fn restarts(policy: &str, state: &State) -> bool {
     }
 }
 
+/// When a run ended: it exited, or failed to start (which backs off too).
 fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
-    match state {
-        State::Exited { finished_at, .. } => chrono::DateTime::parse_from_rfc3339(finished_at).ok().map(|t| t.with_timezone(&chrono::Utc)),
-        _ => None,
-    }
+    let at = match state {
+        State::Exited { finished_at, .. } => finished_at,
+        State::Created { failed_at: Some(at), .. } => at,
+        _ => return None,
+    };
+    chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// The hostname a pod's containers see: `spec.hostname` or the pod's

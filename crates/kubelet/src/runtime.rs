@@ -43,8 +43,8 @@ pub struct ContainerConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
-    /// Made, not (yet, or ever) started: the error says why, if known.
-    Created { error: Option<String> },
+    /// Made, not (yet, or ever) started: the error says why, and when, if known.
+    Created { error: Option<String>, failed_at: Option<String> },
     Running { started_at: String },
     Exited { started_at: String, finished_at: String, exit_code: i32, oom_killed: bool },
 }
@@ -135,7 +135,13 @@ impl Runc {
         match (started, exited) {
             (Some(s), Some(e)) => State::Exited { started_at: s.started_at, finished_at: e.finished_at, exit_code: e.exit_code, oom_killed: e.oom_killed },
             (Some(s), None) => State::Running { started_at: s.started_at },
-            (None, _) => State::Created { error: read("error").map(|e| String::from_utf8_lossy(&e).into_owned()) },
+            (None, _) => {
+                let failed_at = std::fs::metadata(dir.join("error")).and_then(|m| m.modified()).ok();
+                State::Created {
+                    error: read("error").map(|e| String::from_utf8_lossy(&e).into_owned()),
+                    failed_at: failed_at.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+                }
+            }
         }
     }
 

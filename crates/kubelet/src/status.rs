@@ -38,7 +38,13 @@ fn terminated(c: &Container, message: Option<&str>) -> Option<Value> {
             }
             Some(t)
         }
-        State::Created { error } => Some(json!({"exitCode": 128, "reason": "StartError", "message": error.clone().unwrap_or_default(), "containerID": id})),
+        State::Created { error, failed_at } => {
+            let mut t = json!({"exitCode": 128, "reason": "StartError", "message": error.clone().unwrap_or_default(), "containerID": id});
+            if let Some(at) = failed_at {
+                t["finishedAt"] = json!(seconds(at));
+            }
+            Some(t)
+        }
         State::Running { .. } => None,
     }
 }
