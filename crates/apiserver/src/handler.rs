@@ -264,6 +264,12 @@ impl Api {
             if t.def.kind == "Pod" && matches!(t.subresource.as_deref(), Some("exec" | "attach" | "portforward")) {
                 return self.connect(user, t, parts, &query).await.unwrap_or_else(IntoResponse::into_response);
             }
+            if t.def.kind == "Node" && t.subresource.as_deref() == Some("proxy") && parts.method == Method::GET {
+                // `nodes/{name}/proxy/…`: a GET passed on to the node's agent.
+                let node = t.name.clone().unwrap_or_default();
+                let path = format!("/{}{}", t.proxy_path, parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
+                return self.kubelets.get(&self.registry, &node, &path).await.unwrap_or_else(IntoResponse::into_response);
+            }
         }
         match path.as_str() {
             "/healthz" | "/livez" | "/readyz" => return health(&path, &query),

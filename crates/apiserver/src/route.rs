@@ -27,6 +27,8 @@ pub struct Target {
     pub subresource: Option<String>,
     /// Reached through the legacy `/watch/` path prefix.
     pub legacy_watch: bool,
+    /// What follows `/proxy/` (`nodes/{name}/proxy/stats/summary`).
+    pub proxy_path: String,
 }
 
 pub fn parse(path: &str) -> Route {
@@ -60,7 +62,8 @@ pub fn parse(path: &str) -> Route {
     let Some(def) = resources::find(group, version, rest[0]) else {
         return Route::Unknown;
     };
-    if rest.len() > 3 || (namespace.is_some() && !def.namespaced) {
+    let proxied = rest.get(2) == Some(&"proxy");
+    if (rest.len() > 3 && !proxied) || (namespace.is_some() && !def.namespaced) {
         return Route::Unknown;
     }
     Route::Resource(Target {
@@ -69,6 +72,7 @@ pub fn parse(path: &str) -> Route {
         name: rest.get(1).map(|s| s.to_string()),
         subresource: rest.get(2).map(|s| s.to_string()),
         legacy_watch,
+        proxy_path: if proxied { rest[3..].join("/") } else { String::new() },
     })
 }
 

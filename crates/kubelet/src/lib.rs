@@ -14,6 +14,7 @@ pub mod sandbox;
 mod server;
 pub mod shim;
 pub mod spec;
+mod stats;
 pub mod status;
 pub mod volumes;
 
@@ -70,6 +71,9 @@ pub struct Kubelet {
     port: AtomicU16,
     pod_cidr: tokio::sync::OnceCell<String>,
     allocatable: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    rates: stats::Rates,
+    /// When the agent started, as the Summary API's node `startTime`.
+    started: String,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -115,6 +119,8 @@ impl Kubelet {
             port: AtomicU16::new(config.port),
             pod_cidr: Default::default(),
             allocatable: Default::default(),
+            rates: Default::default(),
+            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             client,
             config,
         });

@@ -133,7 +133,7 @@ fn uid_of(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or("")
 }
 
-fn cgroup_parent(uid: &str) -> String {
+pub(crate) fn cgroup_parent(uid: &str) -> String {
     format!("/kubepods/pod{uid}")
 }
 

@@ -1,5 +1,5 @@
 //! The agent's own HTTPS endpoint, which the API server proxies to
-//! (`kubectl logs`, `kubectl exec`): client certificates from the cluster CA only, and
+//! (`kubectl logs`, `kubectl exec`, `nodes/{name}/proxy/stats/summary`): client certificates from the cluster CA only, and
 //! only the API server's (`kube-apiserver-kubelet-client`) or a cluster
 //! admin's (`system:masters`), since what it serves bypasses the API's
 //! authorization.
@@ -43,7 +43,8 @@ impl Server {
         let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&kubelet.config.tls)?));
         let listener = tokio::net::TcpListener::bind((kubelet.config.address, kubelet.config.port)).await.with_context(|| format!("binding the agent's port {}", kubelet.config.port))?;
         let router = axum::Router::new().route("/healthz", get(|| async { "ok" })).route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
-            .route("/exec/{namespace}/{pod}/{container}", get(crate::exec::exec).post(crate::exec::exec)).with_state(kubelet);
+            .route("/exec/{namespace}/{pod}/{container}", get(crate::exec::exec).post(crate::exec::exec))
+            .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) })).with_state(kubelet);
         Ok(Server { listener, tls, router })
     }
 

@@ -406,3 +406,27 @@ spec:
     c.ok(&["delete", "pod", "web"]);
     assert_eq!(std::fs::read_to_string(host_dir.join("bye")).unwrap(), "bye\n", "preStop ran");
 }
+
+/// The Summary API through the API server's node proxy: the node, and each
+/// running pod and container with CPU and memory read from its cgroups;
+/// CPU rates from the second reading on.
+#[test]
+fn stats_summary_reports_node_pods_and_containers() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("busy", &image, "Always", "while true; do :; done")));
+    c.wait_for(&["get", "pod", "busy", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    let summary = |c: &Cluster| -> serde_json::Value { serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])).unwrap() };
+    summary(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    let s = summary(&c);
+    assert_eq!(s["node"]["nodeName"], "node-1");
+    assert!(s["node"]["memory"]["availableBytes"].as_u64().unwrap() > 0, "{s}");
+    let pod = s["pods"].as_array().unwrap().iter().find(|p| p["podRef"]["name"] == "busy").unwrap_or_else(|| panic!("{s}"));
+    let container = &pod["containers"][0];
+    assert_eq!(container["name"], "main");
+    assert!(container["memory"]["workingSetBytes"].as_u64().unwrap() > 0, "{container}");
+    let cores = container["cpu"]["usageNanoCores"].as_u64().unwrap_or_else(|| panic!("{container}"));
+    assert!(cores > 100_000_000, "a busy loop uses a good part of a core: {cores}");
+    assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
+}
