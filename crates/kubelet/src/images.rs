@@ -255,10 +255,11 @@ pub fn unpack_tar(reader: impl Read, dir: &Path) -> Result<()> {
         let path = entry.path()?.into_owned();
         let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
         if let Some(hidden) = name.strip_prefix(b".wh.") {
-            let parent = dir.join(path.parent().unwrap_or(Path::new("")));
-            if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            // Only plain names below the layer: no `..`, no root (`/etc/.wh.x` must not reach the host's /etc).
+            if path.components().any(|c| !matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir)) {
                 bail!("whiteout {} escapes the layer", path.display());
             }
+            let parent = dir.join(path.parent().unwrap_or(Path::new("")));
             std::fs::create_dir_all(&parent)?;
             if hidden == b".wh..opq" {
                 set_xattr(&parent, "trusted.overlay.opaque", b"y")?;
@@ -335,5 +336,22 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("etc/keep")).unwrap(), b"kept");
         let meta = std::fs::symlink_metadata(dir.path().join("etc/gone")).unwrap();
         assert!(std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()));
+
+        // A whiteout outside the layer is refused, not applied to the host.
+        for escaping in ["../.wh.x", "a/../../.wh.x", "/skiff-whiteout-test/.wh.x"] {
+            let mut evil = tar::Builder::new(Vec::new());
+            let mut header = tar::Header::new_gnu();
+            header.set_size(0);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_cksum();
+            // Written raw: the builder itself refuses such paths.
+            header.as_gnu_mut().unwrap().name[..escaping.len()].copy_from_slice(escaping.as_bytes());
+            header.set_cksum();
+            evil.append(&header, &b""[..]).unwrap();
+            let bytes = evil.into_inner().unwrap();
+            assert!(unpack_tar(&bytes[..], dir.path()).is_err(), "{escaping}");
+        }
     }
 }
