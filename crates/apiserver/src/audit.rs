@@ -131,16 +131,6 @@ impl Audit {
         if rule.level == Level::None {
             return None;
         }
-        let user_info = |u: &skiff_auth::UserInfo| {
-            let mut info = json!({"username": u.name, "groups": u.groups});
-            if !u.uid.is_empty() {
-                info["uid"] = json!(u.uid);
-            }
-            if !u.extra.is_empty() {
-                info["extra"] = json!(u.extra);
-            }
-            info
-        };
         let mut event = json!({
             "kind": "Event",
             "apiVersion": "audit.k8s.io/v1",
@@ -148,13 +138,13 @@ impl Audit {
             "auditID": uuid::Uuid::new_v4().to_string(),
             "requestURI": uri,
             "verb": a.verb,
-            "user": user_info(impersonator.unwrap_or(&a.user)),
+            "user": crate::reviews::user_info(impersonator.unwrap_or(&a.user)),
             "sourceIPs": source.map(|ip| vec![ip.to_string()]).unwrap_or_default(),
             "userAgent": user_agent,
             "requestReceivedTimestamp": micro_now(),
         });
         if impersonator.is_some() {
-            event["impersonatedUser"] = user_info(&a.user);
+            event["impersonatedUser"] = crate::reviews::user_info(&a.user);
         }
         if a.resource_request {
             let mut object = json!({"resource": a.resource, "namespace": a.namespace, "name": a.name, "apiGroup": a.api_group, "apiVersion": a.api_version, "subresource": a.subresource});

@@ -56,7 +56,8 @@ pub fn review(security: &Security, user: &UserInfo, def: &ResourceDef, ns: Optio
     Ok(body)
 }
 
-fn user_info(user: &UserInfo) -> Value {
+/// A user as the API writes one (authentication.k8s.io and audit.k8s.io alike).
+pub(crate) fn user_info(user: &UserInfo) -> Value {
     let mut info = json!({"username": user.name, "groups": user.groups});
     if !user.uid.is_empty() {
         info["uid"] = json!(user.uid);
