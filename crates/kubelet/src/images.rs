@@ -145,7 +145,7 @@ impl ImageStore {
         }
         let config_digest = manifest.config.digest.clone();
         let config_path = self.root.join("configs").join(format!("{}.json", hex(&config_digest)));
-        write_atomically(&config_path, config_json.as_bytes())?;
+        crate::write_file_atomically(&config_path, config_json.as_bytes())?;
         for layer in &manifest.layers {
             let dir = self.root.join("layers").join(hex(&layer.digest));
             if dir.exists() {
@@ -182,7 +182,7 @@ impl ImageStore {
     }
 
     fn save(&self, images: &[Image]) -> Result<()> {
-        write_atomically(&self.root.join("images.json"), &serde_json::to_vec_pretty(images)?)
+        crate::write_file_atomically(&self.root.join("images.json"), &serde_json::to_vec_pretty(images)?)
     }
 
     /// Removes an image and the layers no other image uses.
@@ -210,13 +210,6 @@ fn size_of(manifest: &OciImageManifest) -> u64 {
 /// `sha256:abc…` → `abc…`; digests name files, so nothing else may pass.
 fn hex(digest: &str) -> String {
     digest.rsplit(':').next().unwrap_or(digest).chars().filter(|c| c.is_ascii_hexdigit()).collect()
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// Unpacks a downloaded layer blob into `dir` (via a temporary sibling, so

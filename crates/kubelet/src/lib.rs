@@ -60,6 +60,14 @@ pub struct Tls {
     pub client_ca_pem: String,
 }
 
+/// Writes a file whole or not at all: a temporary sibling, then a rename.
+pub(crate) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 pub struct Kubelet {
     client: kube::Client,
     config: Config,

@@ -520,62 +520,54 @@ impl Kubelet {
     /// `env` and `envFrom`, resolved in upstream's order: envFrom first,
     /// then env, each able to refer to the ones before it.
     async fn environment(&self, pod: &Pod, container: &ContainerSpec) -> Result<Vec<(String, String)>> {
+        use crate::volumes::{config_map_data, fetch, secret_data};
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let client = &self.client;
         let mut env: Vec<(String, String)> = Vec::new();
         for from in container.env_from.iter().flatten() {
             let prefix = from.prefix.clone().unwrap_or_default();
             let data = if let Some(source) = &from.config_map_ref {
-                match config_maps.get_opt(&source.name).await? {
-                    Some(cm) => crate::volumes::config_map_data(&cm),
-                    None if source.optional == Some(true) => continue,
-                    None => anyhow::bail!("configmap \"{}\" not found", source.name),
-                }
+                fetch::<ConfigMap>(client, ns, &source.name, source.optional).await?.map(|cm| config_map_data(&cm))
             } else if let Some(source) = &from.secret_ref {
-                match secrets.get_opt(&source.name).await? {
-                    Some(s) => crate::volumes::secret_data(&s),
-                    None if source.optional == Some(true) => continue,
-                    None => anyhow::bail!("secret \"{}\" not found", source.name),
-                }
+                fetch::<Secret>(client, ns, &source.name, source.optional).await?.map(|s| secret_data(&s))
             } else {
-                continue;
+                None
             };
-            for (k, v) in data {
+            for (k, v) in data.into_iter().flatten() {
                 env.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned()));
             }
         }
         let allocatable = self.allocatable.lock().unwrap().clone();
+        // One key of a ConfigMap's or Secret's data; None for an optional one that is not there.
+        let key_value = |data: Option<BTreeMap<String, Vec<u8>>>, kind: &str, name: &str, key: &str, optional: Option<bool>| -> Result<Option<String>> {
+            match data.as_ref().and_then(|d| d.get(key)) {
+                Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+                None if optional == Some(true) => Ok(None),
+                None => anyhow::bail!("couldn't find key {key} in {kind} {ns}/{name}"),
+            }
+        };
         for var in container.env.iter().flatten() {
             let value = match &var.value_from {
-                None => spec::expand(var.value.as_deref().unwrap_or(""), &env),
+                None => Some(spec::expand(var.value.as_deref().unwrap_or(""), &env)),
                 Some(from) => {
                     if let Some(field) = &from.field_ref {
-                        crate::downward::field(pod, &field.field_path)?
+                        Some(crate::downward::field(pod, &field.field_path)?)
                     } else if let Some(resource) = &from.resource_field_ref {
-                        crate::downward::resource(pod, Some(&container.name), resource, &allocatable)?
+                        Some(crate::downward::resource(pod, Some(&container.name), resource, &allocatable)?)
                     } else if let Some(key) = &from.config_map_key_ref {
-                        let cm = config_maps.get_opt(&key.name).await?;
-                        match cm.as_ref().and_then(|cm| crate::volumes::config_map_data(cm).remove(&key.key)) {
-                            Some(v) => String::from_utf8_lossy(&v).into_owned(),
-                            None if key.optional == Some(true) => continue,
-                            None if cm.is_none() => anyhow::bail!("configmap \"{}\" not found", key.name),
-                            None => anyhow::bail!("couldn't find key {} in ConfigMap {ns}/{}", key.key, key.name),
-                        }
+                        let data = fetch::<ConfigMap>(client, ns, &key.name, key.optional).await?.map(|cm| config_map_data(&cm));
+                        key_value(data, "ConfigMap", &key.name, &key.key, key.optional)?
                     } else if let Some(key) = &from.secret_key_ref {
-                        let secret = secrets.get_opt(&key.name).await?;
-                        match secret.as_ref().and_then(|s| crate::volumes::secret_data(s).remove(&key.key)) {
-                            Some(v) => String::from_utf8_lossy(&v).into_owned(),
-                            None if key.optional == Some(true) => continue,
-                            None if secret.is_none() => anyhow::bail!("secret \"{}\" not found", key.name),
-                            None => anyhow::bail!("couldn't find key {} in Secret {ns}/{}", key.key, key.name),
-                        }
+                        let data = fetch::<Secret>(client, ns, &key.name, key.optional).await?.map(|s| secret_data(&s));
+                        key_value(data, "Secret", &key.name, &key.key, key.optional)?
                     } else {
-                        continue;
+                        None
                     }
                 }
             };
-            env.push((var.name.clone(), value));
+            if let Some(value) = value {
+                env.push((var.name.clone(), value));
+            }
         }
         Ok(env)
     }

@@ -157,33 +157,33 @@ pub async fn run_tcp(target: &Target<'_>, action: &TCPSocketAction, timeout: Dur
     }
 }
 
+/// The handler kinds probes and hooks share; None when none is set.
+async fn act(target: &Target<'_>, exec: Option<&ExecAction>, http: Option<&HTTPGetAction>, tcp: Option<&TCPSocketAction>, timeout: Duration) -> Option<Result<(), String>> {
+    Some(match (exec, http, tcp) {
+        (Some(action), _, _) => run_exec(target, action, timeout).await,
+        (None, Some(action), _) => run_http(target, action, timeout).await,
+        (None, None, Some(action)) => run_tcp(target, action, timeout).await,
+        (None, None, None) => return None,
+    })
+}
+
 /// Runs a probe's handler once.
 pub async fn check(target: &Target<'_>, probe: &Probe) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    if let Some(action) = &probe.exec {
-        run_exec(target, action, timeout).await
-    } else if let Some(action) = &probe.http_get {
-        run_http(target, action, timeout).await
-    } else if let Some(action) = &probe.tcp_socket {
-        run_tcp(target, action, timeout).await
-    } else {
-        Err("the probe has no handler this agent supports".into())
-    }
+    act(target, probe.exec.as_ref(), probe.http_get.as_ref(), probe.tcp_socket.as_ref(), timeout).await.unwrap_or_else(|| Err("the probe has no handler this agent supports".into()))
 }
 
 /// Runs a lifecycle hook (postStart, preStop); `timeout` bounds it.
 pub async fn hook(target: &Target<'_>, handler: &k8s_openapi::api::core::v1::LifecycleHandler, timeout: Duration) -> Result<(), String> {
-    if let Some(action) = &handler.exec {
-        run_exec(target, action, timeout).await
-    } else if let Some(action) = &handler.http_get {
-        run_http(target, action, timeout).await
-    } else if let Some(action) = &handler.tcp_socket {
-        run_tcp(target, action, timeout).await
-    } else if let Some(sleep) = &handler.sleep {
-        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(timeout)).await;
-        Ok(())
-    } else {
-        Err("the hook has no handler".into())
+    if let Some(done) = act(target, handler.exec.as_ref(), handler.http_get.as_ref(), handler.tcp_socket.as_ref(), timeout).await {
+        return done;
+    }
+    match &handler.sleep {
+        Some(sleep) => {
+            tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(timeout)).await;
+            Ok(())
+        }
+        None => Err("the hook has no handler".into()),
     }
 }
 

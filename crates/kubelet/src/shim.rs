@@ -222,10 +222,7 @@ fn oom_killed(bundle: &Path) -> bool {
 }
 
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value)?)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    crate::write_file_atomically(path, &serde_json::to_vec(value)?)
 }
 
 /// A pipe neither end of which leaks into runc or the container, except

@@ -180,7 +180,9 @@ fn check_host_path(path: &Path, kind: &str) -> Result<()> {
     }
 }
 
-async fn fetch<K>(client: &kube::Client, ns: &str, name: &str, optional: Option<bool>) -> Result<Option<K>>
+/// A ConfigMap or Secret; an absent one is None when `optional`, else an
+/// error worded as upstream's (`configmap "x" not found`).
+pub(crate) async fn fetch<K>(client: &kube::Client, ns: &str, name: &str, optional: Option<bool>) -> Result<Option<K>>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
