@@ -605,6 +605,18 @@ impl Api {
     /// Returns the object and admission's warnings for the client.
     async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<(Value, Vec<String>)> {
         let name = crate::registry::name_of(&obj).to_string();
+        if def.group == "certificates.k8s.io" && def.kind == "CertificateSigningRequest" {
+            // Who asks is recorded by the server, never taken from the
+            // request, as upstream's strategy does: approvers trust it.
+            let spec = &mut obj["spec"];
+            spec["username"] = json!(user.name);
+            spec["groups"] = json!(user.groups);
+            spec["uid"] = if user.uid.is_empty() { Value::Null } else { json!(user.uid) };
+            spec["extra"] = if user.extra.is_empty() { Value::Null } else { json!(user.extra) };
+            if let Some(spec) = spec.as_object_mut() {
+                spec.retain(|_, v| !v.is_null());
+            }
+        }
         let cluster = crate::admission::RegistryCluster(&self.registry);
         let request = skiff_admission::Request {
             operation: skiff_admission::Operation::Create,

@@ -30,6 +30,12 @@ pub struct Pki {
     ca: CertPair,
 }
 
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pki").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
 impl Pki {
     /// Loads the CA from `dir`, creating it on first use.
     pub fn load_or_create(dir: &Path) -> Result<Pki> {
@@ -69,6 +75,45 @@ impl Pki {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca.cert_pem
+    }
+
+    /// A certificate for a CertificateSigningRequest's PKCS#10 request
+    /// (PEM), as upstream's csrsigning controller issues it: the requested
+    /// subject, names and key, with the usages its approver checked and
+    /// the lifetime asked for, at most the CA's default.
+    pub fn sign_request(&self, request_pem: &str, usages: &[String], lifetime: Option<Duration>) -> Result<String> {
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(request_pem).context("parsing the certificate request")?;
+        let params = &mut request.params;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = usages
+            .iter()
+            .filter_map(|u| match u.as_str() {
+                "digital signature" => Some(KeyUsagePurpose::DigitalSignature),
+                "key encipherment" => Some(KeyUsagePurpose::KeyEncipherment),
+                _ => None,
+            })
+            .collect();
+        params.extended_key_usages = usages
+            .iter()
+            .filter_map(|u| match u.as_str() {
+                "client auth" => Some(ExtendedKeyUsagePurpose::ClientAuth),
+                "server auth" => Some(ExtendedKeyUsagePurpose::ServerAuth),
+                _ => None,
+            })
+            .collect();
+        validity(params, lifetime.unwrap_or(LEAF_VALIDITY).min(LEAF_VALIDITY));
+        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
+        Ok(request.signed_by(&issuer)?.pem())
+    }
+
+    /// A CA read from upstream's `--cluster-signing-cert-file` and
+    /// `--cluster-signing-key-file`, for a controller manager of its own.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Pki> {
+        let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        let ca = CertPair { cert_pem: read(cert)?, key_pem: read(key)? };
+        KeyPair::from_pem(&ca.key_pem).context("the signing key")?;
+        Ok(Pki { dir: cert.parent().unwrap_or(Path::new(".")).to_path_buf(), ca })
     }
 
     fn issue(&self, mut params: CertificateParams) -> Result<CertPair> {
@@ -261,7 +306,7 @@ mod tests {
 
     #[test]
     fn ca_and_leaves_persist_and_renew_on_change() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("persist");
         let pki = Pki::load_or_create(&dir).unwrap();
         let ca = pki.ca_pem().to_string();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
@@ -280,8 +325,30 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skiff-pki-{}", std::process::id()));
+    #[test]
+    fn requests_are_signed_with_their_subject_and_the_approved_usages() {
+        let dir = tempfile_dir("sign");
+        let pki = Pki::load_or_create(&dir).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("system:node:n1", &["system:nodes"]);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        let request = params.serialize_request(&key).unwrap().pem().unwrap();
+        let usages = ["digital signature".to_string(), "client auth".to_string()];
+        let pem = pki.sign_request(&request, &usages, Some(Duration::from_secs(3600))).unwrap();
+        let der = pem_to_der(&pem).unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(same_subject(&cert, "system:node:n1", &["system:nodes"]));
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.code_signing && !eku.server_auth, "only the approved usages");
+        let lifetime = cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert!(lifetime <= 2 * 3600, "the asked lifetime (plus the backdating), not a year: {lifetime}");
+        assert!(pki.sign_request("not a request", &usages, None).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempfile_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("skiff-pki-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }

@@ -1,6 +1,7 @@
 //! The controller manager: workload controllers as API clients (the kube
 //! crate's watchers, reflectors and controller runtime).
 
+mod certificates;
 mod common;
 mod cronjob;
 mod daemonset;
@@ -46,6 +47,9 @@ pub struct Options {
     pub terminated_pod_gc_threshold: usize,
     /// The cluster CA, published in every namespace as `kube-root-ca.crt`.
     pub root_ca_pem: String,
+    /// The CA that signs approved CertificateSigningRequests, if this
+    /// controller manager holds its key.
+    pub signer: Option<skiff_auth::pki::Pki>,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             node_cidr_mask_size: 24,
             terminated_pod_gc_threshold: 12500,
             root_ca_pem: String::new(),
+            signer: None,
         }
     }
 }
@@ -87,6 +92,7 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone()));
     controllers.spawn(gc::run(client.clone()));
     controllers.spawn(clusterrole_aggregation::run(client.clone()));
+    controllers.spawn(certificates::run(client.clone(), options.signer.clone()));
     controllers.spawn(node_lifecycle::run(client.clone(), options.clone()));
     if let Some(cluster) = options.cluster_cidr {
         controllers.spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size));

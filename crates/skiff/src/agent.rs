@@ -1,11 +1,17 @@
-//! The node agent's flags and its start inside `skiff server` (a remote
-//! `skiff agent` follows with TLS bootstrap).
+//! The node agent: its flags, its start inside `skiff server`, and
+//! `skiff agent`, which joins a cluster from another host as upstream's
+//! kubelet does with TLS bootstrap: a bootstrap token buys a client
+//! certificate through a CertificateSigningRequest, and the node then asks
+//! for its serving certificate as itself.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use skiff_auth::pki::Pki;
+use anyhow::{bail, Context, Result};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use kube::api::{Api, PostParams};
+use skiff_auth::pki::{self, CertPair, Pki};
 
 /// Upstream's kubelet flags that Skiff takes, and where the pod network attaches.
 #[derive(clap::Args, Clone)]
@@ -48,18 +54,188 @@ pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, ur
     let identity = pki.client(None, &user, &["system:nodes"])?;
     let client = crate::server::in_process_client(&url, pki.ca_pem(), &user, &identity, "kubelet").await?;
     let serving = pki.serving("kubelet", &[node_name.clone(), "localhost".into()], &[address, IpAddr::from([127, 0, 0, 1])])?;
-    let config = skiff_kubelet::Config {
-        node_name,
-        data_dir: data_dir.join("agent"),
-        run_dir: flags.agent_run_dir.clone(),
-        log_dir: flags.pod_log_dir.clone(),
-        cni_bin_dir: flags.cni_bin_dir.clone(),
-        bridge: flags.cni_bridge.clone(),
-        address,
-        port: flags.kubelet_port,
-        shim: std::env::current_exe().context("finding the skiff binary for the shim")?,
-        tls: skiff_kubelet::Tls { cert_pem: serving.cert_pem, key_pem: serving.key_pem, client_ca_pem: pki.ca_pem().to_string() },
-        max_pods: flags.max_pods,
-    };
+    let config = flags.config(node_name, &data_dir, address, serving, pki.ca_pem())?;
     skiff_kubelet::Kubelet::start(client, config).await
+}
+
+impl AgentFlags {
+    fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Config> {
+        Ok(skiff_kubelet::Config {
+            node_name,
+            data_dir: data_dir.join("agent"),
+            run_dir: self.agent_run_dir.clone(),
+            log_dir: self.pod_log_dir.clone(),
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            bridge: self.cni_bridge.clone(),
+            address,
+            port: self.kubelet_port,
+            shim: std::env::current_exe().context("finding the skiff binary for the shim")?,
+            tls: skiff_kubelet::Tls { cert_pem: serving.cert_pem, key_pem: serving.key_pem, client_ca_pem: ca_pem.to_string() },
+            max_pods: self.max_pods,
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The API server to join (`https://host:6443`).
+    #[arg(long)]
+    server: String,
+    /// A bootstrap token (`skiff token create`); needed only until the
+    /// node holds its client certificate.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The cluster CA the server's certificate is checked against (the
+    /// server's `<data-dir>/server/tls/ca.crt`).
+    #[arg(long)]
+    ca_file: PathBuf,
+    /// The node's certificates, images, containers and pod volumes.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    agent: AgentFlags,
+}
+
+/// Client certificates are renewed this long before they expire.
+const RENEW_BEFORE: chrono::Duration = chrono::Duration::days(30);
+
+/// `skiff agent`: joins the cluster at `--server` and runs its pods.
+pub async fn run(args: Args) -> Result<()> {
+    let ca_pem = std::fs::read_to_string(&args.ca_file).with_context(|| format!("reading {}", args.ca_file.display()))?;
+    let node_name = match &args.agent.node_name {
+        Some(name) => name.clone(),
+        None => crate::server::hostname().context("the host has no usable name: give --node-name")?,
+    };
+    let address = match args.agent.node_ip {
+        Some(ip) => ip,
+        None => route_to(&args.server).await?,
+    };
+    let dir = args.data_dir.join("agent/pki");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let user = format!("system:node:{node_name}");
+
+    let identity = match usable(&dir, "kubelet-client")? {
+        Some(pair) if !expires_soon(&pair)? => pair,
+        held => {
+            // A node renews as itself; a new one pays with its token.
+            let bootstrap = match (&held, &args.token) {
+                (Some(pair), _) => crate::server::in_process_client(&args.server, &ca_pem, &user, pair, "kubelet").await?,
+                (None, Some(token)) => token_client(&args.server, &ca_pem, token).await?,
+                (None, None) => bail!("{} holds no client certificate yet: give --token", dir.display()),
+            };
+            let usages = ["digital signature", "key encipherment", "client auth"];
+            let pair = request_certificate(&bootstrap, "kubernetes.io/kube-apiserver-client-kubelet", &user, &[], &usages).await?;
+            write_pair(&dir, "kubelet-client", &pair)?;
+            pair
+        }
+    };
+    let client = crate::server::in_process_client(&args.server, &ca_pem, &user, &identity, "kubelet").await?;
+    let names = [node_name.clone(), "localhost".to_string()];
+    let addresses = [address, IpAddr::from([127, 0, 0, 1])];
+    let serving = match usable(&dir, "kubelet-serving")? {
+        Some(pair) if !expires_soon(&pair)? && serves(&pair, &addresses)? => pair,
+        _ => {
+            let usages = ["digital signature", "key encipherment", "server auth"];
+            let sans: Vec<rcgen::SanType> = names.iter().map(|n| Ok(rcgen::SanType::DnsName(n.as_str().try_into()?))).chain(addresses.iter().map(|ip| Ok(rcgen::SanType::IpAddress(*ip)))).collect::<Result<_>>()?;
+            let pair = request_certificate(&client, "kubernetes.io/kubelet-serving", &user, &sans, &usages).await?;
+            write_pair(&dir, "kubelet-serving", &pair)?;
+            pair
+        }
+    };
+    let config = args.agent.config(node_name.clone(), &args.data_dir, address, serving, &ca_pem)?;
+    let agent = skiff_kubelet::Kubelet::start(client, config).await?;
+    eprintln!("skiff agent: node {node_name} ({address}) joined {}", args.server);
+    agent.wait().await;
+    Ok(())
+}
+
+/// The local address this host reaches the server from, as the node's
+/// InternalIP.
+async fn route_to(server: &str) -> Result<IpAddr> {
+    let url: http::Uri = server.parse().with_context(|| format!("--server {server:?}"))?;
+    let host = url.host().context("--server names no host")?.trim_start_matches('[').trim_end_matches(']');
+    let target = tokio::net::lookup_host((host, url.port_u16().unwrap_or(443))).await?.next().context("--server resolves to no address")?;
+    let socket = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    socket.connect(target)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+async fn token_client(server: &str, ca_pem: &str, token: &str) -> Result<kube::Client> {
+    use base64::Engine;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: {server:?}, certificate-authority-data: {ca}}}}}]\nusers: [{{name: u, user: {{token: {token:?}}}}}]\ncontexts: [{{name: c, context: {{cluster: c, user: u}}}}]\ncurrent-context: c\n",
+        ca = base64::engine::general_purpose::STANDARD.encode(ca_pem),
+    );
+    let config = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::from_yaml(&kubeconfig)?, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// A new key and a certificate for it from `signer`: a
+/// CertificateSigningRequest, waited on until it is issued or refused.
+async fn request_certificate(client: &kube::Client, signer: &str, user: &str, sans: &[rcgen::SanType], usages: &[&str]) -> Result<CertPair> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, user);
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    params.subject_alt_names = sans.to_vec();
+    let request = params.serialize_request(&key)?.pem()?;
+    let csr: CertificateSigningRequest = serde_json::from_value(serde_json::json!({
+        "metadata": {"generateName": "node-csr-"},
+        "spec": {"request": k8s_openapi::ByteString(request.into_bytes()), "signerName": signer, "usages": usages},
+    }))?;
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let created = api.create(&PostParams::default(), &csr).await.with_context(|| format!("asking {signer} for a certificate"))?;
+    let name = created.metadata.name.unwrap_or_default();
+    eprintln!("skiff agent: waiting for CertificateSigningRequest {name} ({signer})");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    while tokio::time::Instant::now() < deadline {
+        let status = api.get(&name).await?.status.unwrap_or_default();
+        if let Some(refused) = status.conditions.iter().flatten().find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True") {
+            bail!("CertificateSigningRequest {name} was {}: {}", refused.type_.to_lowercase(), refused.message.as_deref().unwrap_or_default());
+        }
+        if let Some(cert) = status.certificate.filter(|c| !c.0.is_empty()) {
+            return Ok(CertPair { cert_pem: String::from_utf8(cert.0)?, key_pem: key.serialize_pem() });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("CertificateSigningRequest {name} was not approved and issued within 5 minutes")
+}
+
+fn usable(dir: &Path, file: &str) -> Result<Option<CertPair>> {
+    let (crt, key) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+    if !crt.exists() || !key.exists() {
+        return Ok(None);
+    }
+    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    Ok(Some(CertPair { cert_pem: read(&crt)?, key_pem: read(&key)? }))
+}
+
+fn write_pair(dir: &Path, file: &str, pair: &CertPair) -> Result<()> {
+    pki::write_private(&dir.join(format!("{file}.key")), &pair.key_pem)?;
+    pki::write_private(&dir.join(format!("{file}.crt")), &pair.cert_pem)
+}
+
+fn with_cert<T>(pair: &CertPair, f: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T) -> Result<T> {
+    let der = pki::pem_to_der(&pair.cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing a stored certificate")?;
+    Ok(f(&cert))
+}
+
+fn expires_soon(pair: &CertPair) -> Result<bool> {
+    with_cert(pair, |cert| cert.validity().not_after.timestamp() < (chrono::Utc::now() + RENEW_BEFORE).timestamp())
+}
+
+/// Whether a serving certificate still names all of the node's addresses.
+fn serves(pair: &CertPair, addresses: &[IpAddr]) -> Result<bool> {
+    with_cert(pair, |cert| {
+        let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
+        let have: Vec<&[u8]> = san.value.general_names.iter().filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::IPAddress(b) => Some(*b),
+            _ => None,
+        }).collect();
+        addresses.iter().all(|ip| match ip {
+            IpAddr::V4(v4) => have.contains(&&v4.octets()[..]),
+            IpAddr::V6(v6) => have.contains(&&v6.octets()[..]),
+        })
+    })
 }

@@ -32,7 +32,7 @@ pub struct ControllerFlags {
 }
 
 impl ControllerFlags {
-    pub fn options(&self, cluster_cidr: &str, root_ca_pem: String) -> Result<skiff_controllers::Options> {
+    pub fn options(&self, cluster_cidr: &str, root_ca_pem: String, signer: Option<skiff_auth::pki::Pki>) -> Result<skiff_controllers::Options> {
         Ok(skiff_controllers::Options {
             node_monitor_grace_period: self.node_monitor_grace_period,
             default_not_ready_toleration_seconds: self.default_not_ready_toleration_seconds,
@@ -41,6 +41,7 @@ impl ControllerFlags {
             node_cidr_mask_size: self.node_cidr_mask_size,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             root_ca_pem,
+            signer,
         })
     }
 }
@@ -63,6 +64,13 @@ pub struct ControllerManagerArgs {
     /// Pod IPs come from here, one slice per node.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// The CA certificate that signs approved CertificateSigningRequests
+    /// (the server's `<data-dir>/server/tls/ca.crt`); without it none are signed.
+    #[arg(long, requires = "cluster_signing_key_file")]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, requires = "cluster_signing_cert_file")]
+    cluster_signing_key_file: Option<PathBuf>,
     #[command(flatten)]
     flags: ControllerFlags,
 }
@@ -105,7 +113,11 @@ pub async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)?;
     let ca = kubeconfig.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.certificate_authority_data.clone()).context("the kubeconfig names no certificate-authority-data")?;
     let ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca.trim())?)?;
-    controller_manager(client, args.flags.options(&args.cluster_cidr, ca)?).await;
+    let signer = match (&args.cluster_signing_cert_file, &args.cluster_signing_key_file) {
+        (Some(cert), Some(key)) => Some(skiff_auth::pki::Pki::from_files(cert, key)?),
+        _ => None,
+    };
+    controller_manager(client, args.flags.options(&args.cluster_cidr, ca, signer)?).await;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server and storage.
     Server(server::Args),
+    /// Run a node agent that joins a cluster with a bootstrap token.
+    Agent(agent::Args),
     /// Run the scheduler alone, against an API server.
     Scheduler(components::SchedulerArgs),
     /// Run the controller manager alone, against an API server.
@@ -63,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Scheduler(args) => runtime.block_on(components::run_scheduler(args)),
         Command::ControllerManager(args) => runtime.block_on(components::run_controller_manager(args)),
         Command::Sim(args) => runtime.block_on(sim::run(args)),

@@ -210,7 +210,7 @@ pub async fn run(args: Args) -> Result<()> {
     if !args.disable_controller_manager {
         let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity, "kube-controller-manager").await?;
-        let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string())?;
+        let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string(), Some(pki.clone()))?;
         tokio::spawn(crate::components::controller_manager(client, options));
     }
     if !args.disable_agent {

@@ -430,3 +430,98 @@ fn stats_summary_reports_node_pods_and_containers() {
     assert!(cores > 100_000_000, "a busy loop uses a good part of a core: {cores}");
     assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
 }
+
+/// A node agent of its own process on this host, joined with `skiff
+/// agent`; dropping it stops it and removes what its pods left.
+struct JoinedAgent {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    bridge: String,
+}
+
+impl JoinedAgent {
+    fn start(c: &Cluster, name: &str, token: Option<&str>) -> JoinedAgent {
+        let dir = c.dir.path().join(name);
+        let bridge = format!("{}{}", bridge_of(c), &name[name.len() - 1..]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Self::spawn(c, name, &dir, &bridge, token);
+        JoinedAgent { child, dir, bridge }
+    }
+
+    fn spawn(c: &Cluster, name: &str, dir: &std::path::Path, bridge: &str, token: Option<&str>) -> std::process::Child {
+        let log = std::fs::File::options().create(true).append(true).open(dir.join("agent.log")).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"));
+        command.args(["agent", "--server", &c.url(), "--node-name", name, "--kubelet-port", "0", "--cni-bridge", bridge]);
+        command.arg("--ca-file").arg(c.ca_file()).arg("--data-dir").arg(dir.join("data"));
+        command.arg("--agent-run-dir").arg(dir.join("run")).arg("--pod-log-dir").arg(dir.join("pod-logs"));
+        command.args(token.map(|t| ["--token", t]).into_iter().flatten());
+        command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
+    }
+
+    /// Kills the process, leaving its containers running (as a kubelet
+    /// restart does), and starts it again without a token.
+    fn restart(&mut self, c: &Cluster, name: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(c, name, &self.dir, &self.bridge, None);
+    }
+}
+
+impl Drop for JoinedAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        common::remove_node_leftovers(&self.dir, &self.bridge);
+    }
+}
+
+fn node_ready(c: &Cluster, name: &str, what: &str) {
+    let ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}";
+    c.wait_for(&["get", "node", name, "-o", ready], what, |s| s == "True");
+}
+
+/// `skiff agent --server URL --token TOKEN` joins from its own process as
+/// upstream's kubelet does with TLS bootstrap: the bootstrap token's CSR
+/// for a client certificate is approved after a SubjectAccessReview and
+/// signed; the node asks for its serving certificate as itself. Its pods
+/// run, and their logs and exec reach it through the API server, which
+/// checks that certificate. Restarted without a token it keeps its
+/// identity; a token that is not the cluster's gets nothing.
+#[test]
+fn an_agent_joins_with_a_bootstrap_token() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["token", "create", "--kubeconfig"]).arg(c.kubeconfig()).output().unwrap();
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_string();
+    let mut agent = JoinedAgent::start(&c, "node-b", Some(&token));
+    node_ready(&c, "node-b", "node-b to join and be Ready");
+    let csrs = c.ok(&["get", "csr", "-o", "jsonpath={range .items[*]}{.spec.signerName} {.spec.username} {.status.conditions[0].type}{\"\\n\"}{end}"]);
+    let id = token.split('.').next().unwrap();
+    assert!(csrs.contains(&format!("kubernetes.io/kube-apiserver-client-kubelet system:bootstrap:{id} Approved")), "{csrs}");
+    assert!(csrs.contains("kubernetes.io/kubelet-serving system:node:node-b Approved"), "{csrs}");
+
+    let on_b = pod("on-b", &image, "Always", "echo from node-b; sleep 3600") + "  nodeName: node-b\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&on_b));
+    c.wait_for(&["get", "pod", "on-b", "-o", "jsonpath={.status.phase}"], "the pod on node-b to run", |p| p == "Running");
+    assert_eq!(c.ok(&["logs", "on-b"]), "from node-b\n");
+    assert_eq!(c.ok(&["exec", "on-b", "--", "hostname"]), "on-b\n");
+    let node_cidr = c.ok(&["get", "node", "node-b", "-o", "jsonpath={.spec.podCIDR}"]);
+    let prefix = node_cidr.rsplit_once('.').unwrap().0;
+    assert!(jsonpath(&c, "on-b", "{.status.podIP}").starts_with(prefix), "the pod's IP is from node-b's CIDR {node_cidr}");
+
+    // Restarted with no token, it is still node-b, with the same container.
+    let container = jsonpath(&c, "on-b", "{.status.containerStatuses[0].containerID}");
+    agent.restart(&c, "node-b");
+    std::thread::sleep(Duration::from_secs(2));
+    node_ready(&c, "node-b", "node-b to be back");
+    assert_eq!(jsonpath(&c, "on-b", "{.status.containerStatuses[0].containerID}/{.status.containerStatuses[0].restartCount}"), format!("{container}/0"));
+    c.ok(&["delete", "pod", "on-b", "--grace-period=1"]);
+    drop(agent);
+
+    // A made-up token is refused and joins nothing.
+    let mut stranger = JoinedAgent::start(&c, "node-c", Some("abcdef.0123456789abcdef"));
+    assert!(!stranger.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(stranger.dir.join("agent.log")).unwrap();
+    assert!(log.contains("Unauthorized"), "{log}");
+    assert_eq!(c.kubectl(&["get", "node", "node-c"]).status.code(), Some(1));
+}

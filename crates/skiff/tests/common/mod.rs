@@ -213,8 +213,6 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// `skiff sim` joined to this cluster with these flags; stopped when
-    /// the returned guard is dropped. Returns once its nodes are Ready.
     /// Another skiff process against this cluster (`skiff scheduler`, …),
     /// logging to `<name>.log` in the data dir; stopped when dropped.
     pub fn component(&self, command: &str, log_name: &str, args: &[&str]) -> Sim {
@@ -232,6 +230,8 @@ impl Cluster {
         Sim(child)
     }
 
+    /// `skiff sim` joined to this cluster with these flags; stopped when
+    /// the returned guard is dropped. Returns once its nodes are Ready.
     pub fn sim(&self, args: &[&str]) -> Sim {
         let log = std::fs::File::create(self.dir.path().join("sim.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
