@@ -2,17 +2,21 @@
 //! carried over WebSocket in upstream's channel protocol
 //! (`v5.channel.k8s.io`, and `v4.channel.k8s.io`): each binary message
 //! starts with its stream, 0 stdin, 1 stdout, 2 stderr, 3 the final
-//! Status, and in v5 255 to close a stream.
+//! Status, and in v5 255 to close a stream. Over SPDY (kubectl with
+//! `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`), each channel is a stream of
+//! its own.
 
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 use crate::runtime::State as Run;
 use crate::Kubelet;
@@ -57,28 +61,34 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
     query.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (decode(k), decode(v))).collect()
 }
 
-/// `GET /exec/{namespace}/{pod}/{container}?command=…&stdin=…`
-pub(crate) async fn exec(State(kubelet): State<Arc<Kubelet>>, Path((namespace, pod, container)): Path<(String, String, String)>, RawQuery(query): RawQuery, ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> Response {
-    let request = parse(query.as_deref().unwrap_or(""));
-    if request.command.is_empty() {
+/// `GET|POST /exec/{namespace}/{pod}/{container}?command=…&stdin=…`
+pub(crate) async fn exec(State(kubelet): State<Arc<Kubelet>>, Path((namespace, pod, container)): Path<(String, String, String)>, RawQuery(query): RawQuery, request: axum::extract::Request) -> Response {
+    let asked = parse(query.as_deref().unwrap_or(""));
+    if asked.command.is_empty() {
         return (StatusCode::BAD_REQUEST, "you must specify at least 1 command").into_response();
     }
-    let Ok(ws) = ws else {
-        return (StatusCode::BAD_REQUEST, "exec is served over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)").into_response();
-    };
     let runs = kubelet.runtime.list(None).await.unwrap_or_default();
     let running = runs.into_iter().find(|c| c.meta.pod_namespace == namespace && c.meta.pod_name == pod && c.meta.container == container && matches!(c.state, Run::Running { .. }));
     let Some(target) = running else {
         return (StatusCode::BAD_REQUEST, format!("container {container} is not running in pod {pod}")).into_response();
     };
-    ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-        .on_upgrade(move |socket| async move {
-            if let Err(e) = session(kubelet, target.id, request, socket).await {
-                tracing::warn!("exec session ended: {e:#}");
-            }
-        })
-        .into_response()
+    let (mut parts, body) = request.into_parts();
+    if let Ok(ws) = WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        return ws
+            .protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+            .on_upgrade(move |socket| async move {
+                if let Err(e) = websocket_session(kubelet, target.id, asked, socket).await {
+                    tracing::warn!("exec session ended: {e:#}");
+                }
+            })
+            .into_response();
+    }
+    let mut request = axum::extract::Request::from_parts(parts, body);
+    crate::spdy::upgrade(&mut request, &SPDY_PROTOCOLS, move |streams, protocol| spdy_session(kubelet, target.id, asked, streams, protocol))
 }
+
+/// The remote command protocols over SPDY, upstream's preference first.
+const SPDY_PROTOCOLS: [&str; 4] = ["v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io"];
 
 fn frame(stream: u8, data: &[u8]) -> Message {
     let mut bytes = Vec::with_capacity(data.len() + 1);
@@ -102,20 +112,33 @@ fn status(command: &[String], code: Option<i32>) -> serde_json::Value {
     }
 }
 
-async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: WebSocket) -> anyhow::Result<()> {
-    let (mut sink, mut incoming) = socket.split();
+/// A command's streams, whichever protocol carries them: what the client
+/// types, its terminal's size, and the output to send (by stream number).
+struct Channels {
+    stdin: Option<mpsc::Receiver<Bytes>>,
+    resize: Option<mpsc::Receiver<(u16, u16)>>,
+    output: mpsc::Sender<(u8, Bytes)>,
+}
+
+/// How a command ended: its exit status (`None` when killed), or `Err`
+/// when it could not start. `Ok(None)` when the client left first.
+type Outcome = Result<Option<Option<i32>>, String>;
+
+/// Runs the command until it ends or `gone` resolves (the client left, so
+/// the command is killed). Every output sender is dropped on return.
+async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels, gone: impl std::future::Future<Output = ()>) -> Outcome {
     type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
     type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
     // A terminal merges stdout and stderr, and takes resizes.
     let started: anyhow::Result<(tokio::process::Child, Vec<(Reader, u8, bool)>, Option<Writer>, Option<std::os::fd::OwnedFd>)> = async {
         if request.tty {
-            let (child, master) = kubelet.runtime.exec_tty(&id, &request.command).await?;
+            let (child, master) = kubelet.runtime.exec_tty(id, &request.command).await?;
             let output = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
             let input = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
             let input: Option<Writer> = request.stdin.then(|| Box::new(input) as Writer);
             Ok((child, vec![(Box::new(output) as Reader, STDOUT, request.stdout)], input, Some(master)))
         } else {
-            let mut child = kubelet.runtime.exec(&id, &request.command, request.stdin).await?;
+            let mut child = kubelet.runtime.exec(id, &request.command, request.stdin).await?;
             let outputs = vec![
                 (Box::new(child.stdout.take().expect("piped")) as Reader, STDOUT, request.stdout),
                 (Box::new(child.stderr.take().expect("piped")) as Reader, STDERR, request.stderr),
@@ -125,76 +148,54 @@ async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: We
         }
     }
     .await;
-    let (mut child, outputs, mut stdin, terminal) = match started {
-        Ok(started) => started,
-        Err(e) => {
-            let failure = json!({"metadata": {}, "status": "Failure", "message": format!("{e:#}"), "reason": "InternalError"});
-            sink.send(frame(ERROR, failure.to_string().as_bytes())).await?;
-            sink.send(normal_close()).await?;
-            return Ok(());
-        }
-    };
-    let (tx, mut outgoing) = tokio::sync::mpsc::channel::<Message>(16);
-    let pump = |mut reader: Reader, stream: u8, wanted: bool| {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut buffer = vec![0u8; 32 * 1024];
-            loop {
-                match reader.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) if wanted => {
-                        if tx.send(frame(stream, &buffer[..n])).await.is_err() {
-                            return;
-                        }
+    let (mut child, outputs, stdin, terminal) = started.map_err(|e| format!("{e:#}"))?;
+    let Channels { stdin: typed, resize, output } = channels;
+    let pumps: Vec<_> = outputs
+        .into_iter()
+        .map(|(mut reader, stream, wanted)| {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 32 * 1024];
+                while let Ok(n @ 1..) = reader.read(&mut buffer).await {
+                    if wanted && output.send((stream, Bytes::copy_from_slice(&buffer[..n]))).await.is_err() {
+                        return;
                     }
-                    Ok(_) => {}
                 }
-            }
+            })
         })
-    };
-    let runc_pid = child.id();
-    let pumps: Vec<_> = outputs.into_iter().map(|(reader, stream, wanted)| pump(reader, stream, wanted)).collect();
-    drop(tx);
-    let writer = tokio::spawn(async move {
-        while let Some(message) = outgoing.recv().await {
-            if sink.send(message).await.is_err() {
-                break;
-            }
-        }
-        sink
-    });
-    let reader = async {
-        while let Some(Ok(message)) = incoming.next().await {
-            match message {
-                Message::Binary(data) if data.first() == Some(&STDIN) => {
-                    if let Some(input) = stdin.as_mut() {
-                        if input.write_all(&data[1..]).await.is_err() {
-                            stdin = None;
-                        }
-                    }
+        .collect();
+    drop(output);
+    let mut helpers = Vec::new();
+    if let (Some(mut input), Some(mut typed)) = (stdin, typed) {
+        helpers.push(tokio::spawn(async move {
+            while let Some(bytes) = typed.recv().await {
+                if input.write_all(&bytes).await.is_err() {
+                    return;
                 }
-                Message::Binary(data) if data.first() == Some(&CLOSE) && data.get(1) == Some(&STDIN) => stdin = None,
-                Message::Binary(data) if data.first() == Some(&RESIZE) => {
-                    if let (Some(fd), Ok(size)) = (&terminal, serde_json::from_slice::<serde_json::Value>(&data[1..])) {
-                        resize(fd, size["Width"].as_u64().unwrap_or(80) as u16, size["Height"].as_u64().unwrap_or(24) as u16);
-                        if let Some(pid) = runc_pid {
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGWINCH);
-                        }
-                    }
-                }
-                Message::Close(_) => return true,
-                _ => {}
             }
-        }
-        true
-    };
-    // The command's end ends the session; the client leaving ends the command.
+            let _ = input.shutdown().await;
+        }));
+    }
+    if let (Some(terminal), Some(mut resize)) = (terminal.as_ref().map(|t| t.try_clone()), resize) {
+        let (terminal, runc) = (terminal.map_err(|e| e.to_string())?, child.id());
+        helpers.push(tokio::spawn(async move {
+            while let Some((width, height)) = resize.recv().await {
+                set_size(&terminal, width, height);
+                if let Some(pid) = runc {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGWINCH);
+                }
+            }
+        }));
+    }
     let code = tokio::select! {
-        exit = child.wait() => exit.ok().and_then(|s| s.code()),
-        _ = reader => {
-            let _ = child.kill().await;
-            return Ok(());
-        }
+        exit = child.wait() => exit.ok().map(|s| s.code()),
+        _ = gone => None,
+    };
+    helpers.iter().for_each(|h| h.abort());
+    let Some(code) = code else {
+        let _ = child.kill().await;
+        pumps.iter().for_each(|p| p.abort());
+        return Ok(None);
     };
     // A terminal's output ends with its last process; pipes end on their own.
     if terminal.is_some() {
@@ -204,10 +205,142 @@ async fn session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: We
     for p in pumps {
         let _ = p.await;
     }
+    Ok(Some(code))
+}
+
+/// The v5/v4 channel protocol over WebSocket.
+async fn websocket_session(kubelet: Arc<Kubelet>, id: String, request: Request, socket: WebSocket) -> anyhow::Result<()> {
+    let (mut sink, mut incoming) = socket.split();
+    let (stdin, typed) = mpsc::channel::<Bytes>(16);
+    let (resizes, resize) = mpsc::channel(4);
+    let (output, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
+    let (left, gone) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut stdin = Some(stdin);
+        while let Some(Ok(message)) = incoming.next().await {
+            match message {
+                Message::Binary(data) if data.first() == Some(&STDIN) => {
+                    if let Some(tx) = &stdin {
+                        if tx.send(data.slice(1..)).await.is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                Message::Binary(data) if data.first() == Some(&CLOSE) && data.get(1) == Some(&STDIN) => stdin = None,
+                Message::Binary(data) if data.first() == Some(&RESIZE) => {
+                    if let Some(size) = terminal_size(&data[1..]) {
+                        let _ = resizes.try_send(size);
+                    }
+                }
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        let _ = left.send(());
+    });
+    let writer = tokio::spawn(async move {
+        while let Some((stream, bytes)) = outgoing.recv().await {
+            if sink.send(frame(stream, &bytes)).await.is_err() {
+                break;
+            }
+        }
+        sink
+    });
+    let channels = Channels { stdin: request.stdin.then_some(typed), resize: request.tty.then_some(resize), output };
+    let outcome = run(&kubelet, &id, &request, channels, async {
+        let _ = gone.await;
+    })
+    .await;
     let mut sink = writer.await?;
-    sink.send(frame(ERROR, status(&request.command, code).to_string().as_bytes())).await?;
+    let status = match outcome {
+        Ok(None) => return Ok(()),
+        Ok(Some(code)) => status(&request.command, code),
+        Err(e) => json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"}),
+    };
+    sink.send(frame(ERROR, status.to_string().as_bytes())).await?;
     sink.send(normal_close()).await?;
     Ok(())
+}
+
+/// The same over SPDY: one stream per channel, named by its `streamtype`
+/// header, which the client opens before the command starts.
+async fn spdy_session(kubelet: Arc<Kubelet>, id: String, request: Request, mut streams: mpsc::Receiver<crate::spdy::Stream>, protocol: &'static str) {
+    let mut wanted = vec!["error"];
+    wanted.extend(request.stdin.then_some("stdin"));
+    wanted.extend(request.stdout.then_some("stdout"));
+    wanted.extend((request.stderr && !request.tty).then_some("stderr"));
+    wanted.extend((request.tty && matches!(protocol, "v4.channel.k8s.io" | "v3.channel.k8s.io")).then_some("resize"));
+    let mut opened: std::collections::HashMap<String, crate::spdy::Stream> = Default::default();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !wanted.iter().all(|w| opened.contains_key(*w)) {
+        match tokio::time::timeout_at(deadline, streams.recv()).await {
+            Ok(Some(stream)) => {
+                opened.insert(stream.header("streamtype").to_string(), stream);
+            }
+            _ => return,
+        }
+    }
+    let Some(error) = opened.remove("error") else { return };
+    let stdin = opened.remove("stdin").map(|s| s.data);
+    let resize = opened.remove("resize").map(|stream| {
+        let (sizes, resize) = mpsc::channel(4);
+        tokio::spawn(read_sizes(stream.data, sizes));
+        resize
+    });
+    let outputs = [STDOUT, STDERR].map(|n| opened.remove(if n == STDOUT { "stdout" } else { "stderr" }).map(|s| s.writer));
+    let (output, mut outgoing) = mpsc::channel::<(u8, Bytes)>(16);
+    let writers = outputs.clone();
+    let writer = tokio::spawn(async move {
+        while let Some((stream, bytes)) = outgoing.recv().await {
+            if let Some(w) = &writers[(stream - 1) as usize] {
+                if w.write(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let channels = Channels { stdin, resize, output };
+    // The connection's end closes the channel of new streams.
+    let outcome = run(&kubelet, &id, &request, channels, async move { while streams.recv().await.is_some() {} }).await;
+    let _ = writer.await;
+    for w in outputs.iter().flatten() {
+        let _ = w.close().await;
+    }
+    // v4 reports every end as a Status; earlier versions only failures, as text.
+    let report = match (&outcome, protocol) {
+        (Ok(None), _) => return,
+        (Ok(Some(code)), "v4.channel.k8s.io") => Some(status(&request.command, *code).to_string()),
+        (Ok(Some(code)), _) => status(&request.command, *code)["message"].as_str().map(String::from),
+        (Err(e), "v4.channel.k8s.io") => Some(json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"}).to_string()),
+        (Err(e), _) => Some(e.clone()),
+    };
+    if let Some(report) = report {
+        let _ = error.writer.write(report.as_bytes()).await;
+    }
+    let _ = error.writer.close().await;
+}
+
+/// A resize stream carries JSON objects one after another.
+async fn read_sizes(mut data: mpsc::Receiver<Bytes>, sizes: mpsc::Sender<(u16, u16)>) {
+    let mut pending = Vec::new();
+    while let Some(bytes) = data.recv().await {
+        pending.extend_from_slice(&bytes);
+        let mut objects = serde_json::Deserializer::from_slice(&pending).into_iter::<serde_json::Value>();
+        let mut used = 0;
+        while let Some(Ok(size)) = objects.next() {
+            used = objects.byte_offset();
+            if let Some(size) = terminal_size(size.to_string().as_bytes()) {
+                let _ = sizes.send(size).await;
+            }
+        }
+        pending.drain(..used);
+    }
+}
+
+/// `{"Width": 80, "Height": 24}`
+fn terminal_size(json: &[u8]) -> Option<(u16, u16)> {
+    let size: serde_json::Value = serde_json::from_slice(json).ok()?;
+    Some((size["Width"].as_u64().unwrap_or(80) as u16, size["Height"].as_u64().unwrap_or(24) as u16))
 }
 
 /// A normal closure (1000) ends the error stream; without a code, clients see an error.
@@ -216,7 +349,7 @@ fn normal_close() -> Message {
 }
 
 /// Sets a terminal's size (TIOCSWINSZ), as the client's window changes.
-fn resize(terminal: &std::os::fd::OwnedFd, width: u16, height: u16) {
+fn set_size(terminal: &std::os::fd::OwnedFd, width: u16, height: u16) {
     use std::os::fd::AsRawFd;
     let size = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: a valid descriptor and a winsize that lives across the call.

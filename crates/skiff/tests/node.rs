@@ -431,6 +431,95 @@ fn stats_summary_reports_node_pods_and_containers() {
     assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
 }
 
+/// `kubectl port-forward` as it dials: the local port is read from its
+/// "Forwarding from 127.0.0.1:N" line; the child is killed when dropped.
+/// Its stdout is kept open: kubectl fails writing to a closed pipe.
+struct PortForward(std::process::Child, u16, #[allow(dead_code)] std::io::BufReader<std::process::ChildStdout>);
+
+impl PortForward {
+    fn start(c: &Cluster, env: &[(&str, &str)], target: &str) -> PortForward {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("port-forward")
+            .args(target.split_whitespace())
+            .env("KUBECONFIG", c.kubeconfig())
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(c.dir.path().join("port-forward.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let port = line.split("127.0.0.1:").nth(1).and_then(|r| r.split(' ').next()).and_then(|p| p.parse().ok());
+        PortForward(child, port.unwrap_or_else(|| panic!("kubectl port-forward printed {line:?}")), stdout)
+    }
+
+    /// An HTTP GET through the forwarded port; the whole response.
+    fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", self.1)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(tcp, "GET {path} HTTP/1.0\r\nHost: pod\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        let _ = tcp.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `kubectl port-forward` to busybox httpd, over SPDY tunnelled through
+/// WebSocket (kubectl's default) and over plain SPDY; a port nothing
+/// listens on is reported as upstream words it. `kubectl exec` over SPDY
+/// (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`): output streams, stdin,
+/// exit codes and terminals, as over WebSocket.
+#[test]
+fn port_forward_and_exec_over_spdy() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let serve = "mkdir -p /www && echo served-from-the-pod > /www/index.html && dd if=/dev/zero of=/www/big bs=1k count=2048 2>/dev/null && exec httpd -f -p 127.0.0.1:80 -h /www";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("web", &image, "Always", serve)));
+    c.wait_for(&["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    c.wait_for(&["exec", "web", "--", "sh", "-c", "netstat -ltn | grep -c 127.0.0.1:80 || true"], "httpd to listen", |n| n.trim() == "1");
+    for env in [vec![], vec![("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        // httpd listens on the pod's loopback only: reached from inside its network namespace.
+        let forward = PortForward::start(&c, &env, "pod/web :80");
+        for _ in 0..2 {
+            let page = forward.get("/index.html");
+            let err = std::fs::read_to_string(c.dir.path().join("port-forward.err")).unwrap();
+            assert!(page.starts_with("HTTP/1.1 200 OK") && page.ends_with("served-from-the-pod\n"), "{env:?}: {page} {err}");
+        }
+        let big = forward.get("/big");
+        assert!(big.len() > 2048 * 1024, "{env:?}: 2 MiB through the tunnel, got {}", big.len());
+    }
+    let refused = PortForward::start(&c, &[], "pod/web :81");
+    assert_eq!(refused.get("/"), "", "nothing listens on 81");
+    let mut refused = refused;
+    let _ = refused.0.wait();
+    let err = std::fs::read_to_string(c.dir.path().join("port-forward.err")).unwrap();
+    assert!(err.contains("error forwarding port 81 to pod") && err.contains("connect"), "{err}");
+
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let exec = |args: &[&str], stdin: Option<&str>| common::kubectl_env(&c.kubeconfig(), &spdy, args, stdin);
+    let out = exec(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2"], None);
+    assert_eq!((String::from_utf8_lossy(&out.stdout).as_ref(), String::from_utf8_lossy(&out.stderr).as_ref()), ("out\n", "err\n"));
+    let failed = exec(&["exec", "web", "--", "sh", "-c", "exit 3"], None);
+    assert_eq!(failed.status.code(), Some(3), "{}", String::from_utf8_lossy(&failed.stderr));
+    let echoed = exec(&["exec", "-i", "web", "--", "tr", "a-z", "A-Z"], Some("piped input\n"));
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
+    let kubectl_it = format!("stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl --kubeconfig {} exec -it web -- sh -c 'tty >/dev/null; stty size; exit 4'", c.kubeconfig().display());
+    let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
+    let text = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(text.contains("20 90"), "{text:?}");
+    assert_eq!(on_tty.status.code(), Some(4), "{text}");
+}
+
 /// A node agent of its own process on this host, joined with `skiff
 /// agent`; dropping it stops it and removes what its pods left.
 struct JoinedAgent {

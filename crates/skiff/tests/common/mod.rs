@@ -168,8 +168,13 @@ impl Cluster {
 
 /// kubectl with the given kubeconfig.
 pub fn kubectl_with(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    kubectl_env(kubeconfig, &[], args, stdin)
+}
+
+/// kubectl with the given kubeconfig and environment (`KUBECTL_*` switches).
+pub fn kubectl_env(kubeconfig: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new("kubectl");
-    cmd.args(args).env("KUBECONFIG", kubeconfig).env_remove("KUBERNETES_SERVICE_HOST");
+    cmd.args(args).env("KUBECONFIG", kubeconfig).env_remove("KUBERNETES_SERVICE_HOST").envs(env.iter().copied());
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("kubectl is installed");
