@@ -12,6 +12,7 @@ mod portforward;
 pub mod probes;
 pub mod runtime;
 pub mod sandbox;
+pub mod seccomp;
 mod server;
 pub mod shim;
 pub mod spdy;

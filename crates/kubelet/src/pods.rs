@@ -416,6 +416,7 @@ impl Kubelet {
             mounts,
             namespaces: self.sandboxes.namespaces(uid),
             hostname: if host_network { self.config.node_name.clone() } else { hostname(pod) },
+            seccomp_dir: &self.config.data_dir.join("seccomp"),
         })
         .map_err(config_error)?;
         let log_path = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))).join(name).join(format!("{attempt}.log"));

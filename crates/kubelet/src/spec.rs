@@ -30,6 +30,8 @@ pub struct Inputs<'a> {
     /// The sandbox's namespaces, by OCI name (`net`, `ipc`, `uts`).
     pub namespaces: Vec<(&'static str, PathBuf)>,
     pub hostname: String,
+    /// Where `Localhost` seccomp profiles are.
+    pub seccomp_dir: &'a std::path::Path,
 }
 
 /// Upstream's default capabilities for containers (containerd's and CRI-O's set).
@@ -51,7 +53,7 @@ const DEFAULT_CAPABILITIES: [Capability; 14] = [
 ];
 
 pub fn build(inputs: Inputs) -> Result<Spec> {
-    let Inputs { pod, container, image, env, mounts, namespaces, hostname } = inputs;
+    let Inputs { pod, container, image, env, mounts, namespaces, hostname, seccomp_dir } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let mut environment: Vec<(String, String)> = image_config.env().clone().unwrap_or_default().iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     if !environment.iter().any(|(k, _)| k == "PATH") {
@@ -96,6 +98,7 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
     }
     capabilities.sort_by_key(|c| c.to_string());
     capabilities.dedup();
+    let seccomp = crate::seccomp::filter(security.seccomp_profile.as_ref(), pod_security.seccomp_profile.as_ref(), privileged, &capabilities, seccomp_dir)?;
     let caps: oci_spec::runtime::Capabilities = capabilities.into_iter().collect();
     // As many open files as the agent may have (containerd passes its own on).
     let open_files = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024);
@@ -142,6 +145,9 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
         linux_namespaces.push(LinuxNamespaceBuilder::default().typ(typ).path(path).build()?);
     }
     let mut linux = LinuxBuilder::default().namespaces(linux_namespaces).resources(resources(container)?);
+    if let Some(seccomp) = seccomp {
+        linux = linux.seccomp(seccomp);
+    }
     if !privileged {
         let defaults = oci_spec::runtime::Linux::default();
         linux = linux.masked_paths(defaults.masked_paths().clone().unwrap_or_default()).readonly_paths(defaults.readonly_paths().clone().unwrap_or_default());

@@ -431,6 +431,34 @@ fn stats_summary_reports_node_pods_and_containers() {
     assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
 }
 
+/// securityContext.seccompProfile: RuntimeDefault installs a filter that
+/// refuses what upstream's default profile refuses (here `unshare`);
+/// Unconfined, as no profile, installs none; a Localhost profile that is
+/// not there keeps the container from being created.
+#[test]
+fn seccomp_profiles_filter_system_calls() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let script = "grep Seccomp: /proc/self/status; unshare -U true && echo unshared; sleep 3600";
+    let confined = pod("confined", &image, "Always", script) + "    securityContext: {seccompProfile: {type: RuntimeDefault}}\n";
+    let open = pod("open", &image, "Always", script) + "    securityContext: {seccompProfile: {type: Unconfined}}\n";
+    let missing = pod("missing", &image, "Always", script) + "    securityContext: {seccompProfile: {type: Localhost, localhostProfile: nosuch.json}}\n";
+    for manifest in [confined, open, missing] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    }
+    for name in ["confined", "open"] {
+        c.wait_for(&["logs", name], "the pod to report", |l| l.contains("Seccomp:"));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let confined = c.ok(&["logs", "confined"]);
+    assert!(confined.contains("Seccomp:\t2") && !confined.contains("unshared"), "{confined}");
+    assert!(c.ok(&["logs", "open"]).contains("Seccomp:\t0"));
+    let reason = c.wait_for(&["get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"], "the pod to fail creating", |r| r == "CreateContainerConfigError" || r == "CreateContainerError");
+    assert!(!reason.is_empty());
+    let message = jsonpath(&c, "missing", "{.status.containerStatuses[0].state.waiting.message}");
+    assert!(message.contains("cannot load seccomp profile"), "{message}");
+}
+
 /// `kubectl port-forward` as it dials: the local port is read from its
 /// "Forwarding from 127.0.0.1:N" line; the child is killed when dropped.
 /// Its stdout is kept open: kubectl fails writing to a closed pipe.
