@@ -6,6 +6,7 @@ mod downward;
 mod exec;
 pub mod images;
 pub mod logs;
+mod metrics;
 mod node;
 mod pods;
 mod portforward;

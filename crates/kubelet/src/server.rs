@@ -45,7 +45,11 @@ impl Server {
         let router = axum::Router::new().route("/healthz", get(|| async { "ok" })).route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
             .route("/exec/{namespace}/{pod}/{container}", get(crate::exec::exec).post(crate::exec::exec))
             .route("/portForward/{namespace}/{pod}", get(crate::portforward::port_forward).post(crate::portforward::port_forward))
-            .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) })).with_state(kubelet);
+            .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) }))
+            .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics(&k.readings().await)) }))
+            .route("/metrics/resource", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::resource(&k.readings().await)) }))
+            .route("/metrics/cadvisor", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::cadvisor(&k.readings().await)) }))
+            .with_state(kubelet);
         Ok(Server { listener, tls, router })
     }
 
@@ -77,6 +81,10 @@ impl Server {
             });
         }
     }
+}
+
+fn openmetrics(text: String) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
 }
 
 /// `GET /containerLogs/{namespace}/{pod}/{container}`, with the query of

@@ -1,7 +1,9 @@
 //! `/stats/summary`, upstream's Summary API (stats/v1alpha1): CPU and
 //! memory of the node, and of each pod and container from its cgroup
-//! (v1 `cpuacct` and `memory`, or v2), as metrics-server and `kubectl top`
-//! read them. CPU rates (`usageNanoCores`) come from the previous reading.
+//! (v1 `cpuacct` and `memory`, or v2), and each pod's network counters,
+//! as metrics-server and `kubectl top` read them. CPU rates
+//! (`usageNanoCores`) come from the previous reading. The same readings
+//! feed the Prometheus endpoints (`metrics.rs`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -63,45 +65,150 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// The `cpu` and `memory` objects of one cgroup, as upstream names them.
-fn usage(rates: &Rates, key: &str, path: &str) -> Option<(Value, Value)> {
-    let (cpu, memory, working_set, rss) = cgroup(path)?;
-    let time = now();
-    let mut cpu_stats = json!({"time": time, "usageCoreNanoSeconds": cpu});
-    if let Some(rate) = rates.nano_cores(key, cpu) {
-        cpu_stats["usageNanoCores"] = json!(rate);
-    }
-    Some((cpu_stats, json!({"time": time, "usageBytes": memory, "workingSetBytes": working_set, "rssBytes": rss})))
+/// One cgroup's reading.
+#[derive(Clone, Copy)]
+pub(crate) struct Usage {
+    pub cpu_ns: u64,
+    pub nano_cores: Option<u64>,
+    pub memory: u64,
+    pub working_set: u64,
+    pub rss: u64,
+}
+
+fn usage(rates: &Rates, key: &str, path: &str) -> Option<Usage> {
+    let (cpu_ns, memory, working_set, rss) = cgroup(path)?;
+    Some(Usage { cpu_ns, nano_cores: rates.nano_cores(key, cpu_ns), memory, working_set, rss })
+}
+
+/// A network interface's counters, from `/proc/<pid>/net/dev`.
+#[derive(Clone)]
+pub(crate) struct Interface {
+    pub name: String,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+}
+
+/// The interfaces a process sees, but loopback.
+fn interfaces(pid: u32) -> Vec<Interface> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let (name, counters) = line.split_once(':')?;
+            let n: Vec<u64> = counters.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            (n.len() >= 16 && name.trim() != "lo").then(|| Interface { name: name.trim().to_string(), rx_bytes: n[0], rx_packets: n[1], rx_errors: n[2], tx_bytes: n[8], tx_packets: n[9], tx_errors: n[10] })
+        })
+        .collect()
+}
+
+/// A process in a pod's cgroup, whose view of the network is the pod's.
+fn process_of(cgroup_parent: &str) -> Option<u32> {
+    let pod = PathBuf::from("/sys/fs/cgroup/memory").join(cgroup_parent.trim_start_matches('/'));
+    let pod = if pod.exists() { pod } else { PathBuf::from("/sys/fs/cgroup").join(cgroup_parent.trim_start_matches('/')) };
+    std::fs::read_dir(pod).ok()?.flatten().filter(|e| e.path().is_dir()).find_map(|e| {
+        std::fs::read_to_string(e.path().join("cgroup.procs")).ok()?.lines().next()?.trim().parse().ok()
+    })
+}
+
+pub(crate) struct ContainerReading {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    pub started_at: String,
+    pub usage: Option<Usage>,
+}
+
+pub(crate) struct PodReading {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub usage: Option<Usage>,
+    pub interfaces: Vec<Interface>,
+    pub containers: Vec<ContainerReading>,
+}
+
+/// What the Summary API and the metrics endpoints report, read once.
+pub(crate) struct Readings {
+    pub time: String,
+    pub node: Option<Usage>,
+    pub pods: Vec<PodReading>,
 }
 
 impl Kubelet {
-    pub(crate) async fn summary(&self) -> Value {
+    pub(crate) async fn readings(&self) -> Readings {
         let containers = self.runtime.list(None).await.unwrap_or_default();
-        let mut pods: HashMap<String, (Value, Vec<Value>)> = HashMap::new();
+        let mut pods: HashMap<String, PodReading> = HashMap::new();
         for c in containers.iter() {
             let State::Running { started_at } = &c.state else { continue };
             let uid = &c.meta.pod_uid;
-            let pod = pods.entry(uid.clone()).or_insert_with(|| (json!({"name": c.meta.pod_name, "namespace": c.meta.pod_namespace, "uid": uid}), Vec::new()));
-            let mut entry = json!({"name": c.meta.container, "startTime": crate::status::seconds(started_at)});
-            if let Some((cpu, memory)) = usage(&self.rates, &c.id, &format!("{}/{}", crate::pods::cgroup_parent(uid), c.id)) {
-                entry["cpu"] = cpu;
-                entry["memory"] = memory;
-            }
-            pod.1.push(entry);
+            let parent = crate::pods::cgroup_parent(uid);
+            let pod = pods.entry(uid.clone()).or_insert_with(|| PodReading {
+                namespace: c.meta.pod_namespace.clone(),
+                name: c.meta.pod_name.clone(),
+                uid: uid.clone(),
+                usage: usage(&self.rates, uid, &parent),
+                interfaces: if self.sandboxes.namespace(uid, "net").exists() { process_of(&parent).map(interfaces).unwrap_or_default() } else { Vec::new() },
+                containers: Vec::new(),
+            });
+            pod.containers.push(ContainerReading {
+                name: c.meta.container.clone(),
+                id: c.id.clone(),
+                image: c.meta.image.clone(),
+                started_at: crate::status::seconds(started_at),
+                usage: usage(&self.rates, &c.id, &format!("{parent}/{}", c.id)),
+            });
         }
-        let pods: Vec<Value> = pods
-            .into_iter()
-            .map(|(uid, (pod_ref, containers))| {
-                let mut pod = json!({"podRef": pod_ref, "containers": containers});
-                if let Some((cpu, memory)) = usage(&self.rates, &uid, &crate::pods::cgroup_parent(&uid)) {
-                    pod["cpu"] = cpu;
-                    pod["memory"] = memory;
+        let mut pods: Vec<PodReading> = pods.into_values().collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Readings { time: now(), node: usage(&self.rates, "", ""), pods }
+    }
+
+    pub(crate) async fn summary(&self) -> Value {
+        let readings = self.readings().await;
+        let time = &readings.time;
+        let cpu_and_memory = |usage: &Usage| {
+            let mut cpu = json!({"time": time, "usageCoreNanoSeconds": usage.cpu_ns});
+            if let Some(rate) = usage.nano_cores {
+                cpu["usageNanoCores"] = json!(rate);
+            }
+            (cpu, json!({"time": time, "usageBytes": usage.memory, "workingSetBytes": usage.working_set, "rssBytes": usage.rss}))
+        };
+        let pods: Vec<Value> = readings
+            .pods
+            .iter()
+            .map(|p| {
+                let containers: Vec<Value> = p
+                    .containers
+                    .iter()
+                    .map(|c| {
+                        let mut entry = json!({"name": c.name, "startTime": c.started_at});
+                        if let Some(usage) = &c.usage {
+                            (entry["cpu"], entry["memory"]) = cpu_and_memory(usage);
+                        }
+                        entry
+                    })
+                    .collect();
+                let mut pod = json!({"podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid}, "containers": containers});
+                if let Some(usage) = &p.usage {
+                    (pod["cpu"], pod["memory"]) = cpu_and_memory(usage);
+                }
+                let interfaces: Vec<Value> = p.interfaces.iter().map(|i| json!({"name": i.name, "rxBytes": i.rx_bytes, "rxErrors": i.rx_errors, "txBytes": i.tx_bytes, "txErrors": i.tx_errors})).collect();
+                if let Some(first) = interfaces.first() {
+                    let mut network = first.clone();
+                    network["time"] = json!(time);
+                    network["interfaces"] = json!(interfaces);
+                    pod["network"] = network;
                 }
                 pod
             })
             .collect();
         let mut node = json!({"nodeName": self.config.node_name, "startTime": self.started});
-        if let Some((cpu, mut memory)) = usage(&self.rates, "", "") {
+        if let Some(usage) = &readings.node {
+            let (cpu, mut memory) = cpu_and_memory(usage);
             let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()));
             if let Some(kib) = available {
                 memory["availableBytes"] = json!(kib * 1024);

@@ -411,7 +411,7 @@ spec:
 /// running pod and container with CPU and memory read from its cgroups;
 /// CPU rates from the second reading on.
 #[test]
-fn stats_summary_reports_node_pods_and_containers() {
+fn stats_summary_and_metrics_report_node_pods_and_containers() {
     let image = common::test_image();
     let c = Cluster::start_node(&[]);
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod("busy", &image, "Always", "while true; do :; done")));
@@ -429,6 +429,23 @@ fn stats_summary_reports_node_pods_and_containers() {
     let cores = container["cpu"]["usageNanoCores"].as_u64().unwrap_or_else(|| panic!("{container}"));
     assert!(cores > 100_000_000, "a busy loop uses a good part of a core: {cores}");
     assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
+    assert_eq!(pod["network"]["name"], "eth0", "{pod}");
+
+    // The same readings in Prometheus form, as upstream names them.
+    let resource = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics/resource"]);
+    let sample = |text: &str, series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(sample(&resource, "container_cpu_usage_seconds_total{container=\"main\",namespace=\"default\",pod=\"busy\"}") > 0.0);
+    assert!(sample(&resource, "pod_memory_working_set_bytes{namespace=\"default\",pod=\"busy\"}") > 0.0);
+    assert!(sample(&resource, "node_cpu_usage_seconds_total") > 0.0);
+    let cadvisor = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics/cadvisor"]);
+    let uid = jsonpath(&c, "busy", "{.metadata.uid}");
+    assert!(sample(&cadvisor, &format!("container_network_transmit_bytes_total{{container=\"\",id=\"/kubepods/pod{uid}\"")) >= 0.0);
+    assert!(cadvisor.lines().any(|l| l.starts_with("container_memory_working_set_bytes{container=\"main\"") && l.contains("image=\"127.0.0.1:5000/busybox:test\"")), "{cadvisor}");
+    let own = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"]);
+    assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
 }
 
 /// securityContext.seccompProfile: RuntimeDefault installs a filter that

@@ -1,0 +1,129 @@
+//! The agent's Prometheus endpoints, named and labelled as upstream's
+//! kubelet serves them: `/metrics/resource` (what metrics-server reads),
+//! `/metrics/cadvisor` (per-container CPU, memory and the pods' network,
+//! cAdvisor's names) and `/metrics` (the agent's own). Built per scrape
+//! from one set of readings (`stats.rs`).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::stats::{Readings, Usage};
+use crate::Kubelet;
+
+type Labels = Vec<(String, String)>;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// One scrape's families, in the order registered.
+#[derive(Default)]
+struct Scrape(Registry);
+
+impl Scrape {
+    fn counter(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, f64)>) {
+        let family = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        for (labels, value) in samples {
+            family.get_or_create(&labels).inc_by(value);
+        }
+        self.0.register(name, help, family);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, f64)>) {
+        let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        for (labels, value) in samples {
+            family.get_or_create(&labels).set(value);
+        }
+        self.0.register(name, help, family);
+    }
+
+    fn text(self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.0).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+fn seconds(usage: &Usage) -> f64 {
+    usage.cpu_ns as f64 / 1e9
+}
+
+fn start_time(started_at: &str) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(started_at).map(|t| t.timestamp() as f64).unwrap_or(0.0)
+}
+
+/// `/metrics/resource`
+pub(crate) fn resource(readings: &Readings) -> String {
+    let mut scrape = Scrape::default();
+    let node = readings.node.iter();
+    scrape.counter("node_cpu_usage_seconds", "Cumulative cpu time consumed by the node in core-seconds", node.clone().map(|u| (vec![], seconds(u))));
+    scrape.gauge("node_memory_working_set_bytes", "Current working set of the node in bytes", node.map(|u| (vec![], u.working_set as f64)));
+    let pods = || readings.pods.iter().filter_map(|p| Some((labels(&[("namespace", &p.namespace), ("pod", &p.name)]), p.usage?)));
+    scrape.counter("pod_cpu_usage_seconds", "Cumulative cpu time consumed by the pod in core-seconds", pods().map(|(l, u)| (l, seconds(&u))));
+    scrape.gauge("pod_memory_working_set_bytes", "Current working set of the pod in bytes", pods().map(|(l, u)| (l, u.working_set as f64)));
+    let containers = || {
+        readings.pods.iter().flat_map(|p| p.containers.iter().map(move |c| (labels(&[("container", &c.name), ("namespace", &p.namespace), ("pod", &p.name)]), c)))
+    };
+    scrape.counter("container_cpu_usage_seconds", "Cumulative cpu time consumed by the container in core-seconds", containers().filter_map(|(l, c)| Some((l, seconds(&c.usage?)))));
+    scrape.gauge("container_memory_working_set_bytes", "Current working set of the container in bytes", containers().filter_map(|(l, c)| Some((l, c.usage?.working_set as f64))));
+    scrape.gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds", containers().map(|(l, c)| (l, start_time(&c.started_at))));
+    scrape.gauge("resource_scrape_error", "1 if there was an error while getting container metrics, 0 otherwise", [(vec![], 0.0)]);
+    scrape.text()
+}
+
+/// `/metrics/cadvisor`: each container, each pod's cgroup (`container=""`)
+/// and the node's (`id="/"`), with cAdvisor's labels.
+pub(crate) fn cadvisor(readings: &Readings) -> String {
+    let mut series: Vec<(Labels, Usage, Option<f64>)> = Vec::new();
+    if let Some(node) = readings.node {
+        series.push((labels(&[("container", ""), ("id", "/"), ("image", ""), ("name", ""), ("namespace", ""), ("pod", "")]), node, None));
+    }
+    for p in &readings.pods {
+        let pod_id = format!("/{}", crate::pods::cgroup_parent(&p.uid).trim_start_matches('/'));
+        if let Some(usage) = p.usage {
+            series.push((labels(&[("container", ""), ("id", &pod_id), ("image", ""), ("name", ""), ("namespace", &p.namespace), ("pod", &p.name)]), usage, None));
+        }
+        for c in &p.containers {
+            let id = format!("{pod_id}/{}", c.id);
+            if let Some(usage) = c.usage {
+                let l = labels(&[("container", &c.name), ("id", &id), ("image", &c.image), ("name", &c.id), ("namespace", &p.namespace), ("pod", &p.name)]);
+                series.push((l, usage, Some(start_time(&c.started_at))));
+            }
+        }
+    }
+    let mut scrape = Scrape::default();
+    scrape.counter("container_cpu_usage_seconds", "Cumulative cpu time consumed in seconds", series.iter().map(|(l, u, _)| (l.clone(), seconds(u))));
+    scrape.gauge("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed", series.iter().map(|(l, u, _)| (l.clone(), u.memory as f64)));
+    scrape.gauge("container_memory_working_set_bytes", "Current working set in bytes", series.iter().map(|(l, u, _)| (l.clone(), u.working_set as f64)));
+    scrape.gauge("container_memory_rss", "Size of RSS in bytes", series.iter().map(|(l, u, _)| (l.clone(), u.rss as f64)));
+    scrape.gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds", series.iter().filter_map(|(l, _, s)| Some((l.clone(), (*s)?))));
+    let interfaces = || {
+        readings.pods.iter().flat_map(|p| {
+            let id = format!("/{}", crate::pods::cgroup_parent(&p.uid).trim_start_matches('/'));
+            p.interfaces.iter().map(move |i| (labels(&[("container", ""), ("id", &id), ("image", ""), ("interface", &i.name), ("name", ""), ("namespace", &p.namespace), ("pod", &p.name)]), i))
+        })
+    };
+    scrape.counter("container_network_receive_bytes", "Cumulative count of bytes received", interfaces().map(|(l, i)| (l, i.rx_bytes as f64)));
+    scrape.counter("container_network_receive_packets", "Cumulative count of packets received", interfaces().map(|(l, i)| (l, i.rx_packets as f64)));
+    scrape.counter("container_network_receive_errors", "Cumulative count of errors encountered while receiving", interfaces().map(|(l, i)| (l, i.rx_errors as f64)));
+    scrape.counter("container_network_transmit_bytes", "Cumulative count of bytes transmitted", interfaces().map(|(l, i)| (l, i.tx_bytes as f64)));
+    scrape.counter("container_network_transmit_packets", "Cumulative count of packets transmitted", interfaces().map(|(l, i)| (l, i.tx_packets as f64)));
+    scrape.counter("container_network_transmit_errors", "Cumulative count of errors encountered while transmitting", interfaces().map(|(l, i)| (l, i.tx_errors as f64)));
+    scrape.text()
+}
+
+impl Kubelet {
+    /// `/metrics`: the agent's own.
+    pub(crate) fn own_metrics(&self, readings: &Readings) -> String {
+        let mut scrape = Scrape::default();
+        scrape.gauge("kubelet_node_name", "The node's name. The count is always 1", [(labels(&[("node", &self.config.node_name)]), 1.0)]);
+        scrape.gauge("kubelet_running_pods", "Number of pods that have a running pod sandbox", [(vec![], readings.pods.len() as f64)]);
+        let containers = readings.pods.iter().map(|p| p.containers.len()).sum::<usize>();
+        scrape.gauge("kubelet_running_containers", "Number of containers currently running", [(labels(&[("container_state", "running")]), containers as f64)]);
+        scrape.text()
+    }
+}
