@@ -409,7 +409,8 @@ spec:
 
 /// The Summary API through the API server's node proxy: the node, and each
 /// running pod and container with CPU and memory read from its cgroups;
-/// CPU rates from the second reading on.
+/// CPU rates from the second reading on; the pod's network. Then the same
+/// as Prometheus metrics (`/metrics/resource`, `/metrics/cadvisor`, `/metrics`).
 #[test]
 fn stats_summary_and_metrics_report_node_pods_and_containers() {
     let image = common::test_image();
