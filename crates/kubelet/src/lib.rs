@@ -55,6 +55,10 @@ pub struct Config {
     /// client certificates it accepts (the API server's).
     pub tls: Tls,
     pub max_pods: u32,
+    /// Container logs are rotated past this many bytes, keeping this many
+    /// files (upstream's `containerLogMaxSize` and `containerLogMaxFiles`).
+    pub container_log_max_size: u64,
+    pub container_log_max_files: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +123,8 @@ impl Kubelet {
     pub async fn start(client: kube::Client, config: Config) -> Result<Agent> {
         // The registry client (reqwest) takes the process's default provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let runtime = runtime::Runc::new(&config.data_dir.join("containers"), &config.run_dir.join("runc"), &config.shim)?;
+        let log_limits = (config.container_log_max_size, config.container_log_max_files);
+        let runtime = runtime::Runc::new(&config.data_dir.join("containers"), &config.run_dir.join("runc"), &config.shim, log_limits)?;
         let network = sandbox::Network { bin_dir: config.cni_bin_dir.clone(), bridge: config.bridge.clone(), ipam_dir: config.data_dir.join("cni") };
         let reporter = Reporter { controller: "kubelet".into(), instance: Some(config.node_name.clone()) };
         let kubelet = Arc::new(Kubelet {

@@ -1,6 +1,7 @@
 //! Reading container logs in the CRI format (`<time> <stream> <F|P> <text>`)
 //! as `kubectl logs` asks: `tailLines`, `sinceTime`/`sinceSeconds`,
-//! `timestamps`, `limitBytes`, and `follow` until the container ends.
+//! `timestamps`, `limitBytes`, and `follow` until the container ends,
+//! across rotations (the shim rotates the file by size).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -104,6 +105,13 @@ pub fn stream(path: PathBuf, options: Options, running: impl Fn() -> bool + Send
                 }
                 continue;
             }
+            // Read to its end, the file may have been rotated: follow the new one.
+            if rotated(&file, &path) {
+                if let Ok(new) = std::fs::File::open(&path) {
+                    (file, position) = (new, 0);
+                    continue;
+                }
+            }
             if ended {
                 return;
             }
@@ -111,6 +119,15 @@ pub fn stream(path: PathBuf, options: Options, running: impl Fn() -> bool + Send
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Whether `path` now names another file than the one open.
+fn rotated(open: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

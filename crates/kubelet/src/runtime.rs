@@ -87,6 +87,8 @@ pub struct Runc {
     /// The program that is the shim (`skiff`, run as `skiff shim`).
     shim: PathBuf,
     version: String,
+    /// Each container's log is rotated past this size, keeping this many files.
+    log_limits: (u64, usize),
     /// Who each container is, read from the directories once at start.
     metas: std::sync::Mutex<std::collections::HashMap<String, Meta>>,
 }
@@ -94,7 +96,7 @@ pub struct Runc {
 const META: &str = "meta.json";
 
 impl Runc {
-    pub fn new(root: &Path, state_root: &Path, shim: &Path) -> Result<Runc> {
+    pub fn new(root: &Path, state_root: &Path, shim: &Path, log_limits: (u64, usize)) -> Result<Runc> {
         std::fs::create_dir_all(root)?;
         std::fs::create_dir_all(state_root)?;
         let out = std::process::Command::new("runc").arg("--version").output().context("runc is not installed (apt-get install runc)")?;
@@ -111,7 +113,7 @@ impl Runc {
                 None => Self::discard(&entry.path()),
             }
         }
-        Ok(Runc { root: root.to_path_buf(), state_root: state_root.to_path_buf(), shim: shim.to_path_buf(), version, metas: metas.into() })
+        Ok(Runc { root: root.to_path_buf(), state_root: state_root.to_path_buf(), shim: shim.to_path_buf(), version, log_limits, metas: metas.into() })
     }
 
     fn discard(dir: &Path) {
@@ -185,6 +187,10 @@ impl Runc {
             .arg(&self.state_root)
             .arg("--log")
             .arg(&config.meta.log_path)
+            .arg("--log-max-size")
+            .arg(self.log_limits.0.to_string())
+            .arg("--log-max-files")
+            .arg(self.log_limits.1.to_string())
             .stdin(std::process::Stdio::null())
             .output()
             .await

@@ -34,6 +34,14 @@ pub struct Args {
     /// The CRI-format log file.
     #[arg(long)]
     pub log: PathBuf,
+    /// The log is rotated once it would grow past this many bytes
+    /// (upstream's `containerLogMaxSize`, 10Mi)...
+    #[arg(long, default_value_t = 10 << 20)]
+    pub log_max_size: u64,
+    /// ...keeping this many files, the live one included
+    /// (`containerLogMaxFiles`).
+    #[arg(long, default_value_t = 5)]
+    pub log_max_files: usize,
 }
 
 /// What `started.json` holds.
@@ -110,7 +118,7 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
     nix::unistd::setsid()?;
     // Orphans of the container (its init, once `runc create` exits) come to us.
     nix::sys::prctl::set_child_subreaper(true)?;
-    let log = Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&args.log).with_context(|| format!("opening {}", args.log.display()))?));
+    let log = Arc::new(Mutex::new(Log::open(args)?));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let pid_file = args.bundle.join("init.pid");
@@ -183,7 +191,7 @@ fn runc_error(log: &Path) -> String {
 
 /// The CRI log format: `<RFC 3339 time> <stream> <F|P> <text>`, one line
 /// per line of output; `P` marks a piece of a line longer than 16 KiB.
-fn copy_to_log(fd: OwnedFd, stream: &str, log: &Mutex<std::fs::File>) {
+fn copy_to_log(fd: OwnedFd, stream: &str, log: &Mutex<Log>) {
     const MAX_LINE: usize = 16 * 1024;
     let mut reader = BufReader::new(std::fs::File::from(fd));
     let mut line = Vec::new();
@@ -202,7 +210,53 @@ fn copy_to_log(fd: OwnedFd, stream: &str, log: &Mutex<std::fs::File>) {
         let mut entry = format!("{} {stream} {tag} ", now()).into_bytes();
         entry.extend_from_slice(text);
         entry.push(b'\n');
-        let _ = log.lock().unwrap().write_all(&entry);
+        let _ = log.lock().unwrap().write(&entry);
+    }
+}
+
+/// The container's log file, rotated by size as upstream's kubelet rotates
+/// it: the live file is renamed `<log>.<time>` and a new one begun, and
+/// the oldest rotated files go beyond the number kept.
+struct Log {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    max_size: u64,
+    max_files: usize,
+}
+
+impl Log {
+    fn open(args: &Args) -> Result<Log> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&args.log).with_context(|| format!("opening {}", args.log.display()))?;
+        let size = file.metadata()?.len();
+        Ok(Log { path: args.log.clone(), file, size, max_size: args.log_max_size, max_files: args.log_max_files.max(1) })
+    }
+
+    fn write(&mut self, entry: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + entry.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        self.file.write_all(entry)?;
+        self.size += entry.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S%.f");
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{stamp}"));
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        let name = self.path.file_name().map(|n| format!("{}.", n.to_string_lossy())).unwrap_or_default();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut old: Vec<PathBuf> = std::fs::read_dir(dir)?.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&name)).map(|e| e.path()).collect();
+        old.sort();
+        let excess = old.len().saturating_sub(self.max_files - 1);
+        for path in &old[..excess] {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
     }
 }
 

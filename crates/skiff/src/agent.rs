@@ -40,6 +40,16 @@ pub struct AgentFlags {
     /// Pods this node takes at most.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// A container's log is rotated once it would grow past this.
+    #[arg(long, default_value = "10Mi", value_parser = parse_bytes)]
+    container_log_max_size: u64,
+    /// The log files kept per container, the live one included.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    skiff_quantity::value(text).and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0).ok_or_else(|| format!("{text:?} is not a size such as 10Mi"))
 }
 
 /// Starts the agent in this process, with the node's own identity
@@ -72,6 +82,8 @@ impl AgentFlags {
             shim: std::env::current_exe().context("finding the skiff binary for the shim")?,
             tls: skiff_kubelet::Tls { cert_pem: serving.cert_pem, key_pem: serving.key_pem, client_ca_pem: ca_pem.to_string() },
             max_pods: self.max_pods,
+            container_log_max_size: self.container_log_max_size,
+            container_log_max_files: self.container_log_max_files.into(),
         })
     }
 }

@@ -449,6 +449,37 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
 }
 
+/// Container logs rotate by size (`--container-log-max-size`, keeping
+/// `--container-log-max-files`): `kubectl logs` shows the live file,
+/// `kubectl logs -f` follows across rotations and misses nothing.
+#[test]
+fn container_logs_rotate_by_size() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&["--container-log-max-size", "4Ki", "--container-log-max-files", "3"]);
+    let script = "sleep 1; i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); [ $((i % 50)) = 0 ] && sleep 0.1; done; sleep 3600";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("chatty", &image, "Always", script)));
+    c.wait_for(&["get", "pod", "chatty", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    let follow = std::process::Command::new("kubectl")
+        .args(["logs", "-f", "chatty"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.wait_for(&["logs", "chatty", "--tail=1"], "the last line", |l| l == "line-399\n");
+    let mut follow = follow;
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = follow.kill();
+    let followed = String::from_utf8(follow.wait_with_output().unwrap().stdout).unwrap();
+    let expected: String = (0..400).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(followed, expected, "-f missed or repeated lines across rotations");
+    let dir = std::fs::read_dir(c.dir.path().join("pod-logs")).unwrap().next().unwrap().unwrap().path().join("main");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files.len(), 3, "the live file and two rotated: {files:?}");
+    assert!(std::fs::metadata(dir.join("0.log")).unwrap().len() <= 4096);
+    let live = c.ok(&["logs", "chatty"]);
+    assert!(live.ends_with("line-399\n") && !live.starts_with("line-0\n"), "{live}");
+}
+
 /// securityContext.seccompProfile: RuntimeDefault installs a filter that
 /// refuses what upstream's default profile refuses (here `unshare`);
 /// Unconfined, as no profile, installs none; a Localhost profile that is
