@@ -5,13 +5,14 @@
 //! Layout under the image root:
 //! - `layers/<hex>/`: a layer unpacked, whiteouts as overlayfs expects them;
 //! - `configs/<hex>.json`: an image configuration;
-//! - `images.json`: every image, by reference and by manifest digest.
+//! - `images.json`: every image, by reference and by manifest digest,
+//!   changed under a lock on `images.lock` and read afresh, so `skiff image`
+//!   can change it beside a running agent.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use oci_client::manifest::OciImageManifest;
@@ -69,7 +70,6 @@ pub fn credentials_from_docker_config(entry: &serde_json::Value) -> Option<Crede
 
 pub struct ImageStore {
     root: PathBuf,
-    images: Mutex<Vec<Image>>,
     /// One pull at a time per store: two pods asking for one image share
     /// the first pull instead of racing to unpack the same layers.
     pulling: tokio::sync::Mutex<()>,
@@ -94,23 +94,45 @@ impl ImageStore {
         for dir in ["layers", "configs", "tmp"] {
             std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.display()))?;
         }
-        let images = match std::fs::read(root.join("images.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).context("reading images.json")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).context("reading images.json"),
-        };
-        Ok(ImageStore { root: root.to_path_buf(), images: Mutex::new(images), pulling: Default::default() })
+        let store = ImageStore { root: root.to_path_buf(), pulling: Default::default() };
+        store.read()?;
+        Ok(store)
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn read(&self) -> Result<Vec<Image>> {
+        match std::fs::read(self.root.join("images.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).context("reading images.json"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).context("reading images.json"),
+        }
+    }
+
+    /// Changes the image list under the store's lock.
+    fn update<T>(&self, change: impl FnOnce(&mut Vec<Image>) -> Result<T>) -> Result<T> {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(self.root.join("images.lock"))?;
+        let _locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).context("locking the image store")?;
+        let mut images = self.read()?;
+        let out = change(&mut images)?;
+        crate::write_file_atomically(&self.root.join("images.json"), &serde_json::to_vec_pretty(&images)?)?;
+        Ok(out)
     }
 
     pub fn list(&self) -> Vec<Image> {
-        self.images.lock().unwrap().clone()
+        self.read().unwrap_or_else(|e| {
+            tracing::warn!("{e:#}");
+            Vec::new()
+        })
     }
 
     /// The image a reference names, if present.
     pub fn get(&self, reference: &str) -> Option<Image> {
         let wanted = normalize(reference).ok()?;
         let digest = wanted.rsplit_once('@').map(|(_, d)| d.to_string());
-        self.images.lock().unwrap().iter().find(|i| i.references.contains(&wanted) || digest.as_ref() == Some(&i.digest)).cloned()
+        self.list().into_iter().find(|i| i.references.contains(&wanted) || digest.as_ref() == Some(&i.digest))
     }
 
     pub fn config(&self, image: &Image) -> Result<ImageConfiguration> {
@@ -139,9 +161,9 @@ impl ImageStore {
             None => RegistryAuth::Anonymous,
         };
         let (manifest, digest, config_json) = client.pull_manifest_and_config(&parsed, &auth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let known = self.images.lock().unwrap().iter().find(|i| i.digest == digest).cloned();
+        let known = self.list().into_iter().find(|i| i.digest == digest);
         if let Some(image) = known {
-            return Ok(self.remember(image, &parsed.whole()));
+            return self.remember(image, &parsed.whole());
         }
         let config_digest = manifest.config.digest.clone();
         let config_path = self.root.join("configs").join(format!("{}.json", hex(&config_digest)));
@@ -159,38 +181,40 @@ impl ImageStore {
             tokio::task::spawn_blocking(move || unpack_layer(&root, &blob, &media_type, &dir)).await??;
         }
         let image = Image { references: vec![], digest, config_digest, layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(), size: size_of(&manifest) };
-        Ok(self.remember(image, &parsed.whole()))
+        self.remember(image, &parsed.whole())
     }
 
     /// Records the image under `reference` (moved from any image it named before).
-    fn remember(&self, mut image: Image, reference: &str) -> Image {
-        let mut images = self.images.lock().unwrap();
-        for other in images.iter_mut() {
-            other.references.retain(|r| r != reference);
-        }
-        if let Some(known) = images.iter_mut().find(|i| i.digest == image.digest) {
-            known.references.push(reference.to_string());
-            image = known.clone();
-        } else {
-            image.references.push(reference.to_string());
-            images.push(image.clone());
-        }
-        if let Err(e) = self.save(&images) {
-            tracing::warn!("saving the image list: {e:#}");
-        }
-        image
-    }
-
-    fn save(&self, images: &[Image]) -> Result<()> {
-        crate::write_file_atomically(&self.root.join("images.json"), &serde_json::to_vec_pretty(images)?)
+    pub(crate) fn remember(&self, image: Image, reference: &str) -> Result<Image> {
+        self.update(|images| {
+            for other in images.iter_mut() {
+                other.references.retain(|r| r != reference);
+            }
+            Ok(match images.iter_mut().find(|i| i.digest == image.digest) {
+                Some(known) => {
+                    known.references.push(reference.to_string());
+                    known.clone()
+                }
+                None => {
+                    let image = Image { references: vec![reference.to_string()], ..image };
+                    images.push(image.clone());
+                    image
+                }
+            })
+        })
     }
 
     /// Removes an image and the layers no other image uses.
     pub fn remove(&self, reference: &str) -> Result<Image> {
-        let Some(image) = self.get(reference) else { bail!("image {reference} not found") };
-        let mut images = self.images.lock().unwrap();
-        images.retain(|i| i.digest != image.digest);
-        self.save(&images)?;
+        let (image, images) = self.update(|images| {
+            let wanted = normalize(reference)?;
+            let digest = wanted.rsplit_once('@').map(|(_, d)| d.to_string());
+            let Some(image) = images.iter().find(|i| i.references.contains(&wanted) || digest.as_ref() == Some(&i.digest)).cloned() else {
+                bail!("image {reference} not found")
+            };
+            images.retain(|i| i.digest != image.digest);
+            Ok((image, images.clone()))
+        })?;
         for layer in &image.layers {
             if !images.iter().any(|i| i.layers.contains(layer)) {
                 let _ = std::fs::remove_dir_all(self.root.join("layers").join(hex(layer)));
@@ -208,13 +232,13 @@ fn size_of(manifest: &OciImageManifest) -> u64 {
 }
 
 /// `sha256:abc…` → `abc…`; digests name files, so nothing else may pass.
-fn hex(digest: &str) -> String {
+pub(crate) fn hex(digest: &str) -> String {
     digest.rsplit(':').next().unwrap_or(digest).chars().filter(|c| c.is_ascii_hexdigit()).collect()
 }
 
 /// Unpacks a downloaded layer blob into `dir` (via a temporary sibling, so
 /// a half-unpacked layer is never used), then removes the blob.
-fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Path) -> Result<()> {
+pub(crate) fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Path) -> Result<()> {
     let file = std::fs::File::open(blob)?;
     let reader: Box<dyn Read> = if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
         Box::new(ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(file)).map_err(|e| anyhow::anyhow!("zstd: {e}"))?)
@@ -225,11 +249,17 @@ fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Path) -> Resul
     } else {
         bail!("unsupported layer media type {media_type}");
     };
-    let staging = root.join("tmp").join(format!("{}.unpacking", dir.file_name().unwrap().to_string_lossy()));
-    let _ = std::fs::remove_dir_all(&staging);
+    // Staged under a name of its own: `skiff image import` may unpack the
+    // same layer beside the agent; the first to finish keeps it.
+    let staging = root.join("tmp").join(format!("{}.{}.unpacking", dir.file_name().unwrap().to_string_lossy(), uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&staging)?;
     unpack_tar(reader, &staging).with_context(|| format!("unpacking layer {}", dir.display()))?;
-    std::fs::rename(&staging, dir)?;
+    if let Err(e) = std::fs::rename(&staging, dir) {
+        let _ = std::fs::remove_dir_all(&staging);
+        if !dir.exists() {
+            return Err(e.into());
+        }
+    }
     std::fs::remove_file(blob)?;
     Ok(())
 }

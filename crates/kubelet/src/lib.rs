@@ -2,6 +2,7 @@
 //! Lease, and runs the pods bound to it as real containers through an
 //! OCI runtime. An API client like every other component.
 
+mod archive;
 mod downward;
 mod exec;
 pub mod images;

@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod certs;
 mod components;
+mod image;
 mod leader;
 mod server;
 mod sim;
@@ -39,6 +40,9 @@ enum Command {
     /// Bootstrap tokens for joining nodes.
     #[command(subcommand)]
     Token(token::Token),
+    /// The node's images: import, ls, rm.
+    #[command(subcommand)]
+    Image(image::Image),
     /// Issue a client certificate for a user and groups; prints a kubeconfig.
     Certs(certs::Args),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
@@ -70,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         Command::ControllerManager(args) => runtime.block_on(components::run_controller_manager(args)),
         Command::Sim(args) => runtime.block_on(sim::run(args)),
         Command::Certs(args) => certs::run(args),
+        Command::Image(i) => i.run(),
         Command::Token(t) => runtime.block_on(t.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
         Command::Shim(_) => unreachable!("handled before the runtime starts"),

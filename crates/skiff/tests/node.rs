@@ -449,6 +449,45 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
 }
 
+/// `skiff image import` of an OCI archive and a Docker archive (made by
+/// skopeo from the test image) beside the running agent: pods run them
+/// with `imagePullPolicy: Never`; `skiff image ls` lists them; `skiff
+/// image rm` refuses an image a container uses, then removes it.
+#[test]
+fn images_are_imported_listed_and_removed() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let skiff = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["image"]).args(args).arg("--data-dir").arg(c.dir.path().join("data")).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    for (transport, tag) in [("oci-archive", "oci"), ("docker-archive", "docker")] {
+        let archive = c.dir.path().join(format!("{tag}.tar"));
+        let destination = format!("{transport}:{}:example.com/imported:{tag}", archive.display());
+        let copied = std::process::Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{image}"), &destination]).output().unwrap();
+        assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+        let (ok, out) = skiff(&["import", archive.to_str().unwrap()]);
+        assert!(ok && out.starts_with(&format!("example.com/imported:{tag} sha256:")), "{out}");
+        let manifest = pod(&format!("from-{tag}"), &format!("example.com/imported:{tag}"), "Always", "echo ran; sleep 3600") + "    imagePullPolicy: Never\n";
+        c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    }
+    for tag in ["oci", "docker"] {
+        c.wait_for(&["logs", &format!("from-{tag}")], "the imported image to run", |l| l == "ran\n");
+    }
+    let (_, listed) = skiff(&["ls"]);
+    assert!(listed.lines().any(|l| l.starts_with("example.com/imported") && l.contains(" oci ")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("example.com/imported") && l.contains(" docker ")), "{listed}");
+    let (ok, out) = skiff(&["rm", "example.com/imported:oci"]);
+    assert!(!ok && out.contains("is in use by container"), "{out}");
+    c.ok(&["delete", "pod", "from-oci", "--grace-period=1"]);
+    let (ok, out) = skiff(&["rm", "example.com/imported:oci"]);
+    assert!(ok && out.starts_with("Deleted: sha256:"), "{out}");
+    let (_, listed) = skiff(&["ls"]);
+    assert!(!listed.contains(" oci ") && listed.contains(" docker "), "{listed}");
+    let (ok, out) = skiff(&["import", "/etc/hostname"]);
+    assert!(!ok && out.contains("not a tar archive"), "{out}");
+}
+
 /// Container logs rotate by size (`--container-log-max-size`, keeping
 /// `--container-log-max-files`): `kubectl logs` shows the live file,
 /// `kubectl logs -f` follows across rotations and misses nothing.
