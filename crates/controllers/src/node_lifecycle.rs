@@ -2,8 +2,10 @@
 //! not renewed its Lease (nor posted status) within the grace period has
 //! its conditions set to Unknown; nodes not Ready are tainted
 //! `node.kubernetes.io/not-ready` or `unreachable` (NoSchedule and
-//! NoExecute); and pods on a NoExecute-tainted node are evicted once their
-//! toleration of the taint runs out.
+//! NoExecute), and nodes under memory, disk or PID pressure
+//! `node.kubernetes.io/*-pressure` (NoSchedule); and pods on a
+//! NoExecute-tainted node are evicted once their toleration of the taint
+//! runs out.
 //!
 //! Upstream's DefaultTolerationSeconds admission plugin gives every pod a
 //! 300 s toleration of those two taints; until admission lands, a pod
@@ -22,6 +24,11 @@ use crate::Options;
 
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const PRESSURE_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
 /// How often nodes are looked at (upstream's nodeMonitorPeriod).
 const MONITOR_PERIOD: Duration = Duration::from_secs(5);
 
@@ -67,13 +74,19 @@ async fn monitor(nodes: &Api<Node>, leases: &Api<Lease>, pods: &Api<Pod>, option
             nodes.patch_status(&name, &PatchParams::default(), &Patch::Strategic(json!({"status": {"conditions": unknown}}))).await?;
             ready = "Unknown".into();
         }
-        let wanted: Vec<(&str, &str)> = match ready.as_str() {
+        let mut wanted: Vec<(&str, &str)> = match ready.as_str() {
             "True" => vec![],
             "False" => vec![(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")],
             _ => vec![(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")],
         };
+        // Upstream's TaintNodesByCondition: a node under pressure takes no new pods.
+        for (condition, key) in PRESSURE_TAINTS {
+            if ready == "True" && conditions.iter().any(|c| c.type_ == condition && c.status == "True") {
+                wanted.push((key, "NoSchedule"));
+            }
+        }
         let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-        let ours = |t: &Taint| t.key == NOT_READY || t.key == UNREACHABLE;
+        let ours = |t: &Taint| t.key == NOT_READY || t.key == UNREACHABLE || PRESSURE_TAINTS.iter().any(|(_, key)| t.key == *key);
         let mut next: Vec<Taint> = taints.iter().filter(|t| !ours(t) || wanted.contains(&(t.key.as_str(), t.effect.as_str()))).cloned().collect();
         for (key, effect) in &wanted {
             if !next.iter().any(|t| t.key == *key && t.effect == *effect) {

@@ -75,7 +75,7 @@ impl ImageStore {
                 layers.push(layer_digest.to_string());
                 size += layer["size"].as_u64().unwrap_or(0);
             }
-            imported.push(self.remember(Image { references: vec![], digest, config_digest, layers, size }, &reference)?);
+            imported.push(self.remember(Image { references: vec![], digest, config_digest, layers, size, last_used: None }, &reference)?);
         }
         Ok(imported)
     }
@@ -109,7 +109,7 @@ impl ImageStore {
             });
             let size = descriptors.iter().filter_map(|d| d["size"].as_u64()).sum();
             let layers = descriptors.iter().filter_map(|d| d["digest"].as_str().map(String::from)).collect();
-            let image = Image { references: vec![], digest: sha256(&serde_json::to_vec(&manifest)?), config_digest, layers, size };
+            let image = Image { references: vec![], digest: sha256(&serde_json::to_vec(&manifest)?), config_digest, layers, size, last_used: None };
             let tags: Vec<&str> = entry["RepoTags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let names: Vec<&str> = match (name.filter(|_| entries.len() == 1), tags.is_empty()) {
                 (Some(name), _) => vec![name],

@@ -35,6 +35,10 @@ pub struct Image {
     pub layers: Vec<String>,
     /// Bytes of its compressed layers.
     pub size: u64,
+    /// When a pull, an import or a container last used it (RFC 3339), for
+    /// image garbage collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
 }
 
 impl Image {
@@ -180,8 +184,16 @@ impl ImageStore {
             let root = self.root.clone();
             tokio::task::spawn_blocking(move || unpack_layer(&root, &blob, &media_type, &dir)).await??;
         }
-        let image = Image { references: vec![], digest, config_digest, layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(), size: size_of(&manifest) };
+        let image = Image { references: vec![], digest, config_digest, layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(), size: size_of(&manifest), last_used: None };
         self.remember(image, &parsed.whole())
+    }
+
+    /// Marks an image used now.
+    pub fn touch(&self, digest: &str) -> Result<()> {
+        self.update(|images| {
+            images.iter_mut().filter(|i| i.digest == digest).for_each(|i| i.last_used = Some(now()));
+            Ok(())
+        })
     }
 
     /// Records the image under `reference` (moved from any image it named before).
@@ -193,10 +205,11 @@ impl ImageStore {
             Ok(match images.iter_mut().find(|i| i.digest == image.digest) {
                 Some(known) => {
                     known.references.push(reference.to_string());
+                    known.last_used = Some(now());
                     known.clone()
                 }
                 None => {
-                    let image = Image { references: vec![reference.to_string()], ..image };
+                    let image = Image { references: vec![reference.to_string()], last_used: Some(now()), ..image };
                     images.push(image.clone());
                     image
                 }
@@ -207,9 +220,10 @@ impl ImageStore {
     /// Removes an image and the layers no other image uses.
     pub fn remove(&self, reference: &str) -> Result<Image> {
         let (image, images) = self.update(|images| {
-            let wanted = normalize(reference)?;
-            let digest = wanted.rsplit_once('@').map(|(_, d)| d.to_string());
-            let Some(image) = images.iter().find(|i| i.references.contains(&wanted) || digest.as_ref() == Some(&i.digest)).cloned() else {
+            // A reference, or an image's digest itself.
+            let wanted = normalize(reference).unwrap_or_default();
+            let digest = wanted.rsplit_once('@').map_or(reference, |(_, d)| d);
+            let Some(image) = images.iter().find(|i| i.references.contains(&wanted) || i.digest == digest).cloned() else {
                 bail!("image {reference} not found")
             };
             images.retain(|i| i.digest != image.digest);
@@ -229,6 +243,10 @@ impl ImageStore {
 
 fn size_of(manifest: &OciImageManifest) -> u64 {
     manifest.layers.iter().map(|l| l.size.max(0) as u64).sum()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// `sha256:abc…` → `abc…`; digests name files, so nothing else may pass.
@@ -333,7 +351,7 @@ mod tests {
         assert_eq!(normalize("busybox").unwrap(), "docker.io/library/busybox:latest");
         assert_eq!(normalize("127.0.0.1:5000/busybox:1").unwrap(), "127.0.0.1:5000/busybox:1");
         assert!(is_loopback("127.0.0.1:5000") && is_loopback("localhost:5000") && !is_loopback("registry.k8s.io"));
-        let image = Image { references: vec![], digest: "sha256:ab".into(), config_digest: String::new(), layers: vec![], size: 0 };
+        let image = Image { references: vec![], digest: "sha256:ab".into(), config_digest: String::new(), layers: vec![], size: 0, last_used: None };
         assert_eq!(image.id_for("127.0.0.1:5000/busybox:1"), "127.0.0.1:5000/busybox@sha256:ab");
     }
 

@@ -4,6 +4,7 @@
 
 mod archive;
 mod downward;
+pub mod eviction;
 mod exec;
 pub mod images;
 pub mod logs;
@@ -60,6 +61,9 @@ pub struct Config {
     /// files (upstream's `containerLogMaxSize` and `containerLogMaxFiles`).
     pub container_log_max_size: u64,
     pub container_log_max_files: usize,
+    /// Node-pressure eviction's hard thresholds, and image garbage collection.
+    pub eviction_hard: eviction::Thresholds,
+    pub image_gc: eviction::ImageGc,
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +95,10 @@ pub struct Kubelet {
     rates: stats::Rates,
     /// When the agent started, as the Summary API's node `startTime`.
     started: String,
+    /// The pressure last observed, for the node's conditions and admission.
+    pressed: std::sync::Mutex<eviction::Pressure>,
+    /// Pods to evict, by UID, with the reason their status will give.
+    evictions: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -139,9 +147,12 @@ impl Kubelet {
             allocatable: Default::default(),
             rates: Default::default(),
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            pressed: Default::default(),
+            evictions: Default::default(),
             client,
             config,
         });
+        *kubelet.pressed.lock().unwrap() = kubelet.pressure();
         std::fs::create_dir_all(&kubelet.config.log_dir).with_context(|| format!("creating {}", kubelet.config.log_dir.display()))?;
         let server = server::Server::bind(kubelet.clone()).await?;
         let port = server.port();
@@ -150,6 +161,7 @@ impl Kubelet {
         let mut tasks = vec![tokio::spawn(server.run())];
         let k = kubelet.clone();
         tasks.push(tokio::spawn(async move { k.heartbeat().await }));
+        tasks.push(tokio::spawn(kubelet.clone().housekeeping()));
         tasks.push(tokio::spawn(pods::run(kubelet)));
         Ok(Agent { tasks, port })
     }

@@ -1,5 +1,5 @@
 //! This node in the API: its Node object (capacity read from the host,
-//! conditions from real pressure readings) and its Lease.
+//! conditions from the eviction signals) and its Lease.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,10 +17,6 @@ const LEASE_SECONDS: i32 = 40;
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How often the Node's status is posted when nothing urgent changed.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
-/// Upstream's default hard eviction thresholds: `memory.available<100Mi`,
-/// `nodefs.available<10%`, and allocatable is capacity less them.
-const MEMORY_RESERVE: u64 = 100 << 20;
-const DISK_RESERVE_PERCENT: u64 = 10;
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -30,27 +26,17 @@ fn now() -> String {
 struct Host {
     cpus: usize,
     memory_total: u64,
-    memory_available: u64,
     disk_total: u64,
-    disk_available: u64,
-    processes: u64,
-    pid_max: u64,
 }
 
 fn read_host(data_dir: &std::path::Path) -> Host {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem = |key: &str| meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).unwrap_or(0) * 1024;
     let disk = nix::sys::statvfs::statvfs(data_dir).ok();
-    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let processes = loadavg.split_whitespace().nth(3).and_then(|f| f.split('/').nth(1)?.parse().ok()).unwrap_or(0);
     Host {
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         memory_total: mem("MemTotal:"),
-        memory_available: mem("MemAvailable:"),
         disk_total: disk.as_ref().map(|d| d.blocks() as u64 * d.fragment_size() as u64).unwrap_or(0),
-        disk_available: disk.as_ref().map(|d| d.blocks_available() as u64 * d.fragment_size() as u64).unwrap_or(0),
-        processes,
-        pid_max: std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768),
     }
 }
 
@@ -84,8 +70,9 @@ impl Kubelet {
         });
         let allocatable = json!({
             "cpu": host.cpus.to_string(),
-            "memory": kib(host.memory_total.saturating_sub(MEMORY_RESERVE)),
-            "ephemeral-storage": (host.disk_total - host.disk_total * DISK_RESERVE_PERCENT / 100).to_string(),
+            // Allocatable is capacity less the hard eviction thresholds, as upstream's.
+            "memory": kib(host.memory_total.saturating_sub(self.config.eviction_hard.memory_available.of(host.memory_total))),
+            "ephemeral-storage": host.disk_total.saturating_sub(self.config.eviction_hard.nodefs_available.of(host.disk_total)).to_string(),
             "pods": self.config.max_pods.to_string(),
         });
         let now = now();
@@ -93,9 +80,8 @@ impl Kubelet {
             let (reason, message) = if pressed { yes } else { no };
             json!({"type": kind, "status": if pressed { "True" } else { "False" }, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
         };
-        let memory_pressure = host.memory_available < MEMORY_RESERVE;
-        let disk_pressure = host.disk_available * 100 < host.disk_total * DISK_RESERVE_PERCENT;
-        let pid_pressure = host.processes * 10 > host.pid_max * 9;
+        let pressure = *self.pressed.lock().unwrap();
+        let (memory_pressure, disk_pressure, pid_pressure) = (pressure.memory, pressure.disk, pressure.pid);
         let uname = nix::sys::utsname::uname().ok();
         json!({
             "capacity": capacity,

@@ -107,6 +107,8 @@ struct PodState {
     start_time: Option<String>,
     /// Probe results, by container run (ID) and kind.
     probes: probes::Trackers,
+    /// Why the pod was evicted (true) or refused (false) under node pressure.
+    evicted: Option<(String, bool)>,
 }
 
 async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
@@ -200,6 +202,18 @@ impl Kubelet {
             if self.sandboxes.exists(uid) {
                 tokio::task::block_in_place(|| self.sandboxes.remove(uid))?;
             }
+            return Ok(false);
+        }
+        // Evicted under node pressure, or refused by it before starting.
+        let evicted = self.evictions.lock().unwrap().get(uid).cloned();
+        let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
+        if let Some(message) = evicted.clone().or(refused) {
+            self.stop_all(pod, &containers).await;
+            let containers = self.runtime.list(Some(uid)).await?;
+            state.evicted = Some((message.clone(), evicted.is_some()));
+            self.post_status(pod, state, &containers).await?;
+            self.event(pod, None, true, "Evicted", &message).await;
+            self.evictions.lock().unwrap().remove(uid);
             return Ok(false);
         }
         state.start_time.get_or_insert_with(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -395,6 +409,9 @@ impl Kubelet {
         };
         let config_error = |e: anyhow::Error| Waiting { reason: "CreateContainerConfigError".into(), message: format!("{e:#}") };
         let image_config = self.images.config(&image).map_err(config_error)?;
+        if let Err(e) = self.images.touch(&image.digest) {
+            tracing::warn!("marking image {} used: {e:#}", image.digest);
+        }
         let uid = uid_of(pod);
         // The downward API sees the addresses this sync knows, posted or not.
         let mut pod_with_ips = pod.clone();
@@ -720,10 +737,14 @@ impl Kubelet {
                 }
             }
         }
-        let phase = status::phase(pod, &main, initialized, init_failed);
+        let phase = if state.evicted.is_some() { "Failed" } else { status::phase(pod, &main, initialized, init_failed) };
         let unready: Vec<String> = main.iter().filter(|s| s["ready"] != true).filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
         let sandbox = self.sandboxes.exists(uid);
-        let conditions = status::conditions(pod, sandbox, if initialized { Ok(()) } else { Err(pending_init) }, unready, phase);
+        let mut conditions = status::conditions(pod, sandbox, if initialized { Ok(()) } else { Err(pending_init) }, unready, phase);
+        if let Some((message, true)) = &state.evicted {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": message, "lastTransitionTime": now}));
+        }
         let ip = self.sandboxes.ip(uid).map(|i| i.to_string());
         let host_ip = self.config.address.to_string();
         let mut status = json!({
@@ -736,6 +757,10 @@ impl Kubelet {
         });
         if !init.is_empty() {
             status["initContainerStatuses"] = json!(init);
+        }
+        if let Some((message, _)) = &state.evicted {
+            status["reason"] = json!("Evicted");
+            status["message"] = json!(message);
         }
         if let Some(ip) = ip {
             status["podIP"] = json!(ip);

@@ -46,6 +46,19 @@ pub struct AgentFlags {
     /// The log files kept per container, the live one included.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
     container_log_max_files: u16,
+    /// Hard eviction thresholds (`memory.available<100Mi,nodefs.available<10%,…`);
+    /// signals not named keep upstream's defaults.
+    #[arg(long, default_value = "")]
+    eviction_hard: skiff_kubelet::eviction::Thresholds,
+    /// Unused images are collected when their disk is fuller than this (percent)...
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_high_threshold: u8,
+    /// ...down to this.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
+    /// Images used more recently than this are kept.
+    #[arg(long, default_value = "2m", value_parser = crate::components::parse_duration)]
+    image_minimum_gc_age: std::time::Duration,
 }
 
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -84,6 +97,12 @@ impl AgentFlags {
             max_pods: self.max_pods,
             container_log_max_size: self.container_log_max_size,
             container_log_max_files: self.container_log_max_files.into(),
+            eviction_hard: self.eviction_hard.clone(),
+            image_gc: skiff_kubelet::eviction::ImageGc {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold.min(self.image_gc_high_threshold),
+                minimum_age: self.image_minimum_gc_age,
+            },
         })
     }
 }

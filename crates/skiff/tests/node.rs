@@ -449,6 +449,79 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
 }
 
+/// The test image as an archive (skopeo's `oci-archive` or
+/// `docker-archive`), named `example.com/imported:<tag>`.
+fn archive_of(c: &Cluster, image: &str, transport: &str, tag: &str) -> std::path::PathBuf {
+    let archive = c.dir.path().join(format!("{tag}.tar"));
+    let destination = format!("{transport}:{}:example.com/imported:{tag}", archive.display());
+    let copied = std::process::Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{image}"), &destination]).output().unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    archive
+}
+
+/// A pod placed on node-1 directly (a pressed node is tainted against the scheduler).
+fn pod_on_node(name: &str, namespace: &str, image: &str, extra: &str) -> String {
+    format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  nodeName: node-1\n  terminationGracePeriodSeconds: 1\n{extra}  containers:\n  - name: main\n    image: {image}\n    command: [sleep, '3600']\n")
+}
+
+fn status_of(c: &Cluster, namespace: &str, name: &str) -> String {
+    c.ok(&["get", "pod", "-n", namespace, name, "-o", "jsonpath={.status.phase}/{.status.reason}/{.status.message}"])
+}
+
+/// Under memory pressure (`--eviction-hard memory.available<100%`, always
+/// crossed): the node reports MemoryPressure and is tainted; a Burstable
+/// pod is admitted, then evicted as upstream reports it; a BestEffort pod
+/// is refused; a critical pod runs on.
+#[test]
+fn memory_pressure_evicts_and_refuses_pods() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&["--eviction-hard", "memory.available<100%"]);
+    c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.status.conditions[?(@.type=='MemoryPressure')].status}"], "MemoryPressure", |s| s == "True");
+    c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.taints[*].key}"], "the pressure taint", |t| t.contains("node.kubernetes.io/memory-pressure"));
+    let requests = "  priorityClassName: system-node-critical\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on_node("critical", "kube-system", &image, requests)));
+    let burstable = pod_on_node("burstable", "default", &image, "").replace("command: [sleep, '3600']", "command: [sleep, '3600']\n    resources: {requests: {memory: 1Mi}}");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&burstable));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on_node("besteffort", "default", &image, "")));
+    let refused = c.wait_for(&["get", "pod", "besteffort", "-o", "jsonpath={.status.phase}"], "the BestEffort pod to be refused", |p| p == "Failed");
+    assert_eq!(refused, "Failed");
+    assert_eq!(status_of(&c, "default", "besteffort"), "Failed/Evicted/Pod was rejected: The node had condition: [MemoryPressure]. ");
+    c.wait_up_to(Duration::from_secs(40), &["get", "pod", "burstable", "-o", "jsonpath={.status.phase}"], "the Burstable pod to be evicted", |p| p == "Failed");
+    let evicted = status_of(&c, "default", "burstable");
+    assert!(evicted.starts_with("Failed/Evicted/The node was low on resource: memory. Threshold quantity: 100%, available: "), "{evicted}");
+    let disruption = jsonpath(&c, "burstable", "{.status.conditions[?(@.type=='DisruptionTarget')].reason}");
+    assert_eq!(disruption, "TerminationByKubelet");
+    assert!(!jsonpath(&c, "burstable", "{.status.containerStatuses[0].state.terminated.reason}").is_empty(), "its container was stopped");
+    std::thread::sleep(Duration::from_secs(11));
+    assert_eq!(c.ok(&["get", "pod", "-n", "kube-system", "critical", "-o", "jsonpath={.status.phase}"]), "Running", "critical pods are never evicted");
+}
+
+/// Under disk pressure (`nodefs.available<100%`, always crossed): unused
+/// images are collected first (an imported one goes, the one a running
+/// pod uses stays); new pods are refused; critical ones still start.
+#[test]
+fn disk_pressure_collects_unused_images_and_refuses_pods() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&["--eviction-hard", "nodefs.available<100%,imagefs.available<100%", "--image-minimum-gc-age", "0s"]);
+    c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.status.conditions[?(@.type=='DiskPressure')].status}"], "DiskPressure", |s| s == "True");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on_node("critical", "kube-system", &image, "  priorityClassName: system-node-critical\n")));
+    c.wait_for(&["get", "pod", "-n", "kube-system", "critical", "-o", "jsonpath={.status.phase}"], "the critical pod to run", |p| p == "Running");
+    let archive = archive_of(&c, &image, "docker-archive", "unused");
+    let imported = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["image", "import"]).arg(&archive).arg("--data-dir").arg(c.dir.path().join("data")).output().unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    let list = || String::from_utf8(std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["image", "ls", "--data-dir"]).arg(c.dir.path().join("data")).output().unwrap().stdout).unwrap();
+    assert!(list().contains("example.com/imported"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while list().contains("example.com/imported") {
+        assert!(Instant::now() < deadline, "the unused image was not collected: {}", list());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(list().contains("busybox"), "the image in use stays: {}", list());
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on_node("ordinary", "default", &image, "")));
+    c.wait_for(&["get", "pod", "ordinary", "-o", "jsonpath={.status.phase}"], "the pod to be refused", |p| p == "Failed");
+    assert_eq!(status_of(&c, "default", "ordinary"), "Failed/Evicted/Pod was rejected: The node had condition: [DiskPressure]. ");
+}
+
 /// `skiff image import` of an OCI archive and a Docker archive (made by
 /// skopeo from the test image) beside the running agent: pods run them
 /// with `imagePullPolicy: Never`; `skiff image ls` lists them; `skiff
@@ -462,10 +535,7 @@ fn images_are_imported_listed_and_removed() {
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
     };
     for (transport, tag) in [("oci-archive", "oci"), ("docker-archive", "docker")] {
-        let archive = c.dir.path().join(format!("{tag}.tar"));
-        let destination = format!("{transport}:{}:example.com/imported:{tag}", archive.display());
-        let copied = std::process::Command::new("skopeo").args(["copy", "-q", "--src-tls-verify=false", &format!("docker://{image}"), &destination]).output().unwrap();
-        assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+        let archive = archive_of(&c, &image, transport, tag);
         let (ok, out) = skiff(&["import", archive.to_str().unwrap()]);
         assert!(ok && out.starts_with(&format!("example.com/imported:{tag} sha256:")), "{out}");
         let manifest = pod(&format!("from-{tag}"), &format!("example.com/imported:{tag}"), "Always", "echo ran; sleep 3600") + "    imagePullPolicy: Never\n";
