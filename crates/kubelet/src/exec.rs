@@ -28,9 +28,11 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-/// What the query of an exec request asks for.
+/// What the query of an exec (or attach) request asks for.
 #[derive(Debug, Default)]
 struct Request {
+    /// Attach to the container's own streams instead of running a command.
+    attach: bool,
     command: Vec<String>,
     stdin: bool,
     stdout: bool,
@@ -62,11 +64,21 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
 }
 
 /// `GET|POST /exec/{namespace}/{pod}/{container}?command=…&stdin=…`
-pub(crate) async fn exec(State(kubelet): State<Arc<Kubelet>>, Path((namespace, pod, container)): Path<(String, String, String)>, RawQuery(query): RawQuery, request: axum::extract::Request) -> Response {
+pub(crate) async fn exec(state: State<Arc<Kubelet>>, path: Path<(String, String, String)>, RawQuery(query): RawQuery, request: axum::extract::Request) -> Response {
     let asked = parse(query.as_deref().unwrap_or(""));
     if asked.command.is_empty() {
         return (StatusCode::BAD_REQUEST, "you must specify at least 1 command").into_response();
     }
+    connect(state, path, asked, request).await
+}
+
+/// `GET|POST /attach/{namespace}/{pod}/{container}?stdin=…&stdout=…`
+pub(crate) async fn attach(state: State<Arc<Kubelet>>, path: Path<(String, String, String)>, RawQuery(query): RawQuery, request: axum::extract::Request) -> Response {
+    let asked = Request { attach: true, command: Vec::new(), ..parse(query.as_deref().unwrap_or("")) };
+    connect(state, path, asked, request).await
+}
+
+async fn connect(State(kubelet): State<Arc<Kubelet>>, Path((namespace, pod, container)): Path<(String, String, String)>, asked: Request, request: axum::extract::Request) -> Response {
     let runs = kubelet.runtime.list(None).await.unwrap_or_default();
     let running = runs.into_iter().find(|c| c.meta.pod_namespace == namespace && c.meta.pod_name == pod && c.meta.container == container && matches!(c.state, Run::Running { .. }));
     let Some(target) = running else {
@@ -127,6 +139,9 @@ type Outcome = Result<Option<Option<i32>>, String>;
 /// Runs the command until it ends or `gone` resolves (the client left, so
 /// the command is killed). Every output sender is dropped on return.
 async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels, gone: impl std::future::Future<Output = ()>) -> Outcome {
+    if request.attach {
+        return attach_streams(kubelet, id, channels, gone).await;
+    }
     type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
     type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
     // A terminal merges stdout and stderr, and takes resizes.
@@ -206,6 +221,57 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
         let _ = p.await;
     }
     Ok(Some(code))
+}
+
+/// Attaches to a running container: what it writes, read as its log
+/// grows (the shim holds its output), and what the client types, written
+/// to its stdin FIFO if it has one; until it stops or the client leaves.
+async fn attach_streams(kubelet: &Kubelet, id: &str, channels: Channels, gone: impl std::future::Future<Output = ()>) -> Outcome {
+    let containers = kubelet.runtime.list(None).await.map_err(|e| format!("{e:#}"))?;
+    let log = containers.into_iter().find(|c| c.id == id).map(|c| c.meta.log_path).ok_or("the container is gone")?;
+    let Channels { stdin: typed, output, .. } = channels;
+    let writer = match (typed, kubelet.runtime.stdin(id)) {
+        (Some(mut typed), Some(fifo)) => Some(tokio::spawn(async move {
+            let Ok(mut input) = tokio::fs::OpenOptions::new().write(true).open(&fifo).await else { return };
+            while let Some(bytes) = typed.recv().await {
+                if input.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        })),
+        _ => None,
+    };
+    let runtime = kubelet.runtime.clone();
+    let id = id.to_string();
+    let follow = async move {
+        let Ok(mut file) = tokio::fs::File::open(&log).await else { return };
+        let _ = tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::End(0)).await;
+        let mut pending = Vec::new();
+        loop {
+            let running = matches!(runtime.state(&id), Some(Run::Running { .. }));
+            let mut more = Vec::new();
+            let _ = file.read_to_end(&mut more).await;
+            pending.extend_from_slice(&more);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Some((stream, text)) = crate::logs::entry_bytes(&line) {
+                    if output.send((if stream == "stderr" { STDERR } else { STDOUT }, text)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !running {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let outcome = tokio::select! {
+        _ = follow => Ok(Some(Some(0))),
+        _ = gone => Ok(None),
+    };
+    writer.inspect(|w| w.abort());
+    outcome
 }
 
 /// The v5/v4 channel protocol over WebSocket.

@@ -35,6 +35,21 @@ fn parse(line: &str) -> Option<Entry<'_>> {
     Some(Entry { time, text })
 }
 
+/// One CRI log line as its stream and the bytes it carried (with the
+/// newline unless it was a partial line).
+pub(crate) fn entry_bytes(line: &[u8]) -> Option<(&str, bytes::Bytes)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let _time = parts.next()?;
+    let stream = std::str::from_utf8(parts.next()?).ok()?;
+    let tag = parts.next()?;
+    let mut text = parts.next().unwrap_or_default().to_vec();
+    if tag != b"P" {
+        text.push(b'\n');
+    }
+    Some((stream, text.into()))
+}
+
 fn render(entry: &Entry, options: &Options) -> Option<String> {
     if let Some(since) = options.since {
         let at = DateTime::parse_from_rfc3339(entry.time).ok()?;

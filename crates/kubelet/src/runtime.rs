@@ -39,6 +39,8 @@ pub struct ContainerConfig {
     pub layers: Vec<PathBuf>,
     /// The pod's cgroup (`/kubepods/pod<uid>`); the container's is below it.
     pub cgroup_parent: String,
+    /// Whether the container has a stdin to attach to.
+    pub stdin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -75,6 +77,8 @@ pub trait ContainerRuntime: Send + Sync {
     async fn exec_tty(&self, id: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd)>;
     /// One container's state, if the runtime has it.
     fn state(&self, id: &str) -> Option<State>;
+    /// Where what is written reaches a running container's stdin, if it has one.
+    fn stdin(&self, id: &str) -> Option<PathBuf>;
     /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> String;
 }
@@ -191,6 +195,7 @@ impl Runc {
             .arg(self.log_limits.0.to_string())
             .arg("--log-max-files")
             .arg(self.log_limits.1.to_string())
+            .args(config.stdin.then_some("--stdin"))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -309,6 +314,10 @@ impl ContainerRuntime for Runc {
 
     fn version(&self) -> String {
         format!("runc://{}", self.version)
+    }
+
+    fn stdin(&self, id: &str) -> Option<PathBuf> {
+        Some(self.dir(id).join(shim::STDIN_FIFO)).filter(|p| p.exists())
     }
 }
 

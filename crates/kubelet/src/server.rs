@@ -44,6 +44,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind((kubelet.config.address, kubelet.config.port)).await.with_context(|| format!("binding the agent's port {}", kubelet.config.port))?;
         let router = axum::Router::new().route("/healthz", get(|| async { "ok" })).route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
             .route("/exec/{namespace}/{pod}/{container}", get(crate::exec::exec).post(crate::exec::exec))
+            .route("/attach/{namespace}/{pod}/{container}", get(crate::exec::attach).post(crate::exec::attach))
             .route("/portForward/{namespace}/{pod}", get(crate::portforward::port_forward).post(crate::portforward::port_forward))
             .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) }))
             .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics(&k.readings().await)) }))

@@ -42,7 +42,14 @@ pub struct Args {
     /// (`containerLogMaxFiles`).
     #[arg(long, default_value_t = 5)]
     pub log_max_files: usize,
+    /// Give the container a stdin that `kubectl attach` writes to: the
+    /// FIFO `<bundle>/stdin` (spec `stdin: true`).
+    #[arg(long)]
+    pub stdin: bool,
 }
+
+/// The FIFO an attachable container reads its stdin from.
+pub const STDIN_FIFO: &str = "stdin";
 
 /// What `started.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +128,15 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
     let log = Arc::new(Mutex::new(Log::open(args)?));
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // Opened read-write, the FIFO never reports end of input: the
+    // container reads whatever attach sessions write, as long as it runs.
+    let stdin = if args.stdin {
+        let fifo = args.bundle.join(STDIN_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).context("making the stdin FIFO")?;
+        Stdio::from(std::fs::OpenOptions::new().read(true).write(true).open(&fifo)?)
+    } else {
+        Stdio::null()
+    };
     let pid_file = args.bundle.join("init.pid");
     let runc_log = args.bundle.join("runc.log");
     let created = Command::new("runc")
@@ -136,7 +152,7 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
         .arg("--pid-file")
         .arg(&pid_file)
         .arg(&args.id)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .status()

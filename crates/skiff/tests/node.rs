@@ -617,6 +617,49 @@ fn seccomp_profiles_filter_system_calls() {
     assert!(message.contains("cannot load seccomp profile"), "{message}");
 }
 
+/// `kubectl attach -i` to a container with `stdin: true`, over WebSocket
+/// and over SPDY: what is typed reaches the container's stdin, and its
+/// stdout and stderr come back as it writes them.
+#[test]
+fn attach_reaches_a_running_container() {
+    use std::io::{BufRead, Write};
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let talk = pod("talk", &image, "Always", "while read line; do echo got:$line; echo err:$line >&2; done") + "    stdin: true\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&talk));
+    c.wait_for(&["get", "pod", "talk", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
+    for websockets in ["true", "false"] {
+        let mut attach = std::process::Command::new("kubectl")
+            .args(["attach", "-i", "talk"])
+            .env("KUBECONFIG", c.kubeconfig())
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = attach.stdin.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for output in [Box::new(attach.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(attach.stderr.take().unwrap())] {
+            let tx = tx.clone();
+            std::thread::spawn(move || std::io::BufReader::new(output).lines().map_while(Result::ok).for_each(|l| drop(tx.send(l))));
+        }
+        // Typed until the session is up: what comes before is not attached.
+        let (mut got, mut err) = (false, false);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(got && err) {
+            assert!(Instant::now() < deadline, "attach over websockets={websockets} did not echo");
+            writeln!(stdin, "hello").unwrap();
+            while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+                got |= line == "got:hello";
+                err |= line == "err:hello";
+            }
+        }
+        let _ = attach.kill();
+        let _ = attach.wait();
+    }
+}
+
 /// `kubectl port-forward` as it dials: the local port is read from its
 /// "Forwarding from 127.0.0.1:N" line; the child is killed when dropped.
 /// Its stdout is kept open: kubectl fails writing to a closed pipe.
