@@ -168,6 +168,23 @@ fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// `root/sub`, made if missing, resolved so that no symlink inside the
+/// volume (one a container wrote) carries the mount outside it.
+fn inside_volume(root: &std::path::Path, sub: &str) -> Result<PathBuf> {
+    let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+    let escapes = |p: &std::path::Path| -> Result<()> {
+        // The deepest part that exists is where a symlink could lead.
+        let existing = p.ancestors().find(|a| a.exists()).unwrap_or(&root).canonicalize()?;
+        anyhow::ensure!(existing.starts_with(&root), "subPath {sub:?} leads outside its volume");
+        Ok(())
+    };
+    let path = root.join(sub);
+    escapes(&path)?;
+    std::fs::create_dir_all(&path).or_else(|e| if path.exists() { Ok(()) } else { Err(e) })?;
+    escapes(&path)?;
+    Ok(path.canonicalize()?)
+}
+
 /// The hostname a pod's containers see: `spec.hostname` or the pod's
 /// name, cut to 63 characters as upstream does.
 fn hostname(pod: &Pod) -> String {
@@ -434,6 +451,7 @@ impl Kubelet {
             namespaces: self.sandboxes.namespaces(uid),
             hostname: if host_network { self.config.node_name.clone() } else { hostname(pod) },
             seccomp_dir: &self.config.data_dir.join("seccomp"),
+            layers: &self.images.layer_dirs(&image),
         })
         .map_err(config_error)?;
         let log_path = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))).join(name).join(format!("{attempt}.log"));
@@ -604,10 +622,7 @@ impl Kubelet {
                 if std::path::Path::new(sub).components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
                     anyhow::bail!("subPath {sub:?} must be a relative path without '..'");
                 }
-                source = source.join(sub);
-                if !source.exists() {
-                    std::fs::create_dir_all(&source)?;
-                }
+                source = inside_volume(&source, sub)?;
             }
             mounts.push(spec::BindMount { source, destination: m.mount_path.clone(), read_only: m.read_only == Some(true) });
         }

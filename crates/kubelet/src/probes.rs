@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, ExecAction, HTTPGetAction, Probe, TCPSocketAction};
@@ -123,21 +124,30 @@ pub async fn run_exec(target: &Target<'_>, action: &ExecAction, timeout: Duratio
 pub async fn run_http(target: &Target<'_>, action: &HTTPGetAction, timeout: Duration) -> Result<(), String> {
     let port = port(&action.port, target.ports)?;
     let host = action.host.clone().filter(|h| !h.is_empty()).or(target.ip.map(|ip| ip.to_string())).ok_or("the pod has no IP")?;
+    http_probe(&host, port, action, timeout).await
+}
+
+async fn http_probe(host: &str, port: u16, action: &HTTPGetAction, timeout: Duration) -> Result<(), String> {
     let path = action.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
-    let url = format!("http://{host}:{port}{path}");
-    if action.scheme.as_deref() == Some("HTTPS") {
-        return Err("HTTPS probes are not supported yet".into());
+    let https = action.scheme.as_deref() == Some("HTTPS");
+    let url = format!("{}://{host}:{port}{path}", if https { "https" } else { "http" });
+    let mut request = hyper::Request::get(path.as_str()).header("Host", format!("{host}:{port}")).header("User-Agent", "kube-probe/1.32");
+    for h in action.http_headers.iter().flatten() {
+        request = request.header(h.name.as_str(), h.value.as_str());
     }
+    let request = request.body(axum::body::Body::empty()).map_err(|e| e.to_string())?;
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        let mut request = hyper::Request::get(path.as_str()).header("Host", format!("{host}:{port}")).header("User-Agent", "kube-probe/1.32");
-        for h in action.http_headers.iter().flatten() {
-            request = request.header(h.name.as_str(), h.value.as_str());
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let status = if https {
+            // As upstream's prober: the pod's certificate is not verified.
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(insecure_tls()));
+            let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+            let tls = connector.connect(name, tcp).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
+            get(tls, request).await
+        } else {
+            get(tcp, request).await
         }
-        let response = sender.send_request(request.body(axum::body::Body::empty()).map_err(|e| e.to_string())?).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
-        let status = response.status().as_u16();
+        .map_err(|e| format!("Get \"{url}\": {e}"))?;
         if (200..400).contains(&status) {
             Ok(())
         } else {
@@ -145,6 +155,42 @@ pub async fn run_http(target: &Target<'_>, action: &HTTPGetAction, timeout: Dura
         }
     };
     tokio::time::timeout(timeout, attempt).await.unwrap_or_else(|_| Err(format!("Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)")))
+}
+
+/// One HTTP/1.1 request over a connection; the response's status.
+async fn get(io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static, request: hyper::Request<axum::body::Body>) -> Result<u16, String> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender.send_request(request).await.map_err(|e| e.to_string())?.status().as_u16())
+}
+
+/// A TLS client that takes any server certificate (`InsecureSkipVerify`,
+/// which upstream's HTTPS probes use), still checking the handshake's
+/// signatures.
+fn insecure_tls() -> rustls::ClientConfig {
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(&self, _: &rustls::pki_types::CertificateDer<'_>, _: &[rustls::pki_types::CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: rustls::pki_types::UnixTime) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(&self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(&self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth()
 }
 
 pub async fn run_tcp(target: &Target<'_>, action: &TCPSocketAction, timeout: Duration) -> Result<(), String> {
@@ -190,6 +236,36 @@ pub async fn hook(target: &Target<'_>, handler: &k8s_openapi::api::core::v1::Lif
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// HTTPS probes take the pod's certificate, whoever signed it.
+    #[tokio::test]
+    async fn https_probes_skip_certificate_checks() {
+        let cert = rcgen::generate_simple_self_signed(vec!["pod.local".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_no_client_auth().with_single_cert(vec![cert.cert.der().clone()], key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut tls = acceptor.accept(tcp).await.unwrap();
+                    let mut buffer = [0u8; 1024];
+                    let n = tls.read(&mut buffer).await.unwrap();
+                    let status = if String::from_utf8_lossy(&buffer[..n]).starts_with("GET /healthz") { "200 OK" } else { "503 Service Unavailable" };
+                    tls.write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n").as_bytes()).await.unwrap();
+                });
+            }
+        });
+        let action = |path: &str| HTTPGetAction { scheme: Some("HTTPS".into()), path: Some(path.into()), port: IntOrString::Int(port.into()), ..Default::default() };
+        http_probe("127.0.0.1", port, &action("/healthz"), Duration::from_secs(5)).await.unwrap();
+        let failed = http_probe("127.0.0.1", port, &action("/other"), Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(failed, "HTTP probe failed with statuscode: 503");
+    }
 
     #[test]
     fn thresholds_settle_results() {

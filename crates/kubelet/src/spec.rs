@@ -32,6 +32,9 @@ pub struct Inputs<'a> {
     pub hostname: String,
     /// Where `Localhost` seccomp profiles are.
     pub seccomp_dir: &'a std::path::Path,
+    /// The image's layer directories, highest first, where its `USER`
+    /// names are looked up.
+    pub layers: &'a [PathBuf],
 }
 
 /// Upstream's default capabilities for containers (containerd's and CRI-O's set).
@@ -53,7 +56,7 @@ const DEFAULT_CAPABILITIES: [Capability; 14] = [
 ];
 
 pub fn build(inputs: Inputs) -> Result<Spec> {
-    let Inputs { pod, container, image, env, mounts, namespaces, hostname, seccomp_dir } = inputs;
+    let Inputs { pod, container, image, env, mounts, namespaces, hostname, seccomp_dir, layers } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let mut environment: Vec<(String, String)> = image_config.env().clone().unwrap_or_default().iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     if !environment.iter().any(|(k, _)| k == "PATH") {
@@ -70,7 +73,7 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
 
     let security = container.security_context.clone().unwrap_or_default();
     let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
-    let (image_uid, image_gid) = image_user(image_config.user().as_deref());
+    let (image_uid, image_gid) = image_user(image_config.user().as_deref(), layers)?;
     let uid = security.run_as_user.or(pod_security.run_as_user).map(|u| u as u32).unwrap_or(image_uid);
     let gid = security.run_as_group.or(pod_security.run_as_group).map(|g| g as u32).unwrap_or(image_gid);
     if security.run_as_non_root.or(pod_security.run_as_non_root) == Some(true) && uid == 0 {
@@ -215,11 +218,38 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
 
 /// The image's `User` when numeric (`uid` or `uid:gid`); names would need
 /// the image's /etc/passwd and run as root until then.
-fn image_user(user: Option<&str>) -> (u32, u32) {
-    let Some(user) = user.filter(|u| !u.is_empty()) else { return (0, 0) };
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid = u.parse().unwrap_or(0);
-    (uid, g.parse().unwrap_or(if uid == 0 { 0 } else { uid }))
+/// The image's `USER` (`name`, `uid`, `name:group`, `uid:gid`) as IDs:
+/// names from the image's own `/etc/passwd` and `/etc/group`, as
+/// containerd resolves them; the user's primary group unless one is given
+/// (0 for a UID the image does not list).
+fn image_user(user: Option<&str>, layers: &[PathBuf]) -> Result<(u32, u32)> {
+    let Some(user) = user.filter(|u| !u.is_empty()) else { return Ok((0, 0)) };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    // The file as the container sees it: from the highest layer that has it.
+    let file = |path: &str| layers.iter().map(|l| l.join(path)).find(|p| p.is_file()).and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+    // `name:x:id:…` entries; `field` 0 matches the name, 2 the ID.
+    let entry = |text: &str, field: usize, key: &str| -> Option<Vec<String>> {
+        text.lines().map(|l| l.split(':').map(String::from).collect::<Vec<_>>()).find(|f| f.len() >= 3 && f[field] == key)
+    };
+    let passwd = file("etc/passwd");
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(uid) => (uid, entry(&passwd, 2, u).and_then(|f| f.get(3)?.parse().ok())),
+        Err(_) => {
+            let f = entry(&passwd, 0, u).with_context(|| format!("unable to find user {u}: no matching entries in passwd file"))?;
+            (f[2].parse().with_context(|| format!("user {u} has no numeric ID"))?, f.get(3).and_then(|g| g.parse().ok()))
+        }
+    };
+    let gid = match g {
+        None => primary.unwrap_or(0),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => entry(&file("etc/group"), 0, g).and_then(|f| f[2].parse().ok()).with_context(|| format!("unable to find group {g}: no matching entries in group file"))?,
+        },
+    };
+    Ok((uid, gid))
 }
 
 /// CPU shares from requests, CFS quota and the memory limit from limits,
@@ -247,6 +277,25 @@ fn resources(container: &Container) -> Result<oci_spec::runtime::LinuxResources>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_users_resolve_in_the_image_s_own_files() {
+        let top = tempfile::tempdir().unwrap();
+        let bottom = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(bottom.path().join("etc")).unwrap();
+        std::fs::write(bottom.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nweb:x:33:44::/:/bin/false\n").unwrap();
+        std::fs::write(bottom.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let layers = [top.path().to_path_buf(), bottom.path().to_path_buf()];
+        assert_eq!(image_user(None, &layers).unwrap(), (0, 0));
+        assert_eq!(image_user(Some("web"), &layers).unwrap(), (33, 44));
+        assert_eq!(image_user(Some("web:staff"), &layers).unwrap(), (33, 50));
+        assert_eq!(image_user(Some("33"), &layers).unwrap(), (33, 44), "a listed UID takes its primary group");
+        assert_eq!(image_user(Some("1000"), &layers).unwrap(), (1000, 0));
+        assert_eq!(image_user(Some("1000:7"), &layers).unwrap(), (1000, 7));
+        let missing = image_user(Some("nobody"), &layers).unwrap_err().to_string();
+        assert_eq!(missing, "unable to find user nobody: no matching entries in passwd file");
+        assert!(image_user(Some("web:nogroup"), &layers).is_err());
+    }
 
     #[test]
     fn expansion_follows_upstream() {

@@ -77,8 +77,32 @@ pub(super) async fn start_server(extra: &[&str]) -> Result<(ServerProcess, Clien
 
 /// A server that runs its node agent (node `bench-node`, a bridge and pod
 /// CIDR of its own), for the benchmarks of real pods.
-pub(super) async fn start_node_server() -> Result<(ServerProcess, Client, Duration)> {
-    spawn_server(true, &[]).await
+/// The control plane alone, and a `skiff agent` of its own (node
+/// `bench-node`) joined to it with a bootstrap token, as a second node
+/// would join.
+pub(super) async fn start_server_and_agent() -> Result<(ServerProcess, ServerProcess, Client)> {
+    let (server, client, _) = spawn_server(false, &["--cluster-cidr", "10.249.0.0/16"]).await?;
+    let exe = std::env::current_exe()?;
+    let created = Command::new(&exe).args(["token", "create", "--kubeconfig"]).arg(server.dir().join("kubeconfig.yaml")).output()?;
+    anyhow::ensure!(created.status.success(), "skiff token create: {}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8(created.stdout)?.trim().to_string();
+    let kubeconfig = std::fs::read_to_string(server.dir().join("kubeconfig.yaml"))?;
+    let url = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("server: ")).context("the kubeconfig names no server")?.to_string();
+    let dir = tempfile::Builder::new().prefix("skiff-bench-agent-").tempdir()?;
+    let child = Command::new(&exe)
+        .args(["agent", "--server", &url, "--token", &token, "--node-name", "bench-node", "--kubelet-port", "0", "--cni-bridge", "skbench"])
+        .arg("--ca-file")
+        .arg(server.dir().join("data/server/tls/ca.crt"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--agent-run-dir")
+        .arg(dir.path().join("run"))
+        .arg("--pod-log-dir")
+        .arg(dir.path().join("pod-logs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok((server, ServerProcess { child, _dir: dir }, client))
 }
 
 async fn spawn_server(agent: bool, extra: &[&str]) -> Result<(ServerProcess, Client, Duration)> {

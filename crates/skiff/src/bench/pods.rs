@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::api::start_node_server;
+use super::api::start_server_and_agent;
 use super::{ms, percentile};
 
 #[derive(clap::Args)]
@@ -129,7 +129,7 @@ fn shims_pss_mib(dir: &Path) -> (usize, f64) {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let (server, client, _) = start_node_server().await?;
+    let (server, agent, client) = start_server_and_agent().await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let deadline = Instant::now() + Duration::from_secs(30);
     while nodes.get_opt("bench-node").await?.and_then(|n| n.spec?.pod_cidr).is_none() {
@@ -137,7 +137,7 @@ pub async fn run(args: Args) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let idle_rss = server.rss_mib();
+    let idle_rss = (server.rss_mib(), agent.rss_mib());
     eprintln!("pulling {} with a first pod…", args.image);
     start(&pods, &args.image, &["warm-up".into()]).await?;
     delete_all(&pods).await?;
@@ -147,8 +147,8 @@ pub async fn run(args: Args) -> Result<()> {
     for i in 0..args.pods {
         one_by_one.extend(start(&pods, &args.image, &[format!("seq-{i}")]).await?);
     }
-    let loaded_rss = server.rss_mib();
-    let (shims, shims_pss) = shims_pss_mib(server.dir());
+    let loaded_rss = (server.rss_mib(), agent.rss_mib());
+    let (shims, shims_pss) = shims_pss_mib(agent.dir());
     delete_all(&pods).await?;
 
     eprintln!("starting {} pods at once…", args.pods);
@@ -159,18 +159,21 @@ pub async fn run(args: Args) -> Result<()> {
     delete_all(&pods).await?;
 
     eprintln!("the same container with bare runc…");
-    let store = skiff_kubelet::images::ImageStore::open(&server.dir().join("data/agent/images"))?;
+    let store = skiff_kubelet::images::ImageStore::open(&agent.dir().join("data/agent/images"))?;
     let image = store.get(&args.image).context("the image is not on the node")?;
     let layers = store.layer_dirs(&image);
     anyhow::ensure!(layers.len() == 1, "the bare runc comparison takes a one-layer image");
-    let mut bare = bare_runc(server.dir(), &layers[0], args.pods)?;
+    let mut bare = bare_runc(agent.dir(), &layers[0], args.pods)?;
 
     let (p50, p99) = (percentile(&mut one_by_one, 50.0), percentile(&mut one_by_one, 99.0));
     let (b50, b99) = (percentile(&mut bare, 50.0), percentile(&mut bare, 99.0));
     println!("pod startup, created → Running seen by a watch, {} pods one after another: p50 {}, p99 {}", args.pods, ms(p50), ms(p99));
     println!("bare `runc run -d` of the same container: p50 {}, p99 {}; ratio p50 {:.1}x, p99 {:.1}x", ms(b50), ms(b99), p50.as_secs_f64() / b50.as_secs_f64(), p99.as_secs_f64() / b99.as_secs_f64());
     println!("{} pods created at once, all Running in {}: {:.0} pods/s", args.pods, ms(burst), args.pods as f64 / burst.as_secs_f64());
-    println!("server RSS (API server, scheduler, controllers and agent): idle {idle_rss:.1} MiB, with {} pods {loaded_rss:.1} MiB; {shims} shims {shims_pss:.1} MiB PSS ({:.2} MiB each)", args.pods, shims_pss / shims.max(1) as f64);
+    println!("agent RSS (`skiff agent`, its own process): idle {:.1} MiB, with {} pods {:.1} MiB", idle_rss.1, args.pods, loaded_rss.1);
+    println!("{shims} shims {shims_pss:.1} MiB PSS ({:.2} MiB each)", shims_pss / shims.max(1) as f64);
+    println!("server RSS (API server, scheduler, controllers): idle {:.1} MiB, with {} pods {:.1} MiB", idle_rss.0, args.pods, loaded_rss.0);
+    drop(agent);
     drop(server);
     let _ = std::process::Command::new("ip").args(["link", "del", "skbench"]).status();
     Ok(())
