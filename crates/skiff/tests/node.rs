@@ -804,11 +804,13 @@ fn node_ready(c: &Cluster, name: &str, what: &str) {
 /// signed; the node asks for its serving certificate as itself. Its pods
 /// run, and their logs and exec reach it through the API server, which
 /// checks that certificate. Restarted without a token it keeps its
-/// identity; a token that is not the cluster's gets nothing.
+/// identity; while the API server is away its pods run on, and their
+/// status catches up when it returns; a token that is not the cluster's
+/// gets nothing.
 #[test]
 fn an_agent_joins_with_a_bootstrap_token() {
     let image = common::test_image();
-    let c = Cluster::start_node(&[]);
+    let mut c = Cluster::start_node(&[]);
     let created = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["token", "create", "--kubeconfig"]).arg(c.kubeconfig()).output().unwrap();
     let token = String::from_utf8(created.stdout).unwrap().trim().to_string();
     let mut agent = JoinedAgent::start(&c, "node-b", Some(&token));
@@ -833,7 +835,18 @@ fn an_agent_joins_with_a_bootstrap_token() {
     std::thread::sleep(Duration::from_secs(2));
     node_ready(&c, "node-b", "node-b to be back");
     assert_eq!(jsonpath(&c, "on-b", "{.status.containerStatuses[0].containerID}/{.status.containerStatuses[0].restartCount}"), format!("{container}/0"));
-    c.ok(&["delete", "pod", "on-b", "--grace-period=1"]);
+
+    // The API server goes away and comes back: the node's pods run on, and
+    // what happened meanwhile (a pod finishing) is reported on its return.
+    let brief = pod("brief", &image, "Never", "sleep 3") + "  nodeName: node-b\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&brief));
+    c.wait_for(&["get", "pod", "brief", "-o", "jsonpath={.status.phase}"], "the brief pod to run", |p| p == "Running");
+    c.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    c.boot();
+    c.wait_for(&["get", "pod", "brief", "-o", "jsonpath={.status.phase}"], "the brief pod's end to be reported", |p| p == "Succeeded");
+    assert_eq!(jsonpath(&c, "on-b", "{.status.containerStatuses[0].containerID}/{.status.containerStatuses[0].restartCount}"), format!("{container}/0"));
+    c.ok(&["delete", "pod", "on-b", "brief", "--grace-period=1"]);
     drop(agent);
 
     // A made-up token is refused and joins nothing.
