@@ -224,12 +224,23 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
 }
 
 /// Attaches to a running container: what it writes, read as its log
-/// grows (the shim holds its output), and what the client types, written
-/// to its stdin FIFO if it has one; until it stops or the client leaves.
+/// grows (the shim holds its output), what the client types, written to
+/// its stdin FIFO if it has one, and its terminal's size if it has one;
+/// until it stops or the client leaves.
 async fn attach_streams(kubelet: &Kubelet, id: &str, channels: Channels, gone: impl std::future::Future<Output = ()>) -> Outcome {
     let containers = kubelet.runtime.list(None).await.map_err(|e| format!("{e:#}"))?;
     let log = containers.into_iter().find(|c| c.id == id).map(|c| c.meta.log_path).ok_or("the container is gone")?;
-    let Channels { stdin: typed, output, .. } = channels;
+    let Channels { stdin: typed, output, resize } = channels;
+    let resizer = resize.map(|mut sizes| {
+        let (runtime, id) = (kubelet.runtime.clone(), id.to_string());
+        tokio::spawn(async move {
+            while let Some((width, height)) = sizes.recv().await {
+                if let Err(e) = runtime.resize(&id, width, height) {
+                    tracing::debug!("resizing the terminal of {id}: {e}");
+                }
+            }
+        })
+    });
     let writer = match (typed, kubelet.runtime.stdin(id)) {
         (Some(mut typed), Some(fifo)) => Some(tokio::spawn(async move {
             let Ok(mut input) = tokio::fs::OpenOptions::new().write(true).open(&fifo).await else { return };
@@ -270,7 +281,9 @@ async fn attach_streams(kubelet: &Kubelet, id: &str, channels: Channels, gone: i
         _ = follow => Ok(Some(Some(0))),
         _ = gone => Ok(None),
     };
-    writer.inspect(|w| w.abort());
+    for task in writer.iter().chain(&resizer) {
+        task.abort();
+    }
     outcome
 }
 

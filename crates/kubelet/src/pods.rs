@@ -465,7 +465,7 @@ impl Kubelet {
             image_id: image.id_for(&crate::images::normalize(&image_ref).unwrap_or(image_ref.clone())),
             log_path,
         };
-        let config = ContainerConfig { meta, spec, layers: self.images.layer_dirs(&image), cgroup_parent: cgroup_parent(uid), stdin: container.stdin == Some(true) };
+        let config = ContainerConfig { meta, spec, layers: self.images.layer_dirs(&image), cgroup_parent: cgroup_parent(uid), stdin: container.stdin == Some(true), tty: container.tty == Some(true) };
         let (id, started) = self.runtime.start(config).await;
         match started {
             Ok(()) => {

@@ -39,8 +39,9 @@ pub struct ContainerConfig {
     pub layers: Vec<PathBuf>,
     /// The pod's cgroup (`/kubepods/pod<uid>`); the container's is below it.
     pub cgroup_parent: String,
-    /// Whether the container has a stdin to attach to.
+    /// Whether the container has a stdin to attach to, and a terminal.
     pub stdin: bool,
+    pub tty: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +80,8 @@ pub trait ContainerRuntime: Send + Sync {
     fn state(&self, id: &str) -> Option<State>;
     /// Where what is written reaches a running container's stdin, if it has one.
     fn stdin(&self, id: &str) -> Option<PathBuf>;
+    /// Sets the size of a container's own terminal (`tty: true`).
+    fn resize(&self, id: &str, width: u16, height: u16) -> Result<()>;
     /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> String;
 }
@@ -196,6 +199,7 @@ impl Runc {
             .arg("--log-max-files")
             .arg(self.log_limits.1.to_string())
             .args(config.stdin.then_some("--stdin"))
+            .args(config.tty.then_some("--tty"))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -318,6 +322,15 @@ impl ContainerRuntime for Runc {
 
     fn stdin(&self, id: &str) -> Option<PathBuf> {
         Some(self.dir(id).join(shim::STDIN_FIFO)).filter(|p| p.exists())
+    }
+
+    fn resize(&self, id: &str, width: u16, height: u16) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Non-blocking: with no shim reading, the open fails instead of waiting.
+        let mut fifo = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(self.dir(id).join(shim::RESIZE_FIFO))?;
+        fifo.write_all(format!("{width} {height}\n").as_bytes())?;
+        Ok(())
     }
 }
 

@@ -46,10 +46,16 @@ pub struct Args {
     /// FIFO `<bundle>/stdin` (spec `stdin: true`).
     #[arg(long)]
     pub stdin: bool,
+    /// Give the container a terminal (spec `tty: true`): its output is the
+    /// terminal's, and `<bundle>/resize` takes `WIDTH HEIGHT` lines.
+    #[arg(long)]
+    pub tty: bool,
 }
 
 /// The FIFO an attachable container reads its stdin from.
 pub const STDIN_FIFO: &str = "stdin";
+/// The FIFO a terminal's size changes are written to.
+pub const RESIZE_FIFO: &str = "resize";
 
 /// What `started.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,44 +132,53 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
     // Orphans of the container (its init, once `runc create` exits) come to us.
     nix::sys::prctl::set_child_subreaper(true)?;
     let log = Arc::new(Mutex::new(Log::open(args)?));
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    // Opened read-write, the FIFO never reports end of input: the
-    // container reads whatever attach sessions write, as long as it runs.
-    let stdin = if args.stdin {
-        let fifo = args.bundle.join(STDIN_FIFO);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).context("making the stdin FIFO")?;
-        Stdio::from(std::fs::OpenOptions::new().read(true).write(true).open(&fifo)?)
-    } else {
-        Stdio::null()
+    // Opened read-write, a FIFO never reports end of input: the container
+    // reads whatever attach sessions write, as long as it runs.
+    let fifo = |name: &str| -> Result<std::fs::File> {
+        let path = args.bundle.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).with_context(|| format!("making {}", path.display()))?;
+        Ok(std::fs::OpenOptions::new().read(true).write(true).open(&path)?)
     };
+    let stdin = if args.stdin { Some(fifo(STDIN_FIFO)?) } else { None };
     let pid_file = args.bundle.join("init.pid");
     let runc_log = args.bundle.join("runc.log");
-    let created = Command::new("runc")
-        .arg("--root")
-        .arg(&args.runc_root)
-        .arg("--log")
-        .arg(&runc_log)
-        .arg("--log-format")
-        .arg("json")
-        .arg("create")
-        .arg("--bundle")
-        .arg(&args.bundle)
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .arg(&args.id)
-        .stdin(stdin)
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .status()
-        .context("running runc")?;
-    if !created.success() {
-        bail!("{}", runc_error(&runc_log));
-    }
-    let copiers = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, stream)| {
+    let mut create = Command::new("runc");
+    create.arg("--root").arg(&args.runc_root).arg("--log").arg(&runc_log).arg("--log-format").arg("json").arg("create").arg("--bundle").arg(&args.bundle).arg("--pid-file").arg(&pid_file);
+    let copiers = if args.tty {
+        // runc makes the terminal and hands us its master over a socket.
+        let socket_path = args.bundle.join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket_path).context("making the console socket")?;
+        let mut runc = create.arg("--console-socket").arg(&socket_path).arg(&args.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("running runc")?;
+        let master = receive_console(&listener);
+        if !runc.wait()?.success() {
+            bail!("{}", runc_error(&runc_log));
+        }
+        let master = master?;
+        let _ = std::fs::remove_file(&socket_path);
+        let resize = fifo(RESIZE_FIFO)?;
+        let sizes = master.try_clone()?;
+        std::thread::spawn(move || follow_sizes(resize, &sizes));
+        if let Some(mut typed) = stdin {
+            let mut terminal = std::fs::File::from(master.try_clone()?);
+            std::thread::spawn(move || std::io::copy(&mut typed, &mut terminal));
+        }
         let log = log.clone();
-        std::thread::spawn(move || copy_to_log(fd, stream, &log))
-    });
+        vec![std::thread::spawn(move || copy_to_log(master, "stdout", &log))]
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let stdin = stdin.map_or_else(Stdio::null, Stdio::from);
+        let created = create.arg(&args.id).stdin(stdin).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w)).status().context("running runc")?;
+        if !created.success() {
+            bail!("{}", runc_error(&runc_log));
+        }
+        [(out_r, "stdout"), (err_r, "stderr")]
+            .map(|(fd, stream)| {
+                let log = log.clone();
+                std::thread::spawn(move || copy_to_log(fd, stream, &log))
+            })
+            .into()
+    };
     let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse().context("runc's pid file")?;
     let started = Command::new("runc").arg("--root").arg(&args.runc_root).arg("--log").arg(&runc_log).arg("--log-format").arg("json").arg("start").arg(&args.id).stdin(Stdio::null()).output()?;
     if !started.status.success() {
@@ -192,6 +207,37 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
     let oom_killed = oom_killed(&args.bundle);
     write_json(&args.bundle.join(EXITED), &Exited { exit_code, finished_at, oom_killed })?;
     Ok(())
+}
+
+/// The terminal master runc sends over the console socket (SCM_RIGHTS).
+fn receive_console(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let (connection, _) = listener.accept().context("waiting for runc's console")?;
+    let mut name = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = nix::sys::socket::recvmsg::<()>(connection.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty())?;
+    for control in message.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = control {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the descriptor was just received and is owned by no one else.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    bail!("runc sent no terminal")
+}
+
+/// Applies `WIDTH HEIGHT` lines from the resize FIFO to the terminal.
+fn follow_sizes(resize: std::fs::File, terminal: &OwnedFd) {
+    for line in BufReader::new(resize).lines().map_while(Result::ok) {
+        let mut parts = line.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
+        if let (Some(width), Some(height)) = (parts.next(), parts.next()) {
+            let size = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+            // SAFETY: a valid descriptor and a winsize that lives across the call.
+            unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        }
+    }
 }
 
 fn runc_error(log: &Path) -> String {

@@ -106,6 +106,7 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
     // As many open files as the agent may have (containerd passes its own on).
     let open_files = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(_, hard)| hard).unwrap_or(1024);
     let process = ProcessBuilder::default()
+        .terminal(container.tty == Some(true))
         .args(args)
         .env(environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())
         .cwd(container.working_dir.clone().or_else(|| image_config.working_dir().clone()).filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into()))

@@ -660,6 +660,32 @@ fn attach_reaches_a_running_container() {
     }
 }
 
+/// `kubectl run -it --rm` (a pod with `tty: true` and `stdin: true`,
+/// attached on a terminal, run under script(1)), over WebSocket and SPDY:
+/// the container has a terminal of the client's size, takes what is
+/// typed, and the pod goes when the shell exits.
+#[test]
+fn kubectl_run_it_attaches_to_a_container_terminal() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    for (n, websockets) in ["true", "false"].iter().enumerate() {
+        let run = format!(
+            "stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets} kubectl --kubeconfig {} run shell-{n} --image={image} --restart=Never -it --rm -- sh",
+            c.kubeconfig().display()
+        );
+        let mut script = std::process::Command::new("script").args(["-qec", &run, "/dev/null"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let mut stdin = script.stdin.take().unwrap();
+        c.wait_for(&["get", "pod", &format!("shell-{n}"), "-o", "jsonpath={.status.phase}"], "the shell to run", |p| p == "Running");
+        std::thread::sleep(Duration::from_secs(2));
+        use std::io::Write;
+        writeln!(stdin, "stty size; tty; echo typed-$((6*7)); exit").unwrap();
+        let out = script.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("20 90") && text.contains("/dev/pts/0") && text.contains("typed-42"), "websockets={websockets}: {text}");
+        c.wait_for(&["get", "pods", "-o", "name"], "--rm to delete the pod", |o| !o.contains(&format!("shell-{n}")));
+    }
+}
+
 /// `kubectl port-forward` as it dials: the local port is read from its
 /// "Forwarding from 127.0.0.1:N" line; the child is killed when dropped.
 /// Its stdout is kept open: kubectl fails writing to a closed pipe.
