@@ -444,3 +444,82 @@ def test_dynamic_client_on_a_custom_resource(api_client, namespace):
     gadgets.delete(name="g1", namespace=namespace)
     assert gadgets.get(namespace=namespace).items == []
     ext.delete_custom_resource_definition("gadgets.test.skiff.io")
+
+
+def test_certificate_signing_request_operations(api_client):
+    """[sig-auth] Certificates API [Privileged:ClusterAdmin] should support CSR API operations [Conformance]
+
+    Discovery, then every verb on certificatesigningrequests and on its
+    approval and status subresources, with a signer no controller acts on."""
+    import subprocess
+    import uuid
+    certs = client.CertificatesV1Api(api_client)
+    groups = client.ApisApi(api_client).get_api_versions().groups
+    assert any(g.name == "certificates.k8s.io" and any(v.group_version == "certificates.k8s.io/v1" for v in g.versions) for g in groups)
+    resources = {r.name: r.verbs for r in certs.get_api_resources().resources}
+    assert set(resources["certificatesigningrequests"]) >= {"create", "get", "list", "watch", "update", "patch", "delete", "deletecollection"}
+    assert set(resources["certificatesigningrequests/approval"]) >= {"get", "update", "patch"}
+    assert set(resources["certificatesigningrequests/status"]) >= {"get", "update", "patch"}
+
+    pem = subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                          "-subj", "/CN=e2e.example.com", "-keyout", "/dev/null"], check=True, capture_output=True).stdout
+    signer = f"example.com/e2e-{uuid.uuid4().hex[:8]}"
+    label = {"e2e-run": signer.rsplit("-", 1)[1]}
+
+    def new_csr():
+        return client.V1CertificateSigningRequest(
+            metadata=client.V1ObjectMeta(generate_name="e2e-example-csr-", labels=label),
+            spec=client.V1CertificateSigningRequestSpec(
+                request=base64.b64encode(pem).decode(), signer_name=signer,
+                usages=["digital signature", "key encipherment", "client auth"]))
+
+    created = certs.create_certificate_signing_request(new_csr())
+    name = created.metadata.name
+    assert created.spec.username == "skiff-admin", "the requester is recorded by the server"
+    assert "system:masters" in created.spec.groups
+    certs.create_certificate_signing_request(new_csr())
+    assert certs.read_certificate_signing_request(name).spec.signer_name == signer
+    listed = certs.list_certificate_signing_request(label_selector=f"e2e-run={label['e2e-run']}")
+    assert len(listed.items) == 2
+
+    w = watch.Watch()
+    seen = []
+    stream = w.stream(certs.list_certificate_signing_request, field_selector=f"metadata.name={name}",
+                      resource_version=listed.metadata.resource_version, timeout_seconds=5)
+    patched = certs.patch_certificate_signing_request(name, {"metadata": {"annotations": {"patched": "true"}}})
+    assert patched.metadata.annotations["patched"] == "true"
+    for event in stream:
+        seen.append((event["type"], event["object"].metadata.annotations))
+        break
+    w.stop()
+    assert seen and seen[0][0] == "MODIFIED" and seen[0][1]["patched"] == "true"
+    updated = certs.read_certificate_signing_request(name)
+    updated.metadata.annotations["updated"] = "true"
+    assert certs.replace_certificate_signing_request(name, updated).metadata.annotations["updated"] == "true"
+
+    # Approval: its own subresource, which changes the conditions alone.
+    approval = certs.read_certificate_signing_request_approval(name)
+    approval.status = client.V1CertificateSigningRequestStatus(conditions=[client.V1CertificateSigningRequestCondition(
+        type="Approved", status="True", reason="E2E", message="Set from an e2e test")])
+    approval.spec.signer_name = "example.com/changed"
+    approved = certs.replace_certificate_signing_request_approval(name, approval)
+    assert [c.type for c in approved.status.conditions] == ["Approved"]
+    assert approved.spec.signer_name == signer, "approval changes no spec"
+    patched = certs.patch_certificate_signing_request_approval(name, {"status": {"conditions": [
+        {"type": "Approved", "status": "True", "reason": "E2E", "message": "Patched"}]}})
+    assert patched.status.conditions[0].message == "Patched"
+
+    # Status: the signer's, where the certificate goes.
+    status = certs.read_certificate_signing_request_status(name)
+    status.status.conditions.append(client.V1CertificateSigningRequestCondition(
+        type="StatusUpdate", status="True", reason="E2E", message="Set from an e2e test"))
+    assert any(c.type == "StatusUpdate" for c in certs.replace_certificate_signing_request_status(name, status).status.conditions)
+    patched = certs.patch_certificate_signing_request_status(name, {"metadata": {"annotations": {"patchedstatus": "true"}}})
+    assert patched.metadata.annotations.get("patchedstatus") != "true", "status changes no metadata"
+
+    certs.delete_certificate_signing_request(name)
+    with pytest.raises(ApiException) as e:
+        certs.read_certificate_signing_request(name)
+    assert e.value.status == 404
+    certs.delete_collection_certificate_signing_request(label_selector=f"e2e-run={label['e2e-run']}")
+    assert certs.list_certificate_signing_request(label_selector=f"e2e-run={label['e2e-run']}").items == []
