@@ -29,6 +29,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How often volumes whose sources can change (configMap, secret,
 /// projected tokens) are refreshed.
 const VOLUME_REFRESH: Duration = Duration::from_secs(60);
+/// How often disk-backed emptyDir volumes are measured (upstream's housekeeping period).
+const STORAGE_CHECK: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Update {
@@ -109,6 +111,8 @@ struct PodState {
     probes: probes::Trackers,
     /// Why the pod was evicted (true) or refused (false) under node pressure.
     evicted: Option<(String, bool)>,
+    /// When its emptyDir volumes were last measured against their sizeLimit.
+    storage_checked: Option<Instant>,
 }
 
 async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
@@ -168,6 +172,18 @@ fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// Bytes a directory tree takes on disk (allocated blocks, as du counts
+/// them), not following symlinks.
+fn disk_usage(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| disk_usage(&e.path())).sum::<u64>()
+}
+
 /// `root/sub`, made if missing, resolved so that no symlink inside the
 /// volume (one a container wrote) carries the mount outside it.
 fn inside_volume(root: &std::path::Path, sub: &str) -> Result<PathBuf> {
@@ -221,7 +237,14 @@ impl Kubelet {
             }
             return Ok(false);
         }
-        // Evicted under node pressure, or refused by it before starting.
+        if state.storage_checked.is_none_or(|at| at.elapsed() >= STORAGE_CHECK) {
+            state.storage_checked = Some(Instant::now());
+            if let Some(message) = self.over_storage_limit(pod) {
+                self.evictions.lock().unwrap().insert(uid.to_string(), message);
+            }
+        }
+        // Evicted under node pressure or past a storage limit, or refused
+        // by node pressure before starting.
         let evicted = self.evictions.lock().unwrap().get(uid).cloned();
         let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
         if let Some(message) = evicted.clone().or(refused) {
@@ -788,6 +811,19 @@ impl Kubelet {
         api.patch_status(pod.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await.context("posting the pod's status")?;
         state.posted = Some(status);
         Ok(())
+    }
+
+    /// Upstream's local storage eviction: a disk-backed emptyDir volume
+    /// grown past its `sizeLimit` evicts its pod.
+    fn over_storage_limit(&self, pod: &Pod) -> Option<String> {
+        let volumes = pod.spec.as_ref()?.volumes.as_ref()?;
+        volumes.iter().find_map(|v| {
+            let empty = v.empty_dir.as_ref().filter(|e| e.medium.as_deref() != Some("Memory"))?;
+            let limit = empty.size_limit.as_ref()?;
+            let bytes = u64::try_from(skiff_quantity::value(&limit.0)?).ok()?;
+            let path = self.volumes.pod_dir(uid_of(pod)).join("volumes/kubernetes.io~empty-dir").join(&v.name);
+            (disk_usage(&path) > bytes).then(|| format!("Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ", v.name, limit.0))
+        })
     }
 
     /// Removes containers, sandboxes and volumes of pods that are not

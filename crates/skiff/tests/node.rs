@@ -496,6 +496,19 @@ fn memory_pressure_evicts_and_refuses_pods() {
     assert_eq!(c.ok(&["get", "pod", "-n", "kube-system", "critical", "-o", "jsonpath={.status.phase}"]), "Running", "critical pods are never evicted");
 }
 
+/// A disk-backed emptyDir grown past its `sizeLimit` evicts its pod, as
+/// upstream's local storage eviction does.
+#[test]
+fn an_empty_dir_past_its_size_limit_evicts_the_pod() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let filler = pod("filler", &image, "Always", "dd if=/dev/zero of=/scratch/fill bs=1M count=3; sleep 3600")
+        + "    volumeMounts: [{name: scratch, mountPath: /scratch}]\n  volumes: [{name: scratch, emptyDir: {sizeLimit: 1Mi}}]\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&filler));
+    c.wait_up_to(Duration::from_secs(40), &["get", "pod", "filler", "-o", "jsonpath={.status.phase}"], "the pod to be evicted", |p| p == "Failed");
+    assert_eq!(status_of(&c, "default", "filler"), "Failed/Evicted/Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ");
+}
+
 /// Under disk pressure (`nodefs.available<100%`, always crossed): unused
 /// images are collected first (an imported one goes, the one a running
 /// pod uses stays); new pods are refused; critical ones still start.
