@@ -235,7 +235,7 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
     Ok(cert.to_vec())
 }
 
-fn read_pair(dir: &Path, file: &str) -> Result<Option<CertPair>> {
+pub fn read_pair(dir: &Path, file: &str) -> Result<Option<CertPair>> {
     let (crt, key) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
     if !crt.exists() || !key.exists() {
         return Ok(None);
@@ -246,7 +246,7 @@ fn read_pair(dir: &Path, file: &str) -> Result<Option<CertPair>> {
     }))
 }
 
-fn write_pair(dir: &Path, file: &str, pair: &CertPair) -> Result<()> {
+pub fn write_pair(dir: &Path, file: &str, pair: &CertPair) -> Result<()> {
     write_private(&dir.join(format!("{file}.key")), &pair.key_pem)?;
     write_private(&dir.join(format!("{file}.crt")), &pair.cert_pem)
 }

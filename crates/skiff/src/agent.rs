@@ -68,10 +68,7 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 /// Starts the agent in this process, with the node's own identity
 /// (`system:node:<name>` in `system:nodes`), as a kubelet would have.
 pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, url: String, address: IpAddr) -> Result<skiff_kubelet::Agent> {
-    let node_name = match &flags.node_name {
-        Some(name) => name.clone(),
-        None => crate::server::hostname().context("the host has no usable name: give --node-name")?,
-    };
+    let node_name = flags.node_name()?;
     let address = flags.node_ip.unwrap_or(address);
     let user = format!("system:node:{node_name}");
     let identity = pki.client(None, &user, &["system:nodes"])?;
@@ -82,6 +79,13 @@ pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, ur
 }
 
 impl AgentFlags {
+    fn node_name(&self) -> Result<String> {
+        match &self.node_name {
+            Some(name) => Ok(name.clone()),
+            None => crate::server::hostname().context("the host has no usable name: give --node-name"),
+        }
+    }
+
     fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Config> {
         Ok(skiff_kubelet::Config {
             node_name,
@@ -133,10 +137,7 @@ const RENEW_BEFORE: chrono::Duration = chrono::Duration::days(30);
 /// `skiff agent`: joins the cluster at `--server` and runs its pods.
 pub async fn run(args: Args) -> Result<()> {
     let ca_pem = std::fs::read_to_string(&args.ca_file).with_context(|| format!("reading {}", args.ca_file.display()))?;
-    let node_name = match &args.agent.node_name {
-        Some(name) => name.clone(),
-        None => crate::server::hostname().context("the host has no usable name: give --node-name")?,
-    };
+    let node_name = args.agent.node_name()?;
     let address = match args.agent.node_ip {
         Some(ip) => ip,
         None => route_to(&args.server).await?,
@@ -145,7 +146,7 @@ pub async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let user = format!("system:node:{node_name}");
 
-    let identity = match usable(&dir, "kubelet-client")? {
+    let identity = match pki::read_pair(&dir, "kubelet-client")? {
         Some(pair) if !expires_soon(&pair)? => pair,
         held => {
             // A node renews as itself; a new one pays with its token.
@@ -156,20 +157,20 @@ pub async fn run(args: Args) -> Result<()> {
             };
             let usages = ["digital signature", "key encipherment", "client auth"];
             let pair = request_certificate(&bootstrap, "kubernetes.io/kube-apiserver-client-kubelet", &user, &[], &usages).await?;
-            write_pair(&dir, "kubelet-client", &pair)?;
+            pki::write_pair(&dir, "kubelet-client", &pair)?;
             pair
         }
     };
     let client = crate::server::in_process_client(&args.server, &ca_pem, &user, &identity, "kubelet").await?;
     let names = [node_name.clone(), "localhost".to_string()];
     let addresses = [address, IpAddr::from([127, 0, 0, 1])];
-    let serving = match usable(&dir, "kubelet-serving")? {
+    let serving = match pki::read_pair(&dir, "kubelet-serving")? {
         Some(pair) if !expires_soon(&pair)? && serves(&pair, &addresses)? => pair,
         _ => {
             let usages = ["digital signature", "key encipherment", "server auth"];
             let sans: Vec<rcgen::SanType> = names.iter().map(|n| Ok(rcgen::SanType::DnsName(n.as_str().try_into()?))).chain(addresses.iter().map(|ip| Ok(rcgen::SanType::IpAddress(*ip)))).collect::<Result<_>>()?;
             let pair = request_certificate(&client, "kubernetes.io/kubelet-serving", &user, &sans, &usages).await?;
-            write_pair(&dir, "kubelet-serving", &pair)?;
+            pki::write_pair(&dir, "kubelet-serving", &pair)?;
             pair
         }
     };
@@ -230,20 +231,6 @@ async fn request_certificate(client: &kube::Client, signer: &str, user: &str, sa
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     bail!("CertificateSigningRequest {name} was not approved and issued within 5 minutes")
-}
-
-fn usable(dir: &Path, file: &str) -> Result<Option<CertPair>> {
-    let (crt, key) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
-    if !crt.exists() || !key.exists() {
-        return Ok(None);
-    }
-    let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
-    Ok(Some(CertPair { cert_pem: read(&crt)?, key_pem: read(&key)? }))
-}
-
-fn write_pair(dir: &Path, file: &str, pair: &CertPair) -> Result<()> {
-    pki::write_private(&dir.join(format!("{file}.key")), &pair.key_pem)?;
-    pki::write_private(&dir.join(format!("{file}.crt")), &pair.cert_pem)
 }
 
 fn with_cert<T>(pair: &CertPair, f: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T) -> Result<T> {
