@@ -149,6 +149,7 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
         let socket_path = args.bundle.join("console.sock");
         let listener = std::os::unix::net::UnixListener::bind(&socket_path).context("making the console socket")?;
         let mut runc = create.arg("--console-socket").arg(&socket_path).arg(&args.id).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("running runc")?;
+        drop(create);
         let master = receive_console(&listener);
         if !runc.wait()?.success() {
             bail!("{}", runc_error(&runc_log));
@@ -169,6 +170,9 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
         let (err_r, err_w) = pipe()?;
         let stdin = stdin.map_or_else(Stdio::null, Stdio::from);
         let created = create.arg(&args.id).stdin(stdin).stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w)).status().context("running runc")?;
+        // The command holds the pipes' write ends: let go of them, or the
+        // copiers never see the end of the container's output.
+        drop(create);
         if !created.success() {
             bail!("{}", runc_error(&runc_log));
         }
