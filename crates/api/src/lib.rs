@@ -4,6 +4,7 @@
 pub mod conversion;
 pub mod custom;
 pub mod defaults;
+pub mod metrics;
 pub mod printers;
 pub mod protobuf;
 pub mod resources;

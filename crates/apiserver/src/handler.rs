@@ -84,6 +84,7 @@ pub struct Api {
     pub read_slots: tokio::sync::Semaphore,
     pub write_slots: tokio::sync::Semaphore,
     pub kubelets: crate::kubelets::Kubelets,
+    pub resource_metrics: crate::resource_metrics::ResourceMetrics,
 }
 
 /// Upstream's verb for a resource request, the name authorization and
@@ -482,9 +483,19 @@ impl Api {
         let repr = representation(headers);
         let name = t.name.as_deref().unwrap_or("");
         if def.verbs == Verbs::ReadOnly {
-            // Computed, not stored: componentstatuses.
-            let deprecated = [format!("{} {} is deprecated in v1.19+", def.api_version(), def.kind)];
-            let mut items = crate::components::statuses(&self.registry).await;
+            // Computed, not stored: componentstatuses and metrics.k8s.io.
+            let deprecated: Vec<String> = match def.group {
+                "" => vec![format!("{} {} is deprecated in v1.19+", def.api_version(), def.kind)],
+                _ => vec![],
+            };
+            let mut items = match def.group {
+                "" => crate::components::statuses(&self.registry).await,
+                _ => self.resource_metrics.objects(def.kind, ns),
+            };
+            if let Some(selector) = query.get("labelSelector").filter(|s| !s.is_empty()) {
+                let selector = skiff_api::selector::LabelSelector::parse(selector).map_err(|e| ApiError::bad_request(&e))?;
+                items.retain(|item| selector.matches(&serde_json::from_value(item["metadata"]["labels"].clone()).unwrap_or_default()));
+            }
             let response = if verb == "get" {
                 let at = items.iter().position(|c| c["metadata"]["name"] == name).ok_or_else(|| ApiError::not_found(def, name))?;
                 respond_object(def, StatusCode::OK, items.swap_remove(at), repr, query)

@@ -23,6 +23,7 @@ mod openapi;
 mod openapi_proto;
 mod patch;
 mod registry;
+mod resource_metrics;
 mod reviews;
 mod route;
 mod scale;
@@ -79,6 +80,8 @@ pub struct Config {
     pub service_account_issuer: Option<skiff_auth::serviceaccount::Issuer>,
     /// The API server's certificate for calling node agents (`kubectl logs`).
     pub kubelet_client: Option<CertPair>,
+    /// How often metrics.k8s.io reads the nodes (metrics-server's `--metric-resolution`).
+    pub metric_resolution: std::time::Duration,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -119,8 +122,10 @@ impl Server {
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
             kubelets: kubelets::Kubelets::new(&config.client_ca_pem, config.kubelet_client.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())))?,
+            resource_metrics: Default::default(),
         });
         tokio::spawn(count_objects(Arc::downgrade(&api)));
+        tokio::spawn(resource_metrics::ResourceMetrics::scrape(Arc::downgrade(&api), config.metric_resolution));
         Ok(Server {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),

@@ -34,6 +34,10 @@ pub struct Args {
     /// Writes served at once; beyond them clients get 429 and retry.
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// How often metrics.k8s.io (`kubectl top`) reads the nodes, as
+    /// metrics-server's flag of the same name.
+    #[arg(long, default_value = "15s", value_parser = crate::components::parse_duration)]
+    metric_resolution: std::time::Duration,
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     write_kubeconfig: PathBuf,
@@ -192,6 +196,7 @@ pub async fn run(args: Args) -> Result<()> {
         service_account_issuer: Some(skiff_auth::serviceaccount::Issuer::new(SERVICE_ACCOUNT_ISSUER, &pki.service_account_key()?)?),
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
         kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
+        metric_resolution: args.metric_resolution,
     })
     .await?;
     let addr = server.local_addr();

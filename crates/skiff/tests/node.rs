@@ -410,11 +410,12 @@ spec:
 /// The Summary API through the API server's node proxy: the node, and each
 /// running pod and container with CPU and memory read from its cgroups;
 /// CPU rates from the second reading on; the pod's network. Then the same
-/// as Prometheus metrics (`/metrics/resource`, `/metrics/cadvisor`, `/metrics`).
+/// as Prometheus metrics (`/metrics/resource`, `/metrics/cadvisor`,
+/// `/metrics`), and through metrics.k8s.io as `kubectl top` reads it.
 #[test]
 fn stats_summary_and_metrics_report_node_pods_and_containers() {
     let image = common::test_image();
-    let c = Cluster::start_node(&[]);
+    let c = Cluster::start_node(&["--metric-resolution", "1s"]);
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod("busy", &image, "Always", "while true; do :; done")));
     c.wait_for(&["get", "pod", "busy", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}"], "the pod to run", |s| !s.is_empty());
     let summary = |c: &Cluster| -> serde_json::Value { serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])).unwrap() };
@@ -447,6 +448,15 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     assert!(cadvisor.lines().any(|l| l.starts_with("container_memory_working_set_bytes{container=\"main\"") && l.contains("image=\"127.0.0.1:5000/busybox:test\"")), "{cadvisor}");
     let own = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"]);
     assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
+
+    // metrics.k8s.io, read from the Summary API every second: `kubectl top`.
+    let top = c.wait_for(&["top", "pod", "busy", "--no-headers"], "kubectl top to see the pod", |o| o.starts_with("busy"));
+    let millicores: u64 = top.split_whitespace().nth(1).and_then(|c| c.strip_suffix('m')).and_then(|m| m.parse().ok()).unwrap_or_else(|| panic!("{top}"));
+    assert!(millicores > 100, "a busy loop uses a good part of a core: {top}");
+    let nodes = c.wait_for(&["top", "node", "--no-headers"], "kubectl top to see the node", |o| o.starts_with("node-1"));
+    assert!(nodes.contains('%'), "{nodes}");
+    let metrics = c.json(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?labelSelector=app%3Dnone"]);
+    assert_eq!(metrics["items"], serde_json::json!([]), "label selectors apply");
 }
 
 /// The test image as an archive (skopeo's `oci-archive` or
