@@ -11,6 +11,7 @@ mod endpoints;
 mod endpointslice;
 mod gc;
 mod history;
+mod hpa;
 mod informers;
 mod job;
 mod namespace_defaults;
@@ -50,6 +51,8 @@ pub struct Options {
     /// The CA that signs approved CertificateSigningRequests, if this
     /// controller manager holds its key.
     pub signer: Option<skiff_auth::pki::Pki>,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    pub hpa_sync_period: Duration,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             terminated_pod_gc_threshold: 12500,
             root_ca_pem: String::new(),
             signer: None,
+            hpa_sync_period: Duration::from_secs(15),
         }
     }
 }
@@ -93,6 +97,7 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(gc::run(client.clone()));
     controllers.spawn(clusterrole_aggregation::run(client.clone()));
     controllers.spawn(certificates::run(client.clone(), options.signer.clone()));
+    controllers.spawn(hpa::run(client.clone(), options.hpa_sync_period));
     controllers.spawn(node_lifecycle::run(client.clone(), options.clone()));
     if let Some(cluster) = options.cluster_cidr {
         controllers.spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size));

@@ -29,6 +29,9 @@ pub struct ControllerFlags {
     /// Finished pods kept before the pod garbage collector deletes the oldest.
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: std::time::Duration,
 }
 
 impl ControllerFlags {
@@ -42,6 +45,7 @@ impl ControllerFlags {
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             root_ca_pem,
             signer,
+            hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
         })
     }
 }

@@ -798,6 +798,36 @@ fn port_forward_and_exec_over_spdy() {
     assert_eq!(on_tty.status.code(), Some(4), "{text}");
 }
 
+/// A HorizontalPodAutoscaler on CPU, from real usage through
+/// metrics.k8s.io: pods capped at 50m that request 10m are at 500 % of
+/// their request, so a 100 % target scales the Deployment up to its
+/// maximum (ScalingLimited); a 2000 % target with no stabilization window
+/// scales it back down; events and status as upstream's.
+#[test]
+fn horizontal_pod_autoscaler_scales_on_cpu() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&["--metric-resolution", "1s", "--horizontal-pod-autoscaler-sync-period", "2s"]);
+    let burn = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: burn}}\nspec:\n  selector: {{matchLabels: {{app: burn}}}}\n  template:\n    metadata: {{labels: {{app: burn}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {image}\n        command: [sh, -c, 'while true; do :; done']\n        resources: {{requests: {{cpu: 10m}}, limits: {{cpu: 50m}}}}\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&burn));
+    c.ok(&["autoscale", "deployment", "burn", "--cpu-percent=100", "--min=1", "--max=3"]);
+    c.wait_up_to(Duration::from_secs(60), &["get", "deploy", "burn", "-o", "jsonpath={.spec.replicas}"], "the autoscaler to scale up", |r| r == "3");
+    let limited = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingLimited')].reason}"]);
+    assert_eq!(limited, "TooManyReplicas");
+    let utilization: i64 = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}"]).parse().unwrap();
+    assert!(utilization > 100, "{utilization}");
+    let events = ["get", "events", "--field-selector", "involvedObject.name=burn,involvedObject.kind=HorizontalPodAutoscaler", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"];
+    c.wait_for(&events, "the scale-up event", |e| e.contains("New size: 3; reason: cpu resource utilization (percentage of request) above target"));
+
+    let lower = r#"{"spec":{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":2000}}}],"behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}"#;
+    c.ok(&["patch", "hpa", "burn", "--type=merge", "-p", lower]);
+    c.wait_up_to(Duration::from_secs(60), &["get", "deploy", "burn", "-o", "jsonpath={.spec.replicas}"], "the autoscaler to scale down", |r| r == "1");
+    c.wait_for(&events, "the scale-down event", |e| e.contains("New size: 1; reason: All metrics below target"));
+    let active = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].reason}"]);
+    assert_eq!(active, "ValidMetricFound");
+}
+
 /// A node agent of its own process on this host, joined with `skiff
 /// agent`; dropping it stops it and removes what its pods left.
 struct JoinedAgent {
@@ -821,7 +851,7 @@ impl JoinedAgent {
         command.args(["agent", "--server", &c.url(), "--node-name", name, "--kubelet-port", "0", "--cni-bridge", bridge]);
         command.arg("--ca-file").arg(c.ca_file()).arg("--data-dir").arg(dir.join("data"));
         command.arg("--agent-run-dir").arg(dir.join("run")).arg("--pod-log-dir").arg(dir.join("pod-logs"));
-        command.args(token.map(|t| ["--token", t]).into_iter().flatten());
+        command.args(token.map(|t| ["--token", t]).into_iter().flatten()).args(common::LENIENT_EVICTION);
         command.stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap()
     }
 

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Disk thresholds a test host's own disk does not cross.
+pub const LENIENT_EVICTION: [&str; 2] = ["--eviction-hard", "nodefs.available<1%,imagefs.available<1%"];
+
 pub struct Cluster {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -84,6 +87,11 @@ impl Cluster {
             "--cluster-cidr".into(),
             format!("10.{}.0.0/16", network.n),
         ];
+        // A test host's disk may be fuller than upstream's default eviction
+        // thresholds allow; tests of pressure give their own.
+        if !extra.contains(&"--eviction-hard") {
+            flags.extend([LENIENT_EVICTION[0].to_string(), LENIENT_EVICTION[1].to_string()]);
+        }
         flags.extend(extra.iter().map(|s| s.to_string()));
         let mut cluster = Cluster { child: None, dir, port, extra: flags, network: Some(network) };
         cluster.boot();
