@@ -64,6 +64,10 @@ impl Volumes {
                     let size = empty.size_limit.as_ref().and_then(|q| skiff_quantity::value(&q.0));
                     let options = size.map(|s| format!("size={s}")).unwrap_or_default();
                     nix::mount::mount(Some("tmpfs"), &path, Some("tmpfs"), nix::mount::MsFlags::empty(), Some(options.as_str()))?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+                }
+                if let Some(group) = fs_group(pod) {
+                    set_ownership(&path, group, false)?;
                 }
             }
             return Ok(path);
@@ -111,8 +115,8 @@ impl Volumes {
                 }
             }
             files
-        } else if volume.persistent_volume_claim.is_some() {
-            bail!("persistent volume claims are not mounted by this agent yet");
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            return claimed_path(client, ns, &claim.claim_name).await;
         } else {
             bail!("unsupported volume type");
         };
@@ -124,6 +128,9 @@ impl Volumes {
         };
         let path = dir(plugin);
         write_atomically(&path, &files)?;
+        if let Some(group) = fs_group(pod) {
+            set_ownership(&path, group, true)?;
+        }
         Ok(path)
     }
 
@@ -142,6 +149,55 @@ impl Volumes {
             _ => Ok(()),
         }
     }
+}
+
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec.as_ref()?.security_context.as_ref()?.fs_group.map(|g| g as u32)
+}
+
+/// Upstream's volume ownership for an fsGroup: the group owns every file
+/// and may read it (and write it, unless the volume is read-only);
+/// directories are setgid, so files made later take the group too.
+fn set_ownership(root: &Path, group: u32, read_only: bool) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(root)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    nix::unistd::chown(root, None, Some(nix::unistd::Gid::from_raw(group))).with_context(|| format!("chown {}", root.display()))?;
+    let mut mode = meta.mode() & 0o7777 | if read_only { 0o440 } else { 0o660 };
+    if meta.is_dir() {
+        mode |= 0o2110;
+        for entry in std::fs::read_dir(root)? {
+            set_ownership(&entry?.path(), group, read_only)?;
+        }
+    }
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// What a persistentVolumeClaim volume mounts: the path of the volume the
+/// claim is bound to, for the kinds a node serves itself (hostPath and
+/// local); other kinds wait for a volume plugin.
+async fn claimed_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).get(claim).await.with_context(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
+        bail!("persistentvolumeclaim \"{claim}\" is not bound");
+    };
+    let pv = Api::<PersistentVolume>::all(client.clone()).get(&volume).await?;
+    let spec = pv.spec.unwrap_or_default();
+    let path = match (spec.host_path, spec.local) {
+        (Some(host), _) => {
+            check_host_path(Path::new(&host.path), host.type_.as_deref().unwrap_or(""))?;
+            host.path
+        }
+        (None, Some(local)) => local.path,
+        _ => bail!("persistentvolume \"{volume}\" is of a kind this agent does not mount yet"),
+    };
+    anyhow::ensure!(Path::new(&path).exists(), "persistentvolume \"{volume}\": {path} does not exist");
+    Ok(PathBuf::from(path))
 }
 
 /// Upstream's hostPath type checks (`DirectoryOrCreate` and

@@ -506,6 +506,32 @@ fn memory_pressure_evicts_and_refuses_pods() {
     assert_eq!(c.ok(&["get", "pod", "-n", "kube-system", "critical", "-o", "jsonpath={.status.phase}"]), "Running", "critical pods are never evicted");
 }
 
+/// A persistentVolumeClaim bound to a hostPath PersistentVolume mounts
+/// the volume's directory (what the container writes is on the host);
+/// with `fsGroup` the group owns the emptyDir (setgid) and the projected
+/// files, as upstream's volume ownership does.
+#[test]
+fn claims_mount_their_volume_and_fs_group_owns_volumes() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let host_dir = c.dir.path().join("pv-data");
+    let manifests = format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-local}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: claim}}\nspec:\n  accessModes: [ReadWriteOnce]\n  volumeName: pv-local\n  resources: {{requests: {{storage: 1Gi}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: token}}\nstringData: {{key: value}}\n",
+        dir = host_dir.display()
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&manifests));
+    let script = "echo kept > /data/file; stat -c %g:%a /scratch; stat -L -c %g /secret/key; touch /scratch/new; stat -c %g /scratch/new; sleep 3600";
+    let owner = pod("owner", &image, "Always", script)
+        + "    securityContext: {runAsUser: 1000}\n    volumeMounts: [{name: data, mountPath: /data}, {name: scratch, mountPath: /scratch}, {name: secret, mountPath: /secret}]\n"
+        + "  securityContext: {fsGroup: 2000}\n  volumes:\n  - {name: data, persistentVolumeClaim: {claimName: claim}}\n  - {name: scratch, emptyDir: {}}\n  - {name: secret, secret: {secretName: token}}\n";
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::set_permissions(&host_dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    c.ok_stdin(&["apply", "-f", "-"], Some(&owner));
+    let logs = c.wait_for(&["logs", "owner"], "the pod to report", |l| l.lines().count() >= 3);
+    assert_eq!(logs, "2000:2777\n2000\n2000\n", "the emptyDir, the secret and a new file belong to the fsGroup");
+    assert_eq!(std::fs::read_to_string(host_dir.join("file")).unwrap(), "kept\n");
+}
+
 /// A disk-backed emptyDir grown past its `sizeLimit` evicts its pod, as
 /// upstream's local storage eviction does.
 #[test]
