@@ -73,6 +73,18 @@ pub struct Tls {
     pub client_ca_pem: String,
 }
 
+/// Bytes a directory tree takes on disk (allocated blocks, as du counts
+/// them), not following symlinks.
+pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| disk_usage(&e.path())).sum::<u64>()
+}
+
 /// Writes a file whole or not at all: a temporary sibling, then a rename.
 pub(crate) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");

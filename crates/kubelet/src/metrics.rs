@@ -1,6 +1,6 @@
 //! The agent's Prometheus endpoints, named and labelled as upstream's
 //! kubelet serves them: `/metrics/resource` (what metrics-server reads),
-//! `/metrics/cadvisor` (per-container CPU, memory and the pods' network,
+//! `/metrics/cadvisor` (per-container CPU, memory, filesystem and the pods' network,
 //! cAdvisor's names) and `/metrics` (the agent's own). Built per scrape
 //! from one set of readings (`stats.rs`).
 
@@ -79,6 +79,7 @@ pub(crate) fn resource(readings: &Readings) -> String {
 /// and the node's (`id="/"`), with cAdvisor's labels.
 pub(crate) fn cadvisor(readings: &Readings) -> String {
     let mut series: Vec<(Labels, Usage, Option<f64>)> = Vec::new();
+    let mut filesystems: Vec<(Labels, f64)> = Vec::new();
     if let Some(node) = readings.node {
         series.push((labels(&[("container", ""), ("id", "/"), ("image", ""), ("name", ""), ("namespace", ""), ("pod", "")]), node, None));
     }
@@ -91,6 +92,7 @@ pub(crate) fn cadvisor(readings: &Readings) -> String {
             let id = format!("{pod_id}/{}", c.id);
             if let Some(usage) = c.usage {
                 let l = labels(&[("container", &c.name), ("id", &id), ("image", &c.image), ("name", &c.id), ("namespace", &p.namespace), ("pod", &p.name)]);
+                filesystems.push((l.clone(), c.rootfs_bytes as f64));
                 series.push((l, usage, Some(start_time(&c.started_at))));
             }
         }
@@ -101,6 +103,7 @@ pub(crate) fn cadvisor(readings: &Readings) -> String {
     scrape.gauge("container_memory_working_set_bytes", "Current working set in bytes", series.iter().map(|(l, u, _)| (l.clone(), u.working_set as f64)));
     scrape.gauge("container_memory_rss", "Size of RSS in bytes", series.iter().map(|(l, u, _)| (l.clone(), u.rss as f64)));
     scrape.gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds", series.iter().filter_map(|(l, _, s)| Some((l.clone(), (*s)?))));
+    scrape.gauge("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem", filesystems);
     let interfaces = || {
         readings.pods.iter().flat_map(|p| {
             let id = format!("/{}", crate::pods::cgroup_parent(&p.uid).trim_start_matches('/'));

@@ -172,18 +172,6 @@ fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
-/// Bytes a directory tree takes on disk (allocated blocks, as du counts
-/// them), not following symlinks.
-fn disk_usage(path: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
-    let own = meta.blocks() * 512;
-    if !meta.is_dir() {
-        return own;
-    }
-    own + std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| disk_usage(&e.path())).sum::<u64>()
-}
-
 /// `root/sub`, made if missing, resolved so that no symlink inside the
 /// volume (one a container wrote) carries the mount outside it.
 fn inside_volume(root: &std::path::Path, sub: &str) -> Result<PathBuf> {
@@ -822,7 +810,7 @@ impl Kubelet {
             let limit = empty.size_limit.as_ref()?;
             let bytes = u64::try_from(skiff_quantity::value(&limit.0)?).ok()?;
             let path = self.volumes.pod_dir(uid_of(pod)).join("volumes/kubernetes.io~empty-dir").join(&v.name);
-            (disk_usage(&path) > bytes).then(|| format!("Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ", v.name, limit.0))
+            (crate::disk_usage(&path) > bytes).then(|| format!("Usage of EmptyDir volume \"{}\" exceeds the limit \"{}\". ", v.name, limit.0))
         })
     }
 

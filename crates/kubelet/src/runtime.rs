@@ -82,6 +82,8 @@ pub trait ContainerRuntime: Send + Sync {
     fn stdin(&self, id: &str) -> Option<PathBuf>;
     /// Sets the size of a container's own terminal (`tty: true`).
     fn resize(&self, id: &str, width: u16, height: u16) -> Result<()>;
+    /// Where a container's writes to its root go (its overlay's upper layer).
+    fn writable_layer(&self, id: &str) -> PathBuf;
     /// The runtime's name and version, as `nodeInfo.containerRuntimeVersion`.
     fn version(&self) -> String;
 }
@@ -322,6 +324,10 @@ impl ContainerRuntime for Runc {
 
     fn stdin(&self, id: &str) -> Option<PathBuf> {
         Some(self.dir(id).join(shim::STDIN_FIFO)).filter(|p| p.exists())
+    }
+
+    fn writable_layer(&self, id: &str) -> PathBuf {
+        self.dir(id).join("upper")
     }
 
     fn resize(&self, id: &str, width: u16, height: u16) -> Result<()> {

@@ -120,6 +120,9 @@ pub(crate) struct ContainerReading {
     pub image: String,
     pub started_at: String,
     pub usage: Option<Usage>,
+    /// Bytes its writable layer and its log take.
+    pub rootfs_bytes: u64,
+    pub log_bytes: u64,
 }
 
 pub(crate) struct PodReading {
@@ -160,6 +163,8 @@ impl Kubelet {
                 image: c.meta.image.clone(),
                 started_at: crate::status::seconds(started_at),
                 usage: usage(&self.rates, &c.id, &format!("{parent}/{}", c.id)),
+                rootfs_bytes: crate::disk_usage(&self.runtime.writable_layer(&c.id)),
+                log_bytes: crate::disk_usage(&c.meta.log_path),
             });
         }
         let mut pods: Vec<PodReading> = pods.into_values().collect();
@@ -185,7 +190,11 @@ impl Kubelet {
                     .containers
                     .iter()
                     .map(|c| {
-                        let mut entry = json!({"name": c.name, "startTime": c.started_at});
+                        let mut entry = json!({
+                            "name": c.name, "startTime": c.started_at,
+                            "rootfs": {"time": time, "usedBytes": c.rootfs_bytes},
+                            "logs": {"time": time, "usedBytes": c.log_bytes},
+                        });
                         if let Some(usage) = &c.usage {
                             (entry["cpu"], entry["memory"]) = cpu_and_memory(usage);
                         }

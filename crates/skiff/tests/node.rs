@@ -432,6 +432,7 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     assert!(cores > 100_000_000, "a busy loop uses a good part of a core: {cores}");
     assert!(pod["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{pod}");
     assert_eq!(pod["network"]["name"], "eth0", "{pod}");
+    assert!(container["rootfs"]["usedBytes"].is_u64() && container["logs"]["usedBytes"].is_u64(), "{container}");
 
     // The same readings in Prometheus form, as upstream names them.
     let resource = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics/resource"]);
@@ -446,6 +447,7 @@ fn stats_summary_and_metrics_report_node_pods_and_containers() {
     let uid = jsonpath(&c, "busy", "{.metadata.uid}");
     assert!(sample(&cadvisor, &format!("container_network_transmit_bytes_total{{container=\"\",id=\"/kubepods/pod{uid}\"")) >= 0.0);
     assert!(cadvisor.lines().any(|l| l.starts_with("container_memory_working_set_bytes{container=\"main\"") && l.contains("image=\"127.0.0.1:5000/busybox:test\"")), "{cadvisor}");
+    assert!(cadvisor.lines().any(|l| l.starts_with("container_fs_usage_bytes{container=\"main\"")), "{cadvisor}");
     let own = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"]);
     assert_eq!(sample(&own, "kubelet_running_pods"), 1.0);
 
