@@ -132,6 +132,8 @@ struct State {
     /// The last FailedScheduling message per pod, so it is not repeated.
     reported: HashMap<String, String>,
     synced: [bool; 2],
+    /// PodDisruptionBudgets by namespace/name, which preemption spares.
+    budgets: HashMap<String, Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
 }
 
 struct Scheduler {
@@ -184,6 +186,7 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
     });
     tasks.spawn(follow::<Node>(scheduler.clone()));
     tasks.spawn(follow::<Pod>(scheduler.clone()));
+    tasks.spawn(follow::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(scheduler.clone()));
     tasks.spawn(flush(scheduler.clone()));
     scheduler.schedule_forever().await;
     Ok(())
@@ -225,6 +228,24 @@ impl Watched for Node {
         let name = node.metadata.name.unwrap_or_default();
         st.nodes.retain(|n| n != name);
     }
+}
+
+impl Watched for k8s_openapi::api::policy::v1::PodDisruptionBudget {
+    fn relisted(st: &mut State, all: Vec<Self>) {
+        st.budgets = all.into_iter().map(|b| (budget_key(&b), Arc::new(b))).collect();
+    }
+
+    fn changed(st: &mut State, budget: Self) {
+        st.budgets.insert(budget_key(&budget), Arc::new(budget));
+    }
+
+    fn deleted(st: &mut State, budget: Self) {
+        st.budgets.remove(&budget_key(&budget));
+    }
+}
+
+fn budget_key(budget: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> String {
+    format!("{}/{}", budget.metadata.namespace.as_deref().unwrap_or_default(), budget.metadata.name.as_deref().unwrap_or_default())
 }
 
 impl Watched for Pod {
@@ -447,13 +468,14 @@ impl State {
     fn preempt(&mut self, pod: &PodInfo, unfit: &Unfit) -> Result<(String, Vec<PodInfo>), Option<&'static str>> {
         let nominated = self.nominated.get(&pod.uid).map(|(n, _)| n);
         preemption::eligible(pod, nominated, &self.nodes.index, &self.nodes.list, &self.placed).map_err(Some)?;
-        let candidates: Vec<(String, Vec<PodInfo>)> = unfit
+        let budgets: Vec<_> = self.budgets.values().cloned().collect();
+        let candidates: Vec<(String, preemption::Victims)> = unfit
             .candidates
             .iter()
             .filter_map(|name| self.nodes.index.get(name).map(|i| &self.nodes.list[*i]))
-            .filter_map(|node| Some((node.name.clone(), preemption::victims_on(pod, node, &self.placed)?)))
+            .filter_map(|node| Some((node.name.clone(), preemption::victims_on(pod, node, &self.placed, &budgets)?)))
             .collect();
-        let (node, victims) = preemption::best(candidates).ok_or(None)?;
+        let (node, victims) = preemption::best(candidates).map(|(node, v)| (node, v.pods)).ok_or(None)?;
         // Nominated: the node's room is kept for it; pods of lower priority
         // nominated there lose their claim.
         self.nominated.retain(|_, (n, p)| n != &node || p.priority >= pod.priority);

@@ -162,25 +162,34 @@ async fn writes_beyond_the_in_flight_limit_get_429() {
     let c = Cluster::start_with(&["--max-mutating-requests-inflight", "1"]);
     let client = client(&c).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    let attempts = (0..64).map(|i| {
-        let cms = cms.clone();
-        async move { cms.create(&PostParams::default(), &configmap(&format!("burst-{i}"), "burst")).await }
-    });
-    let results = futures::future::join_all(attempts).await;
-    let refused: Vec<&kube::core::ErrorResponse> = results
-        .iter()
-        .filter_map(|r| match r {
-            Err(kube::Error::Api(e)) => Some(e),
-            _ => None,
-        })
-        .collect();
-    assert!(!refused.is_empty(), "64 concurrent writes through one slot: some must be refused");
-    assert!(refused.iter().all(|e| e.code == 429 && e.reason == "TooManyRequests"), "{refused:?}");
-    let created = results.iter().filter(|r| r.is_ok()).count();
-    assert!(created > 0);
-    assert_eq!(created + refused.len(), 64);
+    // The controllers' own writes (Leases, events) take the one slot now
+    // and then: a burst that met one of them throughout is tried again.
+    let mut acknowledged = 0;
+    for round in 0..5 {
+        let attempts = (0..64).map(|i| {
+            let cms = cms.clone();
+            async move { cms.create(&PostParams::default(), &configmap(&format!("burst-{round}-{i}"), "burst")).await }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let refused: Vec<&kube::core::ErrorResponse> = results
+            .iter()
+            .filter_map(|r| match r {
+                Err(kube::Error::Api(e)) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert!(!refused.is_empty(), "64 concurrent writes through one slot: some must be refused");
+        assert!(refused.iter().all(|e| e.code == 429 && e.reason == "TooManyRequests"), "{refused:?}");
+        let created = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(created + refused.len(), 64);
+        acknowledged += created;
+        if created > 0 {
+            break;
+        }
+    }
+    assert!(acknowledged > 0, "no write got the slot in five bursts");
     // What was acknowledged is there; what was refused is not.
-    assert_eq!(cms.list(&ListParams::default().labels("app=burst")).await.unwrap().items.len(), created);
+    assert_eq!(cms.list(&ListParams::default().labels("app=burst")).await.unwrap().items.len(), acknowledged);
 }
 
 /// GETs `path` raw: (status code, JSON body).

@@ -721,7 +721,8 @@ fn custom_resources_are_served_validated_and_cleaned_up() {
 }
 
 /// `kubectl certificate approve|deny` through the CSR `approval`
-/// subresource, which changes the conditions and nothing else.
+/// subresource, which changes the conditions and nothing else; the
+/// controller manager then signs the approved request.
 #[test]
 fn certificate_signing_requests_are_approved_and_denied() {
     let c = Cluster::start();
@@ -749,9 +750,15 @@ fn certificate_signing_requests_are_approved_and_denied() {
     assert_eq!(alice["status"]["conditions"][0]["type"], "Approved");
     assert_eq!(alice["status"]["conditions"][0]["reason"], "KubectlApprove");
     assert_eq!(alice["spec"]["signerName"], "kubernetes.io/kube-apiserver-client", "approval leaves the spec alone");
-    let listed = c.ok(&["get", "csr", "--no-headers"]);
-    assert!(listed.lines().any(|l| l.starts_with("alice") && l.ends_with("Approved")), "{listed}");
+    // The controller manager signs approved requests for the built-in
+    // signers; a denied one gets nothing.
+    let listed = c.wait_for(&["get", "csr", "--no-headers"], "alice's certificate", |l| l.lines().any(|l| l.starts_with("alice") && l.ends_with("Approved,Issued")));
     assert!(listed.lines().any(|l| l.starts_with("mallory") && l.ends_with("Denied")), "{listed}");
+    let issued = c.ok(&["get", "csr", "alice", "-o", "jsonpath={.status.certificate}"]);
+    use base64::Engine;
+    let pem = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(issued).unwrap()).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert_eq!(c.ok(&["get", "csr", "mallory", "-o", "jsonpath={.status.certificate}"]), "");
 }
 
 /// kubectl validates Lists (and kinds without a PATCH operation) on the

@@ -244,3 +244,28 @@ fn preemption_evicts_lower_priority_pods() {
     let events = c.ok(&["get", "events", "--field-selector", &format!("involvedObject.name={},reason=Preempted", evicted[0]), "-o", "jsonpath={.items[*].message}"]);
     assert!(events.starts_with("Preempted by pod ") && events.ends_with(&format!("on node {placed}")), "{events}");
 }
+
+/// DefaultPreemption spares PodDisruptionBudgets: of two nodes where one
+/// victim makes room, the one whose victim a budget protects
+/// (`disruptionsAllowed: 0`) loses, though its victim has the lower
+/// priority and would otherwise be chosen.
+#[test]
+fn preemption_spares_pods_a_disruption_budget_protects() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2", "--cpu", "2"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "two nodes", |o| o.lines().count() == 2);
+    c.ok(&["create", "priorityclass", "lowest", "--value=1"]);
+    c.ok(&["create", "priorityclass", "lower", "--value=2"]);
+    c.ok(&["create", "priorityclass", "urgent", "--value=1000"]);
+    let placed = |name: &str, node: &str, class: &str, app: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"{app}"}}}},"spec":{{"nodeName":"{node}","priorityClassName":"{class}","containers":[{{"name":"c","image":"busybox","resources":{{"requests":{{"cpu":"1500m"}}}}}}]}}}}"#)
+    };
+    c.ok_stdin(&["create", "-f", "-"], Some(&placed("guarded", "sim-0", "lowest", "guarded")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&placed("plain", "sim-1", "lower", "plain")));
+    c.ok(&["create", "poddisruptionbudget", "guard", "--selector=app=guarded", "--min-available=1"]);
+    c.wait_for(&["get", "pdb", "guard", "-o", "jsonpath={.status.currentHealthy}/{.status.disruptionsAllowed}"], "the budget's status", |s| s == "1/0");
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("urgent", Some("1500m"), r#""priorityClassName":"urgent""#)));
+    assert_eq!(node_of(&c, "urgent"), "sim-1");
+    let pods = c.ok(&["get", "pods", "-o", "name"]);
+    assert!(pods.contains("pod/guarded") && !pods.contains("pod/plain"), "{pods}");
+}
