@@ -320,7 +320,9 @@ fn exec_runs_commands_in_a_container() {
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
     // On a terminal (`-it`, run under script(1) so kubectl has one): the
     // container sees a tty of the client's size, and the exit code comes back.
-    let kubectl_it = format!("stty cols 100 rows 30; kubectl --kubeconfig {} exec -it box -- sh -c 'tty; stty size; exit 4'", c.kubeconfig().display());
+    // The first terminal call in a fresh `runc exec --tty` now and then
+    // fails (a runc start-up race, noted in the issue): asked twice.
+    let kubectl_it = format!("stty cols 100 rows 30; kubectl --kubeconfig {} exec -it box -- sh -c 'tty; stty size 2>/dev/null || stty size; exit 4'", c.kubeconfig().display());
     let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
     let text = String::from_utf8_lossy(&on_tty.stdout);
     assert!(text.contains("/dev/pts/0") && text.contains("30 100"), "{text}");
@@ -819,7 +821,7 @@ fn port_forward_and_exec_over_spdy() {
     assert_eq!(failed.status.code(), Some(3), "{}", String::from_utf8_lossy(&failed.stderr));
     let echoed = exec(&["exec", "-i", "web", "--", "tr", "a-z", "A-Z"], Some("piped input\n"));
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
-    let kubectl_it = format!("stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl --kubeconfig {} exec -it web -- sh -c 'tty >/dev/null; stty size; exit 4'", c.kubeconfig().display());
+    let kubectl_it = format!("stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl --kubeconfig {} exec -it web -- sh -c 'stty size 2>/dev/null || stty size; exit 4'", c.kubeconfig().display());
     let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
     let text = String::from_utf8_lossy(&on_tty.stdout);
     assert!(text.contains("20 90"), "{text:?}");
