@@ -322,8 +322,13 @@ pub fn remove_node_leftovers(dir: &Path, bridge: &str) {
     for mount in mounts_under(dir).into_iter().rev() {
         let _ = Command::new("umount").args(["-l", &mount]).output();
     }
-    for uid in std::fs::read_dir(dir.join("data/agent/pods")).into_iter().flatten().flatten() {
-        let cgroup = format!("kubepods/pod{}", uid.file_name().to_string_lossy());
+    // Pods are known by their volume directories, and (once those are torn
+    // down, as a finished pod's are) by their log directories, `<ns>_<pod>_<uid>`.
+    let volumes = std::fs::read_dir(dir.join("data/agent/pods")).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned());
+    let logs = std::fs::read_dir(dir.join("pod-logs")).into_iter().flatten().flatten().filter_map(|e| e.file_name().to_string_lossy().rsplit('_').next().map(String::from));
+    let uids: std::collections::BTreeSet<String> = volumes.chain(logs).collect();
+    for uid in uids {
+        let cgroup = format!("kubepods/pod{uid}");
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let path = hierarchy.path().join(&cgroup);
             for child in std::fs::read_dir(&path).into_iter().flatten().flatten().filter(|c| c.path().is_dir()) {
