@@ -41,15 +41,17 @@ use topology::{Cycle, Domains};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Pods whose `schedulerName` is this are ours.
-    pub name: String,
+    /// The profiles: pods whose `schedulerName` is one of these are ours,
+    /// and events about them are reported under that name. Each profile
+    /// has upstream's default plugins.
+    pub profiles: Vec<String>,
     /// Bindings written at once.
     pub parallel_binds: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { name: "default-scheduler".into(), parallel_binds: 64 }
+        Options { profiles: vec!["default-scheduler".into()], parallel_binds: 64 }
     }
 }
 
@@ -115,8 +117,8 @@ impl Nodes {
 
 #[derive(Default)]
 struct State {
-    /// Pods whose `schedulerName` is this are ours.
-    scheduler: String,
+    /// Pods whose `schedulerName` is one of these are ours.
+    profiles: Vec<String>,
     nodes: Nodes,
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
@@ -138,7 +140,6 @@ struct State {
 
 struct Scheduler {
     client: kube::Client,
-    options: Options,
     state: Mutex<State>,
     wake: Notify,
     binds: Arc<Semaphore>,
@@ -180,8 +181,7 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         events,
         reports: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
         client,
-        state: Mutex::new(State { scheduler: options.name.clone(), ..State::default() }),
-        options,
+        state: Mutex::new(State { profiles: options.profiles, ..State::default() }),
         wake: Notify::new(),
     });
     tasks.spawn(follow::<Node>(scheduler.clone()));
@@ -275,6 +275,11 @@ impl Watched for Pod {
     }
 }
 
+/// The scheduler profile a pod asks for (`spec.schedulerName`).
+fn profile_of(pod: &Pod) -> &str {
+    pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler")
+}
+
 /// Feeds one kind's watch into the picture, and wakes the scheduling loop
 /// after each change.
 async fn follow<K: Watched>(s: Arc<Scheduler>) {
@@ -325,7 +330,7 @@ impl State {
 
     /// Takes in a pod as the API now has it.
     fn observe(&mut self, pod: Pod) {
-        let ours = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.scheduler;
+        let ours = self.profiles.iter().any(|p| p == profile_of(&pod));
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let info = PodInfo::new(Arc::new(pod));
         if info.terminal {
@@ -633,7 +638,7 @@ impl Scheduler {
                 let name = meta.name.as_deref().unwrap_or_default();
                 let condition = json!({"status": {"conditions": [{
                     "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
-                    "message": format!("{}: preempting to accommodate a higher priority pod", s.options.name), "lastTransitionTime": now,
+                    "message": format!("{}: preempting to accommodate a higher priority pod", profile_of(&pod.pod)), "lastTransitionTime": now,
                 }]}});
                 let _ = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition)).await;
                 let params = kube::api::DeleteParams { preconditions: Some(kube::api::Preconditions { uid: meta.uid.clone(), resource_version: None }), ..Default::default() };
@@ -693,7 +698,7 @@ impl Scheduler {
             "metadata": {"name": format!("{}.{:x}", meta.name.as_deref().unwrap_or_default(), now.timestamp_nanos_opt().unwrap_or_default()), "namespace": ns},
             "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "type": kind, "reason": reason, "action": action, "note": note,
-            "reportingController": self.options.name, "reportingInstance": self.options.name,
+            "reportingController": profile_of(&pod.pod), "reportingInstance": profile_of(&pod.pod),
             "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version},
         })) {
             Ok(e) => e,

@@ -55,9 +55,10 @@ pub struct SchedulerArgs {
     /// How to reach the API server.
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// Schedule the pods whose `schedulerName` is this.
-    #[arg(long, default_value = "default-scheduler")]
-    scheduler_name: String,
+    /// The profiles (comma-separated): pods whose `schedulerName` is one
+    /// of these are this scheduler's.
+    #[arg(long, value_delimiter = ',', default_value = "default-scheduler")]
+    scheduler_name: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -105,7 +106,7 @@ pub async fn controller_manager(client: kube::Client, options: skiff_controllers
 
 pub async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
     let client = crate::sim::client(&args.kubeconfig).await?;
-    let options = skiff_scheduler::Options { name: args.scheduler_name, ..Default::default() };
+    let options = skiff_scheduler::Options { profiles: args.scheduler_name, ..Default::default() };
     scheduler(client, options).await;
     Ok(())
 }

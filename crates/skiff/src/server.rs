@@ -56,6 +56,9 @@ pub struct Args {
     /// Do not run the scheduler (another one is run instead).
     #[arg(long)]
     disable_scheduler: bool,
+    /// The in-process scheduler's profiles (comma-separated `schedulerName`s).
+    #[arg(long, value_delimiter = ',', default_value = "default-scheduler")]
+    scheduler_name: Vec<String>,
     /// Do not run the controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -210,7 +213,8 @@ pub async fn run(args: Args) -> Result<()> {
         // In-process, but an API client like any other, with its own identity.
         let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity, "kube-scheduler").await?;
-        tokio::spawn(crate::components::scheduler(client, skiff_scheduler::Options::default()));
+        let options = skiff_scheduler::Options { profiles: args.scheduler_name.clone(), ..Default::default() };
+        tokio::spawn(crate::components::scheduler(client, options));
     }
     if !args.disable_controller_manager {
         let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;

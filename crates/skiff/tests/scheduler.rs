@@ -269,3 +269,24 @@ fn preemption_spares_pods_a_disruption_budget_protects() {
     let pods = c.ok(&["get", "pods", "-o", "name"]);
     assert!(pods.contains("pod/guarded") && !pods.contains("pod/plain"), "{pods}");
 }
+
+/// Scheduler profiles: one scheduler serves every `schedulerName` it is
+/// given (`--scheduler-name default-scheduler,batch`) and reports events
+/// under the pod's own; a pod asking for a scheduler nobody runs stays
+/// unscheduled, with no event from this one.
+#[test]
+fn one_scheduler_serves_several_profiles() {
+    let c = Cluster::start_with(&["--scheduler-name", "default-scheduler,batch"]);
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "a node", |o| o.lines().count() == 1);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("plain", None, "")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("batched", None, r#""schedulerName":"batch""#)));
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("elsewhere", None, r#""schedulerName":"nobody""#)));
+    assert_eq!(node_of(&c, "plain"), "sim-0");
+    assert_eq!(node_of(&c, "batched"), "sim-0");
+    let reporter = c.wait_for(&["get", "events.events.k8s.io", "--field-selector", "regarding.name=batched,reason=Scheduled", "-o", "jsonpath={.items[*].reportingController}"], "the Scheduled event", |r| !r.is_empty());
+    assert_eq!(reporter, "batch");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(c.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.spec.nodeName}"]), "");
+    assert_eq!(c.ok(&["get", "events", "--field-selector", "involvedObject.name=elsewhere", "-o", "name"]), "");
+}
