@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
+use crate::host::{disk, MemInfo};
 use crate::Kubelet;
 
 const HOUSEKEEPING: Duration = Duration::from_secs(10);
@@ -139,12 +140,6 @@ fn describe(amount: &Amount) -> String {
     }
 }
 
-fn statvfs(path: &std::path::Path) -> Option<(u64, u64, u64, u64)> {
-    let s = nix::sys::statvfs::statvfs(path).ok()?;
-    let block = s.fragment_size() as u64;
-    Some((s.blocks_available() as u64 * block, s.blocks() as u64 * block, s.files_available() as u64, s.files() as u64))
-}
-
 fn critical(pod: &Pod) -> bool {
     pod.spec.as_ref().and_then(|s| s.priority).is_some_and(|p| p >= CRITICAL_PRIORITY)
 }
@@ -171,17 +166,16 @@ impl Kubelet {
     fn signals(&self) -> Vec<Signal> {
         let t = &self.config.eviction_hard;
         let mut signals = Vec::new();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let mem = |key: &str| meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|k| k * 1024);
-        if let (Some(total), Some(available)) = (mem("MemTotal:"), mem("MemAvailable:")) {
+        let memory = MemInfo::read();
+        if let (Some(total), Some(available)) = (memory.bytes("MemTotal"), memory.bytes("MemAvailable")) {
             signals.push(Signal { resource: "memory", condition: "MemoryPressure", available, threshold: t.memory_available.of(total), given: describe(&t.memory_available) });
         }
-        if let Some((available, total, inodes_free, inodes)) = statvfs(&self.config.data_dir) {
-            signals.push(Signal { resource: "ephemeral-storage", condition: "DiskPressure", available, threshold: t.nodefs_available.of(total), given: describe(&t.nodefs_available) });
-            signals.push(Signal { resource: "inodes", condition: "DiskPressure", available: inodes_free, threshold: t.nodefs_inodes_free.of(inodes), given: describe(&t.nodefs_inodes_free) });
+        if let Some(d) = disk(&self.config.data_dir) {
+            signals.push(Signal { resource: "ephemeral-storage", condition: "DiskPressure", available: d.available, threshold: t.nodefs_available.of(d.total), given: describe(&t.nodefs_available) });
+            signals.push(Signal { resource: "inodes", condition: "DiskPressure", available: d.inodes_free, threshold: t.nodefs_inodes_free.of(d.inodes), given: describe(&t.nodefs_inodes_free) });
         }
-        if let Some((available, total, _, _)) = statvfs(self.images.root()) {
-            signals.push(Signal { resource: "ephemeral-storage", condition: "DiskPressure", available, threshold: t.imagefs_available.of(total), given: describe(&t.imagefs_available) });
+        if let Some(d) = disk(self.images.root()) {
+            signals.push(Signal { resource: "ephemeral-storage", condition: "DiskPressure", available: d.available, threshold: t.imagefs_available.of(d.total), given: describe(&t.imagefs_available) });
         }
         if let Some(threshold) = &t.pid_available {
             let max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768);
@@ -246,7 +240,7 @@ impl Kubelet {
     /// the disk is fuller than the high threshold, down to the low one.
     async fn collect_images(&self, all: bool) {
         let gc = &self.config.image_gc;
-        let usage = || statvfs(self.images.root()).map(|(available, total, _, _)| 100 - available * 100 / total.max(1)).unwrap_or(0);
+        let usage = || disk(self.images.root()).map_or(0, |d| 100 - d.available * 100 / d.total.max(1));
         if !all && usage() <= gc.high_percent as u64 {
             return;
         }

@@ -5,6 +5,7 @@
 mod archive;
 mod downward;
 pub mod eviction;
+mod host;
 mod exec;
 pub mod images;
 pub mod logs;

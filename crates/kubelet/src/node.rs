@@ -30,13 +30,10 @@ struct Host {
 }
 
 fn read_host(data_dir: &std::path::Path) -> Host {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = |key: &str| meminfo.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).unwrap_or(0) * 1024;
-    let disk = nix::sys::statvfs::statvfs(data_dir).ok();
     Host {
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        memory_total: mem("MemTotal:"),
-        disk_total: disk.as_ref().map(|d| d.blocks() as u64 * d.fragment_size() as u64).unwrap_or(0),
+        memory_total: crate::host::MemInfo::read().bytes("MemTotal").unwrap_or(0),
+        disk_total: crate::host::disk(data_dir).map_or(0, |d| d.total),
     }
 }
 

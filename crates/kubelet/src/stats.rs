@@ -218,9 +218,8 @@ impl Kubelet {
         let mut node = json!({"nodeName": self.config.node_name, "startTime": self.started});
         if let Some(usage) = &readings.node {
             let (cpu, mut memory) = cpu_and_memory(usage);
-            let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()));
-            if let Some(kib) = available {
-                memory["availableBytes"] = json!(kib * 1024);
+            if let Some(available) = crate::host::MemInfo::read().bytes("MemAvailable") {
+                memory["availableBytes"] = json!(available);
             }
             node["cpu"] = cpu;
             node["memory"] = memory;
