@@ -102,9 +102,7 @@ impl Pki {
             })
             .collect();
         validity(params, lifetime.unwrap_or(LEAF_VALIDITY).min(LEAF_VALIDITY));
-        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
-        Ok(request.signed_by(&issuer)?.pem())
+        Ok(request.signed_by(&self.issuer()?)?.pem())
     }
 
     /// A CA read from upstream's `--cluster-signing-cert-file` and
@@ -116,13 +114,16 @@ impl Pki {
         Ok(Pki { dir: cert.parent().unwrap_or(Path::new(".")).to_path_buf(), ca })
     }
 
+    /// The CA, as what signs certificates.
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+        Ok(Issuer::from_ca_cert_pem(&self.ca.cert_pem, KeyPair::from_pem(&self.ca.key_pem)?)?)
+    }
+
     fn issue(&self, mut params: CertificateParams) -> Result<CertPair> {
-        let ca_key = KeyPair::from_pem(&self.ca.key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&self.ca.cert_pem, ca_key)?;
         let key = KeyPair::generate()?;
         validity(&mut params, LEAF_VALIDITY);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        let cert = params.signed_by(&key, &issuer)?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(CertPair {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -169,11 +170,7 @@ impl Pki {
         make: impl Fn() -> Result<CertPair>,
     ) -> Result<CertPair> {
         if let Some(pair) = read_pair(&self.dir, file)? {
-            let der = pem_to_der(&pair.cert_pem)?;
-            let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing a stored certificate")?;
-            let renew_at = SystemTime::now() + RENEW_BEFORE;
-            let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
-            if fits(&cert) && expires > renew_at {
+            if current(&pair, RENEW_BEFORE, fits)? {
                 return Ok(pair);
             }
         }
@@ -181,6 +178,16 @@ impl Pki {
         write_pair(&self.dir, file, &pair)?;
         Ok(pair)
     }
+}
+
+/// Whether a stored certificate still fits what it is for and outlives
+/// `renew_before` from now.
+pub fn current(pair: &CertPair, renew_before: Duration, fits: impl Fn(&x509_parser::certificate::X509Certificate) -> bool) -> Result<bool> {
+    let der = pem_to_der(&pair.cert_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing a stored certificate")?;
+    let renew_at = SystemTime::now() + renew_before;
+    let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(cert.validity().not_after.timestamp().max(0) as u64);
+    Ok(fits(&cert) && expires > renew_at)
 }
 
 fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
@@ -199,7 +206,8 @@ fn validity(params: &mut CertificateParams, lifetime: Duration) {
     params.not_after = (now + lifetime).into();
 }
 
-fn same_sans(cert: &x509_parser::certificate::X509Certificate, dns: &[String], ips: &[IpAddr]) -> bool {
+/// Whether a certificate names at least these DNS names and IPs.
+pub fn same_sans(cert: &x509_parser::certificate::X509Certificate, dns: &[String], ips: &[IpAddr]) -> bool {
     use x509_parser::extensions::GeneralName;
     let Ok(Some(san)) = cert.subject_alternative_name() else {
         return false;

@@ -132,7 +132,7 @@ pub struct Args {
 }
 
 /// Client certificates are renewed this long before they expire.
-const RENEW_BEFORE: chrono::Duration = chrono::Duration::days(30);
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `skiff agent`: joins the cluster at `--server` and runs its pods.
 pub async fn run(args: Args) -> Result<()> {
@@ -147,7 +147,7 @@ pub async fn run(args: Args) -> Result<()> {
     let user = format!("system:node:{node_name}");
 
     let identity = match pki::read_pair(&dir, "kubelet-client")? {
-        Some(pair) if !expires_soon(&pair)? => pair,
+        Some(pair) if pki::current(&pair, RENEW_BEFORE, |_| true)? => pair,
         held => {
             // A node renews as itself; a new one pays with its token.
             let bootstrap = match (&held, &args.token) {
@@ -165,7 +165,7 @@ pub async fn run(args: Args) -> Result<()> {
     let names = [node_name.clone(), "localhost".to_string()];
     let addresses = [address, IpAddr::from([127, 0, 0, 1])];
     let serving = match pki::read_pair(&dir, "kubelet-serving")? {
-        Some(pair) if !expires_soon(&pair)? && serves(&pair, &addresses)? => pair,
+        Some(pair) if pki::current(&pair, RENEW_BEFORE, |cert| pki::same_sans(cert, &names, &addresses))? => pair,
         _ => {
             let usages = ["digital signature", "key encipherment", "server auth"];
             let sans: Vec<rcgen::SanType> = names.iter().map(|n| Ok(rcgen::SanType::DnsName(n.as_str().try_into()?))).chain(addresses.iter().map(|ip| Ok(rcgen::SanType::IpAddress(*ip)))).collect::<Result<_>>()?;
@@ -231,29 +231,4 @@ async fn request_certificate(client: &kube::Client, signer: &str, user: &str, sa
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     bail!("CertificateSigningRequest {name} was not approved and issued within 5 minutes")
-}
-
-fn with_cert<T>(pair: &CertPair, f: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T) -> Result<T> {
-    let der = pki::pem_to_der(&pair.cert_pem)?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).context("parsing a stored certificate")?;
-    Ok(f(&cert))
-}
-
-fn expires_soon(pair: &CertPair) -> Result<bool> {
-    with_cert(pair, |cert| cert.validity().not_after.timestamp() < (chrono::Utc::now() + RENEW_BEFORE).timestamp())
-}
-
-/// Whether a serving certificate still names all of the node's addresses.
-fn serves(pair: &CertPair, addresses: &[IpAddr]) -> Result<bool> {
-    with_cert(pair, |cert| {
-        let Ok(Some(san)) = cert.subject_alternative_name() else { return false };
-        let have: Vec<&[u8]> = san.value.general_names.iter().filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::IPAddress(b) => Some(*b),
-            _ => None,
-        }).collect();
-        addresses.iter().all(|ip| match ip {
-            IpAddr::V4(v4) => have.contains(&&v4.octets()[..]),
-            IpAddr::V6(v6) => have.contains(&&v6.octets()[..]),
-        })
-    })
 }
