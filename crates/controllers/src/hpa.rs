@@ -211,16 +211,17 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
     let name = resource.name.as_str();
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
     let running: Vec<&Pod> = pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();
-    let uri = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?labelSelector={}", percent_encode(selector));
-    let request = http::Request::get(uri).body(Vec::new()).map_err(|e| e.to_string())?;
-    let listed: Value = client.request(request).await.map_err(|e| format!("unable to get metrics for resource {name}: unable to fetch metrics from resource metrics API: {e}"))?;
-    let usage: HashMap<String, i64> = listed["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let metrics_api = ApiResource { group: "metrics.k8s.io".into(), version: "v1beta1".into(), api_version: "metrics.k8s.io/v1beta1".into(), kind: "PodMetrics".into(), plural: "pods".into() };
+    let listed = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &metrics_api)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|e| format!("unable to get metrics for resource {name}: unable to fetch metrics from resource metrics API: {e}"))?;
+    let usage: HashMap<String, i64> = listed
+        .items
+        .iter()
         .map(|m| {
-            let total = m["containers"].as_array().into_iter().flatten().filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).sum();
-            (m["metadata"]["name"].as_str().unwrap_or_default().to_string(), total)
+            let total = m.data["containers"].as_array().into_iter().flatten().filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).sum();
+            (m.metadata.name.clone().unwrap_or_default(), total)
         })
         .collect();
     let measured: Vec<(&Pod, i64)> = running.iter().filter_map(|p| Some((*p, *usage.get(p.metadata.name.as_deref()?)?))).collect();
@@ -261,8 +262,4 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
 /// A CPU amount in millicores, memory in bytes, as quantities.
 fn quantity(name: &str, milli: i64) -> String {
     if name == "cpu" { format!("{milli}m") } else { (milli / 1000).to_string() }
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
