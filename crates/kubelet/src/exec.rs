@@ -307,8 +307,8 @@ async fn websocket_session(kubelet: Arc<Kubelet>, id: String, request: Request, 
                 }
                 Message::Binary(data) if data.first() == Some(&CLOSE) && data.get(1) == Some(&STDIN) => stdin = None,
                 Message::Binary(data) if data.first() == Some(&RESIZE) => {
-                    if let Some(size) = terminal_size(&data[1..]) {
-                        let _ = resizes.try_send(size);
+                    if let Ok(size) = serde_json::from_slice(&data[1..]) {
+                        let _ = resizes.try_send(terminal_size(&size));
                     }
                 }
                 Message::Close(_) => break,
@@ -408,18 +408,15 @@ async fn read_sizes(mut data: mpsc::Receiver<Bytes>, sizes: mpsc::Sender<(u16, u
         let mut used = 0;
         while let Some(Ok(size)) = objects.next() {
             used = objects.byte_offset();
-            if let Some(size) = terminal_size(size.to_string().as_bytes()) {
-                let _ = sizes.send(size).await;
-            }
+            let _ = sizes.send(terminal_size(&size)).await;
         }
         pending.drain(..used);
     }
 }
 
 /// `{"Width": 80, "Height": 24}`
-fn terminal_size(json: &[u8]) -> Option<(u16, u16)> {
-    let size: serde_json::Value = serde_json::from_slice(json).ok()?;
-    Some((size["Width"].as_u64().unwrap_or(80) as u16, size["Height"].as_u64().unwrap_or(24) as u16))
+fn terminal_size(size: &serde_json::Value) -> (u16, u16) {
+    (size["Width"].as_u64().unwrap_or(80) as u16, size["Height"].as_u64().unwrap_or(24) as u16)
 }
 
 /// A normal closure (1000) ends the error stream; without a code, clients see an error.
