@@ -120,13 +120,16 @@ pub(crate) fn cadvisor(readings: &Readings) -> String {
 }
 
 impl Kubelet {
-    /// `/metrics`: the agent's own.
-    pub(crate) fn own_metrics(&self, readings: &Readings) -> String {
+    /// `/metrics`: the agent's own. Counts only, so read from the
+    /// runtime's records rather than every cgroup and disk.
+    pub(crate) async fn own_metrics(&self) -> String {
+        let containers = self.runtime.list(None).await.unwrap_or_default();
+        let running: Vec<_> = containers.iter().filter(|c| matches!(c.state, crate::runtime::State::Running { .. })).collect();
+        let pods: std::collections::HashSet<&str> = running.iter().map(|c| c.meta.pod_uid.as_str()).collect();
         let mut scrape = Scrape::default();
         scrape.gauge("kubelet_node_name", "The node's name. The count is always 1", [(labels(&[("node", &self.config.node_name)]), 1.0)]);
-        scrape.gauge("kubelet_running_pods", "Number of pods that have a running pod sandbox", [(vec![], readings.pods.len() as f64)]);
-        let containers = readings.pods.iter().map(|p| p.containers.len()).sum::<usize>();
-        scrape.gauge("kubelet_running_containers", "Number of containers currently running", [(labels(&[("container_state", "running")]), containers as f64)]);
+        scrape.gauge("kubelet_running_pods", "Number of pods that have a running pod sandbox", [(vec![], pods.len() as f64)]);
+        scrape.gauge("kubelet_running_containers", "Number of containers currently running", [(labels(&[("container_state", "running")]), running.len() as f64)]);
         scrape.text()
     }
 }

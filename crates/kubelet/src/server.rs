@@ -47,7 +47,7 @@ impl Server {
             .route("/attach/{namespace}/{pod}/{container}", get(crate::exec::attach).post(crate::exec::attach))
             .route("/portForward/{namespace}/{pod}", get(crate::portforward::port_forward).post(crate::portforward::port_forward))
             .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) }))
-            .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics(&k.readings().await)) }))
+            .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics().await) }))
             .route("/metrics/resource", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::resource(&k.readings().await)) }))
             .route("/metrics/cadvisor", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::cadvisor(&k.readings().await)) }))
             .with_state(kubelet);
