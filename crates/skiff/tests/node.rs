@@ -489,7 +489,8 @@ fn status_of(c: &Cluster, namespace: &str, name: &str) -> String {
 #[test]
 fn memory_pressure_evicts_and_refuses_pods() {
     let image = common::test_image();
-    let c = Cluster::start_node(&["--eviction-hard", "memory.available<100%"]);
+    // Memory pressure alone: this host's own disk must not add disk pressure.
+    let c = Cluster::start_node(&["--eviction-hard", "memory.available<100%,nodefs.available<1%,imagefs.available<1%"]);
     c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.status.conditions[?(@.type=='MemoryPressure')].status}"], "MemoryPressure", |s| s == "True");
     c.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.taints[*].key}"], "the pressure taint", |t| t.contains("node.kubernetes.io/memory-pressure"));
     let requests = "  priorityClassName: system-node-critical\n";
