@@ -14,6 +14,7 @@ mod preemption;
 pub use skiff_quantity as quantity;
 mod queue;
 mod topology;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -38,6 +41,7 @@ pub use topology::matches as selector_matches;
 use plugins::Reason;
 use queue::Queue;
 use topology::{Cycle, Domains};
+use volumes::{Choice, Storage};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -133,9 +137,13 @@ struct State {
     queue: Queue,
     /// The last FailedScheduling message per pod, so it is not repeated.
     reported: HashMap<String, String>,
-    synced: [bool; 2],
+    /// Which watched kinds have been listed (by `Watched::SLOT`): pods
+    /// are placed only against a whole picture.
+    synced: [bool; WATCHED],
     /// PodDisruptionBudgets by namespace/name, which preemption spares.
-    budgets: HashMap<String, Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
+    budgets: HashMap<String, Arc<PodDisruptionBudget>>,
+    /// Claims, volumes and classes (VolumeBinding).
+    storage: Storage,
 }
 
 struct Scheduler {
@@ -186,7 +194,10 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
     });
     tasks.spawn(follow::<Node>(scheduler.clone()));
     tasks.spawn(follow::<Pod>(scheduler.clone()));
-    tasks.spawn(follow::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(scheduler.clone()));
+    tasks.spawn(follow::<PodDisruptionBudget>(scheduler.clone()));
+    tasks.spawn(follow::<PersistentVolumeClaim>(scheduler.clone()));
+    tasks.spawn(follow::<PersistentVolume>(scheduler.clone()));
+    tasks.spawn(follow::<StorageClass>(scheduler.clone()));
     tasks.spawn(flush(scheduler.clone()));
     scheduler.schedule_forever().await;
     Ok(())
@@ -203,8 +214,13 @@ async fn flush(s: Arc<Scheduler>) {
     }
 }
 
+/// How many kinds the scheduler watches.
+const WATCHED: usize = 6;
+
 /// What a watched kind changes in the scheduler's picture.
 trait Watched: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static {
+    /// Its place in `State::synced`.
+    const SLOT: usize;
     /// A whole new list (at start, or after the watch had to start over).
     fn relisted(st: &mut State, all: Vec<Self>);
     fn changed(st: &mut State, object: Self);
@@ -212,10 +228,10 @@ trait Watched: kube::Resource<DynamicType = ()> + Clone + serde::de::Deserialize
 }
 
 impl Watched for Node {
+    const SLOT: usize = 0;
     fn relisted(st: &mut State, all: Vec<Node>) {
         let seen: HashSet<String> = all.into_iter().map(|n| st.upsert_node(n)).collect();
         st.nodes.retain(|name| seen.contains(name));
-        st.synced[0] = true;
         st.queue.cluster_changed();
     }
 
@@ -230,7 +246,8 @@ impl Watched for Node {
     }
 }
 
-impl Watched for k8s_openapi::api::policy::v1::PodDisruptionBudget {
+impl Watched for PodDisruptionBudget {
+    const SLOT: usize = 2;
     fn relisted(st: &mut State, all: Vec<Self>) {
         st.budgets = all.into_iter().map(|b| (budget_key(&b), Arc::new(b))).collect();
     }
@@ -244,11 +261,64 @@ impl Watched for k8s_openapi::api::policy::v1::PodDisruptionBudget {
     }
 }
 
-fn budget_key(budget: &k8s_openapi::api::policy::v1::PodDisruptionBudget) -> String {
+fn budget_key(budget: &PodDisruptionBudget) -> String {
     format!("{}/{}", budget.metadata.namespace.as_deref().unwrap_or_default(), budget.metadata.name.as_deref().unwrap_or_default())
 }
 
+/// The storage kinds VolumeBinding reads, each kept whole by
+/// `namespace/name` (or name); any change may make a waiting pod fit.
+trait StorageKind: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static {
+    const SLOT: usize;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>>;
+}
+
+impl StorageKind for PersistentVolumeClaim {
+    const SLOT: usize = 3;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
+        &mut storage.claims
+    }
+}
+
+impl StorageKind for PersistentVolume {
+    const SLOT: usize = 4;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
+        &mut storage.volumes
+    }
+}
+
+impl StorageKind for StorageClass {
+    const SLOT: usize = 5;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
+        &mut storage.classes
+    }
+}
+
+fn storage_key<K: kube::Resource>(object: &K) -> String {
+    match object.meta().namespace.as_deref() {
+        Some(ns) => format!("{ns}/{}", object.name_any()),
+        None => object.name_any(),
+    }
+}
+
+impl<K: StorageKind> Watched for K {
+    const SLOT: usize = <K as StorageKind>::SLOT;
+    fn relisted(st: &mut State, all: Vec<Self>) {
+        *K::kept(&mut st.storage) = all.into_iter().map(|o| (storage_key(&o), Arc::new(o))).collect();
+        st.queue.cluster_changed();
+    }
+
+    fn changed(st: &mut State, object: Self) {
+        K::kept(&mut st.storage).insert(storage_key(&object), Arc::new(object));
+        st.queue.cluster_changed();
+    }
+
+    fn deleted(st: &mut State, object: Self) {
+        K::kept(&mut st.storage).remove(&storage_key(&object));
+    }
+}
+
 impl Watched for Pod {
+    const SLOT: usize = 1;
     fn relisted(st: &mut State, pods: Vec<Pod>) {
         let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
@@ -258,7 +328,6 @@ impl Watched for Pod {
         for pod in pods {
             st.observe(pod);
         }
-        st.synced[1] = true;
     }
 
     fn changed(st: &mut State, pod: Pod) {
@@ -299,7 +368,10 @@ async fn follow<K: Watched>(s: Arc<Scheduler>) {
         match event {
             watcher::Event::Init => relisted = Some(Vec::new()),
             watcher::Event::InitApply(o) => relisted.get_or_insert_with(Vec::new).push(o),
-            watcher::Event::InitDone => K::relisted(&mut st, relisted.take().unwrap_or_default()),
+            watcher::Event::InitDone => {
+                K::relisted(&mut st, relisted.take().unwrap_or_default());
+                st.synced[K::SLOT] = true;
+            }
             watcher::Event::Apply(o) => K::changed(&mut st, o),
             watcher::Event::Delete(o) => K::deleted(&mut st, o),
         }
@@ -397,10 +469,18 @@ impl State {
         (all * percent / 100).max(100)
     }
 
-    /// The best node for `pod`, or why none fits.
-    fn decide(&mut self, pod: &PodInfo) -> Result<String, Unfit> {
+    /// The best node for `pod` and how its unbound claims are bound
+    /// there, or why none fits.
+    fn decide(&mut self, pod: &PodInfo) -> Result<(String, Vec<Choice>), Unfit> {
         let wanted = self.nodes_to_find();
         let total = self.nodes.list.len();
+        let claims = match pod.claims.is_empty() {
+            true => None,
+            false => match self.storage.prefilter(&pod.claims) {
+                Ok(claims) => Some(claims),
+                Err(message) => return Err(Unfit { total, reasons: BTreeMap::new(), unresolvable: total, candidates: Vec::new(), prefilter: Some(message) }),
+            },
+        };
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(wanted);
         let mut reasons: BTreeMap<Reason, usize> = BTreeMap::new();
         let mut failed_unresolvable = 0;
@@ -432,7 +512,10 @@ impl State {
                 }
                 plugins::filter(pod, &with)
             };
-            match verdict.and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node))) {
+            let verdict = verdict
+                .and_then(|()| claims.as_ref().map_or(Ok(()), |c| self.storage.choose(c, node).map(drop)))
+                .and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node)));
+            match verdict {
                 Ok(()) => feasible.push(node),
                 Err(why) => {
                     if why.iter().any(|r| r.unresolvable) {
@@ -450,7 +533,7 @@ impl State {
             self.next_start = (self.next_start + examined) % total;
         }
         if feasible.is_empty() {
-            return Err(Unfit { total, reasons, unresolvable: failed_unresolvable, candidates });
+            return Err(Unfit { total, reasons, unresolvable: failed_unresolvable, candidates, prefilter: None });
         }
         let spread = |image: &str| self.nodes.image_nodes.get(image).copied().unwrap_or(0);
         let mut scores = plugins::score(pod, &feasible, &spread, total);
@@ -462,8 +545,9 @@ impl State {
         let best = scores.iter().copied().max().unwrap_or(0);
         // Ties are broken at random, as upstream does.
         let top: Vec<usize> = (0..feasible.len()).filter(|i| scores[*i] == best).collect();
-        let pick = top[rand::random_range(0..top.len())];
-        Ok(feasible[pick].name.clone())
+        let node = feasible[top[rand::random_range(0..top.len())]];
+        let choices = claims.and_then(|c| self.storage.choose(&c, node).ok()).unwrap_or_default();
+        Ok((node.name.clone(), choices))
     }
 }
 
@@ -496,6 +580,8 @@ struct Unfit {
     reasons: BTreeMap<Reason, usize>,
     unresolvable: usize,
     candidates: Vec<String>,
+    /// A PreFilter's verdict, for every node at once.
+    prefilter: Option<String>,
 }
 
 /// Upstream's FailedScheduling message: `0/3 nodes are available: 1
@@ -515,7 +601,9 @@ fn fit_error(unfit: &Unfit, postfilter: Option<Option<&str>>) -> String {
     let mut parts: Vec<String> = counted.iter().map(|(m, n)| format!("{n} {m}")).collect();
     parts.sort();
     let mut message = format!("0/{total} nodes are available");
-    if !parts.is_empty() {
+    if let Some(prefilter) = &unfit.prefilter {
+        message += &format!(": {prefilter}.");
+    } else if !parts.is_empty() {
         message += &format!(": {}.", parts.join(", "));
     } else {
         message += ".";
@@ -541,7 +629,7 @@ impl Scheduler {
         loop {
             let next = {
                 let mut st = self.state.lock().unwrap();
-                if st.synced == [true, true] {
+                if st.synced.iter().all(|s| *s) {
                     st.queue.pop()
                 } else {
                     None
@@ -553,7 +641,7 @@ impl Scheduler {
             };
             let decision = self.state.lock().unwrap().decide(&pod);
             match decision {
-                Ok(node) => self.assume_and_bind(pod, node).await,
+                Ok((node, choices)) => self.assume_and_bind(pod, node, choices).await,
                 Err(unfit) => {
                     let outcome = self.state.lock().unwrap().preempt(&pod, &unfit);
                     let message = match outcome {
@@ -570,7 +658,7 @@ impl Scheduler {
         }
     }
 
-    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String) {
+    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>) {
         let assumed = PodInfo { node: Some(node.clone()), ..pod };
         {
             let mut st = self.state.lock().unwrap();
@@ -578,16 +666,28 @@ impl Scheduler {
                 n.add_pod(&assumed);
             }
             st.binding.insert(assumed.uid.clone());
+            st.storage.assume(&volumes);
             st.place(assumed.clone());
         }
-        // Waits only when binds are already backed up.
-        let permit = self.binds.clone().acquire_owned().await.expect("never closed");
+        // Waits only when binds are already backed up; a pod whose volumes
+        // are still to bind waits for them first, holding no permit.
+        let permit = match volumes.is_empty() {
+            true => Some(self.binds.clone().acquire_owned().await.expect("never closed")),
+            false => None,
+        };
         let s = self.clone();
         tokio::spawn(async move {
-            let result = s.bind(&assumed, &node).await;
-            drop(permit);
+            let mut result = s.bind_volumes(&volumes, &node).await;
+            if result.is_ok() {
+                let _permit = match permit {
+                    Some(p) => p,
+                    None => s.binds.clone().acquire_owned().await.expect("never closed"),
+                };
+                result = s.bind(&assumed, &node).await;
+            }
             let mut st = s.state.lock().unwrap();
             st.binding.remove(&assumed.uid);
+            st.storage.forget(&volumes);
             match result {
                 Ok(()) => st.queue.done(&assumed.uid),
                 Err(e) => {
@@ -602,6 +702,32 @@ impl Scheduler {
                 }
             }
         });
+    }
+
+    /// VolumeBinding's PreBind: claims the chosen volumes, asks for the
+    /// others to be provisioned on the node, and waits (as upstream, up
+    /// to ten minutes) for the volume controller to bind every claim.
+    async fn bind_volumes(&self, volumes: &[Choice], node: &str) -> Result<(), kube::Error> {
+        const BIND_TIMEOUT: Duration = Duration::from_secs(600);
+        if volumes.is_empty() {
+            return Ok(());
+        }
+        for choice in volumes {
+            volumes::write(&self.client, choice, node).await?;
+        }
+        let failed = |message: String| kube::Error::Api(kube::core::ErrorResponse { status: "Failure".into(), message, reason: "VolumeBinding".into(), code: 500 });
+        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        loop {
+            match self.state.lock().unwrap().storage.all_bound(volumes) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(message) => return Err(failed(message)),
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(failed("binding volumes: timed out waiting for the condition".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), kube::Error> {
@@ -723,7 +849,7 @@ mod tests {
         let mut reasons = BTreeMap::new();
         reasons.insert(reason("node(s) didn't match Pod's node affinity/selector", true), 2);
         reasons.insert(reason("Insufficient cpu", false), 1);
-        let unfit = Unfit { total: 3, reasons, unresolvable: 2, candidates: vec![] };
+        let unfit = Unfit { total: 3, reasons, unresolvable: 2, candidates: vec![], prefilter: None };
         assert_eq!(
             fit_error(&unfit, None),
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. \
@@ -734,7 +860,12 @@ mod tests {
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector. preemption: not eligible due to preemptionPolicy=Never."
         );
         assert_eq!(fit_error(&unfit, Some(None)), "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) didn't match Pod's node affinity/selector.");
-        let none = Unfit { total: 0, reasons: BTreeMap::new(), unresolvable: 0, candidates: vec![] };
+        let none = Unfit { total: 0, reasons: BTreeMap::new(), unresolvable: 0, candidates: vec![], prefilter: None };
         assert_eq!(fit_error(&none, None), "no nodes available to schedule pods");
+        let claim = Unfit { total: 2, reasons: BTreeMap::new(), unresolvable: 2, candidates: vec![], prefilter: Some("pod has unbound immediate PersistentVolumeClaims".into()) };
+        assert_eq!(
+            fit_error(&claim, None),
+            "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+        );
     }
 }

@@ -91,6 +91,8 @@ pub struct PodInfo {
     pub depends_on_pods: bool,
     /// Has required anti-affinity: other pods must keep out of its domains.
     pub repels: bool,
+    /// The PersistentVolumeClaims its volumes use (VolumeBinding).
+    pub claims: Vec<(String, bool)>,
 }
 
 fn requests_of(c: &Container) -> Resources {
@@ -151,6 +153,7 @@ impl PodInfo {
             priority: spec.priority.unwrap_or(0),
             terminal: matches!(phase, Some("Succeeded" | "Failed")),
             depends_on_pods: crate::topology::depends_on_pods(&pod),
+            claims: crate::volumes::claims_of(&pod),
             repels: spec.affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref()).is_some_and(|a| a.required_during_scheduling_ignored_during_execution.as_ref().is_some_and(|t| !t.is_empty())),
             pod,
         }

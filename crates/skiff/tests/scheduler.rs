@@ -290,3 +290,67 @@ fn one_scheduler_serves_several_profiles() {
     assert_eq!(c.ok(&["get", "pod", "elsewhere", "-o", "jsonpath={.spec.nodeName}"]), "");
     assert_eq!(c.ok(&["get", "events", "--field-selector", "involvedObject.name=elsewhere", "-o", "name"]), "");
 }
+
+/// VolumeBinding: an unbound `WaitForFirstConsumer` claim is matched to
+/// the smallest volume that fits on the chosen node, which the scheduler
+/// claims (`claimRef`); the pod is bound once the volume controller has
+/// bound the claim. A claim whose class provisions gets the node as
+/// `volume.kubernetes.io/selected-node`. A bound volume's node affinity
+/// holds its pods; missing claims, unbound `Immediate` claims and claims
+/// no volume fits keep pods out, in upstream's words.
+#[test]
+fn volume_binding_follows_claims_and_their_volumes() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "2"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "two nodes", |o| o.lines().count() == 2);
+    let classes = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n---\n\
+        apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: now}\nprovisioner: kubernetes.io/no-provisioner\n---\n\
+        apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: dynamic}\nprovisioner: example.com/disk\nvolumeBindingMode: WaitForFirstConsumer\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(classes));
+    let volume = |name: &str, size: &str, node: &str| {
+        format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: local\n  local: {{path: /mnt/{name}}}\n  nodeAffinity: {{required: {{nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{node}]}}]}}]}}}}\n")
+    };
+    let claim = |name: &str, size: &str, class: &str| {
+        format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: {class}\n  resources: {{requests: {{storage: {size}}}}}\n")
+    };
+    let user = |name: &str, claim: &str| pod(name, None, &format!(r#""volumes":[{{"name":"v","persistentVolumeClaim":{{"claimName":"{claim}"}}}}]"#));
+    for v in [volume("big-1", "10Gi", "sim-1"), volume("small-1", "1Gi", "sim-1"), volume("only-0", "1Gi", "sim-0")] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&v));
+    }
+
+    // Delayed binding: the 2Gi claim fits only big-1, so the pod goes to sim-1.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("data", "2Gi", "local")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&user("writer", "data")));
+    c.wait_for(&["get", "pv", "big-1", "-o", "jsonpath={.spec.claimRef.name}"], "the scheduler to claim big-1", |o| o == "data");
+    let annotation = c.ok(&["get", "pv", "big-1", "-o", "jsonpath={.metadata.annotations.pv\\.kubernetes\\.io/bound-by-controller}"]);
+    assert_eq!(annotation, "yes");
+    assert_eq!(c.ok(&["get", "pod", "writer", "-o", "jsonpath={.spec.nodeName}"]), "", "bound only once the claim is");
+    // The volume controller's half of the binding (the storage issue's).
+    c.ok(&["patch", "pvc", "data", "--type=merge", "-p", r#"{"metadata":{"annotations":{"pv.kubernetes.io/bind-completed":"yes"}},"spec":{"volumeName":"big-1"}}"#]);
+    assert_eq!(node_of(&c, "writer"), "sim-1");
+
+    // A bound claim's volume decides the node.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&user("reader", "data")));
+    assert_eq!(node_of(&c, "reader"), "sim-1");
+
+    // A class that provisions: the claim is told the chosen node.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("grown", "100Gi", "dynamic")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&user("grower", "grown")));
+    let selected = c.wait_for(&["get", "pvc", "grown", "-o", "jsonpath={.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"], "the selected node", |o| !o.is_empty());
+    assert!(selected.starts_with("sim-"), "{selected}");
+
+    // Nothing fits: upstream's reasons.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("huge", "50Gi", "local")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("eager", "1Gi", "now")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&user("too-big", "huge")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&user("eager-user", "eager")));
+    c.ok_stdin(&["create", "-f", "-"], Some(&user("lost", "missing")));
+    let unhelpful = "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+    assert_eq!(failure_of(&c, "too-big"), format!("0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. {unhelpful}"));
+    assert_eq!(failure_of(&c, "eager-user"), format!("0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. {unhelpful}"));
+    assert_eq!(failure_of(&c, "lost"), format!("0/2 nodes are available: persistentvolumeclaim \"missing\" not found. {unhelpful}"));
+    // The claim appearing is the change that lets the pod in.
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("missing", "1Gi", "local")));
+    let claimed = r#"jsonpath={.items[?(@.spec.claimRef.name=="missing")].metadata.name}"#;
+    c.wait_for(&["get", "pv", "-o", claimed], "the scheduler to claim a 1Gi volume", |o| o == "small-1" || o == "only-0");
+}
