@@ -4,21 +4,17 @@
 //! sets the replica count that brings each metric to its target:
 //! `ceil(current × usage / target)`, unchanged within upstream's 10 %
 //! tolerance, the highest over the metrics, between minReplicas and
-//! maxReplicas. Scaling down takes the highest recommendation of the
-//! stabilization window (`behavior.scaleDown.stabilizationWindowSeconds`,
-//! 300 s by default); scaling up is at most upstream's default rate, the
-//! larger of 4 pods and 100 % per sync. Status, conditions and events are
-//! upstream's.
+//! maxReplicas, stabilized and rate-limited as upstream (`behavior`, in
+//! `History::normalize`). Status, conditions and events are upstream's.
 //!
-//! Not yet: Pods, Object, External and ContainerResource metrics, and the
-//! rate-limit policies of `behavior` (their stabilization windows apply).
+//! Not yet: Pods, Object, External and ContainerResource metrics.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::autoscaling::v2::{HorizontalPodAutoscaler, MetricSpec};
+use k8s_openapi::api::autoscaling::v2::{HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, MetricSpec};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::ApiResource;
@@ -34,12 +30,12 @@ const TOLERANCE: f64 = 0.1;
 struct Context {
     client: kube::Client,
     sync_period: Duration,
-    /// Recent recommendations per autoscaler, for the stabilization windows.
-    recommendations: Mutex<HashMap<String, Vec<(Instant, i32)>>>,
+    /// Recent recommendations and rescales per autoscaler (by uid).
+    history: Mutex<HashMap<String, History>>,
 }
 
 pub async fn run(client: kube::Client, sync_period: Duration) {
-    let context = Arc::new(Context { client: client.clone(), sync_period, recommendations: Default::default() });
+    let context = Arc::new(Context { client: client.clone(), sync_period, history: Default::default() });
     Controller::new(Api::<HorizontalPodAutoscaler>::all(client), watcher::Config::default())
         .run(reconcile, |_, e, _| {
             tracing::debug!("horizontal-pod-autoscaler: {e}");
@@ -128,34 +124,24 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
     conditions.push(condition("ScalingActive", true, "ValidMetricFound", &format!("the HPA was able to successfully calculate a replica count from {}", chosen.description)));
 
     let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
-    let recommended = chosen.replicas;
-    // Scaling down waits out the stabilization window: the highest
-    // recommendation within it wins.
     let key = hpa.metadata.uid.clone().unwrap_or_default();
-    let window = |up: bool| {
-        let rules = spec.behavior.as_ref().and_then(|b| if up { b.scale_up.clone() } else { b.scale_down.clone() });
-        Duration::from_secs(rules.and_then(|r| r.stabilization_window_seconds).unwrap_or(if up { 0 } else { 300 }) as u64)
-    };
-    let stabilized = {
-        let mut all = context.recommendations.lock().unwrap();
-        let history = all.entry(key).or_default();
-        history.push((Instant::now(), recommended));
-        let longest = window(true).max(window(false));
-        history.retain(|(at, _)| at.elapsed() <= longest);
-        let down_floor = history.iter().filter(|(at, _)| at.elapsed() <= window(false)).map(|(_, r)| *r).max().unwrap_or(recommended);
-        let up_ceiling = history.iter().filter(|(at, _)| at.elapsed() <= window(true)).map(|(_, r)| *r).min().unwrap_or(recommended);
-        if recommended > current { up_ceiling.max(current) } else { down_floor.min(current) }
-    };
-    // Upstream's default scale-up rate: 4 pods or 100 %, whichever is more.
-    let rate_limited = stabilized.min(current + (current).max(4));
-    let desired = rate_limited.clamp(min, max);
-    let limited = if desired != rate_limited {
-        let (reason, message) = if rate_limited > max { ("TooManyReplicas", "the desired replica count is more than the maximum replica count") } else { ("TooFewReplicas", "the desired replica count is less than the minimum replica count") };
-        condition("ScalingLimited", true, reason, message)
+    // As upstream, a target outside min/maxReplicas is brought inside first.
+    let (desired, rescale_reason) = if current > max {
+        (max, "Current number of replicas above Spec.MaxReplicas".to_string())
+    } else if current < min {
+        (min, "Current number of replicas below Spec.MinReplicas".to_string())
     } else {
-        condition("ScalingLimited", false, "DesiredWithinRange", "the desired count is within the acceptable range")
+        let normalized = context.history.lock().unwrap().entry(key.clone()).or_default().normalize(current, chosen.replicas, min, max, spec.behavior.as_ref(), Instant::now());
+        let (reason, message) = normalized.stabilization;
+        conditions[0] = condition("AbleToScale", true, reason, message);
+        let (reason, message) = normalized.limit;
+        conditions.push(condition("ScalingLimited", reason != "DesiredWithinRange", reason, message));
+        let why = match normalized.desired > current {
+            true => format!("{} above target", chosen.description),
+            false => "All metrics below target".to_string(),
+        };
+        (normalized.desired, why)
     };
-    conditions.push(limited);
     let mut status = json!({
         "currentReplicas": current,
         "desiredReplicas": desired,
@@ -167,9 +153,9 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
         status["lastScaleTime"] = json!(last);
     }
     if desired != current {
+        context.history.lock().unwrap().entry(key).or_default().scaled(current, desired, Instant::now());
         targets.patch_scale(&target.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": desired}}))).await?;
-        let reason = if desired > current { format!("{} above target", chosen.description) } else { "All metrics below target".to_string() };
-        publish(&context, &hpa, EventType::Normal, "SuccessfulRescale", &format!("New size: {desired}; reason: {reason}")).await;
+        publish(&context, &hpa, EventType::Normal, "SuccessfulRescale", &format!("New size: {desired}; reason: {rescale_reason}")).await;
         status["lastScaleTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
     set_status(&hpas, &name, status).await?;
@@ -262,4 +248,178 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
 /// A CPU amount in millicores, memory in bytes, as quantities.
 fn quantity(name: &str, milli: i64) -> String {
     if name == "cpu" { format!("{milli}m") } else { (milli / 1000).to_string() }
+}
+
+/// One autoscaler's recent recommendations and rescales, which upstream's
+/// stabilization windows and scaling policies look back on.
+#[derive(Default)]
+struct History {
+    recommendations: Vec<(Instant, i32)>,
+    /// Rescales: when, and the change in replicas (+ up, - down).
+    changes: Vec<(Instant, i32)>,
+}
+
+/// The replica count to set, and why: the AbleToScale reason (how
+/// stabilization changed the recommendation) and the ScalingLimited one.
+#[derive(Debug, PartialEq)]
+struct Normalized {
+    desired: i32,
+    stabilization: (&'static str, &'static str),
+    limit: (&'static str, &'static str),
+}
+
+/// A direction's rules as upstream defaults them: stabilization window,
+/// `selectPolicy`, and the policies (Pods or Percent per period).
+struct Rules {
+    window: Duration,
+    select: String,
+    policies: Vec<(bool, i32, Duration)>,
+}
+
+fn rules(given: Option<&HPAScalingRules>, up: bool) -> Rules {
+    let policies = match given.and_then(|r| r.policies.as_ref()) {
+        Some(p) => p.iter().map(|p| (p.type_ == "Pods", p.value, Duration::from_secs(p.period_seconds.max(0) as u64))).collect(),
+        None if up => vec![(true, 4, Duration::from_secs(15)), (false, 100, Duration::from_secs(15))],
+        None => vec![(false, 100, Duration::from_secs(15))],
+    };
+    Rules {
+        window: Duration::from_secs(given.and_then(|r| r.stabilization_window_seconds).unwrap_or(if up { 0 } else { 300 }).max(0) as u64),
+        select: given.and_then(|r| r.select_policy.clone()).unwrap_or_else(|| "Max".into()),
+        policies,
+    }
+}
+
+impl History {
+    /// Upstream's `normalizeDesiredReplicas(WithBehaviors)`, for a target
+    /// within min/maxReplicas: the recommendation held within the
+    /// stabilization windows (without `behavior`, the highest of the
+    /// scale-down window; with it, the lowest recent one caps a rise and
+    /// the highest a fall), then limited by the scaling policies (without
+    /// `behavior`: 2× or 4 pods up) and by min/maxReplicas.
+    fn normalize(&mut self, current: i32, recommended: i32, min: i32, max: i32, behavior: Option<&HorizontalPodAutoscalerBehavior>, now: Instant) -> Normalized {
+        let (up, down) = (rules(behavior.and_then(|b| b.scale_up.as_ref()), true), rules(behavior.and_then(|b| b.scale_down.as_ref()), false));
+        let within = |at: &Instant, window: Duration| now.duration_since(*at) <= window;
+        let lowest = self.recommendations.iter().filter(|(at, _)| within(at, up.window)).map(|(_, r)| *r).fold(recommended, i32::min);
+        let highest = self.recommendations.iter().filter(|(at, _)| within(at, down.window)).map(|(_, r)| *r).fold(recommended, i32::max);
+        self.recommendations.retain(|(at, _)| within(at, up.window.max(down.window)));
+        self.recommendations.push((now, recommended));
+        let stabilized = match behavior {
+            None => highest,
+            Some(_) => current.max(lowest).min(highest),
+        };
+        let stabilization = match (stabilized == recommended, recommended >= current) {
+            (true, _) => ("ReadyForNewScale", "recommended size matches current size"),
+            (false, true) => ("ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"),
+            (false, false) => ("ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"),
+        };
+        let (up_limit, down_limit) = match behavior {
+            None => ((2 * current).max(4), i32::MIN),
+            Some(_) => (self.limit(current, &up, true, now).max(current), self.limit(current, &down, false, now).min(current)),
+        };
+        let (desired, limit) = if stabilized > current && stabilized > max.min(up_limit) {
+            match max > up_limit {
+                true => (up_limit, ("ScaleUpLimit", "the desired replica count is increasing faster than the maximum scale rate")),
+                false => (max, ("TooManyReplicas", "the desired replica count is more than the maximum replica count")),
+            }
+        } else if stabilized < min.max(down_limit) {
+            match min < down_limit {
+                true => (down_limit, ("ScaleDownLimit", "the desired replica count is decreasing faster than the maximum scale rate")),
+                false => (min, ("TooFewReplicas", "the desired replica count is less than the minimum replica count")),
+            }
+        } else {
+            (stabilized, ("DesiredWithinRange", "the desired count is within the acceptable range"))
+        };
+        Normalized { desired, stabilization, limit }
+    }
+
+    /// Upstream's `calculateScaleUpLimitWithScalingRules` and
+    /// `…ScaleDownLimitWithBehaviors`: each policy allows its change on
+    /// the replicas at the start of its period; `Max` takes the largest
+    /// change, `Min` the smallest, `Disabled` none.
+    fn limit(&self, current: i32, rules: &Rules, up: bool, now: Instant) -> i32 {
+        if rules.select == "Disabled" {
+            return current;
+        }
+        let proposals = rules.policies.iter().map(|(pods, value, period)| {
+            let changed: i32 = self.changes.iter().filter(|(at, _)| now.duration_since(*at) <= *period).map(|(_, c)| c).sum();
+            let start = current - changed;
+            match (up, pods) {
+                (true, true) => start + value,
+                (true, false) => (start as f64 * (1.0 + *value as f64 / 100.0)).ceil() as i32,
+                (false, true) => start - value,
+                (false, false) => (start as f64 * (1.0 - *value as f64 / 100.0)) as i32,
+            }
+        });
+        // The largest change: the highest limit up, the lowest down.
+        match (rules.select == "Min") == up {
+            true => proposals.min().unwrap_or(current),
+            false => proposals.max().unwrap_or(current),
+        }
+    }
+
+    /// Records a rescale, which later policies count against their periods.
+    fn scaled(&mut self, from: i32, to: i32, now: Instant) {
+        self.changes.retain(|(at, _)| now.duration_since(*at) <= Duration::from_secs(1800));
+        self.changes.push((now, to - from));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behavior(value: serde_json::Value) -> HorizontalPodAutoscalerBehavior {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn without_behavior_scale_up_doubles_at_most_and_scale_down_is_stabilized() {
+        let mut h = History::default();
+        let t = Instant::now();
+        let up = h.normalize(3, 20, 1, 100, None, t);
+        assert_eq!((up.desired, up.limit.0, up.stabilization.0), (6, "ScaleUpLimit", "ReadyForNewScale"));
+        assert_eq!(History::default().normalize(3, 20, 1, 5, None, t).limit, ("TooManyReplicas", "the desired replica count is more than the maximum replica count"));
+        // Five minutes of higher recommendations hold a fall back.
+        let mut h = History::default();
+        h.normalize(10, 10, 1, 100, None, t);
+        let held = h.normalize(10, 2, 1, 100, None, t + Duration::from_secs(60));
+        assert_eq!((held.desired, held.stabilization.0), (10, "ScaleDownStabilized"));
+        assert_eq!(h.normalize(10, 2, 1, 100, None, t + Duration::from_secs(400)).desired, 2);
+        assert_eq!(h.normalize(10, 0, 1, 100, None, t + Duration::from_secs(800)).limit.0, "TooFewReplicas");
+    }
+
+    #[test]
+    fn behavior_policies_limit_the_rate_per_period() {
+        let t = Instant::now();
+        // Up by 2 pods per 60 s; down by 50 % per 60 s without a window.
+        let b = behavior(serde_json::json!({
+            "scaleUp": {"policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
+            "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]},
+        }));
+        let mut h = History::default();
+        let first = h.normalize(4, 10, 1, 100, Some(&b), t);
+        assert_eq!((first.desired, first.limit.0), (6, "ScaleUpLimit"));
+        h.scaled(4, 6, t);
+        // Within the same period the two pods are spent.
+        assert_eq!(h.normalize(6, 10, 1, 100, Some(&b), t + Duration::from_secs(30)).desired, 6);
+        assert_eq!(h.normalize(6, 10, 1, 100, Some(&b), t + Duration::from_secs(61)).desired, 8);
+        let down = History::default().normalize(10, 1, 1, 100, Some(&b), t);
+        assert_eq!((down.desired, down.limit.0), (5, "ScaleDownLimit"));
+        // selectPolicy Disabled: no change that way.
+        let off = behavior(serde_json::json!({"scaleUp": {"selectPolicy": "Disabled"}}));
+        assert_eq!(History::default().normalize(4, 10, 1, 100, Some(&off), t).desired, 4);
+        // Defaults: 4 pods or 100 % per 15 s, the larger; a fall waits 300 s.
+        let defaults = behavior(serde_json::json!({}));
+        assert_eq!(History::default().normalize(10, 50, 1, 100, Some(&defaults), t).desired, 20);
+        assert_eq!(History::default().normalize(1, 50, 1, 100, Some(&defaults), t).desired, 5);
+        let mut h = History::default();
+        h.normalize(8, 8, 1, 100, Some(&defaults), t);
+        assert_eq!(h.normalize(8, 3, 1, 100, Some(&defaults), t + Duration::from_secs(100)).desired, 8);
+        // scaleUp's window: a rise waits for the lowest recent recommendation.
+        let slow = behavior(serde_json::json!({"scaleUp": {"stabilizationWindowSeconds": 120}}));
+        let mut h = History::default();
+        h.normalize(4, 4, 1, 100, Some(&slow), t);
+        let held = h.normalize(4, 8, 1, 100, Some(&slow), t + Duration::from_secs(60));
+        assert_eq!((held.desired, held.stabilization.0), (4, "ScaleUpStabilized"));
+    }
 }

@@ -846,6 +846,8 @@ fn horizontal_pod_autoscaler_scales_on_cpu() {
     c.wait_up_to(Duration::from_secs(60), &["get", "deploy", "burn", "-o", "jsonpath={.spec.replicas}"], "the autoscaler to scale up", |r| r == "3");
     let limited = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingLimited')].reason}"]);
     assert_eq!(limited, "TooManyReplicas");
+    let able = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='AbleToScale')].reason}"]);
+    assert_eq!(able, "ReadyForNewScale");
     let utilization: i64 = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}"]).parse().unwrap();
     assert!(utilization > 100, "{utilization}");
     let events = ["get", "events", "--field-selector", "involvedObject.name=burn,involvedObject.kind=HorizontalPodAutoscaler", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"];
