@@ -245,6 +245,33 @@ fn paths(set: &Set) -> Vec<Path> {
     out
 }
 
+/// The leaf paths of `set` whose values in `a` and `b` pass `test`: one
+/// walk of the set and both objects together, each path step parsed
+/// once, instead of a lookup from the root per path.
+fn leaves_where(set: &Set, a: Option<&Value>, b: Option<&Value>, test: &dyn Fn(Option<&Value>, Option<&Value>) -> bool) -> Vec<Path> {
+    fn walk(set: &Set, a: Option<&Value>, b: Option<&Value>, test: &dyn Fn(Option<&Value>, Option<&Value>) -> bool, prefix: &mut Path, out: &mut Vec<Path>) {
+        for (k, child) in set.iter() {
+            let step = Step::parse(k);
+            let (a, b) = match &step {
+                Some(step) => (a.and_then(|v| step.find(v)), b.and_then(|v| step.find(v))),
+                None => (None, None),
+            };
+            prefix.push(k.clone());
+            if child.is_empty() {
+                if test(a, b) {
+                    out.push(prefix.clone());
+                }
+            } else {
+                walk(child, a, b, test, prefix, out);
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(set, a, b, test, &mut Vec::new(), &mut out);
+    out
+}
+
 fn contains(set: &Set, path: &[String]) -> bool {
     match path.split_first() {
         None => true,
@@ -294,6 +321,15 @@ impl Step {
         })
     }
 
+    /// The field or list item of `v` this step names.
+    fn find<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+        match self {
+            Step::Field(name) => v.get(name),
+            Step::Itself => Some(v),
+            step => v.as_array()?.iter().find(|item| step.picks(item)),
+        }
+    }
+
     /// Whether a list item is the one this step names.
     fn picks(&self, item: &Value) -> bool {
         match self {
@@ -310,11 +346,7 @@ fn matches_key(item: &Value, key: &Map<String, Value>) -> bool {
 
 fn lookup<'a>(mut v: &'a Value, path: &[String]) -> Option<&'a Value> {
     for elem in path {
-        v = match Step::parse(elem)? {
-            Step::Field(name) => v.get(&name)?,
-            Step::Itself => v,
-            step => v.as_array()?.iter().find(|item| step.picks(item))?,
-        };
+        v = Step::parse(elem)?.find(v)?;
     }
     Some(v)
 }
@@ -398,11 +430,13 @@ pub fn record_update(def: &ResourceDef, old: Option<&Value>, new: &mut Value, m:
     let mut list = old.map(entries).unwrap_or_default();
     let old_fields = old.map(|o| owned_fields(def, o, sub)).unwrap_or_default();
     let new_fields = owned_fields(def, new, sub);
-    let changed: Vec<Path> = paths(&new_fields)
-        .into_iter()
-        .filter(|p| old.and_then(|o| lookup(o, p)) != lookup(new, p))
-        .collect();
-    let removed: Vec<Path> = paths(&old_fields).into_iter().filter(|p| lookup(new, p).is_none()).collect();
+    if old.is_none() {
+        // A create: the manager owns every field it sent.
+        let entry = Entry { manager: m.name.clone(), operation: m.operation().into(), api_version, time: now(), subresource: m.subresource.clone(), set: new_fields };
+        return write_entries(new, vec![entry]);
+    }
+    let changed = leaves_where(&new_fields, old, Some(new), &|before, after| before != after);
+    let removed = leaves_where(&old_fields, old, Some(new), &|_, after| after.is_none());
     if changed.is_empty() && removed.is_empty() {
         if let Some(old) = old {
             new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();

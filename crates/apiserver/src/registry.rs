@@ -177,6 +177,16 @@ impl Registry {
         decode(def, &self.stored(def, &def.key(ns, name), name).await?)
     }
 
+    /// The object as the watch cache has it (an informer's view, a little
+    /// behind at worst), or as the store has it when the cache has not
+    /// seen it (it may be that new).
+    pub async fn get_cached(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        match self.store.get_recent(&def.key(ns, name)).await {
+            Ok(Some(kv)) => decode(def, &kv),
+            _ => self.get(def, ns, name).await,
+        }
+    }
+
     /// The stored object at `key`, or upstream's NotFound for `name`.
     async fn stored(&self, def: &ResourceDef, key: &str, name: &str) -> ApiResult<KeyValue> {
         match self.store.get(key, None).await {
@@ -339,12 +349,8 @@ impl Registry {
     /// not exist or is being deleted.
     async fn check_namespace_accepts(&self, ns: &str) -> ApiResult<()> {
         let namespaces = skiff_api::resources::find("", "v1", "namespaces").expect("namespaces are served");
-        // As upstream's admission, from the cache, and from the store when
-        // the cache has not seen it (it may be that new).
-        let namespace = match self.store.get_recent(&namespaces.key(None, ns)).await {
-            Ok(Some(kv)) => decode(namespaces, &kv)?,
-            _ => self.get(namespaces, None, ns).await?,
-        };
+        // As upstream's admission, from the cache.
+        let namespace = self.get_cached(namespaces, None, ns).await?;
         if namespace.pointer("/metadata/deletionTimestamp").is_some()
             || namespace.pointer("/status/phase").and_then(|v| v.as_str()) == Some("Terminating")
         {

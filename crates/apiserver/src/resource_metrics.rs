@@ -12,8 +12,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use futures::StreamExt;
+
 use crate::handler::Api;
 use crate::registry::ListQuery;
+
+/// Nodes whose Summary API is read at once.
+const PARALLEL_READS: usize = 16;
 
 /// The latest NodeMetrics and PodMetrics, and the readings rates come from.
 #[derive(Default)]
@@ -71,8 +76,8 @@ impl ResourceMetrics {
         let nodes_def = skiff_api::resources::find("", "v1", "nodes").ok_or("no nodes resource")?;
         let pods_def = skiff_api::resources::find("", "v1", "pods").ok_or("no pods resource")?;
         let nodes = api.registry.list_objects(nodes_def, None, &ListQuery::default()).await.map_err(|e| e.message)?;
-        let with_agents = nodes.iter().filter(|n| n.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).is_some_and(|p| p > 0));
-        let reads = with_agents.map(|node| async move {
+        let with_agents: Vec<Value> = nodes.into_iter().filter(|n| n.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).is_some_and(|p| p > 0)).collect();
+        let reads = with_agents.into_iter().map(|node| async move {
             let name = node["metadata"]["name"].as_str().unwrap_or_default().to_string();
             let summary = tokio::time::timeout(Duration::from_secs(10), api.kubelets.get(&api.registry, &name, "/stats/summary")).await;
             let summary = match summary {
@@ -81,7 +86,9 @@ impl ResourceMetrics {
             };
             (node, summary)
         });
-        let read = futures::future::join_all(reads).await;
+        // A few nodes at a time: a large cluster's reads must not crowd
+        // out the API server's own work.
+        let read: Vec<_> = futures::stream::iter(reads).buffer_unordered(PARALLEL_READS).collect().await;
         let metrics = &api.resource_metrics;
         let mut previous = std::mem::take(&mut metrics.latest.write().unwrap_or_else(|e| e.into_inner()).previous);
         let mut next = Latest::default();

@@ -61,7 +61,9 @@ fn node(options: &Options, name: &str) -> Result<Node> {
                 condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [{"type": "Hostname", "address": name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            // No kubelet answers for a simulated node: port 0 says so, and
+            // keeps the API server from reading its metrics or logs.
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
             "nodeInfo": {
                 "machineID": "", "systemUUID": "", "bootID": "",
                 "kernelVersion": "simulated", "osImage": "simulated", "containerRuntimeVersion": "sim://1",
