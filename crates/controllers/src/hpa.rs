@@ -1,5 +1,5 @@
 //! The HorizontalPodAutoscaler controller (autoscaling/v2), as upstream's
-//! for resource metrics: every sync period it reads the target's scale,
+//! for resource and container resource metrics: every sync period it reads the target's scale,
 //! the PodMetrics of its pods (metrics.k8s.io) and their requests, and
 //! sets the replica count that brings each metric to its target:
 //! `ceil(current × usage / target)`, unchanged within upstream's 10 %
@@ -7,7 +7,9 @@
 //! maxReplicas, stabilized and rate-limited as upstream (`behavior`, in
 //! `History::normalize`). Status, conditions and events are upstream's.
 //!
-//! Not yet: Pods, Object, External and ContainerResource metrics.
+//! ContainerResource metrics read one container of each pod. Not yet:
+//! Pods, Object and External metrics (no custom or external metrics API
+//! is served).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -191,10 +193,15 @@ async fn publish(context: &Context, hpa: &HorizontalPodAutoscaler, kind: EventTy
 }
 
 /// A Resource metric (cpu or memory, Utilization or AverageValue) over the
-/// pods `selector` picks, from their PodMetrics and requests.
+/// pods `selector` picks, from their PodMetrics and requests; or a
+/// ContainerResource metric, the same over one container of each pod.
 async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, String> {
-    let resource = metric.resource.as_ref().filter(|_| metric.type_ == "Resource").ok_or_else(|| format!("metric type {:?} is not supported yet", metric.type_))?;
-    let name = resource.name.as_str();
+    let (name, container, target) = match (metric.type_.as_str(), &metric.resource, &metric.container_resource) {
+        ("Resource", Some(r), _) => (r.name.as_str(), None, &r.target),
+        ("ContainerResource", _, Some(r)) => (r.name.as_str(), Some(r.container.as_str()), &r.target),
+        _ => return Err(format!("metric type {:?} is not supported yet", metric.type_)),
+    };
+    let counts = |c: &str| container.is_none_or(|only| only == c);
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
     let running: Vec<&Pod> = pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();
     let metrics_api = ApiResource { group: "metrics.k8s.io".into(), version: "v1beta1".into(), api_version: "metrics.k8s.io/v1beta1".into(), kind: "PodMetrics".into(), plural: "pods".into() };
@@ -206,7 +213,7 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
         .items
         .iter()
         .map(|m| {
-            let total = m.data["containers"].as_array().into_iter().flatten().filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).sum();
+            let total = m.data["containers"].as_array().into_iter().flatten().filter(|c| counts(c["name"].as_str().unwrap_or_default())).filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).sum();
             (m.metadata.name.clone().unwrap_or_default(), total)
         })
         .collect();
@@ -216,13 +223,12 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
     }
     let total_usage: i64 = measured.iter().map(|(_, u)| u).sum();
     let ready = measured.len() as f64;
-    let target = &resource.target;
     let (ratio, current_value) = match (target.type_.as_str(), target.average_utilization, target.average_value.as_ref()) {
         ("Utilization", Some(percent), _) => {
             let mut requested = 0;
             for (pod, _) in &measured {
                 let containers = &pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
-                for c in containers {
+                for c in containers.iter().filter(|c| counts(&c.name)) {
                     let request = c.resources.as_ref().and_then(|r| r.requests.as_ref()?.get(name)).and_then(|q| skiff_quantity::milli(&q.0));
                     requested += request.ok_or_else(|| format!("failed to get {name} utilization: missing request for {name} in container {} of Pod {}", c.name, pod.metadata.name.as_deref().unwrap_or("")))?;
                 }
@@ -238,11 +244,16 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
         _ => return Err(format!("invalid target for resource {name}")),
     };
     let replicas = if (ratio - 1.0).abs() <= TOLERANCE { current } else { (ratio * ready).ceil() as i32 };
+    let kind = if container.is_some() { "container resource" } else { "resource" };
     let description = match target.type_.as_str() {
-        "Utilization" => format!("{name} resource utilization (percentage of request)"),
-        _ => format!("{name} resource"),
+        "Utilization" => format!("{name} {kind} utilization (percentage of request)"),
+        _ => format!("{name} {kind}"),
     };
-    Ok(Reading { replicas, current: json!({"type": "Resource", "resource": {"name": name, "current": current_value}}), description })
+    let current = match container {
+        Some(c) => json!({"type": "ContainerResource", "containerResource": {"name": name, "container": c, "current": current_value}}),
+        None => json!({"type": "Resource", "resource": {"name": name, "current": current_value}}),
+    };
+    Ok(Reading { replicas, current, description })
 }
 
 /// A CPU amount in millicores, memory in bytes, as quantities.

@@ -18,6 +18,7 @@ mod namespace_defaults;
 mod clusterrole_aggregation;
 mod node_ipam;
 mod node_lifecycle;
+mod persistentvolume;
 mod podgc;
 mod quota;
 mod replicaset;
@@ -92,6 +93,7 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(endpointslice::run(client.clone(), &pods));
     controllers.spawn(disruption::run(client.clone(), &pods));
     controllers.spawn(quota::run(client.clone(), &pods));
+    controllers.spawn(persistentvolume::run(client.clone()));
     controllers.spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold));
     controllers.spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone()));
     controllers.spawn(gc::run(client.clone()));

@@ -38,6 +38,11 @@ use model::{NodeInfo, PodInfo};
 /// exports it.
 pub use plugins::{selects_node, tolerates};
 pub use topology::matches as selector_matches;
+/// Upstream's `FindMatchingVolume` rules, which the volume controller
+/// shares with VolumeBinding.
+pub mod volume_rules {
+    pub use crate::volumes::{capacity, claimed_by, matches};
+}
 use plugins::Reason;
 use queue::Queue;
 use topology::{Cycle, Domains};

@@ -97,7 +97,7 @@ fn requested(claim: &PersistentVolumeClaim) -> i64 {
     storage.and_then(|q| crate::quantity::value(&q.0)).unwrap_or(0)
 }
 
-fn capacity(volume: &PersistentVolume) -> i64 {
+pub fn capacity(volume: &PersistentVolume) -> i64 {
     let storage = volume.spec.as_ref().and_then(|s| s.capacity.as_ref()).and_then(|c| c.get("storage"));
     storage.and_then(|q| crate::quantity::value(&q.0)).unwrap_or(0)
 }
@@ -110,7 +110,7 @@ fn admits(volume: &PersistentVolume, node: &NodeInfo) -> bool {
 
 /// Upstream's `IsVolumeBoundToClaim`: the volume's claimRef names the
 /// claim (and its uid, when it gives one).
-fn claimed_by(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+pub fn claimed_by(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
     let Some(r) = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) else { return false };
     r.name == claim.metadata.name && r.namespace == claim.metadata.namespace && (r.uid.is_none() || r.uid == claim.metadata.uid)
 }
@@ -118,7 +118,7 @@ fn claimed_by(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool 
 /// Upstream's `FindMatchingVolume` check for one volume, node aside:
 /// unclaimed (or claimed for this claim), same class and volume mode,
 /// every access mode the claim asks for, the claim's selector, and room.
-fn matches(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+pub fn matches(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
     let (Some(v), Some(c)) = (volume.spec.as_ref(), claim.spec.as_ref()) else { return false };
     if volume.metadata.deletion_timestamp.is_some() {
         return false;

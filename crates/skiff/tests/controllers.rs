@@ -309,6 +309,15 @@ fn daemonsets_run_on_every_admitted_node_and_roll() {
     c.wait_for(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.nodeName}"], "a pod on the labelled node", |o| o == "sim-1");
 }
 
+/// `n` hostPath PersistentVolumes of 1Gi, as an administrator provisions
+/// them, for the claims of a StatefulSet's template.
+fn provision_volumes(c: &Cluster, n: usize) {
+    for i in 0..n {
+        let pv = format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-{i}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: /tmp/pv-{i}}}\n");
+        c.ok_stdin(&["apply", "-f", "-"], Some(&pv));
+    }
+}
+
 /// A StatefulSet starts its pods in ordinal order, each Ready before the
 /// next, with stable names, hostnames and claims; scales down from the
 /// highest ordinal; updates from the highest ordinal down to the
@@ -326,6 +335,7 @@ fn statefulsets_start_in_order_and_update_by_partition() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    provision_volumes(&c, 3);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: 'db:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
     c.ok_stdin(&["apply", "-f", "-"], Some(sts));
@@ -372,6 +382,7 @@ fn statefulsets_start_in_order_and_update_by_partition() {
 fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
     let c = Cluster::start();
     let _sim = c.sim(&["--nodes", "2"]);
+    provision_volumes(&c, 3);
     let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: cache}\nspec:\n  serviceName: cache\n  replicas: 3\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers: [{name: cache, image: 'cache:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
     c.ok_stdin(&["apply", "-f", "-"], Some(sts));
     c.ok(&["rollout", "status", "sts/cache", "--timeout=60s"]);
@@ -380,6 +391,42 @@ fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
     c.wait_for(&["get", "pvc", "-o", "name"], "the scaled-away claims to go", |o| o.trim() == "persistentvolumeclaim/data-cache-0");
     c.ok(&["delete", "sts", "cache"]);
     c.wait_for(&["get", "pvc,pods", "-o", "name"], "the set's claim to go with it", |o| o.trim().is_empty());
+    // Their volumes are kept, released.
+    c.wait_for(&["get", "pv", "-o", "jsonpath={.items[*].status.phase}"], "the volumes to be released", |o| o == "Released Released Released");
+}
+
+/// The volume binder: a claim binds to the smallest volume that fits it
+/// (both Bound, the claim with the volume's capacity), or to the volume it
+/// names; a claim nothing fits stays Pending until a volume comes; a
+/// volume whose claim is deleted is Released, and a claim whose volume is
+/// deleted is Lost.
+#[test]
+fn persistent_volumes_bind_to_claims_through_their_lifecycle() {
+    let c = Cluster::start();
+    let volume = |name: &str, size: &str| format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce, ReadOnlyMany]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {{path: /tmp/{name}}}\n");
+    let claim = |name: &str, size: &str, extra: &str| format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n{extra}");
+    for (name, size) in [("small", "1Gi"), ("large", "10Gi"), ("named", "5Gi")] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&volume(name, size)));
+    }
+    c.wait_for(&["get", "pv", "-o", "jsonpath={.items[*].status.phase}"], "the volumes to be available", |o| o == "Available Available Available");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("data", "500Mi", "")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("chosen", "1Gi", "  volumeName: named\n")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("huge", "50Gi", "")));
+    let row = "jsonpath={.status.phase} {.spec.volumeName} {.status.capacity.storage}";
+    c.wait_for(&["get", "pvc", "data", "-o", row], "the claim to bind", |o| o == "Bound small 1Gi");
+    c.wait_for(&["get", "pvc", "chosen", "-o", row], "the claim to bind", |o| o == "Bound named 5Gi");
+    let reference = c.ok(&["get", "pv", "small", "-o", "jsonpath={.status.phase} {.spec.claimRef.namespace}/{.spec.claimRef.name}"]);
+    assert_eq!(reference, "Bound default/data");
+    let columns = c.ok(&["get", "pvc", "data", "--no-headers"]);
+    assert_eq!(columns.split_whitespace().take(5).collect::<Vec<_>>(), ["data", "Bound", "small", "1Gi", "RWO,ROX"], "{columns}");
+    c.wait_for(&["get", "pvc", "huge", "-o", "jsonpath={.status.phase}"], "the claim to wait", |o| o == "Pending");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&volume("bigger", "100Gi")));
+    c.wait_for(&["get", "pvc", "huge", "-o", row], "the new volume to bind", |o| o == "Bound bigger 100Gi");
+
+    c.ok(&["delete", "pvc", "data"]);
+    c.wait_for(&["get", "pv", "small", "-o", "jsonpath={.status.phase}"], "the volume to be released", |o| o == "Released");
+    c.ok(&["delete", "pv", "named"]);
+    c.wait_for(&["get", "pvc", "chosen", "-o", "jsonpath={.status.phase}"], "the claim to be lost", |o| o == "Lost");
 }
 
 /// Services get Endpoints and EndpointSlices listing the ready pods they

@@ -832,8 +832,9 @@ fn port_forward_and_exec_over_spdy() {
 /// A HorizontalPodAutoscaler on CPU, from real usage through
 /// metrics.k8s.io: pods capped at 50m that request 10m are at 500 % of
 /// their request, so a 100 % target scales the Deployment up to its
-/// maximum (ScalingLimited); a 2000 % target with no stabilization window
-/// scales it back down; events and status as upstream's.
+/// maximum (ScalingLimited); a 2000 % target on the container's own CPU
+/// (ContainerResource) with no stabilization window scales it back down;
+/// events and status as upstream's.
 #[test]
 fn horizontal_pod_autoscaler_scales_on_cpu() {
     let image = common::test_image();
@@ -853,12 +854,13 @@ fn horizontal_pod_autoscaler_scales_on_cpu() {
     let events = ["get", "events", "--field-selector", "involvedObject.name=burn,involvedObject.kind=HorizontalPodAutoscaler", "-o", "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}"];
     c.wait_for(&events, "the scale-up event", |e| e.contains("New size: 3; reason: cpu resource utilization (percentage of request) above target"));
 
-    let lower = r#"{"spec":{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":2000}}}],"behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}"#;
+    // The container's own CPU (ContainerResource) against a 2000 % target.
+    let lower = r#"{"spec":{"metrics":[{"type":"ContainerResource","containerResource":{"name":"cpu","container":"main","target":{"type":"Utilization","averageUtilization":2000}}}],"behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}"#;
     c.ok(&["patch", "hpa", "burn", "--type=merge", "-p", lower]);
     c.wait_up_to(Duration::from_secs(60), &["get", "deploy", "burn", "-o", "jsonpath={.spec.replicas}"], "the autoscaler to scale down", |r| r == "1");
     c.wait_for(&events, "the scale-down event", |e| e.contains("New size: 1; reason: All metrics below target"));
-    let active = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].reason}"]);
-    assert_eq!(active, "ValidMetricFound");
+    let active = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].reason} {.status.currentMetrics[0].containerResource.container}"]);
+    assert_eq!(active, "ValidMetricFound main");
 }
 
 /// A node agent of its own process on this host, joined with `skiff

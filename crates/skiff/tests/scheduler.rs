@@ -294,7 +294,7 @@ fn one_scheduler_serves_several_profiles() {
 /// VolumeBinding: an unbound `WaitForFirstConsumer` claim is matched to
 /// the smallest volume that fits on the chosen node, which the scheduler
 /// claims (`claimRef`); the pod is bound once the volume controller has
-/// bound the claim. A claim whose class provisions gets the node as
+/// bound the claim to it. A claim whose class provisions gets the node as
 /// `volume.kubernetes.io/selected-node`. A bound volume's node affinity
 /// holds its pods; missing claims, unbound `Immediate` claims and claims
 /// no volume fits keep pods out, in upstream's words.
@@ -324,10 +324,9 @@ fn volume_binding_follows_claims_and_their_volumes() {
     c.wait_for(&["get", "pv", "big-1", "-o", "jsonpath={.spec.claimRef.name}"], "the scheduler to claim big-1", |o| o == "data");
     let annotation = c.ok(&["get", "pv", "big-1", "-o", "jsonpath={.metadata.annotations.pv\\.kubernetes\\.io/bound-by-controller}"]);
     assert_eq!(annotation, "yes");
-    assert_eq!(c.ok(&["get", "pod", "writer", "-o", "jsonpath={.spec.nodeName}"]), "", "bound only once the claim is");
-    // The volume controller's half of the binding (the storage issue's).
-    c.ok(&["patch", "pvc", "data", "--type=merge", "-p", r#"{"metadata":{"annotations":{"pv.kubernetes.io/bind-completed":"yes"}},"spec":{"volumeName":"big-1"}}"#]);
+    // The volume controller completes the binding; then the pod is bound.
     assert_eq!(node_of(&c, "writer"), "sim-1");
+    assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase} {.spec.volumeName}"]), "Bound big-1");
 
     // A bound claim's volume decides the node.
     c.ok_stdin(&["apply", "-f", "-"], Some(&user("reader", "data")));

@@ -1,0 +1,197 @@
+//! The PersistentVolume binder, upstream's persistentvolume controller
+//! without provisioning: it binds claims to volumes and keeps both phases.
+//!
+//! - A pending claim of an `Immediate` class (or none) is bound to the
+//!   smallest unclaimed volume that matches it, or to the volume it names.
+//! - A `WaitForFirstConsumer` claim is bound only once the scheduler has
+//!   chosen its volume (the volume's `claimRef`, VolumeBinding's PreBind).
+//! - Binding writes the volume's `claimRef` and phase Bound, then the
+//!   claim's `volumeName`, `pv.kubernetes.io/bind-completed`, and phase
+//!   Bound with the volume's capacity and access modes.
+//! - A volume whose claim is gone is Released (kept, whatever its reclaim
+//!   policy: deleting storage is a provisioner's, which the storage work
+//!   brings); a volume nobody claims is Available; a bound claim whose
+//!   volume is gone is Lost.
+//!
+//! Every change to a claim, volume or class, and a resync every 15 s, runs
+//! one pass over all of them (there are few, next to pods).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use serde_json::json;
+use skiff_scheduler::volume_rules::{capacity, claimed_by, matches};
+
+use crate::informers::Informer;
+
+const RESYNC: Duration = Duration::from_secs(15);
+const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+
+pub async fn run(client: kube::Client) {
+    let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
+    let volumes = Informer::<PersistentVolume>::start(Api::all(client.clone()));
+    let classes = Informer::<StorageClass>::start(Api::all(client.clone()));
+    let changes = futures::stream::select(claims.subscribe().map(drop), volumes.subscribe().map(drop));
+    let ticks = futures::stream::unfold(tokio::time::interval(RESYNC), |mut t| async move {
+        t.tick().await;
+        Some(((), t))
+    });
+    let mut triggers = futures::stream::select(futures::stream::select(changes, classes.subscribe().map(drop)), ticks).ready_chunks(1024).boxed();
+    let binder = Binder { client, claims: claims.store(), volumes: volumes.store(), classes: classes.store() };
+    while triggers.next().await.is_some() {
+        if binder.claims.wait_until_ready().await.is_err() || binder.volumes.wait_until_ready().await.is_err() || binder.classes.wait_until_ready().await.is_err() {
+            continue;
+        }
+        binder.sync().await;
+    }
+}
+
+struct Binder {
+    client: kube::Client,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
+    classes: Store<StorageClass>,
+}
+
+fn name_of<K: kube::Resource>(o: &K) -> &str {
+    o.meta().name.as_deref().unwrap_or_default()
+}
+
+fn phase_of_claim(c: &PersistentVolumeClaim) -> &str {
+    c.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+fn phase_of_volume(v: &PersistentVolume) -> &str {
+    v.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+impl Binder {
+    async fn sync(&self) {
+        let volumes: HashMap<String, Arc<PersistentVolume>> = self.volumes.state().into_iter().map(|v| (name_of(&*v).to_string(), v)).collect();
+        for claim in self.claims.state() {
+            if claim.metadata.deletion_timestamp.is_none() {
+                if let Err(e) = self.sync_claim(&claim, &volumes).await {
+                    tracing::debug!(claim = name_of(&*claim), "persistentvolume binder: {e}");
+                }
+            }
+        }
+        let claims: HashMap<String, Arc<PersistentVolumeClaim>> = self.claims.state().into_iter().map(|c| (format!("{}/{}", c.metadata.namespace.as_deref().unwrap_or_default(), name_of(&*c)), c)).collect();
+        for volume in volumes.values() {
+            if let Err(e) = self.sync_volume(volume, &claims).await {
+                tracing::debug!(volume = name_of(&**volume), "persistentvolume binder: {e}");
+            }
+        }
+    }
+
+    /// upstream's `syncClaim`.
+    async fn sync_claim(&self, claim: &PersistentVolumeClaim, volumes: &HashMap<String, Arc<PersistentVolume>>) -> Result<(), kube::Error> {
+        let named = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()).filter(|v| !v.is_empty());
+        let volume = match named {
+            Some(name) => match volumes.get(name) {
+                Some(v) if v.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_none() || claimed_by(v, claim) => v.clone(),
+                Some(_) => return self.claim_phase(claim, "Pending").await,
+                // Bound once, its volume gone: the data is lost.
+                None if claim.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(BIND_COMPLETED)) => return self.claim_phase(claim, "Lost").await,
+                None => return self.claim_phase(claim, "Pending").await,
+            },
+            None => {
+                let prebound = volumes.values().find(|v| claimed_by(v, claim) && matches(v, claim));
+                let chosen = match prebound {
+                    Some(v) => Some(v),
+                    // The scheduler chooses volumes for delayed claims.
+                    None if self.delays_binding(claim) => None,
+                    None => volumes.values().filter(|v| matches(v, claim)).min_by_key(|v| (capacity(v), name_of(&***v).to_string())),
+                };
+                match chosen {
+                    Some(v) => v.clone(),
+                    None => return self.claim_phase(claim, "Pending").await,
+                }
+            }
+        };
+        self.bind(&volume, claim).await
+    }
+
+    fn delays_binding(&self, claim: &PersistentVolumeClaim) -> bool {
+        let class = claim.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()).unwrap_or_default();
+        !class.is_empty() && self.classes.state().iter().any(|c| name_of(&**c) == class && c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+    }
+
+    /// Upstream's `bind`: the volume first, then the claim, each written
+    /// only where it differs.
+    async fn bind(&self, volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> Result<(), kube::Error> {
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let ns = claim.metadata.namespace.as_deref().unwrap_or_default();
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        let reference = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        if reference.is_none_or(|r| r.uid.is_none()) {
+            let mut patch = json!({
+                "metadata": {"resourceVersion": volume.metadata.resource_version},
+                "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns, "name": claim.metadata.name, "uid": claim.metadata.uid, "resourceVersion": claim.metadata.resource_version}},
+            });
+            if reference.is_none() {
+                patch["metadata"]["annotations"] = json!({BOUND_BY_CONTROLLER: "yes"});
+            }
+            volumes.patch(name_of(volume), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+        if phase_of_volume(volume) != "Bound" {
+            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Bound"}}))).await?;
+        }
+        let annotations = claim.metadata.annotations.clone().unwrap_or_default();
+        let named = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(name_of(volume));
+        if !named || !annotations.contains_key(BIND_COMPLETED) {
+            let mut patch = json!({"metadata": {"resourceVersion": claim.metadata.resource_version, "annotations": {BIND_COMPLETED: "yes"}}, "spec": {"volumeName": name_of(volume)}});
+            if !named {
+                patch["metadata"]["annotations"][BOUND_BY_CONTROLLER] = json!("yes");
+            }
+            claims.patch(name_of(claim), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+        let spec = volume.spec.as_ref();
+        let status = json!({"status": {"phase": "Bound", "accessModes": spec.and_then(|s| s.access_modes.clone()), "capacity": spec.and_then(|s| s.capacity.clone())}});
+        let current = claim.status.as_ref();
+        if phase_of_claim(claim) != "Bound" || current.and_then(|s| s.capacity.as_ref()) != spec.and_then(|s| s.capacity.as_ref()) {
+            claims.patch_status(name_of(claim), &PatchParams::default(), &Patch::Merge(status)).await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_phase(&self, claim: &PersistentVolumeClaim, phase: &str) -> Result<(), kube::Error> {
+        if phase_of_claim(claim) == phase {
+            return Ok(());
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), claim.metadata.namespace.as_deref().unwrap_or_default());
+        claims.patch_status(name_of(claim), &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": phase}}))).await?;
+        Ok(())
+    }
+
+    /// upstream's `syncVolume`: the phase its claim reference implies.
+    async fn sync_volume(&self, volume: &PersistentVolume, claims: &HashMap<String, Arc<PersistentVolumeClaim>>) -> Result<(), kube::Error> {
+        let reference = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        let phase = match reference {
+            None => "Available",
+            // Reserved for a claim (by its user) that has not bound yet.
+            Some(r) if r.uid.is_none() => "Available",
+            Some(r) => {
+                let key = format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name.as_deref().unwrap_or_default());
+                match claims.get(&key).filter(|c| c.metadata.uid == r.uid) {
+                    Some(c) if c.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(name_of(volume)) => "Bound",
+                    // Being bound (the claim's half follows).
+                    Some(_) => return Ok(()),
+                    None if phase_of_volume(volume) == "Failed" => return Ok(()),
+                    None => "Released",
+                }
+            }
+        };
+        if phase_of_volume(volume) != phase {
+            let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": phase}}))).await?;
+        }
+        Ok(())
+    }
+}
