@@ -210,7 +210,9 @@ impl Plugin for Webhooks {
     }
 
     async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        if !self.mutating {
+        // A validating webhook changes nothing, but `run` takes the object
+        // as a mutating one would: copied only when some hook may see it.
+        if !self.mutating && !self.hooks(cluster).await?.is_empty() {
             self.run(req, &mut obj.clone(), cluster).await?;
         }
         Ok(())
