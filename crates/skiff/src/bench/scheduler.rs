@@ -41,6 +41,11 @@ pub struct Args {
     /// The pods' shape.
     #[arg(long, value_enum, default_value_t = Shape::Basic)]
     shape: Shape,
+    /// Start the API server as upstream's scheduler_perf starts its own:
+    /// without the ServiceAccount and Priority admission plugins (its
+    /// figures are measured so; pods then carry no token volume).
+    #[arg(long)]
+    scheduler_perf_admission: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -81,7 +86,14 @@ fn pod(name: &str, shape: Shape) -> Pod {
 
 pub async fn run(args: Args) -> Result<()> {
     // The controller manager has nothing to do here but watch.
-    let (server, client, _) = start_server(if args.controllers { &[] } else { &["--disable-controller-manager"] }).await?;
+    let mut flags = Vec::new();
+    if !args.controllers {
+        flags.push("--disable-controller-manager");
+    }
+    if args.scheduler_perf_admission {
+        flags.extend(["--disable-admission-plugins", "ServiceAccount,Priority"]);
+    }
+    let (server, client, _) = start_server(&flags).await?;
     let started = Instant::now();
     if args.shape == Shape::AntiAffinity && args.pods > args.nodes {
         bail!("pods with anti-affinity take a node each: use --pods ≤ --nodes");
