@@ -530,3 +530,87 @@ def test_guaranteed_pods_get_their_qos_class(core, namespace):
         spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox", resources=resources)])))
     assert created.status.qos_class == "Guaranteed"
     assert core.read_namespaced_pod("guaranteed", namespace).status.qos_class == "Guaranteed"
+
+
+def until(check, what, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def pv_and_claim(core, namespace, name, labels):
+    """A hostPath volume and a claim naming it, as the upstream test makes
+    them; the volume binder binds the two."""
+    core.create_persistent_volume(client.V1PersistentVolume(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PersistentVolumeSpec(
+            capacity={"storage": "3M"}, access_modes=["ReadWriteOnce"], storage_class_name="",
+            persistent_volume_reclaim_policy="Retain", host_path=client.V1HostPathVolumeSource(path="/tmp/" + name))))
+    core.create_namespaced_persistent_volume_claim(namespace, client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"], storage_class_name="", volume_name=name,
+            resources=client.V1VolumeResourceRequirements(requests={"storage": "3M"}))))
+    until(lambda: core.read_namespaced_persistent_volume_claim(name, namespace).status.phase == "Bound", "the claim to bind")
+
+
+def test_persistent_volume_and_claim_lifecycle(core, namespace):
+    """[sig-storage] PersistentVolumes CSI Conformance should run through the lifecycle of a PV and a PVC [Conformance]"""
+    selector = f"e2e-pv-pool={namespace}"
+    pv_and_claim(core, namespace, f"pv-{namespace}", {"e2e-pv-pool": namespace})
+    pvs = core.list_persistent_volume(label_selector=selector).items
+    assert [p.metadata.name for p in pvs] == [f"pv-{namespace}"]
+    assert [c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items] == [f"pv-{namespace}"]
+    name = f"pv-{namespace}"
+    core.patch_persistent_volume(name, {"metadata": {"labels": {name: "patched"}}})
+    assert core.read_persistent_volume(name).metadata.labels[name] == "patched"
+    core.patch_namespaced_persistent_volume_claim(name, namespace, {"metadata": {"labels": {name: "patched"}}})
+    assert core.read_namespaced_persistent_volume_claim(name, namespace).metadata.labels[name] == "patched"
+    assert core.read_persistent_volume(name).metadata.uid and core.read_namespaced_persistent_volume_claim(name, namespace).metadata.uid
+    core.delete_namespaced_persistent_volume_claim(name, namespace)
+    core.delete_persistent_volume(name)
+    until(lambda: not core.list_persistent_volume(label_selector=selector).items, "the volume to go")
+    assert status_of(core.read_namespaced_persistent_volume_claim, name, namespace) == 404
+
+    # A replacement pair, updated and removed by collection.
+    pv_and_claim(core, namespace, name + "-2", {"e2e-pv-pool": namespace})
+    volume = core.read_persistent_volume(name + "-2")
+    volume.metadata.labels["updated"] = "true"
+    assert core.replace_persistent_volume(name + "-2", volume).metadata.labels["updated"] == "true"
+    claim = core.read_namespaced_persistent_volume_claim(name + "-2", namespace)
+    claim.metadata.labels["updated"] = "true"
+    assert core.replace_namespaced_persistent_volume_claim(name + "-2", namespace, claim).metadata.labels["updated"] == "true"
+    core.delete_collection_namespaced_persistent_volume_claim(namespace, label_selector=selector)
+    core.delete_collection_persistent_volume(label_selector=selector)
+    until(lambda: not core.list_persistent_volume(label_selector=selector).items, "the volumes to go")
+    assert core.list_namespaced_persistent_volume_claim(namespace, label_selector=selector).items == []
+
+
+def test_persistent_volume_and_claim_status(core, namespace):
+    """[sig-storage] PersistentVolumes CSI Conformance should apply changes to a pv/pvc status [Conformance]"""
+    name = f"status-{namespace}"
+    pv_and_claim(core, namespace, name, {"e2e-pv-pool": name})
+    assert [p.metadata.name for p in core.list_persistent_volume(label_selector=f"e2e-pv-pool={name}").items] == [name]
+    assert core.read_namespaced_persistent_volume_claim_status(name, namespace).status.phase in ("Pending", "Bound")
+    assert core.read_persistent_volume_status(name).status.phase in ("Available", "Bound")
+
+    condition = {"type": "StatusPatched", "status": "True", "reason": "E2E patchedStatus", "message": "Set from e2e test"}
+    patched = core.patch_namespaced_persistent_volume_claim_status(name, namespace, {"status": {"conditions": [condition]}})
+    assert [c.type for c in patched.status.conditions] == ["StatusPatched"]
+    patched = core.patch_persistent_volume_status(name, {"status": {"reason": "E2E patchStatus", "message": "Set from e2e test"}})
+    assert (patched.status.reason, patched.status.message) == ("E2E patchStatus", "Set from e2e test")
+
+    claim = core.read_namespaced_persistent_volume_claim_status(name, namespace)
+    claim.status.conditions.append(client.V1PersistentVolumeClaimCondition(type="StatusUpdated", status="True", reason="E2E updateStatus", message="Set from e2e test"))
+    updated = core.replace_namespaced_persistent_volume_claim_status(name, namespace, claim)
+    assert "StatusUpdated" in [c.type for c in updated.status.conditions]
+    volume = core.read_persistent_volume_status(name)
+    volume.status.reason, volume.status.message = "E2E updateStatus", "Set from e2e test/updated"
+    updated = core.replace_persistent_volume_status(name, volume)
+    assert (updated.status.reason, updated.status.message) == ("E2E updateStatus", "Set from e2e test/updated")
+    core.delete_namespaced_persistent_volume_claim(name, namespace)
+    core.delete_persistent_volume(name)

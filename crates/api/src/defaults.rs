@@ -90,6 +90,11 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
                 hpa_v2_spec(spec);
             }
         }
+        ("", "PersistentVolume") => {
+            or(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            or(spec, "volumeMode", json!("Filesystem"));
+        }
+        ("", "PersistentVolumeClaim") => or(spec, "volumeMode", json!("Filesystem")),
         _ => {}
     }
 }

@@ -28,6 +28,10 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = obj["metadata"]["name"].clone();
     } else if is(def, "", "Pod") {
         obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+    } else if is(def, "", "PersistentVolumeClaim") {
+        obj["status"] = json!({"phase": "Pending"});
+    } else if is(def, "", "PersistentVolume") {
+        obj["status"] = json!({"phase": "Pending", "lastPhaseTransitionTime": crate::registry::now()});
     } else if is(def, "", "Secret") {
         fold_string_data(obj);
         if obj.get("type").is_none() {

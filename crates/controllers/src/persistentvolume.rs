@@ -64,6 +64,13 @@ fn name_of<K: kube::Resource>(o: &K) -> &str {
     o.meta().name.as_deref().unwrap_or_default()
 }
 
+/// A volume's new phase, stamped with when it changed (upstream's
+/// `lastPhaseTransitionTime`).
+fn volume_phase(phase: &str) -> serde_json::Value {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json!({"status": {"phase": phase, "lastPhaseTransitionTime": now}})
+}
+
 fn phase_of_claim(c: &PersistentVolumeClaim) -> &str {
     c.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
 }
@@ -141,7 +148,7 @@ impl Binder {
             volumes.patch(name_of(volume), &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         if phase_of_volume(volume) != "Bound" {
-            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Bound"}}))).await?;
+            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(volume_phase("Bound"))).await?;
         }
         let annotations = claim.metadata.annotations.clone().unwrap_or_default();
         let named = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref()) == Some(name_of(volume));
@@ -190,7 +197,7 @@ impl Binder {
         };
         if phase_of_volume(volume) != phase {
             let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
-            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": phase}}))).await?;
+            volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(volume_phase(phase))).await?;
         }
         Ok(())
     }
