@@ -168,27 +168,34 @@ impl Webhooks {
         Ok(configs.iter().flat_map(|c| c["webhooks"].as_array().cloned().unwrap_or_default()).collect())
     }
 
-    async fn run(&self, req: &Request<'_>, obj: &mut Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
+    /// Calls the webhooks that apply, in order; each sees the object as the
+    /// mutating ones before it patched it. Returns the patched object, if
+    /// any webhook patched it (validating webhooks never do).
+    async fn run(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<Option<Value>, Rejection> {
         // Webhook configurations are not themselves subject to webhooks.
         if req.group == "admissionregistration.k8s.io" {
-            return Ok(());
+            return Ok(None);
         }
+        let mut patched: Option<Value> = None;
         for hook in self.hooks(cluster).await? {
-            if !webhook_applies(&hook, req, obj, cluster).await? {
+            let current = patched.as_ref().unwrap_or(obj);
+            if !webhook_applies(&hook, req, current, cluster).await? {
                 continue;
             }
             if req.dry_run && !matches!(hook["sideEffects"].as_str(), Some("None" | "NoneOnDryRun")) {
                 let name = hook["name"].as_str().unwrap_or_default();
                 return Err(Rejection { code: 400, reason: "BadRequest", message: format!("admission webhook {name:?} does not support dry run") });
             }
-            if let Some(patch) = call(&hook, req, obj, cluster).await? {
+            if let Some(patch) = call(&hook, req, current, cluster).await? {
                 if self.mutating {
                     let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Rejection::internal(format!("the webhook's patch: {e}")))?;
-                    json_patch::patch(obj, &patch).map_err(|e| Rejection::internal(format!("applying the webhook's patch: {e}")))?;
+                    let mut next = current.clone();
+                    json_patch::patch(&mut next, &patch).map_err(|e| Rejection::internal(format!("applying the webhook's patch: {e}")))?;
+                    patched = Some(next);
                 }
             }
         }
-        Ok(())
+        Ok(patched)
     }
 }
 
@@ -204,16 +211,16 @@ impl Plugin for Webhooks {
 
     async fn mutate(&self, req: &Request<'_>, obj: &mut Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
         if self.mutating {
-            self.run(req, obj, cluster).await?;
+            if let Some(patched) = self.run(req, obj, cluster).await? {
+                *obj = patched;
+            }
         }
         Ok(())
     }
 
     async fn validate(&self, req: &Request<'_>, obj: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        // A validating webhook changes nothing, but `run` takes the object
-        // as a mutating one would: copied only when some hook may see it.
-        if !self.mutating && !self.hooks(cluster).await?.is_empty() {
-            self.run(req, &mut obj.clone(), cluster).await?;
+        if !self.mutating {
+            self.run(req, obj, cluster).await?;
         }
         Ok(())
     }
