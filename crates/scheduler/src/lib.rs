@@ -254,21 +254,18 @@ impl Watched for Node {
 impl Watched for PodDisruptionBudget {
     const SLOT: usize = 2;
     fn relisted(st: &mut State, all: Vec<Self>) {
-        st.budgets = all.into_iter().map(|b| (budget_key(&b), Arc::new(b))).collect();
+        st.budgets = all.into_iter().map(|b| (key_of(&b), Arc::new(b))).collect();
     }
 
     fn changed(st: &mut State, budget: Self) {
-        st.budgets.insert(budget_key(&budget), Arc::new(budget));
+        st.budgets.insert(key_of(&budget), Arc::new(budget));
     }
 
     fn deleted(st: &mut State, budget: Self) {
-        st.budgets.remove(&budget_key(&budget));
+        st.budgets.remove(&key_of(&budget));
     }
 }
 
-fn budget_key(budget: &PodDisruptionBudget) -> String {
-    format!("{}/{}", budget.metadata.namespace.as_deref().unwrap_or_default(), budget.metadata.name.as_deref().unwrap_or_default())
-}
 
 /// The storage kinds VolumeBinding reads, each kept whole by
 /// `namespace/name` (or name); any change may make a waiting pod fit.
@@ -298,7 +295,9 @@ impl StorageKind for StorageClass {
     }
 }
 
-fn storage_key<K: kube::Resource>(object: &K) -> String {
+/// How the scheduler keys what it keeps: `namespace/name`, or the name of
+/// a cluster-scoped object.
+fn key_of<K: kube::Resource>(object: &K) -> String {
     match object.meta().namespace.as_deref() {
         Some(ns) => format!("{ns}/{}", object.name_any()),
         None => object.name_any(),
@@ -308,17 +307,17 @@ fn storage_key<K: kube::Resource>(object: &K) -> String {
 impl<K: StorageKind> Watched for K {
     const SLOT: usize = <K as StorageKind>::SLOT;
     fn relisted(st: &mut State, all: Vec<Self>) {
-        *K::kept(&mut st.storage) = all.into_iter().map(|o| (storage_key(&o), Arc::new(o))).collect();
+        *K::kept(&mut st.storage) = all.into_iter().map(|o| (key_of(&o), Arc::new(o))).collect();
         st.queue.cluster_changed();
     }
 
     fn changed(st: &mut State, object: Self) {
-        K::kept(&mut st.storage).insert(storage_key(&object), Arc::new(object));
+        K::kept(&mut st.storage).insert(key_of(&object), Arc::new(object));
         st.queue.cluster_changed();
     }
 
     fn deleted(st: &mut State, object: Self) {
-        K::kept(&mut st.storage).remove(&storage_key(&object));
+        K::kept(&mut st.storage).remove(&key_of(&object));
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 
+use crate::key_of;
 use crate::model::NodeInfo;
 use crate::plugins::{term_matches, Reason};
 
@@ -82,10 +83,6 @@ impl Choice {
             Choice::Volume { claim, .. } | Choice::Provision { claim } => claim,
         }
     }
-}
-
-fn key_of(claim: &PersistentVolumeClaim) -> String {
-    format!("{}/{}", claim.metadata.namespace.as_deref().unwrap_or_default(), claim.metadata.name.as_deref().unwrap_or_default())
 }
 
 fn class_of_claim(claim: &PersistentVolumeClaim) -> &str {
@@ -198,7 +195,7 @@ impl Storage {
         let mut choices = Vec::new();
         let mut taken: HashSet<&str> = HashSet::new();
         for claim in &claims.unbound {
-            let key = key_of(claim);
+            let key = key_of(&**claim);
             let free = |v: &&Arc<PersistentVolume>| {
                 let name = v.metadata.name.as_deref().unwrap_or_default();
                 !taken.contains(name) && self.assumed.get(name).is_none_or(|k| *k == key) && matches(v, claim) && admits(v, node)
@@ -243,7 +240,7 @@ impl Storage {
     pub fn assume(&mut self, choices: &[Choice]) {
         for choice in choices {
             if let Choice::Volume { claim, volume } = choice {
-                self.assumed.insert(volume.metadata.name.clone().unwrap_or_default(), key_of(claim));
+                self.assumed.insert(volume.metadata.name.clone().unwrap_or_default(), key_of(&**claim));
             }
         }
     }
@@ -262,7 +259,7 @@ impl Storage {
     /// marked bind-completed, and the volume names the claim.
     pub fn all_bound(&self, choices: &[Choice]) -> Result<bool, String> {
         for choice in choices {
-            let key = key_of(choice.claim());
+            let key = key_of(&**choice.claim());
             let Some(claim) = self.claims.get(&key) else { return Err(format!("persistentvolumeclaim \"{key}\" was deleted")) };
             if claim.metadata.uid != choice.claim().metadata.uid {
                 return Err(format!("persistentvolumeclaim \"{key}\" was recreated"));
