@@ -26,13 +26,11 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde_json::json;
-use skiff_scheduler::volume_rules::{capacity, claimed_by, matches};
+use skiff_scheduler::volume_rules::{best_match, claim_ref_patch, claimed_by, BIND_COMPLETED, BOUND_BY_CONTROLLER};
 
 use crate::informers::Informer;
 
 const RESYNC: Duration = Duration::from_secs(15);
-const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
-const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 
 pub async fn run(client: kube::Client) {
     let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
@@ -109,14 +107,9 @@ impl Binder {
                 None => return self.claim_phase(claim, "Pending").await,
             },
             None => {
-                let prebound = volumes.values().find(|v| claimed_by(v, claim) && matches(v, claim));
-                let chosen = match prebound {
-                    Some(v) => Some(v),
-                    // The scheduler chooses volumes for delayed claims.
-                    None if self.delays_binding(claim) => None,
-                    None => volumes.values().filter(|v| matches(v, claim)).min_by_key(|v| (capacity(v), name_of(&***v).to_string())),
-                };
-                match chosen {
+                // The scheduler chooses volumes for delayed claims.
+                let delayed = self.delays_binding(claim);
+                match best_match(volumes.values().filter(|v| !delayed || claimed_by(v, claim)), claim) {
                     Some(v) => v.clone(),
                     None => return self.claim_phase(claim, "Pending").await,
                 }
@@ -136,15 +129,7 @@ impl Binder {
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let ns = claim.metadata.namespace.as_deref().unwrap_or_default();
         let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
-        let reference = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-        if reference.is_none_or(|r| r.uid.is_none()) {
-            let mut patch = json!({
-                "metadata": {"resourceVersion": volume.metadata.resource_version},
-                "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns, "name": claim.metadata.name, "uid": claim.metadata.uid, "resourceVersion": claim.metadata.resource_version}},
-            });
-            if reference.is_none() {
-                patch["metadata"]["annotations"] = json!({BOUND_BY_CONTROLLER: "yes"});
-            }
+        if let Some(patch) = claim_ref_patch(volume, claim) {
             volumes.patch(name_of(volume), &PatchParams::default(), &Patch::Merge(patch)).await?;
         }
         if phase_of_volume(volume) != "Bound" {

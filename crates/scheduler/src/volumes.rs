@@ -28,8 +28,8 @@ const NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
 const PV_NOT_EXIST: &str = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
-const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
-const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 
 /// The claims a pod's volumes name, as `namespace/name`, and whether each
 /// is an ephemeral volume's (made by the ephemeral volume controller).
@@ -140,6 +140,33 @@ pub fn matches(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool
     capacity(volume) >= requested(claim)
 }
 
+/// Upstream's `FindMatchingVolume` choice among `candidates`: the volume
+/// already claimed for the claim, else the smallest that matches it (ties
+/// broken by name, so the choice is stable).
+pub fn best_match<'a>(candidates: impl Iterator<Item = &'a Arc<PersistentVolume>>, claim: &PersistentVolumeClaim) -> Option<&'a Arc<PersistentVolume>> {
+    candidates.filter(|v| matches(v, claim)).min_by_key(|v| (!claimed_by(v, claim), capacity(v), v.metadata.name.clone()))
+}
+
+/// The merge patch that claims `volume` for `claim` (upstream's
+/// `GetBindVolumeToClaim`: `bound-by-controller` only when the volume was
+/// not reserved for the claim already), or None when the volume already
+/// names the claim with its uid.
+pub fn claim_ref_patch(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> Option<serde_json::Value> {
+    let reference = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+    if reference.is_some_and(|r| r.uid.is_some()) {
+        return None;
+    }
+    let meta = &claim.metadata;
+    let mut patch = serde_json::json!({
+        "metadata": {"resourceVersion": volume.metadata.resource_version},
+        "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version}},
+    });
+    if reference.is_none() {
+        patch["metadata"]["annotations"] = serde_json::json!({BOUND_BY_CONTROLLER: "yes"});
+    }
+    Some(patch)
+}
+
 impl Storage {
     fn delays_binding(&self, claim: &PersistentVolumeClaim) -> Result<bool, String> {
         let class = class_of_claim(claim);
@@ -198,11 +225,9 @@ impl Storage {
             let key = key_of(&**claim);
             let free = |v: &&Arc<PersistentVolume>| {
                 let name = v.metadata.name.as_deref().unwrap_or_default();
-                !taken.contains(name) && self.assumed.get(name).is_none_or(|k| *k == key) && matches(v, claim) && admits(v, node)
+                !taken.contains(name) && self.assumed.get(name).is_none_or(|k| *k == key) && admits(v, node)
             };
-            // A volume claimed for this claim already is the one; else the smallest that fits.
-            let best = self.volumes.values().filter(free).min_by_key(|v| (!claimed_by(v, claim), capacity(v), v.metadata.name.clone()));
-            match best {
+            match best_match(self.volumes.values().filter(free), claim) {
                 Some(volume) => {
                     taken.insert(volume.metadata.name.as_deref().unwrap_or_default());
                     choices.push(Choice::Volume { claim: claim.clone(), volume: volume.clone() });
@@ -287,13 +312,10 @@ pub async fn write(client: &kube::Client, choice: &Choice, node: &str) -> Result
     use serde_json::json;
     match choice {
         Choice::Volume { claim, volume } => {
-            let meta = &claim.metadata;
-            let patch = json!({
-                "metadata": {"resourceVersion": volume.metadata.resource_version, "annotations": {BOUND_BY_CONTROLLER: "yes"}},
-                "spec": {"claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": meta.namespace, "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version}},
-            });
-            let api: Api<PersistentVolume> = Api::all(client.clone());
-            api.patch(volume.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            if let Some(patch) = claim_ref_patch(volume, claim) {
+                let api: Api<PersistentVolume> = Api::all(client.clone());
+                api.patch(volume.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            }
         }
         Choice::Provision { claim } => {
             let meta = &claim.metadata;
