@@ -318,10 +318,11 @@ impl History {
             None => highest,
             Some(_) => current.max(lowest).min(highest),
         };
-        let stabilization = match (stabilized == recommended, recommended >= current) {
-            (true, _) => ("ReadyForNewScale", "recommended size matches current size"),
-            (false, true) => ("ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"),
-            (false, false) => ("ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"),
+        // Named by which window held the recommendation back.
+        let stabilization = match stabilized.cmp(&recommended) {
+            std::cmp::Ordering::Equal => ("ReadyForNewScale", "recommended size matches current size"),
+            std::cmp::Ordering::Less => ("ScaleUpStabilized", "recent recommendations were lower than current one, applying the lowest recent recommendation"),
+            std::cmp::Ordering::Greater => ("ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"),
         };
         let (up_limit, down_limit) = match behavior {
             None => ((2 * current).max(4), i32::MIN),
