@@ -14,6 +14,9 @@ use kube::runtime::reflector::Store;
 use serde_json::json;
 
 const PERIOD: Duration = Duration::from_secs(20);
+/// One API call may take this long: a call that never answers (the
+/// client's own read timeout is 295 s) must not stop every later period.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(client: kube::Client, pods: Store<Pod>, nodes: Store<Node>, threshold: usize) {
     let mut ticks = tokio::time::interval(PERIOD);
@@ -45,7 +48,7 @@ pub async fn run(client: kube::Client, pods: Store<Pod>, nodes: Store<Node>, thr
             let condition = json!({"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC", "message": "PodGC: node no longer exists", "lastTransitionTime": now});
             let status = json!({"status": {"phase": "Failed", "conditions": [condition]}});
             if !matches!(phase(pod), Some("Succeeded" | "Failed")) {
-                let _ = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(status)).await;
+                let _ = tokio::time::timeout(CALL_TIMEOUT, api.patch_status(name, &PatchParams::default(), &Patch::Strategic(status))).await;
             }
             delete(&client, pod).await;
         }
@@ -64,7 +67,9 @@ fn phase(pod: &Pod) -> Option<&str> {
 async fn delete(client: &kube::Client, pod: &Pod) {
     let api: Api<Pod> = Api::namespaced(client.clone(), pod.metadata.namespace.as_deref().unwrap_or_default());
     let params = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
-    if let Err(e) = api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
-        tracing::warn!("pod GC: deleting {:?}: {e}", pod.metadata.name);
+    match tokio::time::timeout(CALL_TIMEOUT, api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("pod GC: deleting {:?}: {e}", pod.metadata.name),
+        Err(_) => tracing::warn!("pod GC: deleting {:?}: no answer in {CALL_TIMEOUT:?}", pod.metadata.name),
     }
 }
