@@ -144,14 +144,23 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
     }
     type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
     type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+    let Channels { stdin: typed, mut resize, output } = channels;
+    // kubectl sends the terminal's size as soon as it connects: a command
+    // started on a terminal of that size never sees it change under it.
+    let size = match resize.as_mut() {
+        Some(sizes) if request.tty => tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv()).await.ok().flatten(),
+        _ => None,
+    };
     // A terminal merges stdout and stderr, and takes resizes.
     let started: anyhow::Result<(tokio::process::Child, Vec<(Reader, u8, bool)>, Option<Writer>, Option<std::os::fd::OwnedFd>)> = async {
         if request.tty {
-            let (child, master) = kubelet.runtime.exec_tty(id, &request.command).await?;
-            let output = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
-            let input = tokio::fs::File::from_std(std::fs::File::from(master.try_clone()?));
-            let input: Option<Writer> = request.stdin.then(|| Box::new(input) as Writer);
-            Ok((child, vec![(Box::new(output) as Reader, STDOUT, request.stdout)], input, Some(master)))
+            let (mut child, sizes) = kubelet.runtime.exec_tty(id, &request.command, size).await?;
+            let outputs = vec![
+                (Box::new(child.stdout.take().expect("piped")) as Reader, STDOUT, request.stdout),
+                (Box::new(child.stderr.take().expect("piped")) as Reader, STDOUT, request.stdout),
+            ];
+            let input = child.stdin.take().filter(|_| request.stdin).map(|i| Box::new(i) as Writer);
+            Ok((child, outputs, input, Some(sizes)))
         } else {
             let mut child = kubelet.runtime.exec(id, &request.command, request.stdin).await?;
             let outputs = vec![
@@ -163,8 +172,7 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
         }
     }
     .await;
-    let (mut child, outputs, stdin, terminal) = started.map_err(|e| format!("{e:#}"))?;
-    let Channels { stdin: typed, resize, output } = channels;
+    let (mut child, outputs, stdin, sizes) = started.map_err(|e| format!("{e:#}"))?;
     let pumps: Vec<_> = outputs
         .into_iter()
         .map(|(mut reader, stream, wanted)| {
@@ -191,13 +199,12 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
             let _ = input.shutdown().await;
         }));
     }
-    if let (Some(terminal), Some(mut resize)) = (terminal.as_ref().map(|t| t.try_clone()), resize) {
-        let (terminal, runc) = (terminal.map_err(|e| e.to_string())?, child.id());
+    if let (Some(sizes), Some(mut resize)) = (sizes, resize) {
+        let mut sizes = tokio::net::unix::pipe::Sender::from_owned_fd(sizes).map_err(|e| e.to_string())?;
         helpers.push(tokio::spawn(async move {
             while let Some((width, height)) = resize.recv().await {
-                set_size(&terminal, width, height);
-                if let Some(pid) = runc {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGWINCH);
+                if sizes.write_all(format!("{width} {height}\n").as_bytes()).await.is_err() {
+                    return;
                 }
             }
         }));
@@ -212,16 +219,21 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
         pumps.iter().for_each(|p| p.abort());
         return Ok(None);
     };
-    // A terminal's output ends with its last process; pipes end on their own.
-    if terminal.is_some() {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        pumps.iter().for_each(|p| p.abort());
-    }
-    for p in pumps {
-        let _ = p.await;
+    // Output ends when the last holder of the pipes closes them, normally
+    // the command itself; a process it left behind holding them open does
+    // not keep the session open.
+    for mut p in pumps {
+        if tokio::time::timeout(OUTPUT_DRAIN, &mut p).await.is_err() {
+            p.abort();
+        }
     }
     Ok(Some(code))
 }
+
+/// How long a command on a terminal waits for the client's first size.
+const FIRST_SIZE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long output may go on after the command has ended.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Attaches to a running container: what it writes, read as its log
 /// grows (the shim holds its output), what the client types, written to
@@ -422,14 +434,6 @@ fn terminal_size(size: &serde_json::Value) -> (u16, u16) {
 /// A normal closure (1000) ends the error stream; without a code, clients see an error.
 fn normal_close() -> Message {
     Message::Close(Some(axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() }))
-}
-
-/// Sets a terminal's size (TIOCSWINSZ), as the client's window changes.
-fn set_size(terminal: &std::os::fd::OwnedFd, width: u16, height: u16) {
-    use std::os::fd::AsRawFd;
-    let size = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: a valid descriptor and a winsize that lives across the call.
-    unsafe { libc::ioctl(terminal.as_raw_fd(), libc::TIOCSWINSZ, &size) };
 }
 
 #[cfg(test)]

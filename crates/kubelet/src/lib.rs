@@ -7,6 +7,7 @@ mod downward;
 pub mod eviction;
 mod host;
 mod exec;
+pub mod exec_shim;
 pub mod images;
 pub mod logs;
 mod metrics;

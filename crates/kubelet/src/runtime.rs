@@ -8,12 +8,14 @@
 //! `exit.json` (from the shim). The directory is the truth, so an agent
 //! that restarts finds its containers again.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::exec_shim;
 use crate::shim::{self, Exited, Started};
 
 /// Which pod container a runtime container is.
@@ -73,9 +75,11 @@ pub trait ContainerRuntime: Send + Sync {
     /// Runs a command in a running container, its stdout and stderr piped
     /// (and its stdin, if asked).
     async fn exec(&self, id: &str, command: &[String], stdin: bool) -> Result<tokio::process::Child>;
-    /// Runs a command in a running container on a terminal; returns the
-    /// process and the terminal's master side.
-    async fn exec_tty(&self, id: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd)>;
+    /// Runs a command in a running container on a terminal of the given
+    /// size (columns, rows): the process's stdin and stdout (and stderr,
+    /// for its errors) are the terminal's, and `WIDTH HEIGHT` lines written
+    /// to the returned pipe resize it.
+    async fn exec_tty(&self, id: &str, command: &[String], size: Option<(u16, u16)>) -> Result<(tokio::process::Child, OwnedFd)>;
     /// One container's state, if the runtime has it.
     fn state(&self, id: &str) -> Option<State>;
     /// Where what is written reaches a running container's stdin, if it has one.
@@ -292,26 +296,40 @@ impl ContainerRuntime for Runc {
         Ok(child)
     }
 
-    async fn exec_tty(&self, id: &str, command: &[String]) -> Result<(tokio::process::Child, std::os::fd::OwnedFd)> {
-        // In the foreground with --tty, runc makes the container's terminal
-        // and copies between it and its own stdio; giving runc a terminal
-        // of ours as stdio lets it pass raw mode and window sizes through
-        // (it reads the size from its stdin on SIGWINCH).
-        let pty = nix::pty::openpty(None, None).context("opening a terminal")?;
-        let slave = std::fs::File::from(pty.slave);
-        let child = tokio::process::Command::new("runc")
-            .arg("--root")
-            .arg(&self.state_root)
-            .args(["exec", "--tty"])
+    async fn exec_tty(&self, id: &str, command: &[String], size: Option<(u16, u16)>) -> Result<(tokio::process::Child, OwnedFd)> {
+        use std::os::fd::AsRawFd;
+        use std::process::Stdio;
+        let (sizes, resize) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("making the resize pipe")?;
+        let sizes_fd = sizes.as_raw_fd();
+        let mut shim = tokio::process::Command::new(&self.shim);
+        shim.arg("exec-shim")
+            .arg("--id")
             .arg(id)
+            .arg("--bundle")
+            .arg(self.dir(id))
+            .arg("--runc-root")
+            .arg(&self.state_root)
+            .args(size.map(|(columns, rows)| format!("--size={columns}x{rows}")))
+            .arg("--")
             .args(command)
-            .stdin(slave.try_clone()?)
-            .stdout(slave.try_clone()?)
-            .stderr(slave)
-            .kill_on_drop(true)
-            .spawn()
-            .context("running runc exec --tty")?;
-        Ok((child, pty.master))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // SAFETY: between fork and exec, only async-signal-safe calls.
+        unsafe {
+            shim.pre_exec(move || {
+                // The shim reads sizes from its fd 3, open across exec.
+                match sizes_fd == exec_shim::RESIZE_FD {
+                    true => nix::fcntl::fcntl(sizes_fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).map(drop),
+                    false => nix::unistd::dup2(sizes_fd, exec_shim::RESIZE_FD).map(drop),
+                }
+                .map_err(std::io::Error::from)
+            });
+        }
+        let child = shim.spawn().context("starting the exec shim")?;
+        drop(sizes);
+        Ok((child, resize))
     }
 
     fn state(&self, id: &str) -> Option<State> {

@@ -214,7 +214,7 @@ fn monitor(args: &Args, report: &mut std::fs::File) -> Result<()> {
 }
 
 /// The terminal master runc sends over the console socket (SCM_RIGHTS).
-fn receive_console(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
+pub(crate) fn receive_console(listener: &std::os::unix::net::UnixListener) -> Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     let (connection, _) = listener.accept().context("waiting for runc's console")?;
     let mut name = [0u8; 4096];
@@ -233,7 +233,7 @@ fn receive_console(listener: &std::os::unix::net::UnixListener) -> Result<OwnedF
 }
 
 /// Applies `WIDTH HEIGHT` lines from the resize FIFO to the terminal.
-fn follow_sizes(resize: std::fs::File, terminal: &OwnedFd) {
+pub(crate) fn follow_sizes(resize: std::fs::File, terminal: &OwnedFd) {
     for line in BufReader::new(resize).lines().map_while(Result::ok) {
         let mut parts = line.split_whitespace().filter_map(|n| n.parse::<u16>().ok());
         if let (Some(width), Some(height)) = (parts.next(), parts.next()) {

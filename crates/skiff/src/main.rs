@@ -51,6 +51,9 @@ enum Command {
     /// The process that holds one container (run by the agent).
     #[command(hide = true)]
     Shim(skiff_kubelet::shim::Args),
+    /// The process behind one exec on a terminal (run by the agent).
+    #[command(hide = true)]
+    ExecShim(skiff_kubelet::exec_shim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +69,9 @@ fn main() -> anyhow::Result<()> {
         // It forks: no threads may exist yet, so no async runtime.
         skiff_kubelet::shim::main(args);
     }
+    if let Command::ExecShim(args) = cli.command {
+        skiff_kubelet::exec_shim::main(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
@@ -77,6 +83,6 @@ fn main() -> anyhow::Result<()> {
         Command::Image(i) => i.run(),
         Command::Token(t) => runtime.block_on(t.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
-        Command::Shim(_) => unreachable!("handled before the runtime starts"),
+        Command::Shim(_) | Command::ExecShim(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -319,14 +319,24 @@ fn exec_runs_commands_in_a_container() {
     let echoed = c.kubectl_stdin(&["exec", "-i", "box", "--", "sh", "-c", "tr a-z A-Z"], Some("piped input\n"));
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
     // On a terminal (`-it`, run under script(1) so kubectl has one): the
-    // container sees a tty of the client's size, and the exit code comes back.
-    // The first terminal call in a fresh `runc exec --tty` now and then
-    // fails (a runc start-up race, noted in the issue): asked twice.
-    let kubectl_it = format!("stty cols 100 rows 30; kubectl --kubeconfig {} exec -it box -- sh -c 'tty; stty size 2>/dev/null || stty size; exit 4'", c.kubeconfig().display());
-    let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
-    let text = String::from_utf8_lossy(&on_tty.stdout);
+    // container sees a tty of the client's size from the start, all that
+    // a short command writes arrives, and the exit code comes back.
+    let on_tty = |command: &str, typed: &str| {
+        let kubectl_it = format!("stty cols 100 rows 30; kubectl --kubeconfig {} exec -it box -- {command}", c.kubeconfig().display());
+        let mut script = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        std::io::Write::write_all(&mut script.stdin.take().unwrap(), typed.as_bytes()).unwrap();
+        let out = script.wait_with_output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+    };
+    let (text, code) = on_tty("sh -c 'tty; stty size; exit 4'", "");
     assert!(text.contains("/dev/pts/0") && text.contains("30 100"), "{text}");
-    assert_eq!(on_tty.status.code(), Some(4), "{text}");
+    assert_eq!(code, Some(4), "{text}");
+    let (text, code) = on_tty("sh", "echo typed-$((2+3))\nexit 5\n");
+    assert!(text.contains("typed-5"), "{text}");
+    assert_eq!(code, Some(5), "{text}");
+    let (text, code) = on_tty("/nosuch", "");
+    assert!(text.contains("exec failed") && text.contains("no such file or directory"), "{text}");
+    assert_ne!(code, Some(0), "{text}");
     // `kubectl cp` is tar over exec, both ways.
     let local = c.dir.path().join("copied.txt");
     std::fs::write(&local, "copied content\n").unwrap();
@@ -822,7 +832,7 @@ fn port_forward_and_exec_over_spdy() {
     assert_eq!(failed.status.code(), Some(3), "{}", String::from_utf8_lossy(&failed.stderr));
     let echoed = exec(&["exec", "-i", "web", "--", "tr", "a-z", "A-Z"], Some("piped input\n"));
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "PIPED INPUT\n");
-    let kubectl_it = format!("stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl --kubeconfig {} exec -it web -- sh -c 'stty size 2>/dev/null || stty size; exit 4'", c.kubeconfig().display());
+    let kubectl_it = format!("stty cols 90 rows 20; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false kubectl --kubeconfig {} exec -it web -- sh -c 'stty size; exit 4'", c.kubeconfig().display());
     let on_tty = std::process::Command::new("script").args(["-qec", &kubectl_it, "/dev/null"]).output().unwrap();
     let text = String::from_utf8_lossy(&on_tty.stdout);
     assert!(text.contains("20 90"), "{text:?}");
