@@ -34,13 +34,18 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     /// Starts watching; the store is ready once the first list is in.
+    /// managedFields are the bulk of a small object and no controller
+    /// reads them: not kept (client-go informers trim them the same way).
     pub fn start(api: Api<K>) -> Self {
+        Self::start_trimmed(api, |obj| obj.managed_fields_mut().clear())
+    }
+
+    /// Starts watching, keeping each object as `trim` leaves it.
+    pub fn start_trimmed(api: Api<K>, trim: fn(&mut K)) -> Self {
         let (store, mut writer) = reflector::store();
         let (events, _) = broadcast::channel(BUFFER);
         let (sender, reader) = (events.clone(), store.clone());
-        // managedFields are the bulk of a small object and no controller
-        // reads them: not kept (client-go informers trim them the same way).
-        let watch = watcher(api, watcher::Config::default()).default_backoff().modify(|obj| obj.managed_fields_mut().clear());
+        let watch = watcher(api, watcher::Config::default()).default_backoff().modify(trim);
         let task = tokio::spawn(watch.for_each(move |event| {
             if let Ok(event) = event {
                 writer.apply_watcher_event(&event);

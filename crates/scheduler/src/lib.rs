@@ -37,6 +37,7 @@ use model::{NodeInfo, PodInfo};
 /// lifecycle controller share (component-helpers); here the scheduler
 /// exports it.
 pub use plugins::{selects_node, tolerates};
+pub use model::drop_unread_spec;
 pub use topology::matches as selector_matches;
 /// Upstream's `FindMatchingVolume` rules, which the volume controller
 /// shares with VolumeBinding.
@@ -230,6 +231,11 @@ trait Watched: kube::Resource<DynamicType = ()> + Clone + serde::de::Deserialize
     fn relisted(st: &mut State, all: Vec<Self>);
     fn changed(st: &mut State, object: Self);
     fn deleted(st: &mut State, object: Self);
+    /// Drops what scheduling never reads before the object is kept:
+    /// managedFields, by default.
+    fn trim(&mut self) {
+        self.managed_fields_mut().clear();
+    }
 }
 
 impl Watched for Node {
@@ -323,6 +329,10 @@ impl<K: StorageKind> Watched for K {
 
 impl Watched for Pod {
     const SLOT: usize = 1;
+    fn trim(&mut self) {
+        model::keep_what_scheduling_reads(self);
+    }
+
     fn relisted(st: &mut State, pods: Vec<Pod>) {
         let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
@@ -356,8 +366,7 @@ fn profile_of(pod: &Pod) -> &str {
 /// Feeds one kind's watch into the picture, and wakes the scheduling loop
 /// after each change.
 async fn follow<K: Watched>(s: Arc<Scheduler>) {
-    // managedFields are not kept: the scheduler never reads them.
-    let mut events = watcher(Api::<K>::all(s.client.clone()), watcher::Config::default()).modify(|obj| obj.managed_fields_mut().clear()).boxed();
+    let mut events = watcher(Api::<K>::all(s.client.clone()), watcher::Config::default()).modify(K::trim).boxed();
     let mut relisted: Option<Vec<K>> = None;
     while let Some(event) = events.next().await {
         let event = match event {

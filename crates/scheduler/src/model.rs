@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity;
@@ -93,6 +93,39 @@ pub struct PodInfo {
     pub repels: bool,
     /// The PersistentVolumeClaims its volumes use (VolumeBinding).
     pub claims: Vec<(String, bool)>,
+}
+
+/// Drops from a pod's spec what neither scheduling nor any controller
+/// reads, before the pod is kept in a cache of every pod: a pod's typed
+/// form is about 16 KiB with a service account's token volume and the
+/// kubelet's status, and the scheduler and the controller manager each
+/// hold every pod of the cluster. Kept: the volumes that are claims
+/// (VolumeBinding, StatefulSets) and of each container its name, image,
+/// ports and resources (fit, ImageLocality, named target ports, quotas,
+/// the autoscaler) and restart policy (sidecars).
+pub fn drop_unread_spec(spec: &mut PodSpec) {
+    let mut volumes = spec.volumes.take().unwrap_or_default();
+    volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    // A volume is 3 KiB inline: no room is kept for those dropped.
+    volumes.shrink_to_fit();
+    spec.volumes = Some(volumes).filter(|v| !v.is_empty());
+    spec.ephemeral_containers = None;
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        *c = Container { name: std::mem::take(&mut c.name), image: c.image.take(), ports: c.ports.take(), resources: c.resources.take(), restart_policy: c.restart_policy.take(), ..Container::default() };
+    }
+}
+
+/// Keeps of a pod what scheduling reads: its metadata but managedFields,
+/// its spec but what `drop_unread_spec` drops, and of its status only the
+/// phase, nominated node and start time (preemption's order).
+pub fn keep_what_scheduling_reads(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        drop_unread_spec(spec);
+    }
+    if let Some(status) = pod.status.as_mut() {
+        *status = PodStatus { phase: status.phase.take(), nominated_node_name: status.nominated_node_name.take(), start_time: status.start_time.take(), ..PodStatus::default() };
+    }
 }
 
 fn requests_of(c: &Container) -> Resources {
@@ -260,4 +293,34 @@ pub fn normalized_image(name: &str) -> String {
         format!("docker.io/library/{path}")
     };
     if tagged { full } else { format!("{full}:latest") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_pods_keep_what_scheduling_reads() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "a"}, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {
+                "containers": [{"name": "c", "image": "i", "env": [{"name": "E", "value": "v"}], "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "1"}}, "volumeMounts": [{"name": "token", "mountPath": "/t"}]}],
+                "volumes": [{"name": "token", "projected": {"sources": []}}, {"name": "data", "persistentVolumeClaim": {"claimName": "d"}}],
+                "affinity": {"podAntiAffinity": {}}
+            },
+            "status": {"phase": "Running", "nominatedNodeName": "n", "startTime": "2026-01-01T00:00:00Z", "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .unwrap();
+        let before = PodInfo::new(Arc::new(pod.clone()));
+        keep_what_scheduling_reads(&mut pod);
+        let after = PodInfo::new(Arc::new(pod.clone()));
+        assert_eq!((before.requests, before.ports, before.claims), (after.requests, after.ports, after.claims));
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["data"]);
+        assert!(spec.containers[0].env.is_none() && spec.containers[0].volume_mounts.is_none() && spec.affinity.is_some());
+        let status = pod.status.unwrap();
+        assert_eq!((status.phase.as_deref(), status.nominated_node_name.as_deref()), (Some("Running"), Some("n")));
+        assert!(status.start_time.is_some() && status.conditions.is_none() && status.pod_ip.is_none() && pod.metadata.managed_fields.is_none());
+    }
 }
