@@ -74,25 +74,50 @@ pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
 /// resourceVersion (the store keeps it), with its apiVersion and kind, in
 /// the resource's storage version.
 fn encode(def: &ResourceDef, obj: &Value) -> Bytes {
-    let mut obj = obj.clone();
-    obj["apiVersion"] = json!(def.api_version());
-    if let Some(conversion) = def.conversion {
-        obj = (conversion.to_storage)(obj);
+    let (api_version, kind) = (Value::from(def.api_version()), Value::from(def.kind));
+    match def.conversion {
+        Some(conversion) => {
+            let mut obj = obj.clone();
+            obj["apiVersion"] = api_version;
+            let stored = (conversion.to_storage)(obj);
+            encode_stored(&stored, &stored["apiVersion"], &kind)
+        }
+        None => encode_stored(obj, &api_version, &kind),
     }
-    obj["kind"] = json!(def.kind);
-    let Value::Object(mut fields) = obj else { unreachable!("objects are JSON objects") };
-    let mut meta = fields.remove("metadata").unwrap_or_else(|| json!({}));
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("resourceVersion");
-        m.remove("selfLink");
+}
+
+/// Writes an object as stored: metadata first (the store reads names and
+/// owners from the front), without resourceVersion and selfLink, which
+/// the store's revision stands for; then its other fields in order, with
+/// the storage version's apiVersion and kind. Written field by field, not
+/// from an edited copy: every write encodes an object.
+fn encode_stored(obj: &Value, api_version: &Value, kind: &Value) -> Bytes {
+    fn put(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+        serde_json::to_writer(out, value).expect("JSON serializes");
     }
-    let mut out = br#"{"metadata":"#.to_vec();
-    serde_json::to_writer(&mut out, &meta).expect("JSON serializes");
-    for (k, v) in &fields {
+    let Value::Object(fields) = obj else { unreachable!("objects are JSON objects") };
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(br#"{"metadata":{"#);
+    if let Some(Value::Object(meta)) = fields.get("metadata") {
+        let kept = meta.iter().filter(|(k, _)| !matches!(k.as_str(), "resourceVersion" | "selfLink"));
+        for (i, (k, v)) in kept.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            put(&mut out, k);
+            out.push(b':');
+            put(&mut out, v);
+        }
+    }
+    out.push(b'}');
+    let mut rest: Vec<(&str, &Value)> = fields.iter().map(|(k, v)| (k.as_str(), v)).filter(|(k, _)| !matches!(*k, "metadata" | "apiVersion" | "kind")).collect();
+    rest.extend([("apiVersion", api_version), ("kind", kind)]);
+    rest.sort_by_key(|(k, _)| *k);
+    for (k, v) in rest {
         out.push(b',');
-        serde_json::to_writer(&mut out, k).expect("JSON serializes");
+        put(&mut out, k);
         out.push(b':');
-        serde_json::to_writer(&mut out, v).expect("JSON serializes");
+        put(&mut out, v);
     }
     out.push(b'}');
     Bytes::from(out)
@@ -724,4 +749,20 @@ fn random_suffix() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_stored_metadata_first_without_their_version() {
+        let pods = skiff_api::resources::find("", "v1", "pods").unwrap();
+        let pod = json!({"spec": {"b": 1, "a": [2]}, "kind": "Other", "metadata": {"selfLink": "/x", "resourceVersion": "5", "name": "p", "labels": {"k": "v"}}});
+        let stored = encode(pods, &pod);
+        assert_eq!(std::str::from_utf8(&stored).unwrap(), r#"{"metadata":{"labels":{"k":"v"},"name":"p"},"apiVersion":"v1","kind":"Pod","spec":{"a":[2],"b":1}}"#);
+        let hpas = skiff_api::resources::find("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+        let stored: Value = serde_json::from_slice(&encode(hpas, &json!({"metadata": {"name": "h"}, "spec": {"maxReplicas": 2}}))).unwrap();
+        assert_eq!((stored["apiVersion"].as_str(), stored["kind"].as_str()), (Some("autoscaling/v2"), Some("HorizontalPodAutoscaler")));
+    }
 }
