@@ -79,12 +79,13 @@ fn run(args: &Args) -> Result<i32> {
     let (process_file, socket_path, pid_file) = (scratch.path().join("process.json"), scratch.path().join("console.sock"), scratch.path().join("pid"));
     std::fs::write(&process_file, serde_json::to_vec(&process)?)?;
     let listener = std::os::unix::net::UnixListener::bind(&socket_path).context("making the console socket")?;
-    // A file, not a pipe: nothing runc leaves running can hold it open.
-    let errors = scratch.path().join("runc.err");
+    let log = scratch.path().join("runc.log");
     let status = Command::new("runc")
         .arg("--root")
         .arg(&args.runc_root)
-        .args(["exec", "--detach", "--console-socket"])
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "exec", "--detach", "--console-socket"])
         .arg(&socket_path)
         .arg("--pid-file")
         .arg(&pid_file)
@@ -93,12 +94,11 @@ fn run(args: &Args) -> Result<i32> {
         .arg(&args.id)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&errors)?)
+        .stderr(Stdio::null())
         .status()
         .context("running runc exec")?;
     if !status.success() {
-        let failure = std::fs::read_to_string(&errors).unwrap_or_default();
-        let _ = write!(std::io::stdout(), "{}\r\n", failure.trim());
+        let _ = write!(std::io::stdout(), "{}\r\n", shim::runc_error(&log));
         return Ok(status.code().unwrap_or(126));
     }
     // Detached, runc has handed the terminal over before it exits: never wait for it.

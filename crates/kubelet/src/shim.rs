@@ -244,7 +244,7 @@ pub(crate) fn follow_sizes(resize: std::fs::File, terminal: &OwnedFd) {
     }
 }
 
-fn runc_error(log: &Path) -> String {
+pub(crate) fn runc_error(log: &Path) -> String {
     // runc's log is JSON lines; the last error is the reason.
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()

@@ -335,7 +335,7 @@ fn exec_runs_commands_in_a_container() {
     assert!(text.contains("typed-5"), "{text}");
     assert_eq!(code, Some(5), "{text}");
     let (text, code) = on_tty("/nosuch", "");
-    assert!(text.contains("exec failed") && text.contains("no such file or directory"), "{text}");
+    assert!(text.contains("exec failed: unable to start container process") && !text.contains("level=error"), "{text}");
     assert_ne!(code, Some(0), "{text}");
     // `kubectl cp` is tar over exec, both ways.
     let local = c.dir.path().join("copied.txt");
