@@ -278,7 +278,13 @@ impl Cluster {
             if out.status.success() && done(&text) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last output:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+            if Instant::now() >= deadline {
+                // What the server said last: the first clue to a flake in CI.
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!("timed out waiting for {what}; last output:\n{text}{}\nserver log, last lines:\n{}", String::from_utf8_lossy(&out.stderr), tail.join("\n"));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
