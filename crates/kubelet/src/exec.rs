@@ -143,7 +143,6 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
         return attach_streams(kubelet, id, channels, gone).await;
     }
     type Reader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
-    type Writer = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
     let Channels { stdin: typed, mut resize, output } = channels;
     // kubectl sends the terminal's size as soon as it connects: a command
     // started on a terminal of that size never sees it change under it.
@@ -151,28 +150,19 @@ async fn run(kubelet: &Kubelet, id: &str, request: &Request, channels: Channels,
         Some(sizes) if request.tty => tokio::time::timeout(FIRST_SIZE_WAIT, sizes.recv()).await.ok().flatten(),
         _ => None,
     };
-    // A terminal merges stdout and stderr, and takes resizes.
-    let started: anyhow::Result<(tokio::process::Child, Vec<(Reader, u8, bool)>, Option<Writer>, Option<std::os::fd::OwnedFd>)> = async {
-        if request.tty {
-            let (mut child, sizes) = kubelet.runtime.exec_tty(id, &request.command, size).await?;
-            let outputs = vec![
-                (Box::new(child.stdout.take().expect("piped")) as Reader, STDOUT, request.stdout),
-                (Box::new(child.stderr.take().expect("piped")) as Reader, STDOUT, request.stdout),
-            ];
-            let input = child.stdin.take().filter(|_| request.stdin).map(|i| Box::new(i) as Writer);
-            Ok((child, outputs, input, Some(sizes)))
-        } else {
-            let mut child = kubelet.runtime.exec(id, &request.command, request.stdin).await?;
-            let outputs = vec![
-                (Box::new(child.stdout.take().expect("piped")) as Reader, STDOUT, request.stdout),
-                (Box::new(child.stderr.take().expect("piped")) as Reader, STDERR, request.stderr),
-            ];
-            let input = child.stdin.take().map(|i| Box::new(i) as Writer);
-            Ok((child, outputs, input, None))
-        }
-    }
-    .await;
-    let (mut child, outputs, stdin, sizes) = started.map_err(|e| format!("{e:#}"))?;
+    let started = match request.tty {
+        true => kubelet.runtime.exec_tty(id, &request.command, size).await.map(|(child, sizes)| (child, Some(sizes))),
+        false => kubelet.runtime.exec(id, &request.command, request.stdin).await.map(|child| (child, None)),
+    };
+    let (mut child, sizes) = started.map_err(|e| format!("{e:#}"))?;
+    // A terminal merges stdout and stderr (on one, the exec shim's stderr
+    // carries only its own errors), and takes resizes.
+    let (errors, errors_wanted) = if request.tty { (STDOUT, request.stdout) } else { (STDERR, request.stderr) };
+    let outputs: [(Reader, u8, bool); 2] = [
+        (Box::new(child.stdout.take().expect("piped")), STDOUT, request.stdout),
+        (Box::new(child.stderr.take().expect("piped")), errors, errors_wanted),
+    ];
+    let stdin = child.stdin.take().filter(|_| request.stdin);
     let pumps: Vec<_> = outputs
         .into_iter()
         .map(|(mut reader, stream, wanted)| {
