@@ -77,12 +77,7 @@ impl Default for Options {
 /// caller elects it (upstream's Lease `kube-system/kube-controller-manager`).
 pub async fn run(client: kube::Client, options: Options) {
     // Every pod of the cluster, without what no controller reads.
-    let pods = informers::Informer::<Pod>::start_trimmed(Api::all(client.clone()), |pod| {
-        pod.metadata.managed_fields = None;
-        if let Some(spec) = pod.spec.as_mut() {
-            skiff_scheduler::drop_unread_spec(spec);
-        }
-    });
+    let pods = informers::Informer::<Pod>::start_trimmed(Api::all(client.clone()), skiff_scheduler::drop_unread);
     let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
     let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
     let mut controllers = tokio::task::JoinSet::new();

@@ -37,7 +37,7 @@ use model::{NodeInfo, PodInfo};
 /// lifecycle controller share (component-helpers); here the scheduler
 /// exports it.
 pub use plugins::{selects_node, tolerates};
-pub use model::drop_unread_spec;
+pub use model::drop_unread;
 pub use topology::matches as selector_matches;
 /// Upstream's `FindMatchingVolume` rules, which the volume controller
 /// shares with VolumeBinding.
@@ -271,7 +271,6 @@ impl Watched for PodDisruptionBudget {
         st.budgets.remove(&key_of(&budget));
     }
 }
-
 
 /// The storage kinds VolumeBinding reads, each kept whole by
 /// `namespace/name` (or name); any change may make a waiting pod fit.

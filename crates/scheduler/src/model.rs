@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus, Taint};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity;
@@ -95,15 +95,17 @@ pub struct PodInfo {
     pub claims: Vec<(String, bool)>,
 }
 
-/// Drops from a pod's spec what neither scheduling nor any controller
-/// reads, before the pod is kept in a cache of every pod: a pod's typed
-/// form is about 16 KiB with a service account's token volume and the
-/// kubelet's status, and the scheduler and the controller manager each
-/// hold every pod of the cluster. Kept: the volumes that are claims
-/// (VolumeBinding, StatefulSets) and of each container its name, image,
-/// ports and resources (fit, ImageLocality, named target ports, quotas,
-/// the autoscaler) and restart policy (sidecars).
-pub fn drop_unread_spec(spec: &mut PodSpec) {
+/// Drops from a pod what neither scheduling nor any controller reads,
+/// before the pod is kept in a cache of every pod: a pod's typed form is
+/// about 16 KiB with a service account's token volume and the kubelet's
+/// status, and the scheduler and the controller manager each hold every
+/// pod of the cluster. Dropped: managedFields; the volumes that are not
+/// claims (VolumeBinding and StatefulSets read those); of each container
+/// all but its name, image, ports and resources (fit, ImageLocality, named
+/// target ports, quotas, the autoscaler) and restart policy (sidecars).
+pub fn drop_unread(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let Some(spec) = pod.spec.as_mut() else { return };
     let mut volumes = spec.volumes.take().unwrap_or_default();
     volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
     // A volume is 3 KiB inline: no room is kept for those dropped.
@@ -115,14 +117,11 @@ pub fn drop_unread_spec(spec: &mut PodSpec) {
     }
 }
 
-/// Keeps of a pod what scheduling reads: its metadata but managedFields,
-/// its spec but what `drop_unread_spec` drops, and of its status only the
-/// phase, nominated node and start time (preemption's order).
+/// Keeps of a pod what scheduling reads: what `drop_unread` keeps, and of
+/// its status only the phase, nominated node and start time (preemption's
+/// order).
 pub fn keep_what_scheduling_reads(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        drop_unread_spec(spec);
-    }
+    drop_unread(pod);
     if let Some(status) = pod.status.as_mut() {
         *status = PodStatus { phase: status.phase.take(), nominated_node_name: status.nominated_node_name.take(), start_time: status.start_time.take(), ..PodStatus::default() };
     }

@@ -281,9 +281,9 @@ impl Cluster {
             if Instant::now() >= deadline {
                 // What the server said last: the first clue to a flake in CI.
                 let log = self.log();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                panic!("timed out waiting for {what}; last output:\n{text}{}\nserver log, last lines:\n{}", String::from_utf8_lossy(&out.stderr), tail.join("\n"));
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+                panic!("timed out waiting for {what}; last output:\n{text}{}\nserver log, last lines:\n{tail}", String::from_utf8_lossy(&out.stderr));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
