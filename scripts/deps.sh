@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential      # C compiler for the bundled SQLite
-  protobuf-compiler    # etcd-client's gRPC code generation
+  protobuf-compiler libprotobuf-dev # etcd-client's gRPC code generation (protoc and google/protobuf/*.proto)
   etcd-server          # the etcd backend's tests and benchmark
   etcd-client          # etcdctl, for `skiff bench store`'s reference figure
   curl ca-certificates # curl: the unauthenticated-request test
