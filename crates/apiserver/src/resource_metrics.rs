@@ -98,7 +98,8 @@ impl ResourceMetrics {
             let (then, before) = previous.remove(&key)?;
             let window = at - then;
             let ns = window.num_nanoseconds().filter(|n| *n > 0)? as u64;
-            Some((cumulative.checked_sub(before)? * 1_000_000_000 / ns, window))
+            // In u128: a window's CPU seconds times 10^9 overflow u64 past 18 s.
+            Some(((cumulative.checked_sub(before)? as u128 * 1_000_000_000 / ns as u128) as u64, window))
         };
         let mut nodes_out = Vec::new();
         let mut pods_out = Vec::new();

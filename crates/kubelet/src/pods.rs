@@ -202,6 +202,12 @@ impl Kubelet {
         let pod = &update.pod;
         let uid = uid_of(pod);
         let containers = self.runtime.list(Some(uid)).await?;
+        let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        if update.gone || pod.metadata.deletion_timestamp.is_some() || finished {
+            // Chosen for eviction as it finished or went: nothing is left
+            // to evict, and the next victim may be chosen.
+            self.evictions.lock().unwrap().remove(uid);
+        }
         if update.gone || pod.metadata.deletion_timestamp.is_some() {
             self.terminate(pod, &containers).await?;
             if !update.gone {
@@ -215,8 +221,7 @@ impl Kubelet {
             }
             return Ok(true);
         }
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
-        if phase == "Succeeded" || phase == "Failed" {
+        if finished {
             // A finished pod runs nothing and holds no address; its
             // containers stay for their logs until the pod is deleted.
             self.stop_all(pod, &containers).await;

@@ -25,8 +25,10 @@ impl Rates {
         let now = Instant::now();
         let previous = self.0.lock().unwrap().insert(key.to_string(), (now, usage_ns));
         let (at, before) = previous?;
-        let elapsed = now.duration_since(at).as_nanos() as u64;
-        (elapsed > 0 && usage_ns >= before).then(|| (usage_ns - before) * 1_000_000_000 / elapsed)
+        let elapsed = now.duration_since(at).as_nanos();
+        // In u128: a busy node uses more than 18 s of CPU between readings,
+        // and that times 10^9 overflows u64.
+        (elapsed > 0 && usage_ns >= before).then(|| ((usage_ns - before) as u128 * 1_000_000_000 / elapsed) as u64)
     }
 }
 
@@ -237,5 +239,9 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(10));
         let rate = rates.nano_cores("a", 1_000 + 5_000_000).unwrap();
         assert!(rate > 0 && rate <= 500_000_000, "{rate}");
+        // A busy node: 40 s of CPU (several cores) since the last reading.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let rate = rates.nano_cores("a", 1_000 + 5_000_000 + 40_000_000_000).unwrap();
+        assert!(rate > 1_000_000_000_000, "{rate}");
     }
 }
