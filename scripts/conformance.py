@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKLIST = ROOT.parent / "shared" / "conformance" / "checklist.tsv"
 
 WAITING_FOR = {
-    "node": "needs the node agent (issue: kubelet)",
+    "node": "runs on the node agent; no test checks it yet",
     "net": "needs pod networking and services (network issue)",
     "storage": "needs volumes and persistent storage",
 }

@@ -178,6 +178,9 @@ fn pod_ready(o: &Value, _: DateTime<Utc>) -> Value {
 
 fn pod_status(o: &Value, _: DateTime<Utc>) -> Value {
     let mut reason = at(o, "/status/reason").or_else(|| at(o, "/status/phase")).and_then(Value::as_str).unwrap_or("Pending").to_string();
+    if list(o, "/status/conditions").iter().any(|c| c["type"] == "PodScheduled" && c["reason"] == "SchedulingGated") {
+        reason = "SchedulingGated".into();
+    }
     let init = list(o, "/status/initContainerStatuses");
     for (i, c) in init.iter().enumerate() {
         if c.pointer("/state/terminated/exitCode").and_then(Value::as_i64) == Some(0) {

@@ -28,6 +28,13 @@ pub fn prepare_create(def: &ResourceDef, obj: &mut Value) {
         obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = obj["metadata"]["name"].clone();
     } else if is(def, "", "Pod") {
         obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(obj)});
+        if !scheduling_gates(obj).is_empty() {
+            obj["status"]["conditions"] = json!([{
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": null, "lastTransitionTime": crate::registry::now(),
+            }]);
+        }
     } else if is(def, "", "PersistentVolumeClaim") {
         obj["status"] = json!({"phase": "Pending"});
     } else if is(def, "", "PersistentVolume") {
@@ -137,9 +144,25 @@ pub fn prepare_update(def: &ResourceDef, current: &Value, new: &mut Value) {
     }
 }
 
+/// A pod's scheduling gates, by name.
+fn scheduling_gates(pod: &Value) -> Vec<&str> {
+    pod.pointer("/spec/schedulingGates").and_then(Value::as_array).into_iter().flatten().map(|g| g["name"].as_str().unwrap_or_default()).collect()
+}
+
 /// What an update may not change.
 pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
+    if is(def, "", "Pod") {
+        // Gates are only ever removed: a pod cannot be held back again.
+        let old = scheduling_gates(current);
+        if let Some(added) = scheduling_gates(new).into_iter().find(|g| !old.contains(g)) {
+            errs.push(FieldError {
+                field: "spec.schedulingGates".into(),
+                reason: "FieldValueForbidden",
+                message: format!("Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"),
+            });
+        }
+    }
     if is(def, "", "Service") {
         let old = current.pointer("/spec/clusterIP").and_then(|v| v.as_str()).unwrap_or("");
         let now = new.pointer("/spec/clusterIP").and_then(|v| v.as_str()).unwrap_or("");
@@ -210,6 +233,18 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
             if c.get("image").and_then(|n| n.as_str()).is_none_or(str::is_empty) {
                 errs.push(validation::required(&format!("spec.containers[{i}].image"), ""));
             }
+        }
+        let gates = scheduling_gates(obj);
+        for (i, gate) in gates.iter().enumerate() {
+            let field = format!("spec.schedulingGates[{i}].name");
+            if gates[..i].contains(gate) {
+                errs.push(FieldError { field, reason: "FieldValueDuplicate", message: format!("Duplicate value: {gate:?}") });
+            } else if let Err(why) = validation::qualified_name(gate) {
+                errs.push(FieldError { field, reason: "FieldValueInvalid", message: format!("Invalid value: {gate:?}: {why}") });
+            }
+        }
+        if !gates.is_empty() && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            errs.push(FieldError { field: "spec.nodeName".into(), reason: "FieldValueForbidden", message: "Forbidden: cannot be set until all schedulingGates have been cleared".into() });
         }
     }
     errs

@@ -27,6 +27,10 @@ pub async fn bind(registry: &Registry, def: &ResourceDef, ns: Option<&str>, name
             if let Some(bound) = pod.pointer("/spec/nodeName").and_then(|n| n.as_str()).filter(|n| !n.is_empty()) {
                 return Err(ApiError::conflict(def, name, &format!("pod {name} is already assigned to node {bound:?}")));
             }
+            if pod.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+                // Upstream's plain error, hence its 500.
+                return Err(ApiError::internal(format!("pod {name} has non-empty .spec.schedulingGates")));
+            }
             let mut pod = pod.clone();
             pod["spec"]["nodeName"] = json!(node);
             let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()});

@@ -8,6 +8,7 @@
 //! binding is written in the background, so the next pod is placed without
 //! waiting for the API.
 
+pub mod config;
 mod model;
 mod plugins;
 mod preemption;
@@ -32,6 +33,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
+use config::{Config, Plugin, Profile};
 use model::{NodeInfo, PodInfo};
 /// Upstream keeps this rule in a package the scheduler and the node
 /// lifecycle controller share (component-helpers); here the scheduler
@@ -51,17 +53,26 @@ use volumes::{Choice, Storage};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The profiles: pods whose `schedulerName` is one of these are ours,
-    /// and events about them are reported under that name. Each profile
-    /// has upstream's default plugins.
-    pub profiles: Vec<String>,
+    /// The profiles: pods whose `schedulerName` is a profile's name are
+    /// ours, scheduled by its plugins, and events about them are reported
+    /// under that name.
+    pub profiles: Vec<Profile>,
+    /// A pod's first wait after a failed attempt, doubled per failure up
+    /// to the second.
+    pub backoff: (Duration, Duration),
     /// Bindings written at once.
     pub parallel_binds: usize,
 }
 
+impl Options {
+    pub fn from_config(config: &Config) -> Options {
+        Options { profiles: config.profiles.clone(), backoff: (config.initial_backoff, config.max_backoff), parallel_binds: 64 }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
-        Options { profiles: vec!["default-scheduler".into()], parallel_binds: 64 }
+        Options::from_config(&Config::with_profiles(&["default-scheduler".into()]))
     }
 }
 
@@ -127,8 +138,8 @@ impl Nodes {
 
 #[derive(Default)]
 struct State {
-    /// Pods whose `schedulerName` is one of these are ours.
-    profiles: Vec<String>,
+    /// Pods whose `schedulerName` names one of these are ours.
+    profiles: Vec<Arc<Profile>>,
     nodes: Nodes,
     next_start: usize,
     /// Every pod holding room on a node (bound, or assumed), by uid.
@@ -195,7 +206,11 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         events,
         reports: Arc::new(Semaphore::new(PARALLEL_EVENTS)),
         client,
-        state: Mutex::new(State { profiles: options.profiles, ..State::default() }),
+        state: Mutex::new(State {
+            profiles: options.profiles.into_iter().map(Arc::new).collect(),
+            queue: Queue::new(options.backoff.0, options.backoff.1),
+            ..State::default()
+        }),
         wake: Notify::new(),
     });
     tasks.spawn(follow::<Node>(scheduler.clone()));
@@ -412,9 +427,17 @@ impl State {
         name
     }
 
+    /// The profile that schedules the pod, if it is ours.
+    fn profile(&self, pod: &Pod) -> Option<Arc<Profile>> {
+        self.profiles.iter().find(|p| p.name == profile_of(pod)).cloned()
+    }
+
     /// Takes in a pod as the API now has it.
     fn observe(&mut self, pod: Pod) {
-        let ours = self.profiles.iter().any(|p| p == profile_of(&pod));
+        let profile = self.profile(&pod);
+        // SchedulingGates: a gated pod waits, unqueued, for its gates to go.
+        let gated = pod.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref()).is_some_and(|g| !g.is_empty());
+        let ours = profile.is_some_and(|p| !(gated && p.runs(Plugin::SchedulingGates)));
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let info = PodInfo::new(Arc::new(pod));
         if info.terminal {
@@ -443,7 +466,7 @@ impl State {
         }
         if ours && !deleting && !self.binding.contains(&info.uid) {
             self.queue.add_or_update(info);
-        } else if deleting {
+        } else if deleting || !ours {
             self.queue.remove(&info.uid);
             self.nominated.remove(&info.uid);
         }
@@ -470,23 +493,24 @@ impl State {
     }
 
     /// How many feasible nodes to look for before scoring, as upstream's
-    /// adaptive `percentageOfNodesToScore`: all of a small cluster, a
-    /// shrinking share (at least 5%, at least 100 nodes) of a large one.
-    fn nodes_to_find(&self) -> usize {
+    /// `percentageOfNodesToScore`: all of a small cluster, else the given
+    /// share, or a share shrinking with the cluster's size (at least 5%),
+    /// and at least 100 nodes.
+    fn nodes_to_find(&self, percentage: Option<u32>) -> usize {
         let all = self.nodes.list.len();
         if all < 100 {
             return all;
         }
-        let percent = (50 - all as i64 / 125).max(5) as usize;
-        (all * percent / 100).max(100)
+        let percent = percentage.map_or((50 - all as i64 / 125).max(5) as usize, |p| p as usize);
+        (all * percent / 100).max(100).min(all)
     }
 
-    /// The best node for `pod` and how its unbound claims are bound
-    /// there, or why none fits.
-    fn decide(&mut self, pod: &PodInfo) -> Result<(String, Vec<Choice>), Unfit> {
-        let wanted = self.nodes_to_find();
+    /// The best node for `pod` by its profile's plugins, and how its
+    /// unbound claims are bound there, or why none fits.
+    fn decide(&mut self, pod: &PodInfo, profile: &Profile) -> Result<(String, Vec<Choice>), Unfit> {
+        let wanted = self.nodes_to_find(profile.percentage_of_nodes_to_score);
         let total = self.nodes.list.len();
-        let claims = match pod.claims.is_empty() {
+        let claims = match pod.claims.is_empty() || !profile.runs(Plugin::VolumeBinding) {
             true => None,
             false => match self.storage.prefilter(&pod.claims) {
                 Ok(claims) => Some(claims),
@@ -516,17 +540,17 @@ impl State {
             // Pods as important, nominated to this node, have their room kept.
             let ahead: Vec<&PodInfo> = self.nominated.values().filter(|(n, p)| n == &node.name && p.uid != pod.uid && p.priority >= pod.priority).map(|(_, p)| p).collect();
             let verdict = if ahead.is_empty() {
-                plugins::filter(pod, node)
+                plugins::filter(pod, node, profile)
             } else {
                 let mut with = node.clone();
                 for p in ahead {
                     with.add_pod(p);
                 }
-                plugins::filter(pod, &with)
+                plugins::filter(pod, &with, profile)
             };
             let verdict = verdict
                 .and_then(|()| claims.as_ref().map_or(Ok(()), |c| self.storage.choose(c, node).map(drop)))
-                .and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node)));
+                .and_then(|()| cycle.as_ref().map_or(Ok(()), |c| c.filter(node, profile)));
             match verdict {
                 Ok(()) => feasible.push(node),
                 Err(why) => {
@@ -548,9 +572,9 @@ impl State {
             return Err(Unfit { total, reasons, unresolvable: failed_unresolvable, candidates, prefilter: None });
         }
         let spread = |image: &str| self.nodes.image_nodes.get(image).copied().unwrap_or(0);
-        let mut scores = plugins::score(pod, &feasible, &spread, total);
+        let mut scores = plugins::score(pod, &feasible, &spread, total, profile);
         if let Some(c) = &cycle {
-            for (score, extra) in scores.iter_mut().zip(c.score(&feasible)) {
+            for (score, extra) in scores.iter_mut().zip(c.score(&feasible, profile)) {
                 *score += extra;
             }
         }
@@ -566,7 +590,7 @@ impl State {
 impl State {
     /// PostFilter: the node and victims that make room for `pod`, or why
     /// the pod may not preempt (None: no victims found).
-    fn preempt(&mut self, pod: &PodInfo, unfit: &Unfit) -> Result<(String, Vec<PodInfo>), Option<&'static str>> {
+    fn preempt(&mut self, pod: &PodInfo, unfit: &Unfit, profile: &Profile) -> Result<(String, Vec<PodInfo>), Option<&'static str>> {
         let nominated = self.nominated.get(&pod.uid).map(|(n, _)| n);
         preemption::eligible(pod, nominated, &self.nodes.index, &self.nodes.list, &self.placed).map_err(Some)?;
         let budgets: Vec<_> = self.budgets.values().cloned().collect();
@@ -574,7 +598,7 @@ impl State {
             .candidates
             .iter()
             .filter_map(|name| self.nodes.index.get(name).map(|i| &self.nodes.list[*i]))
-            .filter_map(|node| Some((node.name.clone(), preemption::victims_on(pod, node, &self.placed, &budgets)?)))
+            .filter_map(|node| Some((node.name.clone(), preemption::victims_on(pod, node, &self.placed, &budgets, profile)?)))
             .collect();
         let (node, victims) = preemption::best(candidates).map(|(node, v)| (node, v.pods)).ok_or(None)?;
         // Nominated: the node's room is kept for it; pods of lower priority
@@ -651,11 +675,13 @@ impl Scheduler {
                 self.wake.notified().await;
                 continue;
             };
-            let decision = self.state.lock().unwrap().decide(&pod);
+            let Some(profile) = self.state.lock().unwrap().profile(&pod.pod) else { continue };
+            let decision = self.state.lock().unwrap().decide(&pod, &profile);
             match decision {
-                Ok((node, choices)) => self.assume_and_bind(pod, node, choices).await,
+                Ok((node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout).await,
+                Err(unfit) if !profile.runs(Plugin::DefaultPreemption) => self.unschedulable(pod, fit_error(&unfit, Some(None))),
                 Err(unfit) => {
-                    let outcome = self.state.lock().unwrap().preempt(&pod, &unfit);
+                    let outcome = self.state.lock().unwrap().preempt(&pod, &unfit, &profile);
                     let message = match outcome {
                         Ok((node, victims)) => {
                             self.evict(&pod, &node, victims);
@@ -670,7 +696,7 @@ impl Scheduler {
         }
     }
 
-    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>) {
+    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>, bind_timeout: Duration) {
         let assumed = PodInfo { node: Some(node.clone()), ..pod };
         {
             let mut st = self.state.lock().unwrap();
@@ -689,7 +715,7 @@ impl Scheduler {
         };
         let s = self.clone();
         tokio::spawn(async move {
-            let mut result = s.bind_volumes(&volumes, &node).await;
+            let mut result = s.bind_volumes(&volumes, &node, bind_timeout).await;
             if result.is_ok() {
                 let _permit = match permit {
                     Some(p) => p,
@@ -717,10 +743,10 @@ impl Scheduler {
     }
 
     /// VolumeBinding's PreBind: claims the chosen volumes, asks for the
-    /// others to be provisioned on the node, and waits (as upstream, up
-    /// to ten minutes) for the volume controller to bind every claim.
-    async fn bind_volumes(&self, volumes: &[Choice], node: &str) -> Result<(), kube::Error> {
-        const BIND_TIMEOUT: Duration = Duration::from_secs(600);
+    /// others to be provisioned on the node, and waits (by default, as
+    /// upstream, up to ten minutes) for the volume controller to bind
+    /// every claim.
+    async fn bind_volumes(&self, volumes: &[Choice], node: &str, timeout: Duration) -> Result<(), kube::Error> {
         if volumes.is_empty() {
             return Ok(());
         }
@@ -728,7 +754,7 @@ impl Scheduler {
             volumes::write(&self.client, choice, node).await?;
         }
         let failed = |message: String| kube::Error::Api(kube::core::ErrorResponse { status: "Failure".into(), message, reason: "VolumeBinding".into(), code: 500 });
-        let deadline = tokio::time::Instant::now() + BIND_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.state.lock().unwrap().storage.all_bound(volumes) {
                 Ok(true) => return Ok(()),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration};
 
+use crate::config::{Plugin, Profile, Strategy};
 use crate::model::{NodeInfo, PodInfo};
 
 /// Why a node does not fit a pod.
@@ -20,15 +21,27 @@ fn unresolvable(message: impl Into<String>) -> Vec<Reason> {
     vec![Reason { message: message.into(), unresolvable: true }]
 }
 
-/// Runs the filters in upstream's order; the first that fails decides.
-pub fn filter(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+/// Runs the profile's filters in upstream's order; the first that fails
+/// decides. (NodeName has nothing to check: a pod with a node is bound.)
+pub fn filter(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> Result<(), Vec<Reason>> {
     let spec = pod.pod.spec.as_ref();
     let tolerations: &[Toleration] = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-    node_unschedulable(node, tolerations)?;
-    taint_toleration(node, tolerations)?;
-    node_affinity(&pod.pod, node)?;
-    node_ports(pod, node)?;
-    node_resources_fit(pod, node)
+    if profile.runs(Plugin::NodeUnschedulable) {
+        node_unschedulable(node, tolerations)?;
+    }
+    if profile.runs(Plugin::TaintToleration) {
+        taint_toleration(node, tolerations)?;
+    }
+    if profile.runs(Plugin::NodeAffinity) {
+        node_affinity(&pod.pod, node)?;
+    }
+    if profile.runs(Plugin::NodePorts) {
+        node_ports(pod, node)?;
+    }
+    match profile.runs(Plugin::NodeResourcesFit) {
+        true => node_resources_fit(pod, node, profile),
+        false => Ok(()),
+    }
 }
 
 /// NodeUnschedulable: a cordoned node takes only pods tolerating that.
@@ -131,8 +144,9 @@ fn node_ports(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
 }
 
 /// NodeResourcesFit: room for one more pod and for every resource it
-/// requests; each shortfall is its own reason.
-fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+/// requests (but the extended resources the profile ignores); each
+/// shortfall is its own reason.
+fn node_resources_fit(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> Result<(), Vec<Reason>> {
     let mut reasons = Vec::new();
     let mut short = |message: String| reasons.push(Reason { message, unresolvable: false });
     if node.pods.len() as i64 + 1 > node.allowed_pods {
@@ -148,7 +162,8 @@ fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>>
     if want.ephemeral_storage > 0 && want.ephemeral_storage > free.ephemeral_storage - used.ephemeral_storage {
         short("Insufficient ephemeral-storage".into());
     }
-    for (name, amount) in &want.scalar {
+    let ignored = |name: &str| profile.fit_ignored.iter().any(|i| i == name) || name.split_once('/').is_some_and(|(group, _)| profile.fit_ignored_groups.iter().any(|g| g == group));
+    for (name, amount) in want.scalar.iter().filter(|(name, _)| !ignored(name)) {
         let available = free.scalar.get(name).copied().unwrap_or(0) - used.scalar.get(name).copied().unwrap_or(0);
         if *amount > 0 && *amount > available {
             short(format!("Insufficient {name}"));
@@ -161,14 +176,13 @@ fn node_resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Vec<Reason>>
     }
 }
 
-/// Upstream's default score weights.
-const TAINT_TOLERATION_WEIGHT: i64 = 3;
-const NODE_AFFINITY_WEIGHT: i64 = 2;
 const MAX_SCORE: i64 = 100;
 
-/// Scores the feasible nodes; higher is better. `image_spread` tells on how
-/// many of all `total_nodes` nodes an image is (ImageLocality).
-pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], image_spread: &dyn Fn(&str) -> usize, total_nodes: usize) -> Vec<i64> {
+/// Scores the feasible nodes by the profile's weights; higher is better.
+/// `image_spread` tells on how many of all `total_nodes` nodes an image is
+/// (ImageLocality).
+pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], image_spread: &dyn Fn(&str) -> usize, total_nodes: usize, profile: &Profile) -> Vec<i64> {
+    let weight = |plugin| profile.weight(plugin);
     let spec = pod.pod.spec.as_ref();
     let tolerations: &[Toleration] = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
     let preferred = spec
@@ -197,8 +211,17 @@ pub fn score(pod: &PodInfo, nodes: &[&NodeInfo], image_spread: &dyn Fn(&str) -> 
         .map(|(i, n)| {
             let affinity = if max_affinity > 0 { affinity[i] * MAX_SCORE / max_affinity } else { 0 };
             let taints = if max_intolerable > 0 { MAX_SCORE - intolerable[i] * MAX_SCORE / max_intolerable } else { MAX_SCORE };
-            least_allocated(pod, n) + balanced_allocation(pod, n) + NODE_AFFINITY_WEIGHT * affinity + TAINT_TOLERATION_WEIGHT * taints
-                + image_locality(pod, n, image_spread, total_nodes)
+            let mut total = weight(Plugin::NodeAffinity) * affinity + weight(Plugin::TaintToleration) * taints;
+            if weight(Plugin::NodeResourcesFit) > 0 {
+                total += weight(Plugin::NodeResourcesFit) * resources_fit(pod, n, profile);
+            }
+            if weight(Plugin::NodeResourcesBalancedAllocation) > 0 {
+                total += weight(Plugin::NodeResourcesBalancedAllocation) * balanced_allocation(pod, n, &profile.balanced_resources);
+            }
+            if weight(Plugin::ImageLocality) > 0 {
+                total += weight(Plugin::ImageLocality) * image_locality(pod, n, image_spread, total_nodes);
+            }
+            total
         })
         .collect()
 }
@@ -220,24 +243,83 @@ fn image_locality(pod: &PodInfo, node: &NodeInfo, spread: &dyn Fn(&str) -> usize
     MAX_SCORE * (sum.clamp(MIN, max) - MIN) / (max - MIN).max(1)
 }
 
-/// The node's CPU and memory fractions in use once the pod is on it.
-fn fractions(pod: &PodInfo, node: &NodeInfo) -> [(i64, i64); 2] {
-    [
-        (node.nonzero.0 + pod.nonzero.0, node.allocatable.milli_cpu),
-        (node.nonzero.1 + pod.nonzero.1, node.allocatable.memory),
-    ]
+/// A resource's amount requested on the node once the pod is there, and
+/// the node's allocatable amount; None when it is not scored (the node
+/// has none, or it is an extended resource the pod does not ask for).
+/// `nonzero` counts CPU and memory with upstream's defaults for pods
+/// that request none.
+fn usage(pod: &PodInfo, node: &NodeInfo, resource: &str, nonzero: bool) -> Option<(i64, i64)> {
+    let (want, used, free) = (&pod.requests, &node.requested, &node.allocatable);
+    let (used, total) = match resource {
+        "cpu" if nonzero => (node.nonzero.0 + pod.nonzero.0, free.milli_cpu),
+        "memory" if nonzero => (node.nonzero.1 + pod.nonzero.1, free.memory),
+        "cpu" => (used.milli_cpu + want.milli_cpu, free.milli_cpu),
+        "memory" => (used.memory + want.memory, free.memory),
+        "ephemeral-storage" => (used.ephemeral_storage + want.ephemeral_storage, free.ephemeral_storage),
+        name => {
+            let asked = want.scalar.get(name).copied().filter(|a| *a > 0)?;
+            (used.scalar.get(name).copied().unwrap_or(0) + asked, free.scalar.get(name).copied().unwrap_or(0))
+        }
+    };
+    (total != 0).then_some((used, total))
 }
 
-/// NodeResourcesFit's LeastAllocated: the more left free, the better.
-fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let scores = fractions(pod, node).map(|(used, total)| if total == 0 || used > total { 0 } else { (total - used) * MAX_SCORE / total });
-    scores.iter().sum::<i64>() / scores.len() as i64
+/// NodeResourcesFit's score by the profile's strategy: each resource's
+/// score, weighted, averaged over the resources the node has.
+fn resources_fit(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> i64 {
+    let (mut sum, mut weights) = (0, 0);
+    for (resource, weight) in &profile.fit_resources {
+        let Some((used, total)) = usage(pod, node, resource, true) else { continue };
+        let score = match &profile.fit_strategy {
+            Strategy::LeastAllocated => match used > total {
+                true => 0,
+                false => (total - used) * MAX_SCORE / total,
+            },
+            Strategy::MostAllocated => used.min(total) * MAX_SCORE / total,
+            Strategy::RequestedToCapacityRatio(shape) => {
+                let score = broken_linear(shape, used.min(total) * 100 / total);
+                // Upstream leaves out resources that score nothing.
+                if score == 0 {
+                    continue;
+                }
+                score
+            }
+        };
+        sum += score * weight;
+        weights += weight;
+    }
+    match (weights, &profile.fit_strategy) {
+        (0, _) => 0,
+        (w, Strategy::RequestedToCapacityRatio(_)) => (sum as f64 / w as f64).round() as i64,
+        (w, _) => sum / w,
+    }
 }
 
-/// NodeResourcesBalancedAllocation: CPU and memory used alike is better.
-fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let [cpu, memory] = fractions(pod, node).map(|(used, total)| if total == 0 { 1.0 } else { (used as f64 / total as f64).min(1.0) });
-    let deviation = (cpu - memory).abs() / 2.0;
+/// RequestedToCapacityRatio's shape at a utilization, scaled from its
+/// 0–10 points to 0–100.
+fn broken_linear(shape: &[(i64, i64)], utilization: i64) -> i64 {
+    let scaled = |score: i64| score * MAX_SCORE / 10;
+    for (i, &(at, score)) in shape.iter().enumerate() {
+        if utilization <= at {
+            let Some(&(before, previous)) = i.checked_sub(1).map(|j| &shape[j]) else { return scaled(score) };
+            return scaled(previous) + (scaled(score) - scaled(previous)) * (utilization - before) / (at - before);
+        }
+    }
+    shape.last().map_or(0, |&(_, score)| scaled(score))
+}
+
+/// NodeResourcesBalancedAllocation: resources used alike is better (one
+/// less the standard deviation of the fractions requested).
+fn balanced_allocation(pod: &PodInfo, node: &NodeInfo, resources: &[(String, i64)]) -> i64 {
+    let fractions: Vec<f64> = resources.iter().filter_map(|(r, _)| usage(pod, node, r, false)).map(|(used, total)| (used as f64 / total as f64).min(1.0)).collect();
+    let deviation = match fractions.as_slice() {
+        [a, b] => (a - b).abs() / 2.0,
+        [_, _, ..] => {
+            let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
+            (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / fractions.len() as f64).sqrt()
+        }
+        _ => 0.0,
+    };
     ((1.0 - deviation) * MAX_SCORE as f64) as i64
 }
 
@@ -249,6 +331,28 @@ mod tests {
     fn node(name: &str, images: serde_json::Value) -> NodeInfo {
         let node = serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "status": {"images": images}})).unwrap();
         NodeInfo::new(Arc::new(node))
+    }
+
+    #[test]
+    fn resource_scoring_strategies_as_upstream() {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}})).unwrap();
+        let node = NodeInfo::new(Arc::new(node));
+        let pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}]}})).unwrap();
+        let pod = PodInfo::new(Arc::new(pod));
+        let mut profile = Profile::default_named("p");
+        assert_eq!(resources_fit(&pod, &node, &profile), 75, "a quarter used, three quarters free");
+        profile.fit_strategy = Strategy::MostAllocated;
+        assert_eq!(resources_fit(&pod, &node, &profile), 25);
+        // Upstream's bin-packing shape: 0 at empty, 10 at full.
+        profile.fit_strategy = Strategy::RequestedToCapacityRatio(vec![(0, 0), (100, 10)]);
+        assert_eq!(resources_fit(&pod, &node, &profile), 25);
+        assert_eq!(broken_linear(&[(20, 2), (60, 10)], 10), 20, "before the first point: its score");
+        assert_eq!(broken_linear(&[(20, 2), (60, 10)], 40), 60, "between points: linear");
+        assert_eq!(broken_linear(&[(20, 2), (60, 10)], 90), 100, "after the last point: its score");
+        profile.fit_resources = vec![("cpu".into(), 3), ("memory".into(), 1), ("example.com/gpu".into(), 5)];
+        profile.fit_strategy = Strategy::LeastAllocated;
+        assert_eq!(resources_fit(&pod, &node, &profile), 75, "a resource the pod does not ask for is left out");
+        assert_eq!(balanced_allocation(&pod, &node, &profile.balanced_resources), 100, "cpu and memory a quarter used alike");
     }
 
     #[test]

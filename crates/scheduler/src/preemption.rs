@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
+use crate::config::Profile;
 use crate::model::{NodeInfo, PodInfo};
 use crate::{plugins, topology};
 
@@ -70,7 +71,7 @@ fn by_budget<'a>(pods: Vec<&'a PodInfo>, budgets: &[Arc<PodDisruptionBudget>]) -
 /// removed, then each given back if the pod still fits without evicting
 /// it: first those whose eviction would break a disruption budget, then
 /// the rest, most important first. None if even removing all does not help.
-pub fn victims_on(pod: &PodInfo, node: &NodeInfo, placed: &HashMap<String, PodInfo>, budgets: &[Arc<PodDisruptionBudget>]) -> Option<Victims> {
+pub fn victims_on(pod: &PodInfo, node: &NodeInfo, placed: &HashMap<String, PodInfo>, budgets: &[Arc<PodDisruptionBudget>], profile: &Profile) -> Option<Victims> {
     let mut lower: Vec<&PodInfo> = node.pods.iter().filter_map(|u| placed.get(u)).filter(|p| p.priority < pod.priority && p.pod.metadata.deletion_timestamp.is_none()).collect();
     if lower.is_empty() {
         return None;
@@ -79,7 +80,7 @@ pub fn victims_on(pod: &PodInfo, node: &NodeInfo, placed: &HashMap<String, PodIn
     for victim in &lower {
         trial.remove_pod(victim);
     }
-    if plugins::filter(pod, &trial).is_err() {
+    if plugins::filter(pod, &trial, profile).is_err() {
         return None;
     }
     // More important first: higher priority, then started earlier.
@@ -88,7 +89,7 @@ pub fn victims_on(pod: &PodInfo, node: &NodeInfo, placed: &HashMap<String, PodIn
     let mut victims = Victims { pods: Vec::new(), violating: 0 };
     for (candidate, breaks_budget) in violating.into_iter().map(|p| (p, true)).chain(rest.into_iter().map(|p| (p, false))) {
         trial.add_pod(candidate);
-        if plugins::filter(pod, &trial).is_err() {
+        if plugins::filter(pod, &trial, profile).is_err() {
             trial.remove_pod(candidate);
             victims.pods.push(candidate.clone());
             victims.violating += usize::from(breaks_budget);

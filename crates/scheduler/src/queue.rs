@@ -1,6 +1,6 @@
 //! The scheduling queue, as upstream's: pods ready to try (highest
 //! priority, then oldest, first), pods backing off after a failed attempt
-//! (1 s doubling to 10 s), and pods that fit nowhere, which wait for a
+//! (by default 1 s doubling to 10 s), and pods that fit nowhere, which wait for a
 //! cluster event that could make them fit (or 5 minutes).
 
 use std::cmp::Ordering;
@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::model::PodInfo;
 
-const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_UNSCHEDULABLE: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,14 +49,25 @@ impl PartialOrd for Entry {
     }
 }
 
-#[derive(Default)]
 pub struct Queue {
     heap: BinaryHeap<Entry>,
     pods: HashMap<String, Queued>,
     seq: u64,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue::new(Duration::from_secs(1), Duration::from_secs(10))
+    }
 }
 
 impl Queue {
+    pub fn new(initial_backoff: Duration, max_backoff: Duration) -> Queue {
+        Queue { heap: BinaryHeap::new(), pods: HashMap::new(), seq: 0, initial_backoff, max_backoff }
+    }
+
     fn activate(&mut self, uid: &str) {
         self.seq += 1;
         if let Some(q) = self.pods.get_mut(uid) {
@@ -115,8 +124,8 @@ impl Queue {
         self.pods.remove(uid);
     }
 
-    fn backoff_over(q: &Queued, now: Instant) -> bool {
-        let backoff = INITIAL_BACKOFF.saturating_mul(1 << q.attempts.saturating_sub(1).min(8)).min(MAX_BACKOFF);
+    fn backoff_over(&self, q: &Queued, now: Instant) -> bool {
+        let backoff = self.initial_backoff.saturating_mul(1 << q.attempts.saturating_sub(1).min(8)).min(self.max_backoff);
         q.last_failure.is_none_or(|t| now >= t + backoff)
     }
 
@@ -150,7 +159,7 @@ impl Queue {
             .pods
             .iter()
             .filter(|(_, q)| match q.stage {
-                Stage::Backoff => Self::backoff_over(q, now),
+                Stage::Backoff => self.backoff_over(q, now),
                 Stage::Unschedulable => q.last_failure.is_some_and(|t| now >= t + MAX_UNSCHEDULABLE),
                 _ => false,
             })

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::config::{Plugin, Profile};
 use crate::model::{NodeInfo, PodInfo};
 use crate::plugins::{selects_node, tolerates, Reason};
 
@@ -18,9 +19,6 @@ const SPREAD_MISMATCH: &str = "node(s) didn't match pod topology spread constrai
 const AFFINITY_MISMATCH: &str = "node(s) didn't match pod affinity rules";
 const ANTI_AFFINITY_MISMATCH: &str = "node(s) didn't match pod anti-affinity rules";
 const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
-/// Upstream's default weights of the two scores.
-const SPREAD_WEIGHT: i64 = 2;
-const AFFINITY_WEIGHT: i64 = 2;
 const MAX_SCORE: i64 = 100;
 
 /// Whether a pod uses either plugin: only such pods pay for PreFilter,
@@ -187,15 +185,20 @@ impl Cycle {
         cycle
     }
 
-    /// PodTopologySpread's and InterPodAffinity's Filter.
-    pub fn filter(&self, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    /// PodTopologySpread's and InterPodAffinity's Filter, those the
+    /// profile runs.
+    pub fn filter(&self, node: &NodeInfo, profile: &Profile) -> Result<(), Vec<Reason>> {
         let fail = |message: &str, unresolvable: bool| Err(vec![Reason { message: message.into(), unresolvable }]);
-        for s in self.spread.iter().filter(|s| s.hard) {
+        let spread: &[Spread] = if profile.runs(Plugin::PodTopologySpread) { &self.spread } else { &[] };
+        for s in spread.iter().filter(|s| s.hard) {
             let Some(value) = domain(node, &s.key) else { return fail(&format!("{SPREAD_MISMATCH} (missing required label)"), true) };
             let skew = s.counts.get(value).copied().unwrap_or(0) + s.own - s.min;
             if skew > s.max_skew {
                 return fail(SPREAD_MISMATCH, false);
             }
+        }
+        if !profile.runs(Plugin::InterPodAffinity) {
+            return Ok(());
         }
         for t in &self.affinity {
             let present = domain(node, &t.key).map(|v| t.counts.get(v).copied().unwrap_or(0));
@@ -215,30 +218,32 @@ impl Cycle {
         Ok(())
     }
 
-    /// Both plugins' weighted, normalized scores for the feasible nodes.
-    pub fn score(&self, nodes: &[&NodeInfo]) -> Vec<i64> {
+    /// Both plugins' normalized scores for the feasible nodes, weighted
+    /// as the profile weighs them.
+    pub fn score(&self, nodes: &[&NodeInfo], profile: &Profile) -> Vec<i64> {
         let mut out = vec![0; nodes.len()];
+        let (spread_weight, affinity_weight) = (profile.weight(Plugin::PodTopologySpread), profile.weight(Plugin::InterPodAffinity));
         // Spreading: fewer matching pods in the node's domains is better,
         // each constraint weighted by how many domains it has.
         let soft: Vec<&Spread> = self.spread.iter().filter(|s| !s.hard).collect();
-        if !soft.is_empty() {
+        if !soft.is_empty() && spread_weight > 0 {
             let raw: Vec<f64> = nodes
                 .iter()
                 .map(|n| soft.iter().map(|s| domain(n, &s.key).map_or(0.0, |v| (s.counts.get(v).copied().unwrap_or(0) + s.own) as f64 * ((s.counts.len() + 2) as f64).ln())).sum())
                 .collect();
             let (max, min) = raw.iter().fold((f64::MIN, f64::MAX), |(a, b), v| (a.max(*v), b.min(*v)));
             for (o, r) in out.iter_mut().zip(&raw) {
-                *o += SPREAD_WEIGHT * if max <= 0.0 { MAX_SCORE } else { (MAX_SCORE as f64 * (max + min - r) / max) as i64 };
+                *o += spread_weight * if max <= 0.0 { MAX_SCORE } else { (MAX_SCORE as f64 * (max + min - r) / max) as i64 };
             }
         }
         // Preferred (anti-)affinity: the weights of the terms the pods in
         // the node's domains satisfy.
-        if !self.preferred.is_empty() {
+        if !self.preferred.is_empty() && affinity_weight > 0 {
             let raw: Vec<i64> = nodes.iter().map(|n| self.preferred.iter().map(|t| domain(n, &t.key).map_or(0, |v| t.weight * t.counts.get(v).copied().unwrap_or(0))).sum()).collect();
             let (max, min) = (raw.iter().copied().max().unwrap_or(0), raw.iter().copied().min().unwrap_or(0));
             if max > min {
                 for (o, r) in out.iter_mut().zip(&raw) {
-                    *o += AFFINITY_WEIGHT * MAX_SCORE * (r - min) / (max - min);
+                    *o += affinity_weight * MAX_SCORE * (r - min) / (max - min);
                 }
             }
         }

@@ -52,13 +52,27 @@ impl ControllerFlags {
 
 #[derive(clap::Args)]
 pub struct SchedulerArgs {
-    /// How to reach the API server.
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    /// The profiles (comma-separated): pods whose `schedulerName` is one
-    /// of these are this scheduler's.
+    /// How to reach the API server (else the configuration's
+    /// `clientConnection.kubeconfig`).
+    #[arg(long, required_unless_present = "config")]
+    kubeconfig: Option<PathBuf>,
+    /// A KubeSchedulerConfiguration (`kubescheduler.config.k8s.io/v1`):
+    /// profiles with their plugins and arguments, backoff, leader election.
+    #[arg(long, conflicts_with = "scheduler_name")]
+    config: Option<PathBuf>,
+    /// The profiles (comma-separated), each with upstream's default
+    /// plugins: pods whose `schedulerName` is one of these are this
+    /// scheduler's.
     #[arg(long, value_delimiter = ',', default_value = "default-scheduler")]
     scheduler_name: Vec<String>,
+}
+
+/// A scheduler's configuration: the KubeSchedulerConfiguration file if
+/// one is given, else a profile with upstream's default plugins per name.
+pub fn scheduler_config(file: Option<&std::path::Path>, names: &[String]) -> Result<skiff_scheduler::config::Config> {
+    let Some(path) = file else { return Ok(skiff_scheduler::config::Config::with_profiles(names)) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    skiff_scheduler::config::Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 #[derive(clap::Args)]
@@ -85,29 +99,37 @@ fn identity() -> String {
     format!("{}_{}", hostname().unwrap_or_else(|| "skiff".into()), uuid::Uuid::new_v4())
 }
 
-/// Runs the scheduler while this process holds `kube-system/kube-scheduler`.
-pub async fn scheduler(client: kube::Client, options: skiff_scheduler::Options) {
-    leader::lead(client.clone(), "kube-scheduler", identity(), move || {
+/// Runs the scheduler, while this process holds its Lease
+/// (`kube-system/kube-scheduler` unless configured otherwise) or, with
+/// leader election off, at once.
+pub async fn scheduler(client: kube::Client, config: skiff_scheduler::config::Config) {
+    let options = skiff_scheduler::Options::from_config(&config);
+    let elector = client.clone();
+    let run = move || {
         let (client, options) = (client.clone(), options.clone());
         async move {
             if let Err(e) = skiff_scheduler::run(client, options).await {
                 tracing::error!("scheduler stopped: {e:#}");
             }
         }
-    })
-    .await;
+    };
+    match config.leader_elect {
+        true => leader::lead(elector, &config.lease_namespace, &config.lease_name, identity(), run).await,
+        false => run().await,
+    }
 }
 
 /// Runs the controllers while this process holds
 /// `kube-system/kube-controller-manager`.
 pub async fn controller_manager(client: kube::Client, options: skiff_controllers::Options) {
-    leader::lead(client.clone(), "kube-controller-manager", identity(), move || skiff_controllers::run(client.clone(), options.clone())).await;
+    leader::lead(client.clone(), "kube-system", "kube-controller-manager", identity(), move || skiff_controllers::run(client.clone(), options.clone())).await;
 }
 
 pub async fn run_scheduler(args: SchedulerArgs) -> Result<()> {
-    let client = crate::sim::client(&args.kubeconfig).await?;
-    let options = skiff_scheduler::Options { profiles: args.scheduler_name, ..Default::default() };
-    scheduler(client, options).await;
+    let config = scheduler_config(args.config.as_deref(), &args.scheduler_name)?;
+    let kubeconfig = args.kubeconfig.or(config.kubeconfig.as_ref().map(PathBuf::from)).context("no --kubeconfig, and the configuration names no clientConnection.kubeconfig")?;
+    let client = crate::sim::client(&kubeconfig).await?;
+    scheduler(client, config).await;
     Ok(())
 }
 

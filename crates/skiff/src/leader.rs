@@ -17,14 +17,14 @@ use serde_json::json;
 const LEASE_SECONDS: i64 = 15;
 const RETRY: Duration = Duration::from_secs(2);
 
-/// Runs `component` while this process holds the Lease `name`, stops it
-/// when leadership is lost, and competes again; forever.
-pub async fn lead<F, Fut>(client: kube::Client, name: &str, identity: String, component: F)
+/// Runs `component` while this process holds the Lease `namespace/name`,
+/// stops it when leadership is lost, and competes again; forever.
+pub async fn lead<F, Fut>(client: kube::Client, namespace: &str, name: &str, identity: String, component: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let elector = Elector::new(client, name, identity);
+    let elector = Elector::new(client, namespace, name, identity);
     loop {
         elector.acquire().await;
         tracing::info!(lease = name, "leading: started");
@@ -42,8 +42,8 @@ struct Elector {
 }
 
 impl Elector {
-    fn new(client: kube::Client, name: &str, identity: String) -> Elector {
-        Elector { leases: Api::namespaced(client, "kube-system"), name: name.to_string(), identity }
+    fn new(client: kube::Client, namespace: &str, name: &str, identity: String) -> Elector {
+        Elector { leases: Api::namespaced(client, namespace), name: name.to_string(), identity }
     }
 
     /// Returns once this process holds the lease.
@@ -84,7 +84,7 @@ impl Elector {
             Some(lease) => lease,
             None => {
                 let lease: Lease = serde_json::from_value(json!({
-                    "metadata": {"name": self.name, "namespace": "kube-system"},
+                    "metadata": {"name": self.name},
                     "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_SECONDS,
                              "acquireTime": MicroTime(now), "renewTime": MicroTime(now), "leaseTransitions": 0},
                 }))

@@ -56,9 +56,14 @@ pub struct Args {
     /// Do not run the scheduler (another one is run instead).
     #[arg(long)]
     disable_scheduler: bool,
-    /// The in-process scheduler's profiles (comma-separated `schedulerName`s).
+    /// The in-process scheduler's profiles (comma-separated `schedulerName`s),
+    /// each with upstream's default plugins.
     #[arg(long, value_delimiter = ',', default_value = "default-scheduler")]
     scheduler_name: Vec<String>,
+    /// The in-process scheduler's KubeSchedulerConfiguration (as
+    /// kube-scheduler's `--config`; its clientConnection is not read).
+    #[arg(long, conflicts_with = "scheduler_name")]
+    scheduler_config: Option<PathBuf>,
     /// Do not run the controller manager.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -144,6 +149,7 @@ pub async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let service_ip = IpAddr::V4(first_address(&args.service_cidr).context("--service-cidr")?);
     first_address(&args.cluster_cidr).context("--cluster-cidr")?;
+    let scheduler_config = crate::components::scheduler_config(args.scheduler_config.as_deref(), &args.scheduler_name).context("--scheduler-config")?;
 
     let pki = Pki::load_or_create(&args.data_dir.join("server/tls"))?;
     let host = hostname();
@@ -213,8 +219,7 @@ pub async fn run(args: Args) -> Result<()> {
         // In-process, but an API client like any other, with its own identity.
         let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
         let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity, "kube-scheduler").await?;
-        let options = skiff_scheduler::Options { profiles: args.scheduler_name.clone(), ..Default::default() };
-        tokio::spawn(crate::components::scheduler(client, options));
+        tokio::spawn(crate::components::scheduler(client, scheduler_config));
     }
     if !args.disable_controller_manager {
         let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;

@@ -245,6 +245,62 @@ fn preemption_evicts_lower_priority_pods() {
     assert!(events.starts_with("Preempted by pod ") && events.ends_with(&format!("on node {placed}")), "{events}");
 }
 
+/// DefaultPreemption for a critical pod: a `system-cluster-critical` pod
+/// that fits nowhere preempts a lower-priority one.
+/// [sig-scheduling] SchedulerPreemption [Serial] validates lower priority pod preemption by critical pod [Conformance]
+#[test]
+fn preemption_makes_room_for_a_critical_pod() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1", "--cpu", "2"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "a node", |o| o.lines().count() == 1);
+    c.ok(&["create", "priorityclass", "low", "--value=1"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("ordinary", Some("1500m"), r#""priorityClassName":"low""#)));
+    node_of(&c, "ordinary");
+    let critical = pod("critical", Some("1"), r#""priorityClassName":"system-cluster-critical""#);
+    c.ok_stdin(&["create", "-n", "kube-system", "-f", "-"], Some(&critical));
+    let node = c.wait_for(&["get", "pod", "-n", "kube-system", "critical", "-o", "jsonpath={.spec.nodeName}"], "the critical pod to be scheduled", |n| !n.is_empty());
+    assert_eq!(node, "sim-0");
+    c.wait_for(&["get", "pods", "-o", "name"], "the ordinary pod to be preempted", |p| !p.contains("pod/ordinary"));
+}
+
+/// DefaultPreemption with ReplicaSets of four priorities on a node with
+/// room for three: the fourth preempts the two least important, whose
+/// ReplicaSets' replacements then wait, unschedulable; every ReplicaSet
+/// still counts its one replica.
+/// [sig-scheduling] SchedulerPreemption [Serial] PreemptionExecutionPath runs ReplicaSets to verify preemption running path [Conformance]
+#[test]
+fn preemption_runs_through_replica_sets() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1", "--cpu", "1"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "a node", |o| o.lines().count() == 1);
+    let replica_set = |level: u32, cpu: &str| {
+        format!(
+            "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {{name: p{level}}}\nvalue: {level}\n---\n\
+             apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: rs{level}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{rs: rs{level}}}}}\n  \
+             template:\n    metadata: {{labels: {{rs: rs{level}}}}}\n    spec:\n      priorityClassName: p{level}\n      \
+             containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: {cpu}}}}}}}]\n"
+        )
+    };
+    let scheduled = |rs: &str| {
+        c.wait_for(&["get", "pods", "-l", &format!("rs={rs}"), "-o", "jsonpath={.items[*].spec.nodeName}"], &format!("{rs}'s pod to be scheduled"), |n| n == "sim-0");
+    };
+    for (level, cpu) in [(1, "200m"), (2, "300m"), (3, "450m")] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&replica_set(level, cpu)));
+        scheduled(&format!("rs{level}"));
+    }
+    c.ok_stdin(&["apply", "-f", "-"], Some(&replica_set(4, "500m")));
+    scheduled("rs4");
+    scheduled("rs3");
+    for rs in ["rs1", "rs2"] {
+        c.wait_for(&["get", "pods", "-l", &format!("rs={rs}"), "-o", "jsonpath={.items[*].status.conditions[?(@.type=='PodScheduled')].reason}"], &format!("{rs}'s replacement to wait"), |r| r == "Unschedulable");
+    }
+    for rs in ["rs1", "rs2", "rs3", "rs4"] {
+        c.wait_for(&["get", "rs", rs, "-o", "jsonpath={.status.replicas}"], &format!("{rs} to count its replica"), |r| r == "1");
+    }
+    let preempted = c.ok(&["get", "events", "--field-selector", "reason=Preempted", "-o", "jsonpath={.items[*].involvedObject.name}"]);
+    assert!(preempted.contains("rs1-") && preempted.contains("rs2-") && !preempted.contains("rs3-"), "{preempted}");
+}
+
 /// DefaultPreemption spares PodDisruptionBudgets: of two nodes where one
 /// victim makes room, the one whose victim a budget protects
 /// (`disruptionsAllowed: 0`) loses, though its victim has the lower
@@ -352,4 +408,91 @@ fn volume_binding_follows_claims_and_their_volumes() {
     c.ok_stdin(&["apply", "-f", "-"], Some(&claim("missing", "1Gi", "local")));
     let claimed = r#"jsonpath={.items[?(@.spec.claimRef.name=="missing")].metadata.name}"#;
     c.wait_for(&["get", "pv", "-o", claimed], "the scheduler to claim a 1Gi volume", |o| o == "small-1" || o == "only-0");
+}
+
+/// A KubeSchedulerConfiguration (`skiff scheduler --config`, as
+/// kube-scheduler's): each profile runs the plugins it enables, with its
+/// weights and arguments. NodeResourcesFit's MostAllocated strategy packs
+/// pods on one node; a profile without TaintToleration's filter ignores
+/// taints; one without DefaultPreemption reports no preemption part. The
+/// Lease is the one the file names.
+#[test]
+fn scheduler_configuration_profiles_choose_plugins() {
+    let c = Cluster::start_with(&["--disable-scheduler"]);
+    let config = c.data_dir().join("scheduler.yaml");
+    std::fs::write(
+        &config,
+        r#"apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection: {leaderElect: true, resourceName: configured-scheduler}
+profiles:
+- schedulerName: default-scheduler
+  plugins:
+    postFilter: {disabled: [{name: DefaultPreemption}]}
+- schedulerName: packer
+  plugins:
+    score:
+      disabled: [{name: NodeResourcesBalancedAllocation}]
+      enabled: [{name: NodeResourcesFit, weight: 5}]
+  pluginConfig:
+  - name: NodeResourcesFit
+    args: {scoringStrategy: {type: MostAllocated, resources: [{name: cpu, weight: 1}]}}
+- schedulerName: taint-blind
+  plugins:
+    filter: {disabled: [{name: TaintToleration}]}
+"#,
+    )
+    .unwrap();
+    let _scheduler = c.component("scheduler", "scheduler", &["--config", config.to_str().unwrap()]);
+    let _sim = c.sim(&["--nodes", "3", "--cpu", "4"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "three nodes", |o| o.lines().count() == 3);
+    c.wait_for(&["get", "lease", "-n", "kube-system", "configured-scheduler", "-o", "jsonpath={.spec.holderIdentity}"], "the configured Lease", |h| !h.is_empty());
+
+    for i in 0..3 {
+        c.ok_stdin(&["create", "-f", "-"], Some(&pod(&format!("packed-{i}"), Some("500m"), r#""schedulerName":"packer""#)));
+    }
+    let nodes: Vec<String> = (0..3).map(|i| node_of(&c, &format!("packed-{i}"))).collect();
+    assert!(nodes.iter().all(|n| *n == nodes[0]), "MostAllocated packs: {nodes:?}");
+
+    c.ok(&["taint", "nodes", "--all", "dedicated=infra:NoSchedule"]);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("blind", None, r#""schedulerName":"taint-blind""#)));
+    node_of(&c, "blind");
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("kept-out", None, "")));
+    assert_eq!(failure_of(&c, "kept-out"), "0/3 nodes are available: 3 node(s) had untolerated taint {dedicated: infra}.");
+}
+
+/// A configuration kube-scheduler would refuse is refused, naming the field.
+#[test]
+fn scheduler_configuration_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: a\n  plugins: {score: {enabled: [{name: NoSuchPlugin}]}}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["scheduler", "--config", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("profiles[0].plugins: plugin \"NoSuchPlugin\" does not exist"), "{stderr}");
+}
+
+/// SchedulingGates: a pod with gates is not scheduled (its PodScheduled
+/// condition says SchedulingGated, as `kubectl get` does); gates can only
+/// be removed, and once the last is gone the pod is scheduled.
+#[test]
+fn scheduling_gates_hold_pods_until_removed() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.wait_for(&["get", "nodes", "-o", "name"], "a node", |o| o.lines().count() == 1);
+    c.ok_stdin(&["create", "-f", "-"], Some(&pod("gated", None, r#""schedulingGates":[{"name":"example.com/quota"},{"name":"example.com/review"}]"#)));
+    let condition = c.ok(&["get", "pod", "gated", "-o", "jsonpath={.status.conditions[?(@.type=='PodScheduled')].reason}"]);
+    assert_eq!(condition, "SchedulingGated");
+    assert!(c.ok(&["get", "pod", "gated", "--no-headers"]).contains("SchedulingGated"));
+    let added = c.fails(&["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"example.com/more"}}]"#], None);
+    assert!(added.contains("spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"), "{added}");
+    let bound = c.fails(&["create", "-f", "-"], Some(&pod("gated-bound", None, r#""nodeName":"sim-0","schedulingGates":[{"name":"example.com/quota"}]"#)));
+    assert!(bound.contains("spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"), "{bound}");
+
+    c.ok(&["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates/0"}]"#]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(c.ok(&["get", "pod", "gated", "-o", "jsonpath={.spec.nodeName}"]), "", "one gate is left");
+    c.ok(&["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#]);
+    assert_eq!(node_of(&c, "gated"), "sim-0");
 }
