@@ -46,11 +46,14 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> Result<(), V
 
 /// NodeUnschedulable: a cordoned node takes only pods tolerating that.
 fn node_unschedulable(node: &NodeInfo, tolerations: &[Toleration]) -> Result<(), Vec<Reason>> {
-    let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
-    if node.unschedulable && !tolerations.iter().any(|t| tolerates(t, &taint)) {
-        return Err(unresolvable("node(s) were unschedulable"));
+    if !node.unschedulable {
+        return Ok(());
     }
-    Ok(())
+    let taint = Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Default::default() };
+    match tolerations.iter().any(|t| tolerates(t, &taint)) {
+        true => Ok(()),
+        false => Err(unresolvable("node(s) were unschedulable")),
+    }
 }
 
 /// TaintToleration: every NoSchedule and NoExecute taint must be tolerated.
@@ -83,6 +86,13 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
 
 /// NodeAffinity: `nodeSelector` and the required node affinity.
 fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Vec<Reason>> {
+    let spec = pod.spec.as_ref();
+    let constrained = spec.is_some_and(|s| s.node_selector.is_some() || s.affinity.as_ref().is_some_and(|a| a.node_affinity.is_some()));
+    // Most pods ask for no particular node: the node's labels, in its
+    // object and so a cache miss away, are not read for them.
+    if !constrained {
+        return Ok(());
+    }
     match selects_node(pod, &node.name, node.labels()) {
         true => Ok(()),
         false => Err(unresolvable("node(s) didn't match Pod's node affinity/selector")),

@@ -398,17 +398,13 @@ fn live_revision(tx: &Connection, key: &str) -> Result<Option<Revision>> {
 }
 
 fn current(tx: &Connection, key: &str) -> Result<Option<Current>> {
-    let Some(rev) = live_revision(tx, key)? else {
-        return Ok(None);
-    };
-    let (create_rev, value): (Revision, Vec<u8>) = tx
-        .prepare_cached("SELECT create_rev, value FROM log WHERE rev = ?1")?
-        .query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(Some(Current {
-        rev,
-        create_rev,
-        value: Bytes::from(value),
-    }))
+    // One lookup for the key's latest row and its value, as
+    // `live_revision` then a read by revision would take two.
+    let row: Option<(Revision, bool, Revision, Vec<u8>)> = tx
+        .prepare_cached("SELECT rev, deleted, create_rev, value FROM log WHERE key = ?1 ORDER BY rev DESC LIMIT 1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()?;
+    Ok(row.filter(|(_, deleted, _, _)| !deleted).map(|(rev, _, create_rev, value)| Current { rev, create_rev, value: Bytes::from(value) }))
 }
 
 fn insert(
