@@ -675,8 +675,13 @@ impl Scheduler {
                 self.wake.notified().await;
                 continue;
             };
-            let Some(profile) = self.state.lock().unwrap().profile(&pod.pod) else { continue };
-            let decision = self.state.lock().unwrap().decide(&pod, &profile);
+            let (profile, decision) = {
+                let mut st = self.state.lock().unwrap();
+                // Queued pods are a profile's; profiles never change.
+                let profile = st.profile(&pod.pod).expect("a queued pod's profile");
+                let decision = st.decide(&pod, &profile);
+                (profile, decision)
+            };
             match decision {
                 Ok((node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout).await,
                 Err(unfit) if !profile.runs(Plugin::DefaultPreemption) => self.unschedulable(pod, fit_error(&unfit, Some(None))),
