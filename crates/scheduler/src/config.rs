@@ -408,7 +408,7 @@ impl Plugins {
                 None => multi.push((plugin, points, weight)),
             }
         }
-        for d in self.multi_point.disabled.iter().chain(self.lists().flat_map(|(_, s)| &s.disabled)) {
+        for d in self.multi_point.disabled.iter().chain(self.lists().flat_map(|(_, _, s)| &s.disabled)) {
             if d.name != "*" {
                 resolve(&d.name)?;
             }
@@ -420,16 +420,25 @@ impl Plugins {
             _ => runs[plugin as usize] = true,
         };
         for point in [Point::PreEnqueue, Point::Filter, Point::PostFilter, Point::Score] {
-            let sets: Vec<&PluginSet> = self.lists().filter(|(p, _)| *p == point).map(|(_, s)| s).collect();
-            let disabled = |name: &str| sets.iter().any(|s| s.disables(name));
+            let sets: Vec<(bool, &PluginSet)> = self.lists().filter(|(p, _, _)| *p == point).map(|(_, pre, s)| (pre, s)).collect();
+            let disabled = |name: &str| sets.iter().any(|(_, s)| s.disables(name));
             let mut named = HashSet::new();
-            for r in sets.iter().flat_map(|s| &s.enabled) {
+            // Pre-point lists first: a weight is the score list's to give.
+            for (pre, r) in sets.iter().flat_map(|(pre, s)| s.enabled.iter().map(move |r| (*pre, r))) {
                 let Some((plugin, points, _)) = resolve(&r.name)? else { return Err(not_run(&r.name)) };
                 if !points.contains(&point) {
                     return Err(format!("plugin \"{}\" does not extend {} plugin", r.name, point.name()));
                 }
+                // A pre-point entry does not undo its point's disabling.
+                if pre && disabled(plugin.name()) {
+                    continue;
+                }
                 named.insert(plugin as usize);
-                enabled_at(point, plugin, weight_of(r)?);
+                let weight = match pre {
+                    true => multi.iter().find(|m| m.0 == plugin).map_or(1, |m| m.2),
+                    false => weight_of(r)?,
+                };
+                enabled_at(point, plugin, weight);
             }
             for (plugin, points, weight) in &multi {
                 if points.contains(&point) && !disabled(plugin.name()) && !named.contains(&(*plugin as usize)) {
@@ -442,15 +451,15 @@ impl Plugins {
         Ok(())
     }
 
-    /// The lists each point reads.
-    fn lists(&self) -> impl Iterator<Item = (Point, &PluginSet)> {
+    /// The lists each point reads, and whether each is a pre-point's.
+    fn lists(&self) -> impl Iterator<Item = (Point, bool, &PluginSet)> {
         [
-            (Point::PreEnqueue, &self.pre_enqueue),
-            (Point::Filter, &self.pre_filter),
-            (Point::Filter, &self.filter),
-            (Point::PostFilter, &self.post_filter),
-            (Point::Score, &self.pre_score),
-            (Point::Score, &self.score),
+            (Point::PreEnqueue, false, &self.pre_enqueue),
+            (Point::Filter, true, &self.pre_filter),
+            (Point::Filter, false, &self.filter),
+            (Point::PostFilter, false, &self.post_filter),
+            (Point::Score, true, &self.pre_score),
+            (Point::Score, false, &self.score),
         ]
         .into_iter()
     }
@@ -639,6 +648,8 @@ profiles:
       enabled: [{name: NodeResourcesFit, weight: 5}]
     preFilter:
       disabled: [{name: InterPodAffinity}]
+    preScore:
+      enabled: [{name: PodTopologySpread}, {name: InterPodAffinity}]
     postFilter:
       disabled: [{name: "*"}]
   pluginConfig:
@@ -660,6 +671,7 @@ profiles:
         assert_eq!((packer.weight(Plugin::NodeResourcesFit), packer.weight(Plugin::NodeResourcesBalancedAllocation), packer.weight(Plugin::PodTopologySpread)), (5, 0, 0));
         assert!(packer.runs(Plugin::PodTopologySpread) && !packer.runs(Plugin::InterPodAffinity) && !packer.runs(Plugin::DefaultPreemption));
         assert_eq!(packer.weight(Plugin::TaintToleration), 3, "defaults not named stay");
+        assert_eq!(packer.weight(Plugin::InterPodAffinity), 2, "a preScore entry keeps the default weight");
         assert_eq!(packer.fit_strategy, Strategy::MostAllocated);
         assert_eq!(packer.fit_resources, [("cpu".to_string(), 2), ("memory".to_string(), 1)]);
         let bare = &config.profiles[2];
