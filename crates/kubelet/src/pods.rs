@@ -203,12 +203,13 @@ impl Kubelet {
         let uid = uid_of(pod);
         let containers = self.runtime.list(Some(uid)).await?;
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
-        if update.gone || pod.metadata.deletion_timestamp.is_some() || finished {
+        let leaving = update.gone || pod.metadata.deletion_timestamp.is_some();
+        if leaving || finished {
             // Chosen for eviction as it finished or went: nothing is left
             // to evict, and the next victim may be chosen.
             self.evictions.lock().unwrap().remove(uid);
         }
-        if update.gone || pod.metadata.deletion_timestamp.is_some() {
+        if leaving {
             self.terminate(pod, &containers).await?;
             if !update.gone {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));

@@ -77,11 +77,8 @@ const KNOWN: [(Plugin, &str, &[Point], i64); PLUGINS] = {
 /// enable them.
 const NOT_RUN: [&str; 7] = ["VolumeRestrictions", "NodeVolumeLimits", "EBSLimits", "GCEPDLimits", "AzureDiskLimits", "VolumeZone", "DynamicResources"];
 
-fn known(name: &str) -> Option<(Plugin, &'static [Point], i64)> {
-    KNOWN.iter().find(|k| k.1 == name).map(|k| (k.0, k.2, k.3))
-}
-
 impl Plugin {
+    /// Its name; `KNOWN` lists the plugins in the enum's order.
     fn name(self) -> &'static str {
         KNOWN[self as usize].1
     }
@@ -375,10 +372,11 @@ impl PluginSet {
     }
 }
 
-/// A named plugin skiff runs, or why it cannot be named.
+/// A named plugin skiff runs (None for one it does not), or why it
+/// cannot be named.
 fn resolve(name: &str) -> Result<Option<(Plugin, &'static [Point], i64)>, String> {
-    match known(name) {
-        Some(k) => Ok(Some(k)),
+    match KNOWN.iter().find(|k| k.1 == name) {
+        Some(&(plugin, _, points, weight)) => Ok(Some((plugin, points, weight))),
         None if NOT_RUN.contains(&name) => Ok(None),
         None => Err(format!("plugin \"{name}\" does not exist")),
     }
@@ -481,6 +479,8 @@ fn weight_of(r: &PluginRef) -> Result<i64, String> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FitArgs {
+    /// Allowed, as in upstream's files; the arguments' version is v1.
+    #[allow(dead_code)]
     api_version: Option<String>,
     kind: Option<String>,
     #[serde(default)]
@@ -521,6 +521,8 @@ struct ShapePoint {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BalancedArgs {
+    /// Allowed, as in upstream's files; the arguments' version is v1.
+    #[allow(dead_code)]
     api_version: Option<String>,
     kind: Option<String>,
     resources: Option<Vec<ResourceWeight>>,
@@ -529,6 +531,8 @@ struct BalancedArgs {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct VolumeBindingArgs {
+    /// Allowed, as in upstream's files; the arguments' version is v1.
+    #[allow(dead_code)]
     api_version: Option<String>,
     kind: Option<String>,
     bind_timeout_seconds: Option<u64>,
@@ -558,7 +562,6 @@ fn apply_args(profile: &mut Profile, plugin: &str, args: &serde_json::Value) -> 
         "NodeResourcesFit" => {
             let args: FitArgs = decode(args)?;
             kind_is(&args.kind, "NodeResourcesFitArgs")?;
-            let _ = args.api_version;
             profile.fit_ignored = args.ignored_resources;
             profile.fit_ignored_groups = args.ignored_resource_groups;
             let Some(strategy) = args.scoring_strategy else { return Ok(()) };
@@ -575,7 +578,6 @@ fn apply_args(profile: &mut Profile, plugin: &str, args: &serde_json::Value) -> 
         "NodeResourcesBalancedAllocation" => {
             let args: BalancedArgs = decode(args)?;
             kind_is(&args.kind, "NodeResourcesBalancedAllocationArgs")?;
-            let _ = args.api_version;
             if let Some(resources) = args.resources {
                 profile.balanced_resources = resource_weights(resources, ".resources")?;
             }
@@ -583,7 +585,6 @@ fn apply_args(profile: &mut Profile, plugin: &str, args: &serde_json::Value) -> 
         "VolumeBinding" => {
             let args: VolumeBindingArgs = decode(args)?;
             kind_is(&args.kind, "VolumeBindingArgs")?;
-            let _ = args.api_version;
             profile.bind_timeout = Duration::from_secs(args.bind_timeout_seconds.unwrap_or(600));
         }
         other => {
@@ -632,6 +633,7 @@ mod tests {
         assert!(p.runs(Plugin::NodeResourcesFit) && p.runs(Plugin::PodTopologySpread) && p.runs(Plugin::DefaultPreemption) && p.runs(Plugin::SchedulingGates));
         assert_eq!((p.weight(Plugin::TaintToleration), p.weight(Plugin::NodeAffinity), p.weight(Plugin::ImageLocality)), (3, 2, 1));
         assert_eq!(p.weight(Plugin::NodePorts), 0);
+        assert!(KNOWN.iter().enumerate().all(|(i, k)| k.0 as usize == i), "KNOWN is in the enum's order");
     }
 
     #[test]

@@ -84,13 +84,16 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+/// Whether the pod asks for particular nodes (a `nodeSelector` or node
+/// affinity). Most pods do not, and for them a node's labels, in its
+/// object and so a cache miss away, need not be read.
+pub fn constrains_nodes(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|s| s.node_selector.is_some() || s.affinity.as_ref().is_some_and(|a| a.node_affinity.is_some()))
+}
+
 /// NodeAffinity: `nodeSelector` and the required node affinity.
 fn node_affinity(pod: &Pod, node: &NodeInfo) -> Result<(), Vec<Reason>> {
-    let spec = pod.spec.as_ref();
-    let constrained = spec.is_some_and(|s| s.node_selector.is_some() || s.affinity.as_ref().is_some_and(|a| a.node_affinity.is_some()));
-    // Most pods ask for no particular node: the node's labels, in its
-    // object and so a cache miss away, are not read for them.
-    if !constrained {
+    if !constrains_nodes(pod) {
         return Ok(());
     }
     match selects_node(pod, &node.name, node.labels()) {

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::config::{Plugin, Profile};
 use crate::model::{NodeInfo, PodInfo};
-use crate::plugins::{selects_node, tolerates, Reason};
+use crate::plugins::{constrains_nodes, selects_node, tolerates, Reason};
 
 const SPREAD_MISMATCH: &str = "node(s) didn't match pod topology spread constraints";
 const AFFINITY_MISMATCH: &str = "node(s) didn't match pod affinity rules";
@@ -260,7 +260,7 @@ fn spread(c: &TopologySpreadConstraint, pod: &Pod, nodes: &[NodeInfo], domains: 
     let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
     let ignore_affinity = c.node_affinity_policy.as_deref() == Some("Ignore");
     let spec = pod.spec.as_ref();
-    let constrained = spec.is_some_and(|s| s.node_selector.is_some() || s.affinity.as_ref().is_some_and(|a| a.node_affinity.is_some()));
+    let constrained = constrains_nodes(pod);
     let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
     let eligible = |n: &NodeInfo| {
         (ignore_affinity || !constrained || selects_node(pod, &n.name, n.labels()))
