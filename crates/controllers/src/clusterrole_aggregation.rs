@@ -38,7 +38,7 @@ async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<(Api<ClusterRole>, Store<Clu
     let (api, store) = &*ctx;
     let Some(rule) = &role.aggregation_rule else { return Ok(Action::await_change()) };
     // Reconciles start while the first list is still coming in.
-    store.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&store).await.map_err(|e| Error(e.to_string()))?;
     let selectors = rule.cluster_role_selectors.as_deref().unwrap_or_default();
     let name = role.metadata.name.clone().unwrap_or_default();
     let mut sources: Vec<Arc<ClusterRole>> = store

@@ -101,7 +101,7 @@ async fn event(ctx: &Context, cj: &CronJob, warning: bool, reason: &str, note: S
 }
 
 async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.jobs.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.jobs).await.map_err(|e| Error(e.to_string()))?;
     if cj.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

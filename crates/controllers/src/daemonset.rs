@@ -92,7 +92,7 @@ fn node_of(pod: &Pod) -> Option<String> {
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for ready in [ctx.pods.wait_until_ready().await, ctx.nodes.wait_until_ready().await, ctx.revisions.wait_until_ready().await] {
+    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.nodes).await, crate::informers::ready(&ctx.revisions).await] {
         ready.map_err(|e| Error(e.to_string()))?;
     }
     let meta = &ds.metadata;

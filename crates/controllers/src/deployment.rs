@@ -63,7 +63,7 @@ fn status_of(rs: &ReplicaSet, field: &str) -> i32 {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.replica_sets.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.replica_sets).await.map_err(|e| Error(e.to_string()))?;
     let meta = &d.metadata;
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

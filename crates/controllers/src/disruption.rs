@@ -71,7 +71,7 @@ async fn expected_count(client: &kube::Client, ns: &str, pods: &[Arc<Pod>]) -> R
 }
 
 async fn reconcile(budget: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let meta = &budget.metadata;
     if meta.deletion_timestamp.is_some() {
         return Ok(Action::await_change());

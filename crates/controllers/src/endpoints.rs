@@ -164,7 +164,7 @@ pub fn compact(v: Value) -> Value {
 }
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let (ns, name) = (service.metadata.namespace.clone().unwrap_or_default(), service.metadata.name.clone().unwrap_or_default());
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &ns);
     let selected = service.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty());

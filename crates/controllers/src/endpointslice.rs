@@ -60,7 +60,7 @@ fn endpoint(b: &Backend) -> Value {
 }
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for ready in [ctx.pods.wait_until_ready().await, ctx.slices.wait_until_ready().await] {
+    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.slices).await] {
         ready.map_err(|e| Error(e.to_string()))?;
     }
     let meta = &service.metadata;

@@ -9,6 +9,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{stream, Stream, StreamExt};
 use kube::api::Api;
@@ -89,6 +90,21 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Drop for Informer<K> {
     }
 }
 
+/// Waits until `store` holds its first list. kube-runtime 0.98's
+/// `Store::wait_until_ready` keeps one waker (a oneshot channel's), so of
+/// several tasks waiting at once only the last to poll is woken and the
+/// others wait forever; each waiter here polls again every 50 ms.
+pub async fn ready<K: Resource + Clone>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(done) = tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready()).await {
+            return done;
+        }
+    }
+}
+
 /// A controller for `K` that also reconciles every `K` of a namespace when
 /// a pod there changes: Services (their endpoints), PodDisruptionBudgets
 /// and ResourceQuotas select pods by labels a pod may stop matching, so
@@ -102,4 +118,30 @@ where
     controller.watches_shared_stream(pods.subscribe(), move |pod| {
         objects.state().into_iter().filter(|o| o.meta().namespace == pod.metadata.namespace).map(|o| kube::runtime::reflector::ObjectRef::from_obj(&*o)).collect::<Vec<_>>()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    /// Every task waiting for a store's first list wakes when it is in,
+    /// however many wait at once.
+    #[tokio::test]
+    async fn every_waiter_wakes_when_the_store_is_ready() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { ready(&store).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let woke = tokio::time::timeout(Duration::from_secs(2), waiter).await;
+            assert!(matches!(woke, Ok(Ok(Ok(())))), "a waiter was never woken");
+        }
+    }
 }

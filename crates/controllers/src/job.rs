@@ -68,7 +68,7 @@ pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = (
 /// in the background) lose the finalizer, as upstream's orphan pod
 /// handling does; else they would stay Terminating forever.
 async fn release_orphans(client: kube::Client, jobs: Store<Job>, pod_events: impl futures::Stream<Item = Arc<Pod>> + Send) {
-    if jobs.wait_until_ready().await.is_err() {
+    if crate::informers::ready(&jobs).await.is_err() {
         return;
     }
     pod_events
@@ -215,7 +215,7 @@ struct Census {
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let meta = &job.metadata;
     let (ns, uid) = (meta.namespace.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
     let version = |v: Option<&String>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);

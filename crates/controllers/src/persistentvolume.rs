@@ -44,7 +44,7 @@ pub async fn run(client: kube::Client) {
     let mut triggers = futures::stream::select(futures::stream::select(changes, classes.subscribe().map(drop)), ticks).ready_chunks(1024).boxed();
     let binder = Binder { client, claims: claims.store(), volumes: volumes.store(), classes: classes.store() };
     while triggers.next().await.is_some() {
-        if binder.claims.wait_until_ready().await.is_err() || binder.volumes.wait_until_ready().await.is_err() || binder.classes.wait_until_ready().await.is_err() {
+        if crate::informers::ready(&binder.claims).await.is_err() || crate::informers::ready(&binder.volumes).await.is_err() || crate::informers::ready(&binder.classes).await.is_err() {
             continue;
         }
         binder.sync().await;

@@ -25,7 +25,7 @@ pub async fn run(client: kube::Client, pods: Store<Pod>, nodes: Store<Node>, thr
     let mut suspects: HashSet<String> = HashSet::new();
     loop {
         ticks.tick().await;
-        if pods.wait_until_ready().await.is_err() || nodes.wait_until_ready().await.is_err() {
+        if crate::informers::ready(&pods).await.is_err() || crate::informers::ready(&nodes).await.is_err() {
             continue;
         }
         let all = pods.state();

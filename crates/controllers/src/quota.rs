@@ -123,7 +123,7 @@ async fn count_objects(client: &kube::Client, ns: &str, resource: &str) -> Resul
 }
 
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let meta = &quota.metadata;
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let hard = quota.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();

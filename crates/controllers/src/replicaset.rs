@@ -102,7 +102,7 @@ pub fn run<K: Replicated>(client: kube::Client, pods: &Informer<Pod>) -> impl Fu
 }
 
 async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.pods.wait_until_ready().await.map_err(|e| Error(e.to_string()))?;
+    crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let meta = rs.meta();
     let (ns, name, uid) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
     let selector = rs.selector();

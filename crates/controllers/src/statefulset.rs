@@ -65,7 +65,7 @@ fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for ready in [ctx.pods.wait_until_ready().await, ctx.revisions.wait_until_ready().await] {
+    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.revisions).await] {
         ready.map_err(|e| Error(e.to_string()))?;
     }
     let meta = &set.metadata;

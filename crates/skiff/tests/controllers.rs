@@ -520,7 +520,9 @@ fn pod_gc_removes_excess_finished_and_orphaned_pods() {
     c.ok(&["wait", "--for=condition=complete", "job/five", "--timeout=60s"]);
     c.ok(&["run", "stranded", "--image=nginx", "--overrides", r#"{"spec":{"nodeName":"ghost"}}"#]);
     let limit = std::time::Duration::from_secs(70);
-    c.wait_up_to(limit, &["get", "pods", "-l", "job-name=five", "-o", "name"], "the oldest finished pods to go", |o| o.lines().count() == 2);
+    // Columns that tell, should it fail, which step of deletion stalled.
+    let columns = "custom-columns=NAME:.metadata.name,PHASE:.status.phase,DELETED:.metadata.deletionTimestamp,FINALIZERS:.metadata.finalizers,CREATED:.metadata.creationTimestamp";
+    c.wait_up_to(limit, &["get", "pods", "-l", "job-name=five", "--no-headers", "-o", columns], "the oldest finished pods to go", |o| o.lines().count() == 2);
     c.wait_up_to(limit, &["get", "pods", "-o", "name"], "the pod on a missing node to go", |o| !o.contains("stranded"));
     assert_eq!(c.ok(&["get", "job", "five", "-o", "jsonpath={.status.succeeded}"]), "5");
 }
