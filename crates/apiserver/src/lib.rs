@@ -134,6 +134,11 @@ impl Server {
         })
     }
 
+    /// A way in for components of this process acting as `user`.
+    pub fn in_process(&self, user: skiff_auth::UserInfo) -> InProcess {
+        InProcess { api: self.api.clone(), user: PeerCertificate::Valid(user.with_authenticated_group()) }
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
@@ -176,6 +181,27 @@ impl Server {
                 }
             });
         }
+    }
+}
+
+/// Components running inside the server (scheduler, controller manager)
+/// reach the API through this: each request goes straight to the handler
+/// as an authenticated user, without TLS or TCP in between, then through
+/// authorization, admission and the rest as any client's would. They stay
+/// API clients; only the transport differs from a remote one's.
+#[derive(Clone)]
+pub struct InProcess {
+    api: Arc<handler::Api>,
+    user: PeerCertificate,
+}
+
+impl InProcess {
+    pub async fn send<B>(&self, req: axum::http::Request<B>) -> axum::response::Response
+    where
+        B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.api.clone().handle(self.user.clone(), None, req.map(axum::body::Body::new)).await
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, ur
     let address = flags.node_ip.unwrap_or(address);
     let user = format!("system:node:{node_name}");
     let identity = pki.client(None, &user, &["system:nodes"])?;
-    let client = crate::server::in_process_client(&url, pki.ca_pem(), &user, &identity, "kubelet").await?;
+    let client = crate::server::certificate_client(&url, pki.ca_pem(), &user, &identity, "kubelet").await?;
     let serving = pki.serving("kubelet", &[node_name.clone(), "localhost".into()], &[address, IpAddr::from([127, 0, 0, 1])])?;
     let config = flags.config(node_name, &data_dir, address, serving, pki.ca_pem())?;
     skiff_kubelet::Kubelet::start(client, config).await
@@ -151,7 +151,7 @@ pub async fn run(args: Args) -> Result<()> {
         held => {
             // A node renews as itself; a new one pays with its token.
             let bootstrap = match (&held, &args.token) {
-                (Some(pair), _) => crate::server::in_process_client(&args.server, &ca_pem, &user, pair, "kubelet").await?,
+                (Some(pair), _) => crate::server::certificate_client(&args.server, &ca_pem, &user, pair, "kubelet").await?,
                 (None, Some(token)) => token_client(&args.server, &ca_pem, token).await?,
                 (None, None) => bail!("{} holds no client certificate yet: give --token", dir.display()),
             };
@@ -161,7 +161,7 @@ pub async fn run(args: Args) -> Result<()> {
             pair
         }
     };
-    let client = crate::server::in_process_client(&args.server, &ca_pem, &user, &identity, "kubelet").await?;
+    let client = crate::server::certificate_client(&args.server, &ca_pem, &user, &identity, "kubelet").await?;
     let names = [node_name.clone(), "localhost".to_string()];
     let addresses = [address, IpAddr::from([127, 0, 0, 1])];
     let serving = match pki::read_pair(&dir, "kubelet-serving")? {

@@ -217,13 +217,11 @@ pub async fn run(args: Args) -> Result<()> {
     pki::write_private(&args.write_kubeconfig, &pki::kubeconfig(&url, pki.ca_pem(), "skiff-admin", &admin))?;
     if !args.disable_scheduler {
         // In-process, but an API client like any other, with its own identity.
-        let identity = pki.client(Some("scheduler"), "system:kube-scheduler", &[])?;
-        let client = in_process_client(&url, pki.ca_pem(), "system:kube-scheduler", &identity, "kube-scheduler").await?;
+        let client = in_process_client(&server, "system:kube-scheduler", "kube-scheduler")?;
         tokio::spawn(crate::components::scheduler(client, scheduler_config));
     }
     if !args.disable_controller_manager {
-        let identity = pki.client(Some("controller-manager"), "system:kube-controller-manager", &[])?;
-        let client = in_process_client(&url, pki.ca_pem(), "system:kube-controller-manager", &identity, "kube-controller-manager").await?;
+        let client = in_process_client(&server, "system:kube-controller-manager", "kube-controller-manager")?;
         let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string(), Some(pki.clone()))?;
         tokio::spawn(crate::components::controller_manager(client, options));
     }
@@ -246,15 +244,32 @@ pub async fn run(args: Args) -> Result<()> {
     server.run().await
 }
 
-/// A client of this server for a component running inside it, named in
-/// its user agent as upstream's component is (`kube-scheduler/…`),
-/// which is also the field manager its writes are recorded under.
-pub(crate) async fn in_process_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair, component: &str) -> Result<kube::Client> {
+/// A client of this server for a component running inside it, acting as
+/// `user` and named in its user agent as upstream's component is
+/// (`kube-scheduler/…`), which is also the field manager its writes are
+/// recorded under. Its requests reach the handler without TLS or TCP.
+fn in_process_client(server: &skiff_apiserver::Server, user: &str, component: &str) -> Result<kube::Client> {
+    let api = server.in_process(skiff_auth::UserInfo { name: user.to_string(), ..Default::default() });
+    let agent = user_agent(component)?;
+    let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
+        req.headers_mut().insert(http::header::USER_AGENT, agent.clone());
+        let api = api.clone();
+        async move { Ok::<_, std::convert::Infallible>(api.send(req).await) }
+    });
+    Ok(kube::Client::new(service, "default"))
+}
+
+/// A client of the server at `url` with a client certificate, named in
+/// its user agent as upstream's component is (`kubelet/…`).
+pub(crate) async fn certificate_client(url: &str, ca_pem: &str, user: &str, identity: &pki::CertPair, component: &str) -> Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&pki::kubeconfig(url, ca_pem, user, identity))?;
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let agent = format!("{component}/skiff-{} (linux/amd64)", env!("CARGO_PKG_VERSION"));
-    config.headers.push((http::header::USER_AGENT, http::HeaderValue::from_str(&agent)?));
+    config.headers.push((http::header::USER_AGENT, user_agent(component)?));
     Ok(kube::Client::try_from(config)?)
+}
+
+fn user_agent(component: &str) -> Result<http::HeaderValue> {
+    Ok(http::HeaderValue::from_str(&format!("{component}/skiff-{} (linux/amd64)", env!("CARGO_PKG_VERSION")))?)
 }
 
 pub(crate) fn hostname() -> Option<String> {
