@@ -65,21 +65,17 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     skiff_quantity::value(text).and_then(|v| u64::try_from(v).ok()).filter(|v| *v > 0).ok_or_else(|| format!("{text:?} is not a size such as 10Mi"))
 }
 
-/// Starts the agent in this process, with the node's own identity
-/// (`system:node:<name>` in `system:nodes`), as a kubelet would have.
-pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, url: String, address: IpAddr) -> Result<skiff_kubelet::Agent> {
+/// Starts the agent in this process, reaching the API through `client`.
+pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, client: kube::Client, address: IpAddr) -> Result<skiff_kubelet::Agent> {
     let node_name = flags.node_name()?;
     let address = flags.node_ip.unwrap_or(address);
-    let user = format!("system:node:{node_name}");
-    let identity = pki.client(None, &user, &["system:nodes"])?;
-    let client = crate::server::certificate_client(&url, pki.ca_pem(), &user, &identity, "kubelet").await?;
     let serving = pki.serving("kubelet", &[node_name.clone(), "localhost".into()], &[address, IpAddr::from([127, 0, 0, 1])])?;
     let config = flags.config(node_name, &data_dir, address, serving, pki.ca_pem())?;
     skiff_kubelet::Kubelet::start(client, config).await
 }
 
 impl AgentFlags {
-    fn node_name(&self) -> Result<String> {
+    pub(crate) fn node_name(&self) -> Result<String> {
         match &self.node_name {
             Some(name) => Ok(name.clone()),
             None => crate::server::hostname().context("the host has no usable name: give --node-name"),

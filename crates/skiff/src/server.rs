@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use skiff_auth::pki::{self, Pki};
+use skiff_auth::UserInfo;
 use skiff_store::{Store, StoreConfig};
 
 #[derive(clap::Args)]
@@ -217,18 +218,20 @@ pub async fn run(args: Args) -> Result<()> {
     pki::write_private(&args.write_kubeconfig, &pki::kubeconfig(&url, pki.ca_pem(), "skiff-admin", &admin))?;
     if !args.disable_scheduler {
         // In-process, but an API client like any other, with its own identity.
-        let client = in_process_client(&server, "system:kube-scheduler", "kube-scheduler")?;
+        let client = in_process_client(&server, UserInfo::named("system:kube-scheduler", &[]), "kube-scheduler")?;
         tokio::spawn(crate::components::scheduler(client, scheduler_config));
     }
     if !args.disable_controller_manager {
-        let client = in_process_client(&server, "system:kube-controller-manager", "kube-controller-manager")?;
+        let client = in_process_client(&server, UserInfo::named("system:kube-controller-manager", &[]), "kube-controller-manager")?;
         let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string(), Some(pki.clone()))?;
         tokio::spawn(crate::components::controller_manager(client, options));
     }
     if !args.disable_agent {
-        // It registers through the API, so it starts once the server serves.
+        // As a kubelet would be: the node's own user, `system:node:<name>` in `system:nodes`.
+        let node = args.agent.node_name()?;
+        let client = in_process_client(&server, UserInfo::named(&format!("system:node:{node}"), &["system:nodes"]), "kubelet")?;
         let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
-        let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), url.clone(), address);
+        let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), client, address);
         tokio::spawn(async move {
             match agent.await {
                 Ok(agent) => agent.wait().await,
@@ -248,8 +251,8 @@ pub async fn run(args: Args) -> Result<()> {
 /// `user` and named in its user agent as upstream's component is
 /// (`kube-scheduler/…`), which is also the field manager its writes are
 /// recorded under. Its requests reach the handler without TLS or TCP.
-fn in_process_client(server: &skiff_apiserver::Server, user: &str, component: &str) -> Result<kube::Client> {
-    let api = server.in_process(skiff_auth::UserInfo { name: user.to_string(), ..Default::default() });
+fn in_process_client(server: &skiff_apiserver::Server, user: UserInfo, component: &str) -> Result<kube::Client> {
+    let api = server.in_process(user);
     let agent = user_agent(component)?;
     let service = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
         req.headers_mut().insert(http::header::USER_AGENT, agent.clone());
