@@ -201,7 +201,9 @@ impl InProcess {
         B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.api.clone().handle(self.user.clone(), None, req.map(axum::body::Body::new)).await
+        // Audited as coming from this host, as upstream's loopback clients are.
+        let peer = Some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+        self.api.clone().handle(self.user.clone(), peer, req.map(axum::body::Body::new)).await
     }
 }
 
