@@ -184,11 +184,11 @@ impl Server {
     }
 }
 
-/// Components running inside the server (scheduler, controller manager)
-/// reach the API through this: each request goes straight to the handler
-/// as an authenticated user, without TLS or TCP in between, then through
-/// authorization, admission and the rest as any client's would. They stay
-/// API clients; only the transport differs from a remote one's.
+/// Components running inside the server (scheduler, controller manager,
+/// node agent) reach the API through this: each request goes straight to
+/// the handler as an authenticated user, without TLS or TCP in between,
+/// then through authorization, admission and the rest as any client's
+/// would. They stay API clients; only the transport differs.
 #[derive(Clone)]
 pub struct InProcess {
     api: Arc<handler::Api>,
