@@ -34,11 +34,16 @@ pub struct Options {
     /// Spread the nodes over this many zones (`topology.kubernetes.io/zone`
     /// `zone-0`, `zone-1`, …, round robin); 0 for no zone label.
     pub zones: usize,
+    /// Renew each node's Lease every 10 s, as a kubelet does; off, nodes
+    /// are registered once and left alone (as upstream's scheduler_perf
+    /// nodes are), and the node lifecycle controller, if any, finds them
+    /// unreachable.
+    pub heartbeats: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into(), run_pods: true, zones: 0 }
+        Options { nodes: 1, name_prefix: "sim-".into(), cpu: "32".into(), memory: "256Gi".into(), pods: "110".into(), run_pods: true, zones: 0, heartbeats: true }
     }
 }
 
@@ -65,7 +70,10 @@ impl Sim {
     pub async fn start(client: kube::Client, options: Options) -> Result<Sim> {
         let options = Arc::new(options);
         nodes::register(&client, &options).await?;
-        let mut tasks = vec![tokio::spawn(nodes::heartbeat(client.clone(), options.clone()))];
+        let mut tasks = Vec::new();
+        if options.heartbeats {
+            tasks.push(tokio::spawn(nodes::heartbeat(client.clone(), options.clone())));
+        }
         if options.run_pods {
             tasks.push(tokio::spawn(pods::run(client, options)));
         }

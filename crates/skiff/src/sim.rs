@@ -37,7 +37,7 @@ pub async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
 
 pub async fn run(args: Args) -> Result<()> {
     let client = client(&args.kubeconfig).await?;
-    let options = skiff_sim::Options { nodes: args.nodes, name_prefix: args.name_prefix, cpu: args.cpu, memory: args.memory, pods: args.pods, run_pods: true, zones: args.zones };
+    let options = skiff_sim::Options { nodes: args.nodes, name_prefix: args.name_prefix, cpu: args.cpu, memory: args.memory, pods: args.pods, run_pods: true, zones: args.zones, heartbeats: true };
     let started = std::time::Instant::now();
     let sim = skiff_sim::Sim::start(client, options).await?;
     eprintln!("{} simulated nodes registered in {} ms", args.nodes, started.elapsed().as_millis());

@@ -2,7 +2,8 @@
 //! simulated nodes: a `skiff server` process (API server and scheduler),
 //! nodes registered by this process, pods created through the API by 32
 //! clients and counted as bound when a watch sees their `nodeName`.
-//! Nodes only hold their pods (nothing runs them), as in upstream's
+//! Nodes only hold their pods (nothing runs them) and send no heartbeats
+//! unless asked (`--node-heartbeats`), as in upstream's
 //! scheduler_perf; the pods are scheduler_perf's shapes: `pod-default`
 //! (SchedulingBasic), `pod-with-pod-anti-affinity`
 //! (SchedulingPodAntiAffinity: one per host) and
@@ -46,6 +47,12 @@ pub struct Args {
     /// figures are measured so; pods then carry no token volume).
     #[arg(long)]
     scheduler_perf_admission: bool,
+    /// Renew every node's Lease each 10 s, as kubelets (and KWOK's nodes)
+    /// do: 500 writes/s at 5,000 nodes. Off by default, as scheduler_perf's
+    /// nodes have no heartbeats; on with `--controllers`, whose node
+    /// lifecycle controller would otherwise evict every pod.
+    #[arg(long)]
+    node_heartbeats: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -99,7 +106,7 @@ pub async fn run(args: Args) -> Result<()> {
         bail!("pods with anti-affinity take a node each: use --pods ≤ --nodes");
     }
     let zones = if args.shape == Shape::TopologySpread { ZONES } else { 0 };
-    let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, zones, ..Default::default() };
+    let options = skiff_sim::Options { nodes: args.nodes, cpu: "4".into(), memory: "32Gi".into(), run_pods: false, zones, heartbeats: args.node_heartbeats || args.controllers, ..Default::default() };
     let _sim = skiff_sim::Sim::start(client.clone(), options).await?;
     println!("  {} nodes registered in {:.1} s", args.nodes, started.elapsed().as_secs_f64());
     namespace(&client, "sched").await?;
