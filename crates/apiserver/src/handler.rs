@@ -449,7 +449,8 @@ impl Api {
                 let pod = self.registry.get(def, ns, name).await?;
                 return crate::kubelets::pod_log(&self.kubelets, &self.registry, &pod, query).await;
             }
-            if sub != "status" && sub != "approval" {
+            let ephemeral = sub == "ephemeralcontainers" && def.group.is_empty() && def.kind == "Pod";
+            if sub != "status" && sub != "approval" && !ephemeral {
                 return Err(ApiError::new(
                     StatusCode::NOT_IMPLEMENTED,
                     "NotImplemented",

@@ -640,6 +640,19 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
         out["status"]["conditions"] = new.pointer("/status/conditions").cloned().unwrap_or(json!([]));
         return Ok(out);
     }
+    if subresource == Some("ephemeralcontainers") {
+        // A pod's `/ephemeralcontainers` adds ephemeral containers and
+        // changes nothing else.
+        let mut out = current.clone();
+        out["spec"]["ephemeralContainers"] = new.pointer("/spec/ephemeralContainers").cloned().unwrap_or(json!([]));
+        let errs = strategy::ephemeral_containers_update(&current["spec"], &out["spec"]);
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(def, &name, &errs));
+        }
+        skiff_api::defaults::apply(def, &mut out);
+        validate(def, &out)?;
+        return Ok(out);
+    }
     if subresource == Some("status") {
         // `/status` changes the status and nothing else.
         let mut out = current.clone();

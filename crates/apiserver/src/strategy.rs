@@ -162,6 +162,7 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
                 message: format!("Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"),
             });
         }
+        errs.extend(pod_spec_update(&current["spec"], &new["spec"]));
     }
     if is(def, "", "Service") {
         let old = current.pointer("/spec/clusterIP").and_then(|v| v.as_str()).unwrap_or("");
@@ -194,6 +195,122 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
         }
     }
     errs
+}
+
+/// Upstream's ValidatePodUpdate: of a running pod's spec, an update
+/// changes only container images, activeDeadlineSeconds (set or lowered),
+/// tolerations (added to, or their tolerationSeconds), a negative
+/// terminationGracePeriodSeconds (to 1), scheduling gates (removed) and,
+/// while the pod is gated, its nodeSelector and affinity.
+fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    let forbidden = |field: &str, message: String| FieldError { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {message}") };
+    let count = |spec: &Value, list: &str| spec[list].as_array().map_or(0, Vec::len);
+    if count(old, "containers") != count(new, "containers") {
+        return vec![forbidden("spec.containers", "pod updates may not add or remove containers".into())];
+    }
+    let mut errs = Vec::new();
+    match (old["activeDeadlineSeconds"].as_i64(), &new["activeDeadlineSeconds"]) {
+        (Some(_), Value::Null) => errs.push(FieldError {
+            field: "spec.activeDeadlineSeconds".into(),
+            reason: "FieldValueInvalid",
+            message: "Invalid value: \"null\": must not update from a positive integer to nil value".into(),
+        }),
+        (Some(before), after) if after.as_i64().is_some_and(|after| after > before) => errs.push(FieldError {
+            field: "spec.activeDeadlineSeconds".into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {after}: must be less than or equal to previous value"),
+        }),
+        _ => {}
+    }
+    // Each existing toleration is kept, but for its tolerationSeconds.
+    let without_seconds = |t: &Value| {
+        let mut t = t.clone();
+        t.as_object_mut().map(|t| t.remove("tolerationSeconds"));
+        t
+    };
+    let new_tolerations: Vec<Value> = new["tolerations"].as_array().into_iter().flatten().map(without_seconds).collect();
+    if old["tolerations"].as_array().into_iter().flatten().any(|t| !new_tolerations.contains(&without_seconds(t))) {
+        errs.push(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds".into()));
+    }
+
+    // What is left once the changes allowed are undone must be unchanged.
+    let mut munged = new.clone();
+    for list in ["containers", "initContainers"] {
+        if let (Some(before), Some(after)) = (old[list].as_array(), munged[list].as_array_mut()) {
+            for (b, a) in before.iter().zip(after.iter_mut()) {
+                a["image"] = b["image"].clone();
+            }
+        }
+    }
+    let gated = !old["schedulingGates"].as_array().is_none_or(Vec::is_empty);
+    let mut kept = vec!["activeDeadlineSeconds", "tolerations", "schedulingGates"];
+    if gated {
+        kept.extend(["nodeSelector", "affinity"]);
+    }
+    let grace_to_one = old["terminationGracePeriodSeconds"].as_i64().is_some_and(|g| g < 0) && new["terminationGracePeriodSeconds"] == 1;
+    if grace_to_one {
+        kept.push("terminationGracePeriodSeconds");
+    }
+    for field in kept {
+        match old.get(field) {
+            Some(v) => munged[field] = v.clone(),
+            None => {
+                munged.as_object_mut().map(|m| m.remove(field));
+            }
+        }
+    }
+    let mut changed = Vec::new();
+    differences("spec", old, &munged, &mut changed);
+    if !changed.is_empty() {
+        errs.push(forbidden(
+            "spec",
+            format!(
+                "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n{}",
+                changed.join("\n")
+            ),
+        ));
+    }
+    errs
+}
+
+/// Upstream's ValidatePodEphemeralContainersUpdate: ephemeral containers
+/// are added, never removed or changed.
+pub fn ephemeral_containers_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    let named = |spec: &Value, name: &Value| spec["ephemeralContainers"].as_array().into_iter().flatten().find(|c| &c["name"] == name).cloned();
+    let mut errs = Vec::new();
+    for before in old["ephemeralContainers"].as_array().into_iter().flatten() {
+        let name = before["name"].as_str().unwrap_or_default();
+        let message = match named(new, &before["name"]) {
+            None => format!("existing ephemeral containers {name:?} may not be removed"),
+            Some(after) if &after != before => {
+                let mut changed = Vec::new();
+                differences(&format!("spec.ephemeralContainers[{name}]"), before, &after, &mut changed);
+                format!("existing ephemeral containers {name:?} may not be changed\n{}", changed.join("\n"))
+            }
+            Some(_) => continue,
+        };
+        errs.push(FieldError { field: "spec.ephemeralContainers".into(), reason: "FieldValueForbidden", message: format!("Forbidden: {message}") });
+    }
+    errs
+}
+
+/// Where two values differ, as `path: old → new` lines.
+fn differences(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                differences(&format!("{path}.{k}"), a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(&format!("{path}[{i}]"), x, y, out);
+            }
+        }
+        _ if old != new => out.push(format!("  {path}: {old} → {new}")),
+        _ => {}
+    }
 }
 
 pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {

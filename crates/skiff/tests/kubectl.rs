@@ -277,6 +277,62 @@ fn status_is_written_only_through_the_status_subresource() {
     assert_eq!(d["metadata"]["generation"], 1, "a status write is not a spec change");
 }
 
+/// Upstream's ValidatePodUpdate and ValidatePodEphemeralContainersUpdate.
+#[test]
+fn pod_updates_change_only_what_upstream_allows() {
+    let c = Cluster::start();
+    c.ok_stdin(
+        &["create", "-n", "default", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"activeDeadlineSeconds":100,
+            "containers":[{"name":"c","image":"i1","resources":{"requests":{"cpu":"100m"}}}],
+            "tolerations":[{"key":"a","operator":"Exists","effect":"NoExecute","tolerationSeconds":30}]}}"#),
+    );
+    let patch = |p: &str| c.kubectl(&["patch", "pod", "p", "-n", "default", "--type=json", "-p", p]);
+    let refused = |p: &str| {
+        let out = patch(p);
+        assert!(!out.status.success(), "{p} was accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let accepted = |p: &str| assert!(patch(p).status.success(), "{p} was refused");
+
+    // What may change: metadata, images, a lower deadline, added tolerations and their seconds.
+    c.ok(&["label", "pod", "p", "-n", "default", "tier=web"]);
+    c.ok(&["set", "image", "pod/p", "-n", "default", "c=i2"]);
+    accepted(r#"[{"op":"replace","path":"/spec/activeDeadlineSeconds","value":50}]"#);
+    accepted(r#"[{"op":"add","path":"/spec/tolerations/-","value":{"key":"b","operator":"Exists"}}]"#);
+    accepted(r#"[{"op":"replace","path":"/spec/tolerations/0/tolerationSeconds","value":10}]"#);
+    let pod = c.json(&["get", "pod", "p", "-n", "default", "-o", "json"]);
+    assert_eq!(pod["spec"]["containers"][0]["image"], "i2");
+    assert_eq!(pod["spec"]["activeDeadlineSeconds"], 50);
+    assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+
+    // What may not.
+    let raised = refused(r#"[{"op":"replace","path":"/spec/activeDeadlineSeconds","value":60}]"#);
+    assert!(raised.contains("spec.activeDeadlineSeconds: Invalid value: 60: must be less than or equal to previous value"), "{raised}");
+    let unset = refused(r#"[{"op":"remove","path":"/spec/activeDeadlineSeconds"}]"#);
+    assert!(unset.contains("must not update from a positive integer to nil value"), "{unset}");
+    let toleration = refused(r#"[{"op":"replace","path":"/spec/tolerations/0/key","value":"z"}]"#);
+    assert!(toleration.contains("spec.tolerations: Forbidden: existing toleration can not be modified except its tolerationSeconds"), "{toleration}");
+    let resources = refused(r#"[{"op":"replace","path":"/spec/containers/0/resources/requests/cpu","value":"200m"}]"#);
+    assert!(resources.contains("The Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`"), "{resources}");
+    assert!(resources.contains("spec.containers[0].resources.requests.cpu: \"100m\" → \"200m\""), "the change is shown: {resources}");
+    let added = refused(r#"[{"op":"add","path":"/spec/containers/-","value":{"name":"d","image":"i"}}]"#);
+    assert!(added.contains("spec.containers: Forbidden: pod updates may not add or remove containers"), "{added}");
+
+    // Ephemeral containers come through their subresource, which changes nothing else.
+    c.ok(&["debug", "p", "-n", "default", "--image=busybox", "--container=dbg"]);
+    let pod = c.json(&["get", "pod", "p", "-n", "default", "-o", "json"]);
+    assert_eq!(pod["spec"]["ephemeralContainers"][0]["name"], "dbg", "{pod}");
+    assert_eq!(pod["spec"]["ephemeralContainers"][0]["terminationMessagePolicy"], "File", "defaulted: {pod}");
+    let sub = |p: &str| c.kubectl(&["patch", "pod", "p", "-n", "default", "--subresource=ephemeralcontainers", "--type=json", "-p", p]);
+    let removed = sub(r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#);
+    let removed = String::from_utf8_lossy(&removed.stderr);
+    assert!(removed.contains(r#"spec.ephemeralContainers: Forbidden: existing ephemeral containers "dbg" may not be removed"#), "{removed}");
+    let out = sub(r#"[{"op":"replace","path":"/spec/containers/0/image","value":"i3"}]"#);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(c.ok(&["get", "pod", "p", "-n", "default", "-o", "jsonpath={.spec.containers[0].image}"]), "i2", "the subresource changes only ephemeral containers");
+}
+
 #[test]
 fn restart_keeps_the_ca_and_every_object() {
     let mut c = Cluster::start();
