@@ -56,6 +56,10 @@ impl ServerProcess {
         super::rss_mib(&self.child.id().to_string())
     }
 
+    pub(super) fn cpu_seconds(&self) -> f64 {
+        super::cpu_seconds(&self.child.id().to_string())
+    }
+
     pub(super) fn dir(&self) -> &Path {
         self._dir.path()
     }

@@ -64,6 +64,17 @@ fn rss_mib(pid: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time a process (`pid`, or `self`) has used, user and system, from
+/// /proc: what a figure costs, steadier than a rate on a busy machine.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    // /proc counts in USER_HZ, which is 100 on every architecture Skiff runs on.
+    ticks / 100.0
+}
+
 /// This process's resident memory.
 fn self_rss_mib() -> f64 {
     rss_mib("self")

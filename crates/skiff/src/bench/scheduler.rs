@@ -146,6 +146,7 @@ pub async fn run(args: Args) -> Result<()> {
     ready_rx.await?;
 
     let started = Instant::now();
+    let cpu_before = (server.cpu_seconds(), super::cpu_seconds("self"));
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..args.clients)
         .map(|_| {
@@ -179,12 +180,16 @@ pub async fn run(args: Args) -> Result<()> {
     for c in created {
         c??;
     }
+    let cpu_used = (server.cpu_seconds() - cpu_before.0, super::cpu_seconds("self") - cpu_before.1);
     let elapsed = finished - started;
     let rate = args.pods as f64 / elapsed.as_secs_f64();
     println!("\n| metric | value |\n|---|---|");
     let shape = args.shape.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
     println!("| {shape}: {} pods on {} nodes: created → bound (watched) | {:.2} s |", args.pods, args.nodes, elapsed.as_secs_f64());
     println!("| pods scheduled per second, end to end | {rate:.0} |");
+    let per_pod = |seconds: f64| seconds * 1e6 / args.pods as f64;
+    println!("| server CPU per pod (API server, store, scheduler; user + system) | {:.0} µs |", per_pod(cpu_used.0));
+    println!("| bench CPU per pod (clients, watch, simulated nodes) | {:.0} µs |", per_pod(cpu_used.1));
     println!("| server RSS after (API server, store, scheduler) | {:.1} MiB |", server.rss_mib());
     println!("| bench RSS after (simulated nodes, watch, clients) | {:.1} MiB |", super::self_rss_mib());
     Ok(())
