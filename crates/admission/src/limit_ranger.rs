@@ -26,9 +26,14 @@ fn item_defaults(item: &Value) -> (Map<String, Value>, Map<String, Value>) {
     (requests, limits)
 }
 
-async fn items(cluster: &dyn Cluster, ns: &str, kind: &str) -> Result<Vec<Value>, Rejection> {
+/// The limit items of every LimitRange in the namespace.
+async fn items(cluster: &dyn Cluster, ns: &str) -> Result<Vec<Value>, Rejection> {
     let ranges = cluster.list("", "limitranges", Some(ns)).await.map_err(Rejection::internal)?;
-    Ok(ranges.iter().flat_map(|r| r["spec"]["limits"].as_array().cloned().unwrap_or_default()).filter(|i| i["type"] == kind).collect())
+    Ok(ranges.iter().flat_map(|r| r["spec"]["limits"].as_array().cloned().unwrap_or_default()).collect())
+}
+
+fn of_type<'v>(items: &'v [Value], kind: &'v str) -> impl Iterator<Item = &'v Value> {
+    items.iter().filter(move |i| i["type"] == kind)
 }
 
 #[async_trait]
@@ -42,8 +47,8 @@ impl Plugin for LimitRanger {
             return Ok(());
         }
         let mut notes = Vec::new();
-        for item in items(cluster, req.namespace, "Container").await? {
-            let (default_requests, default_limits) = item_defaults(&item);
+        for item in of_type(&items(cluster, req.namespace).await?, "Container") {
+            let (default_requests, default_limits) = item_defaults(item);
             for c in containers_mut(&mut pod["spec"]) {
                 let name = c["name"].as_str().unwrap_or_default().to_string();
                 let mut set = |field: &str, defaults: &Map<String, Value>| {
@@ -82,19 +87,20 @@ impl Plugin for LimitRanger {
         }
         let mut errors = Vec::new();
         if req.is("", "pods") {
-            for item in items(cluster, req.namespace, "Container").await? {
+            let items = items(cluster, req.namespace).await?;
+            for item in of_type(&items, "Container") {
                 for c in containers(&obj["spec"]) {
-                    check(&item, "Container", &c["resources"]["requests"], &c["resources"]["limits"], &mut errors);
+                    check(item, "Container", &c["resources"]["requests"], &c["resources"]["limits"], &mut errors);
                 }
             }
-            for item in items(cluster, req.namespace, "Pod").await? {
+            for item in of_type(&items, "Pod") {
                 let (requests, limits) = (pod_total(&obj["spec"], "requests"), pod_total(&obj["spec"], "limits"));
-                check(&item, "Pod", &requests, &limits, &mut errors);
+                check(item, "Pod", &requests, &limits, &mut errors);
             }
         } else if req.is("", "persistentvolumeclaims") {
-            for item in items(cluster, req.namespace, "PersistentVolumeClaim").await? {
+            for item in of_type(&items(cluster, req.namespace).await?, "PersistentVolumeClaim") {
                 let resources = &obj["spec"]["resources"];
-                check(&item, "PersistentVolumeClaim", &resources["requests"], &resources["limits"], &mut errors);
+                check(item, "PersistentVolumeClaim", &resources["requests"], &resources["limits"], &mut errors);
             }
         }
         if errors.is_empty() {

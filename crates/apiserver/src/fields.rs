@@ -3,7 +3,6 @@
 //! keeps what upstream's Go types would keep and names what it drops.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -37,9 +36,12 @@ pub fn mode(query: &Query) -> ApiResult<Mode> {
 /// a JSON object repeats (upstream's strict decoding does; serde keeps the
 /// last silently).
 pub fn check_body(def: &ResourceDef, headers: &HeaderMap, body: &[u8], mode: Mode, warnings: &mut Vec<String>) -> ApiResult<Value> {
-    let obj = crate::handler::decode_body(headers, body)?;
     let is_json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_none_or(|ct| ct.starts_with("application/json"));
-    let duplicates = if is_json && mode != Mode::Ignore { duplicate_fields(body) } else { Vec::new() };
+    let (obj, duplicates) = if is_json && mode != Mode::Ignore {
+        decode_json(body).map_err(crate::handler::unrecognized)?
+    } else {
+        (crate::handler::decode_body(headers, body)?, Vec::new())
+    };
     check_with(def, obj, duplicates, mode, warnings)
 }
 
@@ -84,71 +86,114 @@ pub fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
-/// The paths (`spec.replicas`) of keys repeated within one JSON object.
-pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
-    let found = RefCell::new(Vec::new());
+/// A JSON body decoded in one pass that also notes the paths
+/// (`spec.replicas`) of keys repeated within one object. The path is
+/// built only for a repeated key, as almost no body has one.
+pub fn decode_json(body: &[u8]) -> serde_json::Result<(Value, Vec<String>)> {
+    let (path, found) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
     let mut de = serde_json::Deserializer::from_slice(body);
-    // A body that is not JSON fails to decode elsewhere, with its own error.
-    let _ = Duplicates { path: String::new(), found: &found }.deserialize(&mut de);
-    found.into_inner()
+    let value = Decode { path: &path, found: &found }.deserialize(&mut de)?;
+    de.end()?;
+    Ok((value, found.into_inner()))
 }
 
-struct Duplicates<'a> {
-    path: String,
+#[derive(Clone, Copy)]
+struct Decode<'a> {
+    /// Where the value being decoded is.
+    path: &'a RefCell<Vec<Part>>,
     found: &'a RefCell<Vec<String>>,
 }
 
-impl<'de> DeserializeSeed<'de> for Duplicates<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+enum Part {
+    Key(String),
+    Index(usize),
+}
+
+impl Decode<'_> {
+    fn repeated(&self, key: &str) {
+        let mut path = String::new();
+        for part in self.path.borrow().iter() {
+            match part {
+                Part::Key(k) => path.push_str(&format!("{k}.")),
+                Part::Index(i) => {
+                    path.pop();
+                    path.push_str(&format!("[{i}]."));
+                }
+            }
+        }
+        path.push_str(key);
+        self.found.borrow_mut().push(path);
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Decode<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Duplicates<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Decode<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
-            if !seen.insert(key) {
-                self.found.borrow_mut().push(path.clone());
+            self.path.borrow_mut().push(Part::Key(key));
+            let value = map.next_value_seed(self);
+            let Some(Part::Key(key)) = self.path.borrow_mut().pop() else { unreachable!("pushed above") };
+            let value = value?;
+            match object.entry(key) {
+                // Upstream's non-strict decoding keeps the last, as serde does.
+                serde_json::map::Entry::Occupied(mut repeated) => {
+                    self.repeated(repeated.key());
+                    repeated.insert(value);
+                }
+                serde_json::map::Entry::Vacant(new) => {
+                    new.insert(value);
+                }
             }
-            map.next_value_seed(Duplicates { path, found: self.found })?;
         }
-        Ok(())
+        Ok(Value::Object(object))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut i = 0;
-        while seq.next_element_seed(Duplicates { path: format!("{}[{i}]", self.path), found: self.found })?.is_some() {
-            i += 1;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            self.path.borrow_mut().push(Part::Index(items.len()));
+            let item = seq.next_element_seed(self);
+            self.path.borrow_mut().pop();
+            match item? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
+            }
         }
-        Ok(())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 }
 
@@ -157,7 +202,12 @@ mod tests {
     #[test]
     fn finds_repeated_keys_at_any_depth() {
         let body = br#"{"spec":{"replicas":1,"paused":false,"replicas":2,"template":{"spec":{"containers":[{"name":"a","name":"b"}]}}},"spec2":{}}"#;
-        assert_eq!(super::duplicate_fields(body), ["spec.replicas", "spec.template.spec.containers[0].name"]);
-        assert!(super::duplicate_fields(br#"{"a":1,"b":{"a":2}}"#).is_empty());
+        let (value, repeated) = super::decode_json(body).unwrap();
+        assert_eq!(repeated, ["spec.replicas", "spec.template.spec.containers[0].name"]);
+        assert_eq!(value["spec"]["replicas"], 2, "the last is kept");
+        let (value, repeated) = super::decode_json(br#"{"a":1,"b":{"a":2},"c":[1.5,-3,null,true,"x"]}"#).unwrap();
+        assert!(repeated.is_empty());
+        assert_eq!(value, serde_json::json!({"a":1,"b":{"a":2},"c":[1.5,-3,null,true,"x"]}));
+        assert!(super::decode_json(br#"{"a":1} x"#).is_err(), "trailing characters");
     }
 }

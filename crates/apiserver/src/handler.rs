@@ -895,7 +895,7 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     match content_type.split(';').next().unwrap_or("").trim() {
         "application/json" | "" | "*/*" => {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the object provided is unrecognized: {e}")))
+            serde_json::from_slice(body).map_err(unrecognized)
         }
         // serde_yaml is the YAML parser kube-rs already brings in; it is
         // archived upstream, so a maintained fork can replace it in one place.
@@ -907,6 +907,10 @@ pub fn decode_body(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
             "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
+}
+
+pub fn unrecognized(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("the object provided is unrecognized: {e}"))
 }
 
 fn delete_options(query: &Query, headers: &HeaderMap, body: &[u8], dry_run: bool) -> ApiResult<DeleteOptions> {

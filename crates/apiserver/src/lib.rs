@@ -97,10 +97,7 @@ impl Server {
     pub async fn bind(mut config: Config) -> Result<Server> {
         let (tls, clients) = tls_config(&config)?;
         let (network, prefix) = config.service_cidr;
-        let registry = Registry {
-            store: config.store.clone(),
-            services: Arc::new(services::Allocator::new(config.store.clone(), network, prefix)),
-        };
+        let registry = Registry::new(config.store.clone(), services::Allocator::new(config.store.clone(), network, prefix));
         // Every kind's objects are cached from their first list on.
         for def in skiff_api::resources::all() {
             registry.store.cache(&def.key_prefix());
