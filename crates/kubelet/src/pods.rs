@@ -109,10 +109,29 @@ struct PodState {
     start_time: Option<String>,
     /// Probe results, by container run (ID) and kind.
     probes: probes::Trackers,
-    /// Why the pod was evicted (true) or refused (false) under node pressure.
-    evicted: Option<(String, bool)>,
+    /// Why the kubelet stopped the pod for good, if it did.
+    stopped: Option<Stopped>,
     /// When its emptyDir volumes were last measured against their sizeLimit.
     storage_checked: Option<Instant>,
+}
+
+/// Why the kubelet stopped a pod for good: evicted under node pressure
+/// (a disruption) or refused by it, or past its activeDeadlineSeconds.
+struct Stopped {
+    reason: &'static str,
+    message: String,
+    disruption: bool,
+}
+
+/// Upstream's activeDeadlineHandler: the pod has been active on the node,
+/// since its startTime, for its activeDeadlineSeconds.
+fn past_deadline(pod: &Pod, state: &PodState) -> bool {
+    let Some(deadline) = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else { return false };
+    let started = pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0).or_else(|| {
+        let posted = state.start_time.as_deref()?;
+        chrono::DateTime::parse_from_rfc3339(posted).ok().map(|t| t.with_timezone(&chrono::Utc))
+    });
+    started.is_some_and(|started| chrono::Utc::now() - started >= chrono::Duration::seconds(deadline))
 }
 
 async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
@@ -239,14 +258,28 @@ impl Kubelet {
         }
         // Evicted under node pressure or past a storage limit, or refused
         // by node pressure before starting.
-        let evicted = self.evictions.lock().unwrap().get(uid).cloned();
-        let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
-        if let Some(message) = evicted.clone().or(refused) {
+        if state.stopped.is_none() {
+            let evicted = self.evictions.lock().unwrap().get(uid).cloned();
+            let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
+            state.stopped = match (evicted, refused) {
+                (Some(message), _) => Some(Stopped { reason: "Evicted", message, disruption: true }),
+                (None, Some(message)) => Some(Stopped { reason: "Evicted", message, disruption: false }),
+                (None, None) => past_deadline(pod, state).then(|| Stopped {
+                    reason: "DeadlineExceeded",
+                    message: "Pod was active on the node longer than the specified deadline".into(),
+                    disruption: false,
+                }),
+            };
+            if let Some(stopped) = &state.stopped {
+                self.event(pod, None, stopped.reason == "Evicted", stopped.reason, &stopped.message).await;
+            }
+        }
+        if state.stopped.is_some() {
+            // Stopped for good: the pod is Failed, and runs nothing again.
             self.stop_all(pod, &containers).await;
             let containers = self.runtime.list(Some(uid)).await?;
-            state.evicted = Some((message.clone(), evicted.is_some()));
             self.post_status(pod, state, &containers).await?;
-            self.event(pod, None, true, "Evicted", &message).await;
+            // Stopped, so the next victim may be chosen.
             self.evictions.lock().unwrap().remove(uid);
             return Ok(false);
         }
@@ -769,11 +802,11 @@ impl Kubelet {
                 }
             }
         }
-        let phase = if state.evicted.is_some() { "Failed" } else { status::phase(pod, &main, initialized, init_failed) };
+        let phase = if state.stopped.is_some() { "Failed" } else { status::phase(pod, &main, initialized, init_failed) };
         let unready: Vec<String> = main.iter().filter(|s| s["ready"] != true).filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
         let sandbox = self.sandboxes.exists(uid);
         let mut conditions = status::conditions(pod, sandbox, if initialized { Ok(()) } else { Err(pending_init) }, unready, phase);
-        if let Some((message, true)) = &state.evicted {
+        if let Some(Stopped { message, disruption: true, .. }) = &state.stopped {
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             conditions.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": message, "lastTransitionTime": now}));
         }
@@ -790,9 +823,9 @@ impl Kubelet {
         if !init.is_empty() {
             status["initContainerStatuses"] = json!(init);
         }
-        if let Some((message, _)) = &state.evicted {
-            status["reason"] = json!("Evicted");
-            status["message"] = json!(message);
+        if let Some(stopped) = &state.stopped {
+            status["reason"] = json!(stopped.reason);
+            status["message"] = json!(stopped.message);
         }
         if let Some(ip) = ip {
             status["podIP"] = json!(ip);

@@ -93,6 +93,29 @@ fn containers_that_exit_get_the_expected_status() {
     c.wait_up_to(Duration::from_secs(20), &["get", "pod", "always", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], "the restart after the back-off", |s| s == "2");
 }
 
+/// [sig-node] Pods should be updated [NodeConformance] [Conformance]
+/// [sig-node] Pods should allow activeDeadlineSeconds to be updated [NodeConformance] [Conformance]
+/// A running pod takes a new label, then a deadline: past it, the kubelet
+/// stops the pod, Failed with upstream's DeadlineExceeded.
+#[test]
+fn running_pods_are_updated_and_stopped_past_their_deadline() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("deadline", &image, "Never", "sleep 3600")));
+    c.wait_for(&["get", "pod", "deadline", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+    c.ok(&["label", "pod", "deadline", "time=updated"]);
+    assert_eq!(c.ok(&["get", "pods", "-l", "time=updated", "-o", "name"]), "pod/deadline\n");
+    let started = Instant::now();
+    c.ok(&["patch", "pod", "deadline", "--type=merge", "-p", r#"{"spec":{"activeDeadlineSeconds":5}}"#]);
+    let stopped = c.wait_up_to(Duration::from_secs(30), &["get", "pod", "deadline", "-o", "jsonpath={.status.phase}/{.status.reason}"], "the pod to pass its deadline", |s| s.starts_with("Failed"));
+    assert_eq!(stopped, "Failed/DeadlineExceeded");
+    assert!(started.elapsed() < Duration::from_secs(15), "stopped {:?} after the deadline was set", started.elapsed());
+    assert_eq!(jsonpath(&c, "deadline", "{.status.message}"), "Pod was active on the node longer than the specified deadline");
+    assert!(!jsonpath(&c, "deadline", "{.status.containerStatuses[0].state.terminated}").is_empty(), "its container is stopped");
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=deadline,reason=DeadlineExceeded", "-o", "name"]);
+    assert!(!events.is_empty(), "a DeadlineExceeded event");
+}
+
 /// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartNever pod [Conformance]
 /// [sig-node] InitContainer [NodeConformance] should not start app containers and fail the pod if init containers fail on a RestartNever pod [Conformance]
 /// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartAlways pod [Conformance]
