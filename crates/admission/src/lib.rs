@@ -4,6 +4,7 @@
 //! security rules). Plugins run in upstream's fixed order whatever order
 //! `--enable-admission-plugins` names them in.
 
+mod certificates;
 mod limit_ranger;
 mod node_restriction;
 mod pod_security;
@@ -107,6 +108,9 @@ pub trait Cluster: Send + Sync {
     /// POSTs `body` to a webhook's `clientConfig` (a URL, or a Service),
     /// returning the response body of a 200 within `timeout`.
     async fn call_webhook(&self, client_config: &Value, body: Vec<u8>, timeout: std::time::Duration) -> Result<Vec<u8>, String>;
+    /// Whether the authorizer allows `user` the verb on the named resource
+    /// (cluster-wide), as upstream's plugins ask their authorizer.
+    fn allows(&self, user: &UserInfo, verb: &str, group: &str, resource: &str, name: &str) -> bool;
 }
 
 #[async_trait]
@@ -147,6 +151,9 @@ const PLUGINS: &[(&str, bool)] = &[
     ("PodSecurity", true),
     ("Priority", true),
     ("DefaultStorageClass", true),
+    ("CertificateApproval", true),
+    ("CertificateSigning", true),
+    ("CertificateSubjectRestriction", true),
     ("MutatingAdmissionWebhook", true),
     ("ValidatingAdmissionPolicy", true),
     ("ValidatingAdmissionWebhook", true),
@@ -165,6 +172,9 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "Priority" => Box::new(pods::Priority),
         "PodSecurity" => Box::new(pod_security::PodSecurity),
         "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
+        "CertificateApproval" => Box::new(certificates::CertificateApproval),
+        "CertificateSigning" => Box::new(certificates::CertificateSigning),
+        "CertificateSubjectRestriction" => Box::new(certificates::CertificateSubjectRestriction),
         "LimitRanger" => Box::new(limit_ranger::LimitRanger),
         "ServiceAccount" => Box::new(service_account::ServiceAccount),
         "NodeRestriction" => Box::new(node_restriction::NodeRestriction),
@@ -226,7 +236,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass"];
+        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
         let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());

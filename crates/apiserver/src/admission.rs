@@ -9,7 +9,7 @@ use skiff_admission::{Cluster, Rejection};
 use crate::registry::{ListQuery, Registry};
 use crate::status::ApiError;
 
-pub struct RegistryCluster<'a>(pub &'a Registry);
+pub struct RegistryCluster<'a>(pub &'a Registry, pub &'a crate::authorization::Security);
 
 /// The stored version of a resource.
 fn def(group: &str, resource: &str) -> Result<&'static skiff_api::ResourceDef, String> {
@@ -48,6 +48,21 @@ impl Cluster for RegistryCluster<'_> {
 
     async fn call_webhook(&self, client_config: &Value, body: Vec<u8>, timeout: std::time::Duration) -> Result<Vec<u8>, String> {
         crate::webhooks::call(self.0, client_config, body, timeout).await
+    }
+
+    fn allows(&self, user: &skiff_auth::authn::UserInfo, verb: &str, group: &str, resource: &str, name: &str) -> bool {
+        self.1.allows(&skiff_auth::authz::Attributes {
+            user: user.clone(),
+            verb: verb.into(),
+            resource_request: true,
+            api_group: group.into(),
+            api_version: "*".into(),
+            resource: resource.into(),
+            subresource: String::new(),
+            namespace: String::new(),
+            name: name.into(),
+            path: String::new(),
+        })
     }
 }
 

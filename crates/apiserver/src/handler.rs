@@ -34,7 +34,7 @@ struct UpdateAdmission<'a> {
 #[async_trait::async_trait]
 impl crate::registry::Admit for UpdateAdmission<'_> {
     async fn admit(&self, old: &Value, new: &mut Value) -> ApiResult<()> {
-        let cluster = crate::admission::RegistryCluster(&self.api.registry);
+        let cluster = crate::admission::RegistryCluster(&self.api.registry, &self.api.security);
         let base = admission_request(skiff_admission::Operation::Update, self.def, self.target, self.name, self.user, self.dry_run);
         let request = skiff_admission::Request { old: Some(old), ..base };
         let refused = |r| crate::admission::refused(r, self.def, self.name);
@@ -351,7 +351,7 @@ impl Api {
         let name = t.name.as_deref().ok_or_else(ApiError::not_found_path)?;
         let pod = self.registry.get(def, ns, name).await?;
         let request = admission_request(skiff_admission::Operation::Connect, def, t, name, user, false);
-        let cluster = crate::admission::RegistryCluster(&self.registry);
+        let cluster = crate::admission::RegistryCluster(&self.registry, &self.security);
         self.admission.validate(&request, &pod, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
         crate::kubelets::connect(&self.kubelets, &self.registry, &pod, t.subresource.as_deref().unwrap_or_default(), &mut parts, query).await
     }
@@ -581,7 +581,7 @@ impl Api {
             "delete" => {
                 let opts = delete_options(query, headers, &body, dry_run)?;
                 let request = admission_request(skiff_admission::Operation::Delete, def, &t, name, user, dry_run);
-                let cluster = crate::admission::RegistryCluster(&self.registry);
+                let cluster = crate::admission::RegistryCluster(&self.registry, &self.security);
                 self.admission.validate(&request, &Value::Null, &cluster).await.map_err(|r| crate::admission::refused(r, def, name))?;
                 match self.registry.delete(def, ns, name, &opts).await? {
                     Deleted::Pending(obj) => {
@@ -629,7 +629,7 @@ impl Api {
                 spec.retain(|_, v| !v.is_null());
             }
         }
-        let cluster = crate::admission::RegistryCluster(&self.registry);
+        let cluster = crate::admission::RegistryCluster(&self.registry, &self.security);
         let request = skiff_admission::Request {
             operation: skiff_admission::Operation::Create,
             group: def.group,

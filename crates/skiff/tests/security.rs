@@ -312,6 +312,60 @@ fn rbac_escalation_is_prevented() {
     assert!(out.contains("attempting to grant RBAC permissions not currently held"), "{out}");
 }
 
+/// A CertificateSigningRequest for `subject` (`/CN=…/O=…`) to `signer`.
+fn csr(dir: &Path, name: &str, subject: &str, signer: &str) -> String {
+    let (key, pem) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.csr")));
+    let out = Command::new("openssl")
+        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&pem).unwrap());
+    format!("apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {request}\n  signerName: {signer}\n  usages: [client auth]\n")
+}
+
+/// Upstream's CertificateApproval, CertificateSigning and
+/// CertificateSubjectRestriction admission: approving and signing a
+/// request take `approve` and `sign` on its signer, and the API server's
+/// client signer never issues `system:masters`.
+#[test]
+fn certificate_approval_and_signing_need_the_signer_verbs() {
+    let c = cluster(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    c.ok_stdin(&["create", "-f", "-"], Some(&csr(dir.path(), "req", "/CN=carol/O=dev", "kubernetes.io/kube-apiserver-client")));
+    c.ok(&["create", "clusterrole", "csr-editor", "--verb=get,list,update,patch", "--resource=certificatesigningrequests,certificatesigningrequests/approval,certificatesigningrequests/status"]);
+    c.ok(&["create", "clusterrolebinding", "alice-csr-editor", "--clusterrole=csr-editor", "--user=alice"]);
+    let alice = token(&c, "alice", "alice-token");
+
+    let out = text(&kubectl_with(&alice, &["certificate", "approve", "req"], None));
+    assert!(out.contains(r#"user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client""#), "{out}");
+    assert!(c.ok(&["get", "csr", "req", "--no-headers"]).contains("Pending"), "nothing was approved");
+
+    // `approve` on the signer's domain is enough.
+    // Signers are no served resource, so kubectl's generator refuses them.
+    let approver = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: approver}\nrules:\n- {apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: [kubernetes.io/*], verbs: [approve]}\n";
+    c.ok_stdin(&["create", "-f", "-"], Some(approver));
+    c.ok(&["create", "clusterrolebinding", "alice-approver", "--clusterrole=approver", "--user=alice"]);
+    let out = kubectl_with(&alice, &["certificate", "approve", "req"], None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Issuing a certificate is signing, which alice may not do; the
+    // controller manager may, for the built-in signers.
+    let out = text(&kubectl_with(&alice, &["patch", "csr", "req", "--subresource=status", "--type=merge", "-p", r#"{"status":{"certificate":"Zm9v"}}"#], None));
+    assert!(out.contains(r#"user not permitted to sign requests with signerName "kubernetes.io/kube-apiserver-client""#), "{out}");
+    c.wait_for(&["get", "csr", "req", "--no-headers"], "the controller manager to issue the certificate", |l| l.trim_end().ends_with("Approved,Issued"));
+
+    let masters = csr(dir.path(), "masters", "/CN=eve/O=system:masters", "kubernetes.io/kube-apiserver-client");
+    let out = c.fails(&["create", "-f", "-"], Some(&masters));
+    assert!(out.contains("use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"), "{out}");
+    let other_signer = csr(dir.path(), "masters", "/CN=eve/O=system:masters", "example.com/signer");
+    c.ok_stdin(&["create", "-f", "-"], Some(&other_signer));
+}
+
 /// SubjectAccessReview, LocalSubjectAccessReview and TokenReview.
 /// [sig-auth] SubjectReview should support SubjectReview API operations [Conformance]
 #[test]
