@@ -76,15 +76,18 @@ async fn refusal(response: hyper::Response<hyper::body::Incoming>) -> ApiError {
 fn container_of(pod: &Value, query: &crate::handler::Query) -> Result<String, ApiError> {
     let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let names = |key: &str| -> Vec<String> { pod.pointer(&format!("/spec/{key}")).and_then(Value::as_array).into_iter().flatten().filter_map(|c| c["name"].as_str().map(str::to_string)).collect() };
-    let (containers, init) = (names("containers"), names("initContainers"));
+    let (containers, init, ephemeral) = (names("containers"), names("initContainers"), names("ephemeralContainers"));
     match query.get("container").filter(|c| !c.is_empty()) {
-        Some(c) if containers.contains(c) || init.contains(c) => Ok(c.clone()),
+        Some(c) if containers.contains(c) || init.contains(c) || ephemeral.contains(c) => Ok(c.clone()),
         Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
         None if containers.len() == 1 => Ok(containers[0].clone()),
         None => {
             let mut message = format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" "));
             if !init.is_empty() {
                 message.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
+            }
+            if !ephemeral.is_empty() {
+                message.push_str(&format!(" or one of the ephemeral containers: [{}]", ephemeral.join(" ")));
             }
             Err(ApiError::bad_request(message))
         }

@@ -150,6 +150,20 @@ async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver
     }
 }
 
+/// The pod's ephemeral containers as containers: the same fields, less
+/// `targetContainerName` (each runs in namespaces of its own).
+fn ephemeral(pod: &Pod) -> Vec<ContainerSpec> {
+    let list = pod.spec.as_ref().and_then(|s| s.ephemeral_containers.as_ref());
+    list.into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut fields = serde_json::to_value(e).ok()?;
+            fields.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(fields).ok()
+        })
+        .collect()
+}
+
 fn name_of(pod: &Pod) -> String {
     format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))
 }
@@ -333,6 +347,12 @@ impl Kubelet {
                 let latest = runs.get(container.name.as_str()).and_then(|r| r.last());
                 if latest.is_none_or(|c| restarts(policy, &c.state)) {
                     self.start_if_due(pod, container, latest.copied(), state).await;
+                }
+            }
+            // Ephemeral containers run once each, never restarted.
+            for container in &ephemeral(pod) {
+                if !runs.contains_key(container.name.as_str()) {
+                    self.start_if_due(pod, container, None, state).await;
                 }
             }
         }
@@ -725,7 +745,8 @@ impl Kubelet {
     }
 
     async fn stop_all(&self, pod: &Pod, containers: &[Container]) {
-        let specs: Vec<&ContainerSpec> = pod.spec.as_ref().map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).collect()).unwrap_or_default();
+        let ephemeral = ephemeral(pod);
+        let specs: Vec<&ContainerSpec> = pod.spec.as_ref().map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).chain(&ephemeral).collect()).unwrap_or_default();
         let specs = &specs;
         let running: Vec<&Container> = containers.iter().filter(|c| matches!(c.state, State::Running { .. })).collect();
         let stops = running.iter().map(|c| async move {
@@ -771,6 +792,11 @@ impl Kubelet {
         let init_specs = spec.init_containers.clone().unwrap_or_default();
         let mut init = statuses(&init_specs);
         let mut main = statuses(&spec.containers);
+        let mut ephemeral_statuses = statuses(&ephemeral(pod));
+        // No probe judges them: upstream reports them never ready.
+        for s in &mut ephemeral_statuses {
+            s["ready"] = json!(false);
+        }
         // Probes decide `started` and `ready` of running containers.
         for (c, s) in spec.containers.iter().zip(&mut main).chain(init_specs.iter().zip(&mut init)) {
             let Some(run) = runs.get(c.name.as_str()).and_then(|r| r.last()).filter(|r| matches!(r.state, State::Running { .. })) else { continue };
@@ -822,6 +848,9 @@ impl Kubelet {
         });
         if !init.is_empty() {
             status["initContainerStatuses"] = json!(init);
+        }
+        if !ephemeral_statuses.is_empty() {
+            status["ephemeralContainerStatuses"] = json!(ephemeral_statuses);
         }
         if let Some(stopped) = &state.stopped {
             status["reason"] = json!(stopped.reason);
@@ -882,7 +911,9 @@ impl Kubelet {
         if let Some(name) = container {
             let spec = pod.spec.as_ref();
             let is_init = spec.and_then(|s| s.init_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == name));
-            reference.field_path = Some(format!("spec.{}{{{name}}}", if is_init { "initContainers" } else { "containers" }));
+            let is_ephemeral = spec.and_then(|s| s.ephemeral_containers.as_ref()).is_some_and(|l| l.iter().any(|c| c.name == name));
+            let list = if is_init { "initContainers" } else if is_ephemeral { "ephemeralContainers" } else { "containers" };
+            reference.field_path = Some(format!("spec.{list}{{{name}}}"));
         }
         let event = Event { type_: if warning { EventType::Warning } else { EventType::Normal }, reason: reason.into(), note: Some(note.into()), action: reason.into(), secondary: None };
         if let Err(e) = self.events.publish(&event, &reference).await {

@@ -116,6 +116,28 @@ fn running_pods_are_updated_and_stopped_past_their_deadline() {
     assert!(!events.is_empty(), "a DeadlineExceeded event");
 }
 
+/// [sig-node] Ephemeral Containers [NodeConformance] will start an ephemeral container in an existing pod [Conformance]
+/// [sig-node] Ephemeral Containers [NodeConformance] should update the ephemeral containers in an existing pod [Conformance]
+/// `kubectl debug` adds ephemeral containers to a running pod; each runs
+/// once, takes `kubectl exec`, and is reported apart from the app's.
+#[test]
+fn ephemeral_containers_join_a_running_pod() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("target", &image, "Always", "sleep 3600")));
+    c.wait_for(&["get", "pod", "target", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+    c.ok(&["debug", "target", &format!("--image={image}"), "--container=debugger", "--", "sleep", "3600"]);
+    c.ok(&["debug", "target", &format!("--image={image}"), "--container=once", "--", "sh", "-c", "echo done"]);
+    let states = "{.status.ephemeralContainerStatuses[*].name}/{.status.ephemeralContainerStatuses[*].state.running.startedAt}";
+    c.wait_for(&["get", "pod", "target", "-o", &format!("jsonpath={states}")], "the debugger to run", |s| s.starts_with("debugger once/") && !s.ends_with('/'));
+    assert_eq!(c.ok(&["exec", "target", "-c", "debugger", "--", "echo", "polo"]), "polo\n");
+    c.wait_for(&["get", "pod", "target", "-o", "jsonpath={.status.ephemeralContainerStatuses[1].state.terminated.reason}"], "the second to finish", |s| s == "Completed");
+    assert_eq!(c.ok(&["logs", "target", "-c", "once"]), "done\n");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(jsonpath(&c, "target", "{.status.ephemeralContainerStatuses[1].restartCount}/{.status.ephemeralContainerStatuses[0].ready}"), "0/false", "never restarted, never ready");
+    assert_eq!(jsonpath(&c, "target", "{.status.phase}/{.status.containerStatuses[*].name}"), "Running/main");
+}
+
 /// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartNever pod [Conformance]
 /// [sig-node] InitContainer [NodeConformance] should not start app containers and fail the pod if init containers fail on a RestartNever pod [Conformance]
 /// [sig-node] InitContainer [NodeConformance] should invoke init containers on a RestartAlways pod [Conformance]
