@@ -22,9 +22,12 @@ fn is_csr(req: &Request<'_>, subresource: &str) -> bool {
 
 /// Upstream's IsAuthorizedForSignerName: the verb on the signer, or on all
 /// of its domain's signers.
-fn authorized(req: &Request<'_>, cluster: &dyn Cluster, verb: &str, signer: &str) -> bool {
+fn require(req: &Request<'_>, cluster: &dyn Cluster, verb: &str, signer: &str) -> Result<(), Rejection> {
     let domain = format!("{}/*", signer.split('/').next().unwrap_or_default());
-    cluster.allows(req.user, verb, GROUP, "signers", signer) || cluster.allows(req.user, verb, GROUP, "signers", &domain)
+    if cluster.allows(req.user, verb, GROUP, "signers", signer) || cluster.allows(req.user, verb, GROUP, "signers", &domain) {
+        return Ok(());
+    }
+    Err(Rejection::forbidden(req, format!("user not permitted to {verb} requests with signerName {signer:?}")))
 }
 
 fn signer_of(csr: &Value) -> &str {
@@ -43,11 +46,7 @@ impl Plugin for CertificateApproval {
         if req.operation != Operation::Update || !is_csr(req, "approval") {
             return Ok(());
         }
-        let signer = signer_of(csr);
-        if !authorized(req, cluster, "approve", signer) {
-            return Err(Rejection::forbidden(req, format!("user not permitted to approve requests with signerName {signer:?}")));
-        }
-        Ok(())
+        require(req, cluster, "approve", signer_of(csr))
     }
 }
 
@@ -68,11 +67,7 @@ impl Plugin for CertificateSigning {
         if old["status"]["certificate"] == csr["status"]["certificate"] {
             return Ok(());
         }
-        let signer = signer_of(old);
-        if !authorized(req, cluster, "sign", signer) {
-            return Err(Rejection::forbidden(req, format!("user not permitted to sign requests with signerName {signer:?}")));
-        }
-        Ok(())
+        require(req, cluster, "sign", signer_of(old))
     }
 }
 
