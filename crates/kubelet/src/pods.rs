@@ -270,8 +270,8 @@ impl Kubelet {
                 self.evictions.lock().unwrap().insert(uid.to_string(), message);
             }
         }
-        // Evicted under node pressure or past a storage limit, or refused
-        // by node pressure before starting.
+        // Evicted under node pressure or past a storage limit, refused by
+        // node pressure before starting, or past its deadline.
         if state.stopped.is_none() {
             let evicted = self.evictions.lock().unwrap().get(uid).cloned();
             let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
