@@ -26,6 +26,14 @@ fn invalid(field: &str, value: &str, why: &str) -> FieldError {
     }
 }
 
+pub fn forbidden(field: &str, detail: impl std::fmt::Display) -> FieldError {
+    FieldError {
+        field: field.into(),
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {detail}"),
+    }
+}
+
 pub fn required(field: &str, what: &str) -> FieldError {
     FieldError {
         field: field.into(),

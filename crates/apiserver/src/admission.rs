@@ -58,10 +58,8 @@ impl Cluster for RegistryCluster<'_> {
             api_group: group.into(),
             api_version: "*".into(),
             resource: resource.into(),
-            subresource: String::new(),
-            namespace: String::new(),
             name: name.into(),
-            path: String::new(),
+            ..Default::default()
         })
     }
 }

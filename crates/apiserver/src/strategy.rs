@@ -156,11 +156,7 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
         // Gates are only ever removed: a pod cannot be held back again.
         let old = scheduling_gates(current);
         if let Some(added) = scheduling_gates(new).into_iter().find(|g| !old.contains(g)) {
-            errs.push(FieldError {
-                field: "spec.schedulingGates".into(),
-                reason: "FieldValueForbidden",
-                message: format!("Forbidden: only deletion is allowed, but found new scheduling gate '{added}'"),
-            });
+            errs.push(validation::forbidden("spec.schedulingGates", format!("only deletion is allowed, but found new scheduling gate '{added}'")));
         }
         errs.extend(pod_spec_update(&current["spec"], &new["spec"]));
     }
@@ -178,7 +174,7 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
     if is(def, "scheduling.k8s.io", "PriorityClass") {
         for field in ["value", "preemptionPolicy"] {
             if current.get(field) != new.get(field) {
-                errs.push(FieldError { field: field.into(), reason: "FieldValueForbidden", message: "Forbidden: may not be changed in an update.".into() });
+                errs.push(validation::forbidden(field, "may not be changed in an update."));
             }
         }
     }
@@ -186,11 +182,7 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
         // Upstream's immutable ConfigMaps and Secrets: nothing but metadata changes.
         for field in ["immutable", "data", "binaryData", "type"] {
             if current.get(field) != new.get(field) && !(field == "type" && is(def, "", "ConfigMap")) {
-                errs.push(FieldError {
-                    field: field.into(),
-                    reason: "FieldValueForbidden",
-                    message: "Forbidden: field is immutable when `immutable` is set".into(),
-                });
+                errs.push(validation::forbidden(field, "field is immutable when `immutable` is set"));
             }
         }
     }
@@ -203,10 +195,9 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
 /// terminationGracePeriodSeconds (to 1), scheduling gates (removed) and,
 /// while the pod is gated, its nodeSelector and affinity.
 fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
-    let forbidden = |field: &str, message: String| FieldError { field: field.into(), reason: "FieldValueForbidden", message: format!("Forbidden: {message}") };
     let count = |spec: &Value, list: &str| spec[list].as_array().map_or(0, Vec::len);
     if count(old, "containers") != count(new, "containers") {
-        return vec![forbidden("spec.containers", "pod updates may not add or remove containers".into())];
+        return vec![validation::forbidden("spec.containers", "pod updates may not add or remove containers")];
     }
     let mut errs = Vec::new();
     match (old["activeDeadlineSeconds"].as_i64(), &new["activeDeadlineSeconds"]) {
@@ -230,7 +221,7 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     };
     let new_tolerations: Vec<Value> = new["tolerations"].as_array().into_iter().flatten().map(without_seconds).collect();
     if old["tolerations"].as_array().into_iter().flatten().any(|t| !new_tolerations.contains(&without_seconds(t))) {
-        errs.push(forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds".into()));
+        errs.push(validation::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
     }
 
     // What is left once the changes allowed are undone must be unchanged.
@@ -262,7 +253,7 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let mut changed = Vec::new();
     differences("spec", old, &munged, &mut changed);
     if !changed.is_empty() {
-        errs.push(forbidden(
+        errs.push(validation::forbidden(
             "spec",
             format!(
                 "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)\n{}",
@@ -276,20 +267,20 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
 /// Upstream's ValidatePodEphemeralContainersUpdate: ephemeral containers
 /// are added, never removed or changed.
 pub fn ephemeral_containers_update(old: &Value, new: &Value) -> Vec<FieldError> {
-    let named = |spec: &Value, name: &Value| spec["ephemeralContainers"].as_array().into_iter().flatten().find(|c| &c["name"] == name).cloned();
+    let named = |name: &Value| new["ephemeralContainers"].as_array().into_iter().flatten().find(|c| &c["name"] == name);
     let mut errs = Vec::new();
     for before in old["ephemeralContainers"].as_array().into_iter().flatten() {
         let name = before["name"].as_str().unwrap_or_default();
-        let message = match named(new, &before["name"]) {
+        let message = match named(&before["name"]) {
             None => format!("existing ephemeral containers {name:?} may not be removed"),
-            Some(after) if &after != before => {
+            Some(after) if after != before => {
                 let mut changed = Vec::new();
-                differences(&format!("spec.ephemeralContainers[{name}]"), before, &after, &mut changed);
+                differences(&format!("spec.ephemeralContainers[{name}]"), before, after, &mut changed);
                 format!("existing ephemeral containers {name:?} may not be changed\n{}", changed.join("\n"))
             }
             Some(_) => continue,
         };
-        errs.push(FieldError { field: "spec.ephemeralContainers".into(), reason: "FieldValueForbidden", message: format!("Forbidden: {message}") });
+        errs.push(validation::forbidden("spec.ephemeralContainers", message));
     }
     errs
 }
@@ -361,7 +352,7 @@ pub fn validate(def: &ResourceDef, obj: &Value) -> Vec<FieldError> {
             }
         }
         if !gates.is_empty() && obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
-            errs.push(FieldError { field: "spec.nodeName".into(), reason: "FieldValueForbidden", message: "Forbidden: cannot be set until all schedulingGates have been cleared".into() });
+            errs.push(validation::forbidden("spec.nodeName", "cannot be set until all schedulingGates have been cleared"));
         }
     }
     errs
