@@ -12,7 +12,7 @@ use skiff_api::validation::FieldError;
 use skiff_api::{ResourceDef, Verbs};
 
 use crate::managed::{self, Manager};
-use crate::registry::{Deleted, DeleteOptions, ListQuery, Registry};
+use crate::registry::{Created, Deleted, DeleteOptions, ListQuery, Registry};
 use crate::route::{self, Route, Target};
 use crate::status::{qualified, ApiError, ApiResult};
 use crate::authorization::{self, Security};
@@ -528,7 +528,11 @@ impl Api {
                 let manager = Manager::of_request(query, headers, None, false)?;
                 let (created, admission_warnings) = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
                 warnings.extend(admission_warnings);
-                Ok(fields::with_warnings(respond_object(def, StatusCode::CREATED, created, repr, query), &warnings))
+                let response = match created.json {
+                    Some(json) if repr == Representation::Object => (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                    _ => respond_object(def, StatusCode::CREATED, created.object, repr, query),
+                };
+                Ok(fields::with_warnings(response, &warnings))
             }
             "update" => {
                 let mut warnings = Vec::new();
@@ -615,7 +619,7 @@ impl Api {
     /// Creates through admission: mutating plugins first, validating ones
     /// on the complete object just before it is stored.
     /// Returns the object and admission's warnings for the client.
-    async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<(Value, Vec<String>)> {
+    async fn admitted_create(&self, user: &UserInfo, def: &'static ResourceDef, ns: Option<&str>, mut obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<(Created, Vec<String>)> {
         let name = crate::registry::name_of(&obj).to_string();
         if def.group == "certificates.k8s.io" && def.kind == "CertificateSigningRequest" {
             // Who asks is recorded by the server, never taken from the
@@ -730,7 +734,7 @@ impl Api {
             Err(e) if e.code == StatusCode::NOT_FOUND && sub.is_none() => {
                 let (created, admission_warnings) = self.admitted_create(user, def, ns, config, dry_run, manager).await?;
                 warnings.extend(admission_warnings);
-                (StatusCode::CREATED, created)
+                (StatusCode::CREATED, created.object)
             }
             other => (StatusCode::OK, other?),
         };

@@ -76,6 +76,13 @@ pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
     Ok(Bytes::from(out))
 }
 
+/// A newly created object, and the JSON clients see for it when that is
+/// the stored JSON (see `stamp`), so a response need not encode it again.
+pub struct Created {
+    pub object: Value,
+    pub json: Option<Bytes>,
+}
+
 /// The bytes stored for an object: metadata first (see `stamp`), without
 /// resourceVersion (the store keeps it), with its apiVersion and kind, in
 /// the resource's storage version.
@@ -309,7 +316,7 @@ impl Registry {
     /// Creates an object; `manager` is recorded in its managedFields (an
     /// apply's manager owns the fields of the configuration it sent).
     pub async fn create(&self, def: &ResourceDef, ns: Option<&str>, obj: Value, dry_run: bool, manager: &Manager) -> ApiResult<Value> {
-        self.create_admitted(def, ns, obj, dry_run, manager, async |_| Ok(())).await
+        Ok(self.create_admitted(def, ns, obj, dry_run, manager, async |_| Ok(())).await?.object)
     }
 
     /// Creates an object that `admit` (validating admission) accepts once
@@ -322,7 +329,7 @@ impl Registry {
         dry_run: bool,
         manager: &Manager,
         admit: impl AsyncFnOnce(&Value) -> ApiResult<()>,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Created> {
         check_type(def, &obj)?;
         let applied = manager.apply.then(|| obj.clone());
         if !obj.get("metadata").is_some_and(|m| m.is_object()) {
@@ -387,15 +394,18 @@ impl Registry {
             if self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some() {
                 return Err(ApiError::already_exists(def, &name));
             }
-            return Ok(obj);
+            return Ok(Created { object: obj, json: None });
         }
-        let created = self.store.create(&def.key(ns, &name), encode(def, &obj)).await;
+        let key = def.key(ns, &name);
+        let value = encode(def, &obj);
+        let created = self.store.create(&key, value.clone()).await;
         if created.is_err() && is_service(def) {
             self.services.release_all(&obj, &owner(ns, &name)).await;
         }
         let rev = created.map_err(|e| ApiError::from_store(e, def, &name))?;
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
-        Ok(obj)
+        let json = def.is_storage_version().then(|| stamp(def, &KeyValue { key, value, create_revision: rev, mod_revision: rev })).transpose()?;
+        Ok(Created { object: obj, json })
     }
 
     /// Upstream's NamespaceLifecycle: no new content in a namespace that does
