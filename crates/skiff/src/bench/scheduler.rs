@@ -18,8 +18,10 @@ use anyhow::{bail, Result};
 use clap::ValueEnum;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{namespace, start_server};
@@ -91,6 +93,63 @@ fn pod(name: &str, shape: Shape) -> Pod {
     serde_json::from_value(pod).expect("a valid pod")
 }
 
+/// What the bench reads of a pod, from creates' responses and the watch:
+/// its name, resourceVersion (for the watch to resume) and node. The bench
+/// shares the machine with the server, so it skips decoding the rest
+/// (managedFields above all); the server still sends whole pods.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "SlimPod")]
+struct BoundPod {
+    metadata: ObjectMeta,
+    node: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SlimPod {
+    metadata: SlimMeta,
+    spec: Option<SlimSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    resource_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimSpec {
+    node_name: Option<String>,
+}
+
+impl From<SlimPod> for BoundPod {
+    fn from(pod: SlimPod) -> BoundPod {
+        let SlimMeta { name, namespace, resource_version } = pod.metadata;
+        BoundPod { metadata: ObjectMeta { name, namespace, resource_version, ..Default::default() }, node: pod.spec.and_then(|s| s.node_name) }
+    }
+}
+
+impl k8s_openapi::Resource for BoundPod {
+    const API_VERSION: &'static str = Pod::API_VERSION;
+    const GROUP: &'static str = Pod::GROUP;
+    const KIND: &'static str = Pod::KIND;
+    const VERSION: &'static str = Pod::VERSION;
+    const URL_PATH_SEGMENT: &'static str = Pod::URL_PATH_SEGMENT;
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for BoundPod {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 pub async fn run(args: Args) -> Result<()> {
     // The controller manager has nothing to do here but watch.
     let mut flags = Vec::new();
@@ -110,7 +169,7 @@ pub async fn run(args: Args) -> Result<()> {
     let _sim = skiff_sim::Sim::start(client.clone(), options).await?;
     println!("  {} nodes registered in {:.1} s", args.nodes, started.elapsed().as_secs_f64());
     namespace(&client, "sched").await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "sched");
+    let pods: Api<BoundPod> = Api::namespaced(client.clone(), "sched");
 
     // Bound pods, as a watch sees them.
     let bound = Arc::new(AtomicUsize::new(0));
@@ -130,7 +189,7 @@ pub async fn run(args: Args) -> Result<()> {
                     }
                     // A relisted watch (after a 410) shows bound pods as InitApply.
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))
-                        if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() && seen.insert(p.metadata.name.clone().unwrap_or_default()) =>
+                        if p.node.is_some() && seen.insert(p.metadata.name.clone().unwrap_or_default()) =>
                     {
                         bound.fetch_add(1, Ordering::Relaxed);
                         if seen.len() == total {
@@ -150,14 +209,19 @@ pub async fn run(args: Args) -> Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let creators: Vec<_> = (0..args.clients)
         .map(|_| {
-            let (pods, next, total, shape) = (pods.clone(), next.clone(), args.pods, args.shape);
+            let (client, next, total, shape) = (client.clone(), next.clone(), args.pods, args.shape);
+            let request = kube::core::Request::new(pods.resource_url());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
-                        return Ok::<_, kube::Error>(());
+                        return Ok::<_, anyhow::Error>(());
                     }
-                    pods.create(&PostParams::default(), &pod(&format!("p-{i}"), shape)).await?;
+                    let body = serde_json::to_vec(&pod(&format!("p-{i}"), shape)).expect("a pod serializes");
+                    let created: BoundPod = client.request(request.create(&PostParams::default(), body)?.map(Into::into)).await?;
+                    if created.metadata.name.is_none() {
+                        return Err(anyhow::anyhow!("a create answered without the pod"));
+                    }
                 }
             })
         })
