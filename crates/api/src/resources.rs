@@ -328,7 +328,17 @@ pub fn group_versions() -> Vec<(&'static str, &'static str)> {
 
 /// The resource served as `plural` in `group`/`version`.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
-    let is = |r: &ResourceDef| r.group == group && r.version == version && r.plural == plural;
+    find_by(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The stored version of `plural` in `group`.
+pub fn storage_version(group: &str, plural: &str) -> Option<&'static ResourceDef> {
+    find_by(|r| r.group == group && r.plural == plural && r.is_storage_version())
+}
+
+/// The first definition that `is`, without collecting them all (this is
+/// on every request's path).
+fn find_by(is: impl Fn(&ResourceDef) -> bool) -> Option<&'static ResourceDef> {
     BUILTIN.iter().find(|r| is(r)).or_else(|| CUSTOM.read().unwrap_or_else(|e| e.into_inner()).iter().copied().find(|r| is(r)))
 }
 

@@ -13,9 +13,7 @@ pub struct RegistryCluster<'a>(pub &'a Registry, pub &'a crate::authorization::S
 
 /// The stored version of a resource.
 fn def(group: &str, resource: &str) -> Result<&'static skiff_api::ResourceDef, String> {
-    skiff_api::resources::all()
-        .into_iter()
-        .find(|d| d.group == group && d.plural == resource && d.is_storage_version())
+    skiff_api::resources::storage_version(group, resource)
         .ok_or_else(|| format!("{resource}.{group} is not served"))
 }
 
