@@ -178,8 +178,10 @@ impl Hub {
         }
     }
 
-    /// Keeps the objects under `prefix` in memory from its first list on.
+    /// Keeps the objects under `prefix` (a directory: it ends in `/`) in
+    /// memory from its first list on.
     pub fn cache(&self, prefix: &str) {
+        debug_assert!(prefix.ends_with('/'), "a cached prefix is a directory: {prefix}");
         self.caches.lock().unwrap().entry(prefix.to_string()).or_default();
     }
 
@@ -228,7 +230,9 @@ impl Hub {
     async fn cache_for(&self, prefix: &str) -> Result<Option<Arc<Feed>>> {
         let slot = {
             let caches = self.caches.lock().unwrap();
-            caches.iter().find(|(root, _)| prefix.starts_with(root.as_str())).map(|(root, slot)| (root.clone(), slot.clone()))
+            // The cache's root is one of the directories `prefix` is in.
+            let mut dirs = prefix.match_indices('/').map(|(i, _)| &prefix[..=i]);
+            dirs.find_map(|dir| caches.get_key_value(dir)).map(|(root, slot)| (root.clone(), slot.clone()))
         };
         let Some((root, slot)) = slot else { return Ok(None) };
         let mut slot = slot.lock().await;

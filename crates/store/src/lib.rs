@@ -192,9 +192,10 @@ impl Store {
         self.backend.get(key, revision).await
     }
 
-    /// Keeps every object under `prefix` in memory from the first list
-    /// below it on, so that lists there are served from memory (a *watch
-    /// cache*), except those at an exact revision or continuing a page.
+    /// Keeps every object under `prefix` (a directory: it ends in `/`) in
+    /// memory from the first list below it on, so that lists there are
+    /// served from memory (a *watch cache*), except those at an exact
+    /// revision or continuing a page.
     pub fn cache(&self, prefix: &str) {
         self.hub.cache(prefix);
     }
