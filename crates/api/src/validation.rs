@@ -19,10 +19,16 @@ impl std::fmt::Display for FieldError {
 }
 
 fn invalid(field: &str, value: &str, why: &str) -> FieldError {
+    invalid_value(field, format!("{value:?}"), why)
+}
+
+/// An Invalid field error showing `value` as is: upstream quotes strings
+/// (as `invalid` does) and prints numbers and structures bare.
+pub fn invalid_value(field: &str, value: impl std::fmt::Display, why: &str) -> FieldError {
     FieldError {
         field: field.into(),
         reason: "FieldValueInvalid",
-        message: format!("Invalid value: {value:?}: {why}"),
+        message: format!("Invalid value: {value}: {why}"),
     }
 }
 

@@ -193,7 +193,8 @@ pub fn validate_update(def: &ResourceDef, current: &Value, new: &Value) -> Vec<F
 /// changes only container images, activeDeadlineSeconds (set or lowered),
 /// tolerations (added to, or their tolerationSeconds), a negative
 /// terminationGracePeriodSeconds (to 1), scheduling gates (removed) and,
-/// while the pod is gated, its nodeSelector and affinity.
+/// while the pod is gated, its nodeSelector and node affinity (narrowed:
+/// see `gated_placement_update`).
 fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let count = |spec: &Value, list: &str| spec[list].as_array().map_or(0, Vec::len);
     if count(old, "containers") != count(new, "containers") {
@@ -201,16 +202,12 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     }
     let mut errs = Vec::new();
     match (old["activeDeadlineSeconds"].as_i64(), &new["activeDeadlineSeconds"]) {
-        (Some(_), Value::Null) => errs.push(FieldError {
-            field: "spec.activeDeadlineSeconds".into(),
-            reason: "FieldValueInvalid",
-            message: "Invalid value: \"null\": must not update from a positive integer to nil value".into(),
-        }),
-        (Some(before), after) if after.as_i64().is_some_and(|after| after > before) => errs.push(FieldError {
-            field: "spec.activeDeadlineSeconds".into(),
-            reason: "FieldValueInvalid",
-            message: format!("Invalid value: {after}: must be less than or equal to previous value"),
-        }),
+        (Some(_), Value::Null) => {
+            errs.push(validation::invalid_value("spec.activeDeadlineSeconds", "\"null\"", "must not update from a positive integer to nil value"))
+        }
+        (Some(before), after) if after.as_i64().is_some_and(|after| after > before) => {
+            errs.push(validation::invalid_value("spec.activeDeadlineSeconds", after, "must be less than or equal to previous value"))
+        }
         _ => {}
     }
     // Each existing toleration is kept, but for its tolerationSeconds.
@@ -236,7 +233,20 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let gated = !old["schedulingGates"].as_array().is_none_or(Vec::is_empty);
     let mut kept = vec!["activeDeadlineSeconds", "tolerations", "schedulingGates"];
     if gated {
-        kept.extend(["nodeSelector", "affinity"]);
+        errs.extend(gated_placement_update(old, new));
+        kept.push("nodeSelector");
+        // Of the affinity, only node affinity may change.
+        let mut affinity = munged.get("affinity").and_then(Value::as_object).cloned().unwrap_or_default();
+        match old.pointer("/affinity/nodeAffinity") {
+            Some(before) => affinity.insert("nodeAffinity".into(), before.clone()),
+            None => affinity.remove("nodeAffinity"),
+        };
+        if let Some(spec) = munged.as_object_mut() {
+            match affinity.is_empty() && old.get("affinity").is_none() {
+                true => spec.remove("affinity"),
+                false => spec.insert("affinity".into(), Value::Object(affinity)),
+            };
+        }
     }
     let grace_to_one = old["terminationGracePeriodSeconds"].as_i64().is_some_and(|g| g < 0) && new["terminationGracePeriodSeconds"] == 1;
     if grace_to_one {
@@ -262,6 +272,48 @@ fn pod_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
         ));
     }
     errs
+}
+
+/// Upstream's rules for where a gated pod may go: nodeSelector entries
+/// may be added but not changed or removed, and once there are required
+/// node affinity terms, each may only gain expressions.
+fn gated_placement_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let selector = |spec: &Value| spec["nodeSelector"].as_object().cloned().unwrap_or_default();
+    let (before, after) = (selector(old), selector(new));
+    if before.iter().any(|(k, v)| after.get(k) != Some(v)) {
+        errs.push(validation::invalid_value("spec.nodeSelector", go_string_map(&after), "only additions to spec.nodeSelector are allowed (no mutations or deletions)"));
+    }
+    let terms = |spec: &Value| {
+        let terms = spec.pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms");
+        terms.and_then(Value::as_array).cloned().unwrap_or_default()
+    };
+    let (before, after) = (terms(old), terms(new));
+    let path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
+    if before.is_empty() {
+        return errs;
+    }
+    if before.len() != after.len() {
+        errs.push(validation::invalid_value(path, Value::from(after), "no additions/deletions to non-empty NodeSelectorTerms list are allowed"));
+        return errs;
+    }
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        let only_added = |list: &str| {
+            let (b, a) = (b[list].as_array().map_or(&[][..], Vec::as_slice), a[list].as_array().map_or(&[][..], Vec::as_slice));
+            a.starts_with(b)
+        };
+        if !only_added("matchExpressions") || !only_added("matchFields") {
+            errs.push(validation::invalid_value(&format!("{path}[{i}]"), a, "only additions are allowed (no mutations or deletions)"));
+        }
+    }
+    errs
+}
+
+/// A string map as Go's `%#v` prints it, which is how upstream shows one
+/// in a field error.
+fn go_string_map(map: &serde_json::Map<String, Value>) -> String {
+    let entries: Vec<String> = map.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default())).collect();
+    format!("map[string]string{{{}}}", entries.join(", "))
 }
 
 /// Upstream's ValidatePodEphemeralContainersUpdate: ephemeral containers
@@ -470,6 +522,41 @@ mod tests {
         assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
         assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
         assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+    }
+
+    #[test]
+    fn gated_pods_may_only_narrow_where_they_go() {
+        let (a, b) = (json!({"key": "a", "operator": "Exists"}), json!({"key": "b", "operator": "Exists"}));
+        let spec = |selector: Value, terms: Value| {
+            json!({"schedulingGates": [{"name": "g"}], "containers": [{"name": "c", "image": "i"}], "nodeSelector": selector,
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}})
+        };
+        let old = spec(json!({"x": "1"}), json!([{"matchExpressions": [a]}]));
+        let messages = |new: &Value| pod_spec_update(&old, new).into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>();
+        assert_eq!(messages(&spec(json!({"x": "1", "y": "2"}), json!([{"matchExpressions": [a, b]}]))), Vec::<String>::new(), "additions");
+        assert_eq!(
+            messages(&spec(json!({"x": "2"}), json!([{"matchExpressions": [a]}]))),
+            [r#"spec.nodeSelector: Invalid value: map[string]string{"x":"2"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)"#]
+        );
+        let terms = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
+        let replaced = messages(&spec(json!({"x": "1"}), json!([{"matchExpressions": [b]}])));
+        assert_eq!(replaced.len(), 1);
+        assert!(replaced[0].starts_with(&format!("{terms}[0]: Invalid value: ")) && replaced[0].ends_with("only additions are allowed (no mutations or deletions)"), "{replaced:?}");
+        let added = messages(&spec(json!({"x": "1"}), json!([{"matchExpressions": [a]}, {"matchExpressions": [b]}])));
+        assert!(added[0].ends_with("no additions/deletions to non-empty NodeSelectorTerms list are allowed"), "{added:?}");
+        // Other affinity stays fixed, and once ungated so does all of it.
+        let mut pod_affinity = old.clone();
+        pod_affinity["affinity"]["podAffinity"] = json!({});
+        assert!(messages(&pod_affinity)[0].starts_with("spec: Forbidden: pod updates may not change fields"));
+        let mut ungated = old.clone();
+        ungated.as_object_mut().unwrap().remove("schedulingGates");
+        let mut added = ungated.clone();
+        added["nodeSelector"]["y"] = json!("2");
+        assert!(pod_spec_update(&ungated, &added)[0].message.starts_with("Forbidden: pod updates may not change fields"));
+        // Without node affinity before, any may be set.
+        let mut bare = old.clone();
+        bare.as_object_mut().unwrap().remove("affinity");
+        assert_eq!(pod_spec_update(&bare, &old).len(), 0);
     }
 
     #[test]

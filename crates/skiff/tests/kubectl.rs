@@ -331,6 +331,20 @@ fn pod_updates_change_only_what_upstream_allows() {
     let out = sub(r#"[{"op":"replace","path":"/spec/containers/0/image","value":"i3"}]"#);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(c.ok(&["get", "pod", "p", "-n", "default", "-o", "jsonpath={.spec.containers[0].image}"]), "i2", "the subresource changes only ephemeral containers");
+
+    // A gated pod may narrow where it goes: nodeSelector entries and node
+    // affinity expressions added, nothing changed or taken away.
+    c.ok_stdin(
+        &["create", "-n", "default", "-f", "-"],
+        Some(r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"gated"},"spec":{"schedulingGates":[{"name":"wait"}],
+            "nodeSelector":{"disk":"ssd"},"containers":[{"name":"c","image":"i"}]}}"#),
+    );
+    let gated = |p: &str| c.kubectl(&["patch", "pod", "gated", "-n", "default", "--type=json", "-p", p]);
+    let out = gated(r#"[{"op":"add","path":"/spec/nodeSelector/zone","value":"a"}]"#);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gated(r#"[{"op":"replace","path":"/spec/nodeSelector/disk","value":"hdd"}]"#);
+    let changed = String::from_utf8_lossy(&out.stderr);
+    assert!(changed.contains(r#"spec.nodeSelector: Invalid value: map[string]string{"disk":"hdd", "zone":"a"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)"#), "{changed}");
 }
 
 #[test]
