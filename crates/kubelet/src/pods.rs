@@ -420,12 +420,13 @@ impl Kubelet {
     async fn create_sandbox(&self, pod: &Pod) -> Result<()> {
         let uid = uid_of(pod).to_string();
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let host_ipc = pod.spec.as_ref().and_then(|s| s.host_ipc).unwrap_or(false);
         let subnet = if host_network { None } else { Some(self.pod_cidr().await?) };
         let hostname = if host_network { self.config.node_name.clone() } else { hostname(pod) };
         let address = self.config.address;
         let kubelet_sandboxes = &self.sandboxes;
         // Namespaces and CNI are blocking work (threads, plugin processes).
-        tokio::task::block_in_place(|| kubelet_sandboxes.create(&uid, &hostname, subnet.as_deref(), address))?;
+        tokio::task::block_in_place(|| kubelet_sandboxes.create(&uid, &hostname, subnet.as_deref(), address, host_ipc))?;
         Ok(())
     }
 

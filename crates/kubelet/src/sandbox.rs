@@ -67,22 +67,30 @@ impl Sandboxes {
 
     /// Makes the namespaces and attaches the pod to the network; returns
     /// its IP. `subnet` is the node's pod CIDR; a pod on the host's
-    /// network (`None`) has the host's IP and namespaces but IPC.
-    pub fn create(&self, pod_uid: &str, hostname: &str, subnet: Option<&str>, host_ip: IpAddr) -> Result<IpAddr> {
+    /// network (`None`) has the host's IP, network and UTS namespaces, and
+    /// one with `host_ipc` the host's IPC namespace.
+    pub fn create(&self, pod_uid: &str, hostname: &str, subnet: Option<&str>, host_ip: IpAddr, host_ipc: bool) -> Result<IpAddr> {
         let dir = self.dir(pod_uid);
         std::fs::create_dir_all(&dir)?;
-        let kinds: &'static [&'static str] = if subnet.is_some() { &SHARED } else { &["ipc"] };
+        let mut kinds = Vec::new();
+        if subnet.is_some() {
+            kinds.extend([("net", CloneFlags::CLONE_NEWNET), ("uts", CloneFlags::CLONE_NEWUTS)]);
+        }
+        if !host_ipc {
+            kinds.push(("ipc", CloneFlags::CLONE_NEWIPC));
+        }
         let (d, host) = (dir.clone(), hostname.to_string());
         // unshare() acts on the calling thread only: a thread of its own
         // makes the namespaces and pins them with bind mounts, then ends.
         std::thread::spawn(move || -> Result<()> {
-            if kinds.len() == 1 {
-                unshare(CloneFlags::CLONE_NEWIPC)?;
-            } else {
-                unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)?;
+            let flags = kinds.iter().fold(CloneFlags::empty(), |all, (_, flag)| all | *flag);
+            if !flags.is_empty() {
+                unshare(flags)?;
+            }
+            if flags.contains(CloneFlags::CLONE_NEWUTS) {
                 nix::unistd::sethostname(&host)?;
             }
-            for kind in kinds {
+            for (kind, _) in kinds {
                 let target = d.join(kind);
                 std::fs::File::create(&target)?;
                 mount(Some(&PathBuf::from(format!("/proc/thread-self/ns/{kind}"))), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)

@@ -135,11 +135,13 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
         all_mounts.push(MountBuilder::default().destination(m.destination).typ("bind").source(m.source).options(options).build()?);
     }
 
-    let mut linux_namespaces = vec![
-        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Pid).build()?,
-        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Mount).build()?,
-        LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Cgroup).build()?,
-    ];
+    // A namespace left out is the host's: so `hostPID`.
+    let host_pid = pod.spec.as_ref().and_then(|s| s.host_pid).unwrap_or(false);
+    let own = [LinuxNamespaceType::Mount, LinuxNamespaceType::Cgroup].into_iter().chain((!host_pid).then_some(LinuxNamespaceType::Pid));
+    let mut linux_namespaces = own.map(|typ| LinuxNamespaceBuilder::default().typ(typ).build()).collect::<Result<Vec<_>, _>>()?;
+    // A pod on the host's network is in its UTS namespace too, whose
+    // hostname is the node's and cannot be set.
+    let own_uts = namespaces.iter().any(|(kind, _)| *kind == "uts");
     for (kind, path) in namespaces {
         let typ = match kind {
             "net" => LinuxNamespaceType::Network,
@@ -157,7 +159,7 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
         linux = linux.masked_paths(defaults.masked_paths().clone().unwrap_or_default()).readonly_paths(defaults.readonly_paths().clone().unwrap_or_default());
     }
     let mut spec = Spec::default();
-    spec.set_hostname(Some(hostname)).set_process(Some(process)).set_mounts(Some(all_mounts)).set_linux(Some(linux.build()?));
+    spec.set_hostname(own_uts.then_some(hostname)).set_process(Some(process)).set_mounts(Some(all_mounts)).set_linux(Some(linux.build()?));
     spec.set_root(Some(oci_spec::runtime::RootBuilder::default().path("rootfs").readonly(security.read_only_root_filesystem == Some(true)).build()?));
     Ok(spec)
 }
