@@ -144,6 +144,11 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
         };
         (normalized.desired, why)
     };
+    if desired != current {
+        // The status is written only once the scale is.
+        let rescaled = format!("the HPA controller was able to update the target scale to {desired}");
+        conditions[0] = condition("AbleToScale", true, "SucceededRescale", &rescaled);
+    }
     let mut status = json!({
         "currentReplicas": current,
         "desiredReplicas": desired,
