@@ -528,8 +528,8 @@ impl Api {
                 let manager = Manager::of_request(query, headers, None, false)?;
                 let (created, admission_warnings) = self.admitted_create(user, def, ns, obj, dry_run, &manager).await?;
                 warnings.extend(admission_warnings);
-                let response = match created.json {
-                    Some(json) if repr == Representation::Object => (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                let response = match created.stored {
+                    Some(kv) if repr == Representation::Object => (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], crate::registry::stamp(def, &kv)?).into_response(),
                     _ => respond_object(def, StatusCode::CREATED, created.object, repr, query),
                 };
                 Ok(fields::with_warnings(response, &warnings))

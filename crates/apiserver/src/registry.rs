@@ -76,11 +76,12 @@ pub fn stamp(def: &ResourceDef, kv: &KeyValue) -> ApiResult<Bytes> {
     Ok(Bytes::from(out))
 }
 
-/// A newly created object, and the JSON clients see for it when that is
-/// the stored JSON (see `stamp`), so a response need not encode it again.
+/// A newly created object, and what was stored for it when that is what
+/// clients see (the storage version): a response can `stamp` it instead
+/// of encoding the object again.
 pub struct Created {
     pub object: Value,
-    pub json: Option<Bytes>,
+    pub stored: Option<KeyValue>,
 }
 
 /// The bytes stored for an object: metadata first (see `stamp`), without
@@ -394,7 +395,7 @@ impl Registry {
             if self.store.get(&def.key(ns, &name), None).await.map_err(|e| ApiError::from_store(e, def, &name))?.is_some() {
                 return Err(ApiError::already_exists(def, &name));
             }
-            return Ok(Created { object: obj, json: None });
+            return Ok(Created { object: obj, stored: None });
         }
         let key = def.key(ns, &name);
         let value = encode(def, &obj);
@@ -404,8 +405,8 @@ impl Registry {
         }
         let rev = created.map_err(|e| ApiError::from_store(e, def, &name))?;
         obj["metadata"]["resourceVersion"] = json!(rev.to_string());
-        let json = def.is_storage_version().then(|| stamp(def, &KeyValue { key, value, create_revision: rev, mod_revision: rev })).transpose()?;
-        Ok(Created { object: obj, json })
+        let stored = def.is_storage_version().then_some(KeyValue { key, value, create_revision: rev, mod_revision: rev });
+        Ok(Created { object: obj, stored })
     }
 
     /// Upstream's NamespaceLifecycle: no new content in a namespace that does
