@@ -18,7 +18,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use skiff_api::selector::FieldSelector;
 use skiff_api::{validation, ResourceDef};
-use skiff_store::{EventKind, ListOptions};
+use skiff_store::{Event, EventKind, ListOptions};
 
 use crate::handler::{flag, list_query, metadata_only, Query, Representation};
 use crate::registry::{decode, stamp, ListQuery, Registry};
@@ -29,20 +29,29 @@ fn matches(q: &ListQuery, obj: &Value) -> bool {
 }
 
 fn line(kind: &str, object: Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("JSON serializes");
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+    let mut out = Vec::new();
+    write_line(&mut out, kind, object);
+    Bytes::from(out)
+}
+
+fn write_line(out: &mut Vec<u8>, kind: &str, object: Value) {
+    serde_json::to_writer(&mut *out, &json!({"type": kind, "object": object})).expect("JSON serializes");
+    out.push(b'\n');
 }
 
 /// An event line around already-encoded object bytes.
 fn raw_line(kind: &str, object: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(object.len() + 32);
+    write_raw_line(&mut out, kind, object);
+    Bytes::from(out)
+}
+
+fn write_raw_line(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
     out.extend_from_slice(br#"{"type":""#);
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(br#"","object":"#);
     out.extend_from_slice(object);
     out.extend_from_slice(b"}\n");
-    Bytes::from(out)
 }
 
 fn bookmark(def: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
@@ -55,6 +64,62 @@ fn bookmark(def: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
 
 fn error_line(err: ApiError) -> Bytes {
     line("ERROR", err.to_status())
+}
+
+/// One commit's events as watch lines, in one chunk: a watcher costs one
+/// write (and one TLS record) per commit rather than per object. An error
+/// stops the lines where it happened; the watch then ends with it.
+fn batch_lines(def: &ResourceDef, q: &ListQuery, raw: bool, render: &dyn Fn(Value) -> Value, events: &[Event]) -> (Vec<u8>, Option<ApiError>) {
+    let mut out = Vec::new();
+    for event in events {
+        if raw {
+            let encoded = match event.kind {
+                EventKind::Put => stamp(def, &event.kv).map(|b| {
+                    // As upstream: created at this revision means ADDED.
+                    let created = event.kv.create_revision == event.kv.mod_revision;
+                    write_raw_line(&mut out, if created { "ADDED" } else { "MODIFIED" }, &b)
+                }),
+                EventKind::Delete => match &event.prev {
+                    // A deleted object carries the deletion's revision.
+                    Some(prev) => stamp(def, &skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() })
+                        .map(|b| write_raw_line(&mut out, "DELETED", &b)),
+                    None => continue,
+                },
+            };
+            if let Err(e) = encoded {
+                return (out, Some(e));
+            }
+            continue;
+        }
+        let prev = match event.prev.as_ref().map(|p| decode(def, p)).transpose() {
+            Ok(p) => p,
+            Err(e) => return (out, Some(e)),
+        };
+        let was = prev.as_ref().is_some_and(|p| matches(q, p));
+        match event.kind {
+            EventKind::Put => {
+                let obj = match decode(def, &event.kv) {
+                    Ok(o) => o,
+                    Err(e) => return (out, Some(e)),
+                };
+                let now = matches(q, &obj);
+                let kind = match (was, now) {
+                    (true, true) => "MODIFIED",
+                    (false, true) => "ADDED",
+                    (true, false) => "DELETED",
+                    (false, false) => continue,
+                };
+                write_line(&mut out, kind, render(obj));
+            }
+            EventKind::Delete => {
+                if let Some(mut obj) = prev.filter(|_| was) {
+                    obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
+                    write_line(&mut out, "DELETED", render(obj));
+                }
+            }
+        }
+    }
+    (out, None)
 }
 
 pub async fn serve(
@@ -148,58 +213,13 @@ pub async fn serve(
                 }
                 continue;
             }
-            for event in &batch.events {
-                if raw {
-                    let encoded = match event.kind {
-                        EventKind::Put => stamp(def, &event.kv).map(|b| {
-                            // As upstream: created at this revision means ADDED.
-                            let created = event.kv.create_revision == event.kv.mod_revision;
-                            let kind = if created { "ADDED" } else { "MODIFIED" };
-                            raw_line(kind, &b)
-                        }),
-                        EventKind::Delete => match &event.prev {
-                            // A deleted object carries the deletion's revision.
-                            Some(prev) => stamp(def, &skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() })
-                                .map(|b| raw_line("DELETED", &b)),
-                            None => continue,
-                        },
-                    };
-                    match encoded {
-                        Ok(l) => yield Ok(l),
-                        Err(e) => { yield Ok(error_line(e)); return; }
-                    }
-                    continue;
-                }
-                let prev = match &event.prev {
-                    Some(p) => match decode(def, p) {
-                        Ok(o) => Some(o),
-                        Err(e) => { yield Ok(error_line(e)); return; }
-                    },
-                    None => None,
-                };
-                let was = prev.as_ref().is_some_and(|p| matches(&q, p));
-                match event.kind {
-                    EventKind::Put => {
-                        let obj = match decode(def, &event.kv) {
-                            Ok(o) => o,
-                            Err(e) => { yield Ok(error_line(e)); return; }
-                        };
-                        let now = matches(&q, &obj);
-                        let kind = match (was, now) {
-                            (true, true) => "MODIFIED",
-                            (false, true) => "ADDED",
-                            (true, false) => "DELETED",
-                            (false, false) => continue,
-                        };
-                        yield Ok(line(kind, render(obj)));
-                    }
-                    EventKind::Delete => {
-                        if let Some(mut obj) = prev.filter(|_| was) {
-                            obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
-                            yield Ok(line("DELETED", render(obj)));
-                        }
-                    }
-                }
+            let (lines, failed) = batch_lines(def, &q, raw, &render, &batch.events);
+            if !lines.is_empty() {
+                yield Ok(Bytes::from(lines));
+            }
+            if let Some(e) = failed {
+                yield Ok(error_line(e));
+                return;
             }
         }
     };
