@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::api::events::v1::Event;
@@ -861,17 +862,27 @@ impl Scheduler {
     /// scheduler writes them.
     fn event(&self, pod: &PodInfo, kind: &str, reason: &str, action: &str, note: String) {
         let meta = &pod.pod.metadata;
-        let ns = meta.namespace.clone().unwrap_or_default();
         let now = chrono::Utc::now();
-        let event: Event = match serde_json::from_value(json!({
-            "metadata": {"name": format!("{}.{:x}", meta.name.as_deref().unwrap_or_default(), now.timestamp_nanos_opt().unwrap_or_default()), "namespace": ns},
-            "eventTime": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "type": kind, "reason": reason, "action": action, "note": note,
-            "reportingController": profile_of(&pod.pod), "reportingInstance": profile_of(&pod.pod),
-            "regarding": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": meta.name, "uid": meta.uid, "resourceVersion": meta.resource_version},
-        })) {
-            Ok(e) => e,
-            Err(e) => return tracing::warn!("building an event: {e}"),
+        let name = format!("{}.{:x}", meta.name.as_deref().unwrap_or_default(), now.timestamp_nanos_opt().unwrap_or_default());
+        let event = Event {
+            metadata: ObjectMeta { name: Some(name), namespace: Some(meta.namespace.clone().unwrap_or_default()), ..Default::default() },
+            event_time: Some(MicroTime(now)),
+            type_: Some(kind.into()),
+            reason: Some(reason.into()),
+            action: Some(action.into()),
+            note: Some(note),
+            reporting_controller: Some(profile_of(&pod.pod).into()),
+            reporting_instance: Some(profile_of(&pod.pod).into()),
+            regarding: Some(ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+                uid: meta.uid.clone(),
+                resource_version: meta.resource_version.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
         };
         if self.events.try_send(event).is_err() {
             tracing::debug!(pod = %pod.key, "event queue full: dropping {reason}");
