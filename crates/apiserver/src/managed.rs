@@ -206,26 +206,25 @@ fn value_set(field: &str, v: &Value) -> Set {
 /// and on the main resource not status (the `/status` subresource owns
 /// only status).
 fn owned_fields(def: &ResourceDef, obj: &Value, subresource: Option<&str>) -> Set {
+    const SYSTEM: [&str; 10] = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"];
     let Some(map) = obj.as_object() else { return Set::default() };
-    let mut set = object_set(map);
-    set.remove("f:apiVersion");
-    set.remove("f:kind");
-    match subresource {
-        Some("status") => set.retain(|k, _| k == "f:status"),
-        _ if def.has_status() => {
-            set.remove("f:status");
-        }
-        _ => {}
-    }
-    if let Some(meta) = set.get_mut("f:metadata") {
-        for system in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"] {
-            meta.remove(&format!("f:{system}"));
-        }
-        if meta.is_empty() {
-            set.remove("f:metadata");
-        }
-    }
-    set
+    let owned = |field: &str| match subresource {
+        Some("status") => field == "status",
+        _ => !matches!(field, "apiVersion" | "kind") && !(field == "status" && def.has_status()),
+    };
+    // Fields left out are skipped, not built and then removed: this runs
+    // for every write.
+    map.iter()
+        .filter(|(field, _)| owned(field))
+        .filter_map(|(field, v)| {
+            let set = match (field.as_str(), v) {
+                ("metadata", Value::Object(meta)) => meta.iter().filter(|(k, _)| !SYSTEM.contains(&k.as_str())).map(|(k, v)| (format!("f:{k}"), value_set(k, v))).collect(),
+                _ => value_set(field, v),
+            };
+            // Metadata with only system fields is not owned at all.
+            (field != "metadata" || !set.is_empty()).then(|| (format!("f:{field}"), set))
+        })
+        .collect()
 }
 
 fn paths(set: &Set) -> Vec<Path> {
