@@ -37,14 +37,17 @@ const SLOW_COMMIT: Duration = Duration::from_millis(20);
 /// Pages freed per vacuum slice (4 KiB each).
 const VACUUM_SLICE: i64 = 256;
 /// Under concurrent load (the last commit held at least `LINGER_AFTER`
-/// writes) the writer waits this long for more writes before committing.
-/// Each commit costs an fsync (~100 µs of CPU on a virtio disk, whatever
-/// its size) and rewrites the pages its writes share; waiting a little
-/// makes batches larger and both rarer, for at most this much latency.
-/// A lone writer (batches of one) never waits, as PostgreSQL's
-/// commit_delay only applies with commit_siblings.
+/// writes) the writer waits, up to `LINGER`, for as many writes as the
+/// last commit held before committing. Each commit costs an fsync (~100 µs
+/// of CPU on a virtio disk, whatever its size) and rewrites the pages its
+/// writes share; without the wait a busy writer commits whatever few
+/// writes have arrived, and the rest pay another fsync right after. A lone
+/// writer (batches of one) never waits, as PostgreSQL's commit_delay only
+/// applies with commit_siblings.
 const LINGER: Duration = Duration::from_micros(800);
 const LINGER_AFTER: usize = 4;
+/// How often a waiting writer looks for more writes.
+const LINGER_STEP: Duration = Duration::from_micros(100);
 
 pub(super) enum Op {
     Create { key: String, value: Bytes },
@@ -62,6 +65,20 @@ pub(super) enum Outcome {
 pub(super) struct Request {
     pub op: Op,
     pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// Moves the requests already waiting into `batch`, within the batch limits.
+fn take_waiting(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+    let mut bytes: usize = batch.iter().map(Request::value_len).sum();
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match requests.try_recv() {
+            Ok(r) => {
+                bytes += r.value_len();
+                batch.push(r);
+            }
+            Err(_) => break,
+        }
+    }
 }
 
 impl Request {
@@ -148,23 +165,13 @@ impl Writer {
                 }
             };
             if let Some(first) = first {
-                let mut bytes = first.value_len();
                 let mut batch = vec![first];
-                let linger = (last_batch >= LINGER_AFTER).then(|| Instant::now() + LINGER);
-                loop {
-                    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                        match requests.try_recv() {
-                            Ok(r) => {
-                                bytes += r.value_len();
-                                batch.push(r);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let full = batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES;
-                    match linger.map(|until| until.saturating_duration_since(Instant::now())) {
-                        Some(wait) if !wait.is_zero() && !full => std::thread::sleep(wait),
-                        _ => break,
+                take_waiting(&mut requests, &mut batch);
+                if last_batch >= LINGER_AFTER {
+                    let until = Instant::now() + LINGER;
+                    while batch.len() < last_batch.min(MAX_BATCH) && Instant::now() < until {
+                        std::thread::sleep(LINGER_STEP);
+                        take_waiting(&mut requests, &mut batch);
                     }
                 }
                 last_batch = batch.len();
