@@ -66,60 +66,52 @@ fn error_line(err: ApiError) -> Bytes {
     line("ERROR", err.to_status())
 }
 
-/// One commit's events as watch lines, in one chunk: a watcher costs one
-/// write (and one TLS record) per commit rather than per object. An error
-/// stops the lines where it happened; the watch then ends with it.
-fn batch_lines(def: &ResourceDef, q: &ListQuery, raw: bool, render: &dyn Fn(Value) -> Value, events: &[Event]) -> (Vec<u8>, Option<ApiError>) {
-    let mut out = Vec::new();
-    for event in events {
-        if raw {
-            let encoded = match event.kind {
-                EventKind::Put => stamp(def, &event.kv).map(|b| {
-                    // As upstream: created at this revision means ADDED.
-                    let created = event.kv.create_revision == event.kv.mod_revision;
-                    write_raw_line(&mut out, if created { "ADDED" } else { "MODIFIED" }, &b)
-                }),
-                EventKind::Delete => match &event.prev {
-                    // A deleted object carries the deletion's revision.
-                    Some(prev) => stamp(def, &skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() })
-                        .map(|b| write_raw_line(&mut out, "DELETED", &b)),
-                    None => continue,
-                },
-            };
-            if let Err(e) = encoded {
-                return (out, Some(e));
-            }
-            continue;
-        }
-        let prev = match event.prev.as_ref().map(|p| decode(def, p)).transpose() {
-            Ok(p) => p,
-            Err(e) => return (out, Some(e)),
-        };
-        let was = prev.as_ref().is_some_and(|p| matches(q, p));
+/// A watcher's lines are sent in chunks of about this size: a commit's
+/// events then cost one write (and one TLS record) per chunk rather than
+/// per object, while a commit of large objects is not held whole in memory
+/// for each of its watchers.
+const CHUNK: usize = 64 << 10;
+
+/// Appends the line a watcher sees for one change, if any.
+fn write_event(out: &mut Vec<u8>, def: &ResourceDef, q: &ListQuery, raw: bool, render: &dyn Fn(Value) -> Value, event: &Event) -> ApiResult<()> {
+    if raw {
         match event.kind {
             EventKind::Put => {
-                let obj = match decode(def, &event.kv) {
-                    Ok(o) => o,
-                    Err(e) => return (out, Some(e)),
-                };
-                let now = matches(q, &obj);
-                let kind = match (was, now) {
-                    (true, true) => "MODIFIED",
-                    (false, true) => "ADDED",
-                    (true, false) => "DELETED",
-                    (false, false) => continue,
-                };
-                write_line(&mut out, kind, render(obj));
+                // As upstream: created at this revision means ADDED.
+                let created = event.kv.create_revision == event.kv.mod_revision;
+                write_raw_line(out, if created { "ADDED" } else { "MODIFIED" }, &stamp(def, &event.kv)?);
             }
+            // A deleted object carries the deletion's revision.
             EventKind::Delete => {
-                if let Some(mut obj) = prev.filter(|_| was) {
-                    obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
-                    write_line(&mut out, "DELETED", render(obj));
+                if let Some(prev) = &event.prev {
+                    let deleted = skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() };
+                    write_raw_line(out, "DELETED", &stamp(def, &deleted)?);
                 }
             }
         }
+        return Ok(());
     }
-    (out, None)
+    let prev = event.prev.as_ref().map(|p| decode(def, p)).transpose()?;
+    let was = prev.as_ref().is_some_and(|p| matches(q, p));
+    match event.kind {
+        EventKind::Put => {
+            let obj = decode(def, &event.kv)?;
+            let kind = match (was, matches(q, &obj)) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return Ok(()),
+            };
+            write_line(out, kind, render(obj));
+        }
+        EventKind::Delete => {
+            if let Some(mut obj) = prev.filter(|_| was) {
+                obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
+                write_line(out, "DELETED", render(obj));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn serve(
@@ -213,13 +205,21 @@ pub async fn serve(
                 }
                 continue;
             }
-            let (lines, failed) = batch_lines(def, &q, raw, &render, &batch.events);
-            if !lines.is_empty() {
-                yield Ok(Bytes::from(lines));
+            let mut chunk = Vec::new();
+            for event in &batch.events {
+                if let Err(e) = write_event(&mut chunk, def, &q, raw, &render, event) {
+                    if !chunk.is_empty() {
+                        yield Ok(Bytes::from(chunk));
+                    }
+                    yield Ok(error_line(e));
+                    return;
+                }
+                if chunk.len() >= CHUNK {
+                    yield Ok(Bytes::from(std::mem::take(&mut chunk)));
+                }
             }
-            if let Some(e) = failed {
-                yield Ok(error_line(e));
-                return;
+            if !chunk.is_empty() {
+                yield Ok(Bytes::from(chunk));
             }
         }
     };
