@@ -35,7 +35,7 @@ use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
 use config::{Config, Plugin, Profile};
-use model::{NodeInfo, PodInfo};
+use model::{NodeInfo, PodInfo, WatchedPod};
 /// Upstream keeps this rule in a package the scheduler and the node
 /// lifecycle controller share (component-helpers); here the scheduler
 /// exports it.
@@ -188,7 +188,15 @@ async fn write_events(client: kube::Client, events: tokio::sync::mpsc::Receiver<
             let client = client.clone();
             async move {
                 let ns = event.metadata.namespace.clone().unwrap_or_default();
-                if let Err(e) = Api::<Event>::namespaced(client, &ns).create(&PostParams::default(), &event).await {
+                // The created Event the server answers with is not read:
+                // only its status is, so the body is not decoded.
+                let url = Api::<Event>::namespaced(client.clone(), &ns).resource_url().to_string();
+                let body = serde_json::to_vec(&event).expect("an Event serializes");
+                let created = match kube::core::Request::new(url).create(&PostParams::default(), body) {
+                    Ok(request) => client.request_text(request.map(Into::into)).await.map(drop),
+                    Err(e) => Err(kube::Error::BuildRequest(e)),
+                };
+                if let Err(e) = created {
                     tracing::debug!("recording event {:?}: {e}", event.reason);
                 }
             }
@@ -215,7 +223,7 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         wake: Notify::new(),
     });
     tasks.spawn(follow::<Node>(scheduler.clone()));
-    tasks.spawn(follow::<Pod>(scheduler.clone()));
+    tasks.spawn(follow::<WatchedPod>(scheduler.clone()));
     tasks.spawn(follow::<PodDisruptionBudget>(scheduler.clone()));
     tasks.spawn(follow::<PersistentVolumeClaim>(scheduler.clone()));
     tasks.spawn(follow::<PersistentVolume>(scheduler.clone()));
@@ -342,29 +350,29 @@ impl<K: StorageKind> Watched for K {
     }
 }
 
-impl Watched for Pod {
+impl Watched for WatchedPod {
     const SLOT: usize = 1;
     fn trim(&mut self) {
-        model::keep_what_scheduling_reads(self);
+        model::keep_what_scheduling_reads(&mut self.0);
     }
 
-    fn relisted(st: &mut State, pods: Vec<Pod>) {
-        let live: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+    fn relisted(st: &mut State, pods: Vec<WatchedPod>) {
+        let live: HashSet<String> = pods.iter().filter_map(|p| p.0.metadata.uid.clone()).collect();
         let gone: Vec<PodInfo> = st.placed.values().filter(|p| !live.contains(&p.uid) && !st.binding.contains(&p.uid)).cloned().collect();
         for pod in gone {
             st.release(&pod);
         }
         for pod in pods {
-            st.observe(pod);
+            st.observe(pod.0);
         }
     }
 
-    fn changed(st: &mut State, pod: Pod) {
-        st.observe(pod);
+    fn changed(st: &mut State, pod: WatchedPod) {
+        st.observe(pod.0);
     }
 
-    fn deleted(st: &mut State, pod: Pod) {
-        let info = PodInfo::new(Arc::new(pod));
+    fn deleted(st: &mut State, pod: WatchedPod) {
+        let info = PodInfo::new(Arc::new(pod.0));
         st.queue.remove(&info.uid);
         st.reported.remove(&info.uid);
         if st.release(&info) {

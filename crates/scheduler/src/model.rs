@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, PodStatus, Taint};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus, Taint};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity;
@@ -117,6 +117,83 @@ pub fn drop_unread(pod: &mut Pod) {
     }
 }
 
+/// A pod as the scheduler's watch decodes it: without managedFields,
+/// which scheduling never reads and which cost about as much to decode as
+/// the rest of the pod's metadata (every pod is decoded at least twice:
+/// created, then bound).
+#[derive(Clone, Debug)]
+pub struct WatchedPod(pub Pod);
+
+impl<'de> serde::Deserialize<'de> for WatchedPod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            #[serde(default)]
+            metadata: Meta,
+            spec: Option<PodSpec>,
+            status: Option<PodStatus>,
+        }
+        /// ObjectMeta's fields but managedFields, which are skipped unparsed.
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default, rename_all = "camelCase")]
+        struct Meta {
+            annotations: Option<BTreeMap<String, String>>,
+            creation_timestamp: Option<Time>,
+            deletion_grace_period_seconds: Option<i64>,
+            deletion_timestamp: Option<Time>,
+            finalizers: Option<Vec<String>>,
+            generate_name: Option<String>,
+            generation: Option<i64>,
+            labels: Option<BTreeMap<String, String>>,
+            name: Option<String>,
+            namespace: Option<String>,
+            owner_references: Option<Vec<OwnerReference>>,
+            resource_version: Option<String>,
+            self_link: Option<String>,
+            uid: Option<String>,
+        }
+        let Wire { metadata: m, spec, status } = Wire::deserialize(d)?;
+        let metadata = ObjectMeta {
+            annotations: m.annotations,
+            creation_timestamp: m.creation_timestamp,
+            deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+            deletion_timestamp: m.deletion_timestamp,
+            finalizers: m.finalizers,
+            generate_name: m.generate_name,
+            generation: m.generation,
+            labels: m.labels,
+            managed_fields: None,
+            name: m.name,
+            namespace: m.namespace,
+            owner_references: m.owner_references,
+            resource_version: m.resource_version,
+            self_link: m.self_link,
+            uid: m.uid,
+        };
+        Ok(WatchedPod(Pod { metadata, spec, status }))
+    }
+}
+
+impl k8s_openapi::Resource for WatchedPod {
+    const API_VERSION: &'static str = Pod::API_VERSION;
+    const GROUP: &'static str = Pod::GROUP;
+    const KIND: &'static str = Pod::KIND;
+    const VERSION: &'static str = Pod::VERSION;
+    const URL_PATH_SEGMENT: &'static str = Pod::URL_PATH_SEGMENT;
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for WatchedPod {
+    type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    fn metadata(&self) -> &Self::Ty {
+        &self.0.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut Self::Ty {
+        &mut self.0.metadata
+    }
+}
+
 /// Keeps of a pod what scheduling reads: what `drop_unread` keeps, and of
 /// its status only the phase, nominated node and start time (preemption's
 /// order).
@@ -133,7 +210,8 @@ fn requests_of(c: &Container) -> Resources {
 
 impl PodInfo {
     pub fn new(pod: Arc<Pod>) -> PodInfo {
-        let spec = pod.spec.clone().unwrap_or_default();
+        let no_spec = PodSpec::default();
+        let spec = pod.spec.as_ref().unwrap_or(&no_spec);
         // Upstream: the containers' sum (with restartable init containers,
         // which keep running) or the largest init container plus the
         // sidecars started before it, whichever is larger; plus overhead.
@@ -297,6 +375,26 @@ pub fn normalized_image(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watched_pods_decode_as_pods_without_managed_fields() {
+        let json = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generateName": "p-", "generation": 1,
+                "creationTimestamp": "2026-01-01T00:00:00Z", "deletionTimestamp": "2026-01-02T00:00:00Z", "deletionGracePeriodSeconds": 30,
+                "labels": {"app": "a"}, "annotations": {"k": "v"}, "finalizers": ["f"],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "r", "controller": true}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}],
+            },
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"},
+        });
+        let mut expected: Pod = serde_json::from_value(json.clone()).unwrap();
+        expected.metadata.managed_fields = None;
+        let WatchedPod(pod) = serde_json::from_value(json).unwrap();
+        assert_eq!(pod, expected, "every field but managedFields");
+    }
 
     #[test]
     fn cached_pods_keep_what_scheduling_reads() {

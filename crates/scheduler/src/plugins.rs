@@ -324,12 +324,19 @@ fn broken_linear(shape: &[(i64, i64)], utilization: i64) -> i64 {
 /// NodeResourcesBalancedAllocation: resources used alike is better (one
 /// less the standard deviation of the fractions requested).
 fn balanced_allocation(pod: &PodInfo, node: &NodeInfo, resources: &[(String, i64)]) -> i64 {
-    let fractions: Vec<f64> = resources.iter().filter_map(|(r, _)| usage(pod, node, r, false)).map(|(used, total)| (used as f64 / total as f64).min(1.0)).collect();
-    let deviation = match fractions.as_slice() {
-        [a, b] => (a - b).abs() / 2.0,
-        [_, _, ..] => {
-            let mean = fractions.iter().sum::<f64>() / fractions.len() as f64;
-            (fractions.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / fractions.len() as f64).sqrt()
+    // Runs for every pod on every scored node: the fractions are walked
+    // twice rather than collected.
+    let fractions = || resources.iter().filter_map(|(r, _)| usage(pod, node, r, false)).map(|(used, total)| (used as f64 / total as f64).min(1.0));
+    let (count, sum) = fractions().fold((0usize, 0.0), |(n, s), f| (n + 1, s + f));
+    let deviation = match count {
+        2 => {
+            let mut two = fractions();
+            let (a, b) = (two.next().unwrap_or(0.0), two.next().unwrap_or(0.0));
+            (a - b).abs() / 2.0
+        }
+        n if n > 2 => {
+            let mean = sum / n as f64;
+            (fractions().map(|f| (f - mean).powi(2)).sum::<f64>() / n as f64).sqrt()
         }
         _ => 0.0,
     };
