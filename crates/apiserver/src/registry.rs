@@ -24,7 +24,7 @@ pub struct Registry {
     /// Namespaces as last decoded, by key: every namespaced create reads
     /// its namespace (lifecycle, PodSecurity), which decoding each time
     /// made 3 % of a busy server.
-    namespaces: std::sync::Arc<std::sync::Mutex<HashMap<String, (Revision, Value)>>>,
+    namespaces: std::sync::Arc<std::sync::Mutex<HashMap<String, (Revision, std::sync::Arc<Value>)>>>,
 }
 
 fn is_service(def: &ResourceDef) -> bool {
@@ -223,15 +223,17 @@ impl Registry {
     /// The object as the watch cache has it (an informer's view, a little
     /// behind at worst), or as the store has it when the cache has not
     /// seen it (it may be that new).
-    pub async fn get_cached(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+    pub async fn get_cached(&self, def: &ResourceDef, ns: Option<&str>, name: &str) -> ApiResult<std::sync::Arc<Value>> {
         match self.store.get_recent(&def.key(ns, name)).await {
             Ok(Some(kv)) if def.group.is_empty() && def.kind == "Namespace" => self.decoded_namespace(def, &kv),
-            Ok(Some(kv)) => decode(def, &kv),
-            _ => self.get(def, ns, name).await,
+            Ok(Some(kv)) => decode(def, &kv).map(std::sync::Arc::new),
+            _ => self.get(def, ns, name).await.map(std::sync::Arc::new),
         }
     }
 
-    fn decoded_namespace(&self, def: &ResourceDef, kv: &KeyValue) -> ApiResult<Value> {
+    /// Namespaces are read on every create (lifecycle, PodSecurity): they
+    /// stay decoded, shared, until they change.
+    fn decoded_namespace(&self, def: &ResourceDef, kv: &KeyValue) -> ApiResult<std::sync::Arc<Value>> {
         // Bounds what deleted namespaces leave behind.
         const MOST: usize = 10_000;
         if let Some((rev, obj)) = self.namespaces.lock().unwrap().get(&kv.key) {
@@ -239,7 +241,7 @@ impl Registry {
                 return Ok(obj.clone());
             }
         }
-        let obj = decode(def, kv)?;
+        let obj = std::sync::Arc::new(decode(def, kv)?);
         let mut namespaces = self.namespaces.lock().unwrap();
         if namespaces.len() >= MOST {
             namespaces.clear();
@@ -499,7 +501,13 @@ impl Registry {
             };
             updated["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
             admit.admit(&current, &mut updated).await?;
-            if updated == current || dry_run {
+            // Unchanged, as upstream's GuaranteedUpdate decides it: the bytes
+            // to write are those stored (cheaper than comparing objects).
+            // Converted kinds may not come back byte for byte, so they
+            // compare as objects.
+            let value = encode(def, &updated);
+            let unchanged = value == kv.value || (!def.is_storage_version() && updated == current);
+            if unchanged || dry_run {
                 if !verified {
                     verified = true;
                     continue;
@@ -515,7 +523,7 @@ impl Registry {
                 }
                 deleted
             } else {
-                self.store.update(&key, encode(def, &updated), Some(kv.mod_revision)).await
+                self.store.update(&key, value, Some(kv.mod_revision)).await
             };
             match written {
                 Ok(rev) => {

@@ -34,10 +34,14 @@ pub async fn bind(registry: &Registry, def: &ResourceDef, ns: Option<&str>, name
             let mut pod = pod.clone();
             pod["spec"]["nodeName"] = json!(node);
             let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()});
-            let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
-            let mut conditions: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
-            conditions.push(condition);
-            pod["status"]["conditions"] = json!(conditions);
+            let conditions = &mut pod["status"]["conditions"];
+            let mut kept = match conditions.take() {
+                Value::Array(all) => all,
+                _ => Vec::new(),
+            };
+            kept.retain(|c| c["type"] != "PodScheduled");
+            kept.push(condition);
+            *conditions = Value::Array(kept);
             Ok(pod)
         })
         .await

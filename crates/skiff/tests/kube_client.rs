@@ -82,6 +82,35 @@ async fn typed_api_calls() {
     assert!(matches!(err, kube::Error::Api(ref e) if e.code == 404), "{err}");
 }
 
+/// As upstream's GuaranteedUpdate: a write that leaves the stored object
+/// as it was is not written, and the resourceVersion stays; also for a
+/// kind served in a version other than the one stored (HPA v1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_change_nothing_keep_the_resource_version() {
+    use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
+    let c = Cluster::start();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = cms.create(&PostParams::default(), &configmap("same", "kube")).await.unwrap();
+    let rv = created.metadata.resource_version.clone();
+    let patched = cms.patch("same", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "v"}}))).await.unwrap();
+    assert_eq!(patched.metadata.resource_version, rv, "a patch to the same value");
+    let replaced = cms.replace("same", &PostParams::default(), &created).await.unwrap();
+    assert_eq!(replaced.metadata.resource_version, rv, "a replace with the object as it is");
+    let changed = cms.patch("same", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "w"}}))).await.unwrap();
+    assert_ne!(changed.metadata.resource_version, rv);
+
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "default");
+    let hpa = serde_json::from_value(json!({
+        "metadata": {"name": "h"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50},
+    }))
+    .unwrap();
+    let created = hpas.create(&PostParams::default(), &hpa).await.unwrap();
+    let patched = hpas.patch("h", &PatchParams::default(), &Patch::Merge(json!({"spec": {"maxReplicas": 3}}))).await.unwrap();
+    assert_eq!(patched.metadata.resource_version, created.metadata.resource_version);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_feeds_a_reflector() {
     let c = Cluster::start();
