@@ -101,7 +101,8 @@ fn aggregate(messages: &[String]) -> String {
 #[async_trait]
 pub trait Cluster: Send + Sync {
     async fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> Result<Vec<Value>, String>;
-    async fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Result<Option<Value>, String>;
+    /// Shared: the cache may hand the same object to every request.
+    async fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Result<Option<std::sync::Arc<Value>>, String>;
     /// Replaces the object with what `change` makes of the current one,
     /// retrying from a fresh read on conflicts; an error from `change` ends it.
     async fn update(&self, group: &str, resource: &str, namespace: &str, name: &str, change: &(dyn for<'v> Fn(&'v Value) -> Result<Value, Rejection> + Send + Sync)) -> Result<(), Rejection>;

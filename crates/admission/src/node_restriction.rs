@@ -55,7 +55,7 @@ impl Plugin for NodeRestriction {
             ("", "pods", sub, operation) if matches!(operation, Operation::Delete | Operation::Update) || sub == "eviction" => {
                 let pod = match req.old {
                     Some(old) => Some(old.clone()),
-                    None => cluster.get("", "pods", Some(req.namespace), req.name).await.map_err(Rejection::internal)?,
+                    None => cluster.get("", "pods", Some(req.namespace), req.name).await.map_err(Rejection::internal)?.map(|p| Value::clone(&p)),
                 };
                 let Some(pod) = pod else { return Ok(()) };
                 if pod["spec"]["nodeName"] == node {

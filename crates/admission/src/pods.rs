@@ -196,7 +196,7 @@ impl Plugin for Priority {
         let spec = &mut pod["spec"];
         let class = match spec["priorityClassName"].as_str().filter(|n| !n.is_empty()) {
             Some(name) => match cluster.get("scheduling.k8s.io", "priorityclasses", None, name).await.map_err(Rejection::internal)? {
-                Some(class) => Some(class),
+                Some(class) => Some(Value::clone(&class)),
                 None => return Err(Rejection::forbidden(req, format!("no PriorityClass with name {name} was found"))),
             },
             None => {

@@ -93,7 +93,7 @@ impl Plugin for ValidatingAdmissionPolicy {
         let subject = if object.is_null() { &old } else { &object };
         let namespace = match req.namespace {
             "" => Value::Null,
-            ns => cluster.get("", "namespaces", None, ns).await.map_err(Rejection::internal)?.unwrap_or(Value::Null),
+            ns => cluster.get("", "namespaces", None, ns).await.map_err(Rejection::internal)?.map_or(Value::Null, |n| Value::clone(&n)),
         };
         let request = json!({
             "kind": {"group": req.group, "version": req.version, "kind": req.kind},
@@ -114,7 +114,7 @@ impl Plugin for ValidatingAdmissionPolicy {
                     let kind = &policy["spec"]["paramKind"];
                     let (group, plural) = params_resource(kind["apiVersion"].as_str().unwrap_or_default(), kind["kind"].as_str().unwrap_or_default());
                     let ns = spec["paramRef"]["namespace"].as_str().or((!req.namespace.is_empty()).then_some(req.namespace));
-                    cluster.get(&group, &plural, ns, name).await.map_err(Rejection::internal)?.unwrap_or(Value::Null)
+                    cluster.get(&group, &plural, ns, name).await.map_err(Rejection::internal)?.map_or(Value::Null, |p| Value::clone(&p))
                 }
                 _ => Value::Null,
             };

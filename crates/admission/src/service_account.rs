@@ -67,7 +67,7 @@ impl Plugin for ServiceAccount {
 /// The account, waiting briefly for `default`: the controller manager
 /// creates it moments after its namespace (upstream's plugin also retries
 /// a live lookup before refusing).
-async fn find(cluster: &dyn Cluster, ns: &str, name: &str) -> Result<Option<Value>, Rejection> {
+async fn find(cluster: &dyn Cluster, ns: &str, name: &str) -> Result<Option<std::sync::Arc<Value>>, Rejection> {
     let attempts = if name == "default" { 40 } else { 1 };
     for attempt in 0..attempts {
         if let Some(account) = cluster.get("", "serviceaccounts", Some(ns), name).await.map_err(Rejection::internal)? {

@@ -27,7 +27,7 @@ impl Cluster for RegistryCluster<'_> {
         self.0.list_objects(def(group, resource)?, namespace, &cached).await.map_err(|e| e.message)
     }
 
-    async fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Result<Option<Value>, String> {
+    async fn get(&self, group: &str, resource: &str, namespace: Option<&str>, name: &str) -> Result<Option<std::sync::Arc<Value>>, String> {
         match self.0.get_cached(def(group, resource)?, namespace, name).await {
             Ok(obj) => Ok(Some(obj)),
             Err(e) if e.code == StatusCode::NOT_FOUND => Ok(None),

@@ -43,6 +43,13 @@ impl FromIterator<(String, Set)> for Set {
         Set(iter.into_iter().collect())
     }
 }
+/// A set as FieldsV1 JSON, its keys moved rather than copied.
+impl From<Set> for Value {
+    fn from(set: Set) -> Value {
+        Value::Object(set.0.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
+    }
+}
+
 type Path = Vec<String>;
 
 /// Who is writing, as managedFields names it.
@@ -125,7 +132,7 @@ fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
         .map(|e| {
             let mut v = json!({
                 "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": e.set,
+                "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": Value::from(e.set),
             });
             if let Some(sub) = e.subresource {
                 v["subresource"] = json!(sub);
