@@ -38,7 +38,7 @@ impl Cluster for RegistryCluster<'_> {
     async fn update(&self, group: &str, resource: &str, namespace: &str, name: &str, change: &(dyn for<'v> Fn(&'v Value) -> Result<Value, Rejection> + Send + Sync)) -> Result<(), Rejection> {
         let def = def(group, resource).map_err(|e| Rejection { code: 500, reason: "InternalError", message: e })?;
         self.0
-            .guaranteed_update(def, Some(namespace), name, None, false, |current| change(current).map_err(to_api_error))
+            .guaranteed_update(def, Some(namespace), name, None, false, |current| change(&current).map_err(to_api_error))
             .await
             .map(|_| ())
             .map_err(|e| Rejection { code: e.code.as_u16(), reason: e.reason, message: e.message })

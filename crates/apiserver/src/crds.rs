@@ -94,10 +94,9 @@ async fn establish(registry: &Registry, crd: &Value) -> crate::status::ApiResult
         return Ok(());
     }
     registry
-        .guaranteed_update(crds(), None, name_of(crd), None, false, |current| {
-            let mut updated = current.clone();
-            updated["status"] = established_status(current);
-            Ok(updated)
+        .guaranteed_update(crds(), None, name_of(crd), None, false, |mut crd| {
+            crd["status"] = established_status(&crd);
+            Ok(crd)
         })
         .await
         .map(|_| ())
@@ -118,12 +117,11 @@ async fn clean_up(registry: &Registry, crd: &Value) -> crate::status::ApiResult<
         let _ = registry.store.delete(&kv.key, None).await;
     }
     registry
-        .guaranteed_update(crds(), None, name_of(crd), None, false, |current| {
-            let mut updated = current.clone();
-            if let Some(f) = updated.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+        .guaranteed_update(crds(), None, name_of(crd), None, false, |mut crd| {
+            if let Some(f) = crd.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
                 f.retain(|f| f != CLEANUP_FINALIZER);
             }
-            Ok(updated)
+            Ok(crd)
         })
         .await
         .map(|_| ())

@@ -380,12 +380,12 @@ async fn reconcile_default_policy(registry: &Registry, def: &skiff_api::Resource
             let mut items = current[field].as_array().cloned().unwrap_or_default();
             let missing: Vec<_> = obj[field].as_array().into_iter().flatten().filter(|i| !items.contains(i)).cloned().collect();
             if !auto || missing.is_empty() {
-                return Ok(current.clone());
+                return Ok(current);
             }
             items.extend(missing);
             let mut updated = current.clone();
             updated[field] = serde_json::Value::Array(items);
-            crate::managed::record_update(def, Some(current), &mut updated, &manager);
+            crate::managed::record_update(def, Some(&current), &mut updated, &manager);
             Ok(updated)
         })
         .await
@@ -402,8 +402,8 @@ async fn reconcile(registry: &Registry, def: &skiff_api::ResourceDef, obj: serde
         .guaranteed_update(def, Some("default"), &name, None, false, |current| {
             let mut wanted = obj.clone();
             wanted["metadata"] = current["metadata"].clone();
-            let mut updated = crate::registry::merge_update(def, current, wanted, None)?;
-            crate::managed::record_update(def, Some(current), &mut updated, &manager);
+            let mut updated = crate::registry::merge_update(def, &current, wanted, None)?;
+            crate::managed::record_update(def, Some(&current), &mut updated, &manager);
             Ok(updated)
         })
         .await

@@ -436,6 +436,8 @@ impl Registry {
     /// Reads, changes and writes back an object until the write lands on the
     /// version it was computed from (upstream's GuaranteedUpdate). With a
     /// `precondition` a changed object is a conflict instead of a retry.
+    /// `change` is given the object to make the new one of (no copy is
+    /// made: a pod's binding is one of these).
     pub async fn guaranteed_update<F>(
         &self,
         def: &ResourceDef,
@@ -446,9 +448,9 @@ impl Registry {
         change: F,
     ) -> ApiResult<Value>
     where
-        F: Fn(&Value) -> ApiResult<Value>,
+        F: Fn(Value) -> ApiResult<Value>,
     {
-        self.guaranteed_update_admitted(def, ns, name, precondition, dry_run, change, &NoAdmission).await
+        self.update_until_written(def, ns, name, precondition, dry_run, change, None).await
     }
 
     /// `guaranteed_update` with admission: `admit` sees the current object
@@ -466,6 +468,23 @@ impl Registry {
     ) -> ApiResult<Value>
     where
         F: Fn(&Value) -> ApiResult<Value>,
+    {
+        self.update_until_written(def, ns, name, precondition, dry_run, |current| change(&current), Some(admit)).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn update_until_written<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        precondition: Option<Revision>,
+        dry_run: bool,
+        change: F,
+        admit: Option<&dyn Admit>,
+    ) -> ApiResult<Value>
+    where
+        F: Fn(Value) -> ApiResult<Value>,
     {
         let key = def.key(ns, name);
         // The first try starts from the watch cache's copy, as upstream's
@@ -491,7 +510,10 @@ impl Registry {
                 return Err(ApiError::modified(def, name));
             }
             let current = decode(def, &kv)?;
-            let mut updated = match change(&current) {
+            // Admission reads the object as it was, and so does the
+            // comparison of converted kinds; other updates take it over.
+            let original = (admit.is_some() || !def.is_storage_version()).then(|| current.clone());
+            let mut updated = match change(current) {
                 Ok(updated) => updated,
                 Err(_) if !verified => {
                     verified = true;
@@ -500,13 +522,15 @@ impl Registry {
                 Err(e) => return Err(e),
             };
             updated["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-            admit.admit(&current, &mut updated).await?;
+            if let (Some(admit), Some(original)) = (admit, &original) {
+                admit.admit(original, &mut updated).await?;
+            }
             // Unchanged, as upstream's GuaranteedUpdate decides it: the bytes
             // to write are those stored (cheaper than comparing objects).
             // Converted kinds may not come back byte for byte, so they
             // compare as objects.
             let value = encode(def, &updated);
-            let unchanged = value == kv.value || (!def.is_storage_version() && updated == current);
+            let unchanged = value == kv.value || (!def.is_storage_version() && original.as_ref() == Some(&updated));
             if unchanged || dry_run {
                 if !verified {
                     verified = true;
@@ -656,15 +680,6 @@ impl Registry {
 #[async_trait::async_trait]
 pub trait Admit: Send + Sync {
     async fn admit(&self, old: &Value, new: &mut Value) -> ApiResult<()>;
-}
-
-pub struct NoAdmission;
-
-#[async_trait::async_trait]
-impl Admit for NoAdmission {
-    async fn admit(&self, _: &Value, _: &mut Value) -> ApiResult<()> {
-        Ok(())
-    }
 }
 
 pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresource: Option<&str>) -> ApiResult<Value> {

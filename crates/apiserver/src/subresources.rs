@@ -20,7 +20,7 @@ pub async fn bind(registry: &Registry, def: &ResourceDef, ns: Option<&str>, name
         return Err(ApiError::bad_request("a Binding needs target.name, the node to bind to"));
     };
     registry
-        .guaranteed_update(def, ns, name, None, dry_run, |pod| {
+        .guaranteed_update(def, ns, name, None, dry_run, |mut pod| {
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::conflict(def, name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
             }
@@ -31,7 +31,6 @@ pub async fn bind(registry: &Registry, def: &ResourceDef, ns: Option<&str>, name
                 // Upstream's plain error, hence its 500.
                 return Err(ApiError::internal(format!("pod {name} has non-empty .spec.schedulingGates")));
             }
-            let mut pod = pod.clone();
             pod["spec"]["nodeName"] = json!(node);
             let condition = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now()});
             let conditions = &mut pod["status"]["conditions"];
@@ -52,8 +51,7 @@ pub async fn bind(registry: &Registry, def: &ResourceDef, ns: Option<&str>, name
 pub async fn finalize(registry: &Registry, def: &ResourceDef, name: &str, body: &Value, dry_run: bool) -> ApiResult<Value> {
     let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
     registry
-        .guaranteed_update(def, None, name, None, dry_run, |ns| {
-            let mut ns = ns.clone();
+        .guaranteed_update(def, None, name, None, dry_run, |mut ns| {
             ns["spec"]["finalizers"] = finalizers.clone();
             Ok(ns)
         })
@@ -94,7 +92,7 @@ pub async fn evict(registry: &Registry, pods: &ResourceDef, ns: Option<&str>, na
         if let Some(budget) = budgets.first() {
             let budget_name = crate::registry::name_of(budget).to_string();
             registry
-                .guaranteed_update(budgets_def, ns, &budget_name, None, dry_run, |b| {
+                .guaranteed_update(budgets_def, ns, &budget_name, None, dry_run, |mut b| {
                     let observed = b.pointer("/status/observedGeneration").and_then(Value::as_i64).unwrap_or(-1);
                     if observed < b.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) {
                         return Err(budget_refusal(format!("The disruption budget {budget_name} is still being processed by the server.")));
@@ -107,7 +105,6 @@ pub async fn evict(registry: &Registry, pods: &ResourceDef, ns: Option<&str>, na
                             "The disruption budget {budget_name} needs {desired} healthy pods and has {current} currently"
                         )));
                     }
-                    let mut b = b.clone();
                     b["status"]["disruptionsAllowed"] = json!(allowed - 1);
                     b["status"]["disruptedPods"][name] = json!(now());
                     Ok(b)
