@@ -67,10 +67,12 @@ pub(super) struct Request {
     pub reply: oneshot::Sender<Result<Outcome>>,
 }
 
-/// Moves the requests already waiting into `batch`, within the batch limits.
-fn take_waiting(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
+/// Moves the requests already waiting into `batch`, within the batch
+/// limits; true once the batch is full.
+fn take_waiting(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>) -> bool {
     let mut bytes: usize = batch.iter().map(Request::value_len).sum();
-    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+    let full = |batch: &Vec<Request>, bytes| batch.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES;
+    while !full(batch, bytes) {
         match requests.try_recv() {
             Ok(r) => {
                 bytes += r.value_len();
@@ -79,6 +81,7 @@ fn take_waiting(requests: &mut mpsc::Receiver<Request>, batch: &mut Vec<Request>
             Err(_) => break,
         }
     }
+    full(batch, bytes)
 }
 
 impl Request {
@@ -166,12 +169,13 @@ impl Writer {
             };
             if let Some(first) = first {
                 let mut batch = vec![first];
-                take_waiting(&mut requests, &mut batch);
+                let mut full = take_waiting(&mut requests, &mut batch);
                 if last_batch >= LINGER_AFTER {
+                    // A full batch (by count or bytes) has nothing to wait for.
                     let until = Instant::now() + LINGER;
-                    while batch.len() < last_batch.min(MAX_BATCH) && Instant::now() < until {
+                    while !full && batch.len() < last_batch && Instant::now() < until {
                         std::thread::sleep(LINGER_STEP);
-                        take_waiting(&mut requests, &mut batch);
+                        full = take_waiting(&mut requests, &mut batch);
                     }
                 }
                 last_batch = batch.len();
