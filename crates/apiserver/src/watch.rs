@@ -40,12 +40,6 @@ fn write_line(out: &mut Vec<u8>, kind: &str, object: Value) {
 }
 
 /// An event line around already-encoded object bytes.
-fn raw_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(object.len() + 32);
-    write_raw_line(&mut out, kind, object);
-    Bytes::from(out)
-}
-
 fn write_raw_line(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
     out.extend_from_slice(br#"{"type":""#);
     out.extend_from_slice(kind.as_bytes());
@@ -153,19 +147,27 @@ pub async fn serve(
     // watch continues from it. Without selectors, plain JSON is written from
     // the stored bytes: no object is parsed, however many watchers there are.
     let raw = q.label.is_empty() && q.field.is_empty() && repr == Representation::Object;
+    // In chunks of up to CHUNK bytes, as the changes after it.
     let mut initial = Vec::new();
     let from = if send_initial {
         let opts = ListOptions { min_revision: q.min_revision, ..Default::default() };
         let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
+        let mut chunk = Vec::new();
         for kv in &page.items {
             if raw {
-                initial.push(raw_line("ADDED", &stamp(def, kv)?));
-                continue;
+                write_raw_line(&mut chunk, "ADDED", &stamp(def, kv)?);
+            } else {
+                let obj = decode(def, kv)?;
+                if matches(&q, &obj) {
+                    write_line(&mut chunk, "ADDED", render(obj));
+                }
             }
-            let obj = decode(def, kv)?;
-            if matches(&q, &obj) {
-                initial.push(line("ADDED", render(obj)));
+            if chunk.len() >= CHUNK {
+                initial.push(Bytes::from(std::mem::take(&mut chunk)));
             }
+        }
+        if !chunk.is_empty() {
+            initial.push(Bytes::from(chunk));
         }
         page.revision
     } else {

@@ -144,6 +144,46 @@ async fn watcher_feeds_a_reflector() {
     drain.abort();
 }
 
+/// A watch that starts with the current state (`sendInitialEvents`,
+/// kube-rs's streaming lists): every object as ADDED, in chunks of many
+/// objects (here more than one chunk's worth), then upstream's
+/// `initial-events-end` bookmark, then the changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_sends_the_state_then_the_changes() {
+    let c = Cluster::start();
+    let client = client(&c).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let filler = "x".repeat(1024);
+    for i in 0..150 {
+        let mut cm = configmap(&format!("s-{i:03}"), "stream");
+        cm.data.as_mut().unwrap().insert("filler".into(), filler.clone());
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut events = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next()).await.expect("the initial state in time").unwrap().unwrap();
+        match event {
+            watcher::Event::InitApply(cm) => initial.push(cm.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    // The namespace's own root CA ConfigMap is in its state too.
+    let want: Vec<String> = std::iter::once("kube-root-ca.crt".to_string()).chain((0..150).map(|i| format!("s-{i:03}"))).collect();
+    initial.sort();
+    assert_eq!(initial, want);
+    cms.create(&PostParams::default(), &configmap("later", "stream")).await.unwrap();
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.next()).await.expect("the change in time").unwrap().unwrap();
+        if let watcher::Event::Apply(cm) = event {
+            assert_eq!(cm.metadata.name.as_deref(), Some("later"));
+            break;
+        }
+    }
+}
+
 /// Server-side apply through kube-rs, as controllers use it: create by
 /// apply, re-apply, conflict with another manager, force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
