@@ -9,7 +9,9 @@
 //!
 //! ContainerResource metrics read one container of each pod. Not yet:
 //! Pods, Object and External metrics (no custom or external metrics API
-//! is served).
+//! is served); they fail as upstream's do when those APIs are missing,
+//! and, as upstream, the other metrics still scale unless that would
+//! scale down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -111,18 +113,28 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
     let default_metric: MetricSpec = serde_json::from_value(json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}})).expect("a valid metric");
     let metrics = spec.metrics.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| vec![default_metric]);
     let mut readings = Vec::new();
+    let mut failures = Vec::new();
     for metric in &metrics {
         match read_metric(&context.client, &ns, &selector, metric, current).await {
             Ok(reading) => readings.push(reading),
-            Err(message) => {
-                conditions.push(condition("ScalingActive", false, "FailedGetResourceMetric", &message));
-                publish(&context, &hpa, EventType::Warning, "FailedGetResourceMetric", &message).await;
-                set_status(&hpas, &name, json!({"conditions": conditions, "currentReplicas": current})).await?;
-                return Ok(requeue);
+            Err((reason, message)) => {
+                publish(&context, &hpa, EventType::Warning, reason, &message).await;
+                failures.push((reason, message));
             }
         }
     }
-    let chosen = readings.iter().max_by_key(|r| r.replicas).expect("at least one metric");
+    let chosen = readings.iter().max_by_key(|r| r.replicas);
+    // As upstream: metrics that fail are left out, unless none is left or
+    // the others would scale down (a failing metric might have held the
+    // replicas up).
+    if let Some((reason, message)) = failures.first().filter(|_| chosen.is_none_or(|c| c.replicas < current)) {
+        conditions.push(condition("ScalingActive", false, reason, &format!("the HPA was unable to compute the replica count: {message}")));
+        let summary = format!("invalid metrics ({} invalid out of {}), first error is: {message}", failures.len(), metrics.len());
+        publish(&context, &hpa, EventType::Warning, "FailedComputeMetricsReplicas", &summary).await;
+        set_status(&hpas, &name, json!({"conditions": conditions, "currentReplicas": current})).await?;
+        return Ok(requeue);
+    }
+    let chosen = chosen.expect("a metric was read");
     conditions.push(condition("ScalingActive", true, "ValidMetricFound", &format!("the HPA was able to successfully calculate a replica count from {}", chosen.description)));
 
     let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
@@ -200,12 +212,39 @@ async fn publish(context: &Context, hpa: &HorizontalPodAutoscaler, kind: EventTy
 /// A Resource metric (cpu or memory, Utilization or AverageValue) over the
 /// pods `selector` picks, from their PodMetrics and requests; or a
 /// ContainerResource metric, the same over one container of each pod.
-async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, String> {
+/// A metric that cannot be read fails with upstream's reason for its type.
+async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, (&'static str, String)> {
     let (name, container, target) = match (metric.type_.as_str(), &metric.resource, &metric.container_resource) {
         ("Resource", Some(r), _) => (r.name.as_str(), None, &r.target),
         ("ContainerResource", _, Some(r)) => (r.name.as_str(), Some(r.container.as_str()), &r.target),
-        _ => return Err(format!("metric type {:?} is not supported yet", metric.type_)),
+        ("Pods", ..) => {
+            let name = metric.pods.as_ref().map_or("", |p| p.metric.name.as_str());
+            return Err(("FailedGetPodsMetric", format!("unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served")));
+        }
+        ("Object", ..) => {
+            let name = metric.object.as_ref().map_or("", |o| o.metric.name.as_str());
+            return Err(("FailedGetObjectMetric", format!("unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served")));
+        }
+        ("External", ..) => {
+            let name = metric.external.as_ref().map_or("", |e| e.metric.name.as_str());
+            return Err(("FailedGetExternalMetric", format!("unable to get external metric {ns}/{name}: no external metrics API (external.metrics.k8s.io) is served")));
+        }
+        (other, ..) => return Err(("InvalidMetricSourceType", format!("unknown metric source type {other:?}"))),
     };
+    let reason = if container.is_some() { "FailedGetContainerResourceMetric" } else { "FailedGetResourceMetric" };
+    read_resource_metric(client, ns, selector, name, container, target, current).await.map_err(|message| (reason, message))
+}
+
+/// A Resource or ContainerResource metric's reading.
+async fn read_resource_metric(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    name: &str,
+    container: Option<&str>,
+    target: &k8s_openapi::api::autoscaling::v2::MetricTarget,
+    current: i32,
+) -> Result<Reading, String> {
     let counts = |c: &str| container.is_none_or(|only| only == c);
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
     let running: Vec<&Pod> = pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();

@@ -910,7 +910,8 @@ fn port_forward_and_exec_over_spdy() {
 /// their request, so a 100 % target scales the Deployment up to its
 /// maximum (ScalingLimited); a 2000 % target on the container's own CPU
 /// (ContainerResource) with no stabilization window scales it back down;
-/// events and status as upstream's.
+/// events and status as upstream's; a Pods metric, with no custom metrics
+/// API to read, fails as upstream's does.
 #[test]
 fn horizontal_pod_autoscaler_scales_on_cpu() {
     let image = common::test_image();
@@ -940,6 +941,15 @@ fn horizontal_pod_autoscaler_scales_on_cpu() {
     c.wait_for(&events, "the scale-down event", |e| e.contains("New size: 1; reason: All metrics below target"));
     let active = c.ok(&["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].reason} {.status.currentMetrics[0].containerResource.container}"]);
     assert_eq!(active, "ValidMetricFound main");
+
+    // A Pods metric has no custom metrics API to come from: it fails with
+    // upstream's reason for its type, and as the only metric it stops
+    // scaling (ScalingActive False).
+    let pods_metric = r#"{"spec":{"metrics":[{"type":"Pods","pods":{"metric":{"name":"qps"},"target":{"type":"AverageValue","averageValue":"10"}}}]}}"#;
+    c.ok(&["patch", "hpa", "burn", "--type=merge", "-p", pods_metric]);
+    let scaling = ["get", "hpa", "burn", "-o", "jsonpath={.status.conditions[?(@.type=='ScalingActive')].status} {.status.conditions[?(@.type=='ScalingActive')].reason}"];
+    c.wait_for(&scaling, "the Pods metric to fail", |r| r == "False FailedGetPodsMetric");
+    c.wait_for(&events, "upstream's summary event", |e| e.contains("invalid metrics (1 invalid out of 1), first error is: unable to get metric qps"));
 }
 
 /// A node agent of its own process on this host, joined with `skiff
