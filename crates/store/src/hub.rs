@@ -290,14 +290,22 @@ impl Hub {
                 return Ok(self.watcher(feed.clone(), prefix, after, Source::Feed { ring, backlog }));
             }
         }
-        if let Some(feed) = covering.into_iter().next() {
-            // Older than the feed remembers: catch up on a watch of our own.
-            let direct = self.backend.watch(prefix, after, Progress::every(self.config.progress_interval)).await?;
-            return Ok(self.watcher(feed, prefix, after, Source::Direct(direct)));
-        }
-        let feed = self.start_feed(prefix, after, None).await?;
-        let (ring, backlog) = feed.join(after).expect("a new feed starts at the watcher's revision");
-        Ok(self.watcher(feed, prefix, after, Source::Feed { ring, backlog }))
+        let feed = match covering.into_iter().next() {
+            Some(feed) => feed,
+            None => {
+                let feed = self.start_feed(prefix, after, None).await?;
+                if let Some((ring, backlog)) = feed.join(after) {
+                    return Ok(self.watcher(feed, prefix, after, Source::Feed { ring, backlog }));
+                }
+                // The new feed failed before it could be joined (its
+                // revision was compacted, say): the watch of our own
+                // below reports why.
+                feed
+            }
+        };
+        // Older than the feed remembers: catch up on a watch of our own.
+        let direct = self.backend.watch(prefix, after, Progress::every(self.config.progress_interval)).await?;
+        Ok(self.watcher(feed, prefix, after, Source::Direct(direct)))
     }
 
     async fn start_feed(&self, prefix: &str, after: Revision, objects: Option<BTreeMap<String, KeyValue>>) -> Result<Arc<Feed>> {
