@@ -34,6 +34,11 @@ pub struct Args {
     /// Pods to schedule.
     #[arg(long, default_value_t = 10_000)]
     pods: usize,
+    /// Pods created and bound before the measured ones, as scheduler_perf's
+    /// `initPods` (1,000 in its SchedulingBasic 5000Nodes_10000Pods): the
+    /// clock starts on a warm server and scheduler.
+    #[arg(long, default_value_t = 0)]
+    init_pods: usize,
     /// Clients creating pods at once.
     #[arg(long, default_value_t = 32)]
     clients: usize,
@@ -171,6 +176,30 @@ impl k8s_openapi::Metadata for BoundPod {
     }
 }
 
+/// Creates the pods numbered `names` (`p-N`) with `clients` clients at once.
+fn create(client: &kube::Client, url: &str, template: &Arc<Template>, names: std::ops::Range<usize>, clients: usize) -> Vec<tokio::task::JoinHandle<Result<()>>> {
+    let next = Arc::new(AtomicUsize::new(names.start));
+    (0..clients)
+        .map(|_| {
+            let (client, next, end, template) = (client.clone(), next.clone(), names.end, template.clone());
+            let request = kube::core::Request::new(url);
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= end {
+                        return Ok(());
+                    }
+                    let body = template.body(&format!("p-{i}"));
+                    let created: BoundPod = client.request(request.create(&PostParams::default(), body)?.map(Into::into)).await?;
+                    if created.metadata.name.is_none() {
+                        bail!("a create answered without the pod");
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 pub async fn run(args: Args) -> Result<()> {
     // The controller manager has nothing to do here but watch.
     let mut flags = Vec::new();
@@ -196,7 +225,7 @@ pub async fn run(args: Args) -> Result<()> {
     let bound = Arc::new(AtomicUsize::new(0));
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watching = {
-        let (pods, bound, total) = (pods.clone(), bound.clone(), args.pods);
+        let (pods, bound, total) = (pods.clone(), bound.clone(), args.init_pods + args.pods);
         tokio::spawn(async move {
             let mut seen = HashSet::new();
             let mut ready = Some(ready_tx);
@@ -225,29 +254,26 @@ pub async fn run(args: Args) -> Result<()> {
     };
     ready_rx.await?;
 
+    let template = Arc::new(Template::new(args.shape));
+    let url = pods.resource_url().to_string();
+    if args.init_pods > 0 {
+        let creators = create(&client, &url, &template, 0..args.init_pods, args.clients);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while bound.load(Ordering::Relaxed) < args.init_pods {
+            if Instant::now() > deadline {
+                bail!("the init pods were not bound within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for c in futures::future::join_all(creators).await {
+            c??;
+        }
+        println!("  {} init pods bound", args.init_pods);
+    }
+
     let started = Instant::now();
     let cpu_before = (server.cpu_seconds(), super::cpu_seconds("self"));
-    let next = Arc::new(AtomicUsize::new(0));
-    let template = Arc::new(Template::new(args.shape));
-    let creators: Vec<_> = (0..args.clients)
-        .map(|_| {
-            let (client, next, total, template) = (client.clone(), next.clone(), args.pods, template.clone());
-            let request = kube::core::Request::new(pods.resource_url());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return Ok::<_, anyhow::Error>(());
-                    }
-                    let body = template.body(&format!("p-{i}"));
-                    let created: BoundPod = client.request(request.create(&PostParams::default(), body)?.map(Into::into)).await?;
-                    if created.metadata.name.is_none() {
-                        return Err(anyhow::anyhow!("a create answered without the pod"));
-                    }
-                }
-            })
-        })
-        .collect();
+    let creators = create(&client, &url, &template, args.init_pods..args.init_pods + args.pods, args.clients);
     let mut progress = tokio::time::interval(Duration::from_secs(2));
     progress.tick().await;
     let mut watching = watching;
@@ -255,7 +281,7 @@ pub async fn run(args: Args) -> Result<()> {
         tokio::select! {
             done = &mut watching => break done?,
             _ = progress.tick() => {
-                println!("  … {} of {} bound after {:.1} s", bound.load(Ordering::Relaxed), args.pods, started.elapsed().as_secs_f64());
+                println!("  … {} of {} bound after {:.1} s", bound.load(Ordering::Relaxed) - args.init_pods, args.pods, started.elapsed().as_secs_f64());
                 if started.elapsed() > Duration::from_secs(600) {
                     bail!("not all pods were bound within 10 minutes");
                 }
