@@ -209,10 +209,8 @@ async fn publish(context: &Context, hpa: &HorizontalPodAutoscaler, kind: EventTy
     }
 }
 
-/// A Resource metric (cpu or memory, Utilization or AverageValue) over the
-/// pods `selector` picks, from their PodMetrics and requests; or a
-/// ContainerResource metric, the same over one container of each pod.
-/// A metric that cannot be read fails with upstream's reason for its type.
+/// A metric's reading; one that cannot be read fails with upstream's
+/// reason for its type.
 async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, (&'static str, String)> {
     let (name, container, target) = match (metric.type_.as_str(), &metric.resource, &metric.container_resource) {
         ("Resource", Some(r), _) => (r.name.as_str(), None, &r.target),
@@ -235,7 +233,9 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
     read_resource_metric(client, ns, selector, name, container, target, current).await.map_err(|message| (reason, message))
 }
 
-/// A Resource or ContainerResource metric's reading.
+/// A Resource metric (cpu or memory, Utilization or AverageValue) over the
+/// pods `selector` picks, from their PodMetrics and requests; or a
+/// ContainerResource metric, the same over one container of each pod.
 async fn read_resource_metric(
     client: &kube::Client,
     ns: &str,
