@@ -6,16 +6,25 @@ use serde_json::{json, Map, Value};
 
 use crate::ResourceDef;
 
-/// Sets `obj[key]` to `value` unless present (and not null).
+/// Sets `obj[key]` to `value` unless present (not null, and not an empty
+/// string: upstream's string fields are plain strings, "" is unset).
 fn or(obj: &mut Value, key: &str, value: Value) {
     if let Some(map) = obj.as_object_mut() {
         match map.get(key) {
-            Some(v) if !v.is_null() => {}
+            Some(v) if !v.is_null() && v != "" => {}
             _ => {
                 map.insert(key.to_string(), value);
             }
         }
     }
+}
+
+/// As `or`, for upstream's plain integer fields, where 0 is unset too.
+fn or_nonzero(obj: &mut Value, key: &str, value: i64) {
+    if obj.get(key).is_some_and(|v| v == 0) {
+        obj[key] = json!(value);
+    }
+    or(obj, key, json!(value));
 }
 
 /// The object at `obj[key]`, created empty if absent.
@@ -29,13 +38,92 @@ fn each<'a>(obj: &'a mut Value, key: &str) -> impl Iterator<Item = &'a mut Value
 }
 
 pub fn apply(def: &ResourceDef, obj: &mut Value) {
-    let spec = match obj.get_mut("spec") {
-        Some(s) if s.is_object() => s,
-        _ => return,
-    };
+    if !obj.is_object() {
+        return;
+    }
+    match (def.group, def.kind) {
+        ("", "PodTemplate") => pod_template(obj.get_mut("template")),
+        ("", "Secret") => or(obj, "type", json!("Opaque")),
+        ("", "Endpoints") => {
+            for subset in each(obj, "subsets") {
+                for port in each(subset, "ports") {
+                    or(port, "protocol", json!("TCP"));
+                }
+            }
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            for port in each(obj, "ports") {
+                or(port, "name", json!(""));
+                or(port, "protocol", json!("TCP"));
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            or(obj, "reclaimPolicy", json!("Delete"));
+            or(obj, "volumeBindingMode", json!("Immediate"));
+        }
+        ("scheduling.k8s.io", "PriorityClass") => or(obj, "preemptionPolicy", json!("PreemptLowerPriority")),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            const RBAC: &str = "rbac.authorization.k8s.io";
+            or(child(obj, "roleRef"), "apiGroup", json!(RBAC));
+            for subject in each(obj, "subjects") {
+                if matches!(subject["kind"].as_str(), Some("User" | "Group")) {
+                    or(subject, "apiGroup", json!(RBAC));
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration") => {
+            let mutating = def.kind.starts_with("Mutating");
+            for hook in each(obj, "webhooks") {
+                webhook(hook, mutating);
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            or(child(obj, "spec"), "failurePolicy", json!("Fail"));
+            if let Some(m) = obj.pointer_mut("/spec/matchConstraints").filter(|m| m.is_object()) {
+                match_resources(m);
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            if let Some(m) = obj.pointer_mut("/spec/matchResources").filter(|m| m.is_object()) {
+                match_resources(m);
+            }
+        }
+        _ => {
+            if let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) {
+                spec_defaults(def, spec);
+            }
+        }
+    }
+}
+
+/// Upstream's admissionregistration/v1 webhook defaults.
+fn webhook(hook: &mut Value, mutating: bool) {
+    or(hook, "failurePolicy", json!("Fail"));
+    or(hook, "matchPolicy", json!("Equivalent"));
+    or(hook, "namespaceSelector", json!({}));
+    or(hook, "objectSelector", json!({}));
+    or(hook, "timeoutSeconds", json!(10));
+    if mutating {
+        or(hook, "reinvocationPolicy", json!("Never"));
+    }
+    for rule in each(hook, "rules") {
+        or(rule, "scope", json!("*"));
+    }
+    if let Some(service) = hook.pointer_mut("/clientConfig/service").filter(|s| s.is_object()) {
+        or(service, "port", json!(443));
+    }
+}
+
+fn match_resources(m: &mut Value) {
+    or(m, "matchPolicy", json!("Equivalent"));
+    or(m, "namespaceSelector", json!({}));
+    or(m, "objectSelector", json!({}));
+}
+
+/// Defaults of the kinds that keep them in `spec`.
+fn spec_defaults(def: &ResourceDef, spec: &mut Value) {
     match (def.group, def.kind) {
         ("", "Pod") => pod_spec(spec),
-        ("", "PodTemplate") => pod_template(obj.get_mut("template")),
         ("", "ReplicationController") => {
             or(spec, "replicas", json!(1));
             pod_template(spec.get_mut("template"));
@@ -95,7 +183,53 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
             or(spec, "volumeMode", json!("Filesystem"));
         }
         ("", "PersistentVolumeClaim") => or(spec, "volumeMode", json!("Filesystem")),
+        ("networking.k8s.io", "NetworkPolicy") => {
+            for rule in ["ingress", "egress"] {
+                for r in each(spec, rule) {
+                    for port in each(r, "ports") {
+                        or(port, "protocol", json!("TCP"));
+                    }
+                }
+            }
+            if spec.get("policyTypes").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+                let egress = spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty());
+                spec["policyTypes"] = if egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
+            }
+        }
+        ("networking.k8s.io", "IngressClass") => {
+            if let Some(parameters) = spec.get_mut("parameters").filter(|p| p.is_object()) {
+                or(parameters, "scope", json!("Cluster"));
+            }
+        }
+        ("storage.k8s.io", "CSIDriver") => {
+            or(spec, "attachRequired", json!(true));
+            or(spec, "podInfoOnMount", json!(false));
+            or(spec, "storageCapacity", json!(false));
+            or(spec, "requiresRepublish", json!(false));
+            or(spec, "seLinuxMount", json!(false));
+            or(spec, "fsGroupPolicy", json!("ReadWriteOnceWithFSType"));
+            or(spec, "volumeLifecycleModes", json!(["Persistent"]));
+        }
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema") => or_nonzero(spec, "matchingPrecedence", 1000),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration") => priority_level(spec),
         _ => {}
+    }
+}
+
+/// Upstream's flowcontrol/v1 priority level defaults.
+fn priority_level(spec: &mut Value) {
+    if let Some(exempt) = spec.get_mut("exempt").filter(|e| e.is_object()) {
+        or(exempt, "nominalConcurrencyShares", json!(0));
+        or(exempt, "lendablePercent", json!(0));
+    }
+    if let Some(limited) = spec.get_mut("limited").filter(|l| l.is_object()) {
+        or(limited, "nominalConcurrencyShares", json!(30));
+        or(limited, "lendablePercent", json!(0));
+        if let Some(queuing) = limited.pointer_mut("/limitResponse/queuing").filter(|q| q.is_object()) {
+            or_nonzero(queuing, "queues", 64);
+            or_nonzero(queuing, "handSize", 8);
+            or_nonzero(queuing, "queueLengthLimit", 50);
+        }
     }
 }
 
@@ -156,9 +290,10 @@ fn pod_spec(spec: &mut Value) {
     or(spec, "securityContext", json!({}));
     or(spec, "schedulerName", json!("default-scheduler"));
     or(spec, "enableServiceLinks", json!(true));
+    let host_network = spec.get("hostNetwork") == Some(&json!(true));
     for key in ["containers", "initContainers"] {
         for c in each(spec, key) {
-            container(c);
+            container(c, host_network);
         }
     }
     for v in each(spec, "volumes") {
@@ -167,28 +302,64 @@ fn pod_spec(spec: &mut Value) {
                 or(s, mode, json!(420));
             }
         }
+        if let Some(api) = v.get_mut("downwardAPI").filter(|s| s.is_object()) {
+            for item in each(api, "items") {
+                if let Some(field) = item.get_mut("fieldRef").filter(|f| f.is_object()) {
+                    or(field, "apiVersion", json!("v1"));
+                }
+            }
+        }
     }
 }
 
-fn container(c: &mut Value) {
+fn container(c: &mut Value, host_network: bool) {
     let image = c.get("image").and_then(|i| i.as_str()).unwrap_or("").to_string();
     or(c, "imagePullPolicy", json!(pull_policy(&image)));
     or(c, "terminationMessagePath", json!("/dev/termination-log"));
     or(c, "terminationMessagePolicy", json!("File"));
     or(c, "resources", json!({}));
+    // A limit without a request requests the limit (SetDefaults_Pod).
+    if let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+        let requests = child(&mut c["resources"], "requests");
+        for (name, limit) in limits {
+            or(requests, &name, limit);
+        }
+    }
     for p in each(c, "ports") {
         or(p, "protocol", json!("TCP"));
+        if host_network {
+            // On the host's network a container port is a host port.
+            let port = p.get("containerPort").cloned().unwrap_or(Value::Null);
+            or(p, "hostPort", port);
+        }
+    }
+    for env in each(c, "env") {
+        if let Some(field) = env.pointer_mut("/valueFrom/fieldRef").filter(|f| f.is_object()) {
+            or(field, "apiVersion", json!("v1"));
+        }
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         if let Some(p) = c.get_mut(probe).filter(|p| p.is_object()) {
-            or(p, "timeoutSeconds", json!(1));
-            or(p, "periodSeconds", json!(10));
-            or(p, "successThreshold", json!(1));
-            or(p, "failureThreshold", json!(3));
-            if let Some(h) = p.get_mut("httpGet").filter(|h| h.is_object()) {
-                or(h, "scheme", json!("HTTP"));
+            or_nonzero(p, "timeoutSeconds", 1);
+            or_nonzero(p, "periodSeconds", 10);
+            or_nonzero(p, "successThreshold", 1);
+            or_nonzero(p, "failureThreshold", 3);
+            http_get(p);
+        }
+    }
+    if let Some(lifecycle) = c.get_mut("lifecycle").filter(|l| l.is_object()) {
+        for hook in ["postStart", "preStop"] {
+            if let Some(h) = lifecycle.get_mut(hook).filter(|h| h.is_object()) {
+                http_get(h);
             }
         }
+    }
+}
+
+fn http_get(handler: &mut Value) {
+    if let Some(h) = handler.get_mut("httpGet").filter(|h| h.is_object()) {
+        or(h, "path", json!("/"));
+        or(h, "scheme", json!("HTTP"));
     }
 }
 
@@ -223,6 +394,25 @@ mod tests {
         assert_eq!(pod["containers"][1]["imagePullPolicy"], "IfNotPresent", "a registry port is not a tag");
         assert_eq!(pod["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(pod["containers"][0]["readinessProbe"]["periodSeconds"], 10);
+    }
+
+    #[test]
+    fn unset_means_empty_too_and_limits_are_requested() {
+        let mut pod = json!({"spec": {"restartPolicy": "", "hostNetwork": true, "containers": [{"name": "a", "image": "x:1",
+            "resources": {"limits": {"cpu": "1"}}, "ports": [{"containerPort": 8080}], "livenessProbe": {"periodSeconds": 0, "httpGet": {"port": 80}}}]}});
+        apply(find("", "v1", "pods").unwrap(), &mut pod);
+        let c = &pod["spec"]["containers"][0];
+        assert_eq!(pod["spec"]["restartPolicy"], "Always");
+        assert_eq!(c["resources"]["requests"], json!({"cpu": "1"}));
+        assert_eq!(c["ports"][0]["hostPort"], 8080);
+        assert_eq!((c["livenessProbe"]["periodSeconds"].as_i64(), c["livenessProbe"]["httpGet"]["path"].as_str()), (Some(10), Some("/")));
+        let mut template = json!({"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}});
+        apply(find("", "v1", "podtemplates").unwrap(), &mut template);
+        assert_eq!(template["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        let mut policy = json!({"spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53}]}]}});
+        apply(find("networking.k8s.io", "v1", "networkpolicies").unwrap(), &mut policy);
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        assert_eq!(policy["spec"]["egress"][0]["ports"][0]["protocol"], "TCP");
     }
 
     #[test]
