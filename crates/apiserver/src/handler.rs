@@ -73,6 +73,41 @@ fn admission_request<'a>(operation: skiff_admission::Operation, def: &'a Resourc
 /// Upstream's limit on request bodies.
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// How much of a body over the limit is read and dropped, and for how
+/// long, before the 413 goes out.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A request body of at most `MAX_BODY` bytes, or upstream's 413. The rest
+/// of a larger body is read and dropped first (within bounds): a client
+/// that sends its whole body before it reads (curl, Python's urllib3)
+/// would otherwise find the connection closed under it and never see the
+/// answer.
+pub async fn read_body(body: axum::body::Body) -> ApiResult<bytes::Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut kept = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if kept.len() + chunk.len() <= MAX_BODY {
+            kept.extend_from_slice(&chunk);
+            continue;
+        }
+        let mut drained = kept.len() + chunk.len();
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                drained += chunk.len();
+                if drained > DRAIN_MAX {
+                    break;
+                }
+            }
+        })
+        .await;
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    Ok(kept.freeze())
+}
+
 pub struct Api {
     pub registry: Registry,
     pub security: Security,
@@ -222,9 +257,12 @@ impl Api {
         };
         // Bodies are kept only for the levels that log them.
         let (body, request_object) = if record.level >= crate::audit::Level::Request {
-            let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-                audit.complete(&record, "ResponseComplete", 413, None, None, &[]);
-                return ApiError::too_large(MAX_BODY).into_response();
+            let bytes = match read_body(body).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    audit.complete(&record, "ResponseComplete", e.code.as_u16(), None, None, &[]);
+                    return e.into_response();
+                }
             };
             let object = (!bytes.is_empty()).then(|| decode_body(&parts.headers, &bytes).ok()).flatten();
             (axum::body::Body::from(bytes), object)
@@ -329,7 +367,7 @@ impl Api {
                 }
                 return Ok(json_response(StatusCode::OK, &openapi::v2()));
             }
-            let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| ApiError::too_large(MAX_BODY))?;
+            let body = read_body(body).await?;
             self.dispatch(user, &parts.method, &parts.headers, &query, route, body).await
         }
         .await;
