@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
-use skiff_api::validation::{self, FieldError};
+use skiff_api::validation::{self, FieldError, Op};
 use skiff_api::ResourceDef;
 use skiff_store::{Error as StoreError, KeyValue, ListOptions, Revision, Store};
 
@@ -379,7 +379,7 @@ impl Registry {
         skiff_api::defaults::apply(def, &mut obj);
         strategy::prepare_create(def, &mut obj);
         managed::record_create(def, applied.as_ref(), &mut obj, manager);
-        validate(def, &obj)?;
+        validate(def, Op::Create(&obj))?;
         admit(&obj).await?;
         let name = name_of(&obj).to_string();
         if is_service(def) && !dry_run {
@@ -700,6 +700,7 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
         // A CSR's approval changes its conditions and nothing else.
         let mut out = current.clone();
         out["status"]["conditions"] = new.pointer("/status/conditions").cloned().unwrap_or(json!([]));
+        validate(def, Op::Status { new: &out, old: current })?;
         return Ok(out);
     }
     if subresource == Some("ephemeralcontainers") {
@@ -707,12 +708,11 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
         // changes nothing else.
         let mut out = current.clone();
         out["spec"]["ephemeralContainers"] = new.pointer("/spec/ephemeralContainers").cloned().unwrap_or(json!([]));
-        let errs = strategy::ephemeral_containers_update(&current["spec"], &out["spec"]);
+        skiff_api::defaults::apply(def, &mut out);
+        let errs = validation::ephemeral_containers_update(&out, current);
         if !errs.is_empty() {
             return Err(ApiError::invalid(def, &name, &errs));
         }
-        skiff_api::defaults::apply(def, &mut out);
-        validate(def, &out)?;
         return Ok(out);
     }
     if subresource == Some("status") {
@@ -726,6 +726,7 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
                 }
             }
         }
+        validate(def, Op::Status { new: &out, old: current })?;
         return Ok(out);
     }
     if !new.get("metadata").is_some_and(|m| m.is_object()) {
@@ -757,15 +758,11 @@ pub fn merge_update(def: &ResourceDef, current: &Value, mut new: Value, subresou
     }
     skiff_api::defaults::apply(def, &mut new);
     strategy::prepare_update(def, current, &mut new);
-    let immutable = strategy::validate_update(def, current, &new);
-    if !immutable.is_empty() {
-        return Err(ApiError::invalid(def, &name, &immutable));
-    }
     if spec_changed(current, &new) && current.pointer("/metadata/generation").is_some() {
         let generation = current.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(0);
         new["metadata"]["generation"] = json!(generation + 1);
     }
-    validate(def, &new)?;
+    validate(def, Op::Update { new: &new, old: current })?;
     Ok(new)
 }
 
@@ -805,14 +802,16 @@ pub fn check_type(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-fn validate(def: &ResourceDef, obj: &Value) -> ApiResult<()> {
-    let mut errs: Vec<FieldError> = validation::object_meta(def.group, def.kind, &obj["metadata"]);
-    errs.extend(strategy::validate(def, obj));
+/// Every error of `op`, as one 422 (upstream reports them together).
+fn validate(def: &ResourceDef, op: Op<'_>) -> ApiResult<()> {
+    let errs: Vec<FieldError> = validation::validate(def, op);
     if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(def, name_of(obj), &errs))
+        return Ok(());
     }
+    let name = match op {
+        Op::Create(obj) | Op::Update { new: obj, .. } | Op::Status { new: obj, .. } => name_of(obj),
+    };
+    Err(ApiError::invalid(def, name, &errs))
 }
 
 /// Upstream's generateName suffix: five characters from an alphabet

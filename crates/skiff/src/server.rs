@@ -120,12 +120,26 @@ struct SecurityFlags {
 
 /// The bind address when it is one, else the address the host's default
 /// route leaves from: connecting a UDP socket picks it and sends nothing.
-fn advertised(bind: IpAddr) -> IpAddr {
+fn node_address(bind: IpAddr) -> IpAddr {
     if !bind.is_unspecified() {
         return bind;
     }
+    primary_address().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// The API server's address in the `kubernetes` Service's endpoints: as
+/// upstream's ResolveBindAddress, a loopback bind address is not one (an
+/// endpoint may not be loopback), the host's primary address is.
+fn advertised(bind: IpAddr) -> IpAddr {
+    if bind.is_loopback() {
+        return primary_address().unwrap_or(bind);
+    }
+    node_address(bind)
+}
+
+fn primary_address() -> Option<IpAddr> {
     let primary = std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect("192.0.2.1:9").and_then(|_| s.local_addr()));
-    primary.map(|a| a.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    primary.ok().map(|a| a.ip())
 }
 
 /// An IPv4 CIDR as (network address, prefix length).
@@ -230,7 +244,7 @@ pub async fn run(args: Args) -> Result<()> {
         // As a kubelet would be: the node's own user, `system:node:<name>` in `system:nodes`.
         let node = args.agent.node_name()?;
         let client = in_process_client(&server, UserInfo::named(&format!("system:node:{node}"), &["system:nodes"]), "kubelet")?;
-        let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
+        let address = args.advertise_address.unwrap_or_else(|| node_address(args.bind_address));
         let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), client, address);
         tokio::spawn(async move {
             match agent.await {

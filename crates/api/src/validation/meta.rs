@@ -4,48 +4,10 @@
 
 use std::collections::BTreeMap;
 
-/// One field error: `path: Invalid value: "x": why`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+use super::{required, FieldError, Path};
 
 fn invalid(field: &str, value: &str, why: &str) -> FieldError {
-    invalid_value(field, format!("{value:?}"), why)
-}
-
-/// An Invalid field error showing `value` as is: upstream quotes strings
-/// (as `invalid` does) and prints numbers and structures bare.
-pub fn invalid_value(field: &str, value: impl std::fmt::Display, why: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        reason: "FieldValueInvalid",
-        message: format!("Invalid value: {value}: {why}"),
-    }
-}
-
-pub fn forbidden(field: &str, detail: impl std::fmt::Display) -> FieldError {
-    FieldError {
-        field: field.into(),
-        reason: "FieldValueForbidden",
-        message: format!("Forbidden: {detail}"),
-    }
-}
-
-pub fn required(field: &str, what: &str) -> FieldError {
-    FieldError {
-        field: field.into(),
-        reason: "FieldValueRequired",
-        message: format!("Required value: {what}"),
-    }
+    Path::new(field).invalid(value, why)
 }
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
@@ -89,23 +51,44 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     ))
 }
 
+/// Upstream's `NameIsDNSSubdomain(name, prefix=true)`: a trailing dash is
+/// allowed, as a generateName has. (Its `maskTrailingDash` drops two
+/// characters for one: kept as upstream has it.)
+pub fn dns1123_subdomain_prefix(name: &str) -> Result<(), String> {
+    if name.len() > 1 && name.ends_with('-') {
+        dns1123_subdomain(&format!("{}a", &name[..name.len() - 2]))
+    } else {
+        dns1123_subdomain(name)
+    }
+}
+
 pub fn dns1035_label(s: &str) -> Result<(), String> {
     name_check(s, 63, is_label(s, |c| c.is_ascii_lowercase()), format!(
         "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '{DNS1035_LABEL_FMT}')"
     ))
 }
 
-/// Names that only have to be usable as one URL path segment (RBAC kinds).
-pub fn path_segment_name(s: &str) -> Result<(), String> {
+/// Upstream's `IsValidPathSegmentName`: why `s` cannot be one URL path
+/// segment, every reason.
+fn path_segment_reasons(s: &str) -> Vec<String> {
     if s == "." || s == ".." {
-        return Err(format!("may not be '{s}'"));
+        return vec![format!("may not be '{s}'")];
     }
-    for bad in ["/", "%"] {
-        if s.contains(bad) {
-            return Err(format!("may not contain '{bad}'"));
-        }
+    ["/", "%"].iter().filter(|bad| s.contains(**bad)).map(|bad| format!("may not contain '{bad}'")).collect()
+}
+
+/// Names that only have to be usable as one URL path segment (RBAC
+/// kinds), as a name rule: the first reason.
+pub fn path_segment_name(s: &str) -> Result<(), String> {
+    match path_segment_reasons(s).into_iter().next() {
+        Some(why) => Err(why),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// `IsValidPathSegmentName` as field errors, one a reason.
+pub(crate) fn path_segment(name: &str, path: &Path) -> Vec<FieldError> {
+    path_segment_reasons(name).iter().map(|why| path.invalid(name, why)).collect()
 }
 
 /// How a kind's `metadata.name` is validated.
@@ -127,11 +110,17 @@ fn is_name_part(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
+/// What upstream says of a key with more than one '/'.
+const QUALIFIED_NAME_SHAPE: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')";
+
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
 /// A label or annotation key: `[prefix/]name`.
 pub fn qualified_name(s: &str) -> Result<(), String> {
-    let (prefix, name) = match s.rsplit_once('/') {
+    let (prefix, name) = match s.split_once('/') {
+        Some((_, n)) if n.contains('/') => {
+            return Err(QUALIFIED_NAME_SHAPE.into());
+        }
         Some((p, n)) => (Some(p), n),
         None => (None, s),
     };
@@ -166,6 +155,25 @@ pub fn label_value(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Upstream's `IsConfigMapKey` (ConfigMap and Secret keys, key
+/// selectors), every reason reported.
+pub(crate) fn config_map_key(key: &str, path: &Path) -> Vec<FieldError> {
+    let mut why = Vec::new();
+    if key.len() > 253 {
+        why.push("must be no more than 253 characters");
+    }
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+        why.push("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')");
+    }
+    match key {
+        "." => why.push("must not be '.'"),
+        ".." => why.push("must not be '..'"),
+        k if k.starts_with("..") => why.push("must not start with '..'"),
+        _ => {}
+    }
+    why.into_iter().map(|w| path.invalid(key, w)).collect()
+}
+
 /// Validates `metadata` of an object of `kind`.
 pub fn object_meta(group: &str, kind: &str, meta: &serde_json::Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -193,20 +201,9 @@ pub fn object_meta(group: &str, kind: &str, meta: &serde_json::Value) -> Vec<Fie
         }
     }
     if let Some(annotations) = meta.get("annotations").and_then(|v| v.as_object()) {
-        let mut total = 0;
-        for (k, v) in annotations {
-            if let Err(why) = qualified_name(&k.to_ascii_lowercase()) {
-                errs.push(invalid("metadata.annotations", k, &why));
-            }
-            total += k.len() + v.as_str().map_or(0, str::len);
-        }
-        if total > 256 * 1024 {
-            errs.push(FieldError {
-                field: "metadata.annotations".into(),
-                reason: "FieldValueTooLong",
-                message: "Too long: may not be more than 262144 bytes".to_string(),
-            });
-        }
+        // A value that is not a string counts for nothing in the size.
+        let annotations: BTreeMap<String, String> = annotations.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+        errs.extend(super::annotations(Some(&annotations), &Path::new("metadata.annotations")));
     }
     errs
 }
@@ -243,6 +240,7 @@ mod tests {
         assert!(qualified_name("app.kubernetes.io/name").is_ok());
         assert!(qualified_name("-x").is_err());
         assert!(qualified_name("/x").is_err());
+        assert!(qualified_name("a/b/c").unwrap_err().starts_with("a qualified name must consist of alphanumeric characters"));
         assert!(label_value("").is_ok());
         assert!(label_value("a b").is_err());
     }
