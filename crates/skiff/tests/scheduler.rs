@@ -486,7 +486,7 @@ fn scheduling_gates_hold_pods_until_removed() {
     assert_eq!(condition, "SchedulingGated");
     assert!(c.ok(&["get", "pod", "gated", "--no-headers"]).contains("SchedulingGated"));
     let added = c.fails(&["patch", "pod", "gated", "--type=json", "-p", r#"[{"op":"add","path":"/spec/schedulingGates/-","value":{"name":"example.com/more"}}]"#], None);
-    assert!(added.contains("spec.schedulingGates: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"), "{added}");
+    assert!(added.contains("spec.schedulingGates[2].name: Forbidden: only deletion is allowed, but found new scheduling gate 'example.com/more'"), "{added}");
     let bound = c.fails(&["create", "-f", "-"], Some(&pod("gated-bound", None, r#""nodeName":"sim-0","schedulingGates":[{"name":"example.com/quota"}]"#)));
     assert!(bound.contains("spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"), "{bound}");
 
