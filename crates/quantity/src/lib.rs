@@ -17,8 +17,9 @@ pub fn milli(text: &str) -> Option<i64> {
         return None;
     }
     let digits: i128 = format!("{whole}{fraction}").parse().ok()?;
-    // The value is digits × multiplier × 10^power, in milli-units.
-    let mut power = 3 - fraction.len() as i32;
+    // The value is digits × multiplier × 10^power, in milli-units; what
+    // overflows (`1e2147483647`, 39 digits) is not a quantity here.
+    let mut power = 3i32.checked_sub(i32::try_from(fraction.len()).ok()?)?;
     let mut multiplier: i128 = 1;
     match suffix {
         "" => {}
@@ -35,15 +36,15 @@ pub fn milli(text: &str) -> Option<i64> {
             let exponent = "KMGTPE".find(&suffix[..1])? as u32 + 1;
             multiplier = 1024i128.pow(exponent);
         }
-        _ => power += suffix.strip_prefix(['e', 'E'])?.parse::<i32>().ok()?,
+        _ => power = power.checked_add(suffix.strip_prefix(['e', 'E'])?.parse::<i32>().ok()?)?,
     }
     let scaled = digits.checked_mul(multiplier)?;
     let value = if power >= 0 {
         scaled.checked_mul(10i128.checked_pow(power as u32)?)?
     } else {
         // Rounded up, as upstream (0.1m is 1m).
-        let divisor = 10i128.checked_pow((-power) as u32)?;
-        (scaled + divisor - 1) / divisor
+        let divisor = 10i128.checked_pow(power.unsigned_abs())?;
+        scaled.div_euclid(divisor) + i128::from(scaled.rem_euclid(divisor) != 0)
     };
     let value = i64::try_from(value).ok()?;
     Some(if negative { -value } else { value })
@@ -51,7 +52,7 @@ pub fn milli(text: &str) -> Option<i64> {
 
 /// `text` in whole units, rounded up.
 pub fn value(text: &str) -> Option<i64> {
-    milli(text).map(|m| (m + 999).div_euclid(1000))
+    milli(text).map(|m| m.div_euclid(1000) + i64::from(m.rem_euclid(1000) != 0))
 }
 
 /// A sum of milli-units written back as upstream canonicalizes it: in the
@@ -97,6 +98,16 @@ mod tests {
         assert_eq!(milli("0"), Some(0));
         assert_eq!(milli("ten"), None);
         assert_eq!(milli("5Xi"), None);
+        assert_eq!(value("-1500m"), Some(-1), "rounded up, as (m + 999) / 1000 rounds");
+    }
+
+    #[test]
+    fn what_overflows_is_not_a_quantity() {
+        for text in ["1e2147483647", "1.55e-2147483648", "170141183460469231731687303715884105727n", "9Ei0", "99999999999999999999999999999999999999999"] {
+            assert_eq!(milli(text), None, "{text}");
+        }
+        assert_eq!(value("9223372036854775807m"), Some(9223372036854776), "rounds up without overflowing");
+        assert_eq!(milli("9223372036854775807n"), Some(9223372036855));
     }
 
     #[test]
