@@ -9,6 +9,10 @@
 //! waiting for the API.
 
 pub mod config;
+pub mod crash;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod metrics;
 mod model;
 mod plugins;
 mod preemption;
@@ -18,11 +22,12 @@ mod topology;
 mod volumes;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Result;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -93,7 +98,7 @@ struct Nodes {
 impl Nodes {
     /// The nodes' domains for a topology key.
     fn domains(&self, key: &str) -> Arc<Domains> {
-        let mut cache = self.domains.lock().unwrap();
+        let mut cache = self.domains.lock().unwrap_or_else(PoisonError::into_inner);
         cache.entry(key.to_string()).or_insert_with(|| Arc::new(Domains::new(&self.list, key))).clone()
     }
 
@@ -113,13 +118,13 @@ impl Nodes {
         match self.index.get(&info.name).copied() {
             Some(i) => {
                 if self.list[i].labels() != info.labels() {
-                    self.domains.lock().unwrap().clear();
+                    self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 }
                 let old = std::mem::replace(&mut self.list[i], info);
                 self.count_images(&old, -1);
             }
             None => {
-                self.domains.lock().unwrap().clear();
+                self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
                 self.index.insert(info.name.clone(), self.list.len());
                 self.list.push(info);
             }
@@ -127,7 +132,7 @@ impl Nodes {
     }
 
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.domains.lock().unwrap().clear();
+        self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
         let gone: Vec<NodeInfo> = self.list.iter().filter(|n| !keep(&n.name)).cloned().collect();
         for node in &gone {
             self.count_images(node, -1);
@@ -222,14 +227,20 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
         }),
         wake: Notify::new(),
     });
-    tasks.spawn(follow::<Node>(scheduler.clone()));
-    tasks.spawn(follow::<WatchedPod>(scheduler.clone()));
-    tasks.spawn(follow::<PodDisruptionBudget>(scheduler.clone()));
-    tasks.spawn(follow::<PersistentVolumeClaim>(scheduler.clone()));
-    tasks.spawn(follow::<PersistentVolume>(scheduler.clone()));
-    tasks.spawn(follow::<StorageClass>(scheduler.clone()));
-    tasks.spawn(flush(scheduler.clone()));
-    scheduler.schedule_forever().await;
+    // Each task is started again if it ends or panics.
+    let task = |name: &'static str, start: fn(Arc<Scheduler>) -> futures::future::BoxFuture<'static, ()>| {
+        let s = scheduler.clone();
+        metrics::starting(name);
+        crash::supervise(name, move || start(s.clone()), move || metrics::restarted(name))
+    };
+    tasks.spawn(task("watch nodes", |s| follow::<Node>(s).boxed()));
+    tasks.spawn(task("watch pods", |s| follow::<WatchedPod>(s).boxed()));
+    tasks.spawn(task("watch poddisruptionbudgets", |s| follow::<PodDisruptionBudget>(s).boxed()));
+    tasks.spawn(task("watch persistentvolumeclaims", |s| follow::<PersistentVolumeClaim>(s).boxed()));
+    tasks.spawn(task("watch persistentvolumes", |s| follow::<PersistentVolume>(s).boxed()));
+    tasks.spawn(task("watch storageclasses", |s| follow::<StorageClass>(s).boxed()));
+    tasks.spawn(task("flush the queue", |s| flush(s).boxed()));
+    task("schedule", |s| async move { s.schedule_forever().await }.boxed()).await;
     Ok(())
 }
 
@@ -238,7 +249,7 @@ async fn flush(s: Arc<Scheduler>) {
     let mut ticks = tokio::time::interval(Duration::from_millis(200));
     loop {
         ticks.tick().await;
-        if s.state.lock().unwrap().queue.flush() {
+        if s.state().queue.flush() {
             s.wake.notify_one();
         }
     }
@@ -400,18 +411,23 @@ async fn follow<K: Watched>(s: Arc<Scheduler>) {
                 continue;
             }
         };
-        let mut st = s.state.lock().unwrap();
-        match event {
+        let mut st = s.state();
+        // A panic on one object skips it; the watch goes on.
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| match event {
             watcher::Event::Init => relisted = Some(Vec::new()),
             watcher::Event::InitApply(o) => relisted.get_or_insert_with(Vec::new).push(o),
             watcher::Event::InitDone => {
-                K::relisted(&mut st, relisted.take().unwrap_or_default());
                 st.synced[K::SLOT] = true;
+                K::relisted(&mut st, relisted.take().unwrap_or_default());
             }
             watcher::Event::Apply(o) => K::changed(&mut st, o),
             watcher::Event::Delete(o) => K::deleted(&mut st, o),
-        }
+        }));
         drop(st);
+        if let Err(panic) = applied {
+            tracing::error!("watching {}: a change panicked and was skipped: {}", K::plural(&()), crash::message(&*panic));
+            metrics::panicked(&format!("watch {}", K::plural(&())));
+        }
         s.wake.notify_one();
     }
 }
@@ -669,11 +685,45 @@ fn fit_error(unfit: &Unfit, postfilter: Option<Option<&str>>) -> String {
     message + &format!(" preemption: 0/{total} nodes are available: {}.", preemption.join(", "))
 }
 
+/// One scheduling attempt's outcome: the node and how the pod's claims
+/// bind there, or why the pod fits nowhere and whom preemption evicts.
+enum Attempt {
+    Fits(String, Vec<Choice>),
+    Unfit(String, Option<(String, Vec<PodInfo>)>),
+}
+
+impl State {
+    /// Filters, scores and, when nothing fits, preemption, for one pod.
+    fn attempt(&mut self, pod: &PodInfo, profile: &Profile) -> Attempt {
+        match self.decide(pod, profile) {
+            Ok((node, choices)) => Attempt::Fits(node, choices),
+            Err(unfit) if !profile.runs(Plugin::DefaultPreemption) => Attempt::Unfit(fit_error(&unfit, Some(None)), None),
+            Err(unfit) => match self.preempt(pod, &unfit, profile) {
+                Ok(preempted) => Attempt::Unfit(fit_error(&unfit, Some(None)), Some(preempted)),
+                Err(reason) => Attempt::Unfit(fit_error(&unfit, reason.map(Some)), None),
+            },
+        }
+    }
+}
+
+/// An error of the scheduler's own (a binding that panicked), as the
+/// binding's errors are reported.
+fn internal_error(reason: &str, message: String) -> kube::Error {
+    kube::Error::Api(kube::core::ErrorResponse { status: "Failure".into(), message, reason: reason.into(), code: 500 })
+}
+
 impl Scheduler {
+    /// The picture of the cluster. A panic caught while it was held (one
+    /// pod's attempt, one watched change) poisons the lock; what it holds
+    /// stays usable, so the scheduler goes on.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     async fn schedule_forever(self: &Arc<Self>) {
         loop {
             let next = {
-                let mut st = self.state.lock().unwrap();
+                let mut st = self.state();
                 if st.synced.iter().all(|s| *s) {
                     st.queue.pop()
                 } else {
@@ -684,27 +734,28 @@ impl Scheduler {
                 self.wake.notified().await;
                 continue;
             };
-            let (profile, decision) = {
-                let mut st = self.state.lock().unwrap();
-                // Queued pods are a profile's; profiles never change.
-                let profile = st.profile(&pod.pod).expect("a queued pod's profile");
-                let decision = st.decide(&pod, &profile);
-                (profile, decision)
+            // Queued pods are a profile's; profiles never change.
+            let Some(profile) = self.state().profile(&pod.pod) else {
+                self.state().queue.remove(&pod.uid);
+                continue;
             };
-            match decision {
-                Ok((node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout).await,
-                Err(unfit) if !profile.runs(Plugin::DefaultPreemption) => self.unschedulable(pod, fit_error(&unfit, Some(None))),
-                Err(unfit) => {
-                    let outcome = self.state.lock().unwrap().preempt(&pod, &unfit, &profile);
-                    let message = match outcome {
-                        Ok((node, victims)) => {
-                            self.evict(&pod, &node, victims);
-                            fit_error(&unfit, Some(None))
-                        }
-                        Err(Some(reason)) => fit_error(&unfit, Some(Some(reason))),
-                        Err(None) => fit_error(&unfit, None),
-                    };
-                    self.unschedulable(pod, message)
+            // A panic on one pod fails that attempt (an error, tried again
+            // after the pod's back-off), not the scheduler.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.state().attempt(&pod, &profile))) {
+                Ok(Attempt::Fits(node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout).await,
+                Ok(Attempt::Unfit(message, preempted)) => {
+                    if let Some((node, victims)) = preempted {
+                        self.evict(&pod, &node, victims);
+                    }
+                    metrics::attempt(&profile.name, "unschedulable");
+                    self.failed(pod, message, "Unschedulable");
+                }
+                Err(panic) => {
+                    let message = crash::message(&*panic);
+                    tracing::error!(pod = %pod.key, "scheduling panicked: {message}");
+                    metrics::panicked("schedule");
+                    metrics::attempt(&profile.name, "error");
+                    self.failed(pod, format!("running the scheduling plugins: {message}"), "SchedulerError");
                 }
             }
         }
@@ -713,7 +764,7 @@ impl Scheduler {
     async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>, bind_timeout: Duration) {
         let assumed = PodInfo { node: Some(node.clone()), ..pod };
         {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state();
             if let Some(n) = st.nodes.get_mut(&node) {
                 n.add_pod(&assumed);
             }
@@ -729,15 +780,24 @@ impl Scheduler {
         };
         let s = self.clone();
         tokio::spawn(async move {
-            let mut result = s.bind_volumes(&volumes, &node, bind_timeout).await;
-            if result.is_ok() {
-                let _permit = match permit {
-                    Some(p) => p,
-                    None => s.binds.clone().acquire_owned().await.expect("never closed"),
-                };
-                result = s.bind(&assumed, &node).await;
-            }
-            let mut st = s.state.lock().unwrap();
+            let binding = AssertUnwindSafe(async {
+                let mut result = s.bind_volumes(&volumes, &node, bind_timeout).await;
+                if result.is_ok() {
+                    let _permit = match permit {
+                        Some(p) => p,
+                        None => s.binds.clone().acquire_owned().await.expect("never closed"),
+                    };
+                    result = s.bind(&assumed, &node).await;
+                }
+                result
+            });
+            // A panic while binding fails the binding: the pod is tried again.
+            let result = binding.catch_unwind().await.unwrap_or_else(|panic| {
+                metrics::panicked("bind");
+                Err(internal_error("SchedulerError", format!("binding panicked: {}", crash::message(&*panic))))
+            });
+            metrics::attempt(profile_of(&assumed.pod), if result.is_ok() { "scheduled" } else { "error" });
+            let mut st = s.state();
             st.binding.remove(&assumed.uid);
             st.storage.forget(&volumes);
             match result {
@@ -767,10 +827,11 @@ impl Scheduler {
         for choice in volumes {
             volumes::write(&self.client, choice, node).await?;
         }
-        let failed = |message: String| kube::Error::Api(kube::core::ErrorResponse { status: "Failure".into(), message, reason: "VolumeBinding".into(), code: 500 });
+        let failed = |message: String| internal_error("VolumeBinding", message);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.state.lock().unwrap().storage.all_bound(volumes) {
+            let bound = self.state().storage.all_bound(volumes);
+            match bound {
                 Ok(true) => return Ok(()),
                 Ok(false) => {}
                 Err(message) => return Err(failed(message)),
@@ -833,12 +894,14 @@ impl Scheduler {
         });
     }
 
-    /// No node fits: the pod waits for a change, and says why (once per
-    /// distinct reason) in an event and in its PodScheduled condition.
-    fn unschedulable(self: &Arc<Self>, pod: PodInfo, message: String) {
+    /// No node fits (`Unschedulable`: the pod waits for a change) or the
+    /// attempt failed (`SchedulerError`: it is tried again after its
+    /// back-off); the pod says why (once per distinct reason) in an event
+    /// and in its PodScheduled condition.
+    fn failed(self: &Arc<Self>, pod: PodInfo, message: String, reason: &'static str) {
         let fresh = {
-            let mut st = self.state.lock().unwrap();
-            st.queue.failed(&pod.uid, true);
+            let mut st = self.state();
+            st.queue.failed(&pod.uid, reason == "Unschedulable");
             st.reported.insert(pod.uid.clone(), message.clone()).as_ref() != Some(&message)
         };
         if !fresh {
@@ -856,7 +919,7 @@ impl Scheduler {
             let status = json!({
                 "metadata": {"resourceVersion": meta.resource_version},
                 "status": {"conditions": [{
-                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                    "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
                     "lastProbeTime": null, "lastTransitionTime": now,
                 }]},
             });

@@ -20,37 +20,45 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// A request or allocatable list; an amount that is not a quantity,
+    /// or is negative (which validation refuses), counts as none.
     pub fn from_list(list: Option<&BTreeMap<String, Quantity>>) -> Resources {
         let mut out = Resources::default();
         for (name, q) in list.into_iter().flatten() {
+            let milli = || quantity::milli(&q.0).unwrap_or(0).max(0);
+            let units = || quantity::value(&q.0).unwrap_or(0).max(0);
             match name.as_str() {
-                "cpu" => out.milli_cpu = quantity::milli(&q.0).unwrap_or(0),
-                "memory" => out.memory = quantity::value(&q.0).unwrap_or(0),
-                "ephemeral-storage" => out.ephemeral_storage = quantity::value(&q.0).unwrap_or(0),
+                "cpu" => out.milli_cpu = milli(),
+                "memory" => out.memory = units(),
+                "ephemeral-storage" => out.ephemeral_storage = units(),
                 "pods" => {}
                 other => {
-                    out.scalar.insert(other.to_string(), quantity::value(&q.0).unwrap_or(0));
+                    out.scalar.insert(other.to_string(), units());
                 }
             }
         }
         out
     }
 
+    // Saturating: amounts near i64::MAX (`8Ei` of memory) must not
+    // overflow when summed.
     pub fn add(&mut self, other: &Resources) {
-        self.milli_cpu += other.milli_cpu;
-        self.memory += other.memory;
-        self.ephemeral_storage += other.ephemeral_storage;
+        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
+        self.memory = self.memory.saturating_add(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.saturating_add(other.ephemeral_storage);
         for (k, v) in &other.scalar {
-            *self.scalar.entry(k.clone()).or_default() += v;
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = e.saturating_add(*v);
         }
     }
 
     pub fn sub(&mut self, other: &Resources) {
-        self.milli_cpu -= other.milli_cpu;
-        self.memory -= other.memory;
-        self.ephemeral_storage -= other.ephemeral_storage;
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.saturating_sub(other.ephemeral_storage);
         for (k, v) in &other.scalar {
-            *self.scalar.entry(k.clone()).or_default() -= v;
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = e.saturating_sub(*v);
         }
     }
 
@@ -237,8 +245,8 @@ impl PodInfo {
             let r = requests_of(c);
             let has = |name: &str| c.resources.as_ref().and_then(|r| r.requests.as_ref()).is_some_and(|q| q.contains_key(name));
             (
-                cpu + if has("cpu") { r.milli_cpu } else { DEFAULT_MILLI_CPU },
-                mem + if has("memory") { r.memory } else { DEFAULT_MEMORY },
+                i64::saturating_add(cpu, if has("cpu") { r.milli_cpu } else { DEFAULT_MILLI_CPU }),
+                i64::saturating_add(mem, if has("memory") { r.memory } else { DEFAULT_MEMORY }),
             )
         });
         let ports = spec
@@ -324,8 +332,8 @@ impl NodeInfo {
     pub fn add_pod(&mut self, pod: &PodInfo) {
         if self.pods.insert(pod.uid.clone()) {
             self.requested.add(&pod.requests);
-            self.nonzero.0 += pod.nonzero.0;
-            self.nonzero.1 += pod.nonzero.1;
+            self.nonzero.0 = self.nonzero.0.saturating_add(pod.nonzero.0);
+            self.nonzero.1 = self.nonzero.1.saturating_add(pod.nonzero.1);
             self.ports.extend(pod.ports.iter().cloned());
         }
     }
@@ -333,8 +341,8 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, pod: &PodInfo) {
         if self.pods.remove(&pod.uid) {
             self.requested.sub(&pod.requests);
-            self.nonzero.0 -= pod.nonzero.0;
-            self.nonzero.1 -= pod.nonzero.1;
+            self.nonzero.0 = self.nonzero.0.saturating_sub(pod.nonzero.0);
+            self.nonzero.1 = self.nonzero.1.saturating_sub(pod.nonzero.1);
             for port in &pod.ports {
                 if let Some(i) = self.ports.iter().position(|p| p == port) {
                     self.ports.swap_remove(i);

@@ -166,18 +166,18 @@ fn node_resources_fit(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> Resu
         short("Too many pods".into());
     }
     let (want, used, free) = (&pod.requests, &node.requested, &node.allocatable);
-    if want.milli_cpu > 0 && want.milli_cpu > free.milli_cpu - used.milli_cpu {
+    if want.milli_cpu > 0 && want.milli_cpu > free.milli_cpu.saturating_sub(used.milli_cpu) {
         short("Insufficient cpu".into());
     }
-    if want.memory > 0 && want.memory > free.memory - used.memory {
+    if want.memory > 0 && want.memory > free.memory.saturating_sub(used.memory) {
         short("Insufficient memory".into());
     }
-    if want.ephemeral_storage > 0 && want.ephemeral_storage > free.ephemeral_storage - used.ephemeral_storage {
+    if want.ephemeral_storage > 0 && want.ephemeral_storage > free.ephemeral_storage.saturating_sub(used.ephemeral_storage) {
         short("Insufficient ephemeral-storage".into());
     }
     let ignored = |name: &str| profile.fit_ignored.iter().any(|i| i == name) || name.split_once('/').is_some_and(|(group, _)| profile.fit_ignored_groups.iter().any(|g| g == group));
     for (name, amount) in want.scalar.iter().filter(|(name, _)| !ignored(name)) {
-        let available = free.scalar.get(name).copied().unwrap_or(0) - used.scalar.get(name).copied().unwrap_or(0);
+        let available = free.scalar.get(name).copied().unwrap_or(0).saturating_sub(used.scalar.get(name).copied().unwrap_or(0));
         if *amount > 0 && *amount > available {
             short(format!("Insufficient {name}"));
         }
@@ -251,7 +251,11 @@ fn image_locality(pod: &PodInfo, node: &NodeInfo, spread: &dyn Fn(&str) -> usize
     }
     let Some(spec) = pod.pod.spec.as_ref() else { return 0 };
     let images: Vec<String> = spec.init_containers.iter().flatten().chain(&spec.containers).filter_map(|c| c.image.as_deref()).map(crate::model::normalized_image).collect();
-    let sum: i64 = images.iter().filter_map(|i| Some((node.images.get(i)?, spread(i)))).map(|(size, on)| (*size as f64 * on as f64 / total_nodes as f64) as i64).sum();
+    // Without images the range below would be empty (clamp panics on it).
+    if images.is_empty() {
+        return 0;
+    }
+    let sum: i64 = images.iter().filter_map(|i| Some((node.images.get(i)?, spread(i)))).map(|(size, on)| (*size as f64 * on as f64 / total_nodes as f64) as i64).fold(0, i64::saturating_add);
     let max = MAX_PER_CONTAINER * images.len() as i64;
     MAX_SCORE * (sum.clamp(MIN, max) - MIN) / (max - MIN).max(1)
 }
@@ -264,17 +268,22 @@ fn image_locality(pod: &PodInfo, node: &NodeInfo, spread: &dyn Fn(&str) -> usize
 fn usage(pod: &PodInfo, node: &NodeInfo, resource: &str, nonzero: bool) -> Option<(i64, i64)> {
     let (want, used, free) = (&pod.requests, &node.requested, &node.allocatable);
     let (used, total) = match resource {
-        "cpu" if nonzero => (node.nonzero.0 + pod.nonzero.0, free.milli_cpu),
-        "memory" if nonzero => (node.nonzero.1 + pod.nonzero.1, free.memory),
-        "cpu" => (used.milli_cpu + want.milli_cpu, free.milli_cpu),
-        "memory" => (used.memory + want.memory, free.memory),
-        "ephemeral-storage" => (used.ephemeral_storage + want.ephemeral_storage, free.ephemeral_storage),
+        "cpu" if nonzero => (node.nonzero.0.saturating_add(pod.nonzero.0), free.milli_cpu),
+        "memory" if nonzero => (node.nonzero.1.saturating_add(pod.nonzero.1), free.memory),
+        "cpu" => (used.milli_cpu.saturating_add(want.milli_cpu), free.milli_cpu),
+        "memory" => (used.memory.saturating_add(want.memory), free.memory),
+        "ephemeral-storage" => (used.ephemeral_storage.saturating_add(want.ephemeral_storage), free.ephemeral_storage),
         name => {
             let asked = want.scalar.get(name).copied().filter(|a| *a > 0)?;
-            (used.scalar.get(name).copied().unwrap_or(0) + asked, free.scalar.get(name).copied().unwrap_or(0))
+            (used.scalar.get(name).copied().unwrap_or(0).saturating_add(asked), free.scalar.get(name).copied().unwrap_or(0))
         }
     };
-    (total != 0).then_some((used, total))
+    (total > 0).then_some((used.max(0), total))
+}
+
+/// `part × scale / whole` without overflow (amounts reach i64::MAX).
+fn scaled(part: i64, scale: i64, whole: i64) -> i64 {
+    (part as i128 * scale as i128).checked_div(whole as i128).unwrap_or(0).clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// NodeResourcesFit's score by the profile's strategy: each resource's
@@ -286,11 +295,11 @@ fn resources_fit(pod: &PodInfo, node: &NodeInfo, profile: &Profile) -> i64 {
         let score = match &profile.fit_strategy {
             Strategy::LeastAllocated => match used > total {
                 true => 0,
-                false => (total - used) * MAX_SCORE / total,
+                false => scaled(total - used, MAX_SCORE, total),
             },
-            Strategy::MostAllocated => used.min(total) * MAX_SCORE / total,
+            Strategy::MostAllocated => scaled(used.min(total), MAX_SCORE, total),
             Strategy::RequestedToCapacityRatio(shape) => {
-                let score = broken_linear(shape, used.min(total) * 100 / total);
+                let score = broken_linear(shape, scaled(used.min(total), 100, total));
                 // Upstream leaves out resources that score nothing.
                 if score == 0 {
                     continue;
@@ -388,5 +397,27 @@ mod tests {
         assert_eq!(image_locality(&pod, &with, &|_| 1, 100), 0);
         assert_eq!(crate::model::normalized_image("registry.local:5000/app"), "registry.local:5000/app:latest");
         assert_eq!(crate::model::normalized_image("team/app:1"), "docker.io/team/app:1");
+    }
+
+    /// Panics found by `fuzzing::schedule`: ImageLocality on a pod without
+    /// images clamped into an empty range; scores multiplied amounts near
+    /// i64::MAX (`8Ei` of memory) by 100.
+    #[test]
+    fn hostile_pods_and_nodes_score_without_panicking() {
+        let bare = PodInfo::new(Arc::new(serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}})).unwrap()));
+        let with = node("a", serde_json::json!([{"names": ["docker.io/library/nginx:latest"], "sizeBytes": 500i64 << 20}]));
+        assert_eq!(image_locality(&bare, &with, &|_| 1, 1), 0);
+        let huge: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({"metadata": {"name": "n"}, "status": {"allocatable": {"cpu": "9223372036854775807m", "memory": "8Ei", "pods": "-1"}}})).unwrap();
+        let huge = NodeInfo::new(Arc::new(huge));
+        let greedy = PodInfo::new(Arc::new(serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "9223372036854775807m", "memory": "8Ei"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "9223372036854775807m", "memory": "-8Ei"}}},
+        ]}})).unwrap()));
+        for strategy in [Strategy::LeastAllocated, Strategy::MostAllocated, Strategy::RequestedToCapacityRatio(vec![(0, 0), (100, 10)])] {
+            let mut profile = Profile::default_named("p");
+            profile.fit_strategy = strategy;
+            let _ = score(&greedy, &[&huge], &|_| 1, 1, &profile);
+            assert!(filter(&greedy, &huge, &profile).is_err(), "no room for a pod on a node that takes none");
+        }
     }
 }

@@ -60,7 +60,8 @@ fn by_budget<'a>(pods: Vec<&'a PodInfo>, budgets: &[Arc<PodDisruptionBudget>]) -
             if disrupted {
                 continue;
             }
-            *left -= 1;
+            // Saturating: the status may say i32::MIN.
+            *left = left.saturating_sub(1);
             violates |= *left < 0;
         }
         violates

@@ -126,7 +126,8 @@ impl Queue {
 
     fn backoff_over(&self, q: &Queued, now: Instant) -> bool {
         let backoff = self.initial_backoff.saturating_mul(1 << q.attempts.saturating_sub(1).min(8)).min(self.max_backoff);
-        q.last_failure.is_none_or(|t| now >= t + backoff)
+        // A back-off too long to add to an instant never ends.
+        q.last_failure.is_none_or(|t| t.checked_add(backoff).is_some_and(|due| now >= due))
     }
 
     /// Something changed that could make unschedulable pods fit: they go

@@ -239,11 +239,12 @@ impl Cycle {
         // Preferred (anti-)affinity: the weights of the terms the pods in
         // the node's domains satisfy.
         if !self.preferred.is_empty() && affinity_weight > 0 {
-            let raw: Vec<i64> = nodes.iter().map(|n| self.preferred.iter().map(|t| domain(n, &t.key).map_or(0, |v| t.weight * t.counts.get(v).copied().unwrap_or(0))).sum()).collect();
+            // In i128: hostile weights (i32::MAX) times many pods overflow i64.
+            let raw: Vec<i128> = nodes.iter().map(|n| self.preferred.iter().map(|t| domain(n, &t.key).map_or(0, |v| t.weight as i128 * t.counts.get(v).copied().unwrap_or(0) as i128)).sum()).collect();
             let (max, min) = (raw.iter().copied().max().unwrap_or(0), raw.iter().copied().min().unwrap_or(0));
             if max > min {
                 for (o, r) in out.iter_mut().zip(&raw) {
-                    *o += affinity_weight * MAX_SCORE * (r - min) / (max - min);
+                    *o += (affinity_weight as i128 * MAX_SCORE as i128 * (r - min) / (max - min)) as i64;
                 }
             }
         }
