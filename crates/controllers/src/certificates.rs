@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use k8s_openapi::api::certificates::v1::{CertificateSigningRequest, CertificateSigningRequestCondition};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -37,13 +36,16 @@ struct Context {
 
 pub async fn run(client: kube::Client, signer: Option<skiff_auth::pki::Pki>) {
     let context = Arc::new(Context { client: client.clone(), signer });
-    Controller::new(Api::<CertificateSigningRequest>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("certificates: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(Api::<CertificateSigningRequest>::all(client), watcher::Config::default());
+    crate::common::run("certificatesigningrequest", controller, reconcile, context).await;
+}
+
+/// The request's parsing and its signer's rules, on the object alone: for
+/// the fuzz targets.
+pub fn fuzz(csr: &CertificateSigningRequest) {
+    if let Ok(request) = Request::parse(csr) {
+        let _ = request.fits(&csr.spec.signer_name, &csr.spec.usages.clone().unwrap_or_default());
+    }
 }
 
 fn condition(csr: &CertificateSigningRequest, kind: &str) -> bool {

@@ -4,9 +4,7 @@
 //! `view` gain what the `aggregate-to-*` roles grant.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -22,16 +20,10 @@ pub async fn run(client: kube::Client) {
     let store = controller.store();
     // Any role's change can change what an aggregated role holds.
     let aggregated = store.clone();
-    controller
-        .watches(roles.clone(), watcher::Config::default(), move |_| {
-            aggregated.state().into_iter().filter(|r| r.aggregation_rule.is_some()).map(|r| ObjectRef::from_obj(&*r)).collect::<Vec<_>>()
-        })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("clusterrole aggregation: {e}");
-            Action::requeue(Duration::from_secs(2))
-        }, Arc::new((roles, store)))
-        .for_each(|_| async {})
-        .await;
+    let controller = controller.watches(roles.clone(), watcher::Config::default(), move |_| {
+        aggregated.state().into_iter().filter(|r| r.aggregation_rule.is_some()).map(|r| ObjectRef::from_obj(&*r)).collect::<Vec<_>>()
+    });
+    crate::common::run("clusterrole-aggregation", controller, reconcile, Arc::new((roles, store))).await;
 }
 
 async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<(Api<ClusterRole>, Store<ClusterRole>)>) -> Result<Action, Error> {

@@ -1,13 +1,22 @@
-//! What the controllers share: owner references, selectors, pod states,
-//! and "expectations" (writes made but not yet seen in a watch).
+//! What the controllers share: the reconcile loop around kube-runtime's
+//! `Controller` (panics caught, failures retried with back-off), owner
+//! references, selectors, pod states, and "expectations" (writes made but
+//! not yet seen in a watch).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::Resource;
 
 /// A reconcile's failure, as the controller runtime wants it.
 #[derive(Debug)]
@@ -25,6 +34,98 @@ impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error(e.to_string())
     }
+}
+
+/// A failed object is tried again after upstream's rate-limited work
+/// queue's per-item back-off: 5 ms, doubled per failure in a row, at most
+/// 1000 s.
+const RETRY_FIRST: Duration = Duration::from_millis(5);
+const RETRY_MAX: Duration = Duration::from_secs(1000);
+
+/// The wait before the attempt after `failures` failures in a row.
+pub fn retry_after(failures: u32) -> Duration {
+    RETRY_FIRST.saturating_mul(1u32.checked_shl(failures).unwrap_or(u32::MAX)).min(RETRY_MAX)
+}
+
+/// Failures in a row per object, and when the last was (to forget
+/// objects deleted while failing).
+type Failures<K> = Mutex<HashMap<ObjectRef<K>, (u32, Instant)>>;
+
+/// Runs a controller until its watches end: each object is reconciled by
+/// `reconcile`; a reconcile that fails or panics is logged and its object
+/// tried again with per-object exponential back-off, and a panic is
+/// counted (`controller_reconcile_panics_total{controller=name}`). One
+/// object's panic never stops the controller.
+pub async fn run<K, Ctx, F, Fut>(name: &'static str, controller: Controller<K>, reconcile: F, context: Arc<Ctx>)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    Ctx: Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Ctx>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let failures: Arc<Failures<K>> = Arc::default();
+    let forget = failures.clone();
+    let guarded = move |object: Arc<K>, context: Arc<Ctx>| {
+        let key = ObjectRef::from_obj(&*object);
+        let what = describe(&*object);
+        let forget = forget.clone();
+        let reconciled = AssertUnwindSafe(reconcile(object, context)).catch_unwind();
+        async move {
+            match reconciled.await {
+                Ok(Ok(action)) => {
+                    lock(&forget).remove(&key);
+                    Ok(action)
+                }
+                Ok(Err(e)) => Err(e),
+                Err(panic) => {
+                    let message = skiff_scheduler::crash::message(&*panic);
+                    tracing::error!(controller = name, "reconciling {what} panicked: {message}");
+                    crate::metrics::reconcile_panicked(name);
+                    Err(Error(format!("panic: {message}")))
+                }
+            }
+        }
+    };
+    let error_policy = move |object: Arc<K>, error: &Error, _: Arc<Ctx>| {
+        let mut failures = lock(&failures);
+        // Objects deleted while failing are never reconciled again.
+        if failures.len() > 1024 {
+            failures.retain(|_, (_, at)| at.elapsed() < RETRY_MAX * 2);
+        }
+        let entry = failures.entry(ObjectRef::from_obj(&*object)).or_insert((0, Instant::now()));
+        let delay = retry_after(entry.0);
+        *entry = (entry.0.saturating_add(1), Instant::now());
+        tracing::debug!(controller = name, "{}: {error}; retrying in {delay:?}", describe(&*object));
+        Action::requeue(delay)
+    };
+    controller.run(guarded, error_policy, context).for_each(|_| async {}).await;
+}
+
+/// `Kind namespace/name`, for logs.
+fn describe<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!("{} {}/{}", K::kind(&()), meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+}
+
+/// A mutex's contents, also after a panic caught while it was held: what
+/// the controllers keep behind one (expectations, counters) stays usable.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The longest wait a reconcile asks for: kube-runtime's scheduler panics
+/// on one past about two years (tokio-util's `DelayQueue`), and a far
+/// deadline (a TTL of `i32::MAX` seconds) is better looked at again.
+const MAX_REQUEUE: Duration = Duration::from_secs(3600);
+
+pub fn requeue(after: Duration) -> Action {
+    Action::requeue(after.min(MAX_REQUEUE))
+}
+
+/// `time` plus `seconds`, or None past what a time can hold (chrono
+/// panics there; an `activeDeadlineSeconds` of `i64::MAX` never passes).
+pub fn plus_seconds(time: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+    time.checked_add_signed(TimeDelta::try_seconds(seconds)?)
 }
 
 /// Upstream's `SafeEncodeString` of an FNV-1a hash of `value` (a pod
@@ -72,20 +173,23 @@ pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String
 }
 
 /// An absolute or percentage IntOrString (or `default`, written the same
-/// way: `25%`, `1`) against `total`.
+/// way: `25%`, `1`) against `total`. What validation refuses counts as
+/// 0: a negative result, a percentage that is not a number (`abc%`).
 pub fn resolve(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -> i32 {
     let text = match value {
-        Some(IntOrString::Int(i)) => return *i,
+        Some(IntOrString::Int(i)) => return (*i).max(0),
         Some(IntOrString::String(s)) => s.as_str(),
         None => default,
     };
-    match text.strip_suffix('%') {
+    let resolved = match text.strip_suffix('%') {
         Some(percent) => {
+            // Float to int casts saturate (and NaN is 0): no overflow.
             let exact = percent.parse::<f64>().unwrap_or(0.0) * total as f64 / 100.0;
             (if round_up { exact.ceil() } else { exact.floor() }) as i32
         }
         None => text.parse().unwrap_or(0),
-    }
+    };
+    resolved.max(0)
 }
 
 /// Not finished and not being deleted: counts toward replicas.
@@ -102,7 +206,7 @@ pub fn ready_since(pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// Ready for at least `min_ready_seconds`.
 pub fn is_available(pod: &Pod, min_ready_seconds: i32) -> bool {
-    ready_since(pod).is_some_and(|t| t + chrono::Duration::seconds(min_ready_seconds as i64) <= chrono::Utc::now())
+    ready_since(pod).is_some_and(|t| plus_seconds(t, min_ready_seconds.into()).is_some_and(|t| t <= chrono::Utc::now()))
 }
 
 /// Writes a controller made that its watch has not shown yet, per owner
@@ -125,7 +229,7 @@ const EXPECTATION_TTL: Duration = Duration::from_secs(60);
 
 impl Expectations {
     pub fn expect(&self, owner: &str, created: impl IntoIterator<Item = String>, deleted: impl IntoIterator<Item = String>) {
-        let mut owners = self.owners.lock().unwrap();
+        let mut owners = lock(&self.owners);
         let pending = owners.entry(owner.to_string()).or_insert_with(|| Pending { created: HashSet::new(), deleted: HashSet::new(), since: Instant::now() });
         pending.created.extend(created);
         pending.deleted.extend(deleted);
@@ -135,7 +239,7 @@ impl Expectations {
     /// True when every write for `owner` has been seen: each created name
     /// is in `present`, each deleted one is not.
     pub fn satisfied(&self, owner: &str, present: &HashSet<String>) -> bool {
-        let mut owners = self.owners.lock().unwrap();
+        let mut owners = lock(&self.owners);
         let Some(pending) = owners.get_mut(owner) else { return true };
         pending.created.retain(|n| !present.contains(n));
         pending.deleted.retain(|n| present.contains(n));
@@ -144,5 +248,68 @@ impl Expectations {
             owners.remove(owner);
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::Api;
+    use kube::runtime::watcher;
+
+    #[test]
+    fn failures_back_off_as_upstreams_work_queue() {
+        let waits: Vec<Duration> = [0, 1, 2, 10, 17, 18, 40].into_iter().map(retry_after).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(waits, [ms(5), ms(10), ms(20), ms(5120), ms(655_360), RETRY_MAX, RETRY_MAX]);
+    }
+
+    /// A fake API server holding two ConfigMaps, whose watch never says
+    /// anything more.
+    fn two_config_maps() -> kube::Client {
+        use http_body_util::{BodyExt, Full, StreamBody};
+        let service = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
+            let watch = request.uri().query().is_some_and(|q| q.contains("watch=true"));
+            let body = if watch {
+                BodyExt::boxed(StreamBody::new(futures::stream::pending::<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>>()))
+            } else {
+                let list = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {"resourceVersion": "1"}, "items": [
+                    {"metadata": {"name": "hostile", "namespace": "ns", "uid": "1"}},
+                    {"metadata": {"name": "fine", "namespace": "ns", "uid": "2"}},
+                ]});
+                BodyExt::boxed(Full::new(bytes::Bytes::from(list.to_string())))
+            };
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// The failure: one object's reconcile panics. It is retried
+    /// with back-off and counted; the other objects are reconciled as
+    /// usual, and the controller goes on.
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_controller_goes_on() {
+        let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let controller = Controller::new(Api::<ConfigMap>::all(two_config_maps()), watcher::Config::default());
+        let reconcile = |cm: Arc<ConfigMap>, calls: Arc<Mutex<HashMap<String, usize>>>| async move {
+            let name = cm.metadata.name.clone().unwrap_or_default();
+            *lock(&calls).entry(name.clone()).or_default() += 1;
+            if name == "hostile" {
+                panic!("i32::clamp with max < min");
+            }
+            Ok(Action::await_change())
+        };
+        let task = tokio::spawn(run("panic-test", controller, reconcile, calls.clone()));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let counts = lock(&calls).clone();
+        assert!(!task.is_finished(), "the controller still runs");
+        assert_eq!(counts.get("fine"), Some(&1));
+        // 5, 10, 20, … 640 ms after each failure: 8 attempts in 1.3 s.
+        let hostile = counts.get("hostile").copied().unwrap_or(0);
+        assert!((5..=9).contains(&hostile), "retried with back-off: {counts:?}");
+        let metrics = crate::metrics::render();
+        assert!(metrics.contains(&format!("controller_reconcile_panics_total{{controller=\"panic-test\"}} {hostile}")), "{metrics}");
+        task.abort();
     }
 }

@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
-use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -42,14 +41,8 @@ pub async fn run(client: kube::Client) {
     let job_events = watcher(Api::<Job>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
     let events = Recorder::new(client.clone(), Reporter { controller: "cronjob-controller".into(), instance: None });
     let context = Arc::new(Context { client: client.clone(), jobs, events });
-    Controller::new(Api::<CronJob>::all(client), watcher::Config::default())
-        .owns_stream(job_events)
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("cronjob: {e}");
-            Action::requeue(Duration::from_secs(5))
-        }, context)
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(Api::<CronJob>::all(client), watcher::Config::default()).owns_stream(job_events);
+    crate::common::run("cronjob", controller, reconcile, context).await;
 }
 
 /// A schedule as upstream's parser takes it: five fields or a `@` macro.
@@ -83,6 +76,23 @@ fn missed(cron: &Cron, tz: Tz, since: DateTime<Utc>, now: DateTime<Utc>) -> (Opt
         }
     }
     (latest, count)
+}
+
+/// Where the schedule stands at `now`: the latest time it was due and not
+/// yet run (within startingDeadlineSeconds), how many times were missed,
+/// whether that latest time is already too late to start, and how long
+/// until the next time (None: it never comes).
+pub fn due(spec: &CronJobSpec, cron: &Cron, tz: Tz, last_schedule: Option<DateTime<Utc>>, created: DateTime<Utc>, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, usize, bool, Option<Duration>) {
+    let next = cron.find_next_occurrence(&now.with_timezone(&tz), false).ok().map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or_default() + Duration::from_millis(100));
+    let mut earliest = last_schedule.unwrap_or(created);
+    // Deadlines beyond what a time can hold: no limit (a negative one is in the future).
+    let deadline = spec.starting_deadline_seconds.and_then(chrono::TimeDelta::try_seconds);
+    if let Some(since) = deadline.and_then(|d| now.checked_sub_signed(d)) {
+        earliest = earliest.max(since);
+    }
+    let (latest, count) = missed(cron, tz, earliest, now);
+    let too_late = latest.zip(deadline).is_some_and(|(t, d)| t.checked_add_signed(d).is_some_and(|end| end < now));
+    (latest, count, too_late, next)
 }
 
 fn reference(cj: &CronJob) -> ObjectReference {
@@ -149,20 +159,14 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         }
     };
     let now = Utc::now();
-    let mut requeue = cron.find_next_occurrence(&now.with_timezone(&tz), false).ok().map(|t| (t.with_timezone(&Utc) - now).to_std().unwrap_or_default() + Duration::from_millis(100));
     let created = cj.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
-    let mut earliest = last_schedule.unwrap_or(created);
-    if let Some(deadline) = spec.starting_deadline_seconds {
-        earliest = earliest.max(now - chrono::Duration::seconds(deadline));
-    }
-    let (due, count) = missed(&cron, tz, earliest, now);
+    let (due, count, too_late, mut requeue) = due(&spec, &cron, tz, last_schedule, created, now);
     if count > MAX_MISSED {
         event(&ctx, &cj, true, "TooManyMissedTimes", "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into()).await;
     }
     if let Some(scheduled) = due.filter(|_| spec.suspend != Some(true)) {
         let job_name = format!("{name}-{}", scheduled.timestamp() / 60);
         let already = owned.iter().any(|j| j.metadata.name.as_deref() == Some(job_name.as_str()));
-        let too_late = spec.starting_deadline_seconds.is_some_and(|d| scheduled + chrono::Duration::seconds(d) < now);
         let policy = spec.concurrency_policy.as_deref().unwrap_or("Allow");
         if too_late {
             event(&ctx, &cj, true, "MissSchedule", format!("Missed scheduled time to start a job: {}", scheduled.to_rfc3339())).await;
@@ -220,7 +224,25 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": next}))).await?;
     }
-    Ok(requeue.map_or(Action::await_change(), Action::requeue))
+    // A schedule whose next time is years away (`0 0 29 2 *`) is looked at again sooner.
+    Ok(requeue.map_or(Action::await_change(), crate::common::requeue))
+}
+
+/// Every decision of one sync, on the objects alone: for the fuzz targets.
+pub fn fuzz(cj: &CronJob, jobs: &[Job], now: DateTime<Utc>) {
+    let spec = cj.spec.clone().unwrap_or_default();
+    for job in jobs {
+        let _ = finished_at(job);
+    }
+    let Ok(tz) = spec.time_zone.as_deref().map(Tz::from_str).transpose() else { return };
+    let Ok(cron) = parse_schedule(&spec.schedule) else { return };
+    let last = cj.status.as_ref().and_then(|s| s.last_schedule_time.as_ref()).map(|t| t.0);
+    let created = cj.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let (latest, _, _, next) = due(&spec, &cron, tz.unwrap_or(Tz::UTC), last, created, now);
+    if let Some(t) = latest {
+        let _ = (format!("{}", t.timestamp() / 60), t.with_timezone(&tz.unwrap_or(Tz::UTC)).to_rfc3339());
+    }
+    let _ = next.map(crate::common::requeue);
 }
 
 #[cfg(test)]
@@ -243,6 +265,19 @@ mod tests {
 
     #[test]
     fn missed_times_take_the_latest_in_the_time_zone() {
+        // Deadlines past what a time holds (chrono panicked on them) are no limit.
+        let every = parse_schedule("* * * * *").unwrap();
+        let spec = CronJobSpec { starting_deadline_seconds: Some(i64::MAX), ..Default::default() };
+        let (latest, _, too_late, next) = due(&spec, &every, Tz::UTC, None, at("2026-01-01T00:00:00Z"), at("2026-01-01T00:10:30Z"));
+        assert_eq!((latest, too_late), (Some(at("2026-01-01T00:10:00Z")), false));
+        assert!(next.is_some());
+        let spec = CronJobSpec { starting_deadline_seconds: Some(i64::MIN), ..Default::default() };
+        let _ = due(&spec, &every, Tz::UTC, None, at("2026-01-01T00:00:00Z"), at("2026-01-01T00:10:30Z"));
+        // A schedule that never fires (February 30th) waits for a change.
+        let never = parse_schedule("0 0 30 2 *").unwrap();
+        let (latest, _, _, next) = due(&CronJobSpec::default(), &never, Tz::UTC, None, at("2026-01-01T00:00:00Z"), at("2026-06-01T00:00:00Z"));
+        assert_eq!((latest, next), (None, None));
+
         let cron = parse_schedule("0 9 * * *").unwrap();
         let (latest, count) = missed(&cron, Tz::UTC, at("2026-01-01T00:00:00Z"), at("2026-01-03T10:00:00Z"));
         assert_eq!((latest, count), (Some(at("2026-01-03T09:00:00Z")), 3));

@@ -9,7 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec, Toleration};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -38,15 +37,11 @@ pub fn run(client: kube::Client, pods: &Informer<Pod>, nodes: &Informer<Node>, r
     let controller = Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default());
     // Any node change may change where every DaemonSet runs.
     let daemon_sets = controller.store();
-    controller
+    let controller = controller
         .owns_shared_stream(pods.subscribe())
         .owns_shared_stream(revisions.subscribe())
-        .watches_shared_stream(nodes.subscribe(), move |_| daemon_sets.state().into_iter().map(|ds| ObjectRef::from_obj(&*ds)).collect::<Vec<_>>())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("daemonset: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
+        .watches_shared_stream(nodes.subscribe(), move |_| daemon_sets.state().into_iter().map(|ds| ObjectRef::from_obj(&*ds)).collect::<Vec<_>>());
+    crate::common::run("daemonset", controller, reconcile, context)
 }
 
 /// The tolerations upstream gives every daemon pod, so node conditions
@@ -91,39 +86,28 @@ fn node_of(pod: &Pod) -> Option<String> {
     field.values.as_ref()?.first().cloned()
 }
 
-async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.nodes).await, crate::informers::ready(&ctx.revisions).await] {
-        ready.map_err(|e| Error(e.to_string()))?;
-    }
-    let meta = &ds.metadata;
-    if meta.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let (ns, uid) = (meta.namespace.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+/// What a sync does: the nodes to create a pod on, the pods to delete,
+/// and the counts for the status.
+pub struct Plan {
+    pub create: Vec<String>,
+    pub delete: Vec<Arc<Pod>>,
+    pub status: Status,
+}
+
+/// Upstream's daemon pod placement and rolling update, from the nodes and
+/// the set's pods; `template` is the pods' (with the daemon tolerations
+/// and revision labels), `hash` its revision's.
+pub fn plan(ds: &DaemonSet, template: &PodTemplateSpec, hash: &str, nodes: &[Arc<Node>], owned: &[Arc<Pod>]) -> Plan {
     let spec = ds.spec.clone().unwrap_or_default();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let revisions_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-
-    let owned_revisions = history::owned(&ctx.revisions, meta);
-    let revision = history::current(&revisions_api, &owned_revisions, meta, "apps/v1", "DaemonSet", &spec.template).await?;
-    let hash = history::hash(&revision);
-    let mut template = spec.template.clone();
-    daemon_tolerations(&mut template);
-    let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
-    labels.insert(REVISION_HASH.into(), hash.clone());
-    labels.insert(GENERATION_LABEL.into(), meta.generation.unwrap_or(1).to_string());
     let probe = Pod { metadata: Default::default(), spec: template.spec.clone(), status: None };
-
-    let owned = controlled_by(&ctx.pods, meta);
     let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
-    for pod in &owned {
+    for pod in owned {
         if let Some(node) = node_of(pod) {
             by_node.entry(node).or_default().push(pod.clone());
         }
     }
-    let nodes = ctx.nodes.state();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let updated = |p: &Pod| p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_HASH)) == Some(&hash);
+    let updated = |p: &Pod| p.metadata.labels.as_ref().and_then(|l| l.get(REVISION_HASH)).map(String::as_str) == Some(hash);
     let (mut create, mut delete): (Vec<String>, Vec<Arc<Pod>>) = (vec![], vec![]);
     let mut status = Status::default();
     let rolling = spec.update_strategy.as_ref().is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
@@ -137,7 +121,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     // Nodes whose old pod is to be replaced: (node, pod, available).
     let mut old_to_replace = vec![];
     let mut surging = 0;
-    for node in &nodes {
+    for node in nodes {
         let name = node.metadata.name.clone().unwrap_or_default();
         let run = should_run(&probe, node);
         let mut pods: Vec<Arc<Pod>> = by_node.remove(&name).unwrap_or_default();
@@ -205,6 +189,62 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         }
     }
 
+    Plan { create, delete, status }
+}
+
+/// The set's next status from a plan's counts.
+pub fn next_status(ds: &DaemonSet, status: &Status) -> serde_json::Value {
+    json!({
+        "currentNumberScheduled": status.scheduled,
+        "numberMisscheduled": status.misscheduled,
+        "desiredNumberScheduled": status.desired,
+        "numberReady": status.ready,
+        "updatedNumberScheduled": status.updated,
+        "numberAvailable": status.available,
+        // Pods still available on nodes that no longer want one make
+        // available exceed desired for a while: none is unavailable then.
+        "numberUnavailable": status.desired.saturating_sub(status.available).max(0),
+        "observedGeneration": ds.metadata.generation,
+    })
+}
+
+/// Every decision of one sync, on the objects alone: for the fuzz targets.
+pub fn fuzz(ds: &DaemonSet, nodes: Vec<Node>, pods: Vec<Pod>) {
+    let mut template = ds.spec.clone().unwrap_or_default().template;
+    daemon_tolerations(&mut template);
+    let nodes: Vec<Arc<Node>> = nodes.into_iter().map(Arc::new).collect();
+    let pods: Vec<Arc<Pod>> = pods.into_iter().map(Arc::new).collect();
+    let plan = plan(ds, &template, "hash", &nodes, &pods);
+    let _ = next_status(ds, &plan.status);
+}
+
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.nodes).await, crate::informers::ready(&ctx.revisions).await] {
+        ready.map_err(|e| Error(e.to_string()))?;
+    }
+    let meta = &ds.metadata;
+    if meta.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let (ns, uid) = (meta.namespace.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
+    let spec = ds.spec.clone().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let revisions_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let owned_revisions = history::owned(&ctx.revisions, meta);
+    let revision = history::current(&revisions_api, &owned_revisions, meta, "apps/v1", "DaemonSet", &spec.template).await?;
+    let hash = history::hash(&revision);
+    let mut template = spec.template.clone();
+    daemon_tolerations(&mut template);
+    let labels = template.metadata.get_or_insert_with(Default::default).labels.get_or_insert_with(Default::default);
+    labels.insert(REVISION_HASH.into(), hash.clone());
+    labels.insert(GENERATION_LABEL.into(), meta.generation.unwrap_or(1).to_string());
+
+    let owned = controlled_by(&ctx.pods, meta);
+    let nodes = ctx.nodes.state();
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let Plan { create, delete, status } = plan(&ds, &template, &hash, &nodes, &owned);
+
     let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
     if ctx.expectations.satisfied(&uid, &present) {
         let mut created = vec![];
@@ -212,8 +252,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
             let mut pod_template = template.clone();
             let pod_spec = pod_template.spec.get_or_insert_with(Default::default);
             let affinity = pod_spec.affinity.get_or_insert_with(Default::default);
-            let node_affinity = serde_json::from_value(json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}})).expect("a NodeAffinity");
-            affinity.node_affinity = Some(node_affinity);
+            let node_affinity = serde_json::from_value(json!({"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}));
+            affinity.node_affinity = node_affinity.ok();
             let mut pod_meta = pod_template.metadata.unwrap_or_default();
             pod_meta.generate_name = Some(format!("{}-", meta.name.as_deref().unwrap_or_default()));
             pod_meta.namespace = Some(ns.clone());
@@ -236,16 +276,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
         .collect();
     history::prune(&revisions_api, &owned_revisions, spec.revision_history_limit.unwrap_or(10), &live).await;
 
-    let next = json!({
-        "currentNumberScheduled": status.scheduled,
-        "numberMisscheduled": status.misscheduled,
-        "desiredNumberScheduled": status.desired,
-        "numberReady": status.ready,
-        "updatedNumberScheduled": status.updated,
-        "numberAvailable": status.available,
-        "numberUnavailable": status.desired - status.available,
-        "observedGeneration": meta.generation,
-    });
+    let next = next_status(&ds, &status);
     let current = serde_json::to_value(ds.status.clone().unwrap_or_default()).unwrap_or_default();
     let zero = json!(0);
     if next.as_object().into_iter().flatten().any(|(k, v)| current.get(k).unwrap_or(&zero) != v) {
@@ -256,7 +287,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 #[derive(Default)]
-struct Status {
+pub struct Status {
     desired: i32,
     scheduled: i32,
     misscheduled: i32,

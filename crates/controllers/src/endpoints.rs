@@ -45,13 +45,12 @@ pub type Port = (String, i32, String, Option<String>);
 
 /// The pods a Service selects that have an address and have not finished,
 /// with what each serves.
-pub fn backends(service: &Service, pods: &Store<Pod>) -> Vec<Backend> {
+pub fn backends(service: &Service, pods: Vec<Arc<Pod>>) -> Vec<Backend> {
     let Some(spec) = service.spec.as_ref() else { return vec![] };
     let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else { return vec![] };
     let ns = service.metadata.namespace.as_deref();
     let publish = spec.publish_not_ready_addresses == Some(true);
     let mut out: Vec<Backend> = pods
-        .state()
         .into_iter()
         .filter(|p| p.metadata.namespace.as_deref() == ns)
         .filter(|p| p.metadata.labels.as_ref().is_some_and(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v))))
@@ -100,20 +99,15 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store() });
-    on_pods_in_namespace::<Service>(&client, pods)
-        .watches(Api::<Endpoints>::all(client), watcher::Config::default(), |ep| {
-            Some(ObjectRef::<Service>::new(ep.metadata.name.as_deref().unwrap_or_default()).within(ep.metadata.namespace.as_deref().unwrap_or_default()))
-        })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("endpoints: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
+    let controller = on_pods_in_namespace::<Service>(&client, pods).watches(Api::<Endpoints>::all(client), watcher::Config::default(), |ep| {
+        Some(ObjectRef::<Service>::new(ep.metadata.name.as_deref().unwrap_or_default()).within(ep.metadata.namespace.as_deref().unwrap_or_default()))
+    });
+    crate::common::run("endpoints", controller, reconcile, context)
 }
 
 /// The subsets upstream would write: addresses grouped by the port set
 /// they serve.
-fn subsets(backends: &[Backend]) -> Vec<Value> {
+pub fn subsets(backends: &[Backend]) -> Vec<Value> {
     let mut groups: BTreeMap<&[Port], (Vec<Value>, Vec<Value>)> = BTreeMap::new();
     let mut count = 0;
     for b in backends {
@@ -172,7 +166,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         // Endpoints of Services without a selector are their owners' to write.
         return Ok(Action::await_change());
     }
-    let backends = backends(&service, &ctx.pods);
+    let backends = backends(&service, ctx.pods.state());
     let subsets = compact(json!(subsets(&backends)));
     let mut labels = service.metadata.labels.clone().unwrap_or_default();
     if service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref()) == Some("None") {

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -37,13 +36,7 @@ pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = (
     let (slices, writer) = reflector::store();
     let slice_events = watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), slices });
-    on_pods_in_namespace::<Service>(&client, pods)
-        .owns_stream(slice_events)
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("endpointslice: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
+    crate::common::run("endpointslice", on_pods_in_namespace::<Service>(&client, pods).owns_stream(slice_events), reconcile, context)
 }
 
 fn endpoint(b: &Backend) -> Value {
@@ -59,21 +52,11 @@ fn endpoint(b: &Backend) -> Value {
     })
 }
 
-async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
-    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.slices).await] {
-        ready.map_err(|e| Error(e.to_string()))?;
-    }
-    let meta = &service.metadata;
-    let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
-    let selected = service.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty());
-    if meta.deletion_timestamp.is_some() || !selected {
-        return Ok(Action::await_change());
-    }
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
-    // Desired slices: per port set, chunks of PER_SLICE endpoints.
-    let backends = backends(&service, &ctx.pods);
+/// The slices a Service's endpoints make: per port set, chunks of
+/// PER_SLICE endpoints (ports, endpoints), or one empty slice.
+pub fn desired(service: &Service, backends: &[Backend]) -> Vec<(Vec<Value>, Vec<Value>)> {
     let mut by_ports: BTreeMap<&[Port], Vec<Value>> = BTreeMap::new();
-    for b in &backends {
+    for b in backends {
         by_ports.entry(&b.ports).or_default().push(compact(endpoint(b)));
     }
     let port_json = |ports: &[Port]| -> Vec<Value> {
@@ -85,14 +68,27 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, E
         let ports: Vec<Value> = service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default().iter().map(|p| compact(json!({"name": p.name.clone().unwrap_or_default(), "protocol": p.protocol.clone().unwrap_or_else(|| "TCP".into())}))).collect();
         desired_groups.push((ports, vec![]));
     }
-    let desired: Vec<(Vec<Value>, Vec<Value>)> = desired_groups
+    desired_groups
         .into_iter()
         .flat_map(|(ports, endpoints)| {
             let chunks: Vec<Vec<Value>> = if endpoints.is_empty() { vec![vec![]] } else { endpoints.chunks(PER_SLICE).map(<[Value]>::to_vec).collect() };
             chunks.into_iter().map(move |c| (ports.clone(), c))
         })
-        .collect();
+        .collect()
+}
 
+async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, Error> {
+    for ready in [crate::informers::ready(&ctx.pods).await, crate::informers::ready(&ctx.slices).await] {
+        ready.map_err(|e| Error(e.to_string()))?;
+    }
+    let meta = &service.metadata;
+    let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    let selected = service.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty());
+    if meta.deletion_timestamp.is_some() || !selected {
+        return Ok(Action::await_change());
+    }
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    let desired = desired(&service, &backends(&service, ctx.pods.state()));
     let mut existing: Vec<Arc<EndpointSlice>> = ctx
         .slices
         .state()

@@ -42,7 +42,7 @@ pub async fn current(api: &Api<ControllerRevision>, owned: &[Arc<ControllerRevis
         if found.revision == newest {
             return Ok((**found).clone());
         }
-        let patch = json!({"revision": newest + 1});
+        let patch = json!({"revision": newest.saturating_add(1)});
         return api.patch(found.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await;
     }
     let hash = hash_of(&data);
@@ -57,7 +57,7 @@ pub async fn current(api: &Api<ControllerRevision>, owned: &[Arc<ControllerRevis
             ..Default::default()
         },
         data: Some(RawExtension(data)),
-        revision: newest + 1,
+        revision: newest.saturating_add(1),
     };
     match api.create(&PostParams::default(), &revision).await {
         // Made by an earlier sync the watch has not shown yet.

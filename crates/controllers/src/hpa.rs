@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::autoscaling::v2::{HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, MetricSpec};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
@@ -27,7 +26,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
-use crate::common::Error;
+use crate::common::{lock, Error};
 
 const TOLERANCE: f64 = 0.1;
 
@@ -40,13 +39,8 @@ struct Context {
 
 pub async fn run(client: kube::Client, sync_period: Duration) {
     let context = Arc::new(Context { client: client.clone(), sync_period, history: Default::default() });
-    Controller::new(Api::<HorizontalPodAutoscaler>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("horizontal-pod-autoscaler: {e}");
-            Action::requeue(Duration::from_secs(5))
-        }, context)
-        .for_each(|_| async {})
-        .await;
+    let controller = Controller::new(Api::<HorizontalPodAutoscaler>::all(client), watcher::Config::default());
+    crate::common::run("horizontalpodautoscaler", controller, reconcile, context).await;
 }
 
 /// The scale subresource's resource for a target kind upstream scales.
@@ -68,7 +62,7 @@ fn condition(kind: &str, status: bool, reason: &str, message: &str) -> Value {
 }
 
 /// A resource metric's reading over the target's pods.
-struct Reading {
+pub struct Reading {
     /// Replicas it asks for.
     replicas: i32,
     /// `currentMetrics` entry.
@@ -134,7 +128,8 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
         set_status(&hpas, &name, json!({"conditions": conditions, "currentReplicas": current})).await?;
         return Ok(requeue);
     }
-    let chosen = chosen.expect("a metric was read");
+    // Every metric is read or failed, and there is at least one.
+    let Some(chosen) = chosen else { return Ok(requeue) };
     conditions.push(condition("ScalingActive", true, "ValidMetricFound", &format!("the HPA was able to successfully calculate a replica count from {}", chosen.description)));
 
     let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
@@ -145,7 +140,7 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
     } else if current < min {
         (min, "Current number of replicas below Spec.MinReplicas".to_string())
     } else {
-        let normalized = context.history.lock().unwrap().entry(key.clone()).or_default().normalize(current, chosen.replicas, min, max, spec.behavior.as_ref(), Instant::now());
+        let normalized = lock(&context.history).entry(key.clone()).or_default().normalize(current, chosen.replicas, min, max, spec.behavior.as_ref(), Instant::now());
         let (reason, message) = normalized.stabilization;
         conditions[0] = condition("AbleToScale", true, reason, message);
         let (reason, message) = normalized.limit;
@@ -172,13 +167,33 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> 
         status["lastScaleTime"] = json!(last);
     }
     if desired != current {
-        context.history.lock().unwrap().entry(key).or_default().scaled(current, desired, Instant::now());
+        lock(&context.history).entry(key).or_default().scaled(current, desired, Instant::now());
         targets.patch_scale(&target.name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": desired}}))).await?;
         publish(&context, &hpa, EventType::Normal, "SuccessfulRescale", &format!("New size: {desired}; reason: {rescale_reason}")).await;
         status["lastScaleTime"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
     set_status(&hpas, &name, status).await?;
     Ok(requeue)
+}
+
+/// Every decision of one evaluation, on the objects alone: for the fuzz
+/// targets. `current` is the target's scale.
+pub fn fuzz(hpa: &HorizontalPodAutoscaler, current: i32, pods: &[Pod], metrics: &[DynamicObject]) {
+    let Some(spec) = hpa.spec.as_ref() else { return };
+    let (min, max) = (spec.min_replicas.unwrap_or(1), spec.max_replicas);
+    let mut history = History::default();
+    let now = Instant::now();
+    for metric in spec.metrics.iter().flatten() {
+        let (name, container, target) = match (&metric.resource, &metric.container_resource) {
+            (Some(r), _) => (r.name.as_str(), None, &r.target),
+            (_, Some(r)) => (r.name.as_str(), Some(r.container.as_str()), &r.target),
+            _ => continue,
+        };
+        let Ok(reading) = reading(name, container, target, current, pods, metrics) else { continue };
+        let first = history.normalize(current, reading.replicas, min, max, spec.behavior.as_ref(), now);
+        history.scaled(current, first.desired, now);
+        let _ = history.normalize(first.desired, reading.replicas, min, max, spec.behavior.as_ref(), now + Duration::from_secs(20));
+    }
 }
 
 async fn set_status(hpas: &Api<HorizontalPodAutoscaler>, name: &str, status: Value) -> Result<(), Error> {
@@ -245,19 +260,25 @@ async fn read_resource_metric(
     target: &k8s_openapi::api::autoscaling::v2::MetricTarget,
     current: i32,
 ) -> Result<Reading, String> {
-    let counts = |c: &str| container.is_none_or(|only| only == c);
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
-    let running: Vec<&Pod> = pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();
     let metrics_api = ApiResource { group: "metrics.k8s.io".into(), version: "v1beta1".into(), api_version: "metrics.k8s.io/v1beta1".into(), kind: "PodMetrics".into(), plural: "pods".into() };
     let listed = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &metrics_api)
         .list(&ListParams::default().labels(selector))
         .await
         .map_err(|e| format!("unable to get metrics for resource {name}: unable to fetch metrics from resource metrics API: {e}"))?;
-    let usage: HashMap<String, i64> = listed
-        .items
+    reading(name, container, target, current, &pods.items, &listed.items)
+}
+
+/// A resource metric's reading from the pods and their PodMetrics. Sums
+/// saturate: usage and requests are quantities a hostile pod or metrics
+/// source may make `i64::MAX`.
+pub fn reading(name: &str, container: Option<&str>, target: &k8s_openapi::api::autoscaling::v2::MetricTarget, current: i32, pods: &[Pod], metrics: &[DynamicObject]) -> Result<Reading, String> {
+    let counts = |c: &str| container.is_none_or(|only| only == c);
+    let running: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();
+    let usage: HashMap<String, i64> = metrics
         .iter()
         .map(|m| {
-            let total = m.data["containers"].as_array().into_iter().flatten().filter(|c| counts(c["name"].as_str().unwrap_or_default())).filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).sum();
+            let total = m.data["containers"].as_array().into_iter().flatten().filter(|c| counts(c["name"].as_str().unwrap_or_default())).filter_map(|c| skiff_quantity::milli(c["usage"][name].as_str()?)).map(|u| u.max(0)).fold(0, i64::saturating_add);
             (m.metadata.name.clone().unwrap_or_default(), total)
         })
         .collect();
@@ -265,19 +286,21 @@ async fn read_resource_metric(
     if measured.is_empty() {
         return Err(format!("unable to get metrics for resource {name}: no metrics returned from resource metrics API"));
     }
-    let total_usage: i64 = measured.iter().map(|(_, u)| u).sum();
+    let total_usage: i64 = measured.iter().map(|(_, u)| *u).fold(0, i64::saturating_add);
     let ready = measured.len() as f64;
     let (ratio, current_value) = match (target.type_.as_str(), target.average_utilization, target.average_value.as_ref()) {
-        ("Utilization", Some(percent), _) => {
-            let mut requested = 0;
+        // Validation wants a positive target; another is not one.
+        ("Utilization", Some(percent), _) if percent > 0 => {
+            let mut requested: i64 = 0;
             for (pod, _) in &measured {
                 let containers = &pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
                 for c in containers.iter().filter(|c| counts(&c.name)) {
                     let request = c.resources.as_ref().and_then(|r| r.requests.as_ref()?.get(name)).and_then(|q| skiff_quantity::milli(&q.0));
-                    requested += request.ok_or_else(|| format!("failed to get {name} utilization: missing request for {name} in container {} of Pod {}", c.name, pod.metadata.name.as_deref().unwrap_or("")))?;
+                    let request = request.ok_or_else(|| format!("failed to get {name} utilization: missing request for {name} in container {} of Pod {}", c.name, pod.metadata.name.as_deref().unwrap_or("")))?;
+                    requested = requested.saturating_add(request.max(0));
                 }
             }
-            let utilization = (total_usage * 100 / requested.max(1)) as i32;
+            let utilization = (total_usage as i128 * 100 / requested.max(1) as i128).clamp(0, i32::MAX as i128) as i32;
             (utilization as f64 / percent as f64, json!({"averageUtilization": utilization, "averageValue": quantity(name, total_usage / measured.len() as i64)}))
         }
         ("AverageValue", _, Some(value)) => {
@@ -369,7 +392,7 @@ impl History {
             std::cmp::Ordering::Greater => ("ScaleDownStabilized", "recent recommendations were higher than current one, applying the highest recent recommendation"),
         };
         let (up_limit, down_limit) = match behavior {
-            None => ((2 * current).max(4), i32::MIN),
+            None => (current.saturating_mul(2).max(4), i32::MIN),
             Some(_) => (self.limit(current, &up, true, now).max(current), self.limit(current, &down, false, now).min(current)),
         };
         let (desired, limit) = if stabilized > current && stabilized > max.min(up_limit) {
@@ -397,12 +420,13 @@ impl History {
             return current;
         }
         let proposals = rules.policies.iter().map(|(pods, value, period)| {
-            let changed: i32 = self.changes.iter().filter(|(at, _)| now.duration_since(*at) <= *period).map(|(_, c)| c).sum();
-            let start = current - changed;
+            // Saturating: a hostile scale (i32::MAX replicas) or policy value must not overflow.
+            let changed: i32 = self.changes.iter().filter(|(at, _)| now.duration_since(*at) <= *period).map(|(_, c)| *c).fold(0, i32::saturating_add);
+            let start = current.saturating_sub(changed);
             match (up, pods) {
-                (true, true) => start + value,
+                (true, true) => start.saturating_add(*value),
                 (true, false) => (start as f64 * (1.0 + *value as f64 / 100.0)).ceil() as i32,
-                (false, true) => start - value,
+                (false, true) => start.saturating_sub(*value),
                 (false, false) => (start as f64 * (1.0 - *value as f64 / 100.0)) as i32,
             }
         });
@@ -416,7 +440,7 @@ impl History {
     /// Records a rescale, which later policies count against their periods.
     fn scaled(&mut self, from: i32, to: i32, now: Instant) {
         self.changes.retain(|(at, _)| now.duration_since(*at) <= Duration::from_secs(1800));
-        self.changes.push((now, to - from));
+        self.changes.push((now, to.saturating_sub(from)));
     }
 }
 

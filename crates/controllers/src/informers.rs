@@ -43,24 +43,31 @@ where
 
     /// Starts watching, keeping each object as `trim` leaves it.
     pub fn start_trimmed(api: Api<K>, trim: fn(&mut K)) -> Self {
-        let (store, mut writer) = reflector::store();
+        let (store, writer) = reflector::store();
         let (events, _) = broadcast::channel(BUFFER);
         let (sender, reader) = (events.clone(), store.clone());
-        let watch = watcher(api, watcher::Config::default()).default_backoff().modify(trim);
-        let task = tokio::spawn(watch.for_each(move |event| {
-            if let Ok(event) = event {
-                writer.apply_watcher_event(&event);
-                let changed = match event {
-                    watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => vec![Arc::new(obj)],
-                    watcher::Event::InitDone => reader.state(),
-                    watcher::Event::Init | watcher::Event::InitApply(_) => vec![],
-                };
-                for obj in changed {
-                    let _ = sender.send(obj);
+        // Watched again from a fresh list if the watch ever ends or panics.
+        let writer = Arc::new(std::sync::Mutex::new(writer));
+        let name = format!("{} informer", K::plural(&()));
+        let watch = move || {
+            let (writer, sender, reader) = (writer.clone(), sender.clone(), reader.clone());
+            watcher(api.clone(), watcher::Config::default()).default_backoff().modify(trim).for_each(move |event| {
+                if let Ok(event) = event {
+                    crate::common::lock(&writer).apply_watcher_event(&event);
+                    let changed = match event {
+                        watcher::Event::Apply(obj) | watcher::Event::Delete(obj) => vec![Arc::new(obj)],
+                        watcher::Event::InitDone => reader.state(),
+                        watcher::Event::Init | watcher::Event::InitApply(_) => vec![],
+                    };
+                    for obj in changed {
+                        let _ = sender.send(obj);
+                    }
                 }
-            }
-            async {}
-        }));
+                async {}
+            })
+        };
+        let restarted = name.clone();
+        let task = tokio::spawn(skiff_scheduler::crash::supervise(name, watch, move || crate::metrics::restarted(&restarted)));
         Informer { store, events, task }
     }
 

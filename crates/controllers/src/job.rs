@@ -25,7 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::{json, Value};
 
-use crate::common::{controlled_by, controller_of, is_active, owner_reference, ready_since, Error, Expectations};
+use crate::common::{controlled_by, controller_of, is_active, lock, owner_reference, plus_seconds, ready_since, Error, Expectations};
 use crate::informers::Informer;
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -52,13 +52,7 @@ pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = (
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), expectations: Expectations::default(), counted: Mutex::default(), written: Mutex::default() });
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let orphans = release_orphans(client, controller.store(), pods.subscribe());
-    let jobs = controller
-        .owns_shared_stream(pods.subscribe())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("job: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {});
+    let jobs = crate::common::run("job", controller.owns_shared_stream(pods.subscribe()), reconcile, context);
     async move {
         tokio::join!(jobs, orphans);
     }
@@ -181,7 +175,7 @@ fn format_indexes(indexes: &BTreeSet<i32>) -> String {
     let mut iter = indexes.iter().copied().peekable();
     while let Some(start) = iter.next() {
         let mut end = start;
-        while iter.peek() == Some(&(end + 1)) {
+        while end.checked_add(1).is_some_and(|next| iter.peek() == Some(&next)) {
             end = iter.next().unwrap_or(end);
         }
         out.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
@@ -189,18 +183,21 @@ fn format_indexes(indexes: &BTreeSet<i32>) -> String {
     out.join(",")
 }
 
-fn parse_indexes(text: &str) -> BTreeSet<i32> {
+/// Indexes below `limit` (the completions): a hostile range such as
+/// `0-2147483647` is not walked beyond them.
+fn parse_indexes(text: &str, limit: i32) -> BTreeSet<i32> {
     text.split(',')
         .filter_map(|part| match part.split_once('-') {
-            Some((a, b)) => Some(a.parse().ok()?..=b.parse().ok()?),
+            Some((a, b)) => Some(a.parse::<i32>().ok()?.max(0)..=b.parse::<i32>().ok()?.min(limit.saturating_sub(1))),
             None => part.parse().ok().map(|i| i..=i),
         })
         .flatten()
+        .filter(|i| (0..limit).contains(i))
         .collect()
 }
 
 /// The pods' current view, split as the status counts them.
-struct Census {
+pub struct Census {
     /// Every pod of the Job the watch shows, by name.
     present: HashSet<String>,
     active: Vec<Arc<Pod>>,
@@ -219,7 +216,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let meta = &job.metadata;
     let (ns, uid) = (meta.namespace.clone().unwrap_or_default(), meta.uid.clone().unwrap_or_default());
     let version = |v: Option<&String>| v.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    if ctx.written.lock().unwrap().get(&uid).is_some_and(|w| *w > version(meta.resource_version.as_ref())) {
+    if lock(&ctx.written).get(&uid).is_some_and(|w| *w > version(meta.resource_version.as_ref())) {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     let spec = job.spec.clone().unwrap_or_default();
@@ -227,7 +224,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     let owned = controlled_by(&ctx.pods, meta);
     let counted: HashSet<String> = {
         // Forget what the watch now shows released.
-        let mut counted = ctx.counted.lock().unwrap();
+        let mut counted = lock(&ctx.counted);
         let still_tracked: HashSet<&str> = owned.iter().filter(|p| tracked(p)).filter_map(|p| p.metadata.uid.as_deref()).collect();
         let mine = counted.entry(uid.clone()).or_default();
         mine.retain(|u| still_tracked.contains(u.as_str()));
@@ -237,13 +234,21 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     // counted any more, so what guarded counting is forgotten.
     if meta.deletion_timestamp.is_some() || finished_at(&job).is_some() {
         release(&ctx, &uid, &pods_api, owned.iter().filter(|p| tracked(p)).collect()).await;
-        ctx.counted.lock().unwrap().remove(&uid);
-        ctx.written.lock().unwrap().remove(&uid);
+        lock(&ctx.counted).remove(&uid);
+        lock(&ctx.written).remove(&uid);
         return Ok(Action::await_change());
     }
+    let census = census(&owned, &spec, &counted);
+    let resource_version = Mutex::new(meta.resource_version.clone());
+    Sync { ctx: &ctx, job: &job, spec: &spec, pods_api: &pods_api, census, resource_version }.run().await
+}
+
+/// The Job's pods as the status counts them; `counted` are those whose
+/// finish is counted already.
+pub fn census(owned: &[Arc<Pod>], spec: &JobSpec, counted: &HashSet<String>) -> Census {
     let present = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let mut census = Census { present, active: vec![], terminating: 0, newly_succeeded: vec![], newly_failed: vec![], failures: 0, last_failure: None };
-    for pod in &owned {
+    for pod in owned {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let terminal = matches!(phase, Some("Succeeded" | "Failed"));
         if pod.metadata.deletion_timestamp.is_some() && !terminal {
@@ -254,8 +259,8 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             if uncounted {
                 census.newly_succeeded.push(pod.clone());
             }
-        } else if failed(pod, &spec) {
-            census.failures += 1;
+        } else if failed(pod, spec) {
+            census.failures = census.failures.saturating_add(1);
             census.last_failure = census.last_failure.max(Some(finish_time(pod)));
             if uncounted {
                 census.newly_failed.push(pod.clone());
@@ -264,8 +269,16 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             census.active.push(pod.clone());
         }
     }
-    let resource_version = Mutex::new(meta.resource_version.clone());
-    Sync { ctx: &ctx, job: &job, spec: &spec, pods_api: &pods_api, census, resource_version }.run().await
+    census
+}
+
+/// Every decision of one sync, on the objects alone: for the fuzz targets.
+pub fn fuzz(job: &Job, pods: Vec<Pod>, now: DateTime<Utc>) {
+    let spec = job.spec.clone().unwrap_or_default();
+    let owned: Vec<Arc<Pod>> = pods.into_iter().map(Arc::new).collect();
+    let census = census(&owned, &spec, &HashSet::new());
+    let _ = finished_at(job);
+    let _ = decide(job, &spec, &census, now);
 }
 
 /// Removes the tracking finalizer from pods the Job no longer counts.
@@ -274,7 +287,7 @@ async fn release(ctx: &Context, job_uid: &str, pods_api: &Api<Pod>, pods: Vec<&A
         if let Err(e) = remove_finalizer(pods_api, pod).await {
             tracing::debug!("releasing {:?}: {e}", pod.metadata.name);
         } else {
-            ctx.counted.lock().unwrap().entry(job_uid.to_string()).or_default().insert(pod.metadata.uid.clone().unwrap_or_default());
+            lock(&ctx.counted).entry(job_uid.to_string()).or_default().insert(pod.metadata.uid.clone().unwrap_or_default());
         }
     }
 }
@@ -301,17 +314,200 @@ struct Sync<'a> {
     resource_version: Mutex<Option<String>>,
 }
 
+/// What a sync decides, from the Job and its pods alone.
+pub struct Decision {
+    /// Failed, complete or suspended: every active pod goes.
+    pub stop: bool,
+    /// Otherwise, once earlier writes are seen: the pods to delete (too
+    /// many run), or those to start (by completion index in Indexed mode),
+    /// or how long the failure back-off still holds new pods.
+    pub doomed: Vec<Arc<Pod>>,
+    pub start: Vec<Option<i32>>,
+    pub backoff: Option<Duration>,
+    /// Until activeDeadlineSeconds passes, if it will.
+    pub deadline_in: Option<Duration>,
+    /// The next status, and whether it differs from the Job's.
+    pub status: Value,
+    pub changed: bool,
+    /// Settled with pods still terminating: look again soon.
+    pub terminating: bool,
+}
+
+/// Upstream's limit on pods created or deleted per sync
+/// (`maxPodCreateDeletePerSync`).
+const MAX_CHANGES: i32 = 500;
+/// Upstream's limit on completions in Indexed mode: hostile completed
+/// indexes (`0-2147483647`) are read no further.
+const MAX_INDEXES: i32 = 100_000;
+
+/// Counts what finished, then decides, as upstream's `syncJob`: the
+/// counters (saturating: a hostile status may hold i32::MAX), whether the
+/// Job failed (backoffLimit, activeDeadlineSeconds, the pod failure policy)
+/// or completed, the pods to start or stop, and the status.
+pub fn decide(job: &Job, spec: &JobSpec, census: &Census, now: DateTime<Utc>) -> Decision {
+    let status = job.status.clone().unwrap_or_default();
+    let suspended = spec.suspend == Some(true);
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let index_limit = spec.completions.unwrap_or(0).clamp(0, MAX_INDEXES);
+    let mut completed: BTreeSet<i32> = status.completed_indexes.as_deref().map(|t| parse_indexes(t, index_limit)).unwrap_or_default();
+    let mut succeeded = status.succeeded.unwrap_or(0);
+    let mut failed_count = status.failed.unwrap_or(0);
+    let mut failure: Option<(&str, String)> = None;
+    if !census.newly_succeeded.is_empty() || !census.newly_failed.is_empty() {
+        for pod in &census.newly_succeeded {
+            match index_of(pod) {
+                Some(i) if indexed => {
+                    completed.insert(i);
+                }
+                _ => succeeded = succeeded.saturating_add(1),
+            }
+        }
+        for pod in &census.newly_failed {
+            match failure_policy_action(spec, pod) {
+                Some((action, _)) if action == "Ignore" => {}
+                Some((action, message)) if action == "FailJob" => {
+                    failed_count = failed_count.saturating_add(1);
+                    failure.get_or_insert(("PodFailurePolicy", message));
+                }
+                _ => failed_count = failed_count.saturating_add(1),
+            }
+        }
+        if indexed {
+            completed.retain(|i| (0..index_limit).contains(i));
+            succeeded = completed.len() as i32;
+        }
+    }
+
+    let completions = spec.completions;
+    let parallelism = spec.parallelism.unwrap_or(1).max(0);
+    let active = census.active.len() as i32;
+    let mut start_time = status.start_time.as_ref().map(|t| t.0);
+    if !suspended && start_time.is_none() {
+        start_time = Some(now);
+    }
+    if failure.is_none() && failed_count > spec.backoff_limit.unwrap_or(6) {
+        failure = Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".into()));
+    }
+    // A deadline past what a time can hold never passes.
+    let deadline = spec.active_deadline_seconds.zip(start_time).and_then(|(s, t)| plus_seconds(t, s));
+    if failure.is_none() && deadline.is_some_and(|d| now >= d) && !suspended {
+        failure = Some(("DeadlineExceeded", "Job was active longer than specified deadline".into()));
+    }
+    let complete = failure.is_none()
+        && match completions {
+            Some(c) if indexed => (0..c.min(MAX_INDEXES)).all(|i| completed.contains(&i)),
+            Some(c) => succeeded >= c,
+            None => succeeded > 0 && active == 0,
+        };
+
+    // Pods to start or stop.
+    let stop = failure.is_some() || complete || suspended;
+    let (mut doomed, mut start, mut backoff) = (Vec::new(), Vec::new(), None);
+    if !stop {
+        let want = match completions {
+            Some(c) if indexed => parallelism.min(c.saturating_sub(completed.len() as i32)),
+            Some(c) => parallelism.min(c.saturating_sub(succeeded)),
+            None if succeeded > 0 => active,
+            None => parallelism,
+        }
+        .max(0);
+        if active > want {
+            doomed = census.active.clone();
+            doomed.sort_by_key(|p| (ready_since(p).is_some(), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0))));
+            doomed.truncate((active - want).min(MAX_CHANGES) as usize);
+        } else if active < want {
+            let wait = failure_backoff(census, failed_count, now);
+            let more = (want - active).min(MAX_CHANGES) as usize;
+            if wait.is_zero() {
+                let running: HashSet<i32> = census.active.iter().filter_map(|p| index_of(p)).collect();
+                start = if indexed {
+                    (0..completions.unwrap_or(0).min(MAX_INDEXES)).filter(|i| !completed.contains(i) && !running.contains(i)).take(more).map(Some).collect()
+                } else {
+                    vec![None; more]
+                };
+            } else {
+                backoff = Some(wait);
+            }
+        }
+    }
+    let deadline_in = deadline.filter(|_| failure.is_none() && !complete).map(|d| (d - now).to_std().unwrap_or_default() + Duration::from_millis(50));
+
+    // Status: counters, conditions, times.
+    let old: Vec<Value> = status.conditions.iter().flatten().filter_map(|c| serde_json::to_value(c).ok()).collect();
+    let mut conditions = old.clone();
+    let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut set = |kind: &str, state: &str, reason: &str, message: &str| {
+        let current = conditions.iter().position(|c| c["type"] == kind);
+        if current.is_some_and(|i| conditions[i]["status"] == state && conditions[i]["reason"] == reason) {
+            return;
+        }
+        let c = json!({"type": kind, "status": state, "reason": reason, "message": message, "lastProbeTime": stamp, "lastTransitionTime": stamp});
+        match current {
+            Some(i) => conditions[i] = c,
+            None => conditions.push(c),
+        }
+    };
+    let terminating = (census.terminating as i32).saturating_add(if stop { active } else { 0 });
+    let mut completion_time = None;
+    if let Some((reason, message)) = &failure {
+        set("FailureTarget", "True", reason, message);
+        if terminating == 0 {
+            set("Failed", "True", reason, message);
+        }
+    } else if complete {
+        set("SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods");
+        if terminating == 0 {
+            set("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods");
+            completion_time = Some(stamp.clone());
+        }
+    } else if suspended {
+        set("Suspended", "True", "JobSuspended", "Job suspended");
+    } else if old.iter().any(|c| c["type"] == "Suspended" && c["status"] == "True") {
+        set("Suspended", "False", "JobResumed", "Job resumed");
+        start_time = Some(now);
+    }
+    let ready = census.active.iter().filter(|p| ready_since(p).is_some()).count();
+    let mut next = json!({
+        "active": if stop { 0 } else { active },
+        "ready": if stop { 0 } else { ready as i32 },
+        "terminating": terminating,
+        "succeeded": succeeded,
+        "failed": failed_count,
+        // Counted now: cleared (in a merge patch only null removes a list).
+        "uncountedTerminatedPods": {"succeeded": null, "failed": null},
+        "conditions": conditions,
+        "startTime": start_time.filter(|_| !suspended || status.start_time.is_some()).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    });
+    // Upstream's omitempty counters: a zero is absent.
+    for k in ["active", "succeeded", "failed"] {
+        if next[k] == 0 {
+            next[k] = Value::Null;
+        }
+    }
+    if indexed {
+        next["completedIndexes"] = json!(format_indexes(&completed));
+    }
+    if let Some(t) = completion_time {
+        next["completionTime"] = json!(t);
+    }
+    let current = serde_json::to_value(&status).unwrap_or_default();
+    let changed = next.as_object().into_iter().flatten().any(|(k, v)| current.get(k) != Some(v) && !(empty(current.get(k)) && empty(Some(v))));
+    Decision { stop, doomed, start, backoff, deadline_in, status: next, changed, terminating: stop && terminating > 0 }
+}
+
+/// How long until the next pod may start after `failures` failures:
+/// upstream's 10 s × 2^(n−1), at most 6 min, from the last failure.
+fn failure_backoff(census: &Census, failures: i32, now: DateTime<Utc>) -> Duration {
+    let failures = failures.max(census.failures);
+    let Some(last) = census.last_failure.filter(|_| failures > 0) else { return Duration::ZERO };
+    let delay = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(6) as u32).min(BACKOFF_MAX);
+    let until = last.checked_add_signed(chrono::Duration::from_std(delay).unwrap_or_default()).unwrap_or(last);
+    (until - now).to_std().unwrap_or_default()
+}
+
 impl Sync<'_> {
     async fn run(self) -> Result<Action, Error> {
-        let status = self.job.status.clone().unwrap_or_default();
         let now = Utc::now();
-        let suspended = self.spec.suspend == Some(true);
-        let indexed = self.spec.completion_mode.as_deref() == Some("Indexed");
-        let mut completed: BTreeSet<i32> = status.completed_indexes.as_deref().map(parse_indexes).unwrap_or_default();
-        let mut succeeded = status.succeeded.unwrap_or(0);
-        let mut failed_count = status.failed.unwrap_or(0);
-        let mut failure: Option<(&str, String)> = None;
-
         // Count what finished: uncounted first, finalizers off, then counters.
         let finished: Vec<&Arc<Pod>> = self.census.newly_succeeded.iter().chain(self.census.newly_failed.iter()).collect();
         if !finished.is_empty() {
@@ -319,161 +515,29 @@ impl Sync<'_> {
             let uncounted = json!({"succeeded": uids(&self.census.newly_succeeded), "failed": uids(&self.census.newly_failed)});
             self.write_status(json!({"uncountedTerminatedPods": uncounted})).await?;
             release(self.ctx, self.job.metadata.uid.as_deref().unwrap_or_default(), self.pods_api, finished).await;
-            for pod in &self.census.newly_succeeded {
-                match index_of(pod) {
-                    Some(i) if indexed => {
-                        completed.insert(i);
-                    }
-                    _ => succeeded += 1,
-                }
-            }
-            for pod in &self.census.newly_failed {
-                match failure_policy_action(self.spec, pod) {
-                    Some((action, _)) if action == "Ignore" => {}
-                    Some((action, message)) if action == "FailJob" => {
-                        failed_count += 1;
-                        failure.get_or_insert(("PodFailurePolicy", message));
-                    }
-                    _ => failed_count += 1,
-                }
-            }
-            if indexed {
-                completed.retain(|i| *i < self.spec.completions.unwrap_or(0));
-                succeeded = completed.len() as i32;
-            }
         }
+        let decision = decide(self.job, self.spec, &self.census, now);
 
-        let completions = self.spec.completions;
-        let parallelism = self.spec.parallelism.unwrap_or(1).max(0);
-        let active = self.census.active.len() as i32;
-        let mut start_time = status.start_time.as_ref().map(|t| t.0);
-        if !suspended && start_time.is_none() {
-            start_time = Some(now);
-        }
-        if failure.is_none() && failed_count > self.spec.backoff_limit.unwrap_or(6) {
-            failure = Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit".into()));
-        }
-        let deadline = self.spec.active_deadline_seconds.zip(start_time).map(|(s, t)| t + chrono::Duration::seconds(s));
-        if failure.is_none() && deadline.is_some_and(|d| now >= d) && !suspended {
-            failure = Some(("DeadlineExceeded", "Job was active longer than specified deadline".into()));
-        }
-        let complete = failure.is_none()
-            && match completions {
-                Some(c) if indexed => (0..c).all(|i| completed.contains(&i)),
-                Some(c) => succeeded >= c,
-                None => succeeded > 0 && active == 0,
-            };
-
-        // Pods to start or stop.
         let mut requeue = Duration::from_secs(30);
         let uid = self.job.metadata.uid.clone().unwrap_or_default();
-        if failure.is_some() || complete || suspended {
+        if decision.stop {
             self.delete(&self.census.active).await;
         } else if self.ctx.expectations.satisfied(&uid, &self.census.present) {
-            let want = match completions {
-                Some(c) if indexed => parallelism.min(c - completed.len() as i32),
-                Some(c) => parallelism.min(c - succeeded),
-                None if succeeded > 0 => active,
-                None => parallelism,
-            }
-            .max(0);
-            if active > want {
-                let mut doomed = self.census.active.clone();
-                doomed.sort_by_key(|p| (ready_since(p).is_some(), std::cmp::Reverse(p.metadata.creation_timestamp.as_ref().map(|t| t.0))));
-                doomed.truncate((active - want) as usize);
-                self.delete(&doomed).await;
-            } else if active < want {
-                let backoff = self.backoff(failed_count, now);
-                if backoff.is_zero() {
-                    let running: HashSet<i32> = self.census.active.iter().filter_map(|p| index_of(p)).collect();
-                    let indexes: Vec<Option<i32>> = if indexed {
-                        (0..completions.unwrap_or(0)).filter(|i| !completed.contains(i) && !running.contains(i)).take((want - active) as usize).map(Some).collect()
-                    } else {
-                        vec![None; (want - active) as usize]
-                    };
-                    self.create(&indexes).await?;
-                } else {
-                    requeue = backoff;
-                }
+            if !decision.doomed.is_empty() {
+                self.delete(&decision.doomed).await;
+            } else if let Some(wait) = decision.backoff {
+                requeue = wait;
+            } else if !decision.start.is_empty() {
+                self.create(&decision.start).await?;
             }
         }
-        if let Some(d) = deadline.filter(|_| failure.is_none() && !complete) {
-            requeue = requeue.min((d - now).to_std().unwrap_or_default() + Duration::from_millis(50));
+        if let Some(left) = decision.deadline_in {
+            requeue = requeue.min(left);
         }
-
-        // Status: counters, conditions, times.
-        let old: Vec<Value> = status.conditions.iter().flatten().filter_map(|c| serde_json::to_value(c).ok()).collect();
-        let mut conditions = old.clone();
-        let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let mut set = |kind: &str, state: &str, reason: &str, message: &str| {
-            let current = conditions.iter().position(|c| c["type"] == kind);
-            if current.is_some_and(|i| conditions[i]["status"] == state && conditions[i]["reason"] == reason) {
-                return;
-            }
-            let c = json!({"type": kind, "status": state, "reason": reason, "message": message, "lastProbeTime": stamp, "lastTransitionTime": stamp});
-            match current {
-                Some(i) => conditions[i] = c,
-                None => conditions.push(c),
-            }
-        };
-        let terminating = self.census.terminating as i32 + if failure.is_some() || complete || suspended { active } else { 0 };
-        let mut completion_time = None;
-        if let Some((reason, message)) = &failure {
-            set("FailureTarget", "True", reason, message);
-            if terminating == 0 {
-                set("Failed", "True", reason, message);
-            }
-        } else if complete {
-            set("SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods");
-            if terminating == 0 {
-                set("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods");
-                completion_time = Some(stamp.clone());
-            }
-        } else if suspended {
-            set("Suspended", "True", "JobSuspended", "Job suspended");
-        } else if old.iter().any(|c| c["type"] == "Suspended" && c["status"] == "True") {
-            set("Suspended", "False", "JobResumed", "Job resumed");
-            start_time = Some(now);
+        if decision.changed {
+            self.write_status(decision.status).await?;
         }
-        let settled = failure.is_some() || complete || suspended;
-        let ready = self.census.active.iter().filter(|p| ready_since(p).is_some()).count();
-        let mut next = json!({
-            "active": if settled { 0 } else { active },
-            "ready": if settled { 0 } else { ready as i32 },
-            "terminating": terminating,
-            "succeeded": succeeded,
-            "failed": failed_count,
-            "uncountedTerminatedPods": {},
-            "conditions": conditions,
-            "startTime": start_time.filter(|_| !suspended || status.start_time.is_some()).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        });
-        // Upstream's omitempty counters: a zero is absent.
-        for k in ["active", "succeeded", "failed"] {
-            if next[k] == 0 {
-                next[k] = Value::Null;
-            }
-        }
-        if indexed {
-            next["completedIndexes"] = json!(format_indexes(&completed));
-        }
-        if let Some(t) = completion_time {
-            next["completionTime"] = json!(t);
-        }
-        let current = serde_json::to_value(&status).unwrap_or_default();
-        let changed = next.as_object().into_iter().flatten().any(|(k, v)| current.get(k) != Some(v) && !(empty(current.get(k)) && empty(Some(v))));
-        if changed {
-            self.write_status(next).await?;
-        }
-        Ok(if settled && terminating > 0 { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(requeue) })
-    }
-
-    /// How long until the next pod may start after `failures` failures:
-    /// upstream's 10 s × 2^(n−1), at most 6 min, from the last failure.
-    fn backoff(&self, failures: i32, now: DateTime<Utc>) -> Duration {
-        let failures = failures.max(self.census.failures);
-        let Some(last) = self.census.last_failure.filter(|_| failures > 0) else { return Duration::ZERO };
-        let delay = BACKOFF_BASE.saturating_mul(1 << (failures - 1).min(6) as u32).min(BACKOFF_MAX);
-        (last + chrono::Duration::from_std(delay).unwrap_or_default() - now).to_std().unwrap_or_default()
+        Ok(if decision.terminating { Action::requeue(Duration::from_secs(1)) } else { Action::requeue(requeue) })
     }
 
     async fn create(&self, indexes: &[Option<i32>]) -> Result<(), Error> {
@@ -530,12 +594,35 @@ impl Sync<'_> {
     /// counters must never be written from a stale copy.
     async fn write_status(&self, status: Value) -> Result<(), Error> {
         let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), self.job.metadata.namespace.as_deref().unwrap_or_default());
-        let version = self.resource_version.lock().unwrap().clone();
+        let version = lock(&self.resource_version).clone();
         let patch = json!({"metadata": {"resourceVersion": version}, "status": status});
         let written = api.patch_status(self.job.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(patch)).await?;
         let version = written.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
-        self.ctx.written.lock().unwrap().insert(self.job.metadata.uid.clone().unwrap_or_default(), version);
-        *self.resource_version.lock().unwrap() = written.metadata.resource_version;
+        lock(&self.ctx.written).insert(self.job.metadata.uid.clone().unwrap_or_default(), version);
+        *lock(&self.resource_version) = written.metadata.resource_version;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hostile values that panicked or ran away: a deadline past what a
+    /// time holds, counters at i32::MAX, a completed range of two billion
+    /// indexes, parallelism of two billion.
+    #[test]
+    fn hostile_counts_and_deadlines_are_survived() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "j", "namespace": "ns", "uid": "j"},
+            "spec": {"activeDeadlineSeconds": i64::MAX, "parallelism": i32::MAX, "completions": i32::MAX, "completionMode": "Indexed", "template": {}},
+            "status": {"succeeded": i32::MAX, "failed": i32::MAX, "completedIndexes": "0-2147483647", "startTime": "2026-01-01T00:00:00Z"},
+        }))
+        .unwrap();
+        let spec = job.spec.clone().unwrap();
+        let decision = decide(&job, &spec, &census(&[], &spec, &HashSet::new()), Utc::now());
+        assert!(decision.start.len() <= MAX_CHANGES as usize && decision.deadline_in.is_none());
+        assert_eq!(parse_indexes("0-2147483647", 3), BTreeSet::from([0, 1, 2]));
+        assert_eq!(format_indexes(&BTreeSet::from([i32::MAX - 1, i32::MAX])), "2147483646-2147483647");
     }
 }

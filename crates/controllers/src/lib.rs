@@ -9,11 +9,14 @@ mod deployment;
 mod disruption;
 mod endpoints;
 mod endpointslice;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod history;
 mod hpa;
 mod informers;
 mod job;
+pub mod metrics;
 mod namespace_defaults;
 mod clusterrole_aggregation;
 mod node_ipam;
@@ -25,6 +28,8 @@ mod replicaset;
 mod statefulset;
 mod ttl_after_finished;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
@@ -73,41 +78,78 @@ impl Default for Options {
 }
 
 /// Runs every controller until dropped (each runs as its own task, all
-/// stopped with it). Only one controller manager may run per cluster: the
-/// caller elects it (upstream's Lease `kube-system/kube-controller-manager`).
+/// stopped with it; a controller that ends or panics is started again
+/// after a back-off, as upstream's `wait.Until` with `HandleCrash`). Only
+/// one controller manager may run per cluster: the caller elects it
+/// (upstream's Lease `kube-system/kube-controller-manager`).
 pub async fn run(client: kube::Client, options: Options) {
     // Every pod of the cluster, without what no controller reads.
-    let pods = informers::Informer::<Pod>::start_trimmed(Api::all(client.clone()), skiff_scheduler::drop_unread);
-    let nodes = informers::Informer::<Node>::start(Api::all(client.clone()));
-    let revisions = informers::Informer::<ControllerRevision>::start(Api::all(client.clone()));
+    let pods = Arc::new(informers::Informer::<Pod>::start_trimmed(Api::all(client.clone()), skiff_scheduler::drop_unread));
+    let nodes = Arc::new(informers::Informer::<Node>::start(Api::all(client.clone())));
+    let revisions = Arc::new(informers::Informer::<ControllerRevision>::start(Api::all(client.clone())));
     let mut controllers = tokio::task::JoinSet::new();
-    controllers.spawn(replicaset::run::<ReplicaSet>(client.clone(), &pods));
-    controllers.spawn(replicaset::run::<ReplicationController>(client.clone(), &pods));
-    controllers.spawn(deployment::run(client.clone()));
-    controllers.spawn(job::run(client.clone(), &pods));
-    controllers.spawn(ttl_after_finished::run(client.clone()));
-    controllers.spawn(cronjob::run(client.clone()));
-    controllers.spawn(daemonset::run(client.clone(), &pods, &nodes, &revisions));
-    controllers.spawn(statefulset::run(client.clone(), &pods, &revisions));
-    controllers.spawn(endpoints::run(client.clone(), &pods));
-    controllers.spawn(endpoints::remove_with_services(client.clone()));
-    controllers.spawn(endpointslice::run(client.clone(), &pods));
-    controllers.spawn(disruption::run(client.clone(), &pods));
-    controllers.spawn(quota::run(client.clone(), &pods));
-    controllers.spawn(persistentvolume::run(client.clone()));
-    controllers.spawn(podgc::run(client.clone(), pods.store(), nodes.store(), options.terminated_pod_gc_threshold));
-    controllers.spawn(namespace_defaults::run(client.clone(), options.root_ca_pem.clone()));
-    controllers.spawn(gc::run(client.clone()));
-    controllers.spawn(clusterrole_aggregation::run(client.clone()));
-    controllers.spawn(certificates::run(client.clone(), options.signer.clone()));
-    controllers.spawn(hpa::run(client.clone(), options.hpa_sync_period));
-    controllers.spawn(node_lifecycle::run(client.clone(), options.clone()));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("replicaset", move || replicaset::run::<ReplicaSet>(c.clone(), &p)));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("replicationcontroller", move || replicaset::run::<ReplicationController>(c.clone(), &p)));
+    let c = client.clone();
+    controllers.spawn(supervise("deployment", move || deployment::run(c.clone())));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("job", move || job::run(c.clone(), &p)));
+    let c = client.clone();
+    controllers.spawn(supervise("ttl-after-finished", move || ttl_after_finished::run(c.clone())));
+    let c = client.clone();
+    controllers.spawn(supervise("cronjob", move || cronjob::run(c.clone())));
+    let (c, p, n, r) = (client.clone(), pods.clone(), nodes.clone(), revisions.clone());
+    controllers.spawn(supervise("daemonset", move || daemonset::run(c.clone(), &p, &n, &r)));
+    let (c, p, r) = (client.clone(), pods.clone(), revisions.clone());
+    controllers.spawn(supervise("statefulset", move || statefulset::run(c.clone(), &p, &r)));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("endpoints", move || endpoints::run(c.clone(), &p)));
+    let c = client.clone();
+    controllers.spawn(supervise("endpoints-cleanup", move || endpoints::remove_with_services(c.clone())));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("endpointslice", move || endpointslice::run(c.clone(), &p)));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("disruption", move || disruption::run(c.clone(), &p)));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("resourcequota", move || quota::run(c.clone(), &p)));
+    let c = client.clone();
+    controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone())));
+    let (c, p, n, threshold) = (client.clone(), pods.clone(), nodes.clone(), options.terminated_pod_gc_threshold);
+    controllers.spawn(supervise("pod-garbage-collector", move || podgc::run(c.clone(), p.store(), n.store(), threshold)));
+    let (c, ca) = (client.clone(), options.root_ca_pem.clone());
+    controllers.spawn(supervise("namespace-defaults", move || namespace_defaults::run(c.clone(), ca.clone())));
+    let c = client.clone();
+    controllers.spawn(supervise("garbage-collector", move || gc::run(c.clone())));
+    let c = client.clone();
+    controllers.spawn(supervise("clusterrole-aggregation", move || clusterrole_aggregation::run(c.clone())));
+    let (c, signer) = (client.clone(), options.signer.clone());
+    controllers.spawn(supervise("certificatesigningrequest", move || certificates::run(c.clone(), signer.clone())));
+    let (c, period) = (client.clone(), options.hpa_sync_period);
+    controllers.spawn(supervise("horizontalpodautoscaler", move || hpa::run(c.clone(), period)));
+    let (c, o) = (client.clone(), options.clone());
+    controllers.spawn(supervise("node-lifecycle", move || node_lifecycle::run(c.clone(), o.clone())));
     if let Some(cluster) = options.cluster_cidr {
-        controllers.spawn(node_ipam::run(client.clone(), cluster, options.node_cidr_mask_size));
+        let (c, mask) = (client.clone(), options.node_cidr_mask_size);
+        controllers.spawn(supervise("node-ipam", move || node_ipam::run(c.clone(), cluster, mask)));
     }
+    // The tasks never end; this keeps them (and the informers) alive.
     while let Some(done) = controllers.join_next().await {
         if let Err(e) = done {
-            tracing::error!("a controller stopped: {e}");
+            tracing::error!("a controller's supervisor stopped: {e}");
         }
     }
+}
+
+/// Runs a controller for ever: started again after a back-off whenever
+/// it ends or panics, each time logged and counted
+/// (`controller_restarts_total{controller=name}`).
+fn supervise<F, Fut>(name: &'static str, start: F) -> impl Future<Output = ()> + Send
+where
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    metrics::starting(name);
+    skiff_scheduler::crash::supervise(name, start, move || metrics::restarted(name))
 }

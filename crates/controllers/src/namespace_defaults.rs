@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -26,15 +25,10 @@ struct Context {
 pub async fn run(client: kube::Client, ca_pem: String) {
     let context = Arc::new(Context { client: client.clone(), ca_pem });
     let in_namespace = |ns: Option<String>| ns.map(|ns| ObjectRef::<Namespace>::new(&ns));
-    Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
+    let controller = Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default())
         .watches(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default().fields("metadata.name=default"), move |sa| in_namespace(sa.metadata.namespace))
-        .watches(Api::<ConfigMap>::all(client), watcher::Config::default().fields(&format!("metadata.name={ROOT_CA}")), move |cm| in_namespace(cm.metadata.namespace))
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("namespace defaults: {e}");
-            Action::requeue(Duration::from_secs(2))
-        }, context)
-        .for_each(|_| async {})
-        .await;
+        .watches(Api::<ConfigMap>::all(client), watcher::Config::default().fields(&format!("metadata.name={ROOT_CA}")), move |cm| in_namespace(cm.metadata.namespace));
+    crate::common::run("namespace-defaults", controller, reconcile, context).await;
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -5,9 +5,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -30,23 +28,17 @@ struct Context {
 pub async fn run(client: kube::Client, cluster: (Ipv4Addr, u8), mask: u8) {
     let controller = Controller::new(Api::<Node>::all(client.clone()), watcher::Config::default());
     let context = Arc::new(Context { client, nodes: controller.store(), cluster, mask, allocating: Mutex::default() });
-    controller
-        .run(reconcile, |_, e, _| {
-            tracing::warn!("node IPAM: {e}");
-            Action::requeue(Duration::from_secs(5))
-        }, context)
-        .for_each(|_| async {})
-        .await;
+    crate::common::run("node-ipam", controller, reconcile, context).await;
 }
 
 /// The `i`-th range of `mask` bits within the cluster CIDR, if it has one.
 fn range(cluster: (Ipv4Addr, u8), mask: u8, i: u32) -> Option<String> {
     let (net, bits) = cluster;
-    let count = 1u64 << (mask.saturating_sub(bits));
-    if mask < bits || mask > 30 || i as u64 >= count {
+    // Checked: flags such as `--node-cidr-mask-size 0` must not overflow a shift.
+    if mask < bits || mask > 30 || u64::from(i) >= 1u64 << (mask - bits) {
         return None;
     }
-    let base = u32::from(net) + (i << (32 - mask as u32));
+    let base = u32::from(net).checked_add(i.checked_shl(32 - u32::from(mask))?)?;
     Some(format!("{}/{mask}", Ipv4Addr::from(base)))
 }
 
@@ -83,5 +75,7 @@ mod tests {
         assert_eq!(range(cluster, 24, 255).as_deref(), Some("10.42.255.0/24"));
         assert_eq!(range(cluster, 24, 256), None);
         assert_eq!(range(cluster, 8, 0), None, "a range wider than the cluster");
+        assert_eq!(range((Ipv4Addr::new(0, 0, 0, 0), 0), 0, 0), None, "a /0 range");
+        assert_eq!(range((Ipv4Addr::new(255, 255, 255, 0), 0), 24, 2), None, "past the last address");
     }
 }

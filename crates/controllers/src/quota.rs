@@ -10,7 +10,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
@@ -40,12 +39,7 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), lower: Default::default() });
-    on_pods_in_namespace::<ResourceQuota>(&client, pods)
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("resource quota: {e}");
-            Action::requeue(Duration::from_secs(2))
-        }, context)
-        .for_each(|_| async {})
+    crate::common::run("resourcequota", on_pods_in_namespace::<ResourceQuota>(&client, pods), reconcile, context)
 }
 
 /// A pod counts while it has not finished.
@@ -65,7 +59,8 @@ pub fn pod_resources(pod: &Pod, limits: bool) -> BTreeMap<String, (i64, bool)> {
     let add = |out: &mut BTreeMap<String, (i64, bool)>, list: &BTreeMap<String, Quantity>| {
         for (k, q) in list {
             let e = out.entry(k.clone()).or_insert((0, quantity::is_binary(&q.0)));
-            e.0 += quantity::milli(&q.0).unwrap_or(0);
+            // Saturating: two containers asking `8Ei` must not overflow.
+            e.0 = e.0.saturating_add(quantity::milli(&q.0).unwrap_or(0));
         }
     };
     for c in &spec.containers {
@@ -83,7 +78,7 @@ pub fn pod_resources(pod: &Pod, limits: bool) -> BTreeMap<String, (i64, bool)> {
 }
 
 /// Whether a pod is in every one of the quota's scopes.
-fn in_scopes(quota: &ResourceQuota, pod: &Pod) -> bool {
+pub fn in_scopes(quota: &ResourceQuota, pod: &Pod) -> bool {
     let spec = quota.spec.as_ref();
     let terminating = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds).is_some();
     let best_effort = pod_resources(pod, false).is_empty() && pod_resources(pod, true).is_empty();
@@ -122,23 +117,52 @@ async fn count_objects(client: &kube::Client, ns: &str, resource: &str) -> Resul
     Ok(Some(api.list_metadata(&ListParams::default()).await?.items.len() as i64))
 }
 
+/// A sum of amounts written as a quantity (saturating, as the amounts
+/// may be hostile), in binary suffixes if any amount or the limit is.
+fn sum(lists: &[BTreeMap<String, (i64, bool)>], key: &str, hard: &Quantity) -> String {
+    let total: i64 = lists.iter().filter_map(|l| l.get(key)).map(|(v, _)| *v).fold(0, i64::saturating_add);
+    let binary = lists.iter().filter_map(|l| l.get(key)).any(|(_, b)| *b) || quantity::is_binary(&hard.0);
+    quantity::format(total, binary)
+}
+
+/// What the quota's pods request and limit, each pod's summed.
+pub struct PodAmounts {
+    count: usize,
+    requests: Vec<BTreeMap<String, (i64, bool)>>,
+    limits: Vec<BTreeMap<String, (i64, bool)>>,
+}
+
+impl PodAmounts {
+    pub fn of(pods: &[Arc<Pod>]) -> PodAmounts {
+        PodAmounts { count: pods.len(), requests: pods.iter().map(|p| pod_resources(p, false)).collect(), limits: pods.iter().map(|p| pod_resources(p, true)).collect() }
+    }
+
+    /// The use of `key` (`pods`, `requests.cpu`, `limits.memory`, `cpu`,
+    /// …) the pods make.
+    pub fn used(&self, key: &str, limit: &Quantity) -> Option<String> {
+        if key == "pods" || key == "count/pods" {
+            return Some(self.count.to_string());
+        }
+        let (lists, resource) = match key.split_once('.') {
+            Some(("requests", r)) => (&self.requests, r),
+            Some(("limits", r)) => (&self.limits, r),
+            _ => (&self.requests, key),
+        };
+        Some(sum(lists, resource, limit))
+    }
+}
+
 async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Action, Error> {
     crate::informers::ready(&ctx.pods).await.map_err(|e| Error(e.to_string()))?;
     let meta = &quota.metadata;
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let hard = quota.spec.as_ref().and_then(|s| s.hard.clone()).unwrap_or_default();
     let pods: Vec<Arc<Pod>> = ctx.pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && counts(p) && in_scopes(&quota, p)).collect();
-    let requests: Vec<_> = pods.iter().map(|p| pod_resources(p, false)).collect();
-    let limits: Vec<_> = pods.iter().map(|p| pod_resources(p, true)).collect();
-    let sum = |lists: &[BTreeMap<String, (i64, bool)>], key: &str, hard: &Quantity| {
-        let total: i64 = lists.iter().filter_map(|l| l.get(key)).map(|(v, _)| v).sum();
-        let binary = lists.iter().filter_map(|l| l.get(key)).any(|(_, b)| *b) || quantity::is_binary(&hard.0);
-        quantity::format(total, binary)
-    };
+    let amounts = PodAmounts::of(&pods);
     let mut used: BTreeMap<String, String> = BTreeMap::new();
     for (key, limit) in &hard {
         let value = match key.as_str() {
-            "pods" | "count/pods" => Some(pods.len().to_string()),
+            "pods" | "count/pods" => amounts.used(key, limit),
             "services" | "count/services" => Some(Api::<Service>::namespaced(ctx.client.clone(), &ns).list_metadata(&ListParams::default()).await?.items.len().to_string()),
             "services.nodeports" | "services.loadbalancers" => {
                 let kind = if key.ends_with("nodeports") { "NodePort" } else { "LoadBalancer" };
@@ -157,14 +181,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
             }
             k if k.starts_with("count/") => count_objects(&ctx.client, &ns, &k["count/".len()..]).await?.map(|n| n.to_string()),
             "configmaps" | "secrets" | "persistentvolumeclaims" | "replicationcontrollers" | "resourcequotas" => count_objects(&ctx.client, &ns, key).await?.map(|n| n.to_string()),
-            k => {
-                let (lists, resource) = match k.split_once('.') {
-                    Some(("requests", r)) => (&requests, r),
-                    Some(("limits", r)) => (&limits, r),
-                    _ => (&requests, k),
-                };
-                Some(sum(lists, resource, limit))
-            }
+            _ => amounts.used(key, limit),
         };
         if let Some(v) = value {
             used.insert(key.clone(), v);
@@ -180,7 +197,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
     let lowers = used.iter().any(|(k, v)| before(k).is_some_and(|b| quantity::milli(v).is_some_and(|v| v < b)));
     if lowers && !unchanged {
         let key = (ns.clone(), name.clone());
-        let mut lower = ctx.lower.lock().unwrap();
+        let mut lower = crate::common::lock(&ctx.lower);
         match lower.get(&key) {
             Some((seen, at)) if *seen == used && at.elapsed() >= LOWER_AFTER => {
                 lower.remove(&key);

@@ -42,6 +42,8 @@ struct Context {
 pub trait Replicated: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static {
     const API_VERSION: &str;
     const KIND: &str;
+    /// The controller's name in logs and metrics.
+    const CONTROLLER: &str;
     fn replicas(&self) -> Option<i32>;
     fn selector(&self) -> LabelSelector;
     fn template(&self) -> PodTemplateSpec;
@@ -52,6 +54,7 @@ pub trait Replicated: kube::Resource<DynamicType = (), Scope = k8s_openapi::Name
 impl Replicated for ReplicaSet {
     const API_VERSION: &str = "apps/v1";
     const KIND: &str = "ReplicaSet";
+    const CONTROLLER: &str = "replicaset";
     fn replicas(&self) -> Option<i32> {
         self.spec.as_ref()?.replicas
     }
@@ -72,6 +75,7 @@ impl Replicated for ReplicaSet {
 impl Replicated for ReplicationController {
     const API_VERSION: &str = "v1";
     const KIND: &str = "ReplicationController";
+    const CONTROLLER: &str = "replicationcontroller";
     fn replicas(&self) -> Option<i32> {
         self.spec.as_ref()?.replicas
     }
@@ -92,13 +96,27 @@ impl Replicated for ReplicationController {
 pub fn run<K: Replicated>(client: kube::Client, pods: &Informer<Pod>) -> impl Future<Output = ()> + Send {
     let pod_events = pods.subscribe();
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), expectations: Expectations::default() });
-    Controller::new(Api::<K>::all(client), watcher::Config::default())
-        .owns_shared_stream(pod_events)
-        .run(reconcile::<K>, |_, e, _| {
-            tracing::debug!("{}: {e}", K::KIND);
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
+    let controller = Controller::new(Api::<K>::all(client), watcher::Config::default()).owns_shared_stream(pod_events);
+    crate::common::run(K::CONTROLLER, controller, reconcile::<K>, context)
+}
+
+/// The replicas the set wants: a negative count is 0, as upstream's
+/// controller treats it.
+fn wanted<K: Replicated>(rs: &K) -> usize {
+    rs.replicas().unwrap_or(1).max(0) as usize
+}
+
+/// How many pods to create (positive) or which to delete, at most BURST
+/// a sync: the active pods that go first when scaling down.
+pub fn change<K: Replicated>(rs: &K, active: &[Arc<Pod>]) -> (usize, Vec<Arc<Pod>>) {
+    let wanted = wanted(rs);
+    if active.len() < wanted {
+        return ((wanted - active.len()).min(BURST), vec![]);
+    }
+    let mut ranked = active.to_vec();
+    ranked.sort_by_cached_key(deletion_rank);
+    ranked.truncate((active.len() - wanted).min(BURST));
+    (0, ranked)
 }
 
 async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -135,14 +153,12 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Actio
         }
     }
     let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
-    let mut active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
-    let wanted = rs.replicas().unwrap_or(1).max(0) as usize;
+    let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
     if ctx.expectations.satisfied(&uid, &present) {
-        if active.len() < wanted {
-            create_pods(&ctx, &*rs, &pods_api, (wanted - active.len()).min(BURST)).await?;
-        } else if active.len() > wanted {
-            active.sort_by_cached_key(deletion_rank);
-            let doomed: Vec<Arc<Pod>> = active.drain(..(active.len() - wanted).min(BURST)).collect();
+        let (create, doomed) = change(&*rs, &active);
+        if create > 0 {
+            create_pods(&ctx, &*rs, &pods_api, create).await?;
+        } else if !doomed.is_empty() {
             ctx.expectations.expect(&uid, [], doomed.iter().filter_map(|p| p.metadata.name.clone()));
             for pod in doomed {
                 let params = DeleteParams { preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
@@ -154,6 +170,16 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Actio
     }
     update_status(&ctx, &*rs, &owned).await?;
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// Every decision of one sync, on the objects alone: for the fuzz targets.
+pub fn fuzz<K: Replicated>(rs: &K, pods: &[Arc<Pod>]) {
+    let selector = rs.selector();
+    let owned: Vec<Arc<Pod>> = pods.iter().filter(|p| selects(&selector, p.metadata.labels.as_ref())).cloned().collect();
+    let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+    let _ = change(rs, &active);
+    let _ = next_status(rs, &owned);
+    let _ = owner_reference(rs.meta(), K::API_VERSION, K::KIND);
 }
 
 /// Creates `count` pods from the template in doubling batches (1, 2, 4, …),
@@ -201,7 +227,9 @@ fn deletion_rank(pod: &Arc<Pod>) -> Rank {
     (assigned, phase, ready.is_some(), Reverse(ready), Reverse(created))
 }
 
-async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>]) -> Result<(), Error> {
+/// The set's status from its pods, and whether it differs from the one
+/// it has.
+pub fn next_status<K: Replicated>(rs: &K, owned: &[Arc<Pod>]) -> (serde_json::Value, bool) {
     let min_ready = rs.min_ready_seconds();
     let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
     let template_labels = rs.template().metadata.and_then(|m| m.labels).unwrap_or_default();
@@ -216,7 +244,12 @@ async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>])
     let unchanged = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
         .iter()
         .all(|k| current.get(k).unwrap_or(&json!(0)) == status.get(k).filter(|v| !v.is_null()).unwrap_or(&json!(0)));
-    if unchanged {
+    (status, !unchanged)
+}
+
+async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>]) -> Result<(), Error> {
+    let (status, changed) = next_status(rs, owned);
+    if !changed {
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), rs.meta().namespace.as_deref().unwrap_or_default());

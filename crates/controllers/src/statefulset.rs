@@ -10,8 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec, Volume};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
@@ -34,17 +33,11 @@ struct Context {
 
 pub fn run(client: kube::Client, pods: &Informer<Pod>, revisions: &Informer<ControllerRevision>) -> impl Future<Output = ()> + Send {
     let context = Arc::new(Context { client: client.clone(), pods: pods.store(), revisions: revisions.store() });
-    Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default())
-        .owns_shared_stream(pods.subscribe())
-        .owns_shared_stream(revisions.subscribe())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!("statefulset: {e}");
-            Action::requeue(Duration::from_secs(1))
-        }, context)
-        .for_each(|_| async {})
+    let controller = Controller::new(Api::<StatefulSet>::all(client), watcher::Config::default()).owns_shared_stream(pods.subscribe()).owns_shared_stream(revisions.subscribe());
+    crate::common::run("statefulset", controller, reconcile, context)
 }
 
-fn ordinal_of(set: &str, pod: &Pod) -> Option<i32> {
+fn ordinal_of(set: &str, pod: &Pod) -> Option<i64> {
     pod.metadata.name.as_deref()?.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
@@ -62,6 +55,128 @@ fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
     let mut template = revision.data.as_ref()?.0.pointer("/spec/template")?.clone();
     template.as_object_mut()?.remove("$patch");
     serde_json::from_value(template).ok()
+}
+
+/// One step of a sync, in order.
+pub enum Step {
+    /// Create the pod of this ordinal, of the current revision (below the
+    /// partition) or the update revision.
+    Create { ordinal: i64, current: bool },
+    /// Delete a failed pod, to be created again.
+    Replace(Arc<Pod>),
+    /// Delete a pod beyond the replicas (its claims first, by policy).
+    Condemn(Arc<Pod>),
+    /// Delete a pod of an old revision, to come back updated.
+    Update(Arc<Pod>),
+}
+
+/// Pods created per sync at most (as the ReplicaSet controller's burst):
+/// a hostile `replicas: 2147483647` must not plan two billion creates.
+const BURST: usize = 500;
+
+/// What the replicas, their order and the update strategy ask for, given
+/// the set's pods by ordinal (sorted), and whether a step waits for a pod
+/// to become healthy. Ordinals are i64: `start + replicas` of two int32s
+/// overflows an i32.
+pub fn plan(spec: &StatefulSetSpec, pods: &[(i64, Arc<Pod>)], update_name: &str) -> (Vec<Step>, bool) {
+    let replicas = i64::from(spec.replicas.unwrap_or(1).max(0));
+    // Validation refuses a negative start; it counts as 0.
+    let start = i64::from(spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0).max(0));
+    let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
+    let rolling = spec.update_strategy.as_ref().is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
+    let partition = i64::from(spec.update_strategy.as_ref().and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0));
+    let in_range = |o: i64| o >= start && o < start + replicas;
+    let mut steps = Vec::new();
+
+    // Replicas in ordinal order: create what is missing, replace what failed.
+    let mut waiting = false;
+    let mut created = 0;
+    for ordinal in start..start + replicas {
+        let pod = pods.iter().find(|(o, _)| *o == ordinal).map(|(_, p)| p);
+        match pod {
+            None => {
+                // Ordinals below the partition keep the current revision.
+                steps.push(Step::Create { ordinal, current: rolling && ordinal - start < partition });
+                created += 1;
+                if !parallel || created >= BURST {
+                    waiting = true;
+                    break;
+                }
+            }
+            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") && p.metadata.deletion_timestamp.is_none() => {
+                steps.push(Step::Replace(p.clone()));
+                if !parallel {
+                    waiting = true;
+                    break;
+                }
+            }
+            Some(p) if !parallel && !healthy(p) => {
+                waiting = true;
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+
+    // Condemned pods go from the highest ordinal; one at a time unless
+    // Parallel, and only while every other pod is healthy.
+    let condemned: Vec<&Arc<Pod>> = pods.iter().rev().filter(|(o, _)| !in_range(*o)).map(|(_, p)| p).collect();
+    let all_healthy = pods.iter().filter(|(o, _)| in_range(*o)).all(|(_, p)| healthy(p));
+    for pod in &condemned {
+        if !parallel && (waiting || !all_healthy) {
+            break;
+        }
+        if pod.metadata.deletion_timestamp.is_none() {
+            steps.push(Step::Condemn((*pod).clone()));
+        }
+        if !parallel {
+            waiting = true;
+            break;
+        }
+    }
+
+    // Rolling update from the highest ordinal down to the partition, one
+    // pod at a time, each healthy before the next.
+    if rolling && !waiting && condemned.is_empty() && all_healthy {
+        let stale = pods.iter().rev().filter(|(o, _)| in_range(*o) && o - start >= partition).find(|(_, p)| revision_of(p).map(String::as_str) != Some(update_name));
+        if let Some((_, pod)) = stale {
+            steps.push(Step::Update(pod.clone()));
+        }
+    }
+    (steps, waiting)
+}
+
+/// The set's next status from its pods.
+pub fn next_status(set: &StatefulSet, pods: &[(i64, Arc<Pod>)], update_name: &str, current_name: &str) -> Value {
+    let spec = set.spec.clone().unwrap_or_default();
+    let replicas = i64::from(spec.replicas.unwrap_or(1).max(0));
+    let start = i64::from(spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0).max(0));
+    // Pods on their way out are no replicas, so neither ready nor available
+    // ones (upstream refuses a status with more ready than replicas).
+    let members: Vec<&Arc<Pod>> = pods.iter().filter(|(o, p)| *o >= start && *o < start + replicas && p.metadata.deletion_timestamp.is_none()).map(|(_, p)| p).collect();
+    let count = |f: &dyn Fn(&Pod) -> bool| members.iter().filter(|p| f(p)).count() as i64;
+    let updated = count(&|p| revision_of(p).map(String::as_str) == Some(update_name));
+    let current_replicas = count(&|p| revision_of(p).map(String::as_str) == Some(current_name));
+    // Once every replica runs the update, it is current.
+    let (current_name, current_replicas) = if updated == replicas && members.len() as i64 == replicas { (update_name, updated) } else { (current_name, current_replicas) };
+    json!({
+        "observedGeneration": set.metadata.generation,
+        "replicas": pods.iter().filter(|(_, p)| p.metadata.deletion_timestamp.is_none()).count(),
+        "readyReplicas": count(&|p| ready_since(p).is_some()),
+        "availableReplicas": count(&|p| is_available(p, spec.min_ready_seconds.unwrap_or(0))),
+        "currentReplicas": current_replicas,
+        "updatedReplicas": updated,
+        "currentRevision": current_name,
+        "updateRevision": update_name,
+        "collisionCount": 0,
+    })
+}
+
+/// The set's pods by ordinal, sorted.
+fn by_ordinal(name: &str, pods: Vec<Arc<Pod>>) -> Vec<(i64, Arc<Pod>)> {
+    let mut pods: Vec<(i64, Arc<Pod>)> = pods.into_iter().filter_map(|p| Some((ordinal_of(name, &p)?, p))).collect();
+    pods.sort_by_key(|(o, _)| *o);
+    pods
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -88,73 +203,21 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
         .map(|r| (**r).clone())
         .unwrap_or_else(|| update.clone());
     let current_name = current.metadata.name.clone().unwrap_or_default();
+    let pods = by_ordinal(&name, controlled_by(&ctx.pods, meta));
 
-    let replicas = spec.replicas.unwrap_or(1).max(0);
-    let start = spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0);
-    let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
-    let rolling = spec.update_strategy.as_ref().is_none_or(|s| s.type_.as_deref() != Some("OnDelete"));
-    let partition = spec.update_strategy.as_ref().and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0);
-    let mut pods: Vec<(i32, Arc<Pod>)> = controlled_by(&ctx.pods, meta)
-        .into_iter()
-        .filter_map(|p| Some((ordinal_of(&name, &p)?, p)))
-        .collect();
-    pods.sort_by_key(|(o, _)| *o);
-    let in_range = |o: i32| o >= start && o < start + replicas;
-
-    // Replicas in ordinal order: create what is missing, replace what failed.
-    let mut waiting = false;
-    for ordinal in start..start + replicas {
-        let pod = pods.iter().find(|(o, _)| *o == ordinal).map(|(_, p)| p);
-        match pod {
-            None => {
-                // Ordinals below the partition keep the current revision.
-                let (revision, revision_name) = if rolling && ordinal - start < partition { (&current, &current_name) } else { (&update, &update_name) };
+    let (steps, waiting) = plan(&spec, &pods, &update_name);
+    for step in steps {
+        match step {
+            Step::Create { ordinal, current: use_current } => {
+                let (revision, revision_name) = if use_current { (&current, &current_name) } else { (&update, &update_name) };
                 let template = template_of(revision).unwrap_or_else(|| spec.template.clone());
                 create_pod(&ctx, &set, &pods_api, ordinal, template, revision_name).await?;
-                if !parallel {
-                    waiting = true;
-                    break;
-                }
             }
-            Some(p) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") && p.metadata.deletion_timestamp.is_none() => {
-                delete_pod(&pods_api, p).await;
-                if !parallel {
-                    waiting = true;
-                    break;
-                }
+            Step::Replace(pod) | Step::Update(pod) => delete_pod(&pods_api, &pod).await,
+            Step::Condemn(pod) => {
+                retain_claims_when_scaled(&ctx, &set, &pod).await;
+                delete_pod(&pods_api, &pod).await;
             }
-            Some(p) if !parallel && !healthy(p) => {
-                waiting = true;
-                break;
-            }
-            Some(_) => {}
-        }
-    }
-
-    // Condemned pods go from the highest ordinal; one at a time unless
-    // Parallel, and only while every other pod is healthy.
-    let condemned: Vec<&Arc<Pod>> = pods.iter().rev().filter(|(o, _)| !in_range(*o)).map(|(_, p)| p).collect();
-    let all_healthy = pods.iter().filter(|(o, _)| in_range(*o)).all(|(_, p)| healthy(p));
-    for pod in &condemned {
-        if !parallel && (waiting || !all_healthy) {
-            break;
-        }
-        if pod.metadata.deletion_timestamp.is_none() {
-            retain_claims_when_scaled(&ctx, &set, pod).await;
-            delete_pod(&pods_api, pod).await;
-        }
-        if !parallel {
-            waiting = true;
-            break;
-        }
-    }
-
-    // Rolling update from the highest ordinal down to the partition, one
-    // pod at a time, each healthy before the next.
-    if rolling && !waiting && condemned.is_empty() && all_healthy {
-        let stale = pods.iter().rev().filter(|(o, _)| in_range(*o) && o - start >= partition).find(|(_, p)| revision_of(p) != Some(&update_name));
-        if let Some((_, pod)) = stale {
-            delete_pod(&pods_api, pod).await;
         }
     }
 
@@ -163,23 +226,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     live.extend([update_name.clone(), current_name.clone()]);
     history::prune(&revisions_api, &owned_revisions, spec.revision_history_limit.unwrap_or(10), &live).await;
 
-    let members: Vec<&Arc<Pod>> = pods.iter().filter(|(o, _)| in_range(*o)).map(|(_, p)| p).collect();
-    let count = |f: &dyn Fn(&Pod) -> bool| members.iter().filter(|p| f(p)).count() as i32;
-    let updated = count(&|p| revision_of(p) == Some(&update_name));
-    let current_replicas = count(&|p| revision_of(p) == Some(&current_name));
-    // Once every replica runs the update, it is current.
-    let (current_name, current_replicas) = if updated == replicas && members.len() as i32 == replicas { (update_name.clone(), updated) } else { (current_name, current_replicas) };
-    let next = json!({
-        "observedGeneration": meta.generation,
-        "replicas": pods.iter().filter(|(_, p)| p.metadata.deletion_timestamp.is_none()).count(),
-        "readyReplicas": count(&|p| ready_since(p).is_some()),
-        "availableReplicas": count(&|p| is_available(p, spec.min_ready_seconds.unwrap_or(0))),
-        "currentReplicas": current_replicas,
-        "updatedReplicas": updated,
-        "currentRevision": current_name,
-        "updateRevision": update_name,
-        "collisionCount": 0,
-    });
+    let next = next_status(&set, &pods, &update_name, &current_name);
     let was = serde_json::to_value(&status).unwrap_or_default();
     if next.as_object().into_iter().flatten().any(|(k, v)| was.get(k).unwrap_or(&json!(0)) != v) {
         let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -188,7 +235,18 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::requeue(Duration::from_secs(if waiting { 1 } else { 30 })))
 }
 
-async fn create_pod(ctx: &Context, set: &StatefulSet, pods_api: &Api<Pod>, ordinal: i32, template: PodTemplateSpec, revision: &str) -> Result<(), Error> {
+/// Every decision of one sync, on the objects alone: for the fuzz targets.
+pub fn fuzz(set: &StatefulSet, pods: Vec<Pod>, revision: &ControllerRevision) {
+    let name = set.metadata.name.clone().unwrap_or_default();
+    let spec = set.spec.clone().unwrap_or_default();
+    let pods = by_ordinal(&name, pods.into_iter().map(Arc::new).collect());
+    let update_name = revision.metadata.name.clone().unwrap_or_default();
+    let _ = template_of(revision);
+    let (_steps, _waiting) = plan(&spec, &pods, &update_name);
+    let _ = next_status(set, &pods, &update_name, "current");
+}
+
+async fn create_pod(ctx: &Context, set: &StatefulSet, pods_api: &Api<Pod>, ordinal: i64, template: PodTemplateSpec, revision: &str) -> Result<(), Error> {
     let meta = &set.metadata;
     let spec = set.spec.clone().unwrap_or_default();
     let set_name = meta.name.clone().unwrap_or_default();
@@ -212,7 +270,7 @@ async fn create_pod(ctx: &Context, set: &StatefulSet, pods_api: &Api<Pod>, ordin
         ensure_claim(ctx, set, claim, &claim_name).await?;
         let volumes = pod_spec.volumes.get_or_insert_with(Vec::new);
         volumes.retain(|v| v.name != template_name);
-        volumes.push(serde_json::from_value::<Volume>(json!({"name": template_name, "persistentVolumeClaim": {"claimName": claim_name}})).expect("a Volume"));
+        volumes.push(serde_json::from_value::<Volume>(json!({"name": template_name, "persistentVolumeClaim": {"claimName": claim_name}})).map_err(|e| Error(e.to_string()))?);
     }
     let pod = Pod { metadata: pod_meta, spec: Some(pod_spec), status: None };
     match pods_api.create(&PostParams::default(), &pod).await {
