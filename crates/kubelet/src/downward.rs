@@ -64,7 +64,8 @@ pub fn resource(pod: &Pod, default_container: Option<&str>, selector: &ResourceF
     let milli = skiff_quantity::milli(&amount).with_context(|| format!("{amount:?} is not a quantity"))?;
     let divisor = selector.divisor.as_ref().map(|d| d.0.as_str()).unwrap_or("1");
     let divisor = skiff_quantity::milli(divisor).filter(|d| *d > 0).with_context(|| format!("invalid divisor {divisor:?}"))?;
-    Ok(((milli + divisor - 1) / divisor).to_string())
+    // Rounded up without overflow (amounts reach i64::MAX).
+    Ok((milli.div_euclid(divisor) + i64::from(milli.rem_euclid(divisor) != 0)).to_string())
 }
 
 #[cfg(test)]

@@ -198,7 +198,7 @@ impl Kubelet {
         if critical(pod) {
             return None;
         }
-        let pressure = *self.pressed.lock().unwrap();
+        let pressure = *crate::lock(&self.pressed);
         let condition = match pressure {
             Pressure { disk: true, .. } => "DiskPressure",
             Pressure { pid: true, .. } => "PIDPressure",
@@ -214,7 +214,7 @@ impl Kubelet {
         let mut last_gc: Option<Instant> = None;
         loop {
             let pressure = self.pressure();
-            let changed = std::mem::replace(&mut *self.pressed.lock().unwrap(), pressure) != pressure;
+            let changed = std::mem::replace(&mut *crate::lock(&self.pressed), pressure) != pressure;
             if changed {
                 if let Err(e) = self.post_node_status().await {
                     tracing::warn!("posting the node's pressure: {e:#}");
@@ -226,7 +226,7 @@ impl Kubelet {
             }
             let crossed: Vec<Signal> = self.signals().into_iter().filter(Signal::crossed).collect();
             if let Some(signal) = crossed.first() {
-                if self.evictions.lock().unwrap().is_empty() {
+                if crate::lock(&self.evictions).is_empty() {
                     if let Err(e) = self.evict_one(signal).await {
                         tracing::warn!("evicting a pod: {e:#}");
                     }
@@ -295,7 +295,7 @@ impl Kubelet {
             }
         }
         tracing::warn!("evicting pod {}/{}: {message}", victim.metadata.namespace.as_deref().unwrap_or(""), victim.metadata.name.as_deref().unwrap_or(""));
-        self.evictions.lock().unwrap().insert(victim.metadata.uid.clone().unwrap_or_default(), message);
+        crate::lock(&self.evictions).insert(victim.metadata.uid.clone().unwrap_or_default(), message);
         Ok(())
     }
 }

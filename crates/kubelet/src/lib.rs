@@ -8,6 +8,8 @@ pub mod eviction;
 mod host;
 mod exec;
 pub mod exec_shim;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod images;
 pub mod logs;
 mod metrics;
@@ -28,10 +30,14 @@ pub mod volumes;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use futures::FutureExt;
 use kube::runtime::events::{Recorder, Reporter};
 
 pub use node::KUBELET_VERSION;
@@ -87,6 +93,21 @@ pub(crate) fn disk_usage(path: &std::path::Path) -> u64 {
     own + std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| disk_usage(&e.path())).sum::<u64>()
 }
 
+/// A mutex's contents, also after a panic caught while it was held (one
+/// pod's sync): the agent goes on with what it holds.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a caught panic says.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => s.to_string(),
+        (_, Some(s)) => s.clone(),
+        _ => "a panic without a message".into(),
+    }
+}
+
 /// Writes a file whole or not at all: a temporary sibling, then a rename.
 pub(crate) fn write_file_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
@@ -113,6 +134,11 @@ pub struct Kubelet {
     pressed: std::sync::Mutex<eviction::Pressure>,
     /// Pods to evict, by UID, with the reason their status will give.
     evictions: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Panics caught while syncing a pod (`kubelet_pod_sync_panics_total`),
+    /// and restarts of the agent's loops by loop
+    /// (`kubelet_task_restarts_total{task}`).
+    sync_panics: AtomicU64,
+    restarts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -163,20 +189,58 @@ impl Kubelet {
             started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             pressed: Default::default(),
             evictions: Default::default(),
+            sync_panics: AtomicU64::new(0),
+            restarts: Mutex::default(),
             client,
             config,
         });
-        *kubelet.pressed.lock().unwrap() = kubelet.pressure();
+        *lock(&kubelet.pressed) = kubelet.pressure();
         std::fs::create_dir_all(&kubelet.config.log_dir).with_context(|| format!("creating {}", kubelet.config.log_dir.display()))?;
         let server = server::Server::bind(kubelet.clone()).await?;
         let port = server.port();
         kubelet.port.store(port, Ordering::Relaxed);
         kubelet.register().await?;
-        let mut tasks = vec![tokio::spawn(server.run())];
+        // Each loop is started again if it ends or panics.
+        let server = Arc::new(server);
         let k = kubelet.clone();
-        tasks.push(tokio::spawn(async move { k.heartbeat().await }));
-        tasks.push(tokio::spawn(kubelet.clone().housekeeping()));
-        tasks.push(tokio::spawn(pods::run(kubelet)));
+        let mut tasks = vec![tokio::spawn(kubelet.clone().supervise("serve", move || {
+            let server = server.clone();
+            async move { server.run().await }
+        }))];
+        tasks.push(tokio::spawn(kubelet.clone().supervise("heartbeat", move || {
+            let k = k.clone();
+            async move { k.heartbeat().await }
+        })));
+        let k = kubelet.clone();
+        tasks.push(tokio::spawn(kubelet.clone().supervise("housekeeping", move || k.clone().housekeeping())));
+        let k = kubelet.clone();
+        tasks.push(tokio::spawn(kubelet.supervise("pods", move || pods::run(k.clone()))));
         Ok(Agent { tasks, port })
+    }
+
+    /// Runs `start()` for ever, as upstream's `wait.Until` with
+    /// `HandleCrash`: each time it ends or panics it is logged, counted and
+    /// started again after a back-off (100 ms doubling to 30 s; from the
+    /// start again after a minute without trouble).
+    async fn supervise<F, Fut>(self: Arc<Self>, task: &'static str, mut start: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let began = tokio::time::Instant::now();
+            let outcome = AssertUnwindSafe(start()).catch_unwind().await;
+            if began.elapsed() >= Duration::from_secs(60) {
+                delay = Duration::from_millis(100);
+            }
+            match outcome {
+                Ok(()) => tracing::error!(task, "stopped; starting it again in {delay:?}"),
+                Err(panic) => tracing::error!(task, "panicked: {}; starting it again in {delay:?}", panic_message(&*panic)),
+            }
+            *lock(&self.restarts).entry(task).or_default() += 1;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
     }
 }

@@ -130,6 +130,10 @@ impl Kubelet {
         scrape.gauge("kubelet_node_name", "The node's name. The count is always 1", [(labels(&[("node", &self.config.node_name)]), 1.0)]);
         scrape.gauge("kubelet_running_pods", "Number of pods that have a running pod sandbox", [(vec![], pods.len() as f64)]);
         scrape.gauge("kubelet_running_containers", "Number of containers currently running", [(labels(&[("container_state", "running")]), running.len() as f64)]);
+        let panics = self.sync_panics.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        scrape.counter("kubelet_pod_sync_panics", "Number of pod syncs that panicked; the pod gets a FailedSync event and is synced again after a back-off", [(vec![], panics)]);
+        let restarts: Vec<(Labels, f64)> = crate::lock(&self.restarts).iter().map(|(task, n)| (labels(&[("task", task)]), *n as f64)).collect();
+        scrape.counter("kubelet_task_restarts", "Number of times one of the agent's loops stopped or panicked and was started again", restarts);
         scrape.text()
     }
 }

@@ -77,7 +77,7 @@ impl Kubelet {
             let (reason, message) = if pressed { yes } else { no };
             json!({"type": kind, "status": if pressed { "True" } else { "False" }, "reason": reason, "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
         };
-        let pressure = *self.pressed.lock().unwrap();
+        let pressure = *crate::lock(&self.pressed);
         let (memory_pressure, disk_pressure, pid_pressure) = (pressure.memory, pressure.disk, pressure.pid);
         let uname = nix::sys::utsname::uname().ok();
         json!({

@@ -5,11 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Container as ContainerSpec, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
@@ -68,7 +70,11 @@ pub(crate) async fn run(kubelet: Arc<Kubelet>) {
                         let _ = worker.send(Update { pod, gone: true });
                     }
                 }
-                kubelet.clean_up_orphans(&listed).await;
+                // Best effort: a panic here must not lose the pods' workers.
+                if let Err(panic) = AssertUnwindSafe(kubelet.clean_up_orphans(&listed)).catch_unwind().await {
+                    tracing::error!("cleaning up after pods that are gone panicked: {}", crate::panic_message(&*panic));
+                    kubelet.sync_panics.fetch_add(1, Ordering::Relaxed);
+                }
                 continue;
             }
             watcher::Event::InitApply(pod) => {
@@ -136,16 +142,29 @@ fn past_deadline(pod: &Pod, state: &PodState) -> bool {
 
 async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver<Update>) {
     let mut state = PodState::default();
+    let mut panics = 0;
     loop {
         let update = updates.borrow_and_update().clone();
-        match kubelet.sync(&update, &mut state).await {
-            Ok(true) => return,
-            Ok(false) => {}
-            Err(e) => tracing::warn!("pod {}: {e:#}", name_of(&update.pod)),
+        // A panic while syncing one pod is that pod's error: it is
+        // reported on the pod, and the pod is synced again after a
+        // back-off; the agent and the other pods go on.
+        let mut wait = RELIST;
+        match AssertUnwindSafe(kubelet.sync(&update, &mut state)).catch_unwind().await {
+            Ok(Ok(true)) => return,
+            Ok(Ok(false)) => panics = 0,
+            Ok(Err(e)) => tracing::warn!("pod {}: {e:#}", name_of(&update.pod)),
+            Err(panic) => {
+                let message = crate::panic_message(&*panic);
+                tracing::error!("pod {}: syncing panicked: {message}", name_of(&update.pod));
+                kubelet.sync_panics.fetch_add(1, Ordering::Relaxed);
+                kubelet.event(&update.pod, None, true, "FailedSync", &format!("error syncing pod: {message}")).await;
+                wait = BACKOFF_START.saturating_mul(1 << panics.min(5)).min(BACKOFF_MAX);
+                panics += 1;
+            }
         }
         tokio::select! {
             changed = updates.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep(RELIST) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -224,7 +243,7 @@ fn inside_volume(root: &std::path::Path, sub: &str) -> Result<PathBuf> {
 
 /// The hostname a pod's containers see: `spec.hostname` or the pod's
 /// name, cut to 63 characters as upstream does.
-fn hostname(pod: &Pod) -> String {
+pub(crate) fn hostname(pod: &Pod) -> String {
     let name = pod.spec.as_ref().and_then(|s| s.hostname.clone()).or_else(|| pod.metadata.name.clone()).unwrap_or_default();
     name.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
 }
@@ -234,13 +253,15 @@ impl Kubelet {
     async fn sync(&self, update: &Update, state: &mut PodState) -> Result<bool> {
         let pod = &update.pod;
         let uid = uid_of(pod);
+        // The UID names the pod's directories and cgroup.
+        anyhow::ensure!(!uid.is_empty() && !uid.contains(['/', '\0']) && uid != "." && uid != "..", "pod UID {uid:?} cannot name a directory");
         let containers = self.runtime.list(Some(uid)).await?;
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         let leaving = update.gone || pod.metadata.deletion_timestamp.is_some();
         if leaving || finished {
             // Chosen for eviction as it finished or went: nothing is left
             // to evict, and the next victim may be chosen.
-            self.evictions.lock().unwrap().remove(uid);
+            crate::lock(&self.evictions).remove(uid);
         }
         if leaving {
             self.terminate(pod, &containers).await?;
@@ -267,13 +288,13 @@ impl Kubelet {
         if state.storage_checked.is_none_or(|at| at.elapsed() >= STORAGE_CHECK) {
             state.storage_checked = Some(Instant::now());
             if let Some(message) = self.over_storage_limit(pod) {
-                self.evictions.lock().unwrap().insert(uid.to_string(), message);
+                crate::lock(&self.evictions).insert(uid.to_string(), message);
             }
         }
         // Evicted under node pressure or past a storage limit, refused by
         // node pressure before starting, or past its deadline.
         if state.stopped.is_none() {
-            let evicted = self.evictions.lock().unwrap().get(uid).cloned();
+            let evicted = crate::lock(&self.evictions).get(uid).cloned();
             let refused = if evicted.is_none() && containers.is_empty() && !self.sandboxes.exists(uid) { self.refusal(pod) } else { None };
             state.stopped = match (evicted, refused) {
                 (Some(message), _) => Some(Stopped { reason: "Evicted", message, disruption: true }),
@@ -294,7 +315,7 @@ impl Kubelet {
             let containers = self.runtime.list(Some(uid)).await?;
             self.post_status(pod, state, &containers).await?;
             // Stopped, so the next victim may be chosen.
-            self.evictions.lock().unwrap().remove(uid);
+            crate::lock(&self.evictions).remove(uid);
             return Ok(false);
         }
         state.start_time.get_or_insert_with(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -309,7 +330,7 @@ impl Kubelet {
         }
         let refresh = state.volumes.as_ref().is_none_or(|(at, _)| at.elapsed() >= VOLUME_REFRESH);
         if refresh {
-            let allocatable = self.allocatable.lock().unwrap().clone();
+            let allocatable = crate::lock(&self.allocatable).clone();
             match self.volumes.setup(&self.client, pod, &allocatable).await {
                 Ok(paths) => state.volumes = Some((Instant::now(), paths)),
                 Err(e) if state.volumes.is_none() => {
@@ -437,7 +458,7 @@ impl Kubelet {
                 let nodes: Api<Node> = Api::all(self.client.clone());
                 let node = nodes.get(&self.config.node_name).await?;
                 if let Some(allocatable) = node.status.as_ref().and_then(|s| s.allocatable.as_ref()) {
-                    *self.allocatable.lock().unwrap() = allocatable.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
+                    *crate::lock(&self.allocatable) = allocatable.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
                 }
                 node.spec.and_then(|s| s.pod_cidr).context("the node has no pod CIDR yet")
             })
@@ -490,12 +511,15 @@ impl Kubelet {
     /// to report (StartError); the other failures come back as why it waits.
     async fn start_container(&self, pod: &Pod, container: &ContainerSpec, attempt: u32, state: &mut PodState) -> Result<(), Waiting> {
         let name = &container.name;
+        let config_error = |e: anyhow::Error| Waiting { reason: "CreateContainerConfigError".into(), message: format!("{e:#}") };
+        // The name becomes a path (logs, termination messages): validation
+        // wants a DNS label, and a pod stored before it may not have one.
+        spec::check_name("container", name).map_err(config_error)?;
         let image_ref = container.image.clone().unwrap_or_default();
         let image = match self.ensure_image(pod, container, state).await {
             Ok(image) => image,
             Err(w) => return Err(w),
         };
-        let config_error = |e: anyhow::Error| Waiting { reason: "CreateContainerConfigError".into(), message: format!("{e:#}") };
         let image_config = self.images.config(&image).map_err(config_error)?;
         if let Err(e) = self.images.touch(&image.digest) {
             tracing::warn!("marking image {} used: {e:#}", image.digest);
@@ -513,7 +537,7 @@ impl Kubelet {
         let volumes = state.volumes.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
         let mounts = self.mounts(pod, container, attempt, &volumes, &env).map_err(config_error)?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
-        let spec = spec::build(spec::Inputs {
+        let inputs = spec::Inputs {
             pod: &pod_with_ips,
             container,
             image: &image_config,
@@ -523,8 +547,8 @@ impl Kubelet {
             hostname: if host_network { self.config.node_name.clone() } else { hostname(pod) },
             seccomp_dir: &self.config.data_dir.join("seccomp"),
             layers: &self.images.layer_dirs(&image),
-        })
-        .map_err(config_error)?;
+        };
+        let spec = spec::build_guarded(inputs).map_err(config_error)?;
         let log_path = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))).join(name).join(format!("{attempt}.log"));
         let meta = Meta {
             pod_uid: uid.to_string(),
@@ -644,7 +668,7 @@ impl Kubelet {
                 env.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned()));
             }
         }
-        let allocatable = self.allocatable.lock().unwrap().clone();
+        let allocatable = crate::lock(&self.allocatable).clone();
         // One key of a ConfigMap's or Secret's data; None for an optional one that is not there.
         let key_value = |data: Option<BTreeMap<String, Vec<u8>>>, kind: &str, name: &str, key: &str, optional: Option<bool>| -> Result<Option<String>> {
             match data.as_ref().and_then(|d| d.get(key)) {
@@ -686,6 +710,7 @@ impl Kubelet {
         let uid = uid_of(pod);
         let pod_dir = self.volumes.pod_dir(uid);
         let mut mounts = Vec::new();
+        spec::check_mount_paths(container)?;
         for m in container.volume_mounts.iter().flatten() {
             let mut source = volumes.get(&m.name).with_context(|| format!("no volume {:?}", m.name))?.clone();
             let expanded = m.sub_path_expr.as_deref().map(|e| spec::expand(e, env));

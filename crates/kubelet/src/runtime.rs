@@ -179,7 +179,7 @@ impl Runc {
     async fn start_inner(&self, id: &str, dir: &Path, config: ContainerConfig) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         shim::write_json(&dir.join(META), &config.meta)?;
-        self.metas.lock().unwrap().insert(id.to_string(), config.meta.clone());
+        crate::lock(&self.metas).insert(id.to_string(), config.meta.clone());
         if let Some(parent) = config.meta.log_path.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -270,12 +270,12 @@ impl ContainerRuntime for Runc {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", dir.display())),
             _ => {}
         }
-        self.metas.lock().unwrap().remove(id);
+        crate::lock(&self.metas).remove(id);
         Ok(())
     }
 
     async fn list(&self, pod_uid: Option<&str>) -> Result<Vec<Container>> {
-        let metas: Vec<(String, Meta)> = self.metas.lock().unwrap().iter().filter(|(_, m)| pod_uid.is_none_or(|u| m.pod_uid == u)).map(|(i, m)| (i.clone(), m.clone())).collect();
+        let metas: Vec<(String, Meta)> = crate::lock(&self.metas).iter().filter(|(_, m)| pod_uid.is_none_or(|u| m.pod_uid == u)).map(|(i, m)| (i.clone(), m.clone())).collect();
         Ok(metas.into_iter().map(|(id, meta)| Container { state: Self::state_of(&self.dir(&id)), id, meta }).collect())
     }
 
@@ -333,7 +333,7 @@ impl ContainerRuntime for Runc {
     }
 
     fn state(&self, id: &str) -> Option<State> {
-        self.metas.lock().unwrap().contains_key(id).then(|| Self::state_of(&self.dir(id)))
+        crate::lock(&self.metas).contains_key(id).then(|| Self::state_of(&self.dir(id)))
     }
 
     fn version(&self) -> String {

@@ -58,7 +58,7 @@ impl Server {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    pub async fn run(self) {
+    pub async fn run(&self) {
         loop {
             let Ok((tcp, peer)) = self.listener.accept().await else { continue };
             let (tls, router) = (self.tls.clone(), self.router.clone());

@@ -55,6 +55,43 @@ const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::AuditWrite,
 ];
 
+/// `build`, with a panic (a bug on hostile input) as its error: the
+/// container then waits with `CreateContainerConfigError`, as for any
+/// other configuration the agent cannot make, and the agent goes on.
+pub fn build_guarded(inputs: Inputs) -> Result<Spec> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(inputs))).unwrap_or_else(|panic| anyhow::bail!("building the container's configuration failed: {}", crate::panic_message(&*panic)))
+}
+
+/// A container's or volume's name, which becomes a path on the node:
+/// validation wants an RFC 1123 label, and an object stored before
+/// validation may not have one.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    let label = !name.is_empty() && name.len() <= 63 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !name.starts_with('-') && !name.ends_with('-');
+    anyhow::ensure!(
+        label,
+        "invalid {what} name {name:?}: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+    );
+    Ok(())
+}
+
+/// The container's mount paths as validation wants them: given, unique,
+/// and without `..` (which would climb out of where it is meant to go).
+pub fn check_mount_paths(container: &Container) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for m in container.volume_mounts.iter().flatten() {
+        let path = m.mount_path.as_str();
+        anyhow::ensure!(!path.is_empty(), "volumeMounts[{}].mountPath: Required value", m.name);
+        anyhow::ensure!(!std::path::Path::new(path).components().any(|c| c == std::path::Component::ParentDir), "volumeMounts[{}].mountPath {path:?} must not contain '..'", m.name);
+        anyhow::ensure!(seen.insert(path), "volumeMounts[{}].mountPath {path:?} must be unique", m.name);
+    }
+    Ok(())
+}
+
+/// A user or group ID as validation wants it: 0 to 2147483647.
+fn id(what: &str, value: i64) -> Result<u32> {
+    u32::try_from(value).ok().filter(|v| *v <= i32::MAX as u32).with_context(|| format!("{what} {value} must be between 0 and 2147483647, inclusive"))
+}
+
 pub fn build(inputs: Inputs) -> Result<Spec> {
     let Inputs { pod, container, image, env, mounts, namespaces, hostname, seccomp_dir, layers } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
@@ -74,13 +111,13 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
     let security = container.security_context.clone().unwrap_or_default();
     let pod_security = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
     let (image_uid, image_gid) = image_user(image_config.user().as_deref(), layers)?;
-    let uid = security.run_as_user.or(pod_security.run_as_user).map(|u| u as u32).unwrap_or(image_uid);
-    let gid = security.run_as_group.or(pod_security.run_as_group).map(|g| g as u32).unwrap_or(image_gid);
+    let uid = security.run_as_user.or(pod_security.run_as_user).map(|u| id("runAsUser", u)).transpose()?.unwrap_or(image_uid);
+    let gid = security.run_as_group.or(pod_security.run_as_group).map(|g| id("runAsGroup", g)).transpose()?.unwrap_or(image_gid);
     if security.run_as_non_root.or(pod_security.run_as_non_root) == Some(true) && uid == 0 {
         anyhow::bail!("container has runAsNonRoot and image will run as root (pod: \"{}\", container: {})", pod_label(pod), container.name);
     }
-    let mut groups: Vec<u32> = pod_security.supplemental_groups.clone().unwrap_or_default().iter().map(|g| *g as u32).collect();
-    groups.extend(pod_security.fs_group.map(|g| g as u32));
+    let mut groups: Vec<u32> = pod_security.supplemental_groups.clone().unwrap_or_default().iter().map(|g| id("supplementalGroups", *g)).collect::<Result<_>>()?;
+    groups.extend(pod_security.fs_group.map(|g| id("fsGroup", g)).transpose()?);
     let privileged = security.privileged == Some(true);
     let mut capabilities: Vec<Capability> = if privileged { all_capabilities() } else { DEFAULT_CAPABILITIES.to_vec() };
     if let Some(caps) = &security.capabilities {
@@ -256,23 +293,29 @@ fn image_user(user: Option<&str>, layers: &[PathBuf]) -> Result<(u32, u32)> {
 }
 
 /// CPU shares from requests, CFS quota and the memory limit from limits,
-/// as upstream's kubelet maps them.
+/// as upstream's kubelet maps them (`MilliCPUToShares`, `MilliCPUToQuota`),
+/// without overflow on amounts near i64::MAX.
 fn resources(container: &Container) -> Result<oci_spec::runtime::LinuxResources> {
-    // In milli-units.
+    // In milli-units; validation refuses negative amounts, and so does this.
     let get = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str| -> Result<Option<i64>> {
-        map.and_then(|m| m.get(key)).map(|q| skiff_quantity::milli(&q.0).with_context(|| format!("{key}: {:?} is not a quantity", q.0))).transpose()
+        let Some(q) = map.and_then(|m| m.get(key)) else { return Ok(None) };
+        let milli = skiff_quantity::milli(&q.0).with_context(|| format!("{key}: {:?} is not a quantity", q.0))?;
+        anyhow::ensure!(milli >= 0, "{key}: {:?} must be greater than or equal to 0", q.0);
+        Ok(Some(milli))
     };
     let requests = container.resources.as_ref().and_then(|r| r.requests.as_ref());
     let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     let cpu_request = get(requests, "cpu")?.or(get(limits, "cpu")?);
-    let shares = cpu_request.map(|m| (m * 1024 / 1000).max(2) as u64).unwrap_or(2);
+    // Upstream's bounds: 2 to 262144 shares.
+    let shares = cpu_request.map(|m| (m / 1000).saturating_mul(1024).saturating_add(m % 1000 * 1024 / 1000).clamp(2, 262_144) as u64).unwrap_or(2);
     let mut cpu = LinuxCpuBuilder::default().shares(shares);
     if let Some(limit) = get(limits, "cpu")? {
-        cpu = cpu.quota((limit * 100).max(1000)).period(100_000u64);
+        cpu = cpu.quota(limit.saturating_mul(100).max(1000)).period(100_000u64);
     }
     let mut builder = LinuxResourcesBuilder::default().cpu(cpu.build()?);
     if let Some(memory) = get(limits, "memory")? {
-        builder = builder.memory(LinuxMemoryBuilder::default().limit((memory + 999) / 1000).build()?);
+        // Bytes, rounded up.
+        builder = builder.memory(LinuxMemoryBuilder::default().limit(memory / 1000 + i64::from(memory % 1000 != 0)).build()?);
     }
     builder.build().context("container resources")
 }

@@ -23,7 +23,7 @@ impl Rates {
     /// Nanocores used since the last reading of `key`, if there was one.
     fn nano_cores(&self, key: &str, usage_ns: u64) -> Option<u64> {
         let now = Instant::now();
-        let previous = self.0.lock().unwrap().insert(key.to_string(), (now, usage_ns));
+        let previous = crate::lock(&self.0).insert(key.to_string(), (now, usage_ns));
         let (at, before) = previous?;
         let elapsed = now.duration_since(at).as_nanos();
         // In u128: a busy node uses more than 18 s of CPU between readings,

@@ -46,6 +46,8 @@ impl Volumes {
         let uid = pod.metadata.uid.as_deref().context("pod without uid")?;
         let mut paths = BTreeMap::new();
         for volume in pod.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            // Its name becomes a path under the pod's directory.
+            crate::spec::check_name("volume", &volume.name).with_context(|| format!("MountVolume.SetUp failed for volume \"{}\"", volume.name))?;
             let path = self.setup_one(client, pod, uid, volume, allocatable).await.with_context(|| format!("MountVolume.SetUp failed for volume \"{}\"", volume.name))?;
             paths.insert(volume.name.clone(), path);
         }

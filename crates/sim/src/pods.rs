@@ -148,10 +148,11 @@ async fn pod_cidr(state: &State, node: &str) -> Option<(Ipv4Addr, u8)> {
 /// clusters without node IPAM), picked by the pod's uid: like a CNI's
 /// host-local allocation, though two pods may draw the same address.
 fn pod_ip(node: usize, cidr: Option<(Ipv4Addr, u8)>, uid: &str) -> Ipv4Addr {
-    let (base, bits) = cidr.unwrap_or((Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)) + ((node as u32) << 8)), 24));
+    // Wrapping: a node index or CIDR at the end of the range must not overflow.
+    let (base, bits) = cidr.unwrap_or((Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 128, 0, 0)).wrapping_add((node as u32) << 8)), 24));
     let hosts = (1u32 << (32 - bits.clamp(8, 30) as u32)) - 2;
     let host = uid.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % hosts + 1;
-    Ipv4Addr::from(u32::from(base) + host)
+    Ipv4Addr::from(u32::from(base).wrapping_add(host))
 }
 
 fn condition(kind: &str, status: &str, reason: Option<&str>) -> Value {
@@ -235,7 +236,8 @@ fn parse_duration(text: &str) -> Option<Duration> {
         "h" => 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(number * unit))
+    // `try_`: an annotation of 1e30 hours must not panic the simulator.
+    Duration::try_from_secs_f64(number * unit).ok()
 }
 
 #[cfg(test)]
@@ -249,6 +251,7 @@ mod tests {
         assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
         assert_eq!(parse_duration("2"), None);
         assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("99999999999999999999999999h"), None, "too long for a Duration");
     }
 
     #[test]
