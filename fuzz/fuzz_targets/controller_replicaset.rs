@@ -1,0 +1,6 @@
+#![no_main]
+//! A ReplicaSet (and a ReplicationController) and its pods, mutated by the input into hostile objects: the
+//! controller's decisions, never a panic.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| skiff_controllers::fuzzing::replicaset(data));
