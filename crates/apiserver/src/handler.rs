@@ -114,6 +114,8 @@ pub struct Api {
     pub admission: skiff_admission::Chain,
     pub audit: Option<crate::audit::Audit>,
     pub metrics: crate::metrics::Metrics,
+    /// See `Config::component_metrics`.
+    pub component_metrics: Vec<fn() -> String>,
     /// Upstream's `--max-requests-inflight` and
     /// `--max-mutating-requests-inflight`: beyond them requests get 429.
     pub read_slots: tokio::sync::Semaphore,
@@ -316,7 +318,7 @@ impl Api {
             "/.well-known/openid-configuration" => return json_response(StatusCode::OK, &self.security.tokens.openid_configuration(&self.security.jwks_uri)),
             "/openid/v1/jwks" => return (StatusCode::OK, [(header::CONTENT_TYPE, "application/jwk-set+json")], self.security.tokens.jwks().to_string()).into_response(),
             "/metrics" => {
-                return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render()).into_response()
+                return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render_with(&self.component_metrics)).into_response()
             }
             _ => {}
         }

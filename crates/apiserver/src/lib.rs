@@ -82,6 +82,9 @@ pub struct Config {
     pub kubelet_client: Option<CertPair>,
     /// How often metrics.k8s.io reads the nodes (metrics-server's `--metric-resolution`).
     pub metric_resolution: std::time::Duration,
+    /// The metric families of the components this process also runs
+    /// (controller manager, scheduler), served on the same `/metrics`.
+    pub component_metrics: Vec<fn() -> String>,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -116,6 +119,7 @@ impl Server {
             admission: config.admission,
             audit: config.audit,
             metrics: metrics::Metrics::new(),
+            component_metrics: config.component_metrics,
             read_slots: tokio::sync::Semaphore::new(config.max_requests_inflight),
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
             kubelets: kubelets::Kubelets::new(&config.client_ca_pem, config.kubelet_client.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())))?,

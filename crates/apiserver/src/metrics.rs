@@ -104,9 +104,15 @@ impl Metrics {
             .inc();
     }
 
-    pub fn render(&self) -> String {
+    /// The API server's families, then `components`' (each without an
+    /// `# EOF`), then the one `# EOF` that ends the page.
+    pub fn render_with(&self, components: &[fn() -> String]) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        for component in components {
+            out.push_str(&component());
+        }
+        prometheus_client::encoding::text::encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

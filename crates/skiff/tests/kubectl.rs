@@ -419,9 +419,14 @@ fn metrics_count_requests_as_upstream_names_them() {
         r#"apiserver_request_total{verb="GET",group="",version="v1",resource="podtemplates",subresource="",scope="resource",component="apiserver",code="404"} 1"#,
         "# TYPE apiserver_request_duration_seconds histogram",
         "apiserver_current_inflight_requests",
+        // The controller manager's and scheduler's, on the same page.
+        r#"controller_reconcile_panics_total{controller="deployment"} 0"#,
+        r#"controller_restarts_total{controller="deployment"} 0"#,
+        "# TYPE scheduler_task_restarts counter",
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+    assert_eq!(text.matches("# EOF").count(), 1, "one page: {text}");
 }
 
 #[test]
