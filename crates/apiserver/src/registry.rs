@@ -808,10 +808,7 @@ fn validate(def: &ResourceDef, op: Op<'_>) -> ApiResult<()> {
     if errs.is_empty() {
         return Ok(());
     }
-    let name = match op {
-        Op::Create(obj) | Op::Update { new: obj, .. } | Op::Status { new: obj, .. } => name_of(obj),
-    };
-    Err(ApiError::invalid(def, name, &errs))
+    Err(ApiError::invalid(def, name_of(op.new_object()), &errs))
 }
 
 /// Upstream's generateName suffix: five characters from an alphabet

@@ -37,8 +37,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
 /// them is defined before the first panic.
 pub(crate) fn starting(controller: &str) {
     let labels = Labels { controller: controller.into() };
-    METRICS.panics.get_or_create(&labels);
-    METRICS.restarts.get_or_create(&labels);
+    let _ = METRICS.panics.get_or_create(&labels);
+    let _ = METRICS.restarts.get_or_create(&labels);
 }
 
 pub(crate) fn reconcile_panicked(controller: &str) {

@@ -51,7 +51,7 @@ pub fn attempt(profile: &str, result: &str) {
 
 /// Shows a task's restarts at 0 from its start.
 pub fn starting(task: &str) {
-    METRICS.restarts.get_or_create(&TaskLabels { task: task.into() });
+    let _ = METRICS.restarts.get_or_create(&TaskLabels { task: task.into() });
 }
 
 pub fn restarted(task: &str) {

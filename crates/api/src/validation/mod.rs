@@ -518,7 +518,7 @@ pub enum Op<'a> {
     Status { new: &'a Value, old: &'a Value },
 }
 
-impl Op<'_> {
+impl<'a> Op<'a> {
     /// Runs a kind's three functions on the objects decoded as `K`.
     pub(crate) fn run<K: DeserializeOwned>(self, create: fn(&K) -> Errors, update: fn(&K, &K) -> Errors, status: fn(&K, &K) -> Errors) -> Errors {
         let decode = |v: &Value| K::deserialize(v).map_err(|e| vec![Path::new("").internal(&e.to_string())]);
@@ -535,8 +535,9 @@ impl Op<'_> {
         result.unwrap_or_else(|e| e)
     }
 
-    fn new_object(&self) -> &Value {
-        match self {
+    /// The object as it is to be stored.
+    pub fn new_object(&self) -> &'a Value {
+        match *self {
             Op::Create(obj) => obj,
             Op::Update { new, .. } | Op::Status { new, .. } => new,
         }
