@@ -668,6 +668,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn paths_and_messages_read_as_upstream() {
@@ -704,5 +705,95 @@ mod tests {
         assert_eq!(quantity_error("1Gb"), Some(QUANTITY_FORMAT));
         assert_eq!(quantity_error("1.2.3"), Some("unable to parse numeric part of quantity"));
         assert_eq!(quantity_error("1iG"), Some("unable to parse quantity's suffix"));
+    }
+
+    /// Objects made from each kind's schema, with values chosen to hurt
+    /// (empty, huge, negative, unicode, paths, addresses), on create, update
+    /// and status: validation answers, it never panics. Seeded, so a
+    /// failure reproduces; `SKIFF_FUZZ_ROUNDS` runs longer.
+    #[test]
+    fn no_object_panics_validation() {
+        let rounds: usize = std::env::var("SKIFF_FUZZ_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(40);
+        let mut rng = Rng(0x5eed_1234_abcd_ef01);
+        for def in crate::resources::BUILTIN.iter().filter(|d| d.verbs == crate::Verbs::All) {
+            let schema = crate::schema::DEFINITIONS.get(&(def.schema_name)()).unwrap_or_else(|| panic!("{} has a schema", def.kind));
+            for round in 0..rounds {
+                let (mut new, mut old) = (hostile(schema, &mut rng, 0), hostile(schema, &mut rng, 0));
+                for obj in [&mut new, &mut old] {
+                    // Decoding checks them; the rest is what validation sees.
+                    obj["apiVersion"] = json!(def.api_version());
+                    obj["kind"] = json!(def.kind);
+                }
+                new["metadata"]["name"] = json!(["x", "", "a.b", "-", "\u{e9}"][round % 5]);
+                for op in [Op::Create(&new), Op::Update { new: &new, old: &old }, Op::Status { new: &new, old: &old }] {
+                    let caught = std::panic::catch_unwind(|| validate(def, op));
+                    assert!(caught.is_ok(), "{} panicked on {new}\nold: {old}", def.kind);
+                }
+            }
+        }
+    }
+
+    /// xorshift64: enough to pick values, no dependency for it.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn hostile(schema: &Value, rng: &mut Rng, depth: usize) -> Value {
+        const STRINGS: &[&str] = &[
+            "", "a", "-", "..", "../../etc", "a/b/c", "*", "1e3", "-5", "150%", "-1%", "abc%", "9999999999999999999Ei", "1e2147483647", "0.0.0.0",
+            "::1", "127.0.0.1", "10.0.0.0/8", "fe80::1/64", "2001:db8::/129", "Always", "In", "Exists", "TCP", "Prefix", "http://x/../y", "@every 1s",
+            "*/1 * * * *", "TZ=UTC", "\u{e9}\u{301}", "a\nb", "kubernetes.io/x", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----",
+        ];
+        const INTEGERS: &[i64] = &[0, 1, -1, 65535, 65536, i32::MAX as i64, i32::MIN as i64, 1_000_000_001];
+        if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+            if reference.ends_with(".Time") || reference.ends_with(".MicroTime") {
+                return json!(["2026-01-01T00:00:00Z", "1970-01-01T00:00:00.000001Z", "9999-12-31T23:59:59Z"][rng.below(3)]);
+            }
+            return crate::schema::resolve(reference).map_or(Value::Null, |s| hostile(s, rng, depth + 1));
+        }
+        if let Some(first) = schema.get("allOf").and_then(Value::as_array).and_then(|a| a.first()) {
+            return hostile(first, rng, depth);
+        }
+        let text = |rng: &mut Rng| Value::from(STRINGS[rng.below(STRINGS.len())]);
+        match schema.get("type").and_then(Value::as_str) {
+            // Deep enough: what is left out is left out.
+            Some("array") if depth > 8 => json!([]),
+            Some("object") | None if depth > 8 => json!({}),
+            Some("object") | None if schema.get("properties").is_some() => {
+                let mut out = serde_json::Map::new();
+                for (k, s) in schema["properties"].as_object().into_iter().flatten() {
+                    if rng.below(3) > 0 {
+                        out.insert(k.clone(), hostile(s, rng, depth + 1));
+                    }
+                }
+                Value::Object(out)
+            }
+            Some("object") => match schema.get("additionalProperties") {
+                Some(values) if values.is_object() => {
+                    let keys = ["a", "cpu", "memory", "hugepages-2Mi", "example.com/gpu", "storage", "pods", "", "Bad Key"];
+                    (0..rng.below(3)).map(|_| (keys[rng.below(keys.len())].to_string(), hostile(values, rng, depth + 1))).collect()
+                }
+                _ => json!({}),
+            },
+            Some("array") => (0..rng.below(3)).map(|_| hostile(&schema["items"], rng, depth + 1)).collect(),
+            Some("string") => match schema.get("format").and_then(Value::as_str) {
+                Some("date-time") => json!(["2026-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"][rng.below(3)]),
+                Some("byte") => json!(["", "AAAA", "LS0tLS1CRUdJTg=="][rng.below(3)]),
+                _ => text(rng),
+            },
+            Some("integer") => json!(INTEGERS[rng.below(INTEGERS.len())]),
+            Some("number") => json!([0.0, -1.5, 1e300][rng.below(3)]),
+            Some("boolean") => json!(rng.below(2) == 0),
+            // Int-or-string and untyped fields.
+            _ if rng.below(2) == 0 => json!(INTEGERS[rng.below(INTEGERS.len())]),
+            _ => text(rng),
+        }
     }
 }
