@@ -55,16 +55,13 @@ pub fn check(def: &ResourceDef, obj: Value, mode: Mode, warnings: &mut Vec<Strin
 fn check_with(def: &ResourceDef, mut obj: Value, duplicates: Vec<String>, mode: Mode, warnings: &mut Vec<String>) -> ApiResult<Value> {
     // A body of another kind gets upstream's message, not a decoding error.
     crate::registry::check_type(def, &obj)?;
-    let schema = (def.schema_name)();
-    skiff_api::validation::quantity_numbers_as_text(&schema, &mut obj);
     let undecodable = |e: String| {
         ApiError::bad_request(format!("{kind} in version {version:?} cannot be handled as a {kind}: {e}", kind = def.kind, version = def.version))
     };
+    // Quantities are parsed while decoding, as upstream's are.
+    skiff_api::validation::decode_quantities(&(def.schema_name)(), &mut obj).map_err(|why| undecodable(why.to_string()))?;
     match def.prune(&obj) {
         Ok((pruned, unknown)) => {
-            if let Some(why) = skiff_api::validation::unparsable_quantity(&schema, &pruned) {
-                return Err(undecodable(why.to_string()));
-            }
             let mut found: Vec<String> = unknown.iter().map(|u| format!("unknown field {u:?}")).collect();
             found.extend(duplicates.iter().map(|d| format!("duplicate field {d:?}")));
             match mode {

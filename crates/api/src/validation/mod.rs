@@ -41,7 +41,7 @@ mod storage;
 pub use go::go_struct;
 pub use meta::*;
 pub use pod_scheduling::ephemeral_containers_update;
-pub use quantities::{numbers_as_text as quantity_numbers_as_text, unparsable as unparsable_quantity};
+pub use quantities::decode as decode_quantities;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use serde::de::DeserializeOwned;

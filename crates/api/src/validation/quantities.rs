@@ -58,46 +58,35 @@ fn tree<'a>(schema: &'a Value, expanding: &mut Vec<&'a str>) -> Option<Node> {
     None
 }
 
-/// The parser's message for the first quantity in `obj` (of the type
-/// named `schema_name`) that does not parse.
-pub fn unparsable(schema_name: &str, obj: &Value) -> Option<&'static str> {
-    find(TREES.get(schema_name)?, obj)
-}
-
-/// Quantities written as JSON numbers (YAML's `cpu: 2`) as the strings
-/// k8s-openapi decodes; upstream's Quantity decodes both.
-pub fn numbers_as_text(schema_name: &str, obj: &mut Value) {
-    if let Some(node) = TREES.get(schema_name) {
-        stringify(node, obj);
+/// Reads the quantities of `obj` (of the type named `schema_name`) as
+/// upstream's Quantity decodes them: a JSON number (YAML's `cpu: 2`) is
+/// taken as its text, which k8s-openapi's string quantity needs; a string
+/// must parse. Fails with the parser's message for the first that does not.
+pub fn decode(schema_name: &str, obj: &mut Value) -> Result<(), &'static str> {
+    match TREES.get(schema_name) {
+        Some(node) => walk(node, obj),
+        None => Ok(()),
     }
 }
 
-fn stringify(node: &Node, value: &mut Value) {
+fn walk(node: &Node, value: &mut Value) -> Result<(), &'static str> {
     match (node, value) {
         (Node::Quantity, v @ Value::Number(_)) => *v = Value::String(v.to_string()),
+        (Node::Quantity, Value::String(text)) => super::quantity_error(text).map_or(Ok(()), Err)?,
+        (Node::Quantity, Value::Null) => {}
+        (Node::Quantity, _) => return Err(super::QUANTITY_FORMAT),
         (Node::Fields(fields), Value::Object(map)) => {
             for (k, n) in fields {
                 if let Some(v) = map.get_mut(k) {
-                    stringify(n, v);
+                    walk(n, v)?;
                 }
             }
         }
-        (Node::Items(n), Value::Array(items)) => items.iter_mut().for_each(|v| stringify(n, v)),
-        (Node::Values(n), Value::Object(map)) => map.values_mut().for_each(|v| stringify(n, v)),
+        (Node::Items(n), Value::Array(items)) => items.iter_mut().try_for_each(|v| walk(n, v))?,
+        (Node::Values(n), Value::Object(map)) => map.values_mut().try_for_each(|v| walk(n, v))?,
         _ => {}
     }
-}
-
-fn find(node: &Node, value: &Value) -> Option<&'static str> {
-    match (node, value) {
-        (Node::Quantity, Value::String(text)) => super::quantity_error(text),
-        (Node::Quantity, Value::Number(_) | Value::Null) => None,
-        (Node::Quantity, _) => Some(super::QUANTITY_FORMAT),
-        (Node::Fields(fields), Value::Object(map)) => fields.iter().find_map(|(k, n)| find(n, map.get(k)?)),
-        (Node::Items(n), Value::Array(items)) => items.iter().find_map(|v| find(n, v)),
-        (Node::Values(n), Value::Object(map)) => map.values().find_map(|v| find(n, v)),
-        _ => None,
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -108,19 +97,18 @@ mod tests {
 
     #[test]
     fn quantities_are_found_where_the_schema_has_them() {
-        let pod = |cpu: &str| json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": cpu}}}], "overhead": {"memory": "1Mi"}}});
-        assert_eq!(unparsable("io.k8s.api.core.v1.Pod", &pod("100m")), None);
-        assert_eq!(unparsable("io.k8s.api.core.v1.Pod", &pod("lots")), Some(super::super::QUANTITY_FORMAT));
-        let quota = json!({"spec": {"hard": {"pods": "5x"}}});
-        assert!(unparsable("io.k8s.api.core.v1.ResourceQuota", &quota).is_some());
-        let claim = json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
-        assert_eq!(unparsable("io.k8s.api.core.v1.PersistentVolumeClaim", &claim), None);
-        let deployment = json!({"spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"memory": "1..5Gi"}}}]}}}});
-        assert!(unparsable("io.k8s.api.apps.v1.Deployment", &deployment).is_some());
+        let check = |schema: &str, mut obj: serde_json::Value| decode(&format!("io.k8s.api.{schema}"), &mut obj);
+        let pod = |cpu: serde_json::Value| json!({"spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": cpu}}}], "overhead": {"memory": "1Mi"}}});
+        assert_eq!(check("core.v1.Pod", pod(json!("100m"))), Ok(()));
+        assert_eq!(check("core.v1.Pod", pod(json!("lots"))), Err(super::super::QUANTITY_FORMAT));
+        assert_eq!(check("core.v1.Pod", pod(json!({"a": 1}))), Err(super::super::QUANTITY_FORMAT));
+        assert!(check("core.v1.ResourceQuota", json!({"spec": {"hard": {"pods": "5x"}}})).is_err());
+        assert_eq!(check("core.v1.PersistentVolumeClaim", json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}})), Ok(()));
+        assert!(check("apps.v1.Deployment", json!({"spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"memory": "1..5Gi"}}}]}}}})).is_err());
         let mut numeric = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": 2, "memory": 0.5}}}]}});
-        numbers_as_text("io.k8s.api.core.v1.Pod", &mut numeric);
+        assert_eq!(decode("io.k8s.api.core.v1.Pod", &mut numeric), Ok(()));
         assert_eq!(numeric["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "2", "memory": "0.5"}));
         // Kinds without quantities are not walked at all.
-        assert_eq!(unparsable("io.k8s.api.core.v1.ConfigMap", &json!({"data": {"a": "lots"}})), None);
+        assert_eq!(check("core.v1.ConfigMap", json!({"data": {"a": "lots"}})), Ok(()));
     }
 }
