@@ -22,9 +22,9 @@ pub(super) fn check(kind: &str, op: Op<'_>) -> Option<Errors> {
 }
 
 const MAX_MATCHING_PRECEDENCE: i32 = 10000;
-/// Upstream's defaults (`pkg/apis/flowcontrol/v1/defaults.go`), which
-/// Skiff does not apply: a missing (or, for these int32s, zero) field
-/// reads as the default.
+/// Upstream's defaults (`pkg/apis/flowcontrol/v1/defaults.go`, which
+/// `defaults.rs` writes): a missing (or, for these int32s, zero) field
+/// still reads as the default, for objects stored before it did.
 const DEFAULT_MATCHING_PRECEDENCE: i32 = 1000;
 const DEFAULT_NOMINAL_CONCURRENCY_SHARES: i32 = 30;
 const DEFAULT_QUEUES: i32 = 64;

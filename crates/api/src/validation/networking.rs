@@ -101,7 +101,7 @@ fn network_policy_spec(np: &NetworkPolicy, allow_invalid_values: bool) -> Errors
 }
 
 /// Upstream's `ValidateNetworkPolicyPort`. A missing protocol is TCP
-/// (upstream's default, which Skiff does not write).
+/// (upstream's default, which `defaults.rs` writes; older objects may lack it).
 fn network_policy_port(port: &NetworkPolicyPort, path: &Path) -> Errors {
     let mut errs = Vec::new();
     if let Some(protocol) = &port.protocol {
@@ -435,7 +435,8 @@ fn ingress_class(class: &IngressClass) -> Errors {
 }
 
 /// Upstream's `validateIngressClassParametersReference`. A missing scope is
-/// "Cluster" (upstream's default, which Skiff does not write).
+/// "Cluster" (upstream's default, which `defaults.rs` writes; older objects
+/// may lack it).
 fn ingress_class_parameters(params: &IngressClassParametersReference, path: &Path) -> Errors {
     let mut errs = object_reference(params.api_group.as_deref(), &params.kind, &params.name, path);
     let scope = params.scope.as_deref().unwrap_or("Cluster");
