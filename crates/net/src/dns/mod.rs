@@ -1,0 +1,1 @@
+//! Cluster DNS: CoreDNS's kubernetes plugin's records, served by every agent.
