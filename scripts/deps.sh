@@ -15,6 +15,8 @@ packages=(
   containernetworking-plugins # CNI: bridge, host-local, loopback for pods
   busybox-static umoci skopeo # the test images, built from busybox
   docker-registry      # the local registry the node tests pull from
+  nftables conntrack   # the node network: NAT, the service proxy, stale UDP flows
+  iproute2             # the multi-host tests' namespaces, bridge and veths
 )
 
 missing=()

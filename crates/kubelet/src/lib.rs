@@ -55,6 +55,11 @@ pub struct Config {
     /// The CNI plugins (`/usr/lib/cni`) and the bridge pods attach to.
     pub cni_bin_dir: PathBuf,
     pub bridge: String,
+    /// The pods' MTU: the node's, less the pod network's overlay headers.
+    pub pod_mtu: Option<u32>,
+    /// Where pods' names resolve (`--cluster-dns`, `--cluster-domain`).
+    pub cluster_dns: Vec<IpAddr>,
+    pub cluster_domain: String,
     /// The node's InternalIP.
     pub address: IpAddr,
     /// The agent's HTTPS port (logs, exec, stats); 0 picks a free one.
@@ -174,7 +179,7 @@ impl Kubelet {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let log_limits = (config.container_log_max_size, config.container_log_max_files);
         let runtime = runtime::Runc::new(&config.data_dir.join("containers"), &config.run_dir.join("runc"), &config.shim, log_limits)?;
-        let network = sandbox::Network { bin_dir: config.cni_bin_dir.clone(), bridge: config.bridge.clone(), ipam_dir: config.data_dir.join("cni") };
+        let network = sandbox::Network { bin_dir: config.cni_bin_dir.clone(), bridge: config.bridge.clone(), ipam_dir: config.data_dir.join("cni"), mtu: config.pod_mtu };
         let reporter = Reporter { controller: "kubelet".into(), instance: Some(config.node_name.clone()) };
         let kubelet = Arc::new(Kubelet {
             events: Recorder::new(client.clone(), reporter),

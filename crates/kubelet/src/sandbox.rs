@@ -25,6 +25,8 @@ pub struct Network {
     pub bridge: String,
     /// host-local IPAM's state.
     pub ipam_dir: PathBuf,
+    /// The pods' MTU, when the network needs a smaller one than the bridge's.
+    pub mtu: Option<u32>,
 }
 
 pub struct Sandboxes {
@@ -141,16 +143,21 @@ impl Sandboxes {
     }
 
     fn bridge(&self, subnet: &str) -> Value {
-        json!({
+        let mut config = json!({
             "cniVersion": "1.0.0",
             "name": "skiff",
             "type": "bridge",
             "bridge": self.network.bridge,
             "isGateway": true,
+            "isDefaultGateway": true,
             "ipMasq": false,
             "hairpinMode": true,
             "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet.trim()}]], "dataDir": self.network.ipam_dir},
-        })
+        });
+        if let Some(mtu) = self.network.mtu {
+            config["mtu"] = json!(mtu);
+        }
+        config
     }
 
     /// Runs one CNI plugin; returns its result.

@@ -2,4 +2,93 @@
 //! (VXLAN overlay, plain L3 routes or BGP), the service proxy (nftables)
 //! and cluster DNS. Like the kubelet, an API client only.
 
+pub mod cluster;
 pub mod dns;
+pub mod masquerade;
+mod netlink;
+pub mod nft;
+pub mod routes;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Node;
+use kube::Api;
+
+pub use cluster::{Backend, ClusterNetwork};
+
+/// What one node is, for its network.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The node's InternalIP: the VXLAN tunnels' and host-gw routes' end.
+    pub address: IpAddr,
+}
+
+/// The running network of a node; dropping it stops its loops (what they
+/// programmed stays, so pods keep their traffic across an agent restart).
+pub struct NodeNetwork {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NodeNetwork {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+/// The MTU this node's pods get under the cluster's backend.
+pub async fn pod_mtu(cluster: &ClusterNetwork, node: &NodeConfig) -> Result<u32> {
+    routes::Routes::pod_mtu(cluster.backend, ipv4(node.address)?).await
+}
+
+/// Sets up the node's side of the pod network and keeps it in step with
+/// the cluster: NAT for pod traffic, routes to the other nodes' pods.
+pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConfig) -> Result<NodeNetwork> {
+    let mut tasks = Vec::new();
+    if cluster.backend != Backend::None {
+        let address = ipv4(node.address)?;
+        let pod_cidr = routes::pod_cidr(&Api::<Node>::all(client.clone()), &node.name).await?;
+        masquerade::apply(cluster.cluster_cidr, pod_cidr).context("the pod network's NAT rules")?;
+        let routes = std::sync::Arc::new(routes::Routes::start(client.clone(), &node.name, address, pod_cidr, cluster.backend).await?);
+        tasks.push(tokio::spawn(supervise("routes", move || {
+            let (routes, client) = (routes.clone(), client.clone());
+            async move { routes.run(client).await }
+        })));
+    }
+    Ok(NodeNetwork { tasks })
+}
+
+/// Removes everything the node's network made: devices (the pods' bridge
+/// among them), routes, rules (`skiff agent --cleanup`).
+pub async fn clean_up(bridge: &str) -> Result<()> {
+    routes::clean_up().await?;
+    netlink::Netlink::connect()?.delete_link(bridge).await?;
+    masquerade::remove()
+}
+
+fn ipv4(address: IpAddr) -> Result<std::net::Ipv4Addr> {
+    match address {
+        IpAddr::V4(ip) => Ok(ip),
+        IpAddr::V6(_) => anyhow::bail!("the pod network needs an IPv4 node address, not {address}"),
+    }
+}
+
+/// Runs a loop again whenever it fails, after a back-off (100 ms doubling
+/// to 30 s).
+async fn supervise<F, Fut>(name: &'static str, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        if let Err(e) = start().await {
+            tracing::error!(task = name, "{e:#}; starting it again in {delay:?}");
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::api::{Api, PostParams};
 use skiff_auth::pki::{self, CertPair, Pki};
+use skiff_net::ClusterNetwork;
 
 /// Upstream's kubelet flags that Skiff takes, and where the pod network attaches.
 #[derive(clap::Args, Clone)]
@@ -66,12 +67,35 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 /// Starts the agent in this process, reaching the API through `client`.
-pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, client: kube::Client, address: IpAddr) -> Result<skiff_kubelet::Agent> {
+pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, client: kube::Client, address: IpAddr, network: ClusterNetwork) -> Result<skiff_kubelet::Agent> {
     let node_name = flags.node_name()?;
     let address = flags.node_ip.unwrap_or(address);
     let serving = pki.serving("kubelet", &[node_name.clone(), "localhost".into()], &[address, IpAddr::from([127, 0, 0, 1])])?;
-    let config = flags.config(node_name, &data_dir, address, serving, pki.ca_pem())?;
-    skiff_kubelet::Kubelet::start(client, config).await
+    start_node(&flags, client, network, node_name, &data_dir, address, serving, pki.ca_pem()).await
+}
+
+/// The kubelet, then the node's network beside it: a network that cannot
+/// be set up is reported and leaves the kubelet running.
+#[allow(clippy::too_many_arguments)]
+async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Agent> {
+    let node = skiff_net::NodeConfig { name: node_name.clone(), address };
+    let pod_mtu = match network.backend {
+        skiff_net::Backend::None => None,
+        _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),
+    };
+    let config = flags.config(node_name, data_dir, address, serving, ca_pem, &network, pod_mtu)?;
+    let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
+    tokio::spawn(async move {
+        match skiff_net::start(client, network, node).await {
+            // Held for as long as the process runs.
+            Ok(running) => {
+                std::future::pending::<()>().await;
+                drop(running)
+            }
+            Err(e) => tracing::error!("the node's network did not start: {e:#}"),
+        }
+    });
+    Ok(agent)
 }
 
 impl AgentFlags {
@@ -82,7 +106,8 @@ impl AgentFlags {
         }
     }
 
-    fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Config> {
+    #[allow(clippy::too_many_arguments)]
+    fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str, network: &ClusterNetwork, pod_mtu: Option<u32>) -> Result<skiff_kubelet::Config> {
         Ok(skiff_kubelet::Config {
             node_name,
             data_dir: data_dir.join("agent"),
@@ -90,6 +115,9 @@ impl AgentFlags {
             log_dir: self.pod_log_dir.clone(),
             cni_bin_dir: self.cni_bin_dir.clone(),
             bridge: self.cni_bridge.clone(),
+            pod_mtu,
+            cluster_dns: vec![IpAddr::V4(network.cluster_dns)],
+            cluster_domain: network.cluster_domain.clone(),
             address,
             port: self.kubelet_port,
             shim: std::env::current_exe().context("finding the skiff binary for the shim")?,
@@ -110,16 +138,20 @@ impl AgentFlags {
 #[derive(clap::Args)]
 pub struct Args {
     /// The API server to join (`https://host:6443`).
-    #[arg(long)]
-    server: String,
+    #[arg(long, required_unless_present = "cleanup")]
+    server: Option<String>,
     /// A bootstrap token (`skiff token create`); needed only until the
     /// node holds its client certificate.
     #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The cluster CA the server's certificate is checked against (the
     /// server's `<data-dir>/server/tls/ca.crt`).
+    #[arg(long, required_unless_present = "cleanup")]
+    ca_file: Option<PathBuf>,
+    /// Remove every device, route and nftables rule the node's network
+    /// made, then exit (pods on this host lose their network).
     #[arg(long)]
-    ca_file: PathBuf,
+    cleanup: bool,
     /// The node's certificates, images, containers and pod volumes.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
@@ -132,11 +164,17 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `skiff agent`: joins the cluster at `--server` and runs its pods.
 pub async fn run(args: Args) -> Result<()> {
-    let ca_pem = std::fs::read_to_string(&args.ca_file).with_context(|| format!("reading {}", args.ca_file.display()))?;
+    if args.cleanup {
+        skiff_net::clean_up(&args.agent.cni_bridge).await?;
+        eprintln!("skiff agent: the node's network is removed");
+        return Ok(());
+    }
+    let (Some(server), Some(ca_file)) = (&args.server, &args.ca_file) else { bail!("--server and --ca-file are needed") };
+    let ca_pem = std::fs::read_to_string(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
     let node_name = args.agent.node_name()?;
     let address = match args.agent.node_ip {
         Some(ip) => ip,
-        None => route_to(&args.server).await?,
+        None => route_to(server).await?,
     };
     let dir = args.data_dir.join("agent/pki");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -147,8 +185,8 @@ pub async fn run(args: Args) -> Result<()> {
         held => {
             // A node renews as itself; a new one pays with its token.
             let bootstrap = match (&held, &args.token) {
-                (Some(pair), _) => crate::server::certificate_client(&args.server, &ca_pem, &user, pair, "kubelet").await?,
-                (None, Some(token)) => token_client(&args.server, &ca_pem, token).await?,
+                (Some(pair), _) => crate::server::certificate_client(server, &ca_pem, &user, pair, "kubelet").await?,
+                (None, Some(token)) => token_client(server, &ca_pem, token).await?,
                 (None, None) => bail!("{} holds no client certificate yet: give --token", dir.display()),
             };
             let usages = ["digital signature", "key encipherment", "client auth"];
@@ -157,7 +195,7 @@ pub async fn run(args: Args) -> Result<()> {
             pair
         }
     };
-    let client = crate::server::certificate_client(&args.server, &ca_pem, &user, &identity, "kubelet").await?;
+    let client = crate::server::certificate_client(server, &ca_pem, &user, &identity, "kubelet").await?;
     let names = [node_name.clone(), "localhost".to_string()];
     let addresses = [address, IpAddr::from([127, 0, 0, 1])];
     let serving = match pki::read_pair(&dir, "kubelet-serving")? {
@@ -170,9 +208,9 @@ pub async fn run(args: Args) -> Result<()> {
             pair
         }
     };
-    let config = args.agent.config(node_name.clone(), &args.data_dir, address, serving, &ca_pem)?;
-    let agent = skiff_kubelet::Kubelet::start(client, config).await?;
-    eprintln!("skiff agent: node {node_name} ({address}) joined {}", args.server);
+    let network = ClusterNetwork::fetch(client.clone()).await?;
+    let agent = start_node(&args.agent, client, network, node_name.clone(), &args.data_dir, address, serving, &ca_pem).await?;
+    eprintln!("skiff agent: node {node_name} ({address}) joined {server}");
     agent.wait().await;
     Ok(())
 }

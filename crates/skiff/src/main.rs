@@ -6,6 +6,7 @@ mod certs;
 mod components;
 mod image;
 mod leader;
+mod network;
 mod server;
 mod sim;
 mod token;

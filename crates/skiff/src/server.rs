@@ -73,6 +73,8 @@ pub struct Args {
     #[command(flatten)]
     agent: crate::agent::AgentFlags,
     #[command(flatten)]
+    network: crate::network::NetworkFlags,
+    #[command(flatten)]
     security: SecurityFlags,
     /// Audit policy (audit.k8s.io/v1 Policy); with `--audit-log-path`.
     #[arg(long, requires = "audit_log_path")]
@@ -164,6 +166,7 @@ pub async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let service_ip = IpAddr::V4(first_address(&args.service_cidr).context("--service-cidr")?);
     first_address(&args.cluster_cidr).context("--cluster-cidr")?;
+    let network = args.network.cluster(&args.cluster_cidr, &args.service_cidr)?;
     let scheduler_config = crate::components::scheduler_config(args.scheduler_config.as_deref(), &args.scheduler_name).context("--scheduler-config")?;
 
     let pki = Pki::load_or_create(&args.data_dir.join("server/tls"))?;
@@ -237,6 +240,14 @@ pub async fn run(args: Args) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     pki::write_private(&args.write_kubeconfig, &pki::kubeconfig(&url, pki.ca_pem(), "skiff-admin", &admin))?;
+    // The agents, this host's and others', learn the network from here.
+    let client = in_process_client(&server, UserInfo::named("skiff-server", &["system:masters"]), "skiff-server")?;
+    let publishing = network.clone();
+    tokio::spawn(async move {
+        if let Err(e) = publishing.publish(client).await {
+            tracing::error!("the cluster's network settings: {e:#}");
+        }
+    });
     if !args.disable_scheduler {
         // In-process, but an API client like any other, with its own identity.
         let client = in_process_client(&server, UserInfo::named("system:kube-scheduler", &[]), "kube-scheduler")?;
@@ -252,7 +263,7 @@ pub async fn run(args: Args) -> Result<()> {
         let node = args.agent.node_name()?;
         let client = in_process_client(&server, UserInfo::named(&format!("system:node:{node}"), &["system:nodes"]), "kubelet")?;
         let address = args.advertise_address.unwrap_or_else(|| node_address(args.bind_address));
-        let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), client, address);
+        let agent = crate::agent::start_in_process(args.agent.clone(), pki.clone(), args.data_dir.clone(), client, address, network);
         tokio::spawn(async move {
             match agent.await {
                 Ok(agent) => agent.wait().await,

@@ -992,7 +992,7 @@ impl Drop for JoinedAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        common::remove_node_leftovers(&self.dir, &self.bridge);
+        common::remove_node_leftovers(&self.dir, Some(&self.bridge));
     }
 }
 

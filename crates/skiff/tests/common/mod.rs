@@ -1,6 +1,8 @@
 //! A real `skiff server` on a free loopback port, driven with stock kubectl.
 #![allow(dead_code)]
 
+pub mod hosts;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,6 +15,8 @@ pub struct Cluster {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The address the server listens on.
+    host: String,
     /// Extra `skiff server` flags (e.g. the datastore).
     extra: Vec<String>,
     /// The pod network of this cluster's node agent, if it runs one.
@@ -58,10 +62,16 @@ impl Cluster {
     }
 
     pub fn start_with(extra: &[&str]) -> Cluster {
+        Self::start_on("127.0.0.1", extra)
+    }
+
+    /// A server without a node agent listening on `host` (one of this
+    /// host's addresses), with these extra flags.
+    pub fn start_on(host: &str, extra: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Cluster { child: None, dir, port, extra, network: None };
+        let mut cluster = Cluster { child: None, dir, port, host: host.to_string(), extra, network: None };
         cluster.boot();
         cluster
     }
@@ -86,6 +96,14 @@ impl Cluster {
             network.bridge(),
             "--cluster-cidr".into(),
             format!("10.{}.0.0/16", network.n),
+            // Clusters running at once share this host's network namespace:
+            // their pod networks stay on their own bridges, and the network
+            // between hosts is tested on hosts of their own (`hosts.rs`).
+            "--flannel-backend".into(),
+            "none".into(),
+            "--disable-kube-proxy".into(),
+            "--disable".into(),
+            "coredns".into(),
         ];
         // A test host's disk may be fuller than upstream's default eviction
         // thresholds allow; tests of pressure give their own.
@@ -93,7 +111,7 @@ impl Cluster {
             flags.extend([LENIENT_EVICTION[0].to_string(), LENIENT_EVICTION[1].to_string()]);
         }
         flags.extend(extra.iter().map(|s| s.to_string()));
-        let mut cluster = Cluster { child: None, dir, port, extra: flags, network: Some(network) };
+        let mut cluster = Cluster { child: None, dir, port, host: "127.0.0.1".into(), extra: flags, network: Some(network) };
         cluster.boot();
         cluster.wait_for(&["get", "node", "node-1", "-o", "jsonpath={.spec.podCIDR}"], "the node to register and get its pod CIDR", |c| !c.is_empty());
         cluster
@@ -104,7 +122,14 @@ impl Cluster {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
+    }
+
+    /// Another `skiff` command, expecting success; returns stdout.
+    pub fn skiff(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(args).output().unwrap();
+        assert!(out.status.success(), "skiff {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Starts the server (again) on the same data directory.
@@ -112,7 +137,7 @@ impl Cluster {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--bind-address", "127.0.0.1"])
+            .args(["server", "--bind-address", &self.host])
             .args(self.network.is_none().then_some("--disable-agent"))
             .arg("--https-listen-port")
             .arg(self.port.to_string())
@@ -310,7 +335,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
         if let Some(network) = &self.network {
-            remove_node_leftovers(self.dir.path(), &network.bridge());
+            remove_node_leftovers(self.dir.path(), Some(&network.bridge()));
         }
     }
 }
@@ -319,7 +344,7 @@ impl Drop for Cluster {
 /// containers (their shims outlive it, as they must), mounts, pod cgroups
 /// and the bridge. A test that checks the agent cleans up after itself
 /// does so before this runs.
-pub fn remove_node_leftovers(dir: &Path, bridge: &str) {
+pub fn remove_node_leftovers(dir: &Path, bridge: Option<&str>) {
     let runc_root = dir.join("run/runc");
     let listed = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "-q"]).output();
     for id in listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
@@ -343,7 +368,9 @@ pub fn remove_node_leftovers(dir: &Path, bridge: &str) {
             let _ = std::fs::remove_dir(path);
         }
     }
-    let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    if let Some(bridge) = bridge {
+        let _ = Command::new("ip").args(["link", "del", bridge]).output();
+    }
 }
 
 /// The busybox test image in the local registry, started (and the image

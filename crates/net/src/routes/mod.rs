@@ -1,0 +1,246 @@
+//! Routes to the other nodes' pods, by the cluster's backend, kept in step
+//! with the Node objects: each node publishes what its peers need on its
+//! Node (flannel's `flannel.alpha.coreos.com/*` annotations) and programs
+//! what its peers published.
+
+mod vxlan;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+
+use crate::cluster::Backend;
+use crate::netlink::{Netlink, Route};
+
+pub const BACKEND_TYPE: &str = "flannel.alpha.coreos.com/backend-type";
+pub const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
+pub const PUBLIC_IP: &str = "flannel.alpha.coreos.com/public-ip";
+pub const SUBNET_MANAGER: &str = "flannel.alpha.coreos.com/kube-subnet-manager";
+
+/// What this node needs of another to reach its pods.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub name: String,
+    pub pod_cidr: Ipv4Net,
+    pub address: Ipv4Addr,
+    /// The MAC of its VXLAN device (vxlan only).
+    pub vtep_mac: Option<String>,
+}
+
+/// The peers the Node objects describe: every other node with a pod CIDR
+/// and a public IP published for this backend.
+pub fn peers(nodes: &[Arc<Node>], me: &str, backend: Backend) -> Vec<Peer> {
+    let mut peers: Vec<Peer> = nodes
+        .iter()
+        .filter(|n| n.metadata.name.as_deref() != Some(me) && n.metadata.deletion_timestamp.is_none())
+        .filter_map(|node| {
+            let annotations = node.metadata.annotations.as_ref()?;
+            if annotations.get(BACKEND_TYPE)?.as_str() != backend.to_string() {
+                return None;
+            }
+            let vtep_mac = match backend {
+                Backend::Vxlan => Some(vxlan::mac_of(annotations.get(BACKEND_DATA)?)?),
+                _ => None,
+            };
+            Some(Peer {
+                name: node.metadata.name.clone()?,
+                pod_cidr: node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?,
+                address: annotations.get(PUBLIC_IP)?.parse().ok()?,
+                vtep_mac,
+            })
+        })
+        .collect();
+    peers.sort();
+    peers
+}
+
+/// This node's side of the pod network.
+pub struct Routes {
+    netlink: Netlink,
+    backend: Backend,
+    node_name: String,
+    address: Ipv4Addr,
+    /// The interface holding the node's address, and the networks on it.
+    underlay: u32,
+    on_link: Vec<Ipv4Net>,
+    vtep: Option<vxlan::Vtep>,
+    events: Recorder,
+}
+
+/// Waits for the node's pod CIDR.
+pub async fn pod_cidr(nodes: &Api<Node>, name: &str) -> Result<Ipv4Net> {
+    loop {
+        if let Some(cidr) = nodes.get_opt(name).await?.and_then(|n| n.spec?.pod_cidr) {
+            return cidr.parse().with_context(|| format!("node {name}'s podCIDR {cidr:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Routes {
+    /// Sets up this node's end (the VXLAN device) and publishes it on the Node.
+    pub async fn start(client: kube::Client, node_name: &str, address: Ipv4Addr, pod_cidr: Ipv4Net, backend: Backend) -> Result<Routes> {
+        let netlink = Netlink::connect()?;
+        forwarding()?;
+        let (underlay, mtu) = netlink.link_of(IpAddr::V4(address)).await?;
+        let on_link = netlink.networks(underlay).await?;
+        let vtep = match backend {
+            Backend::Vxlan => Some(vxlan::Vtep::ensure(&netlink, address, underlay, mtu, pod_cidr).await?),
+            _ => {
+                // A node moved off vxlan keeps no overlay behind.
+                netlink.delete_link(vxlan::DEVICE).await?;
+                None
+            }
+        };
+        let mut annotations = BTreeMap::from([
+            (BACKEND_TYPE.to_string(), backend.to_string()),
+            (PUBLIC_IP.to_string(), address.to_string()),
+            (SUBNET_MANAGER.to_string(), "true".to_string()),
+        ]);
+        annotations.insert(BACKEND_DATA.to_string(), vtep.as_ref().map(|v| v.backend_data()).unwrap_or_else(|| "null".into()));
+        let nodes: Api<Node> = Api::all(client.clone());
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        nodes.patch(node_name, &PatchParams::default(), &Patch::Merge(patch)).await.context("publishing the node's network annotations")?;
+        let reporter = Reporter { controller: "skiff-net".into(), instance: Some(node_name.to_string()) };
+        Ok(Routes { netlink, backend, node_name: node_name.to_string(), address, underlay, on_link, vtep, events: Recorder::new(client, reporter) })
+    }
+
+    /// The MTU pods get: the node's, less the overlay's headers.
+    pub async fn pod_mtu(backend: Backend, address: Ipv4Addr) -> Result<u32> {
+        let (_, mtu) = Netlink::connect()?.link_of(IpAddr::V4(address)).await?;
+        Ok(if backend == Backend::Vxlan { mtu - vxlan::OVERHEAD } else { mtu })
+    }
+
+    /// Follows the Node objects for ever, programming a route per peer.
+    pub async fn run(&self, client: kube::Client) -> Result<()> {
+        let nodes: Api<Node> = Api::all(client);
+        let (reader, writer) = reflector::store();
+        let mut stream = std::pin::pin!(reflector(writer, watcher(nodes, watcher::Config::default())).default_backoff());
+        let mut applied: Option<Vec<Peer>> = None;
+        let mut repair = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                event = stream.next() => match event {
+                    // The store is whole only once the first list is in.
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => { tracing::warn!("watching nodes: {e}"); continue }
+                    None => bail!("the node watch ended"),
+                },
+                // Routes someone else removed come back.
+                _ = repair.tick() => applied = None,
+            }
+            let wanted = peers(&reader.state(), &self.node_name, self.backend);
+            if applied.as_ref() == Some(&wanted) {
+                continue;
+            }
+            match self.sync(&wanted).await {
+                Ok(()) => applied = Some(wanted),
+                Err(e) => tracing::warn!("programming routes to other nodes: {e:#}"),
+            }
+        }
+    }
+
+    async fn sync(&self, peers: &[Peer]) -> Result<()> {
+        let mut wanted = HashSet::new();
+        for peer in peers {
+            match (self.backend, &self.vtep) {
+                (Backend::Vxlan, Some(vtep)) => {
+                    wanted.insert(vtep.route(peer));
+                }
+                (Backend::HostGw, _) => {
+                    if self.on_link.iter().any(|net| net.contains(&peer.address)) {
+                        wanted.insert(Route { destination: peer.pod_cidr, gateway: peer.address, link: self.underlay, onlink: false });
+                    } else {
+                        self.not_on_link(peer).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let present: HashSet<Route> = self.netlink.routes().await?.into_iter().collect();
+        for stale in present.difference(&wanted) {
+            self.netlink.delete_route(stale).await?;
+        }
+        if let Some(vtep) = &self.vtep {
+            vtep.sync_neighbours(&self.netlink, peers).await?;
+        }
+        for route in wanted.difference(&present) {
+            self.netlink.add_route(route).await?;
+        }
+        tracing::info!(backend = %self.backend, peers = peers.len(), node = %self.address, "routes to other nodes' pods programmed");
+        Ok(())
+    }
+
+    /// host-gw routes through a peer's address, which must be on this
+    /// node's own segment: a peer behind a router is said so, not lost.
+    async fn not_on_link(&self, peer: &Peer) {
+        let note = format!(
+            "node {} ({}) is not on this node's L2 segment ({}): host-gw cannot route to its pods {}; use the vxlan or bgp backend",
+            peer.name,
+            peer.address,
+            self.on_link.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            peer.pod_cidr
+        );
+        tracing::warn!("{note}");
+        let reference = k8s_openapi::api::core::v1::ObjectReference { kind: Some("Node".into()), api_version: Some("v1".into()), name: Some(self.node_name.clone()), uid: Some(self.node_name.clone()), ..Default::default() };
+        let event = Event { type_: EventType::Warning, reason: "PeerNotOnLink".into(), note: Some(note), action: "ProgramRoutes".into(), secondary: None };
+        if let Err(e) = self.events.publish(&event, &reference).await {
+            tracing::debug!("event: {e}");
+        }
+    }
+}
+
+/// Removes what the routes made: the overlay device and every route.
+pub async fn clean_up() -> Result<()> {
+    let netlink = Netlink::connect()?;
+    netlink.delete_link(vxlan::DEVICE).await?;
+    for route in netlink.routes().await? {
+        netlink.delete_route(&route).await?;
+    }
+    Ok(())
+}
+
+/// Routing between interfaces, which a node forwarding pod traffic needs.
+fn forwarding() -> Result<()> {
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("turning on IP forwarding (net.ipv4.ip_forward)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn node(name: &str, cidr: Option<&str>, annotations: &[(&str, &str)]) -> Arc<Node> {
+        Arc::new(Node {
+            metadata: ObjectMeta { name: Some(name.into()), annotations: Some(annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), ..Default::default() },
+            spec: Some(k8s_openapi::api::core::v1::NodeSpec { pod_cidr: cidr.map(Into::into), ..Default::default() }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn peers_are_the_other_nodes_that_published_this_backend() {
+        let data = r#"{"VNI":1,"VtepMAC":"0a:1b:2c:3d:4e:5f"}"#;
+        let nodes = vec![
+            node("me", Some("10.42.0.0/24"), &[(BACKEND_TYPE, "vxlan"), (PUBLIC_IP, "192.0.2.1"), (BACKEND_DATA, data)]),
+            node("b", Some("10.42.1.0/24"), &[(BACKEND_TYPE, "vxlan"), (PUBLIC_IP, "192.0.2.2"), (BACKEND_DATA, data)]),
+            node("no-cidr", None, &[(BACKEND_TYPE, "vxlan"), (PUBLIC_IP, "192.0.2.3"), (BACKEND_DATA, data)]),
+            node("host-gw", Some("10.42.3.0/24"), &[(BACKEND_TYPE, "host-gw"), (PUBLIC_IP, "192.0.2.4")]),
+            node("no-mac", Some("10.42.4.0/24"), &[(BACKEND_TYPE, "vxlan"), (PUBLIC_IP, "192.0.2.5"), (BACKEND_DATA, "null")]),
+        ];
+        let found = peers(&nodes, "me", Backend::Vxlan);
+        assert_eq!(found, vec![Peer { name: "b".into(), pod_cidr: "10.42.1.0/24".parse().unwrap(), address: "192.0.2.2".parse().unwrap(), vtep_mac: Some("0a:1b:2c:3d:4e:5f".into()) }]);
+        let found = peers(&nodes, "me", Backend::HostGw);
+        assert_eq!(found.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["host-gw"]);
+    }
+}

@@ -1,0 +1,182 @@
+//! Several hosts on this machine: a network namespace each, joined by one
+//! bridge as one L2 segment, with a `skiff agent` in each joined to a
+//! server on the bridge's own address. Each agent keeps all its state under
+//! its own directory, as on separate machines.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Cluster, Network};
+
+pub struct Host {
+    pub name: String,
+    /// The namespace, `/run/netns/<netns>`.
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub dir: PathBuf,
+    agent: Option<Child>,
+}
+
+pub struct Hosts {
+    pub cluster: Cluster,
+    pub hosts: Vec<Host>,
+    network: Network,
+    token: String,
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(out.status.success(), "{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+impl Hosts {
+    /// A server on a bridge of its own and `count` hosts on it, each with
+    /// an agent; `server_flags` go to `skiff server` (e.g. the backend).
+    pub fn start(count: usize, server_flags: &[&str]) -> Hosts {
+        let network = Network::claim();
+        let n = network.n;
+        let bridge = format!("skl{n}");
+        let gateway = format!("192.168.{n}.1");
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        run("ip", &["link", "add", &bridge, "type", "bridge"]);
+        run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
+        run("ip", &["link", "set", &bridge, "up"]);
+        let mut flags = vec!["--cluster-cidr".to_string(), format!("10.{n}.0.0/16")];
+        flags.extend(server_flags.iter().map(|s| s.to_string()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let cluster = Cluster::start_on(&gateway, &flags);
+        let token = cluster.skiff(&["token", "create", "--kubeconfig", &cluster.kubeconfig().display().to_string()]).trim().to_string();
+        let mut hosts = Hosts { cluster, hosts: Vec::new(), network, token };
+        for i in 1..=count {
+            hosts.add_host(i);
+        }
+        for host in &hosts.hosts {
+            hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "node", &host.name, "-o", "jsonpath={.spec.podCIDR}"], "the node to register and get its pod CIDR", |c| !c.is_empty());
+        }
+        hosts
+    }
+
+    fn add_host(&mut self, i: usize) {
+        let n = self.network.n;
+        let netns = format!("sk{n}-h{i}");
+        let outer = format!("sk{n}h{i}");
+        let address = Ipv4Addr::new(192, 168, n, 10 + i as u8);
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        run("ip", &["netns", "add", &netns]);
+        run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
+        run("ip", &["link", "set", &outer, "master", &format!("skl{n}"), "up"]);
+        run("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        let dir = self.cluster.dir.path().join(format!("h{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
+        import_test_image(&host.dir.join("data"));
+        self.start_agent(&mut host);
+        self.hosts.push(host);
+    }
+
+    fn start_agent(&self, host: &mut Host) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(host.dir.join("agent.log")).unwrap();
+        let d = |sub: &str| host.dir.join(sub).display().to_string();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", host.netns))
+            .arg(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--server", &self.cluster.url(), "--token", &self.token])
+            .args(["--ca-file", &self.cluster.ca_file().display().to_string()])
+            .args(["--node-name", &host.name, "--node-ip", &host.address.to_string()])
+            .args(["--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pod-logs")])
+            .args(super::LENIENT_EVICTION)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        host.agent = Some(child);
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// Stops a host's agent (its pods keep running, as on a real host).
+    pub fn stop_agent(&mut self, name: &str) {
+        let host = self.hosts.iter_mut().find(|h| h.name == name).unwrap();
+        if let Some(mut child) = host.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart_agent(&mut self, name: &str) {
+        self.stop_agent(name);
+        let index = self.hosts.iter().position(|h| h.name == name).unwrap();
+        let mut host = self.hosts.remove(index);
+        self.start_agent(&mut host);
+        self.hosts.insert(index, host);
+    }
+
+    /// A command on a host, in its network namespace; returns its output.
+    pub fn on(&self, name: &str, program: &str, args: &[&str]) -> Output {
+        let host = self.host(name);
+        Command::new("nsenter").arg(format!("--net=/run/netns/{}", host.netns)).arg(program).args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.host(name).dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Polls `check` until it holds; the hosts' agent logs on failure.
+    pub fn wait(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !check() {
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self.hosts.iter().map(|h| {
+                    let log = self.agent_log(&h.name);
+                    let lines: Vec<&str> = log.lines().collect();
+                    format!("--- {} agent log, last lines:\n{}", h.name, lines[lines.len().saturating_sub(20)..].join("\n"))
+                }).collect();
+                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The test image, put straight into a host's image store: hosts cannot
+/// reach the registry on the machine's loopback.
+fn import_test_image(data_dir: &std::path::Path) {
+    let image = super::test_image();
+    let archive = data_dir.with_file_name("busybox.tar");
+    run("skopeo", &["copy", "-q", "--src-tls-verify=false", &format!("docker://{image}"), &format!("oci-archive:{}", archive.display())]);
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["image", "import", &archive.display().to_string(), "--name", &image, "--data-dir", &data_dir.display().to_string()]).output().unwrap();
+    assert!(out.status.success(), "importing the test image: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // For a look at a failed test's hosts before they go.
+        if let Some(seconds) = std::env::var("SKIFF_TEST_PAUSE").ok().and_then(|s| s.parse().ok()) {
+            eprintln!("pausing {seconds}s: hosts {:?}, dir {}", self.hosts.iter().map(|h| &h.netns).collect::<Vec<_>>(), self.cluster.dir.path().display());
+            std::thread::sleep(Duration::from_secs(seconds));
+        }
+        for host in &mut self.hosts {
+            if let Some(mut child) = host.agent.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Whatever still runs in the namespace (containers, shims) goes with it.
+            let pids = Command::new("ip").args(["netns", "pids", &host.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).output();
+            }
+            super::remove_node_leftovers(&host.dir, None);
+            let _ = Command::new("ip").args(["netns", "del", &host.netns]).output();
+        }
+        self.cluster.stop();
+        let _ = Command::new("ip").args(["link", "del", &format!("skl{}", self.network.n)]).output();
+    }
+}
