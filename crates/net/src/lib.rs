@@ -7,6 +7,7 @@ pub mod dns;
 pub mod masquerade;
 mod netlink;
 pub mod nft;
+pub mod proxy;
 pub mod routes;
 
 use std::future::Future;
@@ -53,9 +54,23 @@ pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConf
         let pod_cidr = routes::pod_cidr(&Api::<Node>::all(client.clone()), &node.name).await?;
         masquerade::apply(cluster.cluster_cidr, pod_cidr).context("the pod network's NAT rules")?;
         let routes = std::sync::Arc::new(routes::Routes::start(client.clone(), &node.name, address, pod_cidr, cluster.backend).await?);
+        let client = client.clone();
         tasks.push(tokio::spawn(supervise("routes", move || {
             let (routes, client) = (routes.clone(), client.clone());
             async move { routes.run(client).await }
+        })));
+    }
+    if cluster.proxy {
+        let dns = cluster.dns.then(|| (cluster::NAMESPACE.to_string(), cluster::DNS_SERVICE.to_string()));
+        let proxy = std::sync::Arc::new(proxy::Proxy {
+            node_name: node.name.clone(),
+            node: proxy::rules::NodeContext { cluster_cidr: cluster.cluster_cidr, service_cidr: cluster.service_cidr, node_ips: vec![ipv4(node.address)?] },
+            service_lb: cluster.service_lb,
+            local_services: dns.into_iter().collect(),
+        });
+        tasks.push(tokio::spawn(supervise("service proxy", move || {
+            let (proxy, client) = (proxy.clone(), client.clone());
+            async move { proxy.run(client).await }
         })));
     }
     Ok(NodeNetwork { tasks })
@@ -66,7 +81,8 @@ pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConf
 pub async fn clean_up(bridge: &str) -> Result<()> {
     routes::clean_up().await?;
     netlink::Netlink::connect()?.delete_link(bridge).await?;
-    masquerade::remove()
+    masquerade::remove()?;
+    proxy::clean_up()
 }
 
 fn ipv4(address: IpAddr) -> Result<std::net::Ipv4Addr> {

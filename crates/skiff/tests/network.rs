@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use common::hosts::Hosts;
 
-/// A pod on `node` serving HTTP on 8080: its page, and `/cgi-bin/ip`
-/// answering with the address the request came from.
+/// A pod on `node` serving HTTP on 8080: its page, `/cgi-bin/ip`
+/// answering with the address the request came from, and `/cgi-bin/name`
+/// with the pod's name. Labelled `app: <name>` and `tier: web`.
 fn web_pod(hosts: &Hosts, name: &str, node: &str) -> String {
     let image = common::test_image();
-    let script = "mkdir -p /www/cgi-bin && echo hello from skiff > /www/index.html && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p 8080 -h /www";
+    let script = "mkdir -p /www/cgi-bin && echo hello from skiff > /www/index.html && printf '#!/bin/sh\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && printf '#!/bin/sh\\necho\\nhostname\\n' > /www/cgi-bin/name && chmod +x /www/cgi-bin/* && exec httpd -f -p 8080 -h /www";
     let manifest = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: web\n    image: {image}\n    command: [sh, -c, {script:?}]\n    ports: [{{containerPort: 8080, name: http}}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}, tier: web}}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: web\n    image: {image}\n    command: [sh, -c, {script:?}]\n    ports: [{{containerPort: 8080, name: http}}]\n"
     );
     hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
     hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", name, "-o", "jsonpath={.status.phase} {.status.podIP}"], "the pod to run", |s| s.starts_with("Running ") && s.len() > 8);
@@ -51,4 +52,84 @@ fn pods_reach_pods_across_hosts_over_vxlan() {
 #[test]
 fn pods_reach_pods_across_hosts_over_host_gw() {
     cross_host_pod_to_pod("host-gw");
+}
+
+/// A Service in front of pods labelled `selector`; returns its ClusterIP.
+fn service(hosts: &Hosts, name: &str, selector: &str, extra_spec: &str) -> String {
+    let manifest = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{{selector}}}\n  ports: [{{name: http, port: 80, targetPort: http}}]\n{extra_spec}");
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    hosts.cluster.ok(&["get", "service", name, "-o", "jsonpath={.spec.clusterIP}"])
+}
+
+/// Who answers `url` from `pod`, asked `times` times.
+fn answers(hosts: &Hosts, pod: &str, url: &str, times: usize) -> std::collections::BTreeSet<String> {
+    let script = format!("for i in $(seq {times}); do wget -qO- {url}; done");
+    hosts.cluster.ok(&["exec", pod, "--", "timeout", "30", "sh", "-c", &script]).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
+
+/// Services load-balance over pods on several hosts, reached from pods
+/// and hosts; a Service without endpoints refuses at once; a pod reaches
+/// itself through its own Service; ClientIP affinity sticks.
+#[test]
+fn services_balance_across_hosts_and_refuse_without_endpoints() {
+    let hosts = Hosts::start(2, &[]);
+    web_pod(&hosts, "one", "h1");
+    web_pod(&hosts, "two", "h2");
+    let ip = service(&hosts, "web", "tier: web", "");
+    let url = format!("http://{ip}/cgi-bin/name");
+    hosts.wait("the Service's rules on h1", Duration::from_secs(10), || answers(&hosts, "one", &url, 1).len() == 1);
+    assert_eq!(answers(&hosts, "one", &url, 30), ["one".to_string(), "two".to_string()].into(), "both endpoints answer");
+    // From a host: masqueraded, so the answer comes back through it.
+    for host in ["h1", "h2"] {
+        let out = hosts.on(host, "timeout", &["10", "busybox", "wget", "-qO-", &format!("http://{ip}/")]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from skiff", "from {host}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Hairpin: a pod reaching its own Service lands on itself.
+    let own = service(&hosts, "only-one", "app: one", "");
+    hosts.wait("the hairpin Service", Duration::from_secs(10), || answers(&hosts, "one", &format!("http://{own}/cgi-bin/name"), 1) == ["one".to_string()].into());
+
+    // No endpoints: connection refused, not a time-out.
+    let empty = service(&hosts, "nobody", "app: nobody", "");
+    hosts.wait("the empty Service's reject", Duration::from_secs(10), || {
+        let out = hosts.cluster.kubectl(&["exec", "one", "--", "timeout", "5", "wget", "-qO-", &format!("http://{empty}/")]);
+        String::from_utf8_lossy(&out.stderr).contains("Connection refused")
+    });
+
+    // Session affinity: one client, one endpoint.
+    let sticky = service(&hosts, "sticky", "tier: web", "  sessionAffinity: ClientIP\n");
+    hosts.wait("the sticky Service", Duration::from_secs(10), || answers(&hosts, "one", &format!("http://{sticky}/cgi-bin/name"), 1).len() == 1);
+    assert_eq!(answers(&hosts, "one", &format!("http://{sticky}/cgi-bin/name"), 20).len(), 1, "ClientIP affinity keeps one endpoint");
+
+    // An endpoint going away is gone from the rules.
+    hosts.cluster.ok(&["delete", "pod", "two", "--wait=true"]);
+    hosts.wait("the deleted endpoint to leave", Duration::from_secs(10), || answers(&hosts, "one", &url, 10) == ["one".to_string()].into());
+}
+
+/// NodePort answers on every host's address, from outside the cluster;
+/// `externalTrafficPolicy: Local` keeps the client's address and answers
+/// only where an endpoint runs.
+#[test]
+fn node_ports_answer_on_every_host() {
+    let hosts = Hosts::start(2, &[]);
+    web_pod(&hosts, "one", "h1");
+    service(&hosts, "web", "app: one", "  type: NodePort\n");
+    service(&hosts, "local", "app: one", "  type: NodePort\n  externalTrafficPolicy: Local\n");
+    let node_port = |name: &str| hosts.cluster.ok(&["get", "service", name, "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let (port, local_port) = (node_port("web"), node_port("local"));
+    // The machine itself is outside the cluster: it reaches the hosts over the bridge.
+    let get = |address: &std::net::Ipv4Addr, port: &str, path: &str| {
+        let out = std::process::Command::new("timeout").args(["5", "busybox", "wget", "-qO-", &format!("http://{address}:{port}{path}")]).output().unwrap();
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    for host in &hosts.hosts {
+        hosts.wait(&format!("NodePort {port} on {}", host.name), Duration::from_secs(10), || get(&host.address, &port, "/").as_deref() == Some("hello from skiff"));
+    }
+    let (h1, h2) = (hosts.host("h1").address, hosts.host("h2").address);
+    let gateway = format!("192.168.{}.1", h1.octets()[2]);
+    hosts.wait("the Local NodePort on h1", Duration::from_secs(10), || get(&h1, &local_port, "/cgi-bin/ip").is_some());
+    assert_eq!(remote_addr(&get(&h1, &local_port, "/cgi-bin/ip").unwrap()), gateway, "the client's own address reaches the pod");
+    assert_eq!(get(&h2, &local_port, "/"), None, "no endpoint on h2: dropped");
+    // Cluster policy: the source is the node's (masqueraded).
+    assert_ne!(remote_addr(&get(&h2, &port, "/cgi-bin/ip").unwrap()), gateway);
 }

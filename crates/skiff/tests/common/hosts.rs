@@ -71,6 +71,8 @@ impl Hosts {
         run("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
         run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
         run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        // As a real host has one: Service IPs are routed before they are DNATed.
+        run("ip", &["-n", &netns, "route", "add", "default", "via", &format!("192.168.{n}.1")]);
         let dir = self.cluster.dir.path().join(format!("h{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
