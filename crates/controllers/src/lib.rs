@@ -25,6 +25,7 @@ mod persistentvolume;
 mod podgc;
 mod quota;
 mod replicaset;
+mod servicelb;
 mod statefulset;
 mod ttl_after_finished;
 
@@ -59,6 +60,8 @@ pub struct Options {
     pub signer: Option<skiff_auth::pki::Pki>,
     /// How often each HorizontalPodAutoscaler is evaluated.
     pub hpa_sync_period: Duration,
+    /// LoadBalancer Services get the nodes' addresses (k3s's ServiceLB).
+    pub service_lb: bool,
 }
 
 impl Default for Options {
@@ -73,6 +76,7 @@ impl Default for Options {
             root_ca_pem: String::new(),
             signer: None,
             hpa_sync_period: Duration::from_secs(15),
+            service_lb: false,
         }
     }
 }
@@ -130,6 +134,10 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("horizontalpodautoscaler", move || hpa::run(c.clone(), period)));
     let (c, o) = (client.clone(), options.clone());
     controllers.spawn(supervise("node-lifecycle", move || node_lifecycle::run(c.clone(), o.clone())));
+    if options.service_lb {
+        let c = client.clone();
+        controllers.spawn(supervise("servicelb", move || servicelb::run(c.clone())));
+    }
     if let Some(cluster) = options.cluster_cidr {
         let (c, mask) = (client.clone(), options.node_cidr_mask_size);
         controllers.spawn(supervise("node-ipam", move || node_ipam::run(c.clone(), cluster, mask)));

@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod dns;
+pub mod hostports;
 pub mod masquerade;
 mod netlink;
 pub mod nft;
@@ -49,22 +50,32 @@ pub async fn pod_mtu(cluster: &ClusterNetwork, node: &NodeConfig) -> Result<u32>
 /// the cluster: NAT for pod traffic, routes to the other nodes' pods.
 pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConfig) -> Result<NodeNetwork> {
     let mut tasks = Vec::new();
+    let address = ipv4(node.address)?;
+    sysctl("net/ipv4/ip_forward", "forwarding pod traffic between interfaces")?;
+    // Pod-to-Service traffic answered by a pod on the same bridge must pass
+    // the NAT hooks to be un-DNATed.
+    sysctl("net/bridge/bridge-nf-call-iptables", "NAT for traffic between pods of one bridge (br_netfilter)")?;
+    let pod_cidr = routes::pod_cidr(&Api::<Node>::all(client.clone()), &node.name).await?;
     if cluster.backend != Backend::None {
-        let address = ipv4(node.address)?;
-        let pod_cidr = routes::pod_cidr(&Api::<Node>::all(client.clone()), &node.name).await?;
         masquerade::apply(cluster.cluster_cidr, pod_cidr).context("the pod network's NAT rules")?;
         let routes = std::sync::Arc::new(routes::Routes::start(client.clone(), &node.name, address, pod_cidr, cluster.backend).await?);
-        let client = client.clone();
+        let c = client.clone();
         tasks.push(tokio::spawn(supervise("routes", move || {
-            let (routes, client) = (routes.clone(), client.clone());
+            let (routes, client) = (routes.clone(), c.clone());
             async move { routes.run(client).await }
+        })));
+        // hostPort comes with the pod network, as portmap does with flannel's.
+        let (c, name) = (client.clone(), node.name.clone());
+        tasks.push(tokio::spawn(supervise("host ports", move || {
+            let (client, name) = (c.clone(), name.clone());
+            async move { hostports::run(client, &name, pod_cidr).await }
         })));
     }
     if cluster.proxy {
         let dns = cluster.dns.then(|| (cluster::NAMESPACE.to_string(), cluster::DNS_SERVICE.to_string()));
         let proxy = std::sync::Arc::new(proxy::Proxy {
             node_name: node.name.clone(),
-            node: proxy::rules::NodeContext { cluster_cidr: cluster.cluster_cidr, service_cidr: cluster.service_cidr, node_ips: vec![ipv4(node.address)?] },
+            node: proxy::rules::NodeContext { cluster_cidr: cluster.cluster_cidr, service_cidr: cluster.service_cidr, node_ips: vec![address] },
             service_lb: cluster.service_lb,
             local_services: dns.into_iter().collect(),
         });
@@ -82,7 +93,13 @@ pub async fn clean_up(bridge: &str) -> Result<()> {
     routes::clean_up().await?;
     netlink::Netlink::connect()?.delete_link(bridge).await?;
     masquerade::remove()?;
+    hostports::clean_up()?;
     proxy::clean_up()
+}
+
+/// Turns a kernel switch on (`/proc/sys/<path>`), naming what needs it.
+fn sysctl(path: &str, why: &str) -> Result<()> {
+    std::fs::write(format!("/proc/sys/{path}"), "1").with_context(|| format!("setting {} = 1, needed for {why}", path.replace('/', ".")))
 }
 
 fn ipv4(address: IpAddr) -> Result<std::net::Ipv4Addr> {

@@ -46,6 +46,8 @@ impl ControllerFlags {
             root_ca_pem,
             signer,
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
+            // Set by `skiff server`, which knows whether ServiceLB is on.
+            service_lb: false,
         })
     }
 }

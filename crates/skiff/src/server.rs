@@ -255,7 +255,8 @@ pub async fn run(args: Args) -> Result<()> {
     }
     if !args.disable_controller_manager {
         let client = in_process_client(&server, UserInfo::named("system:kube-controller-manager", &[]), "kube-controller-manager")?;
-        let options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string(), Some(pki.clone()))?;
+        let mut options = args.controllers.options(&args.cluster_cidr, pki.ca_pem().to_string(), Some(pki.clone()))?;
+        options.service_lb = network.service_lb;
         tokio::spawn(crate::components::controller_manager(client, options));
     }
     if !args.disable_agent {

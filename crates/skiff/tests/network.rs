@@ -61,10 +61,14 @@ fn service(hosts: &Hosts, name: &str, selector: &str, extra_spec: &str) -> Strin
     hosts.cluster.ok(&["get", "service", name, "-o", "jsonpath={.spec.clusterIP}"])
 }
 
-/// Who answers `url` from `pod`, asked `times` times.
+/// Who answers `url` from `pod`, asked `times` times (none if any failed).
 fn answers(hosts: &Hosts, pod: &str, url: &str, times: usize) -> std::collections::BTreeSet<String> {
-    let script = format!("for i in $(seq {times}); do wget -qO- {url}; done");
-    hosts.cluster.ok(&["exec", pod, "--", "timeout", "30", "sh", "-c", &script]).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    let script = format!("for i in $(seq {times}); do wget -qO- {url} || exit 1; done");
+    let out = hosts.cluster.kubectl(&["exec", pod, "--", "timeout", "30", "sh", "-c", &script]);
+    if !out.status.success() {
+        return Default::default();
+    }
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
 }
 
 /// Services load-balance over pods on several hosts, reached from pods
@@ -75,10 +79,14 @@ fn services_balance_across_hosts_and_refuse_without_endpoints() {
     let hosts = Hosts::start(2, &[]);
     web_pod(&hosts, "one", "h1");
     web_pod(&hosts, "two", "h2");
-    let ip = service(&hosts, "web", "tier: web", "");
+    // The client is not behind the Service: its answers come from a pod on
+    // its own bridge and from one across hosts.
+    web_pod(&hosts, "client", "h1");
+    let ip = service(&hosts, "web", "tier: web, backend: \"yes\"", "");
+    hosts.cluster.ok(&["label", "pod", "one", "two", "backend=yes"]);
     let url = format!("http://{ip}/cgi-bin/name");
-    hosts.wait("the Service's rules on h1", Duration::from_secs(10), || answers(&hosts, "one", &url, 1).len() == 1);
-    assert_eq!(answers(&hosts, "one", &url, 30), ["one".to_string(), "two".to_string()].into(), "both endpoints answer");
+    hosts.wait("the Service's rules on h1", Duration::from_secs(10), || answers(&hosts, "client", &url, 1).len() == 1);
+    assert_eq!(answers(&hosts, "client", &url, 30), ["one".to_string(), "two".to_string()].into(), "both endpoints answer");
     // From a host: masqueraded, so the answer comes back through it.
     for host in ["h1", "h2"] {
         let out = hosts.on(host, "timeout", &["10", "busybox", "wget", "-qO-", &format!("http://{ip}/")]);
@@ -97,13 +105,13 @@ fn services_balance_across_hosts_and_refuse_without_endpoints() {
     });
 
     // Session affinity: one client, one endpoint.
-    let sticky = service(&hosts, "sticky", "tier: web", "  sessionAffinity: ClientIP\n");
-    hosts.wait("the sticky Service", Duration::from_secs(10), || answers(&hosts, "one", &format!("http://{sticky}/cgi-bin/name"), 1).len() == 1);
-    assert_eq!(answers(&hosts, "one", &format!("http://{sticky}/cgi-bin/name"), 20).len(), 1, "ClientIP affinity keeps one endpoint");
+    let sticky = service(&hosts, "sticky", "backend: \"yes\"", "  sessionAffinity: ClientIP\n");
+    hosts.wait("the sticky Service", Duration::from_secs(10), || answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 1).len() == 1);
+    assert_eq!(answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 20).len(), 1, "ClientIP affinity keeps one endpoint");
 
     // An endpoint going away is gone from the rules.
     hosts.cluster.ok(&["delete", "pod", "two", "--wait=true"]);
-    hosts.wait("the deleted endpoint to leave", Duration::from_secs(10), || answers(&hosts, "one", &url, 10) == ["one".to_string()].into());
+    hosts.wait("the deleted endpoint to leave", Duration::from_secs(10), || answers(&hosts, "client", &url, 10) == ["one".to_string()].into());
 }
 
 /// NodePort answers on every host's address, from outside the cluster;
@@ -132,4 +140,27 @@ fn node_ports_answer_on_every_host() {
     assert_eq!(get(&h2, &local_port, "/"), None, "no endpoint on h2: dropped");
     // Cluster policy: the source is the node's (masqueraded).
     assert_ne!(remote_addr(&get(&h2, &port, "/cgi-bin/ip").unwrap()), gateway);
+
+    // LoadBalancer, as k3s's ServiceLB: the nodes' addresses, answering on the port.
+    service(&hosts, "lb", "app: one", "  type: LoadBalancer\n");
+    let ingress = hosts.cluster.wait_for(&["get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"], "the LoadBalancer's addresses", |s| s.split(' ').count() == 2);
+    assert_eq!(ingress, format!("{h1} {h2}"));
+    for address in [h1, h2] {
+        hosts.wait(&format!("the LoadBalancer on {address}"), Duration::from_secs(10), || get(&address, "80", "/").as_deref() == Some("hello from skiff"));
+    }
+}
+
+/// hostPort: the pod answers on its node's address.
+#[test]
+fn host_ports_reach_the_pod() {
+    let hosts = Hosts::start(1, &[]);
+    let image = common::test_image();
+    let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: hp}}\nspec:\n  nodeName: h1\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: web\n    image: {image}\n    command: [httpd, -f, -p, '8080', -h, /var/www]\n    ports: [{{containerPort: 8080, hostPort: 18080}}]\n");
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", "hp", "-o", "jsonpath={.status.phase}"], "the pod to run", |s| s == "Running");
+    let address = hosts.host("h1").address;
+    hosts.wait("the host port", Duration::from_secs(10), || {
+        let out = std::process::Command::new("timeout").args(["5", "busybox", "wget", "-qO-", &format!("http://{address}:18080/")]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "hello from skiff"
+    });
 }

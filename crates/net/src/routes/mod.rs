@@ -90,7 +90,6 @@ impl Routes {
     /// Sets up this node's end (the VXLAN device) and publishes it on the Node.
     pub async fn start(client: kube::Client, node_name: &str, address: Ipv4Addr, pod_cidr: Ipv4Net, backend: Backend) -> Result<Routes> {
         let netlink = Netlink::connect()?;
-        forwarding()?;
         let (underlay, mtu) = netlink.link_of(IpAddr::V4(address)).await?;
         let on_link = netlink.networks(underlay).await?;
         let vtep = match backend {
@@ -208,11 +207,6 @@ pub async fn clean_up() -> Result<()> {
         netlink.delete_route(&route).await?;
     }
     Ok(())
-}
-
-/// Routing between interfaces, which a node forwarding pod traffic needs.
-fn forwarding() -> Result<()> {
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("turning on IP forwarding (net.ipv4.ip_forward)")
 }
 
 #[cfg(test)]
