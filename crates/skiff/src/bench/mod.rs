@@ -4,6 +4,7 @@ mod api;
 mod authz;
 mod deployment;
 mod pods;
+mod proxy;
 mod scheduler;
 mod store;
 
@@ -25,6 +26,8 @@ pub enum Bench {
     Deployment(deployment::Args),
     /// Real pods on the node agent: startup latency beside bare runc.
     Pods(pods::Args),
+    /// The service proxy: API write to kernel, and first-packet latency, as Services grow.
+    Proxy(proxy::Args),
 }
 
 impl Bench {
@@ -36,6 +39,7 @@ impl Bench {
             Bench::Scheduler(args) => scheduler::run(args).await,
             Bench::Deployment(args) => deployment::run(args).await,
             Bench::Pods(args) => pods::run(args).await,
+            Bench::Proxy(args) => proxy::run(args).await,
         }
     }
 }
