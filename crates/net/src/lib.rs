@@ -27,6 +27,8 @@ pub struct NodeConfig {
     pub name: String,
     /// The node's InternalIP: the VXLAN tunnels' and host-gw routes' end.
     pub address: IpAddr,
+    /// What the network keeps while it runs (BIRD's configuration and socket).
+    pub run_dir: std::path::PathBuf,
 }
 
 /// The running network of a node; dropping it stops its loops (what they
@@ -58,7 +60,7 @@ pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConf
     let pod_cidr = routes::pod_cidr(&Api::<Node>::all(client.clone()), &node.name).await?;
     if cluster.backend != Backend::None {
         masquerade::apply(cluster.cluster_cidr, pod_cidr).context("the pod network's NAT rules")?;
-        let routes = std::sync::Arc::new(routes::Routes::start(client.clone(), &node.name, address, pod_cidr, cluster.backend).await?);
+        let routes = std::sync::Arc::new(routes::Routes::start(client.clone(), &node.name, address, pod_cidr, &cluster, &node.run_dir).await?);
         let c = client.clone();
         tasks.push(tokio::spawn(supervise("routes", move || {
             let (routes, client) = (routes.clone(), c.clone());

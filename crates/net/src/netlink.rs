@@ -28,6 +28,8 @@ pub struct Route {
     /// The gateway is reached on `link` even without an address in its
     /// subnet (VXLAN's per-peer gateways).
     pub onlink: bool,
+    /// Who made it (`u8::from(PROTOCOL)` for this agent).
+    pub protocol: u8,
 }
 
 #[derive(Clone)]
@@ -119,12 +121,12 @@ impl Netlink {
         self.handle.link().set(message).execute().await.context("setting a link up")
     }
 
-    /// The routes this agent made.
-    pub async fn routes(&self) -> Result<Vec<Route>> {
+    /// The routes of one protocol (`PROTOCOL`: this agent's).
+    pub async fn routes(&self, protocol: RouteProtocol) -> Result<Vec<Route>> {
         let mut dump = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
         let mut routes = Vec::new();
         while let Some(message) = dump.try_next().await? {
-            if message.header.protocol != PROTOCOL {
+            if message.header.protocol != protocol {
                 continue;
             }
             let mut destination = None;
@@ -138,7 +140,7 @@ impl Netlink {
                 }
             }
             if let Some(destination) = destination {
-                routes.push(Route { destination, gateway, link, onlink: message.header.flags.contains(RouteFlags::Onlink) });
+                routes.push(Route { destination, gateway, link, onlink: message.header.flags.contains(RouteFlags::Onlink), protocol: protocol.into() });
             }
         }
         Ok(routes)
@@ -229,7 +231,7 @@ fn route_message(route: &Route) -> RouteMessage {
         .destination_prefix(route.destination.network(), route.destination.prefix_len())
         .gateway(route.gateway)
         .output_interface(route.link)
-        .protocol(PROTOCOL)
+        .protocol(RouteProtocol::from(route.protocol))
         .scope(RouteScope::Universe)
         .kind(RouteType::Unicast);
     if route.onlink {

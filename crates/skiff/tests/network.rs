@@ -164,3 +164,112 @@ fn host_ports_reach_the_pod() {
         String::from_utf8_lossy(&out.stdout).trim() == "hello from skiff"
     });
 }
+
+/// A BGP router outside the cluster (BIRD 2 in a namespace of its own on
+/// the hosts' LAN, AS 64600), with a network behind it (172.31.{n}.0/24)
+/// holding one more host, `outside`.
+struct Router {
+    netns: String,
+    outside: String,
+    dir: tempfile::TempDir,
+    bird: std::process::Child,
+}
+
+impl Router {
+    fn start(hosts: &Hosts) -> Router {
+        let n = hosts.n();
+        let (netns, outside) = (format!("sk{n}-r"), format!("sk{n}-o"));
+        let sh = |args: &[&str]| {
+            let out = std::process::Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        };
+        for ns in [&netns, &outside] {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["netns", "add", ns]);
+            sh(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        sh(&["link", "add", &format!("sk{n}r"), "type", "veth", "peer", "name", "eth0", "netns", &netns]);
+        sh(&["link", "set", &format!("sk{n}r"), "master", &format!("skl{n}"), "up"]);
+        sh(&["-n", &netns, "addr", "add", &format!("192.168.{n}.250/24"), "dev", "eth0"]);
+        sh(&["-n", &netns, "link", "set", "eth0", "up"]);
+        sh(&["-n", &netns, "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", &outside]);
+        sh(&["-n", &netns, "addr", "add", &format!("172.31.{n}.1/24"), "dev", "out0"]);
+        sh(&["-n", &netns, "link", "set", "out0", "up"]);
+        sh(&["-n", &outside, "addr", "add", &format!("172.31.{n}.2/24"), "dev", "eth0"]);
+        sh(&["-n", &outside, "link", "set", "eth0", "up"]);
+        sh(&["-n", &outside, "route", "add", "default", "via", &format!("172.31.{n}.1")]);
+        let forwarding = std::process::Command::new("nsenter").args([&format!("--net=/run/netns/{netns}"), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]).status().unwrap();
+        assert!(forwarding.success());
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = format!("router id 192.168.{n}.250;\nprotocol device {{}}\nprotocol direct outside {{ ipv4; interface \"out0\"; }}\nprotocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n");
+        for host in &hosts.hosts {
+            config.push_str(&format!(
+                "protocol bgp {} {{ local 192.168.{n}.250 as 64600; neighbor {} as 64512; ipv4 {{ import all; export where proto = \"outside\"; }}; }}\n",
+                host.name, host.address
+            ));
+        }
+        std::fs::write(dir.path().join("bird.conf"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("bird.log")).unwrap();
+        let bird = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["bird", "-f", "-c"])
+            .arg(dir.path().join("bird.conf"))
+            .arg("-s")
+            .arg(dir.path().join("bird.ctl"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("bird (BIRD 2) is installed");
+        Router { netns, outside, dir, bird }
+    }
+
+    /// `birdc show route`: what the router learned.
+    fn routes(&self) -> String {
+        let out = std::process::Command::new("birdc").arg("-s").arg(self.dir.path().join("bird.ctl")).args(["show", "route"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn from_outside(&self, program: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.outside)).arg(program).args(args).output().unwrap()
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        let _ = self.bird.kill();
+        let _ = self.bird.wait();
+        for ns in [&self.netns, &self.outside] {
+            let _ = std::process::Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// The bgp backend: nodes announce their pod CIDRs to each other and to a
+/// router outside the cluster, and a host behind that router reaches a pod
+/// by its pod IP, without NAT.
+#[test]
+fn bgp_announces_pod_cidrs_to_nodes_and_an_outside_router() {
+    let hosts = Hosts::start(2, &["--flannel-backend", "bgp", "--bgp-peer", "192.168.{n}.250:64600"]);
+    let router = Router::start(&hosts);
+    let cidrs: Vec<String> = ["h1", "h2"].iter().map(|h| hosts.cluster.ok(&["get", "node", h, "-o", "jsonpath={.spec.podCIDR}"])).collect();
+    hosts.wait("the router to learn both pod CIDRs", Duration::from_secs(30), || {
+        let routes = router.routes();
+        cidrs.iter().all(|c| routes.contains(c.as_str()))
+    });
+    let ip1 = web_pod(&hosts, "one", "h1");
+    let ip2 = web_pod(&hosts, "two", "h2");
+    // Between nodes: routes learned over BGP, no encapsulation, no NAT.
+    for (host, other) in [("h1", &cidrs[1]), ("h2", &cidrs[0])] {
+        hosts.wait(&format!("{host}'s BGP route to {other}"), Duration::from_secs(30), || {
+            let out = hosts.on(host, "ip", &["route", "show", "proto", "bird"]);
+            String::from_utf8_lossy(&out.stdout).contains(other.as_str())
+        });
+    }
+    assert_eq!(remote_addr(&fetch_from_pod(&hosts, "two", &format!("http://{ip1}:8080/cgi-bin/ip"))), ip2);
+    // From behind the router, by pod IP; the pod sees the outside host's own address.
+    let n = hosts.n();
+    hosts.wait("the outside host to reach a pod", Duration::from_secs(30), || {
+        let out = router.from_outside("timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{ip2}:8080/cgi-bin/ip")]);
+        remote_addr(String::from_utf8_lossy(&out.stdout).trim()) == format!("172.31.{n}.2")
+    });
+}

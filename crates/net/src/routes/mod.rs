@@ -3,6 +3,7 @@
 //! Node (flannel's `flannel.alpha.coreos.com/*` annotations) and programs
 //! what its peers published.
 
+pub mod bgp;
 mod vxlan;
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,6 +35,12 @@ pub struct Peer {
     pub address: Ipv4Addr,
     /// The MAC of its VXLAN device (vxlan only).
     pub vtep_mac: Option<String>,
+    /// It reflects BGP routes for the other nodes (bgp only).
+    pub route_reflector: bool,
+}
+
+fn is_route_reflector(node: &Node) -> bool {
+    node.metadata.labels.as_ref().and_then(|l| l.get(bgp::ROUTE_REFLECTOR_LABEL)).is_some_and(|v| v == "true")
 }
 
 /// The peers the Node objects describe: every other node with a pod CIDR
@@ -56,6 +63,7 @@ pub fn peers(nodes: &[Arc<Node>], me: &str, backend: Backend) -> Vec<Peer> {
                 pod_cidr: node.spec.as_ref()?.pod_cidr.as_ref()?.parse().ok()?,
                 address: annotations.get(PUBLIC_IP)?.parse().ok()?,
                 vtep_mac,
+                route_reflector: is_route_reflector(node),
             })
         })
         .collect();
@@ -73,6 +81,8 @@ pub struct Routes {
     underlay: u32,
     on_link: Vec<Ipv4Net>,
     vtep: Option<vxlan::Vtep>,
+    /// BIRD and what it announces (bgp only).
+    bird: Option<(bgp::Bird, Ipv4Net, crate::cluster::ClusterNetwork)>,
     events: Recorder,
 }
 
@@ -88,7 +98,8 @@ pub async fn pod_cidr(nodes: &Api<Node>, name: &str) -> Result<Ipv4Net> {
 
 impl Routes {
     /// Sets up this node's end (the VXLAN device) and publishes it on the Node.
-    pub async fn start(client: kube::Client, node_name: &str, address: Ipv4Addr, pod_cidr: Ipv4Net, backend: Backend) -> Result<Routes> {
+    pub async fn start(client: kube::Client, node_name: &str, address: Ipv4Addr, pod_cidr: Ipv4Net, cluster: &crate::cluster::ClusterNetwork, run_dir: &std::path::Path) -> Result<Routes> {
+        let backend = cluster.backend;
         let netlink = Netlink::connect()?;
         let (underlay, mtu) = netlink.link_of(IpAddr::V4(address)).await?;
         let on_link = netlink.networks(underlay).await?;
@@ -110,7 +121,8 @@ impl Routes {
         let patch = serde_json::json!({"metadata": {"annotations": annotations}});
         nodes.patch(node_name, &PatchParams::default(), &Patch::Merge(patch)).await.context("publishing the node's network annotations")?;
         let reporter = Reporter { controller: "skiff-net".into(), instance: Some(node_name.to_string()) };
-        Ok(Routes { netlink, backend, node_name: node_name.to_string(), address, underlay, on_link, vtep, events: Recorder::new(client, reporter) })
+        let bird = (backend == Backend::Bgp).then(|| (bgp::Bird::new(run_dir.join("bird")), pod_cidr, cluster.clone()));
+        Ok(Routes { netlink, backend, node_name: node_name.to_string(), address, underlay, on_link, vtep, bird, events: Recorder::new(client, reporter) })
     }
 
     /// The MTU pods get: the node's, less the overlay's headers.
@@ -124,7 +136,7 @@ impl Routes {
         let nodes: Api<Node> = Api::all(client);
         let (reader, writer) = reflector::store();
         let mut stream = std::pin::pin!(reflector(writer, watcher(nodes, watcher::Config::default())).default_backoff());
-        let mut applied: Option<Vec<Peer>> = None;
+        let mut applied: Option<(Vec<Peer>, bool)> = None;
         let mut repair = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
@@ -138,18 +150,24 @@ impl Routes {
                 // Routes someone else removed come back.
                 _ = repair.tick() => applied = None,
             }
-            let wanted = peers(&reader.state(), &self.node_name, self.backend);
+            let nodes = reader.state();
+            let reflector = nodes.iter().any(|n| n.metadata.name.as_deref() == Some(&self.node_name) && is_route_reflector(n));
+            let wanted = (peers(&nodes, &self.node_name, self.backend), reflector);
             if applied.as_ref() == Some(&wanted) {
                 continue;
             }
-            match self.sync(&wanted).await {
+            match self.sync(&wanted.0, wanted.1).await {
                 Ok(()) => applied = Some(wanted),
                 Err(e) => tracing::warn!("programming routes to other nodes: {e:#}"),
             }
         }
     }
 
-    async fn sync(&self, peers: &[Peer]) -> Result<()> {
+    async fn sync(&self, peers: &[Peer], reflector: bool) -> Result<()> {
+        if let Some((bird, pod_cidr, cluster)) = &self.bird {
+            let speaker = bgp::Speaker { address: self.address, pod_cidr: *pod_cidr, asn: cluster.bgp_asn, reflector, external: cluster.bgp_peers.clone() };
+            bird.apply(&bgp::config(&speaker, peers))?;
+        }
         let mut wanted = HashSet::new();
         for peer in peers {
             match (self.backend, &self.vtep) {
@@ -158,7 +176,7 @@ impl Routes {
                 }
                 (Backend::HostGw, _) => {
                     if self.on_link.iter().any(|net| net.contains(&peer.address)) {
-                        wanted.insert(Route { destination: peer.pod_cidr, gateway: peer.address, link: self.underlay, onlink: false });
+                        wanted.insert(Route { destination: peer.pod_cidr, gateway: peer.address, link: self.underlay, onlink: false, protocol: crate::netlink::PROTOCOL.into() });
                     } else {
                         self.not_on_link(peer).await;
                     }
@@ -166,7 +184,7 @@ impl Routes {
                 _ => {}
             }
         }
-        let present: HashSet<Route> = self.netlink.routes().await?.into_iter().collect();
+        let present: HashSet<Route> = self.netlink.routes(crate::netlink::PROTOCOL).await?.into_iter().collect();
         for stale in present.difference(&wanted) {
             self.netlink.delete_route(stale).await?;
         }
@@ -199,12 +217,15 @@ impl Routes {
     }
 }
 
-/// Removes what the routes made: the overlay device and every route.
+/// Removes what the routes made: the overlay device and every route, its
+/// own and BIRD's.
 pub async fn clean_up() -> Result<()> {
     let netlink = Netlink::connect()?;
     netlink.delete_link(vxlan::DEVICE).await?;
-    for route in netlink.routes().await? {
-        netlink.delete_route(&route).await?;
+    for protocol in [crate::netlink::PROTOCOL, rtnetlink::packet_route::route::RouteProtocol::Bird] {
+        for route in netlink.routes(protocol).await? {
+            netlink.delete_route(&route).await?;
+        }
     }
     Ok(())
 }
@@ -233,7 +254,7 @@ mod tests {
             node("no-mac", Some("10.42.4.0/24"), &[(BACKEND_TYPE, "vxlan"), (PUBLIC_IP, "192.0.2.5"), (BACKEND_DATA, "null")]),
         ];
         let found = peers(&nodes, "me", Backend::Vxlan);
-        assert_eq!(found, vec![Peer { name: "b".into(), pod_cidr: "10.42.1.0/24".parse().unwrap(), address: "192.0.2.2".parse().unwrap(), vtep_mac: Some("0a:1b:2c:3d:4e:5f".into()) }]);
+        assert_eq!(found, vec![Peer { name: "b".into(), pod_cidr: "10.42.1.0/24".parse().unwrap(), address: "192.0.2.2".parse().unwrap(), vtep_mac: Some("0a:1b:2c:3d:4e:5f".into()), route_reflector: false }]);
         let found = peers(&nodes, "me", Backend::HostGw);
         assert_eq!(found.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["host-gw"]);
     }

@@ -64,7 +64,7 @@ impl Vtep {
     }
 
     pub fn route(&self, peer: &Peer) -> Route {
-        Route { destination: peer.pod_cidr, gateway: peer.pod_cidr.network(), link: self.index, onlink: true }
+        Route { destination: peer.pod_cidr, gateway: peer.pod_cidr.network(), link: self.index, onlink: true, protocol: crate::netlink::PROTOCOL.into() }
     }
 
     /// The ARP and FDB entries for exactly these peers.

@@ -34,7 +34,8 @@ fn run(program: &str, args: &[&str]) -> Output {
 
 impl Hosts {
     /// A server on a bridge of its own and `count` hosts on it, each with
-    /// an agent; `server_flags` go to `skiff server` (e.g. the backend).
+    /// an agent; `server_flags` go to `skiff server` (e.g. the backend), with
+    /// `{n}` standing for this network's number (the LAN is 192.168.{n}.0/24).
     pub fn start(count: usize, server_flags: &[&str]) -> Hosts {
         let network = Network::claim();
         let n = network.n;
@@ -45,7 +46,7 @@ impl Hosts {
         run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
         run("ip", &["link", "set", &bridge, "up"]);
         let mut flags = vec!["--cluster-cidr".to_string(), format!("10.{n}.0.0/16")];
-        flags.extend(server_flags.iter().map(|s| s.to_string()));
+        flags.extend(server_flags.iter().map(|s| s.replace("{n}", &n.to_string())));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let cluster = Cluster::start_on(&gateway, &flags);
         let token = cluster.skiff(&["token", "create", "--kubeconfig", &cluster.kubeconfig().display().to_string()]).trim().to_string();
@@ -98,6 +99,11 @@ impl Hosts {
             .spawn()
             .unwrap();
         host.agent = Some(child);
+    }
+
+    /// This network's number: the LAN is 192.168.{n}.0/24, the pods 10.{n}.0.0/16.
+    pub fn n(&self) -> u8 {
+        self.network.n
     }
 
     pub fn host(&self, name: &str) -> &Host {
