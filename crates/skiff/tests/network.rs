@@ -273,3 +273,44 @@ fn bgp_announces_pod_cidrs_to_nodes_and_an_outside_router() {
         remote_addr(String::from_utf8_lossy(&out.stdout).trim()) == format!("172.31.{n}.2")
     });
 }
+
+/// An agent restart leaves the overlay as it was (same device, same MAC:
+/// running pods keep their traffic); a node gone takes its routes with it
+/// on every other node; `skiff agent --cleanup` removes what the network made.
+#[test]
+fn routes_follow_nodes_and_cleanup_removes_everything() {
+    let mut hosts = Hosts::start(2, &[]);
+    let ip2 = web_pod(&hosts, "two", "h2");
+    web_pod(&hosts, "one", "h1");
+    let cidr2 = hosts.cluster.ok(&["get", "node", "h2", "-o", "jsonpath={.spec.podCIDR}"]);
+    let link = |hosts: &Hosts, host: &str| String::from_utf8_lossy(&hosts.on(host, "ip", &["-o", "link", "show", "flannel.1"]).stdout).into_owned();
+    let before = link(&hosts, "h1");
+    assert!(before.contains("flannel.1"), "{before}");
+    let programmed = |hosts: &Hosts| hosts.agent_log("h1").matches("programmed backend=vxlan peers=1").count();
+    let runs = programmed(&hosts);
+    hosts.restart_agent("h1");
+    hosts.wait("the restarted agent to program its routes", Duration::from_secs(30), || programmed(&hosts) > runs);
+    assert_eq!(link(&hosts, "h1"), before, "the restarted agent kept its VXLAN device");
+    assert_eq!(fetch_from_pod(&hosts, "one", &format!("http://{ip2}:8080/")), "hello from skiff");
+
+    // h2 goes away: h1 forgets its route, ARP and FDB entries.
+    hosts.stop_agent("h2");
+    hosts.cluster.ok(&["delete", "node", "h2"]);
+    hosts.wait("h1 to drop the route to h2's pods", Duration::from_secs(10), || {
+        let routes = String::from_utf8_lossy(&hosts.on("h1", "ip", &["route"]).stdout).into_owned();
+        let neighbours = String::from_utf8_lossy(&hosts.on("h1", "ip", &["neigh", "show", "dev", "flannel.1"]).stdout).into_owned();
+        !routes.contains(&cidr2) && neighbours.trim().is_empty()
+    });
+
+    // --cleanup: no device, route or table of ours is left.
+    hosts.stop_agent("h1");
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let out = hosts.on("h1", skiff, &["agent", "--cleanup"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let links = String::from_utf8_lossy(&hosts.on("h1", "ip", &["-o", "link"]).stdout).into_owned();
+    assert!(!links.contains("flannel.1") && !links.contains("skiff0"), "{links}");
+    let routes = String::from_utf8_lossy(&hosts.on("h1", "ip", &["route", "show", "proto", "88"]).stdout).into_owned();
+    assert!(routes.trim().is_empty(), "{routes}");
+    let tables = String::from_utf8_lossy(&hosts.on("h1", "nft", &["list", "tables"]).stdout).into_owned();
+    assert!(!tables.contains("skiff"), "{tables}");
+}
