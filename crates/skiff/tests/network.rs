@@ -314,3 +314,45 @@ fn routes_follow_nodes_and_cleanup_removes_everything() {
     let tables = String::from_utf8_lossy(&hosts.on("h1", "nft", &["list", "tables"]).stdout).into_owned();
     assert!(!tables.contains("skiff"), "{tables}");
 }
+
+/// A UDP server on a host (the test image has none): answers each
+/// datagram on 9999 with `reply`. Killed when dropped.
+struct UdpServer(std::process::Child);
+
+impl UdpServer {
+    fn start(hosts: &Hosts, host: &str, reply: &str) -> UdpServer {
+        let script = format!("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 9999))\nwhile True:\n    _, peer = s.recvfrom(100)\n    s.sendto(b'{reply}', peer)\n");
+        let child = std::process::Command::new("nsenter").arg(format!("--net=/run/netns/{}", hosts.host(host).netns)).args(["python3", "-c", &script]).spawn().unwrap();
+        UdpServer(child)
+    }
+}
+
+impl Drop for UdpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// UDP Services, and their stale flows (kubernetes#59368): a client that
+/// keeps its source port reaches the new endpoint once the old one is
+/// gone, instead of sending into the void until conntrack forgets.
+#[test]
+fn udp_services_forget_flows_to_removed_endpoints() {
+    let hosts = Hosts::start(2, &[]);
+    let _a = UdpServer::start(&hosts, "h1", "a");
+    let _b = UdpServer::start(&hosts, "h2", "b");
+    let slice = |address: &std::net::Ipv4Addr| format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: udp-1, labels: {{kubernetes.io/service-name: udp}}}}\naddressType: IPv4\nports: [{{name: echo, port: 9999, protocol: UDP}}]\nendpoints: [{{addresses: [\"{address}\"], conditions: {{ready: true}}}}]\n"
+    );
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: udp}\nspec:\n  ports: [{name: echo, port: 9999, protocol: UDP}]\n";
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(service));
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&slice(&hosts.host("h1").address)));
+    let ip = hosts.cluster.ok(&["get", "service", "udp", "-o", "jsonpath={.spec.clusterIP}"]);
+    // From h1, always from source port 40000: one conntrack flow.
+    let client = format!("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 40000))\ns.settimeout(1)\ns.sendto(b'x', ('{ip}', 9999))\ntry:\n    print(s.recvfrom(100)[0].decode())\nexcept Exception:\n    print('none')\n");
+    let ask = || String::from_utf8_lossy(&hosts.on("h1", "python3", &["-c", &client]).stdout).trim().to_string();
+    hosts.wait("endpoint a to answer", Duration::from_secs(20), || ask() == "a");
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&slice(&hosts.host("h2").address)));
+    hosts.wait("endpoint b to answer the same flow", Duration::from_secs(10), || ask() == "b");
+}
