@@ -44,11 +44,15 @@ fn cross_host_pod_to_pod(backend: &str) {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from skiff", "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// "[sig-network] Networking Granular Checks: Pods should function for intra-pod communication: http [NodeConformance] [Conformance]",
+/// "[sig-network] Networking Granular Checks: Pods should function for node-pod communication: http [LinuxOnly] [NodeConformance] [Conformance]":
+/// pod to pod and host to pod, across hosts, over the VXLAN overlay.
 #[test]
 fn pods_reach_pods_across_hosts_over_vxlan() {
     cross_host_pod_to_pod("vxlan");
 }
 
+/// The same over host-gw's plain routes.
 #[test]
 fn pods_reach_pods_across_hosts_over_host_gw() {
     cross_host_pod_to_pod("host-gw");
@@ -73,7 +77,11 @@ fn answers(hosts: &Hosts, pod: &str, url: &str, times: usize) -> std::collection
 
 /// Services load-balance over pods on several hosts, reached from pods
 /// and hosts; a Service without endpoints refuses at once; a pod reaches
-/// itself through its own Service; ClientIP affinity sticks.
+/// itself through its own Service; ClientIP affinity sticks, and can be
+/// switched off and on.
+/// "[sig-network] Services should serve a basic endpoint from pods [Conformance]",
+/// "[sig-network] Services should have session affinity work for service with type clusterIP [LinuxOnly] [Conformance]",
+/// "[sig-network] Services should be able to switch session affinity for service with type clusterIP [LinuxOnly] [Conformance]".
 #[test]
 fn services_balance_across_hosts_and_refuse_without_endpoints() {
     let hosts = Hosts::start(2, &[]);
@@ -108,6 +116,10 @@ fn services_balance_across_hosts_and_refuse_without_endpoints() {
     let sticky = service(&hosts, "sticky", "backend: \"yes\"", "  sessionAffinity: ClientIP\n");
     hosts.wait("the sticky Service", Duration::from_secs(10), || answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 1).len() == 1);
     assert_eq!(answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 20).len(), 1, "ClientIP affinity keeps one endpoint");
+    hosts.cluster.ok(&["patch", "service", "sticky", "-p", r#"{"spec":{"sessionAffinity":"None"}}"#]);
+    hosts.wait("affinity switched off", Duration::from_secs(10), || answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 20).len() == 2);
+    hosts.cluster.ok(&["patch", "service", "sticky", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
+    hosts.wait("affinity switched on", Duration::from_secs(10), || answers(&hosts, "client", &format!("http://{sticky}/cgi-bin/name"), 20).len() == 1);
 
     // An endpoint going away is gone from the rules.
     hosts.cluster.ok(&["delete", "pod", "two", "--wait=true"]);
@@ -116,7 +128,8 @@ fn services_balance_across_hosts_and_refuse_without_endpoints() {
 
 /// NodePort answers on every host's address, from outside the cluster;
 /// `externalTrafficPolicy: Local` keeps the client's address and answers
-/// only where an endpoint runs.
+/// only where an endpoint runs; LoadBalancer answers on the nodes' addresses.
+/// "[sig-network] Services should be able to create a functioning NodePort service [Conformance]".
 #[test]
 fn node_ports_answer_on_every_host() {
     let hosts = Hosts::start(2, &[]);
