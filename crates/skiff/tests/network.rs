@@ -369,3 +369,24 @@ fn udp_services_forget_flows_to_removed_endpoints() {
     hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&slice(&hosts.host("h2").address)));
     hosts.wait("endpoint b to answer the same flow", Duration::from_secs(10), || ask() == "b");
 }
+
+/// "[sig-network] Services should serve multiport endpoints from pods [Conformance]":
+/// each port of a Service reaches its own container port.
+#[test]
+fn services_serve_multiport_endpoints_from_pods() {
+    let hosts = Hosts::start(1, &[]);
+    let image = common::test_image();
+    let script = "mkdir -p /a /b && echo port-a > /a/index.html && echo port-b > /b/index.html && httpd -p 8080 -h /a && exec httpd -f -p 8081 -h /b";
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: multi, labels: {{app: multi}}}}\nspec:\n  nodeName: h1\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: web\n    image: {image}\n    command: [sh, -c, {script:?}]\n    ports: [{{containerPort: 8080, name: a}}, {{containerPort: 8081, name: b}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: multi}}\nspec:\n  selector: {{app: multi}}\n  ports: [{{name: a, port: 80, targetPort: a}}, {{name: b, port: 81, targetPort: b}}]\n"
+    );
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", "multi", "-o", "jsonpath={.status.phase}"], "the pod to run", |s| s == "Running");
+    let ip = hosts.cluster.ok(&["get", "service", "multi", "-o", "jsonpath={.spec.clusterIP}"]);
+    for (port, page) in [("80", "port-a"), ("81", "port-b")] {
+        hosts.wait(&format!("port {port}"), Duration::from_secs(10), || {
+            let out = hosts.on("h1", "timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{ip}:{port}/")]);
+            String::from_utf8_lossy(&out.stdout).trim() == page
+        });
+    }
+}
