@@ -49,8 +49,29 @@ pub async fn pod_mtu(cluster: &ClusterNetwork, node: &NodeConfig) -> Result<u32>
 }
 
 /// Sets up the node's side of the pod network and keeps it in step with
-/// the cluster: NAT for pod traffic, routes to the other nodes' pods.
+/// the cluster: NAT for pod traffic, routes to the other nodes' pods, the
+/// service proxy. What cannot be set up is said on the Node as a Warning
+/// event (`kubectl describe node`), as well as returned.
 pub async fn start(client: kube::Client, cluster: ClusterNetwork, node: NodeConfig) -> Result<NodeNetwork> {
+    let started = start_loops(client.clone(), cluster, &node).await;
+    if let Err(e) = &started {
+        let reporter = kube::runtime::events::Reporter { controller: "skiff-net".into(), instance: Some(node.name.clone()) };
+        warn_on_node(&kube::runtime::events::Recorder::new(client, reporter), &node.name, "NetworkSetupFailed", "SetUpNetwork", format!("{e:#}")).await;
+    }
+    started
+}
+
+/// A Warning event about this node (a Node's events are found by its
+/// name, which kubelets also put in the reference's uid).
+pub(crate) async fn warn_on_node(recorder: &kube::runtime::events::Recorder, node: &str, reason: &str, action: &str, note: String) {
+    let reference = k8s_openapi::api::core::v1::ObjectReference { kind: Some("Node".into()), api_version: Some("v1".into()), name: Some(node.into()), uid: Some(node.into()), ..Default::default() };
+    let event = kube::runtime::events::Event { type_: kube::runtime::events::EventType::Warning, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = recorder.publish(&event, &reference).await {
+        tracing::debug!("event {reason}: {e}");
+    }
+}
+
+async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeConfig) -> Result<NodeNetwork> {
     let mut tasks = Vec::new();
     let address = ipv4(node.address)?;
     sysctl("net/ipv4/ip_forward", "forwarding pod traffic between interfaces")?;

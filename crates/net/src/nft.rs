@@ -15,14 +15,18 @@ pub fn apply(script: &str) -> Result<()> {
 
 /// Output of `nft ARGS…` (for reading state, e.g. `list table`).
 pub fn run(args: &[&str], input: Option<&str>) -> Result<String> {
-    let mut child = Command::new("nft")
+    run_binary("nft", args, input)
+}
+
+fn run_binary(binary: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+    let mut child = Command::new(binary)
         .args(args)
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!("the nft binary is missing: install nftables (apt-get install nftables)"),
+            std::io::ErrorKind::NotFound => anyhow::anyhow!("the {binary} binary is missing: install nftables (apt-get install nftables)"),
             _ => anyhow::Error::new(e).context("running nft"),
         })?;
     if let Some(text) = input {
@@ -39,4 +43,13 @@ pub fn run(args: &[&str], input: Option<&str>) -> Result<String> {
 pub fn delete_table(family: &str, name: &str) -> Result<()> {
     // Adding first makes the delete succeed whether or not it existed.
     apply(&format!("add table {family} {name}\ndelete table {family} {name}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_nft_is_named() {
+        let e = super::run_binary("nft-not-installed", &["list", "tables"], None).unwrap_err();
+        assert_eq!(e.to_string(), "the nft-not-installed binary is missing: install nftables (apt-get install nftables)");
+    }
 }

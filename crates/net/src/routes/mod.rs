@@ -16,7 +16,7 @@ use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 
 use crate::cluster::Backend;
@@ -209,11 +209,7 @@ impl Routes {
             peer.pod_cidr
         );
         tracing::warn!("{note}");
-        let reference = k8s_openapi::api::core::v1::ObjectReference { kind: Some("Node".into()), api_version: Some("v1".into()), name: Some(self.node_name.clone()), uid: Some(self.node_name.clone()), ..Default::default() };
-        let event = Event { type_: EventType::Warning, reason: "PeerNotOnLink".into(), note: Some(note), action: "ProgramRoutes".into(), secondary: None };
-        if let Err(e) = self.events.publish(&event, &reference).await {
-            tracing::debug!("event: {e}");
-        }
+        crate::warn_on_node(&self.events, &self.node_name, "PeerNotOnLink", "ProgramRoutes", note).await;
     }
 }
 
