@@ -150,8 +150,12 @@ impl Upstream {
         if !response.metadata.truncation {
             return Ok(Reply::from_message(response.into_message()));
         }
-        let tcp = TcpClientStream::exchange(self.addr, None, TIMEOUT, None, TokioRuntimeProvider::default()).await?;
+        // The connection's task lives in the provider's task set, which
+        // goes with the last clone of the provider: keep one until answered.
+        let provider = TokioRuntimeProvider::default();
+        let tcp = TcpClientStream::exchange(self.addr, None, TIMEOUT, None, provider.clone()).await?;
         let response = tcp.send(DnsRequest::from_query(query.clone(), options)).first_answer().await?;
+        drop(provider);
         Ok(Reply::from_message(response.into_message()))
     }
 }
