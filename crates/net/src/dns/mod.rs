@@ -17,6 +17,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use forward::{Forwarder, Reply};
+/// The DNS types of the API ([`Records::lookup`] takes a hickory `Name`).
+pub use hickory_server::proto;
 pub use records::{Answer, Outcome, Records};
 pub use server::{Listening, Server, Shared};
 pub use watch::watch;
