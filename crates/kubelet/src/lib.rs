@@ -17,6 +17,7 @@ mod node;
 mod pods;
 mod portforward;
 pub mod probes;
+pub mod resolv;
 pub mod runtime;
 pub mod sandbox;
 pub mod seccomp;
