@@ -729,15 +729,20 @@ impl Kubelet {
         let ip = self.sandboxes.ip(uid).map(|i| i.to_string()).unwrap_or_default();
         let mut hosts = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
         if !ip.is_empty() {
-            hosts.push_str(&format!("{ip}\t{name}\n"));
+            // With a subdomain, the pod's FQDN first, as upstream's kubelet writes it.
+            let subdomain = pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()).filter(|s| !s.is_empty() && !host_network);
+            match subdomain {
+                Some(sub) => hosts.push_str(&format!("{ip}\t{name}.{sub}.{}.svc.{}\t{name}\n", pod.metadata.namespace.as_deref().unwrap_or("default"), self.config.cluster_domain)),
+                None => hosts.push_str(&format!("{ip}\t{name}\n")),
+            }
         }
         for alias in pod.spec.as_ref().and_then(|s| s.host_aliases.as_ref()).into_iter().flatten() {
             hosts.push_str(&format!("\n# Entries added by HostAliases.\n{}\t{}\n", alias.ip, alias.hostnames.clone().unwrap_or_default().join("\t")));
         }
         std::fs::write(etc.join("hosts"), hosts)?;
         std::fs::write(etc.join("hostname"), format!("{name}\n"))?;
-        // Cluster DNS comes with the network work; until then, the host's resolvers.
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let resolv = crate::resolv::resolv_conf(pod, &self.config.cluster_dns, &self.config.cluster_domain, &host_resolv).map_err(|e| anyhow::anyhow!("the pod's DNS configuration: {e}"))?;
         std::fs::write(etc.join("resolv.conf"), resolv)?;
         let termination = pod_dir.join("containers").join(&container.name).join(attempt.to_string());
         std::fs::create_dir_all(termination.parent().unwrap())?;

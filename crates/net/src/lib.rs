@@ -102,19 +102,53 @@ async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeC
             service_lb: cluster.service_lb,
             local_services: dns.into_iter().collect(),
         });
+        let c = client.clone();
         tasks.push(tokio::spawn(supervise("service proxy", move || {
-            let (proxy, client) = (proxy.clone(), client.clone());
+            let (proxy, client) = (proxy.clone(), c.clone());
             async move { proxy.run(client).await }
         })));
+    }
+    if cluster.dns {
+        tasks.push(serve_dns(client, &cluster, node).await?);
     }
     Ok(NodeNetwork { tasks })
 }
 
+/// Cluster DNS on this node: the kube-dns Service's address is made this
+/// node's own (on `lo`, as NodeLocal DNSCache holds its address), so pods
+/// and the node itself are answered here, by the DNS server in this agent.
+async fn serve_dns(client: kube::Client, cluster: &ClusterNetwork, node: &NodeConfig) -> Result<tokio::task::JoinHandle<()>> {
+    let address = cluster.cluster_dns;
+    let netlink = netlink::Netlink::connect()?;
+    let lo = netlink.link("lo").await?.context("this host has no lo")?.header.index;
+    netlink.add_address(lo, ipnet::Ipv4Net::new(address, 32)?).await.context("taking the cluster DNS address")?;
+    // Remembered for `skiff agent --cleanup`, which has no server to ask.
+    std::fs::create_dir_all(&node.run_dir)?;
+    std::fs::write(node.run_dir.join(DNS_ADDRESS_FILE), address.to_string())?;
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // A host that already resolves through the cluster must not forward to itself.
+    let upstreams: Vec<std::net::SocketAddr> = dns::upstreams_from_resolv_conf(&host).into_iter().filter(|a| a.ip() != IpAddr::V4(address)).collect();
+    let domain = cluster.cluster_domain.clone();
+    Ok(tokio::spawn(supervise("cluster DNS", move || {
+        let config = dns::Config { listen: vec![std::net::SocketAddr::new(IpAddr::V4(address), 53)], cluster_domain: domain.clone(), upstreams: upstreams.clone() };
+        dns::serve(client.clone(), config)
+    })))
+}
+
+const DNS_ADDRESS_FILE: &str = "dns-address";
+
 /// Removes everything the node's network made: devices (the pods' bridge
-/// among them), routes, rules (`skiff agent --cleanup`).
-pub async fn clean_up(bridge: &str) -> Result<()> {
+/// among them), addresses, routes, rules (`skiff agent --cleanup`).
+pub async fn clean_up(bridge: &str, run_dir: &std::path::Path) -> Result<()> {
     routes::clean_up().await?;
-    netlink::Netlink::connect()?.delete_link(bridge).await?;
+    let netlink = netlink::Netlink::connect()?;
+    netlink.delete_link(bridge).await?;
+    if let Some(address) = std::fs::read_to_string(run_dir.join(DNS_ADDRESS_FILE)).ok().and_then(|a| a.trim().parse().ok()) {
+        if let Some(lo) = netlink.link("lo").await? {
+            netlink.delete_address(lo.header.index, address).await?;
+        }
+        std::fs::remove_file(run_dir.join(DNS_ADDRESS_FILE))?;
+    }
     masquerade::remove()?;
     hostports::clean_up()?;
     proxy::clean_up()

@@ -91,6 +91,26 @@ impl Netlink {
         Ok(networks)
     }
 
+    /// Adds `address` to `link` unless it is there; returns whether it was added.
+    pub async fn add_address(&self, link: u32, address: Ipv4Net) -> Result<bool> {
+        if self.networks(link).await?.iter().any(|n| n.addr() == address.addr() && n.prefix_len() == address.prefix_len()) {
+            return Ok(false);
+        }
+        self.handle.address().add(link, IpAddr::V4(address.addr()), address.prefix_len()).execute().await.with_context(|| format!("adding {address}"))?;
+        Ok(true)
+    }
+
+    /// Removes `address` from `link` if it is there.
+    pub async fn delete_address(&self, link: u32, address: Ipv4Addr) -> Result<()> {
+        let mut dump = self.handle.address().get().set_link_index_filter(link).execute();
+        while let Some(message) = dump.try_next().await? {
+            if message.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(ip)) if *ip == address)) {
+                self.handle.address().del(message).execute().await.with_context(|| format!("removing {address}"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Gives `link` exactly this one address.
     pub async fn set_only_address(&self, link: u32, address: Ipv4Net) -> Result<()> {
         let mut current = self.handle.address().get().set_link_index_filter(link).execute();

@@ -165,7 +165,7 @@ const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// `skiff agent`: joins the cluster at `--server` and runs its pods.
 pub async fn run(args: Args) -> Result<()> {
     if args.cleanup {
-        skiff_net::clean_up(&args.agent.cni_bridge).await?;
+        skiff_net::clean_up(&args.agent.cni_bridge, &args.agent.agent_run_dir.join("net")).await?;
         eprintln!("skiff agent: the node's network is removed");
         return Ok(());
     }

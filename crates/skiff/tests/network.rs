@@ -390,3 +390,74 @@ fn services_serve_multiport_endpoints_from_pods() {
         });
     }
 }
+
+/// `nslookup` from a pod: its output, and whether it succeeded.
+fn nslookup(hosts: &Hosts, pod: &str, args: &[&str]) -> (bool, String) {
+    let mut command = vec!["exec", pod, "--", "nslookup"];
+    command.extend_from_slice(args);
+    let out = hosts.cluster.kubectl(&command);
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Cluster DNS, answered by every node at the kube-dns Service's address,
+/// with CoreDNS's records; pods get upstream's resolv.conf and hosts file.
+/// "[sig-network] DNS should provide DNS for the cluster [Conformance]",
+/// "[sig-network] DNS should provide DNS for services [Conformance]",
+/// "[sig-network] DNS should provide DNS for pods for Hostname [Conformance]",
+/// "[sig-network] DNS should provide DNS for pods for Subdomain [Conformance]",
+/// "[sig-network] DNS should provide DNS for ExternalName services [Conformance]",
+/// "[sig-network] DNS should resolve DNS of partial qualified names for services [LinuxOnly] [Conformance]",
+/// "[sig-network] DNS should support configurable pod DNS nameservers [Conformance]",
+/// "[sig-network] DNS should provide /etc/hosts entries for the cluster [Conformance]".
+#[test]
+fn cluster_dns_answers_coredns_records_on_every_host() {
+    let hosts = Hosts::start(2, &[]);
+    let dns_service = hosts.cluster.ok(&["get", "service", "-n", "kube-system", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(dns_service, "10.43.0.10");
+    web_pod(&hosts, "client", "h2");
+    let resolv = hosts.cluster.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(resolv, "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n");
+
+    hosts.wait("the cluster's own name", Duration::from_secs(20), || {
+        let (ok, out) = nslookup(&hosts, "client", &["kubernetes.default.svc.cluster.local"]);
+        ok && out.contains("Address: 10.43.0.1")
+    });
+    // A Service, its SRV record for a named port, a partial name.
+    let ip = service(&hosts, "web", "app: client", "");
+    hosts.wait("the Service's A record", Duration::from_secs(10), || nslookup(&hosts, "client", &["web.default.svc.cluster.local"]).1.contains(&format!("Address: {ip}")));
+    hosts.wait("the named port's SRV record", Duration::from_secs(10), || nslookup(&hosts, "client", &["-type=SRV", "_http._tcp.web.default.svc.cluster.local"]).1.contains("80 web.default.svc.cluster.local"));
+    // The C library's resolver applies the search list (busybox's nslookup does not).
+    assert_eq!(fetch_from_pod(&hosts, "client", "http://web/"), "hello from skiff");
+    assert_eq!(fetch_from_pod(&hosts, "client", "http://web.default/"), "hello from skiff");
+
+    // A pod with hostname and subdomain, behind a headless Service of that name.
+    let image = common::test_image();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: sub}}\nspec:\n  clusterIP: None\n  selector: {{app: named}}\n  ports: [{{name: http, port: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: named, labels: {{app: named}}}}\nspec:\n  nodeName: h1\n  hostname: host-a\n  subdomain: sub\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n"
+    );
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", "named", "-o", "jsonpath={.status.phase}"], "the named pod to run", |s| s == "Running");
+    let named_ip = hosts.cluster.ok(&["get", "pod", "named", "-o", "jsonpath={.status.podIP}"]);
+    hosts.wait("the pod's hostname record", Duration::from_secs(20), || nslookup(&hosts, "client", &["host-a.sub.default.svc.cluster.local"]).1.contains(&format!("Address: {named_ip}")));
+    assert!(nslookup(&hosts, "client", &["sub.default.svc.cluster.local"]).1.contains(&format!("Address: {named_ip}")), "the headless Service's endpoints");
+    let etc_hosts = hosts.cluster.ok(&["exec", "named", "--", "cat", "/etc/hosts"]);
+    assert!(etc_hosts.contains(&format!("{named_ip}\thost-a.sub.default.svc.cluster.local\thost-a")), "{etc_hosts}");
+    let dashed = named_ip.replace('.', "-");
+    assert!(nslookup(&hosts, "client", &[&format!("{dashed}.default.pod.cluster.local")]).1.contains(&format!("Address: {named_ip}")));
+
+    // ExternalName: a CNAME.
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Service\nmetadata: {name: ext}\nspec: {type: ExternalName, externalName: web.default.svc.cluster.local}\n"));
+    hosts.wait("the ExternalName's CNAME", Duration::from_secs(10), || nslookup(&hosts, "client", &["-type=CNAME", "ext.default.svc.cluster.local"]).1.contains("canonical name = web.default.svc.cluster.local"));
+
+    // A name that does not exist: NXDOMAIN.
+    let (ok, missing) = nslookup(&hosts, "client", &["nobody.default.svc.cluster.local"]);
+    assert!(!ok && missing.contains("NXDOMAIN"), "{missing}");
+
+    // dnsPolicy None with its own dnsConfig.
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: custom}}\nspec:\n  nodeName: h1\n  dnsPolicy: None\n  dnsConfig: {{nameservers: [1.1.1.1], searches: [resolv.conf.local], options: [{{name: ndots, value: '2'}}]}}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    command: [sleep, '3600']\n"
+    );
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", "custom", "-o", "jsonpath={.status.phase}"], "the custom pod to run", |s| s == "Running");
+    assert_eq!(hosts.cluster.ok(&["exec", "custom", "--", "cat", "/etc/resolv.conf"]), "search resolv.conf.local\nnameserver 1.1.1.1\noptions ndots:2\n");
+}
