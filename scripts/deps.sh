@@ -16,6 +16,8 @@ packages=(
   busybox-static umoci skopeo # the test images, built from busybox
   docker-registry      # the local registry the node tests pull from
   nftables conntrack   # the node network: NAT, the service proxy, stale UDP flows
+  bird2                # the bgp backend, and the outside router its test peers with
+  dnsperf              # skiff bench dns
   iproute2             # the multi-host tests' namespaces, bridge and veths
 )
 
