@@ -85,7 +85,7 @@ pub(super) async fn start_server(extra: &[&str]) -> Result<(ServerProcess, Clien
 /// `bench-node`) joined to it with a bootstrap token, as a second node
 /// would join.
 pub(super) async fn start_server_and_agent() -> Result<(ServerProcess, ServerProcess, Client)> {
-    let (server, client, _) = spawn_server(false, &["--cluster-cidr", "10.249.0.0/16"]).await?;
+    let (server, client, _) = spawn_server(false, &["--cluster-cidr", "10.249.0.0/16", "--flannel-backend", "none", "--disable-kube-proxy", "--disable", "coredns"]).await?;
     let exe = std::env::current_exe()?;
     let created = Command::new(&exe).args(["token", "create", "--kubeconfig"]).arg(server.dir().join("kubeconfig.yaml")).output()?;
     anyhow::ensure!(created.status.success(), "skiff token create: {}", String::from_utf8_lossy(&created.stderr));
@@ -120,6 +120,8 @@ async fn spawn_server(agent: bool, extra: &[&str]) -> Result<(ServerProcess, Cli
         let run = dir.path().join("run");
         let logs = dir.path().join("pod-logs");
         command.args(["--node-name", "bench-node", "--kubelet-port", "0", "--cni-bridge", "skbench", "--cluster-cidr", "10.249.0.0/16"]);
+        // Pods on one node's bridge: nothing of the cluster network is left on this host.
+        command.args(["--flannel-backend", "none", "--disable-kube-proxy", "--disable", "coredns"]);
         command.arg("--agent-run-dir").arg(run).arg("--pod-log-dir").arg(logs);
     } else {
         command.arg("--disable-agent");
