@@ -3,6 +3,7 @@
 mod api;
 mod authz;
 mod deployment;
+mod dns;
 mod pods;
 mod scheduler;
 mod store;
@@ -25,6 +26,8 @@ pub enum Bench {
     Deployment(deployment::Args),
     /// Real pods on the node agent: startup latency beside bare runc.
     Pods(pods::Args),
+    /// Cluster DNS: queries/s with dnsperf and memory at 10,000 Services.
+    Dns(dns::Args),
 }
 
 impl Bench {
@@ -36,6 +39,7 @@ impl Bench {
             Bench::Scheduler(args) => scheduler::run(args).await,
             Bench::Deployment(args) => deployment::run(args).await,
             Bench::Pods(args) => pods::run(args).await,
+            Bench::Dns(args) => dns::run(args).await,
         }
     }
 }
