@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_server::proto::op::ResponseCode;
@@ -56,15 +57,15 @@ pub struct Records {
     zone: Name,
     namespaces: HashSet<Box<str>>,
     /// `name.namespace` → Service.
-    services: HashMap<Box<str>, Svc>,
+    services: HashMap<Key, Svc>,
     /// Service key → its slices (which may come before the Service).
-    slices: HashMap<Box<str>, Vec<Slice>>,
+    slices: HashMap<Key, Vec<Slice>>,
     /// `slice.namespace` → the key of the Service it belongs to.
-    slice_owner: HashMap<Box<str>, Box<str>>,
+    slice_owner: HashMap<Key, Key>,
     /// Cluster IP → Service key, for PTR.
-    cluster_ips: HashMap<IpAddr, Box<str>>,
+    cluster_ips: HashMap<IpAddr, Key>,
     /// Endpoint address → keys of the slices listing it, for PTR.
-    endpoint_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    endpoint_ips: HashMap<IpAddr, Vec<Key>>,
     /// The SOA serial: when the index last changed, in Unix seconds, as CoreDNS's.
     serial: u32,
     /// Which of the three kinds have been listed once (bits), see `synced`.
@@ -119,7 +120,7 @@ impl Protocol {
 }
 
 struct Slice {
-    key: Box<str>,
+    key: Key,
     ports: Box<[Port]>,
     /// Ready endpoints only (`conditions.ready` unset counts as ready).
     endpoints: Box<[Endpoint]>,
@@ -129,6 +130,10 @@ struct Endpoint {
     ip: IpAddr,
     hostname: Option<Box<str>>,
 }
+
+/// Index keys: shared, since a Service's or a slice's key is held by
+/// several maps (and a slice's once more per address, for PTR).
+type Key = Arc<str>;
 
 /// A name that does not exist.
 struct NxDomain;
@@ -322,7 +327,7 @@ impl Records {
             .map(|ports| ports.iter().map(|p| Port { name: p.name.as_deref().unwrap_or("").to_ascii_lowercase().into(), protocol: Protocol::parse(p.protocol.as_deref()), port: p.port }).collect())
             .unwrap_or_default();
         self.remove_service(&key);
-        let key: Box<str> = key.into();
+        let key: Key = key.into();
         if let Kind::ClusterIp(ips) = &kind {
             for ip in ips.iter() {
                 self.cluster_ips.insert(*ip, key.clone());
@@ -349,7 +354,7 @@ impl Records {
 
     /// Keeps the Services whose key ([`key`]) `keep` accepts.
     pub fn retain_services(&mut self, keep: impl Fn(&str) -> bool) {
-        let gone: Vec<Box<str>> = self.services.keys().filter(|k| !keep(k)).cloned().collect();
+        let gone: Vec<Key> = self.services.keys().filter(|k| !keep(k)).cloned().collect();
         for key in gone {
             self.remove_service(&key);
         }
@@ -364,8 +369,8 @@ impl Records {
             self.touch();
             return;
         };
-        let owner: Box<str> = self::key(namespace, service).into();
-        let key: Box<str> = key.into();
+        let owner: Key = self::key(namespace, service).into();
+        let key: Key = key.into();
         let mut ports: Vec<Port> = slice
             .ports
             .iter()
@@ -382,11 +387,11 @@ impl Records {
             }
             for address in &endpoint.addresses {
                 let Ok(ip) = address.parse::<IpAddr>() else { continue };
-                self.endpoint_ips.entry(ip).or_default().push(key.clone());
+                self.endpoint_ips.entry(ip).or_insert_with(|| Vec::with_capacity(1)).push(key.clone());
                 endpoints.push(Endpoint { ip, hostname: endpoint.hostname.as_deref().map(|h| h.to_ascii_lowercase().into()) });
             }
         }
-        self.slices.entry(owner.clone()).or_default().push(Slice { key: key.clone(), ports: ports.into(), endpoints: endpoints.into() });
+        self.slices.entry(owner.clone()).or_insert_with(|| Vec::with_capacity(1)).push(Slice { key: key.clone(), ports: ports.into(), endpoints: endpoints.into() });
         self.slice_owner.insert(key, owner);
         self.touch();
     }
@@ -416,7 +421,7 @@ impl Records {
 
     /// Keeps the EndpointSlices whose key ([`key`]) `keep` accepts.
     pub fn retain_endpoint_slices(&mut self, keep: impl Fn(&str) -> bool) {
-        let gone: Vec<Box<str>> = self.slice_owner.keys().filter(|k| !keep(k)).cloned().collect();
+        let gone: Vec<Key> = self.slice_owner.keys().filter(|k| !keep(k)).cloned().collect();
         for key in gone {
             self.remove_slice(&key);
         }

@@ -3,6 +3,7 @@
 mod api;
 mod authz;
 mod deployment;
+mod dns;
 mod pods;
 mod proxy;
 mod scheduler;
@@ -28,6 +29,8 @@ pub enum Bench {
     Pods(pods::Args),
     /// The service proxy: API write to kernel, and first-packet latency, as Services grow.
     Proxy(proxy::Args),
+    /// Cluster DNS: queries/s with dnsperf and memory at 10,000 Services.
+    Dns(dns::Args),
 }
 
 impl Bench {
@@ -40,6 +43,7 @@ impl Bench {
             Bench::Deployment(args) => deployment::run(args).await,
             Bench::Pods(args) => pods::run(args).await,
             Bench::Proxy(args) => proxy::run(args).await,
+            Bench::Dns(args) => dns::run(args).await,
         }
     }
 }
