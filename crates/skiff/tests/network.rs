@@ -242,7 +242,7 @@ impl Router {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn from_outside(&self, program: &str, args: &[&str]) -> std::process::Output {
+    fn on_outside_host(&self, program: &str, args: &[&str]) -> std::process::Output {
         std::process::Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.outside)).arg(program).args(args).output().unwrap()
     }
 }
@@ -282,7 +282,7 @@ fn bgp_announces_pod_cidrs_to_nodes_and_an_outside_router() {
     // From behind the router, by pod IP; the pod sees the outside host's own address.
     let n = hosts.n();
     hosts.wait("the outside host to reach a pod", Duration::from_secs(30), || {
-        let out = router.from_outside("timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{ip2}:8080/cgi-bin/ip")]);
+        let out = router.on_outside_host("timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{ip2}:8080/cgi-bin/ip")]);
         remote_addr(String::from_utf8_lossy(&out.stdout).trim()) == format!("172.31.{n}.2")
     });
 }

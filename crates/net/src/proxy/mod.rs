@@ -33,6 +33,8 @@ pub struct Proxy {
     pub local_services: HashSet<Key>,
 }
 
+// Short-lived, one at a time: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Change {
     Service(watcher::Result<watcher::Event<Service>>),
     Slice(watcher::Result<watcher::Event<EndpointSlice>>),

@@ -50,7 +50,7 @@ fn namespace(i: usize) -> String {
 /// Service `i`: `svc-i` (ClusterIP, ports http and https, two endpoints)
 /// or, one in ten, `hl-i` (headless, three endpoints with hostnames).
 fn objects(i: usize) -> (Service, EndpointSlice) {
-    let headless = i % 10 == 0;
+    let headless = i.is_multiple_of(10);
     let name = if headless { format!("hl-{i}") } else { format!("svc-{i}") };
     let ns = namespace(i);
     let cluster_ip = if headless { "None".to_string() } else { format!("10.43.{}.{}", i / 250, i % 250 + 1) };
@@ -83,7 +83,7 @@ fn queries(services: usize, lines: usize) -> String {
         // Spread over the index, by a step prime to its size.
         let i = (n * 7919) % services.max(1);
         let ns = namespace(i);
-        let plain = if i % 10 == 0 { i + 1 } else { i };
+        let plain = if i.is_multiple_of(10) { i + 1 } else { i };
         let headless = i - i % 10;
         let _ = match n % 20 {
             0..=9 => writeln!(text, "svc-{plain}.{}.svc.{DOMAIN} A", namespace(plain)),
