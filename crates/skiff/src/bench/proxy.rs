@@ -160,6 +160,15 @@ async fn inside(args: Args) -> Result<()> {
         if !last.is_empty() {
             seen_at(&seen, &format!("{last} . tcp . 80"), Duration::from_secs(600)).await?;
         }
+        // The proxy may still be catching up with the burst: measured
+        // changes start once the kernel has been quiet for two seconds.
+        loop {
+            let last = seen.lock().unwrap().back().map(|(at, _)| *at);
+            if last.is_none_or(|at| at.elapsed() > Duration::from_secs(2)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         eprintln!("{target} Services in the kernel ({} made in {:.1} s)", target - present, started.elapsed().as_secs_f64());
         present = target;
         seen.lock().unwrap().clear();
@@ -179,7 +188,6 @@ async fn inside(args: Args) -> Result<()> {
                 let patch = json!({"endpoints": [{"addresses": [endpoint_of(service).to_string()], "conditions": {"ready": true}}, {"addresses": [address.to_string()], "conditions": {"ready": true}}]});
                 slices.patch(&format!("s{service}"), &PatchParams::default(), &Patch::Merge(patch)).await?;
                 new_endpoint.push(seen_at(&seen, &format!("dnat to {address}:{ENDPOINT_PORT}"), Duration::from_secs(10)).await? - began);
-                if new_endpoint.last().unwrap() > &Duration::from_millis(200) { eprintln!("slow endpoint {i}: {:?} at {:?}", new_endpoint.last().unwrap(), began); }
             }
         }
         let first_packet = first_packets(&services, target, args.connections).await?;
