@@ -159,7 +159,12 @@ impl Proxy {
                 continue;
             }
             let started = Instant::now();
-            let keys: Vec<Key> = if whole { state.services.keys().chain(state.written.keys()).cloned().collect::<HashSet<_>>().into_iter().collect() } else { state.dirty.drain().collect() };
+            let keys: Vec<Key> = if whole {
+                state.dirty.clear();
+                state.services.keys().chain(state.written.keys()).cloned().collect::<HashSet<_>>().into_iter().collect()
+            } else {
+                state.dirty.drain().collect()
+            };
             let mut script = String::new();
             if whole {
                 script.push_str(&format!("add table ip {t}\ndelete table ip {t}\n", t = rules::TABLE));
