@@ -121,7 +121,7 @@ async fn serve_dns(client: kube::Client, cluster: &ClusterNetwork, node: &NodeCo
     let address = cluster.cluster_dns;
     let netlink = netlink::Netlink::connect()?;
     let lo = netlink.link("lo").await?.context("this host has no lo")?.header.index;
-    netlink.add_address(lo, ipnet::Ipv4Net::new(address, 32)?).await.context("taking the cluster DNS address")?;
+    netlink.add_host_address(lo, address).await.context("taking the cluster DNS address")?;
     // Remembered for `skiff agent --cleanup`, which has no server to ask.
     std::fs::create_dir_all(&node.run_dir)?;
     std::fs::write(node.run_dir.join(DNS_ADDRESS_FILE), address.to_string())?;

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressScope};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType};
@@ -91,13 +91,16 @@ impl Netlink {
         Ok(networks)
     }
 
-    /// Adds `address` to `link` unless it is there; returns whether it was added.
-    pub async fn add_address(&self, link: u32, address: Ipv4Net) -> Result<bool> {
-        if self.networks(link).await?.iter().any(|n| n.addr() == address.addr() && n.prefix_len() == address.prefix_len()) {
-            return Ok(false);
+    /// Adds `address` to `link` unless it is there, with host scope: the
+    /// host answers on it but never picks it as a source (masquerading
+    /// traffic that leaves through `lo` would otherwise take it).
+    pub async fn add_host_address(&self, link: u32, address: Ipv4Addr) -> Result<()> {
+        if self.networks(link).await?.iter().any(|n| n.addr() == address && n.prefix_len() == 32) {
+            return Ok(());
         }
-        self.handle.address().add(link, IpAddr::V4(address.addr()), address.prefix_len()).execute().await.with_context(|| format!("adding {address}"))?;
-        Ok(true)
+        let mut request = self.handle.address().add(link, IpAddr::V4(address), 32);
+        request.message_mut().header.scope = AddressScope::Host;
+        request.execute().await.with_context(|| format!("adding {address}"))
     }
 
     /// Removes `address` from `link` if it is there.

@@ -65,7 +65,9 @@ impl Hosts {
         let netns = format!("sk{n}-h{i}");
         let outer = format!("sk{n}h{i}");
         let address = Ipv4Addr::new(192, 168, n, 10 + i as u8);
+        // What a run killed midway left behind goes first.
         let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        let _ = Command::new("ip").args(["link", "del", &outer]).output();
         run("ip", &["netns", "add", &netns]);
         run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
         run("ip", &["link", "set", &outer, "master", &format!("skl{n}"), "up"]);
