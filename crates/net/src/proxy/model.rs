@@ -112,8 +112,8 @@ pub fn service_ports(service: &Service, slices: &[&EndpointSlice], node_name: &s
     let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
         spec.session_affinity_config.as_ref().and_then(|c| c.client_ip.as_ref()).and_then(|c| c.timeout_seconds).map(|t| t.max(1) as u32).unwrap_or(10800)
     });
-    let external_local = spec.external_traffic_policy.as_deref() == Some("Local") && matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"))
-        || (spec.external_traffic_policy.as_deref() == Some("Local") && !spec.external_ips.as_deref().unwrap_or_default().is_empty());
+    // Only read for traffic from outside (`has_external`), as upstream's ExternalPolicyLocal.
+    let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     spec.ports
         .iter()
