@@ -147,7 +147,7 @@ fn node_ports_answer_on_every_host() {
         hosts.wait(&format!("NodePort {port} on {}", host.name), Duration::from_secs(10), || get(&host.address, &port, "/").as_deref() == Some("hello from skiff"));
     }
     let (h1, h2) = (hosts.host("h1").address, hosts.host("h2").address);
-    let gateway = format!("192.168.{}.1", h1.octets()[2]);
+    let gateway = format!("10.255.{}.1", h1.octets()[2]);
     hosts.wait("the Local NodePort on h1", Duration::from_secs(10), || get(&h1, &local_port, "/cgi-bin/ip").is_some());
     assert_eq!(remote_addr(&get(&h1, &local_port, "/cgi-bin/ip").unwrap()), gateway, "the client's own address reaches the pod");
     assert_eq!(get(&h2, &local_port, "/"), None, "no endpoint on h2: dropped");
@@ -203,7 +203,7 @@ impl Router {
         }
         sh(&["link", "add", &format!("sk{n}r"), "type", "veth", "peer", "name", "eth0", "netns", &netns]);
         sh(&["link", "set", &format!("sk{n}r"), "master", &format!("skl{n}"), "up"]);
-        sh(&["-n", &netns, "addr", "add", &format!("192.168.{n}.250/24"), "dev", "eth0"]);
+        sh(&["-n", &netns, "addr", "add", &format!("10.255.{n}.250/24"), "dev", "eth0"]);
         sh(&["-n", &netns, "link", "set", "eth0", "up"]);
         sh(&["-n", &netns, "link", "add", "out0", "type", "veth", "peer", "name", "eth0", "netns", &outside]);
         sh(&["-n", &netns, "addr", "add", &format!("172.31.{n}.1/24"), "dev", "out0"]);
@@ -214,10 +214,10 @@ impl Router {
         let forwarding = std::process::Command::new("nsenter").args([&format!("--net=/run/netns/{netns}"), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]).status().unwrap();
         assert!(forwarding.success());
         let dir = tempfile::tempdir().unwrap();
-        let mut config = format!("router id 192.168.{n}.250;\nprotocol device {{}}\nprotocol direct outside {{ ipv4; interface \"out0\"; }}\nprotocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n");
+        let mut config = format!("router id 10.255.{n}.250;\nprotocol device {{}}\nprotocol direct outside {{ ipv4; interface \"out0\"; }}\nprotocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n");
         for host in &hosts.hosts {
             config.push_str(&format!(
-                "protocol bgp {} {{ local 192.168.{n}.250 as 64600; neighbor {} as 64512; ipv4 {{ import all; export where proto = \"outside\"; }}; }}\n",
+                "protocol bgp {} {{ local 10.255.{n}.250 as 64600; neighbor {} as 64512; ipv4 {{ import all; export where proto = \"outside\"; }}; }}\n",
                 host.name, host.address
             ));
         }
@@ -262,7 +262,7 @@ impl Drop for Router {
 /// by its pod IP, without NAT.
 #[test]
 fn bgp_announces_pod_cidrs_to_nodes_and_an_outside_router() {
-    let hosts = Hosts::start(2, &["--flannel-backend", "bgp", "--bgp-peer", "192.168.{n}.250:64600"]);
+    let hosts = Hosts::start(2, &["--flannel-backend", "bgp", "--bgp-peer", "10.255.{n}.250:64600"]);
     let router = Router::start(&hosts);
     let cidrs: Vec<String> = ["h1", "h2"].iter().map(|h| hosts.cluster.ok(&["get", "node", h, "-o", "jsonpath={.spec.podCIDR}"])).collect();
     hosts.wait("the router to learn both pod CIDRs", Duration::from_secs(30), || {

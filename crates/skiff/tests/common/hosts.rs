@@ -35,12 +35,14 @@ fn run(program: &str, args: &[&str]) -> Output {
 impl Hosts {
     /// A server on a bridge of its own and `count` hosts on it, each with
     /// an agent; `server_flags` go to `skiff server` (e.g. the backend), with
-    /// `{n}` standing for this network's number (the LAN is 192.168.{n}.0/24).
+    /// `{n}` standing for this network's number (the LAN is 10.255.{n}.0/24, apart
+    /// from every pod network 10.{n}.0.0/16 since n ≤ 250, and from the usual home and
+    /// office ranges).
     pub fn start(count: usize, server_flags: &[&str]) -> Hosts {
         let network = Network::claim();
         let n = network.n;
         let bridge = format!("skl{n}");
-        let gateway = format!("192.168.{n}.1");
+        let gateway = format!("10.255.{n}.1");
         let _ = Command::new("ip").args(["link", "del", &bridge]).output();
         run("ip", &["link", "add", &bridge, "type", "bridge"]);
         run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
@@ -64,7 +66,7 @@ impl Hosts {
         let n = self.network.n;
         let netns = format!("sk{n}-h{i}");
         let outer = format!("sk{n}h{i}");
-        let address = Ipv4Addr::new(192, 168, n, 10 + i as u8);
+        let address = Ipv4Addr::new(10, 255, n, 10 + i as u8);
         // What a run killed midway left behind goes first.
         let _ = Command::new("ip").args(["netns", "del", &netns]).output();
         let _ = Command::new("ip").args(["link", "del", &outer]).output();
@@ -75,7 +77,7 @@ impl Hosts {
         run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
         run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
         // As a real host has one: Service IPs are routed before they are DNATed.
-        run("ip", &["-n", &netns, "route", "add", "default", "via", &format!("192.168.{n}.1")]);
+        run("ip", &["-n", &netns, "route", "add", "default", "via", &format!("10.255.{n}.1")]);
         let dir = self.cluster.dir.path().join(format!("h{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
@@ -103,7 +105,7 @@ impl Hosts {
         host.agent = Some(child);
     }
 
-    /// This network's number: the LAN is 192.168.{n}.0/24, the pods 10.{n}.0.0/16.
+    /// This network's number: the LAN is 10.255.{n}.0/24, the pods 10.{n}.0.0/16.
     pub fn n(&self) -> u8 {
         self.network.n
     }
