@@ -177,7 +177,9 @@ impl Proxy {
                 let empty = (Vec::new(), Fragment::default());
                 let (old_ports, old) = if whole { &empty } else { state.written.get(&key).unwrap_or(&empty) };
                 rules::diff(old, &fragment, &mut script);
-                let stale = conntrack::stale_udp(old_ports, &ports);
+                // After a restart what the kernel held is unknown: its UDP
+                // flows are left alone rather than cut.
+                let stale = if whole { Vec::new() } else { conntrack::stale_udp(old_ports, &ports) };
                 next.push((key, ports, fragment, stale));
             }
             let applied = tokio::task::spawn_blocking(move || nft::apply(&script)).await?;
