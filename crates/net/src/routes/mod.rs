@@ -138,17 +138,23 @@ impl Routes {
         let mut stream = std::pin::pin!(reflector(writer, watcher(nodes, watcher::Config::default())).default_backoff());
         let mut applied: Option<(Vec<Peer>, bool)> = None;
         let mut repair = tokio::time::interval(Duration::from_secs(60));
+        // Nothing is programmed before the first list is whole: an empty
+        // store would take a restarted agent's routes away.
+        let mut listed = false;
         loop {
             tokio::select! {
                 event = stream.next() => match event {
-                    // The store is whole only once the first list is in.
                     Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
+                    Some(Ok(watcher::Event::InitDone)) => listed = true,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => { tracing::warn!("watching nodes: {e}"); continue }
                     None => bail!("the node watch ended"),
                 },
                 // Routes someone else removed come back.
                 _ = repair.tick() => applied = None,
+            }
+            if !listed {
+                continue;
             }
             let nodes = reader.state();
             let reflector = nodes.iter().any(|n| n.metadata.name.as_deref() == Some(&self.node_name) && is_route_reflector(n));
