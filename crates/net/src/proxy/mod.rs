@@ -148,9 +148,14 @@ impl Proxy {
         // The first write replaces whatever an earlier run left, in one
         // transaction, so established flows never see an empty table.
         let mut whole = true;
+        // A failed write is tried again without waiting for another change.
+        let mut retry = false;
         loop {
-            let Some(change) = changes.next().await else { bail!("the service proxy's watches ended") };
-            state.apply(change);
+            if !retry {
+                let Some(change) = changes.next().await else { bail!("the service proxy's watches ended") };
+                state.apply(change);
+            }
+            retry = false;
             // Everything already waiting goes into the same transaction.
             while let Some(Some(change)) = changes.next().now_or_never() {
                 state.apply(change);
@@ -187,6 +192,7 @@ impl Proxy {
                 tracing::error!("service proxy: {e:#}; writing the whole table again");
                 state.dirty.extend(next.into_iter().map(|(key, ..)| key));
                 whole = true;
+                retry = true;
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
