@@ -60,7 +60,7 @@ pub fn mappings(pods: &[std::sync::Arc<Pod>]) -> BTreeSet<Mapping> {
 /// answer comes back through the host and is un-DNATed (hairpin).
 pub fn table(mappings: &BTreeSet<Mapping>, pod_cidr: ipnet::Ipv4Net) -> String {
     let t = TABLE;
-    let mut s = format!("add table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n");
+    let mut s = format!("{}table ip {t} {{\n", nft::fresh_table("ip", t));
     s.push_str("  chain hostports {\n");
     for m in mappings {
         let destination = match m.host_ip {

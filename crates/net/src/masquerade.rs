@@ -32,7 +32,7 @@ pub fn rules(cluster: Ipv4Net, pod_cidr: Ipv4Net) -> String {
 }
 
 pub fn apply(cluster: Ipv4Net, pod_cidr: Ipv4Net) -> Result<()> {
-    nft::apply(&format!("table ip {TABLE}\ndelete table ip {TABLE}\n{}", rules(cluster, pod_cidr)))
+    nft::apply(&format!("{}{}", nft::fresh_table("ip", TABLE), rules(cluster, pod_cidr)))
 }
 
 pub fn remove() -> Result<()> {

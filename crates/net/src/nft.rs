@@ -39,10 +39,16 @@ fn run_binary(binary: &str, args: &[&str], input: Option<&str>) -> Result<String
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The start of a script that replaces a table whole: what follows
+/// fills it afresh, in the same transaction, so no packet sees it empty.
+/// (Adding first makes the delete succeed whether or not it existed.)
+pub fn fresh_table(family: &str, name: &str) -> String {
+    format!("add table {family} {name}\ndelete table {family} {name}\n")
+}
+
 /// Removes a table this agent made, if it is there.
 pub fn delete_table(family: &str, name: &str) -> Result<()> {
-    // Adding first makes the delete succeed whether or not it existed.
-    apply(&format!("add table {family} {name}\ndelete table {family} {name}\n"))
+    apply(&fresh_table(family, name))
 }
 
 #[cfg(test)]

@@ -193,8 +193,7 @@ impl Router {
         let n = hosts.n();
         let (netns, outside) = (format!("sk{n}-r"), format!("sk{n}-o"));
         let sh = |args: &[&str]| {
-            let out = std::process::Command::new("ip").args(args).output().unwrap();
-            assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            common::hosts::run("ip", args);
         };
         for ns in [&netns, &outside] {
             let _ = std::process::Command::new("ip").args(["netns", "del", ns]).output();

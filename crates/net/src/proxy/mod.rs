@@ -40,23 +40,70 @@ enum Change {
     Slice(watcher::Result<watcher::Event<EndpointSlice>>),
 }
 
+/// One kind's objects as its watch shows them, grouped by the Service
+/// they belong to, then by name.
+struct Watched<T> {
+    objects: HashMap<Key, HashMap<String, T>>,
+    /// A list in progress (the watch's first, or a relist).
+    listing: Option<HashMap<Key, HashMap<String, T>>>,
+    listed: bool,
+    /// Where an object belongs: its Service and its own name.
+    locate: fn(&T) -> Option<(Key, String)>,
+}
+
+impl<T> Watched<T> {
+    fn new(locate: fn(&T) -> Option<(Key, String)>) -> Self {
+        Watched { objects: HashMap::new(), listing: None, listed: false, locate }
+    }
+
+    /// Takes one event; the Services it touched become `dirty`.
+    fn apply(&mut self, event: watcher::Event<T>, dirty: &mut HashSet<Key>) {
+        match event {
+            watcher::Event::Init => self.listing = Some(HashMap::new()),
+            watcher::Event::InitApply(object) => {
+                if let (Some(list), Some((key, name))) = (&mut self.listing, (self.locate)(&object)) {
+                    list.entry(key).or_default().insert(name, object);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                dirty.extend(self.objects.keys().chain(listed.keys()).cloned());
+                self.objects = listed;
+                self.listed = true;
+            }
+            watcher::Event::Apply(object) => {
+                if let Some((key, name)) = (self.locate)(&object) {
+                    dirty.insert(key.clone());
+                    self.objects.entry(key).or_default().insert(name, object);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if let Some((key, name)) = (self.locate)(&object) {
+                    if let Some(group) = self.objects.get_mut(&key) {
+                        group.remove(&name);
+                        if group.is_empty() {
+                            self.objects.remove(&key);
+                        }
+                    }
+                    dirty.insert(key);
+                }
+            }
+        }
+    }
+}
+
 /// What the watches have shown, and what was last written.
-#[derive(Default)]
 struct State {
-    services: HashMap<Key, Service>,
-    /// Slices by their Service, then by name.
-    slices: HashMap<Key, HashMap<String, EndpointSlice>>,
-    /// Lists in progress (a watch's first list, or a relist).
-    listing_services: Option<HashMap<Key, Service>>,
-    listing_slices: Option<HashMap<Key, HashMap<String, EndpointSlice>>>,
-    listed: (bool, bool),
+    services: Watched<Service>,
+    slices: Watched<EndpointSlice>,
     dirty: HashSet<Key>,
     /// What the kernel holds, per Service.
     written: HashMap<Key, (Vec<ServicePortRules>, Fragment)>,
 }
 
-fn key_of(meta: &kube::api::ObjectMeta) -> Option<Key> {
-    Some((meta.namespace.clone()?, meta.name.clone()?))
+/// A Service is the only member of its own group.
+fn service_key(service: &Service) -> Option<(Key, String)> {
+    Some(((service.metadata.namespace.clone()?, service.metadata.name.clone()?), String::new()))
 }
 
 fn slice_key(slice: &EndpointSlice) -> Option<(Key, String)> {
@@ -65,66 +112,15 @@ fn slice_key(slice: &EndpointSlice) -> Option<(Key, String)> {
 }
 
 impl State {
+    fn new() -> State {
+        State { services: Watched::new(service_key), slices: Watched::new(slice_key), dirty: HashSet::new(), written: HashMap::new() }
+    }
+
     fn apply(&mut self, change: Change) {
         match change {
             Change::Service(Err(e)) | Change::Slice(Err(e)) => tracing::warn!("service proxy watch: {e}"),
-            Change::Service(Ok(event)) => match event {
-                watcher::Event::Init => self.listing_services = Some(HashMap::new()),
-                watcher::Event::InitApply(s) => {
-                    if let (Some(list), Some(key)) = (&mut self.listing_services, key_of(&s.metadata)) {
-                        list.insert(key, s);
-                    }
-                }
-                watcher::Event::InitDone => {
-                    let listed = self.listing_services.take().unwrap_or_default();
-                    self.dirty.extend(self.services.keys().cloned().chain(listed.keys().cloned()));
-                    self.services = listed;
-                    self.listed.0 = true;
-                }
-                watcher::Event::Apply(s) => {
-                    if let Some(key) = key_of(&s.metadata) {
-                        self.dirty.insert(key.clone());
-                        self.services.insert(key, s);
-                    }
-                }
-                watcher::Event::Delete(s) => {
-                    if let Some(key) = key_of(&s.metadata) {
-                        self.services.remove(&key);
-                        self.dirty.insert(key);
-                    }
-                }
-            },
-            Change::Slice(Ok(event)) => match event {
-                watcher::Event::Init => self.listing_slices = Some(HashMap::new()),
-                watcher::Event::InitApply(s) => {
-                    if let (Some(list), Some((key, name))) = (&mut self.listing_slices, slice_key(&s)) {
-                        list.entry(key).or_default().insert(name, s);
-                    }
-                }
-                watcher::Event::InitDone => {
-                    let listed = self.listing_slices.take().unwrap_or_default();
-                    self.dirty.extend(self.slices.keys().cloned().chain(listed.keys().cloned()));
-                    self.slices = listed;
-                    self.listed.1 = true;
-                }
-                watcher::Event::Apply(s) => {
-                    if let Some((key, name)) = slice_key(&s) {
-                        self.dirty.insert(key.clone());
-                        self.slices.entry(key).or_default().insert(name, s);
-                    }
-                }
-                watcher::Event::Delete(s) => {
-                    if let Some((key, name)) = slice_key(&s) {
-                        if let Some(slices) = self.slices.get_mut(&key) {
-                            slices.remove(&name);
-                            if slices.is_empty() {
-                                self.slices.remove(&key);
-                            }
-                        }
-                        self.dirty.insert(key);
-                    }
-                }
-            },
+            Change::Service(Ok(event)) => self.services.apply(event, &mut self.dirty),
+            Change::Slice(Ok(event)) => self.slices.apply(event, &mut self.dirty),
         }
     }
 }
@@ -134,8 +130,8 @@ impl Proxy {
         if self.local_services.contains(key) {
             return Vec::new();
         }
-        let Some(service) = state.services.get(key) else { return Vec::new() };
-        let slices: Vec<&EndpointSlice> = state.slices.get(key).map(|s| s.values().collect()).unwrap_or_default();
+        let Some(service) = state.services.objects.get(key).and_then(|group| group.values().next()) else { return Vec::new() };
+        let slices: Vec<&EndpointSlice> = state.slices.objects.get(key).map(|s| s.values().collect()).unwrap_or_default();
         model::service_ports(service, &slices, &self.node_name, self.service_lb)
     }
 
@@ -144,7 +140,7 @@ impl Proxy {
         let services = watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff().map(Change::Service);
         let slices = watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()).default_backoff().map(Change::Slice);
         let mut changes = std::pin::pin!(futures::stream::select(services, slices));
-        let mut state = State::default();
+        let mut state = State::new();
         // The first write replaces whatever an earlier run left, in one
         // transaction, so established flows never see an empty table.
         let mut whole = true;
@@ -160,19 +156,19 @@ impl Proxy {
             while let Some(Some(change)) = changes.next().now_or_never() {
                 state.apply(change);
             }
-            if state.listed != (true, true) || (state.dirty.is_empty() && !whole) {
+            if !state.services.listed || !state.slices.listed || (state.dirty.is_empty() && !whole) {
                 continue;
             }
             let started = Instant::now();
             let keys: Vec<Key> = if whole {
                 state.dirty.clear();
-                state.services.keys().chain(state.written.keys()).cloned().collect::<HashSet<_>>().into_iter().collect()
+                state.services.objects.keys().chain(state.written.keys()).cloned().collect::<HashSet<_>>().into_iter().collect()
             } else {
                 state.dirty.drain().collect()
             };
             let mut script = String::new();
             if whole {
-                script.push_str(&format!("add table ip {t}\ndelete table ip {t}\n", t = rules::TABLE));
+                script.push_str(&nft::fresh_table("ip", rules::TABLE));
                 script.push_str(&rules::base(&self.node));
             }
             let mut next = Vec::with_capacity(keys.len());
@@ -218,4 +214,32 @@ impl Proxy {
 /// Removes the proxy's table.
 pub fn clean_up() -> Result<()> {
     nft::delete_table("ip", rules::TABLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, service: &str) -> EndpointSlice {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name, "namespace": "ns", "labels": {"kubernetes.io/service-name": service}}, "addressType": "IPv4", "endpoints": []})).unwrap()
+    }
+
+    #[test]
+    fn a_relist_replaces_what_the_watch_showed_and_dirties_both() {
+        let mut dirty = HashSet::new();
+        let mut slices = Watched::new(slice_key);
+        slices.apply(watcher::Event::Apply(slice("a-1", "a")), &mut dirty);
+        slices.apply(watcher::Event::Apply(slice("a-2", "a")), &mut dirty);
+        assert_eq!(slices.objects[&("ns".to_string(), "a".to_string())].len(), 2);
+        dirty.clear();
+        slices.apply(watcher::Event::Init, &mut dirty);
+        slices.apply(watcher::Event::InitApply(slice("b-1", "b")), &mut dirty);
+        assert!(dirty.is_empty() && slices.objects.len() == 1, "nothing changes until the list is whole");
+        slices.apply(watcher::Event::InitDone, &mut dirty);
+        let key = |s: &str| ("ns".to_string(), s.to_string());
+        assert_eq!(dirty, [key("a"), key("b")].into());
+        assert!(slices.listed && slices.objects.keys().eq([&key("b")]));
+        slices.apply(watcher::Event::Delete(slice("b-1", "b")), &mut dirty);
+        assert!(slices.objects.is_empty());
+    }
 }

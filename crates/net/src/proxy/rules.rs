@@ -370,7 +370,7 @@ mod tests {
             fragment(&[port(&[], None, false)], &node()),
             Fragment::default(),
         ];
-        let mut script = format!("add table ip {TABLE}\ndelete table ip {TABLE}\n{}", base(&node()));
+        let mut script = format!("{}{}", crate::nft::fresh_table("ip", TABLE), base(&node()));
         for pair in steps.windows(2) {
             diff(&pair[0], &pair[1], &mut script);
         }

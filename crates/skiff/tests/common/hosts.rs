@@ -26,7 +26,8 @@ pub struct Hosts {
     token: String,
 }
 
-fn run(program: &str, args: &[&str]) -> Output {
+/// Runs a command, expecting success.
+pub fn run(program: &str, args: &[&str]) -> Output {
     let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("running {program}: {e}"));
     assert!(out.status.success(), "{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     out
