@@ -45,7 +45,7 @@ impl Drop for NodeNetwork {
 
 /// The MTU this node's pods get under the cluster's backend.
 pub async fn pod_mtu(cluster: &ClusterNetwork, node: &NodeConfig) -> Result<u32> {
-    routes::Routes::pod_mtu(cluster.backend, ipv4(node.address)?).await
+    routes::DataPath::pod_mtu(cluster.backend, ipv4(node.address)?).await
 }
 
 /// Sets up the node's side of the pod network and keeps it in step with

@@ -166,24 +166,29 @@ impl Proxy {
             } else {
                 state.dirty.drain().collect()
             };
-            let mut script = String::new();
-            if whole {
-                script.push_str(&nft::fresh_table("ip", rules::TABLE));
-                script.push_str(&rules::base(&self.node));
-            }
+            let mut changes = Vec::new();
             let mut next = Vec::with_capacity(keys.len());
             for key in keys {
                 let ports = self.ports(&state, &key);
                 let fragment = rules::fragment(&ports, &self.node);
                 let empty = (Vec::new(), Fragment::default());
                 let (old_ports, old) = if whole { &empty } else { state.written.get(&key).unwrap_or(&empty) };
-                rules::diff(old, &fragment, &mut script);
+                rules::diff(old, &fragment, &mut changes);
                 // After a restart what the kernel held is unknown: its UDP
                 // flows are left alone rather than cut.
                 let stale = if whole { Vec::new() } else { conntrack::stale_udp(old_ports, &ports) };
                 next.push((key, ports, fragment, stale));
             }
-            let applied = tokio::task::spawn_blocking(move || nft::apply(&script)).await?;
+            // The whole table goes through `nft`; a change, straight to the
+            // kernel, which spares reading the table back first.
+            let applied = if whole {
+                let mut script = format!("{}{}", nft::fresh_table("ip", rules::TABLE), rules::base(&self.node));
+                rules::script(&changes, &mut script);
+                tokio::task::spawn_blocking(move || nft::apply(&script)).await?
+            } else {
+                let batch = rules::batch(&changes);
+                tokio::task::spawn_blocking(move || batch.commit()).await?
+            };
             if let Err(e) = applied {
                 tracing::error!("service proxy: {e:#}; writing the whole table again");
                 state.dirty.extend(next.into_iter().map(|(key, ..)| key));

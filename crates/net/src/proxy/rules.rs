@@ -6,12 +6,14 @@
 //! rewrites only its own chains and map elements.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
+use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
-use super::model::{Endpoint, ServicePortRules};
+use super::model::{Endpoint, Protocol, ServicePortRules};
+use crate::nft::netlink::{Batch, Expr, Header, Verdict};
 
 pub const TABLE: &str = "skiff-proxy";
 /// The packet mark that asks for masquerading on the way out.
@@ -28,11 +30,179 @@ pub const CLUSTER_IPS: &str = "cluster-ips";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fragment {
     /// Chain name → its rules.
-    pub chains: BTreeMap<String, Vec<String>>,
-    /// (map or set, element) pairs.
-    pub elements: Vec<(&'static str, String)>,
+    pub chains: BTreeMap<String, Vec<Rule>>,
+    pub elements: Vec<Element>,
     /// Affinity sets: name → timeout in seconds.
     pub sets: BTreeMap<String, u32>,
+}
+
+/// A packet test, one of the few the proxy's chains use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `ip daddr A`
+    Daddr(Ipv4Addr),
+    /// `tcp dport P`
+    Dport(Protocol, u16),
+    /// `meta l4proto tcp`
+    L4Proto(Protocol),
+    /// `ip saddr NET`, or `ip saddr != NET`
+    Saddr { net: Ipv4Net, negated: bool },
+    /// `ip saddr @SET`
+    SaddrInSet(String),
+    /// `numgen random mod N == 0`: true once in N.
+    OneIn(u32),
+    /// `fib saddr type local`: sent by this node itself.
+    FromThisNode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    Verdict(Verdict),
+    /// `update @SET { ip saddr }`: the client sticks to this endpoint.
+    RememberClient(String),
+    /// `dnat to A:P`
+    Dnat(Ipv4Addr, u16),
+}
+
+/// One rule: its tests, then what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub statement: Statement,
+}
+
+impl Rule {
+    fn new(matches: Vec<Match>, statement: Statement) -> Rule {
+        Rule { matches, statement }
+    }
+
+    fn jump(matches: Vec<Match>, chain: &str) -> Rule {
+        Rule::new(matches, Statement::Verdict(Verdict::Jump(chain.to_string())))
+    }
+
+    fn goto(matches: Vec<Match>, chain: &str) -> Rule {
+        Rule::new(matches, Statement::Verdict(Verdict::Goto(chain.to_string())))
+    }
+
+    /// The kernel expressions `nft` would make of it.
+    pub fn exprs(&self) -> Vec<Expr> {
+        let eq = |data: &[u8]| Expr::Cmp { equal: true, data: data.to_vec() };
+        let source = Expr::Payload { header: Header::Network, offset: 12, len: 4 };
+        let mut out = Vec::new();
+        for m in &self.matches {
+            match m {
+                Match::Daddr(ip) => out.extend([Expr::Payload { header: Header::Network, offset: 16, len: 4 }, eq(&ip.octets())]),
+                Match::Dport(protocol, port) => out.extend([Expr::L4Proto, eq(&[protocol.number()]), Expr::Payload { header: Header::Transport, offset: 2, len: 2 }, eq(&port.to_be_bytes())]),
+                Match::L4Proto(protocol) => out.extend([Expr::L4Proto, eq(&[protocol.number()])]),
+                Match::Saddr { net, negated } => {
+                    out.push(source.clone());
+                    if net.prefix_len() < 32 {
+                        out.push(Expr::Mask(net.netmask().octets().to_vec()));
+                    }
+                    out.push(Expr::Cmp { equal: !negated, data: net.network().octets().to_vec() });
+                }
+                Match::SaddrInSet(set) => out.extend([source.clone(), Expr::Lookup(set.clone())]),
+                // Both results are host-order words in the register.
+                Match::OneIn(n) => out.extend([Expr::Random { modulus: *n }, eq(&0u32.to_ne_bytes())]),
+                Match::FromThisNode => out.extend([Expr::SourceAddressType, eq(&RTN_LOCAL.to_ne_bytes())]),
+            }
+        }
+        match &self.statement {
+            Statement::Verdict(verdict) => out.push(Expr::Verdict(verdict.clone())),
+            Statement::RememberClient(set) => out.extend([source, Expr::UpdateSet(set.clone())]),
+            Statement::Dnat(address, port) => out.push(Expr::Dnat { address: *address, port: *port }),
+        }
+        out
+    }
+}
+
+/// The address type of a node's own address (`RTN_LOCAL`).
+const RTN_LOCAL: u32 = 2;
+
+/// As `nft` writes it.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for m in &self.matches {
+            match m {
+                Match::Daddr(ip) => write!(f, "ip daddr {ip} ")?,
+                Match::Dport(protocol, port) => write!(f, "{} dport {port} ", protocol.nft())?,
+                Match::L4Proto(protocol) => write!(f, "meta l4proto {} ", protocol.nft())?,
+                Match::Saddr { net, negated } => {
+                    let not = if *negated { "!= " } else { "" };
+                    if net.prefix_len() == 32 {
+                        write!(f, "ip saddr {not}{} ", net.addr())?
+                    } else {
+                        write!(f, "ip saddr {not}{net} ")?
+                    }
+                }
+                Match::SaddrInSet(set) => write!(f, "ip saddr @{set} ")?,
+                Match::OneIn(n) => write!(f, "numgen random mod {n} == 0 ")?,
+                Match::FromThisNode => write!(f, "fib saddr type local ")?,
+            }
+        }
+        match &self.statement {
+            Statement::Verdict(verdict) => write!(f, "{verdict}"),
+            Statement::RememberClient(set) => write!(f, "update @{set} {{ ip saddr }}"),
+            Statement::Dnat(address, port) => write!(f, "dnat to {address}:{port}"),
+        }
+    }
+}
+
+/// A member of one of the table's sets or maps.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Key {
+    /// `ipv4_addr`
+    Address(Ipv4Addr),
+    /// `ipv4_addr . inet_proto . inet_service`
+    Service(Ipv4Addr, Protocol, u16),
+    /// `inet_proto . inet_service`
+    NodePort(Protocol, u16),
+}
+
+impl Key {
+    /// The kernel's layout: each field of a concatenation padded to four bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        let proto = |p: &Protocol| [p.number(), 0, 0, 0];
+        let port = |p: &u16| { let [a, b] = p.to_be_bytes(); [a, b, 0, 0] };
+        match self {
+            Key::Address(ip) => ip.octets().to_vec(),
+            Key::Service(ip, p, n) => [ip.octets(), proto(p), port(n)].concat(),
+            Key::NodePort(p, n) => [proto(p), port(n)].concat(),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Address(ip) => write!(f, "{ip}"),
+            Key::Service(ip, p, n) => write!(f, "{ip} . {} . {n}", p.nft()),
+            Key::NodePort(p, n) => write!(f, "{} . {n}", p.nft()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub set: &'static str,
+    pub key: Key,
+    /// For verdict maps.
+    pub verdict: Option<Verdict>,
+}
+
+impl Element {
+    fn new(set: &'static str, key: Key, verdict: Option<Verdict>) -> Element {
+        Element { set, key, verdict }
+    }
+}
+
+impl fmt::Display for Element {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.verdict {
+            Some(verdict) => write!(f, "{} : {verdict}", self.key),
+            None => write!(f, "{}", self.key),
+        }
+    }
 }
 
 /// What the whole node needs to know besides the Services.
@@ -137,28 +307,31 @@ pub fn fragment(ports: &[ServicePortRules], node: &NodeContext) -> Fragment {
     f
 }
 
+const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+
 fn add_port(f: &mut Fragment, p: &ServicePortRules, node: &NodeContext) {
     let id = p.id();
-    let proto = p.protocol.nft();
     let (service, external, local) = (service_chain(&id), external_chain(&id), local_chain(&id));
+    let goto = |chain: &str| Some(Verdict::Goto(chain.to_string()));
+    let from_pods = |negated| Match::Saddr { net: node.cluster_cidr, negated };
     for ip in &p.cluster_ips {
-        f.elements.push((CLUSTER_IPS, ip.to_string()));
+        f.elements.push(Element::new(CLUSTER_IPS, Key::Address(*ip), None));
     }
 
     // Traffic to a cluster IP.
     if p.cluster_endpoints.is_empty() {
         // Refused at once; under internalTrafficPolicy Local, dropped (upstream).
-        let verdict = if p.internal_local { "drop" } else { "goto reject-chain" };
+        let verdict = if p.internal_local { Verdict::Drop } else { Verdict::Goto("reject-chain".into()) };
         for ip in &p.cluster_ips {
-            f.elements.push((NO_ENDPOINT_SERVICES, format!("{ip} . {proto} . {} : {verdict}", p.port)));
+            f.elements.push(Element::new(NO_ENDPOINT_SERVICES, Key::Service(*ip, p.protocol, p.port), Some(verdict.clone())));
         }
     } else {
         let mut rules = Vec::new();
         for ip in &p.cluster_ips {
             // From outside the pod network (a node's own processes): masqueraded,
             // so the answer comes back through this node.
-            rules.push(format!("ip daddr {ip} {proto} dport {} ip saddr != {} jump mark-for-masquerade", p.port, node.cluster_cidr));
-            f.elements.push((SERVICE_IPS, format!("{ip} . {proto} . {} : goto {service}", p.port)));
+            rules.push(Rule::jump(vec![Match::Daddr(*ip), Match::Dport(p.protocol, p.port), from_pods(true)], MARK_FOR_MASQUERADE));
+            f.elements.push(Element::new(SERVICE_IPS, Key::Service(*ip, p.protocol, p.port), goto(&service)));
         }
         rules.extend(pick(f, &id, p, &p.cluster_endpoints));
         f.chains.insert(service.clone(), rules);
@@ -172,12 +345,12 @@ fn add_port(f: &mut Fragment, p: &ServicePortRules, node: &NodeContext) {
     if !reachable {
         // No endpoint for it: refused, or dropped when only this node's
         // endpoints count (upstream: the client may try another node).
-        let verdict = if p.external_local { "drop" } else { "goto reject-chain" };
+        let verdict = if p.external_local { Verdict::Drop } else { Verdict::Goto("reject-chain".into()) };
         for ip in &p.external_ips {
-            f.elements.push((NO_ENDPOINT_SERVICES, format!("{ip} . {proto} . {} : {verdict}", p.port)));
+            f.elements.push(Element::new(NO_ENDPOINT_SERVICES, Key::Service(*ip, p.protocol, p.port), Some(verdict.clone())));
         }
         if let Some(node_port) = p.node_port {
-            f.elements.push((NO_ENDPOINT_NODEPORTS, format!("{proto} . {node_port} : {verdict}")));
+            f.elements.push(Element::new(NO_ENDPOINT_NODEPORTS, Key::NodePort(p.protocol, node_port), Some(verdict)));
         }
         return;
     }
@@ -186,33 +359,33 @@ fn add_port(f: &mut Fragment, p: &ServicePortRules, node: &NodeContext) {
         // Pods and the node itself reach it as its cluster IP would; others
         // keep their source address and reach only this node's endpoints.
         if !p.cluster_endpoints.is_empty() {
-            rules.push(format!("ip saddr {} goto {service}", node.cluster_cidr));
-            rules.push("fib saddr type local jump mark-for-masquerade".into());
-            rules.push(format!("fib saddr type local goto {service}"));
+            rules.push(Rule::goto(vec![from_pods(false)], &service));
+            rules.push(Rule::jump(vec![Match::FromThisNode], MARK_FOR_MASQUERADE));
+            rules.push(Rule::goto(vec![Match::FromThisNode], &service));
         }
-        rules.push(format!("goto {local}"));
+        rules.push(Rule::goto(vec![], &local));
         let chosen = pick(f, &id, p, &p.local_endpoints);
         f.chains.insert(local, chosen);
     } else {
-        rules.push("jump mark-for-masquerade".into());
-        rules.push(format!("goto {service}"));
+        rules.push(Rule::jump(vec![], MARK_FOR_MASQUERADE));
+        rules.push(Rule::goto(vec![], &service));
     }
     f.chains.insert(external.clone(), rules);
     for ip in &p.external_ips {
-        f.elements.push((SERVICE_IPS, format!("{ip} . {proto} . {} : goto {external}", p.port)));
+        f.elements.push(Element::new(SERVICE_IPS, Key::Service(*ip, p.protocol, p.port), goto(&external)));
     }
     if let Some(node_port) = p.node_port {
-        f.elements.push((SERVICE_NODEPORTS, format!("{proto} . {node_port} : goto {external}")));
+        f.elements.push(Element::new(SERVICE_NODEPORTS, Key::NodePort(p.protocol, node_port), goto(&external)));
     }
 }
 
 /// The rules that choose an endpoint and the endpoints' own chains.
-fn pick(f: &mut Fragment, id: &str, p: &ServicePortRules, endpoints: &[Endpoint]) -> Vec<String> {
+fn pick(f: &mut Fragment, id: &str, p: &ServicePortRules, endpoints: &[Endpoint]) -> Vec<Rule> {
     let mut rules = Vec::new();
     if let Some(timeout) = p.affinity {
         for e in endpoints {
             let set = affinity_set(id, e, timeout);
-            rules.push(format!("ip saddr @{set} goto {}", endpoint_chain(id, e)));
+            rules.push(Rule::goto(vec![Match::SaddrInSet(set.clone())], &endpoint_chain(id, e)));
             f.sets.insert(set, timeout);
         }
     }
@@ -221,71 +394,106 @@ fn pick(f: &mut Fragment, id: &str, p: &ServicePortRules, endpoints: &[Endpoint]
     // makes an anonymous map per Service, whose creation and listing the
     // kernel does in quadratic time: 52 s for 10,000 Services here.)
     for (i, e) in endpoints.iter().enumerate() {
-        let left = endpoints.len() - i;
+        let left = (endpoints.len() - i) as u32;
         let chain = endpoint_chain(id, e);
-        rules.push(if left > 1 { format!("numgen random mod {left} == 0 goto {chain}") } else { format!("goto {chain}") });
+        rules.push(if left > 1 { Rule::goto(vec![Match::OneIn(left)], &chain) } else { Rule::goto(vec![], &chain) });
     }
     for e in endpoints {
-        let mut chain = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
+        // Hairpin: a pod reaching itself through the Service.
+        let mut chain = vec![Rule::jump(vec![Match::Saddr { net: Ipv4Net::from(e.ip), negated: false }], MARK_FOR_MASQUERADE)];
         if let Some(timeout) = p.affinity {
-            chain.push(format!("update @{} {{ ip saddr }}", affinity_set(id, e, timeout)));
+            chain.push(Rule::new(vec![], Statement::RememberClient(affinity_set(id, e, timeout))));
         }
-        chain.push(format!("meta l4proto {} dnat to {}:{}", p.protocol.nft(), e.ip, e.port));
+        chain.push(Rule::new(vec![Match::L4Proto(p.protocol)], Statement::Dnat(e.ip, e.port)));
         f.chains.insert(endpoint_chain(id, e), chain);
     }
     rules
 }
 
-/// The nftables commands that turn `old` into `new`, in an order one
-/// transaction accepts: chains and sets first, then rules, then map
-/// elements, then what nothing refers to any more.
-pub fn diff(old: &Fragment, new: &Fragment, out: &mut String) {
-    let t = TABLE;
+/// One step of turning a table's Service part into another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    AddSet(String, u32),
+    AddChain(String),
+    FlushChain(String),
+    AddRule(String, Rule),
+    DeleteElement(&'static str, Key),
+    AddElement(Element),
+    DeleteChain(String),
+    DeleteSet(String),
+}
+
+/// What turns `old` into `new`, in an order one transaction accepts:
+/// chains and sets first, then rules, then map elements, then what
+/// nothing refers to any more.
+pub fn diff(old: &Fragment, new: &Fragment, out: &mut Vec<Change>) {
     for (set, timeout) in new.sets.iter().filter(|(set, _)| !old.sets.contains_key(*set)) {
-        let _ = writeln!(out, "add set ip {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}");
+        out.push(Change::AddSet(set.clone(), *timeout));
     }
     for chain in new.chains.keys().filter(|c| !old.chains.contains_key(*c)) {
-        let _ = writeln!(out, "add chain ip {t} {chain}");
+        out.push(Change::AddChain(chain.clone()));
     }
     for (chain, rules) in &new.chains {
         match old.chains.get(chain) {
             Some(before) if before == rules => continue,
-            Some(_) => {
-                let _ = writeln!(out, "flush chain ip {t} {chain}");
-            }
+            Some(_) => out.push(Change::FlushChain(chain.clone())),
             None => {}
         }
-        for rule in rules {
-            let _ = writeln!(out, "add rule ip {t} {chain} {rule}");
+        out.extend(rules.iter().map(|rule| Change::AddRule(chain.clone(), rule.clone())));
+    }
+    let verdicts = |f: &Fragment| -> BTreeMap<(&'static str, Key), Option<Verdict>> { f.elements.iter().map(|e| ((e.set, e.key.clone()), e.verdict.clone())).collect() };
+    let (before, after) = (verdicts(old), verdicts(new));
+    for ((set, key), verdict) in &before {
+        if after.get(&(*set, key.clone())) != Some(verdict) {
+            out.push(Change::DeleteElement(set, key.clone()));
         }
     }
-    let keys = |f: &Fragment| -> BTreeMap<(&'static str, String), String> {
-        f.elements.iter().map(|(map, element)| {
-            let (key, verdict) = element.split_once(" : ").unwrap_or((element, ""));
-            ((*map, key.to_string()), verdict.to_string())
-        }).collect()
-    };
-    let (before, after) = (keys(old), keys(new));
-    for ((map, key), verdict) in &before {
-        if after.get(&(map, key.clone())) != Some(verdict) {
-            let _ = writeln!(out, "delete element ip {t} {map} {{ {key} }}");
+    for ((set, key), verdict) in &after {
+        if before.get(&(*set, key.clone())) != Some(verdict) {
+            out.push(Change::AddElement(Element::new(set, key.clone(), verdict.clone())));
         }
     }
-    for ((map, key), verdict) in &after {
-        if before.get(&(map, key.clone())) != Some(verdict) {
-            let element = if verdict.is_empty() { key.clone() } else { format!("{key} : {verdict}") };
-            let _ = writeln!(out, "add element ip {t} {map} {{ {element} }}");
+    let gone: Vec<&String> = old.chains.keys().filter(|c| !new.chains.contains_key(*c)).collect();
+    // Every rule first: a chain may go only when no rule jumps to it.
+    out.extend(gone.iter().map(|chain| Change::FlushChain(chain.to_string())));
+    out.extend(gone.iter().map(|chain| Change::DeleteChain(chain.to_string())));
+    out.extend(old.sets.keys().filter(|s| !new.sets.contains_key(*s)).map(|set| Change::DeleteSet(set.clone())));
+}
+
+/// The changes as an `nft` script.
+pub fn script(changes: &[Change], out: &mut String) {
+    let t = TABLE;
+    for change in changes {
+        let _ = match change {
+            Change::AddSet(set, timeout) => writeln!(out, "add set ip {t} {set} {{ type ipv4_addr ; flags dynamic,timeout ; timeout {timeout}s ; }}"),
+            Change::AddChain(chain) => writeln!(out, "add chain ip {t} {chain}"),
+            Change::FlushChain(chain) => writeln!(out, "flush chain ip {t} {chain}"),
+            Change::AddRule(chain, rule) => writeln!(out, "add rule ip {t} {chain} {rule}"),
+            Change::DeleteElement(set, key) => writeln!(out, "delete element ip {t} {set} {{ {key} }}"),
+            Change::AddElement(element) => writeln!(out, "add element ip {t} {} {{ {element} }}", element.set),
+            Change::DeleteChain(chain) => writeln!(out, "delete chain ip {t} {chain}"),
+            Change::DeleteSet(set) => writeln!(out, "delete set ip {t} {set}"),
+        };
+    }
+}
+
+/// The changes as one netlink transaction.
+pub fn batch(changes: &[Change]) -> Batch {
+    let t = TABLE;
+    let mut batch = Batch::new();
+    for change in changes {
+        match change {
+            Change::AddSet(set, timeout) => batch.add_timeout_set(t, set, Duration::from_secs(*timeout as u64)),
+            Change::AddChain(chain) => batch.add_chain(t, chain),
+            Change::FlushChain(chain) => batch.flush_chain(t, chain),
+            Change::AddRule(chain, rule) => batch.add_rule(t, chain, &rule.exprs()),
+            Change::DeleteElement(set, key) => batch.delete_element(t, set, &key.bytes()),
+            Change::AddElement(element) => batch.add_element(t, element.set, &element.key.bytes(), element.verdict.as_ref()),
+            Change::DeleteChain(chain) => batch.delete_chain(t, chain),
+            Change::DeleteSet(set) => batch.delete_set(t, set),
         }
     }
-    for chain in old.chains.keys().filter(|c| !new.chains.contains_key(*c)) {
-        let _ = writeln!(out, "flush chain ip {t} {chain}");
-    }
-    for chain in old.chains.keys().filter(|c| !new.chains.contains_key(*c)) {
-        let _ = writeln!(out, "delete chain ip {t} {chain}");
-    }
-    for set in old.sets.keys().filter(|s| !new.sets.contains_key(*s)) {
-        let _ = writeln!(out, "delete set ip {t} {set}");
-    }
+    batch
 }
 
 #[cfg(test)]
@@ -323,17 +531,19 @@ mod tests {
         let f = fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], None, false)], &node());
         let service = f.chains.iter().find(|(name, _)| name.starts_with("service-")).unwrap();
         assert!(service.0.ends_with("-ns/web/tcp/http"), "{}", service.0);
-        assert!(service.1[1].starts_with("numgen random mod 2 == 0 goto endpoint-"), "{:?}", service.1);
-        assert!(service.1[2].starts_with("goto endpoint-"), "{:?}", service.1);
+        let rules: Vec<String> = service.1.iter().map(|r| r.to_string()).collect();
+        assert_eq!(rules[0], "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade");
+        assert!(rules[1].starts_with("numgen random mod 2 == 0 goto endpoint-"), "{rules:?}");
+        assert!(rules[2].starts_with("goto endpoint-"), "{rules:?}");
         assert_eq!(f.chains.keys().filter(|c| c.starts_with("endpoint-")).count(), 2);
-        let elements: Vec<String> = f.elements.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+        let elements: Vec<String> = f.elements.iter().map(|e| format!("{}: {e}", e.set)).collect();
         assert!(elements.iter().any(|e| e.starts_with("service-ips: 10.43.0.5 . tcp . 80 : goto service-")), "{elements:?}");
         assert!(elements.iter().any(|e| e.starts_with("service-nodeports: tcp . 30080 : goto external-")), "{elements:?}");
         assert!(elements.iter().any(|e| e.starts_with("service-ips: 192.0.2.9 . tcp . 80 : goto external-")), "{elements:?}");
 
         let none = fragment(&[port(&[], None, false)], &node());
         assert!(none.chains.is_empty());
-        let elements: Vec<String> = none.elements.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+        let elements: Vec<String> = none.elements.iter().map(|e| format!("{}: {e}", e.set)).collect();
         assert!(elements.contains(&"no-endpoint-services: 10.43.0.5 . tcp . 80 : goto reject-chain".to_string()), "{elements:?}");
         assert!(elements.contains(&"no-endpoint-nodeports: tcp . 30080 : goto reject-chain".to_string()), "{elements:?}");
     }
@@ -342,16 +552,91 @@ mod tests {
     fn a_change_rewrites_only_what_changed() {
         let one = fragment(&[port(&[("10.42.0.2", true)], None, false)], &node());
         let two = fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], None, false)], &node());
+        let mut changes = Vec::new();
+        diff(&one, &two, &mut changes);
         let mut script = String::new();
-        diff(&one, &two, &mut script);
+        super::script(&changes, &mut script);
         let lines: Vec<&str> = script.lines().collect();
         // The new endpoint's chain, and the service chain's new choice; no map is touched.
         assert!(lines.iter().any(|l| l.starts_with("add chain ip skiff-proxy endpoint-") && l.contains("10.42.1.2/8080")), "{script}");
         assert_eq!(lines.iter().filter(|l| l.starts_with("flush chain")).count(), 1, "{script}");
         assert!(!script.contains("element"), "{script}");
-        let mut same = String::new();
+        let mut same = Vec::new();
         diff(&two, &two, &mut same);
-        assert!(same.is_empty(), "{same}");
+        assert!(same.is_empty(), "{same:?}");
+    }
+
+    /// Runs `f` on a thread of its own in a new, empty network namespace.
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare affects only this thread, which ends with `f`.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Every kind of change, written straight over netlink, leaves the
+    /// kernel holding exactly what `nft` makes of the same change as text.
+    #[test]
+    fn netlink_writes_what_nft_writes() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || crate::nft::run(&["--version"], None).is_err() {
+            eprintln!("needs root and nft; skipped");
+            return;
+        }
+        let steps = vec![
+            Fragment::default(),
+            fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], Some(10800), false)], &node()),
+            fragment(&[port(&[("10.42.1.2", false)], Some(60), true)], &node()),
+            fragment(&[port(&[("10.42.0.2", true)], None, true)], &node()),
+            fragment(&[port(&[], None, false)], &node()),
+            Fragment::default(),
+        ];
+        let run = |over_netlink: bool, steps: Vec<Fragment>| {
+            in_new_netns(move || {
+                crate::nft::apply(&format!("{}{}", crate::nft::fresh_table("ip", TABLE), base(&node()))).unwrap();
+                let mut listings = Vec::new();
+                for pair in steps.windows(2) {
+                    let mut changes = Vec::new();
+                    diff(&pair[0], &pair[1], &mut changes);
+                    if over_netlink {
+                        batch(&changes).commit().unwrap();
+                    } else {
+                        let mut script = String::new();
+                        super::script(&changes, &mut script);
+                        crate::nft::apply(&script).unwrap();
+                    }
+                    listings.push(crate::nft::run(&["list", "table", "ip", TABLE], None).unwrap());
+                }
+                listings
+            })
+        };
+        let (text, netlink) = (run(false, steps.clone()), run(true, steps));
+        for (step, (a, b)) in text.iter().zip(&netlink).enumerate() {
+            assert_eq!(a, b, "step {step}");
+        }
+        assert!(text[0].contains("dnat to 10.42.1.2:8080"), "{}", text[0]);
+    }
+
+    /// A refused change names what was refused, and nothing of it lands.
+    #[test]
+    fn a_refused_netlink_change_is_named_and_applies_nothing() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || crate::nft::run(&["--version"], None).is_err() {
+            eprintln!("needs root and nft; skipped");
+            return;
+        }
+        let listing = in_new_netns(|| {
+            crate::nft::apply(&format!("{}{}", crate::nft::fresh_table("ip", TABLE), base(&node()))).unwrap();
+            let before = crate::nft::run(&["list", "table", "ip", TABLE], None).unwrap();
+            let changes = vec![Change::AddChain("fresh".into()), Change::AddRule("no-such-chain".into(), Rule::goto(vec![], "fresh"))];
+            let e = batch(&changes).commit().unwrap_err().to_string();
+            assert!(e.starts_with("nftables refused to add rule to no-such-chain") && e.contains("No such file or directory"), "{e}");
+            (before, crate::nft::run(&["list", "table", "ip", TABLE], None).unwrap())
+        });
+        assert_eq!(listing.0, listing.1);
     }
 
     /// The real `nft` parses every kind of change in one transaction (`-c`:
@@ -372,7 +657,9 @@ mod tests {
         ];
         let mut script = format!("{}{}", crate::nft::fresh_table("ip", TABLE), base(&node()));
         for pair in steps.windows(2) {
-            diff(&pair[0], &pair[1], &mut script);
+            let mut changes = Vec::new();
+            diff(&pair[0], &pair[1], &mut changes);
+            super::script(&changes, &mut script);
         }
         if let Err(e) = crate::nft::run(&["-c", "-f", "-"], Some(&script)) {
             panic!("{e:#}\n{script}");

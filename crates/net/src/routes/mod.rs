@@ -6,6 +6,8 @@
 pub mod bgp;
 mod vxlan;
 
+pub use vxlan::mac_of as vtep_mac;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -71,16 +73,85 @@ pub fn peers(nodes: &[Arc<Node>], me: &str, backend: Backend) -> Vec<Peer> {
     peers
 }
 
-/// This node's side of the pod network.
-pub struct Routes {
+/// The kernel's side of reaching other nodes' pods: the overlay device
+/// (vxlan) and a route per peer. Knows nothing of the API.
+pub struct DataPath {
     netlink: Netlink,
     backend: Backend,
-    node_name: String,
-    address: Ipv4Addr,
     /// The interface holding the node's address, and the networks on it.
     underlay: u32,
     on_link: Vec<Ipv4Net>,
     vtep: Option<vxlan::Vtep>,
+}
+
+impl DataPath {
+    /// Sets up this node's end: the VXLAN device under vxlan, nothing otherwise.
+    pub async fn new(backend: Backend, address: Ipv4Addr, pod_cidr: Ipv4Net) -> Result<DataPath> {
+        let netlink = Netlink::connect()?;
+        let (underlay, mtu) = netlink.link_of(IpAddr::V4(address)).await?;
+        let on_link = netlink.networks(underlay).await?;
+        let vtep = match backend {
+            Backend::Vxlan => Some(vxlan::Vtep::ensure(&netlink, address, underlay, mtu, pod_cidr).await?),
+            _ => {
+                // A node moved off vxlan keeps no overlay behind.
+                netlink.delete_link(vxlan::DEVICE).await?;
+                None
+            }
+        };
+        Ok(DataPath { netlink, backend, underlay, on_link, vtep })
+    }
+
+    /// What peers need to know of this node (flannel's backend-data).
+    pub fn backend_data(&self) -> String {
+        self.vtep.as_ref().map(|v| v.backend_data()).unwrap_or_else(|| "null".into())
+    }
+
+    /// Programs a route to each peer's pods and removes the rest; returns
+    /// the peers host-gw cannot reach, being off this node's segment.
+    pub async fn program(&self, peers: &[Peer]) -> Result<Vec<Peer>> {
+        let mut wanted = HashSet::new();
+        let mut off_link = Vec::new();
+        for peer in peers {
+            match (self.backend, &self.vtep) {
+                (Backend::Vxlan, Some(vtep)) => {
+                    wanted.insert(vtep.route(peer));
+                }
+                (Backend::HostGw, _) => {
+                    if self.on_link.iter().any(|net| net.contains(&peer.address)) {
+                        wanted.insert(Route { destination: peer.pod_cidr, gateway: peer.address, link: self.underlay, onlink: false, protocol: crate::netlink::PROTOCOL.into() });
+                    } else {
+                        off_link.push(peer.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let present: HashSet<Route> = self.netlink.routes(crate::netlink::PROTOCOL).await?.into_iter().collect();
+        for stale in present.difference(&wanted) {
+            self.netlink.delete_route(stale).await?;
+        }
+        if let Some(vtep) = &self.vtep {
+            vtep.sync_neighbours(&self.netlink, peers).await?;
+        }
+        for route in wanted.difference(&present) {
+            self.netlink.add_route(route).await?;
+        }
+        Ok(off_link)
+    }
+
+    /// The MTU pods get: the node's, less the overlay's headers.
+    pub async fn pod_mtu(backend: Backend, address: Ipv4Addr) -> Result<u32> {
+        let (_, mtu) = Netlink::connect()?.link_of(IpAddr::V4(address)).await?;
+        Ok(if backend == Backend::Vxlan { mtu - vxlan::OVERHEAD } else { mtu })
+    }
+}
+
+/// This node's side of the pod network, kept in step with the Nodes.
+pub struct Routes {
+    data_path: DataPath,
+    backend: Backend,
+    node_name: String,
+    address: Ipv4Addr,
     /// BIRD and what it announces (bgp only).
     bird: Option<(bgp::Bird, Ipv4Net, crate::cluster::ClusterNetwork)>,
     events: Recorder,
@@ -100,35 +171,19 @@ impl Routes {
     /// Sets up this node's end (the VXLAN device) and publishes it on the Node.
     pub async fn start(client: kube::Client, node_name: &str, address: Ipv4Addr, pod_cidr: Ipv4Net, cluster: &crate::cluster::ClusterNetwork, run_dir: &std::path::Path) -> Result<Routes> {
         let backend = cluster.backend;
-        let netlink = Netlink::connect()?;
-        let (underlay, mtu) = netlink.link_of(IpAddr::V4(address)).await?;
-        let on_link = netlink.networks(underlay).await?;
-        let vtep = match backend {
-            Backend::Vxlan => Some(vxlan::Vtep::ensure(&netlink, address, underlay, mtu, pod_cidr).await?),
-            _ => {
-                // A node moved off vxlan keeps no overlay behind.
-                netlink.delete_link(vxlan::DEVICE).await?;
-                None
-            }
-        };
+        let data_path = DataPath::new(backend, address, pod_cidr).await?;
         let mut annotations = BTreeMap::from([
             (BACKEND_TYPE.to_string(), backend.to_string()),
             (PUBLIC_IP.to_string(), address.to_string()),
             (SUBNET_MANAGER.to_string(), "true".to_string()),
         ]);
-        annotations.insert(BACKEND_DATA.to_string(), vtep.as_ref().map(|v| v.backend_data()).unwrap_or_else(|| "null".into()));
+        annotations.insert(BACKEND_DATA.to_string(), data_path.backend_data());
         let nodes: Api<Node> = Api::all(client.clone());
         let patch = serde_json::json!({"metadata": {"annotations": annotations}});
         nodes.patch(node_name, &PatchParams::default(), &Patch::Merge(patch)).await.context("publishing the node's network annotations")?;
         let reporter = Reporter { controller: "skiff-net".into(), instance: Some(node_name.to_string()) };
         let bird = (backend == Backend::Bgp).then(|| (bgp::Bird::new(run_dir.join("bird")), pod_cidr, cluster.clone()));
-        Ok(Routes { netlink, backend, node_name: node_name.to_string(), address, underlay, on_link, vtep, bird, events: Recorder::new(client, reporter) })
-    }
-
-    /// The MTU pods get: the node's, less the overlay's headers.
-    pub async fn pod_mtu(backend: Backend, address: Ipv4Addr) -> Result<u32> {
-        let (_, mtu) = Netlink::connect()?.link_of(IpAddr::V4(address)).await?;
-        Ok(if backend == Backend::Vxlan { mtu - vxlan::OVERHEAD } else { mtu })
+        Ok(Routes { data_path, backend, node_name: node_name.to_string(), address, bird, events: Recorder::new(client, reporter) })
     }
 
     /// Follows the Node objects for ever, programming a route per peer.
@@ -174,31 +229,8 @@ impl Routes {
             let speaker = bgp::Speaker { address: self.address, pod_cidr: *pod_cidr, asn: cluster.bgp_asn, reflector, external: cluster.bgp_peers.clone() };
             bird.apply(&bgp::config(&speaker, peers))?;
         }
-        let mut wanted = HashSet::new();
-        for peer in peers {
-            match (self.backend, &self.vtep) {
-                (Backend::Vxlan, Some(vtep)) => {
-                    wanted.insert(vtep.route(peer));
-                }
-                (Backend::HostGw, _) => {
-                    if self.on_link.iter().any(|net| net.contains(&peer.address)) {
-                        wanted.insert(Route { destination: peer.pod_cidr, gateway: peer.address, link: self.underlay, onlink: false, protocol: crate::netlink::PROTOCOL.into() });
-                    } else {
-                        self.not_on_link(peer).await;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let present: HashSet<Route> = self.netlink.routes(crate::netlink::PROTOCOL).await?.into_iter().collect();
-        for stale in present.difference(&wanted) {
-            self.netlink.delete_route(stale).await?;
-        }
-        if let Some(vtep) = &self.vtep {
-            vtep.sync_neighbours(&self.netlink, peers).await?;
-        }
-        for route in wanted.difference(&present) {
-            self.netlink.add_route(route).await?;
+        for peer in self.data_path.program(peers).await? {
+            self.not_on_link(&peer).await;
         }
         tracing::info!(backend = %self.backend, peers = peers.len(), node = %self.address, "routes to other nodes' pods programmed");
         Ok(())
@@ -211,7 +243,7 @@ impl Routes {
             "node {} ({}) is not on this node's L2 segment ({}): host-gw cannot route to its pods {}; use the vxlan or bgp backend",
             peer.name,
             peer.address,
-            self.on_link.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+            self.data_path.on_link.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
             peer.pod_cidr
         );
         tracing::warn!("{note}");

@@ -1,7 +1,9 @@
 //! nftables, driven as upstream's kube-proxy drives it (knftables): a
 //! script of commands handed to `nft -f -`, applied by the kernel as one
-//! atomic transaction. There is no maintained Rust crate for nftables'
-//! netlink protocol; the `nft` binary is the stable interface.
+//! atomic transaction. Small changes that must land fast skip the binary
+//! and go to the kernel directly (`netlink`).
+
+pub mod netlink;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
