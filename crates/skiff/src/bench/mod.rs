@@ -4,6 +4,7 @@ mod api;
 mod authz;
 mod deployment;
 mod dns;
+mod network;
 mod pods;
 mod proxy;
 mod scheduler;
@@ -31,6 +32,8 @@ pub enum Bench {
     Proxy(proxy::Args),
     /// Cluster DNS: queries/s with dnsperf and memory at 10,000 Services.
     Dns(dns::Args),
+    /// Pod-to-pod TCP throughput across two hosts, per backend, beside host to host.
+    Network(network::Args),
 }
 
 impl Bench {
@@ -44,6 +47,7 @@ impl Bench {
             Bench::Pods(args) => pods::run(args).await,
             Bench::Proxy(args) => proxy::run(args).await,
             Bench::Dns(args) => dns::run(args).await,
+            Bench::Network(args) => network::run(args).await,
         }
     }
 }
