@@ -637,8 +637,8 @@ pub fn rewrite_html(input: &str, rewrite: &dyn Fn(&str) -> String) -> String {
             }
             raw_text = None;
         }
-        let end = if rest.starts_with("<!--") {
-            rest[4..].find("-->").map(|e| e + 7).unwrap_or(rest.len())
+        let end = if let Some(comment) = rest.strip_prefix("<!--") {
+            comment.find("-->").map(|e| e + 7).unwrap_or(rest.len())
         } else if rest.starts_with("<!") || rest.starts_with("<?") || rest.starts_with("</") {
             rest.find('>').map(|e| e + 1).unwrap_or(rest.len())
         } else if rest[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {

@@ -24,8 +24,11 @@ pub struct Registry {
     /// Namespaces as last decoded, by key: every namespaced create reads
     /// its namespace (lifecycle, PodSecurity), which decoding each time
     /// made 3 % of a busy server.
-    namespaces: std::sync::Arc<std::sync::Mutex<HashMap<String, (Revision, std::sync::Arc<Value>)>>>,
+    namespaces: std::sync::Arc<std::sync::Mutex<DecodedNamespaces>>,
 }
+
+/// Namespaces by key: the revision decoded and the object.
+type DecodedNamespaces = HashMap<String, (Revision, std::sync::Arc<Value>)>;
 
 fn is_service(def: &ResourceDef) -> bool {
     def.group.is_empty() && def.kind == "Service"
