@@ -529,9 +529,11 @@ impl Registry {
                 admit.admit(original, &mut updated).await?;
             }
             // A Service's addresses and ports for its (new) type, claimed
-            // before it is written; see `services::Allocator::update`.
+            // before it is written; see `services::Allocator::update`. A
+            // status update (the spec as it was) claims nothing, as
+            // upstream's status store has no allocation.
             let claims = match (is_service(def), &original) {
-                (true, Some(original)) => Some(self.services.update(&mut updated, original, &owner(ns, name)).await?),
+                (true, Some(original)) if original.get("spec") != updated.get("spec") => Some(self.services.update(&mut updated, original, &owner(ns, name)).await?),
                 _ => None,
             };
             // Unchanged, as upstream's GuaranteedUpdate decides it: the bytes
