@@ -47,8 +47,7 @@ enum Via {
 struct Location {
     scheme: &'static str,
     host: String,
-    /// A number, or a name the pod's port had (refused as Go's dialer
-    /// refuses an unknown service name).
+    /// A number, or as Go's dialer takes it, a service name (`http`).
     port: String,
     via: Via,
 }
@@ -262,6 +261,9 @@ async fn dial(api: &Api, location: &Location) -> ApiResult<Box<dyn Stream>> {
     }
     let port = match location.port.as_str() {
         "" => if location.scheme == "https" { 443 } else { 80 },
+        // Service names Go's dialer knows without /etc/services.
+        "http" => 80,
+        "https" => 443,
         number => number.parse::<u16>().map_err(|_| unavailable(format!("error trying to reach service: dial tcp: lookup tcp/{number}: unknown port")))?,
     };
     let tcp = connect_tcp(&location.host, port).await.map_err(|e| unreachable(&address, &e))?;

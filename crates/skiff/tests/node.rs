@@ -1290,6 +1290,17 @@ fn proxy_through_a_service_and_a_pod_and_to_the_node() {
         let first = std::fs::read_dir("/var/log").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).min().unwrap();
         assert!(listing.contains(&format!(">{first}")), "{first} in {listing}");
     }
+    // A file, and a directory asked for without its slash: the agent's
+    // redirect is rewritten to stay behind the proxy, and kubectl follows it.
+    let dir = std::path::Path::new("/var/log").join(format!("skiff-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.log"), "line one\n").unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let file = c.ok(&["get", "--raw", &format!("/api/v1/nodes/node-1/proxy/logs/{name}/test.log")]);
+    let listing = c.ok(&["get", "--raw", &format!("/api/v1/nodes/node-1/proxy/logs/{name}")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(file, "line one\n");
+    assert!(listing.contains("<a href=\"test.log\">test.log</a>\n"), "{listing}");
     let summary: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])).unwrap();
     assert_eq!(summary["node"]["nodeName"], "node-1");
     let status = status_of_raw(&c, "/api/v1/nodes/nosuch/proxy/logs/");
