@@ -96,6 +96,41 @@ pub fn apply(def: &ResourceDef, obj: &mut Value) {
     }
 }
 
+/// Upstream's `SetDefaults_Service`.
+fn service_spec(spec: &mut Value) {
+    or(spec, "sessionAffinity", json!("None"));
+    match spec["sessionAffinity"].as_str() {
+        Some("None") => {
+            spec.as_object_mut().map(|s| s.remove("sessionAffinityConfig"));
+        }
+        Some("ClientIP") => {
+            let timeout = spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds").filter(|t| !t.is_null());
+            if timeout.is_none() {
+                spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 10800}});
+            }
+        }
+        _ => {}
+    }
+    or(spec, "type", json!("ClusterIP"));
+    for port in each(spec, "ports") {
+        or(port, "protocol", json!("TCP"));
+        if port.get("targetPort").is_none_or(|t| t.is_null() || t == 0 || t == "") {
+            port["targetPort"] = port.get("port").cloned().unwrap_or(json!(0));
+        }
+    }
+    let ty = spec["type"].as_str().unwrap_or_default().to_string();
+    let external_ips = spec.get("externalIPs").and_then(Value::as_array).is_some_and(|ips| !ips.is_empty());
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") || (ty == "ClusterIP" && external_ips) {
+        or(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if matches!(ty.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer") {
+        or(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if ty == "LoadBalancer" {
+        or(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
 /// Upstream's admissionregistration/v1 webhook defaults.
 fn webhook(hook: &mut Value, mutating: bool) {
     or(hook, "failurePolicy", json!("Fail"));
@@ -124,6 +159,7 @@ fn match_resources(m: &mut Value) {
 fn spec_defaults(def: &ResourceDef, spec: &mut Value) {
     match (def.group, def.kind) {
         ("", "Pod") => pod_spec(spec),
+        ("", "Service") => service_spec(spec),
         ("", "ReplicationController") => {
             or(spec, "replicas", json!(1));
             pod_template(spec.get_mut("template"));

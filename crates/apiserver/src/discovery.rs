@@ -71,7 +71,7 @@ fn subresource(def: &ResourceDef, sub: &str) -> (Value, &'static [&'static str])
         "exec" | "attach" => (gvk("", "v1", "PodExecOptions"), &["create", "get"]),
         "portforward" => (gvk("", "v1", "PodPortForwardOptions"), &["create", "get"]),
         "ephemeralcontainers" => (gvk("", "v1", "Pod"), &["get", "patch", "update"]),
-        "proxy" => (gvk("", "v1", if def.kind == "Node" { "NodeProxyOptions" } else { "ServiceProxyOptions" }), &["create", "delete", "get", "patch", "update"]),
+        "proxy" => (gvk("", "v1", &format!("{}ProxyOptions", def.kind)), &["create", "delete", "get", "patch", "update"]),
         "finalize" => (own, &["update"]),
         "approval" => (own, &["get", "patch", "update"]),
         _ => (own, &["get"]),

@@ -13,8 +13,9 @@ use rand::RngCore;
 use serde_json::Value;
 
 enum Cipher {
-    AesGcm(aes_gcm::Aes256Gcm),
-    AesGcm128(aes_gcm::Aes128Gcm),
+    // Boxed: their key schedules are most of a kilobyte.
+    AesGcm(Box<aes_gcm::Aes256Gcm>),
+    AesGcm128(Box<aes_gcm::Aes128Gcm>),
     AesCbc(Vec<u8>),
     Secretbox(crypto_secretbox::XSalsa20Poly1305),
 }
@@ -94,8 +95,8 @@ fn keys(kind: &str, settings: &Value) -> Result<Vec<Key>> {
         // The lengths are checked by the match, so the constructors cannot fail.
         let length = "a key of a checked length";
         let cipher = match (kind, secret.len()) {
-            ("aesgcm", 32) => Cipher::AesGcm(aes_gcm::Aes256Gcm::new_from_slice(&secret).expect(length)),
-            ("aesgcm", 16) => Cipher::AesGcm128(aes_gcm::Aes128Gcm::new_from_slice(&secret).expect(length)),
+            ("aesgcm", 32) => Cipher::AesGcm(Box::new(aes_gcm::Aes256Gcm::new_from_slice(&secret).expect(length))),
+            ("aesgcm", 16) => Cipher::AesGcm128(Box::new(aes_gcm::Aes128Gcm::new_from_slice(&secret).expect(length))),
             ("aescbc", 16 | 32) => Cipher::AesCbc(secret),
             ("secretbox", 32) => Cipher::Secretbox(crypto_secretbox::XSalsa20Poly1305::new_from_slice(&secret).expect(length)),
             (_, n) => bail!("{kind} key {name:?} is {n} bytes long"),

@@ -129,6 +129,17 @@ pub struct Api {
 /// deletecollection. None for a method the path does not take.
 fn verb_of(method: &Method, t: &Target, query: &Query) -> Option<&'static str> {
     let watch = t.legacy_watch || flag(query, "watch");
+    if is_proxy(t) {
+        // Every method passes through; HEAD is a get, others have no verb.
+        return Some(match method.as_str() {
+            "GET" | "HEAD" => "get",
+            "POST" => "create",
+            "PUT" => "update",
+            "PATCH" => "patch",
+            "DELETE" => "delete",
+            _ => return None,
+        });
+    }
     Some(match (method.as_str(), t.name.is_some(), watch) {
         ("GET", _, true) => "watch",
         ("GET", true, _) => "get",
@@ -140,6 +151,11 @@ fn verb_of(method: &Method, t: &Target, query: &Query) -> Option<&'static str> {
         ("DELETE", false, _) => "deletecollection",
         _ => return None,
     })
+}
+
+/// `pods/…/proxy`, `services/…/proxy`, `nodes/…/proxy`.
+fn is_proxy(t: &Target) -> bool {
+    t.subresource.as_deref() == Some("proxy") && t.def.group.is_empty() && matches!(t.def.kind, "Pod" | "Service" | "Node") && t.name.is_some()
 }
 
 /// Upstream's metric labels for a resource request: the verb spelled as
@@ -223,7 +239,8 @@ impl Api {
     /// Serves one request from a client whose TLS certificate (if any)
     /// named `certificate`.
     pub async fn handle(self: Arc<Self>, certificate: skiff_auth::PeerCertificate, peer: Option<std::net::IpAddr>, req: axum::extract::Request) -> Response {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(crate::proxy::Peer(peer));
         let path = parts.uri.path().to_string();
         let query = query_of(&parts.uri);
         let route = route::parse(&path);
@@ -305,11 +322,9 @@ impl Api {
             if t.def.kind == "Pod" && matches!(t.subresource.as_deref(), Some("exec" | "attach" | "portforward")) {
                 return self.connect(user, t, parts, &query).await.unwrap_or_else(IntoResponse::into_response);
             }
-            if t.def.kind == "Node" && t.subresource.as_deref() == Some("proxy") && parts.method == Method::GET {
-                // `nodes/{name}/proxy/…`: a GET passed on to the node's agent.
-                let node = t.name.clone().unwrap_or_default();
-                let path = format!("/{}{}", t.proxy_path, parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default());
-                return self.kubelets.get(&self.registry, &node, &path).await.unwrap_or_else(IntoResponse::into_response);
+            if is_proxy(t) {
+                // Long-running, as upstream counts it: outside the in-flight limits.
+                return crate::proxy::serve(self, user, t, parts, body).await;
             }
         }
         match path.as_str() {

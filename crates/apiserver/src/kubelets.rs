@@ -34,20 +34,32 @@ impl Kubelets {
 
     /// A connection to the agent of `node`, and the Host to name it by.
     async fn open(&self, registry: &Registry, node: &str) -> Result<(hyper::client::conn::http1::SendRequest<axum::body::Body>, String), ApiError> {
-        let connector = self.connector.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this API server does not call node agents"))?;
-        let nodes = skiff_api::resources::find("", "v1", "nodes").expect("nodes are served");
-        let node_obj = registry.get(nodes, None, node).await?;
-        let (address, port) = endpoint(&node_obj).ok_or_else(|| ApiError::internal(format!("node {node:?} has no address for its agent")))?;
-        let unreachable = |e: String| ApiError::internal(format!("dialing the agent of node {node:?} at {address}:{port}: {e}"));
-        let tcp = tokio::net::TcpStream::connect((address.as_str(), port)).await.map_err(|e| unreachable(e.to_string()))?;
-        let name = match address.parse::<std::net::IpAddr>() {
-            Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
-            Err(_) => rustls::pki_types::ServerName::try_from(address.clone()).map_err(|e| unreachable(e.to_string()))?,
-        };
-        let stream = connector.connect(name, tcp).await.map_err(|e| unreachable(e.to_string()))?;
+        let node_obj = registry.get(nodes(), None, node).await?;
+        let unreachable = |e: String| ApiError::internal(format!("dialing the agent of node {node:?}: {e}"));
+        let (stream, host) = self.dial(&node_obj).await?.map_err(|e| unreachable(e.to_string()))?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(e.to_string()))?;
         tokio::spawn(connection.with_upgrades());
-        Ok((sender, format!("{address}:{port}")))
+        Ok((sender, host))
+    }
+
+    /// A TLS connection to the agent of `node` (an object), with the
+    /// cluster CA and the API server's client certificate, and the Host to
+    /// name it by; the outer error is the API's (no agent to call), the
+    /// inner one the network's.
+    pub(crate) async fn dial(&self, node: &Value) -> Result<std::io::Result<(tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String)>, ApiError> {
+        let connector = self.connector.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "this API server does not call node agents"))?;
+        let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let (address, port) = endpoint(node).ok_or_else(|| ApiError::internal(format!("node {name:?} has no address for its agent")))?;
+        Ok(async {
+            let tcp = crate::proxy::connect_tcp(&address, port).await?;
+            let server_name = match address.parse::<std::net::IpAddr>() {
+                Ok(ip) => rustls::pki_types::ServerName::IpAddress(ip.into()),
+                Err(_) => rustls::pki_types::ServerName::try_from(address.clone()).map_err(std::io::Error::other)?,
+            };
+            let stream = connector.connect(server_name, tcp).await?;
+            Ok((stream, format!("{address}:{port}")))
+        }
+        .await)
     }
 
     /// GETs `path` from the agent of `node`, streaming its answer back.
@@ -99,8 +111,12 @@ fn node_of(pod: &Value) -> Result<&str, ApiError> {
     pod.pointer("/spec/nodeName").and_then(Value::as_str).ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))
 }
 
+fn nodes() -> &'static skiff_api::ResourceDef {
+    skiff_api::resources::find("", "v1", "nodes").expect("nodes are served")
+}
+
 /// The node's InternalIP (else its first address) and its agent's port.
-fn endpoint(node: &Value) -> Option<(String, u16)> {
+pub(crate) fn endpoint(node: &Value) -> Option<(String, u16)> {
     let addresses = node.pointer("/status/addresses")?.as_array()?;
     let address = addresses.iter().find(|a| a["type"] == "InternalIP").or_else(|| addresses.first())?["address"].as_str()?.to_string();
     let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port")?.as_u64()? as u16;

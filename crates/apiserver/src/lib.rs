@@ -22,6 +22,7 @@ mod namespaces;
 mod openapi;
 mod openapi_proto;
 mod patch;
+mod proxy;
 mod registry;
 mod resource_metrics;
 mod reviews;

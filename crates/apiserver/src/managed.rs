@@ -217,7 +217,7 @@ fn owned_fields(def: &ResourceDef, obj: &Value, subresource: Option<&str>) -> Se
     let Some(map) = obj.as_object() else { return Set::default() };
     let owned = |field: &str| match subresource {
         Some("status") => field == "status",
-        _ => !matches!(field, "apiVersion" | "kind") && !(field == "status" && def.has_status()),
+        _ => !(matches!(field, "apiVersion" | "kind") || (field == "status" && def.has_status())),
     };
     // Fields left out are skipped, not built and then removed: this runs
     // for every write.

@@ -24,8 +24,11 @@ pub struct Registry {
     /// Namespaces as last decoded, by key: every namespaced create reads
     /// its namespace (lifecycle, PodSecurity), which decoding each time
     /// made 3 % of a busy server.
-    namespaces: std::sync::Arc<std::sync::Mutex<HashMap<String, (Revision, std::sync::Arc<Value>)>>>,
+    namespaces: std::sync::Arc<std::sync::Mutex<DecodedNamespaces>>,
 }
+
+/// Namespaces by key: the revision decoded and the object.
+type DecodedNamespaces = HashMap<String, (Revision, std::sync::Arc<Value>)>;
 
 fn is_service(def: &ResourceDef) -> bool {
     def.group.is_empty() && def.kind == "Service"
@@ -512,7 +515,7 @@ impl Registry {
             let current = decode(def, &kv)?;
             // Admission reads the object as it was, and so does the
             // comparison of converted kinds; other updates take it over.
-            let original = (admit.is_some() || !def.is_storage_version()).then(|| current.clone());
+            let original = (admit.is_some() || !def.is_storage_version() || is_service(def)).then(|| current.clone());
             let mut updated = match change(current) {
                 Ok(updated) => updated,
                 Err(_) if !verified => {
@@ -525,6 +528,14 @@ impl Registry {
             if let (Some(admit), Some(original)) = (admit, &original) {
                 admit.admit(original, &mut updated).await?;
             }
+            // A Service's addresses and ports for its (new) type, claimed
+            // before it is written; see `services::Allocator::update`. A
+            // status update (the spec as it was) claims nothing, as
+            // upstream's status store has no allocation.
+            let claims = match (is_service(def), &original) {
+                (true, Some(original)) if original.get("spec") != updated.get("spec") => Some(self.services.update(&mut updated, original, &owner(ns, name)).await?),
+                _ => None,
+            };
             // Unchanged, as upstream's GuaranteedUpdate decides it: the bytes
             // to write are those stored (cheaper than comparing objects).
             // Converted kinds may not come back byte for byte, so they
@@ -532,6 +543,9 @@ impl Registry {
             let value = encode(def, &updated);
             let unchanged = value == kv.value || (!def.is_storage_version() && original.as_ref() == Some(&updated));
             if unchanged || dry_run {
+                if let Some(claims) = claims {
+                    self.services.revert(claims).await;
+                }
                 if !verified {
                     verified = true;
                     continue;
@@ -549,6 +563,12 @@ impl Registry {
             } else {
                 self.store.update(&key, value, Some(kv.mod_revision)).await
             };
+            if let Some(claims) = claims {
+                match written {
+                    Ok(_) => self.services.commit(claims).await,
+                    Err(_) => self.services.revert(claims).await,
+                }
+            }
             match written {
                 Ok(rev) => {
                     updated["metadata"]["resourceVersion"] = json!(rev.to_string());

@@ -46,6 +46,9 @@ impl Server {
             .route("/exec/{namespace}/{pod}/{container}", get(crate::exec::exec).post(crate::exec::exec))
             .route("/attach/{namespace}/{pod}/{container}", get(crate::exec::attach).post(crate::exec::attach))
             .route("/portForward/{namespace}/{pod}", get(crate::portforward::port_forward).post(crate::portforward::port_forward))
+            .route("/logs", get(|| async { host_logs(String::new(), true).await }))
+            .route("/logs/", get(|| async { host_logs(String::new(), false).await }))
+            .route("/logs/{*path}", get(|Path(path): Path<String>| async move { host_logs(path, false).await }))
             .route("/stats/summary", get(|State(k): State<Arc<Kubelet>>| async move { axum::Json(k.summary().await) }))
             .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics().await) }))
             .route("/metrics/resource", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::resource(&k.readings().await)) }))
@@ -122,4 +125,136 @@ async fn container_logs(State(kubelet): State<Arc<Kubelet>>, Path((namespace, po
     let still_running = move || running && matches!(runtime.state(&id), Some(Run::Running { .. }));
     let body = axum::body::Body::from_stream(crate::logs::stream(run.meta.log_path.clone(), options, still_running));
     ([(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// What the agent serves at `/logs/`: the node's logs, as upstream's
+/// kubelet serves them (Go's `http.FileServer` on `/var/log/`).
+const HOST_LOG_DIR: &str = "/var/log";
+
+/// `GET /logs/{path}`: a file under `/var/log`, or a directory's listing
+/// as Go's file server writes it; `/logs` itself redirects to `/logs/`.
+async fn host_logs(path: String, bare: bool) -> Response {
+    if bare {
+        return (StatusCode::MOVED_PERMANENTLY, [(axum::http::header::LOCATION, "/logs/")]).into_response();
+    }
+    let trailing = path.is_empty() || path.ends_with('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    if segments.contains(&"..") {
+        return go_error(StatusCode::BAD_REQUEST, "invalid URL path");
+    }
+    let full = segments.iter().fold(std::path::PathBuf::from(HOST_LOG_DIR), |p, s| p.join(s));
+    let meta = match tokio::fs::metadata(&full).await {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return go_error(StatusCode::FORBIDDEN, "403 Forbidden"),
+        Err(_) => return go_error(StatusCode::NOT_FOUND, "404 page not found"),
+    };
+    let last = segments.last().copied().unwrap_or_default();
+    if meta.is_dir() {
+        if !trailing {
+            return (StatusCode::MOVED_PERMANENTLY, [(axum::http::header::LOCATION, format!("{last}/"))]).into_response();
+        }
+        let Ok(mut entries) = tokio::fs::read_dir(&full).await else { return go_error(StatusCode::INTERNAL_SERVER_ERROR, "Error reading directory") };
+        let mut names = Vec::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let mut name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().await.is_ok_and(|t| t.is_dir()) {
+                name.push('/');
+            }
+            names.push(name);
+        }
+        names.sort();
+        return ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], directory_listing(&names)).into_response();
+    }
+    if trailing {
+        return (StatusCode::MOVED_PERMANENTLY, [(axum::http::header::LOCATION, format!("../{last}"))]).into_response();
+    }
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = match tokio::fs::File::open(&full).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return go_error(StatusCode::FORBIDDEN, "403 Forbidden"),
+        Err(_) => return go_error(StatusCode::NOT_FOUND, "404 page not found"),
+    };
+    let mut head = vec![0u8; 512];
+    let n = file.read(&mut head).await.unwrap_or(0);
+    head.truncate(n);
+    if file.seek(std::io::SeekFrom::Start(0)).await.is_err() {
+        return go_error(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error");
+    }
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, content_type(last, &head).to_string()),
+        (axum::http::header::CONTENT_LENGTH, meta.len().to_string()),
+        (axum::http::header::ACCEPT_RANGES, "bytes".to_string()),
+    ];
+    // At most the length given: a log still being written grows meanwhile.
+    let body = futures::stream::unfold((file.take(meta.len()), vec![0u8; 64 * 1024]), |(mut file, mut buf)| async move {
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => Some((Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(&buf[..n])), (file, buf))),
+            Err(e) => Some((Err(e), (file, buf))),
+        }
+    });
+    (headers, axum::body::Body::from_stream(body)).into_response()
+}
+
+/// Go's `http.Error`: the text and a newline, as plain text.
+fn go_error(code: StatusCode, text: &str) -> Response {
+    (code, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8"), (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")], format!("{text}\n")).into_response()
+}
+
+/// Go's file server's directory listing (`dirList`).
+fn directory_listing(names: &[String]) -> String {
+    let mut out = String::from("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n");
+    for name in names {
+        // As url.URL{Path: name}.String() writes a relative path.
+        let mut href = percent_encoding::utf8_percent_encode(name, PATH_SEGMENT).to_string();
+        if href.split('/').next().is_some_and(|first| first.contains(':')) {
+            href = format!("./{href}");
+        }
+        let shown = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&#34;").replace('\'', "&#39;");
+        out.push_str(&format!("<a href=\"{href}\">{shown}</a>\n"));
+    }
+    out.push_str("</pre>\n");
+    out
+}
+
+/// What Go's URL path escaping escapes.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}');
+
+/// The Content-Type Go's file server gives a file: by extension, else by
+/// its first bytes (text, gzip, or bytes).
+fn content_type(name: &str, head: &[u8]) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).as_deref() {
+        Some("html" | "htm") => return "text/html; charset=utf-8",
+        Some("json") => return "application/json",
+        Some("xml") => return "text/xml; charset=utf-8",
+        Some("css") => return "text/css; charset=utf-8",
+        Some("js" | "mjs") => return "text/javascript; charset=utf-8",
+        _ => {}
+    }
+    if head.starts_with(&[0x1f, 0x8b, 0x08]) {
+        return "application/x-gzip";
+    }
+    let binary = head.iter().any(|b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f));
+    if binary {
+        "application/octet-stream"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_listings_are_written_as_go_writes_them() {
+        let names = ["apt/".to_string(), "a b.log".to_string(), "x:y".to_string(), "<odd>".to_string()];
+        assert_eq!(
+            directory_listing(&names),
+            "<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n<a href=\"apt/\">apt/</a>\n<a href=\"a%20b.log\">a b.log</a>\n<a href=\"./x:y\">x:y</a>\n<a href=\"%3Codd%3E\">&lt;odd&gt;</a>\n</pre>\n"
+        );
+        assert_eq!(content_type("syslog", b"Jan 1 host: started\n"), "text/plain; charset=utf-8");
+        assert_eq!(content_type("wtmp", b"\x07\x00\x00"), "application/octet-stream");
+        assert_eq!(content_type("dpkg.log.2.gz", b"\x1f\x8b\x08\x00"), "application/x-gzip");
+    }
 }

@@ -324,3 +324,159 @@ async fn large_lists_are_streamed_from_one_snapshot() {
     assert!(names.windows(2).all(|w| w[0] < w[1]), "in key order");
     assert!(items.iter().all(|i| i["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap() <= rv));
 }
+
+/// The Service as a client-go test's `UpdateService` changes it: GET,
+/// change, PUT.
+async fn update_service(services: &Api<k8s_openapi::api::core::v1::Service>, name: &str, change: impl Fn(&mut k8s_openapi::api::core::v1::ServiceSpec)) -> k8s_openapi::api::core::v1::Service {
+    let mut svc = services.get(name).await.unwrap();
+    change(svc.spec.as_mut().unwrap());
+    services.replace(name, &PostParams::default(), &svc).await.unwrap()
+}
+
+fn service_of(spec: serde_json::Value) -> k8s_openapi::api::core::v1::Service {
+    serde_json::from_value(json!({"metadata": {"name": "svc"}, "spec": spec})).unwrap()
+}
+
+fn in_service_cidr(ip: &str) -> bool {
+    ip.starts_with("10.43.") && ip != "10.43.0.1"
+}
+
+/// [sig-network] Services should be able to change the type from ExternalName to ClusterIP [Conformance]
+/// An ExternalName Service has no cluster IP; replaced as a ClusterIP
+/// Service (the port and protocol the e2e test gives it), it gets one,
+/// with the fields upstream fills in for the new type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_change_type_from_external_name_to_cluster_ip() {
+    use k8s_openapi::api::core::v1::{Service, ServicePort};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let c = Cluster::start();
+    let services: Api<Service> = Api::namespaced(client(&c).await, "default");
+    let created = services.create(&PostParams::default(), &service_of(json!({"type": "ExternalName", "externalName": "foo.example.com", "ports": [{"port": 80}]}))).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert_eq!((spec.cluster_ip, spec.cluster_ips, spec.ip_families, spec.internal_traffic_policy), (None, None, None, None), "no cluster IP for an ExternalName Service");
+
+    let updated = update_service(&services, "svc", |s| {
+        s.type_ = Some("ClusterIP".into());
+        s.external_name = None;
+        s.ports = Some(vec![ServicePort { port: 80, name: Some("http".into()), protocol: Some("TCP".into()), target_port: Some(IntOrString::Int(9376)), ..Default::default() }]);
+    })
+    .await;
+    let spec = updated.spec.unwrap();
+    let ip = spec.cluster_ip.clone().expect("a cluster IP once ClusterIP");
+    assert!(in_service_cidr(&ip), "{ip}");
+    assert_eq!(spec.cluster_ips, Some(vec![ip.clone()]));
+    assert_eq!((spec.ip_families, spec.ip_family_policy.as_deref()), (Some(vec!["IPv4".to_string()]), Some("SingleStack")));
+    assert_eq!(spec.internal_traffic_policy.as_deref(), Some("Cluster"));
+    assert_eq!(spec.session_affinity.as_deref(), Some("None"));
+    assert_eq!(services.get("svc").await.unwrap().spec.unwrap().cluster_ip, Some(ip.clone()), "as stored");
+    // The address is the Service's: another cannot take it.
+    let err = services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "thief"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})).unwrap()).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 422 && e.message.contains("provided IP is already allocated")), "{err}");
+
+    // A merge patch changes the type the same way (kubectl patch).
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "patched"}, "spec": {"type": "ExternalName", "externalName": "foo.example.com"}})).unwrap()).await.unwrap();
+    let patch = json!({"spec": {"type": "ClusterIP", "externalName": null, "ports": [{"port": 80}]}});
+    let patched = services.patch("patched", &PatchParams::default(), &Patch::Merge(patch)).await.unwrap();
+    let patched_ip = patched.spec.unwrap().cluster_ip.unwrap();
+    assert!(in_service_cidr(&patched_ip) && patched_ip != ip, "{patched_ip}");
+    // A dry run shows an address and keeps none.
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "dry"}, "spec": {"type": "ExternalName", "externalName": "foo.example.com"}})).unwrap()).await.unwrap();
+    let dry = PatchParams { dry_run: true, ..Default::default() };
+    let shown = services.patch("dry", &dry, &Patch::Merge(json!({"spec": {"type": "ClusterIP", "externalName": null, "clusterIP": "10.43.0.99", "ports": [{"port": 80}]}}))).await.unwrap();
+    assert_eq!(shown.spec.unwrap().cluster_ip.as_deref(), Some("10.43.0.99"));
+    assert_eq!(services.get("dry").await.unwrap().spec.unwrap().cluster_ip, None);
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "taker"}, "spec": {"clusterIP": "10.43.0.99", "ports": [{"port": 80}]}})).unwrap()).await.unwrap();
+}
+
+/// [sig-network] Services should be able to change the type from ExternalName to NodePort [Conformance]
+/// Replaced as a NodePort Service, it gets a cluster IP and a node port
+/// from upstream's default range, and the externalTrafficPolicy default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_change_type_from_external_name_to_node_port() {
+    use k8s_openapi::api::core::v1::{Service, ServicePort};
+    let c = Cluster::start();
+    let services: Api<Service> = Api::namespaced(client(&c).await, "default");
+    services.create(&PostParams::default(), &service_of(json!({"type": "ExternalName", "externalName": "foo.example.com"}))).await.unwrap();
+    let updated = update_service(&services, "svc", |s| {
+        s.type_ = Some("NodePort".into());
+        s.external_name = None;
+        s.ports = Some(vec![ServicePort { port: 80, name: Some("http".into()), protocol: Some("TCP".into()), ..Default::default() }]);
+    })
+    .await;
+    let spec = updated.spec.unwrap();
+    assert!(in_service_cidr(spec.cluster_ip.as_deref().unwrap()), "{:?}", spec.cluster_ip);
+    let port = &spec.ports.as_ref().unwrap()[0];
+    let node_port = port.node_port.expect("a node port once NodePort");
+    assert!((30000..=32767).contains(&node_port), "{node_port}");
+    assert_eq!(port.target_port, Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80)));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let table = c.ok(&["get", "svc", "svc", "-n", "default", "--no-headers"]);
+    assert!(table.contains(&format!("80:{node_port}/TCP")) && table.contains("NodePort"), "{table}");
+    // The node port is the Service's.
+    let err = services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "thief"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]}})).unwrap()).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref e) if e.code == 422 && e.message.contains("provided port is already allocated")), "{err}");
+}
+
+/// [sig-network] Services should be able to change the type from ClusterIP to ExternalName [Conformance]
+/// Replaced as an ExternalName Service, a ClusterIP Service loses its
+/// cluster IPs, IP families and policy (upstream's
+/// dropTypeDependentFields), and its address is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_change_type_from_cluster_ip_to_external_name() {
+    use k8s_openapi::api::core::v1::Service;
+    let c = Cluster::start();
+    let services: Api<Service> = Api::namespaced(client(&c).await, "default");
+    let created = services.create(&PostParams::default(), &service_of(json!({"ports": [{"port": 80}]}))).await.unwrap();
+    let ip = created.spec.unwrap().cluster_ip.unwrap();
+    assert!(in_service_cidr(&ip), "{ip}");
+    let updated = update_service(&services, "svc", |s| {
+        s.type_ = Some("ExternalName".into());
+        s.external_name = Some("foo.example.com".into());
+    })
+    .await;
+    let spec = updated.spec.unwrap();
+    assert_eq!((spec.cluster_ip, spec.cluster_ips, spec.ip_families, spec.ip_family_policy, spec.internal_traffic_policy), (None, None, None, None, None));
+    assert_eq!(spec.external_name.as_deref(), Some("foo.example.com"));
+    let shown = c.ok(&["get", "svc", "svc", "-n", "default", "--no-headers"]);
+    assert!(shown.split_whitespace().take(4).eq(["svc", "ExternalName", "<none>", "foo.example.com"]), "{shown}");
+    // Its address is released: another Service may have it.
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "next"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})).unwrap()).await.unwrap();
+    // A cluster IP the client keeps while changing to ExternalName is refused, as upstream.
+    let err = c.fails(&["patch", "svc", "next", "-n", "default", "--type=merge", "-p", r#"{"spec":{"type":"ExternalName","externalName":"foo.example.com","clusterIP":"10.43.0.200"}}"#], None);
+    assert!(err.contains("may not be set for ExternalName services") || err.contains("may not change once set"), "{err}");
+    // kubectl patch: the same through a merge patch.
+    c.ok(&["patch", "svc", "next", "-n", "default", "--type=merge", "-p", r#"{"spec":{"type":"ExternalName","externalName":"bar.example.com"}}"#]);
+    let spec = c.json(&["get", "svc", "next", "-n", "default", "-o", "json"])["spec"].clone();
+    assert!(spec.get("clusterIP").is_none() && spec.get("clusterIPs").is_none() && spec.get("ipFamilies").is_none(), "{spec}");
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "third"}, "spec": {"clusterIP": ip, "ports": [{"port": 80}]}})).unwrap()).await.unwrap();
+}
+
+/// [sig-network] Services should be able to change the type from NodePort to ExternalName [Conformance]
+/// Replaced as an ExternalName Service, a NodePort Service loses its
+/// cluster IP, node ports and externalTrafficPolicy, and both its address
+/// and its node port are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_change_type_from_node_port_to_external_name() {
+    use k8s_openapi::api::core::v1::Service;
+    let c = Cluster::start();
+    let services: Api<Service> = Api::namespaced(client(&c).await, "default");
+    let created = services.create(&PostParams::default(), &service_of(json!({"type": "NodePort", "ports": [{"port": 80}]}))).await.unwrap();
+    let spec = created.spec.unwrap();
+    let (ip, node_port) = (spec.cluster_ip.unwrap(), spec.ports.unwrap()[0].node_port.unwrap());
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+    let updated = update_service(&services, "svc", |s| {
+        s.type_ = Some("ExternalName".into());
+        s.external_name = Some("foo.example.com".into());
+    })
+    .await;
+    let spec = updated.spec.unwrap();
+    assert_eq!((spec.cluster_ip, spec.cluster_ips, spec.external_traffic_policy), (None, None, None));
+    assert_eq!(spec.ports.unwrap()[0].node_port, None, "node ports are cleared");
+    let next = json!({"metadata": {"name": "next"}, "spec": {"type": "NodePort", "clusterIP": ip, "ports": [{"port": 80, "nodePort": node_port}]}});
+    services.create(&PostParams::default(), &serde_json::from_value(next).unwrap()).await.unwrap();
+    // NodePort → ClusterIP keeps the address and releases the node port.
+    let updated = update_service(&services, "next", |s| s.type_ = Some("ClusterIP".into())).await;
+    let spec = updated.spec.unwrap();
+    assert_eq!((spec.cluster_ip.as_deref(), spec.ports.unwrap()[0].node_port, spec.external_traffic_policy), (Some(ip.as_str()), None, None));
+    services.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "third"}, "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": node_port}]}})).unwrap()).await.unwrap();
+}

@@ -1059,3 +1059,250 @@ fn an_agent_joins_with_a_bootstrap_token() {
     assert!(log.contains("Unauthorized"), "{log}");
     assert_eq!(c.kubectl(&["get", "node", "node-c"]).status.code(), Some(1));
 }
+
+/// The backend of the proxy tests: busybox httpd on 8080 whose CGI
+/// script answers every method (upstream's agnhost porter, in busybox)
+/// with what it was sent as JSON, plus a page with a link, and a second
+/// httpd on 8081 answering `bar`. Labelled `app: web`; the `web`
+/// Service's `portname1` is 8080 by name, `portname2` 8081 by number.
+const PROXY_BACKEND: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: web}
+data:
+  echo: |
+    #!/bin/sh
+    echo "Content-Type: application/json"
+    echo
+    body=$(cat)
+    printf '{"Method":"%s","Body":"%s","Path":"%s","Query":"%s","ForwardedUri":"%s","ForwardedFor":"%s","Authorization":"%s"}\n' "$REQUEST_METHOD" "$body" "$PATH_INFO" "$QUERY_STRING" "$HTTP_X_FORWARDED_URI" "$HTTP_X_FORWARDED_FOR" "$HTTP_AUTHORIZATION"
+  page.html: |
+    <a href="/rewriteme">test</a>
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: portname1, port: 80, targetPort: http}
+  - {name: portname2, port: 81, targetPort: 8081}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, labels: {app: web}}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes: [{name: files, configMap: {name: web}}]
+  containers:
+  - name: web
+    image: IMAGE
+    command: [sh, -c, 'mkdir -p /www/cgi-bin /other && for f in echo index.cgi; do cp /files/echo /www/cgi-bin/$f; done && chmod +x /www/cgi-bin/* && cp /files/page.html /www/ && echo bar > /other/index.html && httpd -p 8081 -h /other && exec httpd -f -p 8080 -h /www']
+    ports: [{containerPort: 8080, name: http}, {containerPort: 8081, name: other}]
+    volumeMounts: [{name: files, mountPath: /files}]
+"#;
+
+/// A node cluster running `PROXY_BACKEND`, once its Service has its endpoint.
+fn proxy_backend() -> Cluster {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&PROXY_BACKEND.replace("IMAGE", &image)));
+    c.wait_up_to(Duration::from_secs(60), &["get", "pod", "web", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"], "the backend to be ready", |s| s == "True");
+    c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web", "-o", "jsonpath={.items[*].endpoints[*].addresses[0]}"], "the Service's endpoint", |s| !s.is_empty());
+    c
+}
+
+async fn kube_client(c: &Cluster) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// One request through the API server with the kube crate's client (the
+/// cluster admin's certificate): status, headers and body.
+async fn send(client: &kube::Client, method: &str, path: &str, body: &str) -> (u16, http::HeaderMap, String) {
+    // A bearer token besides the certificate: the backend must not see it.
+    let request = http::Request::builder().method(method).uri(path).header("authorization", "Bearer not-for-the-backend").body(kube::client::Body::from(body.as_bytes().to_vec())).unwrap();
+    let response = client.send(request).await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// [sig-network] Proxy version v1 A set of valid responses are returned for both pod and service Proxy [Conformance]
+/// [sig-network] Proxy version v1 A set of valid responses are returned for both pod and service ProxyWithPath [Conformance]
+/// Every method reaches the pod, through `pods/…/proxy` and through
+/// `services/…/proxy`, with its path, query and body, and the answer
+/// comes back; GET and HEAD of the bare proxy path are redirected to it
+/// with a slash, as upstream does. The client's credentials stay with
+/// the API server; the backend is told the path it is proxied under.
+#[test]
+fn pod_and_service_proxy_pass_every_method_path_query_and_body() {
+    let c = proxy_backend();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = kube_client(&c).await;
+        for base in ["/api/v1/namespaces/default/pods/web/proxy", "/api/v1/namespaces/default/services/web:portname1/proxy"] {
+            for method in ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"] {
+                // ProxyWithPath.
+                let path = format!("{base}/cgi-bin/echo/some/path/with/{method}");
+                let (status, _, body) = send(&client, method, &path, &format!("sent-{method}")).await;
+                assert_eq!(status, 200, "{method} {path}: {body}");
+                if method == "HEAD" {
+                    assert_eq!(body, "", "no body for HEAD");
+                    continue;
+                }
+                let echo: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"));
+                assert_eq!(echo["Method"], method);
+                assert_eq!(echo["Path"], format!("/some/path/with/{method}"));
+                assert_eq!(echo["Body"], format!("sent-{method}"));
+                assert_eq!(echo["ForwardedUri"], path);
+                assert_eq!(echo["Authorization"], "", "the client's credentials are not passed on");
+                assert_eq!(echo["ForwardedFor"], "127.0.0.1");
+                // Proxy: the root, with the method in the query.
+                if method == "GET" {
+                    continue;
+                }
+                let (status, _, body) = send(&client, method, &format!("{base}?method={method}"), "").await;
+                assert_eq!(status, 200, "{method} {base}: {body}");
+                let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!((echo["Method"].as_str(), echo["Query"].as_str()), (Some(method), Some(format!("method={method}").as_str())));
+            }
+            for method in ["GET", "HEAD"] {
+                let (status, headers, _) = send(&client, method, &format!("{base}?method={method}"), "").await;
+                assert_eq!(status, 301, "{method} {base}");
+                assert_eq!(headers["location"], format!("{base}/?method={method}").as_str());
+            }
+            let (status, _, body) = send(&client, "GET", &format!("{base}/?x=1"), "").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["Query"], "x=1");
+        }
+    });
+    // kubectl get --raw goes the same way.
+    let raw = c.ok(&["get", "--raw", "/api/v1/namespaces/default/services/web:portname1/proxy/cgi-bin/echo/a/b?c=d"]);
+    let echo: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!((echo["Method"].as_str(), echo["Path"].as_str(), echo["Query"].as_str()), (Some("GET"), Some("/a/b"), Some("c=d")));
+}
+
+/// The Status a GET of `path` is refused with.
+fn status_of_raw(c: &Cluster, path: &str) -> serde_json::Value {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (code, headers, body) = runtime.block_on(async { send(&kube_client(c).await, "GET", path, "").await });
+    assert_eq!(headers["content-type"], "application/json", "{path}: {body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    assert_eq!((status["kind"].as_str(), status["status"].as_str(), status["code"].as_u64()), (Some("Status"), Some("Failure"), Some(code as u64)), "{body}");
+    status
+}
+
+/// [sig-network] Proxy version v1 should proxy through a service and a pod [Conformance]
+/// Pods by name, name and port and scheme, name and port; services by
+/// port name and port number, with and without a scheme; links in HTML
+/// pages rewritten to stay behind the proxy; upstream's errors for what
+/// cannot be reached; `kubectl proxy` in front; RBAC's `edit` may proxy
+/// and `view` may not; and the node's agent through `nodes/…/proxy`,
+/// whose `/logs/` lists the node's logs.
+#[test]
+fn proxy_through_a_service_and_a_pod_and_to_the_node() {
+    let c = proxy_backend();
+    let pods = "/api/v1/namespaces/default/pods";
+    let services = "/api/v1/namespaces/default/services";
+    let json = |path: &str| -> serde_json::Value { serde_json::from_str(&c.ok(&["get", "--raw", path])).unwrap_or_else(|e| panic!("{path}: {e}")) };
+    let page = format!("<a href=\"{pods}/web/proxy/rewriteme\">test</a>\n");
+    assert_eq!(c.ok(&["get", "--raw", &format!("{pods}/web/proxy/page.html")]), page, "the link is rewritten");
+    assert_eq!(json(&format!("{pods}/web/proxy/"))["Method"], "GET", "the first container port");
+    for id in ["web:8080", "http:web:8080"] {
+        assert_eq!(json(&format!("{pods}/{id}/proxy/"))["Method"], "GET", "{id}");
+        let rewritten = c.ok(&["get", "--raw", &format!("{pods}/{id}/proxy/page.html")]);
+        assert_eq!(rewritten, format!("<a href=\"{pods}/{id}/proxy/rewriteme\">test</a>\n"));
+    }
+    for id in ["web:8081", "http:web:8081"] {
+        assert_eq!(c.ok(&["get", "--raw", &format!("{pods}/{id}/proxy/")]), "bar\n", "{id}");
+    }
+    for id in ["web:portname1", "http:web:portname1", "web:80"] {
+        assert_eq!(json(&format!("{services}/{id}/proxy/"))["Method"], "GET", "{id}");
+    }
+    for id in ["web:portname2", "http:web:portname2", "web:81"] {
+        assert_eq!(c.ok(&["get", "--raw", &format!("{services}/{id}/proxy/")]), "bar\n", "{id}");
+    }
+    assert_eq!(c.ok(&["get", "--raw", &format!("{services}/web:portname1/proxy/page.html")]), format!("<a href=\"{services}/web:portname1/proxy/rewriteme\">test</a>\n"));
+
+    // Errors, as upstream's Status objects.
+    let status = status_of_raw(&c, &format!("{pods}/nosuch/proxy/"));
+    assert_eq!((status["code"].as_i64(), status["reason"].as_str(), status["message"].as_str()), (Some(404), Some("NotFound"), Some("pods \"nosuch\" not found")));
+    let unreachable = status_of_raw(&c, &format!("{pods}/web:9999/proxy/"));
+    assert_eq!((unreachable["code"].as_i64(), unreachable["reason"].as_str()), (Some(503), Some("ServiceUnavailable")));
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    assert_eq!(unreachable["message"], format!("error trying to reach service: dial tcp {ip}:9999: connect: connection refused"));
+    let status = status_of_raw(&c, &format!("{services}/web:82/proxy/"));
+    assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(503), Some("no service port 82 found for service \"web\"")));
+    let status = status_of_raw(&c, &format!("{services}/web/proxy/"));
+    assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(503), Some("no endpoints available for service \"web\"")), "no port of that (empty) name");
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec: {selector: {app: none}, ports: [{port: 80}]}\n"));
+    let status = status_of_raw(&c, &format!("{services}/empty/proxy/"));
+    assert_eq!((status["code"].as_i64(), status["reason"].as_str(), status["message"].as_str()), (Some(503), Some("ServiceUnavailable"), Some("no endpoints available for service \"empty\"")));
+    let image = common::test_image();
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("unscheduled", &image, "Never", "sleep 1").replace("spec:\n", "spec:\n  nodeSelector: {nowhere: \"true\"}\n")));
+    let status = status_of_raw(&c, &format!("{pods}/unscheduled/proxy/"));
+    assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(400), Some("address not allowed")), "a pod without an address");
+
+    // kubectl proxy in front of the API server.
+    let mut proxy = std::process::Command::new("kubectl")
+        .args(["proxy", "--port=0"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.stdout.as_mut().unwrap()), &mut line).unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl").args(["-s", "-i", &format!("http://127.0.0.1:{port}{path}")]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n")
+    };
+    let through = curl(&format!("{pods}/web/proxy/page.html"));
+    assert!(through.starts_with("HTTP/1.1 200") && through.ends_with(&page), "{through}");
+    let echoed = curl(&format!("{services}/web:portname1/proxy/cgi-bin/echo/via/kubectl"));
+    assert!(echoed.contains("\"Path\":\"/via/kubectl\""), "{echoed}");
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+
+    // RBAC: edit may proxy to pods and services, view may not.
+    c.ok(&["create", "serviceaccount", "viewer"]);
+    c.ok(&["create", "rolebinding", "viewer", "--clusterrole=view", "--serviceaccount=default:viewer"]);
+    let token = c.ok(&["create", "token", "viewer"]);
+    let viewer = c.kubeconfig_for("viewer", &format!("{{token: {}}}", token.trim()));
+    for path in [format!("{pods}/web/proxy/"), format!("{services}/web:portname1/proxy/")] {
+        let out = common::kubectl_with(&viewer, &["get", "--raw", &path], None);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Forbidden"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    c.ok(&["create", "rolebinding", "editor", "--clusterrole=edit", "--serviceaccount=default:viewer"]);
+    c.wait_for(&["auth", "can-i", "get", "pods/proxy", "--as=system:serviceaccount:default:viewer"], "edit to take effect", |s| s.trim() == "yes");
+    for path in [format!("{pods}/web/proxy/"), format!("{services}/web:portname1/proxy/")] {
+        let out = common::kubectl_with(&viewer, &["get", "--raw", &path], None);
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // The node's agent: its /logs/ lists the node's /var/log.
+    let kubelet_port = c.ok(&["get", "node", "node-1", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    for node in ["node-1".to_string(), format!("node-1:{kubelet_port}")] {
+        let listing = c.ok(&["get", "--raw", &format!("/api/v1/nodes/{node}/proxy/logs/")]);
+        assert!(listing.starts_with("<!doctype html>\n<meta name=\"viewport\" content=\"width=device-width\">\n<pre>\n") && listing.ends_with("</pre>\n"), "{listing}");
+        let first = std::fs::read_dir("/var/log").unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).min().unwrap();
+        assert!(listing.contains(&format!(">{first}")), "{first} in {listing}");
+    }
+    // A file, and a directory asked for without its slash: the agent's
+    // redirect is rewritten to stay behind the proxy, and kubectl follows it.
+    let dir = std::path::Path::new("/var/log").join(format!("skiff-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.log"), "line one\n").unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let file = c.ok(&["get", "--raw", &format!("/api/v1/nodes/node-1/proxy/logs/{name}/test.log")]);
+    let listing = c.ok(&["get", "--raw", &format!("/api/v1/nodes/node-1/proxy/logs/{name}")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(file, "line one\n");
+    assert!(listing.contains("<a href=\"test.log\">test.log</a>\n"), "{listing}");
+    let summary: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"])).unwrap();
+    assert_eq!(summary["node"]["nodeName"], "node-1");
+    let status = status_of_raw(&c, "/api/v1/nodes/nosuch/proxy/logs/");
+    assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(404), Some("nodes \"nosuch\" not found")));
+}
