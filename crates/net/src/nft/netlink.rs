@@ -30,6 +30,7 @@ const NFT_MSG_NEWSET: u16 = 9;
 const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
+const NFT_MSG_GETGEN: u16 = 16;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -160,7 +161,8 @@ impl Batch {
     /// A table operation: an `nf_tables` message acknowledged by the kernel.
     fn op(&mut self, kind: u16, flags: u16, what: String, body: impl FnOnce(&mut Vec<u8>)) {
         self.what.push(what);
-        self.message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | NLM_F_ACK | flags, NFPROTO_IPV4, 0, body);
+        // No acknowledgement asked: the kernel answers only a refusal.
+        self.message((NFNL_SUBSYS_NFTABLES << 8) | kind, NLM_F_REQUEST | flags, NFPROTO_IPV4, 0, body);
     }
 
     pub fn add_chain(&mut self, table: &str, chain: &str) {
@@ -234,26 +236,30 @@ impl Batch {
         });
     }
 
-    /// Sends the transaction and waits for the kernel's answer to each
-    /// message; the first refusal is the error.
+    /// Sends the transaction and reads what the kernel refused, if anything.
     pub fn commit(mut self) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
         self.message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES, |_| {});
+        // Then a question whose acknowledgement comes after every answer
+        // to the batch: the end of them.
+        let marker = self.first_seq.wrapping_add(self.what.len() as u32 + 1);
+        let mut question = Batch { buf: Vec::new(), what: Vec::new(), first_seq: marker, set_ids: 0 };
+        question.message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, 0, 0, |_| {});
+
         let mut socket = Socket::new(NETLINK_NETFILTER).context("opening a netfilter netlink socket")?;
         socket.bind_auto().context("binding the netfilter netlink socket")?;
         socket.connect(&SocketAddr::new(0, 0)).context("connecting to the kernel")?;
         // One send is one transaction: the socket's buffer must hold it all.
         set_socket_option(&socket, libc::SO_SNDBUFFORCE, self.buf.len() as i32 + 4096);
-        set_socket_option(&socket, libc::SO_RCVBUFFORCE, 4 << 20);
         set_receive_timeout(&socket, Duration::from_secs(10));
         socket.send(&self.buf, 0).context("sending the nftables transaction")?;
+        socket.send(&question.buf, 0).context("asking nftables for its generation")?;
 
-        let mut answered = vec![false; self.what.len()];
-        let mut refused: Option<(usize, i32)> = None;
+        let mut refused: Option<(u32, i32)> = None;
         let mut buf = vec![0u8; 1 << 16];
-        while answered.iter().any(|done| !done) {
+        loop {
             let n = socket.recv(&mut &mut buf[..], 0).context("waiting for the kernel's answer to an nftables transaction")?;
             let mut at = 0;
             while at + 16 <= n {
@@ -266,26 +272,22 @@ impl Batch {
                     let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().expect("four bytes"));
                     // The error's copy of the request header holds its sequence number.
                     let seq = u32::from_ne_bytes(buf[at + 28..at + 32].try_into().expect("four bytes"));
-                    let index = seq.wrapping_sub(self.first_seq).wrapping_sub(1) as usize;
-                    tracing::trace!(index, code, "nftables answer");
-                    if let Some(done) = answered.get_mut(index) {
-                        *done = true;
-                        if code != 0 && refused.is_none() {
-                            refused = Some((index, code));
-                        }
+                    if seq == marker {
+                        return match refused {
+                            None => Ok(()),
+                            Some((seq, code)) => {
+                                let what = self.what.get(seq.wrapping_sub(self.first_seq).wrapping_sub(1) as usize).map_or("apply a change", |w| w.as_str());
+                                bail!("nftables refused to {what}: {}", std::io::Error::from_raw_os_error(-code))
+                            }
+                        };
+                    }
+                    if code != 0 && refused.is_none() {
+                        refused = Some((seq, code));
                     }
                 }
                 at += (len + 3) & !3;
             }
-            // After a refusal the kernel may not answer the rest.
-            if refused.is_some() {
-                break;
-            }
         }
-        if let Some((index, code)) = refused {
-            bail!("nftables refused to {}: {}", self.what[index], std::io::Error::from_raw_os_error(-code));
-        }
-        Ok(())
     }
 }
 

@@ -173,7 +173,7 @@ impl Proxy {
                 let fragment = rules::fragment(&ports, &self.node);
                 let empty = (Vec::new(), Fragment::default());
                 let (old_ports, old) = if whole { &empty } else { state.written.get(&key).unwrap_or(&empty) };
-                rules::diff(old, &fragment, &mut changes);
+                rules::diff(&rules::shard_table(&key.0, &key.1), old, &fragment, &mut changes);
                 // After a restart what the kernel held is unknown: its UDP
                 // flows are left alone rather than cut.
                 let stale = if whole { Vec::new() } else { conntrack::stale_udp(old_ports, &ports) };
@@ -182,7 +182,7 @@ impl Proxy {
             // The whole table goes through `nft`; a change, straight to the
             // kernel, which spares reading the table back first.
             let applied = if whole {
-                let mut script = format!("{}{}", nft::fresh_table("ip", rules::TABLE), rules::base(&self.node));
+                let mut script = rules::whole(&self.node);
                 rules::script(&changes, &mut script);
                 tokio::task::spawn_blocking(move || nft::apply(&script)).await?
             } else {
@@ -216,9 +216,9 @@ impl Proxy {
     }
 }
 
-/// Removes the proxy's table.
+/// Removes the proxy's tables.
 pub fn clean_up() -> Result<()> {
-    nft::delete_table("ip", rules::TABLE)
+    rules::tables().iter().try_for_each(|table| nft::delete_table("ip", table))
 }
 
 #[cfg(test)]
