@@ -149,7 +149,9 @@ impl Kubelet {
                 }
             }
         }
-        nodes.patch_status(&self.config.node_name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
+        // Merged by condition type, as upstream's kubelet patches: conditions
+        // others own (the network's) stay.
+        nodes.patch_status(&self.config.node_name, &PatchParams::default(), &Patch::Strategic(json!({"status": status}))).await?;
         Ok(())
     }
 

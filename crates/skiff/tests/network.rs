@@ -58,6 +58,42 @@ fn pods_reach_pods_across_hosts_over_host_gw() {
     cross_host_pod_to_pod("host-gw");
 }
 
+/// A host-gw peer off the node's own segment gets no route, and the node
+/// says so: a Warning event and a `PodRoutesIncomplete` condition naming
+/// the peer. Back on the segment, the condition clears.
+#[test]
+fn host_gw_names_a_peer_off_its_segment() {
+    let mut hosts = Hosts::start(2, &["--flannel-backend", "host-gw"]);
+    let n = hosts.n();
+    let h1 = hosts.host("h1").address.to_string();
+    let condition = |hosts: &Hosts| hosts.cluster.ok(&["get", "node", "h1", "-o", "jsonpath={.status.conditions[?(@.type==\"PodRoutesIncomplete\")].status} {.status.conditions[?(@.type==\"PodRoutesIncomplete\")].message}"]);
+    hosts.wait("h1 to route every peer", Duration::from_secs(30), || condition(&hosts).starts_with("False "));
+    // h1's address alone on its link (a /32): h2 is reached through a route now, not on the segment.
+    let set_prefix = |hosts: &Hosts, from: u8, to: u8| {
+        for args in [vec!["addr", "del", &*format!("{h1}/{from}"), "dev", "eth0"], vec!["addr", "add", &*format!("{h1}/{to}"), "dev", "eth0"]] {
+            let out = hosts.on("h1", "ip", &args);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let lan = format!("10.255.{n}.0/24");
+        let _ = hosts.on("h1", "ip", &["route", "replace", &lan, "dev", "eth0"]);
+        let _ = hosts.on("h1", "ip", &["route", "replace", "default", "via", &format!("10.255.{n}.1")]);
+    };
+    set_prefix(&hosts, 24, 32);
+    hosts.restart_agent("h1");
+    hosts.wait("h1 to name h2 as off its segment", Duration::from_secs(30), || {
+        let c = condition(&hosts);
+        c.starts_with("True ") && c.contains("h2 (10.255.") && c.contains("host-gw")
+    });
+    let events = hosts.cluster.ok(&["get", "events", "-A", "--field-selector", "reason=PeerNotOnLink", "-o", "jsonpath={.items[*].message}"]);
+    assert!(events.contains("node h2") && events.contains("use the vxlan or bgp backend"), "{events}");
+    let routes = String::from_utf8_lossy(&hosts.on("h1", "ip", &["route", "show", "proto", "88"]).stdout).to_string();
+    assert!(routes.trim().is_empty(), "no route through an off-segment peer: {routes}");
+
+    set_prefix(&hosts, 32, 24);
+    hosts.restart_agent("h1");
+    hosts.wait("the condition to clear", Duration::from_secs(30), || condition(&hosts).starts_with("False "));
+}
+
 /// A Service in front of pods labelled `selector`; returns its ClusterIP.
 fn service(hosts: &Hosts, name: &str, selector: &str, extra_spec: &str) -> String {
     let manifest = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{{selector}}}\n  ports: [{{name: http, port: 80, targetPort: http}}]\n{extra_spec}");

@@ -155,7 +155,13 @@ pub struct Routes {
     /// BIRD and what it announces (bgp only).
     bird: Option<(bgp::Bird, Ipv4Net, crate::cluster::ClusterNetwork)>,
     events: Recorder,
+    nodes: Api<Node>,
+    /// The condition last posted on this node: peers whose pods it cannot reach.
+    posted: tokio::sync::Mutex<Option<Vec<Peer>>>,
 }
+
+/// This node's condition naming the peers whose pods it has no route to.
+pub const ROUTES_INCOMPLETE: &str = "PodRoutesIncomplete";
 
 /// Waits for the node's pod CIDR.
 pub async fn pod_cidr(nodes: &Api<Node>, name: &str) -> Result<Ipv4Net> {
@@ -183,7 +189,8 @@ impl Routes {
         nodes.patch(node_name, &PatchParams::default(), &Patch::Merge(patch)).await.context("publishing the node's network annotations")?;
         let reporter = Reporter { controller: "skiff-net".into(), instance: Some(node_name.to_string()) };
         let bird = (backend == Backend::Bgp).then(|| (bgp::Bird::new(run_dir.join("bird")), pod_cidr, cluster.clone()));
-        Ok(Routes { data_path, backend, node_name: node_name.to_string(), address, bird, events: Recorder::new(client, reporter) })
+        let events = Recorder::new(client, reporter);
+        Ok(Routes { data_path, backend, node_name: node_name.to_string(), address, bird, events, nodes, posted: Default::default() })
     }
 
     /// Follows the Node objects for ever, programming a route per peer.
@@ -229,10 +236,33 @@ impl Routes {
             let speaker = bgp::Speaker { address: self.address, pod_cidr: *pod_cidr, asn: cluster.bgp_asn, reflector, external: cluster.bgp_peers.clone() };
             bird.apply(&bgp::config(&speaker, peers))?;
         }
-        for peer in self.data_path.program(peers).await? {
-            self.not_on_link(&peer).await;
+        let off_link = self.data_path.program(peers).await?;
+        for peer in &off_link {
+            self.not_on_link(peer).await;
         }
+        self.post_condition(off_link).await?;
         tracing::info!(backend = %self.backend, peers = peers.len(), node = %self.address, "routes to other nodes' pods programmed");
+        Ok(())
+    }
+
+    /// Says on the Node whether every peer's pods are routed, when that changes.
+    async fn post_condition(&self, off_link: Vec<Peer>) -> Result<()> {
+        let mut posted = self.posted.lock().await;
+        if posted.as_ref() == Some(&off_link) {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let condition = if off_link.is_empty() {
+            serde_json::json!({"type": ROUTES_INCOMPLETE, "status": "False", "reason": "RoutesProgrammed", "message": "every peer node's pods are routed", "lastHeartbeatTime": now, "lastTransitionTime": now})
+        } else {
+            let peers: Vec<String> = off_link.iter().map(|p| format!("{} ({})", p.name, p.address)).collect();
+            let message = format!("no route to the pods of {}: not on this node's L2 segment, which host-gw needs; use the vxlan or bgp backend", peers.join(", "));
+            serde_json::json!({"type": ROUTES_INCOMPLETE, "status": "True", "reason": "PeerNotOnLink", "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
+        // Merged by type, beside the kubelet's conditions.
+        let patch = serde_json::json!({"status": {"conditions": [condition]}});
+        self.nodes.patch_status(&self.node_name, &PatchParams::default(), &Patch::Strategic(patch)).await.context("posting the node's routes condition")?;
+        *posted = Some(off_link);
         Ok(())
     }
 
