@@ -57,7 +57,9 @@ pub fn mappings(pods: &[std::sync::Arc<Pod>]) -> BTreeSet<Mapping> {
 
 /// The table for these mappings, replacing any earlier one. Pods of this
 /// node (`pod_cidr`) reaching a host port are masqueraded, so that the
-/// answer comes back through the host and is un-DNATed (hairpin).
+/// answer comes back through the host and is un-DNATed (hairpin); so is
+/// the node itself reaching a port bound to 127.0.0.1, since a pod cannot
+/// answer a loopback address.
 pub fn table(mappings: &BTreeSet<Mapping>, pod_cidr: ipnet::Ipv4Net) -> String {
     let t = TABLE;
     let mut s = format!("{}table ip {t} {{\n", nft::fresh_table("ip", t));
@@ -72,7 +74,7 @@ pub fn table(mappings: &BTreeSet<Mapping>, pod_cidr: ipnet::Ipv4Net) -> String {
     s.push_str("  }\n");
     s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
     for m in mappings {
-        let _ = writeln!(s, "    ct status dnat ip saddr {pod_cidr} ip daddr {} {} dport {} masquerade", m.pod_ip, m.protocol, m.container_port);
+        let _ = writeln!(s, "    ct status dnat ip saddr {{ {pod_cidr}, 127.0.0.0/8 }} ip daddr {} {} dport {} masquerade", m.pod_ip, m.protocol, m.container_port);
     }
     s.push_str("  }\n");
     s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    jump hostports\n  }\n");
@@ -81,8 +83,8 @@ pub fn table(mappings: &BTreeSet<Mapping>, pod_cidr: ipnet::Ipv4Net) -> String {
     s
 }
 
-/// Follows this node's pods for ever.
-pub async fn run(client: kube::Client, node_name: &str, pod_cidr: ipnet::Ipv4Net) -> Result<()> {
+/// Follows this node's pods for ever; `bridge` is the pods' bridge.
+pub async fn run(client: kube::Client, node_name: &str, pod_cidr: ipnet::Ipv4Net, bridge: &str) -> Result<()> {
     let pods: Api<Pod> = Api::all(client);
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
     let (reader, writer) = reflector::store();
@@ -101,6 +103,14 @@ pub async fn run(client: kube::Client, node_name: &str, pod_cidr: ipnet::Ipv4Net
         let wanted = mappings(&reader.state());
         if written.as_ref() == Some(&wanted) {
             continue;
+        }
+        if wanted.iter().any(|m| m.host_ip.is_some_and(|ip| ip.is_loopback())) {
+            // A packet from 127.0.0.1, DNATed to a pod, may leave through the
+            // bridge only with this (portmap does the same).
+            let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+            if let Err(e) = std::fs::write(&path, "1") {
+                tracing::warn!("host ports on 127.0.0.1: setting {path}: {e}");
+            }
         }
         let script = table(&wanted, pod_cidr);
         match tokio::task::spawn_blocking(move || nft::apply(&script)).await? {

@@ -29,6 +29,8 @@ pub struct NodeConfig {
     pub address: IpAddr,
     /// What the network keeps while it runs (BIRD's configuration and socket).
     pub run_dir: std::path::PathBuf,
+    /// The pods' bridge (the kubelet's CNI bridge).
+    pub bridge: String,
 }
 
 /// The running network of a node; dropping it stops its loops (what they
@@ -88,10 +90,10 @@ async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeC
             async move { routes.run(client).await }
         })));
         // hostPort comes with the pod network, as portmap does with flannel's.
-        let (c, name) = (client.clone(), node.name.clone());
+        let (c, name, bridge) = (client.clone(), node.name.clone(), node.bridge.clone());
         tasks.push(tokio::spawn(supervise("host ports", move || {
-            let (client, name) = (c.clone(), name.clone());
-            async move { hostports::run(client, &name, pod_cidr).await }
+            let (client, name, bridge) = (c.clone(), name.clone(), bridge.clone());
+            async move { hostports::run(client, &name, pod_cidr, &bridge).await }
         })));
     }
     if cluster.proxy {

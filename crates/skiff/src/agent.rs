@@ -78,7 +78,7 @@ pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, cl
 /// be set up is reported and leaves the kubelet running.
 #[allow(clippy::too_many_arguments)]
 async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Agent> {
-    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net") };
+    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone() };
     let pod_mtu = match network.backend {
         skiff_net::Backend::None => None,
         _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),

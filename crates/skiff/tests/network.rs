@@ -199,6 +199,70 @@ fn node_ports_answer_on_every_host() {
     }
 }
 
+/// A container command answering every datagram on UDP 8080 with
+/// `answer`. busybox has no UDP server: this is the host's python, in a
+/// pod that mounts the host's /usr and libraries read-only (`UDP_ECHO_MOUNTS`).
+fn udp_echo_command(answer: &str) -> String {
+    format!("[/usr/bin/python3, -c, \"import socket\\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\\ns.bind(('0.0.0.0', 8080))\\nwhile True:\\n    _, peer = s.recvfrom(100)\\n    s.sendto(b'{answer}', peer)\"]")
+}
+
+const UDP_ECHO_MOUNTS: &str = "    volumeMounts: [{name: usr, mountPath: /usr, readOnly: true}, {name: lib, mountPath: /lib, readOnly: true}, {name: lib64, mountPath: /lib64, readOnly: true}]\n  volumes: [{name: usr, hostPath: {path: /usr}}, {name: lib, hostPath: {path: /lib}}, {name: lib64, hostPath: {path: /lib64}}]\n";
+
+/// A python program that sends one datagram and prints the answer, or `none`.
+fn udp_ask(address: &str, port: u16) -> String {
+    format!("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(1)\ns.sendto(b'x', ('{address}', {port}))\ntry:\n    print(s.recvfrom(100)[0].decode())\nexcept Exception:\n    print('none')\n")
+}
+
+/// "[sig-network] Networking Granular Checks: Pods should function for intra-pod communication: udp [NodeConformance] [Conformance]",
+/// "[sig-network] Networking Granular Checks: Pods should function for node-pod communication: udp [LinuxOnly] [NodeConformance] [Conformance]":
+/// UDP from a pod and from a host to a pod on another host.
+#[test]
+fn pods_reach_pods_across_hosts_over_udp() {
+    let hosts = Hosts::start(2, &[]);
+    let image = common::test_image();
+    let mut ips = Vec::new();
+    for (name, node) in [("u1", "h1"), ("u2", "h2")] {
+        let command = udp_echo_command(name);
+        let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    command: {command}\n    ports: [{{containerPort: 8080, protocol: UDP}}]\n{UDP_ECHO_MOUNTS}");
+        hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+        hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", name, "-o", "jsonpath={.status.phase} {.status.podIP}"], "the pod to run", |s| s.starts_with("Running ") && s.len() > 8);
+        ips.push(hosts.cluster.ok(&["get", "pod", name, "-o", "jsonpath={.status.podIP}"]));
+    }
+    let from_pod = || hosts.cluster.ok(&["exec", "u1", "--", "/usr/bin/python3", "-c", &udp_ask(&ips[1], 8080)]).trim().to_string();
+    hosts.wait("u1 to hear from u2", Duration::from_secs(20), || from_pod() == "u2");
+    let from_host = String::from_utf8_lossy(&hosts.on("h1", "python3", &["-c", &udp_ask(&ips[1], 8080)]).stdout).trim().to_string();
+    assert_eq!(from_host, "u2");
+}
+
+/// "[sig-network] HostPort validates that there is no conflict between pods with same hostPort but different hostIP and protocol [LinuxOnly] [Conformance]":
+/// three pods on one node share host port 54323, told apart by host IP
+/// (127.0.0.1 or the node's) and protocol; each is reached on its own.
+#[test]
+fn host_ports_differ_by_host_ip_and_protocol() {
+    let hosts = Hosts::start(1, &[]);
+    let image = common::test_image();
+    let node_ip = hosts.host("h1").address.to_string();
+    let pod = |name: &str, host_ip: &str, protocol: &str, command: &str, extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeSelector: {{kubernetes.io/hostname: h1}}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: c\n    image: {image}\n    command: {command}\n    ports: [{{containerPort: 8080, hostPort: 54323, hostIP: '{host_ip}', protocol: {protocol}}}]\n{extra}"
+        )
+    };
+    let http = |answer: &str| format!("[sh, -c, 'mkdir -p /www && echo {answer} > /www/index.html && exec httpd -f -p 8080 -h /www']");
+    for manifest in [pod("pod1", "127.0.0.1", "TCP", &http("pod1"), ""), pod("pod2", &node_ip, "TCP", &http("pod2"), ""), pod("pod3", &node_ip, "UDP", &udp_echo_command("pod3"), UDP_ECHO_MOUNTS)] {
+        hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    }
+    for name in ["pod1", "pod2", "pod3"] {
+        hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", name, "-o", "jsonpath={.status.phase}"], "the pod to run on h1", |s| s == "Running");
+    }
+    let fetch = |address: &str| {
+        let out = hosts.on("h1", "timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{address}:54323/")]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    hosts.wait("pod1 on 127.0.0.1", Duration::from_secs(20), || fetch("127.0.0.1") == "pod1");
+    assert_eq!(fetch(&node_ip), "pod2");
+    hosts.wait("pod3 over UDP", Duration::from_secs(20), || String::from_utf8_lossy(&hosts.on("h1", "python3", &["-c", &udp_ask(&node_ip, 54323)]).stdout).trim() == "pod3");
+}
+
 /// hostPort: the pod answers on its node's address.
 #[test]
 fn host_ports_reach_the_pod() {
