@@ -149,7 +149,7 @@ status: {phase: Running, podIP: 10.42.0.7}
         let script = table(&found, "10.42.0.0/24".parse().unwrap());
         assert!(script.contains("fib daddr type local tcp dport 18080 dnat to 10.42.0.7:8080"), "{script}");
         assert!(script.contains("ip daddr 192.0.2.2 udp dport 1053 dnat to 10.42.0.7:53"), "{script}");
-        assert!(script.contains("ct status dnat ip saddr 10.42.0.0/24 ip daddr 10.42.0.7 tcp dport 8080 masquerade"), "{script}");
+        assert!(script.contains("ct status dnat ip saddr { 10.42.0.0/24, 127.0.0.0/8 } ip daddr 10.42.0.7 tcp dport 8080 masquerade"), "{script}");
         let mut pending = pod;
         pending.status.as_mut().unwrap().phase = Some("Pending".into());
         assert!(mappings(&[std::sync::Arc::new(pending)]).is_empty());
