@@ -162,6 +162,49 @@ fn services_balance_across_hosts_and_refuse_without_endpoints() {
     hosts.wait("the deleted endpoint to leave", Duration::from_secs(10), || answers(&hosts, "client", &url, 10) == ["one".to_string()].into());
 }
 
+/// "[sig-network] Services should have session affinity work for NodePort service [LinuxOnly] [Conformance]",
+/// "[sig-network] Services should be able to switch session affinity for NodePort service [LinuxOnly] [Conformance]":
+/// a pod reaching another host's NodePort keeps one endpoint under
+/// ClientIP affinity, and the affinity switches off and on.
+#[test]
+fn node_port_session_affinity_sticks_and_switches() {
+    let hosts = Hosts::start(2, &[]);
+    web_pod(&hosts, "one", "h1");
+    web_pod(&hosts, "two", "h2");
+    web_pod(&hosts, "client", "h1");
+    hosts.cluster.ok(&["label", "pod", "one", "two", "backend=yes"]);
+    service(&hosts, "sticky", "backend: \"yes\"", "  type: NodePort\n  sessionAffinity: ClientIP\n");
+    let port = hosts.cluster.ok(&["get", "service", "sticky", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let url = format!("http://{}:{port}/cgi-bin/name", hosts.host("h2").address);
+    hosts.wait("the sticky NodePort", Duration::from_secs(10), || answers(&hosts, "client", &url, 1).len() == 1);
+    assert_eq!(answers(&hosts, "client", &url, 20).len(), 1, "ClientIP affinity keeps one endpoint");
+    hosts.cluster.ok(&["patch", "service", "sticky", "-p", r#"{"spec":{"sessionAffinity":"None"}}"#]);
+    hosts.wait("affinity switched off", Duration::from_secs(10), || answers(&hosts, "client", &url, 20).len() == 2);
+    hosts.cluster.ok(&["patch", "service", "sticky", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
+    hosts.wait("affinity switched on", Duration::from_secs(10), || answers(&hosts, "client", &url, 20).len() == 1);
+}
+
+/// "[sig-network] Services should serve endpoints on same port and different protocols [Conformance]":
+/// one Service port number over TCP and UDP, each to its own server in one pod.
+#[test]
+fn services_serve_one_port_over_tcp_and_udp() {
+    let hosts = Hosts::start(1, &[]);
+    let image = common::test_image();
+    let udp = udp_echo_command("over udp");
+    let manifest = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: dual, labels: {{app: dual}}}}\nspec:\n  nodeName: h1\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: tcp\n    image: {image}\n    command: [sh, -c, 'mkdir -p /www && echo over tcp > /www/index.html && exec httpd -f -p 8080 -h /www']\n  - name: udp\n    image: {image}\n    command: {udp}\n{UDP_ECHO_MOUNTS}"
+    );
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: dual}\nspec:\n  selector: {app: dual}\n  ports: [{name: tcp, port: 80, targetPort: 8080, protocol: TCP}, {name: udp, port: 80, targetPort: 8080, protocol: UDP}]\n";
+    hosts.cluster.ok_stdin(&["apply", "-f", "-"], Some(service));
+    hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "pod", "dual", "-o", "jsonpath={.status.phase}"], "the pod to run", |s| s == "Running");
+    let ip = hosts.cluster.ok(&["get", "service", "dual", "-o", "jsonpath={.spec.clusterIP}"]);
+    hosts.wait("TCP through the Service", Duration::from_secs(20), || {
+        String::from_utf8_lossy(&hosts.on("h1", "timeout", &["5", "busybox", "wget", "-qO-", &format!("http://{ip}/")]).stdout).trim() == "over tcp"
+    });
+    hosts.wait("UDP through the Service", Duration::from_secs(20), || String::from_utf8_lossy(&hosts.on("h1", "python3", &["-c", &udp_ask(&ip, 80)]).stdout).trim() == "over udp");
+}
+
 /// NodePort answers on every host's address, from outside the cluster;
 /// `externalTrafficPolicy: Local` keeps the client's address and answers
 /// only where an endpoint runs; LoadBalancer answers on the nodes' addresses.
