@@ -1306,3 +1306,69 @@ fn proxy_through_a_service_and_a_pod_and_to_the_node() {
     let status = status_of_raw(&c, "/api/v1/nodes/nosuch/proxy/logs/");
     assert_eq!((status["code"].as_i64(), status["message"].as_str()), (Some(404), Some("nodes \"nosuch\" not found")));
 }
+
+/// [sig-network] EndpointSlice should create and delete Endpoints and EndpointSlices for a Service with a selector specified [Conformance]
+/// [sig-network] EndpointSlice should create Endpoints and EndpointSlices for Pods matching a Service [Conformance]
+/// [sig-network] Service endpoints latency should not be very high [Conformance]
+/// The endpoints controllers follow real pods: each Service's Endpoints
+/// and EndpointSlice hold the ready pods it selects, by address, port,
+/// node and reference, and go with the Service; 100 Services get their
+/// endpoints well within upstream's bounds (p50 20 s, p90 50 s).
+#[test]
+fn endpoints_and_endpoint_slices_follow_pods_matching_a_service() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let slice_of = |service: &str, path: &str| c.ok(&["get", "endpointslices", "-l", &format!("kubernetes.io/service-name={service}"), "-o", &format!("jsonpath={{.items[*]{path}}}")]);
+
+    // A selector nothing matches: both objects appear empty, and go with the Service.
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Service\nmetadata: {name: lonely}\nspec:\n  selector: {app: nobody}\n  ports: [{port: 80}]\n"));
+    c.wait_for(&["get", "endpoints", "lonely", "-o", "jsonpath={.metadata.name}"], "the Endpoints", |s| s == "lonely");
+    c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=lonely", "-o", "jsonpath={.items[*].addressType}"], "the EndpointSlice", |s| s == "IPv4");
+    c.ok(&["delete", "service", "lonely"]);
+    c.wait_for(&["get", "endpoints", "-o", "jsonpath={.items[*].metadata.name}"], "the Endpoints to go", |s| !s.split(' ').any(|n| n == "lonely"));
+    c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=lonely", "-o", "name"], "the EndpointSlice to go", |s| s.is_empty());
+
+    // Two pods, a Service for one of them by port name, one for both by number.
+    for (name, app) in [("pod1", "one"), ("pod2", "two")] {
+        let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {app}, both: \"yes\"}}}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sleep, '3600']\n    ports: [{{name: example, containerPort: 3000}}]\n");
+        c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    }
+    for name in ["pod1", "pod2"] {
+        c.wait_for(&["get", "pod", name, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"], "the pod to be ready", |s| s == "True");
+    }
+    let ip = |pod: &str| jsonpath(&c, pod, "{.status.podIP}");
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Service\nmetadata: {name: one}\nspec:\n  selector: {app: one}\n  ports: [{name: http, port: 80, targetPort: example}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: both}\nspec:\n  selector: {both: \"yes\"}\n  ports: [{name: http, port: 80, targetPort: 3000}]\n"));
+    c.wait_for(&["get", "endpoints", "one", "-o", "jsonpath={.subsets[*].addresses[*].ip}:{.subsets[*].ports[*].port}"], "svc one's Endpoints", |s| *s == format!("{}:3000", ip("pod1")));
+    assert_eq!(c.ok(&["get", "endpoints", "one", "-o", "jsonpath={.subsets[0].addresses[0].targetRef.kind}/{.subsets[0].addresses[0].targetRef.name} {.subsets[0].addresses[0].nodeName}"]), "Pod/pod1 node-1");
+    c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=one", "-o", "jsonpath={.items[*].endpoints[*].addresses[*]}"], "svc one's EndpointSlice", |s| s == ip("pod1"));
+    assert_eq!(slice_of("one", ".endpoints[0].targetRef.name"), "pod1");
+    assert_eq!(slice_of("one", ".endpoints[0].nodeName"), "node-1");
+    assert_eq!(slice_of("one", ".endpoints[0].conditions.ready"), "true");
+    assert_eq!(slice_of("one", ".ports[0].name") + ":" + &slice_of("one", ".ports[0].port"), "http:3000");
+    let mut both: Vec<String> = c.wait_for(&["get", "endpointslices", "-l", "kubernetes.io/service-name=both", "-o", "jsonpath={.items[*].endpoints[*].addresses[*]}"], "svc both's EndpointSlice", |s| s.split(' ').count() == 2).split(' ').map(str::to_string).collect();
+    both.sort();
+    let mut expected = vec![ip("pod1"), ip("pod2")];
+    expected.sort();
+    assert_eq!(both, expected);
+
+    // Endpoints latency: 100 Services on the running pod, each measured
+    // from its creation to its Endpoints' (the API's one-second clock).
+    let services: String = (0..100).map(|i| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: latency-{i}}}\nspec:\n  selector: {{app: one}}\n  ports: [{{port: 80, targetPort: 3000}}]\n---\n")).collect();
+    c.ok_stdin(&["apply", "-f", "-"], Some(&services));
+    let created = |kind: &str| -> std::collections::BTreeMap<String, String> {
+        let listed = c.ok(&["get", kind, "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.creationTimestamp} {.subsets[0].addresses[0].ip}{\"\\n\"}{end}"]);
+        listed.lines().filter(|l| l.starts_with("latency-")).filter_map(|l| {
+            let mut f = l.split(' ');
+            let (name, at) = (f.next()?, f.next()?);
+            (kind == "services" || f.next().is_some_and(|a| !a.is_empty())).then(|| (name.to_string(), at.to_string()))
+        }).collect()
+    };
+    c.wait_for(&["get", "endpoints", "-o", "jsonpath={.items[*].subsets[0].addresses[0].ip}"], "100 Services' endpoints", |s| s.split(' ').filter(|a| *a == ip("pod1")).count() >= 101);
+    let (services, endpoints) = (created("services"), created("endpoints"));
+    let secs = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp();
+    let mut latency: Vec<i64> = services.iter().map(|(name, at)| secs(&endpoints[name]) - secs(at)).collect();
+    latency.sort();
+    assert_eq!(latency.len(), 100);
+    let (p50, p90) = (latency[49], latency[89]);
+    assert!(p50 < 20 && p90 < 50, "endpoints latency p50 {p50} s, p90 {p90} s");
+}
