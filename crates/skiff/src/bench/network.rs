@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2048)]
     mib: usize,
     /// Transfers per path; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Backends measured, each in turn.
     #[arg(long, value_delimiter = ',', default_value = "vxlan,host-gw")]
