@@ -21,6 +21,7 @@ pub mod resolv;
 pub mod runtime;
 pub mod sandbox;
 pub mod seccomp;
+mod service_env;
 mod server;
 pub mod shim;
 pub mod spdy;
@@ -145,6 +146,8 @@ pub struct Kubelet {
     /// (`kubelet_task_restarts_total{task}`).
     sync_panics: AtomicU64,
     restarts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// The Services, for containers' environment.
+    services: service_env::Services,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -182,6 +185,7 @@ impl Kubelet {
         let runtime = runtime::Runc::new(&config.data_dir.join("containers"), &config.run_dir.join("runc"), &config.shim, log_limits)?;
         let network = sandbox::Network { bin_dir: config.cni_bin_dir.clone(), bridge: config.bridge.clone(), ipam_dir: config.data_dir.join("cni"), mtu: config.pod_mtu };
         let reporter = Reporter { controller: "kubelet".into(), instance: Some(config.node_name.clone()) };
+        let (services, follow_services) = service_env::Services::follow(client.clone());
         let kubelet = Arc::new(Kubelet {
             events: Recorder::new(client.clone(), reporter),
             images: images::ImageStore::open(&config.data_dir.join("images"))?,
@@ -197,6 +201,7 @@ impl Kubelet {
             evictions: Default::default(),
             sync_panics: AtomicU64::new(0),
             restarts: Mutex::default(),
+            services,
             client,
             config,
         });
@@ -209,10 +214,12 @@ impl Kubelet {
         // Each loop is started again if it ends or panics.
         let server = Arc::new(server);
         let k = kubelet.clone();
-        let mut tasks = vec![tokio::spawn(kubelet.clone().supervise("serve", move || {
+        // The watch retries by itself (back-off), so it is spawned once.
+        let mut tasks = vec![tokio::spawn(follow_services)];
+        tasks.push(tokio::spawn(kubelet.clone().supervise("serve", move || {
             let server = server.clone();
             async move { server.run().await }
-        }))];
+        })));
         tasks.push(tokio::spawn(kubelet.clone().supervise("heartbeat", move || {
             let k = k.clone();
             async move { k.heartbeat().await }

@@ -649,12 +649,16 @@ impl Kubelet {
     }
 
     /// `env` and `envFrom`, resolved in upstream's order: envFrom first,
-    /// then env, each able to refer to the ones before it.
+    /// then env, each able to refer to the ones before it and to the
+    /// Services' variables, which follow unless declared.
     async fn environment(&self, pod: &Pod, container: &ContainerSpec) -> Result<Vec<(String, String)>> {
         use crate::volumes::{config_map_data, fetch, secret_data};
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let client = &self.client;
-        let mut env: Vec<(String, String)> = Vec::new();
+        let service_links = pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
+        let services = self.services.for_pod(ns, service_links).await?;
+        // The Services' variables first, so that what is declared wins.
+        let mut env: Vec<(String, String)> = services.clone();
         for from in container.env_from.iter().flatten() {
             let prefix = from.prefix.clone().unwrap_or_default();
             let data = if let Some(source) = &from.config_map_ref {
@@ -700,7 +704,10 @@ impl Kubelet {
                 env.push((var.name.clone(), value));
             }
         }
-        Ok(env)
+        let mut declared = env.split_off(services.len());
+        let names: std::collections::HashSet<String> = declared.iter().map(|(k, _)| k.clone()).collect();
+        declared.extend(services.into_iter().filter(|(k, _)| !names.contains(k)));
+        Ok(declared)
     }
 
     /// The container's volume mounts and the files every container gets:

@@ -1372,3 +1372,42 @@ fn endpoints_and_endpoint_slices_follow_pods_matching_a_service() {
     let (p50, p90) = (latency[49], latency[89]);
     assert!(p50 < 20 && p90 < 50, "endpoints latency p50 {p50} s, p90 {p90} s");
 }
+
+/// [sig-node] Pods should contain environment variables for services [NodeConformance] [Conformance]
+/// Containers get their namespace's Services as upstream's kubelet writes
+/// them, and the `kubernetes` Service always; `enableServiceLinks: false`
+/// leaves out all but the latter; a declared variable wins.
+#[test]
+fn pods_should_contain_environment_variables_for_services() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Service\nmetadata: {name: fooservice}\nspec:\n  selector: {name: server}\n  ports: [{port: 8765, targetPort: 8080}]\n"));
+    let ip = c.ok(&["get", "service", "fooservice", "-o", "jsonpath={.spec.clusterIP}"]);
+    let env_pod = |name: &str, links: bool| format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  enableServiceLinks: {links}\n  containers:\n  - name: main\n    image: {image}\n    command: [env]\n    env: [{{name: FOOSERVICE_SERVICE_PORT, value: declared}}, {{name: EXPANDED, value: \"$(FOOSERVICE_SERVICE_HOST)\"}}]\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&env_pod("client", true)));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&env_pod("unlinked", false)));
+    for name in ["client", "unlinked"] {
+        c.wait_for(&["get", "pod", name, "-o", "jsonpath={.status.phase}"], "the pod to finish", |p| p == "Succeeded");
+    }
+    let env = c.ok(&["logs", "client"]);
+    let lines: std::collections::BTreeSet<&str> = env.lines().collect();
+    for expected in [
+        format!("FOOSERVICE_SERVICE_HOST={ip}"),
+        "FOOSERVICE_SERVICE_PORT=declared".to_string(),
+        format!("FOOSERVICE_PORT=tcp://{ip}:8765"),
+        format!("FOOSERVICE_PORT_8765_TCP=tcp://{ip}:8765"),
+        "FOOSERVICE_PORT_8765_TCP_PROTO=tcp".to_string(),
+        "FOOSERVICE_PORT_8765_TCP_PORT=8765".to_string(),
+        format!("FOOSERVICE_PORT_8765_TCP_ADDR={ip}"),
+        format!("EXPANDED={ip}"),
+        "KUBERNETES_SERVICE_PORT=443".to_string(),
+    ] {
+        assert!(lines.contains(expected.as_str()), "{expected} in\n{env}");
+    }
+    let unlinked = c.ok(&["logs", "unlinked"]);
+    assert!(!unlinked.contains("FOOSERVICE_SERVICE_HOST=") && unlinked.contains("KUBERNETES_SERVICE_HOST="), "{unlinked}");
+    // A reference to what is not there stays as written, as upstream.
+    assert!(unlinked.contains("EXPANDED=$(FOOSERVICE_SERVICE_HOST)"), "{unlinked}");
+}
