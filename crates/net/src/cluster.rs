@@ -150,7 +150,8 @@ impl ClusterNetwork {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": READER, "namespace": NAMESPACE},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": READER},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}],
+            // Nodes, and the controller manager for ServiceLB.
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}, {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:kube-controller-manager"}],
         });
         Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE).patch(CONFIG_MAP, &apply, &Patch::Apply(config_map)).await.context("publishing the cluster's network settings")?;
         Api::<Role>::namespaced(client.clone(), NAMESPACE).patch(READER, &apply, &Patch::Apply(role)).await.context("the role reading the network settings")?;

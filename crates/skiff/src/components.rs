@@ -46,7 +46,7 @@ impl ControllerFlags {
             root_ca_pem,
             signer,
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
-            // Set by `skiff server`, which knows whether ServiceLB is on.
+            // Set from the server's network settings.
             service_lb: false,
         })
     }
@@ -146,8 +146,29 @@ pub async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
         (Some(cert), Some(key)) => Some(skiff_auth::pki::Pki::from_files(cert, key)?),
         _ => None,
     };
-    controller_manager(client, args.flags.options(&args.cluster_cidr, ca, signer)?).await;
+    let mut options = args.flags.options(&args.cluster_cidr, ca, signer)?;
+    options.service_lb = service_lb_on(client.clone()).await;
+    controller_manager(client, options).await;
     Ok(())
+}
+
+/// Whether the server has ServiceLB on (k3s's `--disable servicelb`), as
+/// it publishes in the cluster's network settings; off if they cannot be read.
+async fn service_lb_on(client: kube::Client) -> bool {
+    use skiff_net::cluster::{ClusterNetwork, CONFIG_MAP, NAMESPACE};
+    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, NAMESPACE);
+    match maps.get_opt(CONFIG_MAP).await.map(|map| map.map(|m| ClusterNetwork::from_data(&m.data.unwrap_or_default()))) {
+        Ok(Some(Ok(network))) => network.service_lb,
+        Ok(None) => false,
+        Ok(Some(Err(e))) => {
+            tracing::warn!("{NAMESPACE}/{CONFIG_MAP}: {e:#}; ServiceLB stays off");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("reading {NAMESPACE}/{CONFIG_MAP}: {e}; ServiceLB stays off");
+            false
+        }
+    }
 }
 
 /// A Go-style duration: `1h2m3s`, `90s`, `500ms`, `0`.

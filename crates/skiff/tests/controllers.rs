@@ -593,7 +593,8 @@ fn resource_quotas_track_usage() {
 
 /// The scheduler and controller manager run as their own processes, each
 /// elected through its Lease: of two schedulers one leads, and when it
-/// stops the other takes over within the lease duration.
+/// stops the other takes over within the lease duration. The controller
+/// manager runs ServiceLB as the server's would.
 #[test]
 fn components_run_as_their_own_processes_with_leader_election() {
     let c = Cluster::start_with(&["--disable-scheduler", "--disable-controller-manager"]);
@@ -614,6 +615,11 @@ fn components_run_as_their_own_processes_with_leader_election() {
     c.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     let controller = c.ok(&["get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}"]);
     assert!(!controller.is_empty());
+    // ServiceLB, on at the server, runs in the standalone controller manager
+    // too. (Simulated nodes have no address of their own: one is given.)
+    c.ok(&["patch", "node", "sim-0", "--subresource=status", "--type=merge", "-p", r#"{"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.10"}]}}"#]);
+    c.ok(&["create", "service", "loadbalancer", "lb", "--tcp=80:8080"]);
+    c.wait_for(&["get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"], "ServiceLB to give the Service the node's address", |s| s == "192.0.2.10");
 }
 
 /// A rollout that makes no progress for progressDeadlineSeconds is marked
