@@ -16,7 +16,7 @@ CHECKLIST = ROOT.parent / "shared" / "conformance" / "checklist.tsv"
 
 WAITING_FOR = {
     "node": "runs on the node agent; no test checks it yet",
-    "net": "needs pod networking and services (network issue)",
+    "net": "the data path is there; the test needs servers in pods (upstream uses agnhost: webhooks, netexec)",
     "storage": "needs volumes and persistent storage",
 }
 
