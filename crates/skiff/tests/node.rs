@@ -1411,3 +1411,69 @@ fn pods_should_contain_environment_variables_for_services() {
     // A reference to what is not there stays as written, as upstream.
     assert!(unlinked.contains("EXPANDED=$(FOOSERVICE_SERVICE_HOST)"), "{unlinked}");
 }
+
+/// A deleted namespace deletes its pods gracefully, as upstream's namespace
+/// controller does: the namespace stays Terminating, and its pod visible
+/// with a deletionTimestamp, until the kubelet has stopped the container;
+/// then both go.
+#[test]
+fn deleted_namespaces_wait_for_their_pods_to_stop() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok(&["create", "namespace", "doomed"]);
+    // It takes 3 s to stop once asked.
+    let manifest = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: slow, namespace: doomed}}\nspec:\n  terminationGracePeriodSeconds: 30\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"trap 'sleep 3; exit 0' TERM; while true; do sleep 1; done\"]\n");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    c.wait_for(&["get", "pod", "slow", "-n", "doomed", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+    let asked = Instant::now();
+    c.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    assert_eq!(c.ok(&["get", "namespace", "doomed", "-o", "jsonpath={.status.phase}"]), "Terminating");
+    c.wait_for(&["get", "pod", "slow", "-n", "doomed", "-o", "jsonpath={.metadata.deletionTimestamp}"], "the pod to be deleted gracefully", |t| !t.is_empty());
+    c.wait_up_to(Duration::from_secs(40), &["get", "namespaces", "-o", "name"], "the namespace to go", |s| !s.lines().any(|l| l == "namespace/doomed"));
+    assert!(asked.elapsed() >= Duration::from_secs(3), "gone after {:?}, before its pod could stop", asked.elapsed());
+}
+
+/// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute poststart http hook properly [NodeConformance] [Conformance]
+/// [sig-node] Container Lifecycle Hook when create a pod with lifecycle hook should execute prestop http hook properly [NodeConformance] [Conformance]
+/// httpGet hooks reach a handler pod by its IP: postStart when the
+/// container starts, preStop when the pod is deleted.
+#[test]
+fn lifecycle_hooks_call_a_handler_pod_over_http() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    // busybox httpd logs each request's path (`-vv`); both paths answer 200.
+    let handler = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: handler}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'mkdir -p /www && touch /www/poststart /www/prestop && exec httpd -f -vv -p 8080 -h /www']\n");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&handler));
+    c.wait_for(&["get", "pod", "handler", "-o", "jsonpath={.status.phase}"], "the handler to run", |p| p == "Running");
+    let ip = jsonpath(&c, "handler", "{.status.podIP}");
+    let hooked = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hooked}}\nspec:\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: main\n    image: {image}\n    command: [sleep, '3600']\n    lifecycle:\n      postStart: {{httpGet: {{host: '{ip}', port: 8080, path: /poststart}}}}\n      preStop: {{httpGet: {{host: '{ip}', port: 8080, path: /prestop}}}}\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&hooked));
+    c.wait_for(&["get", "pod", "hooked", "-o", "jsonpath={.status.phase}"], "the hooked pod to run", |p| p == "Running");
+    c.wait_for(&["logs", "handler"], "the postStart request", |log| log.contains("url:/poststart"));
+    c.ok(&["delete", "pod", "hooked", "--wait=true"]);
+    let log = c.ok(&["logs", "handler"]);
+    assert!(log.contains("url:/prestop"), "{log}");
+}
+
+/// [sig-apps] ReplicaSet should serve a basic image on each replica with a public image [Conformance]
+/// [sig-apps] ReplicationController should serve a basic image on each replica with a public image [Conformance]
+/// Each replica answers with its own name, reached through pods/proxy.
+#[test]
+fn replicas_each_serve_their_own_name() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let script = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho\\nhostname\\n' > /www/cgi-bin/name && chmod +x /www/cgi-bin/name && exec httpd -f -p 8080 -h /www";
+    let template = format!("    metadata: {{labels: {{app: NAME}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: serve\n        image: {image}\n        command: [sh, -c, {script:?}]\n        ports: [{{containerPort: 8080}}]\n");
+    let rs = format!("apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: rs}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: rs}}}}\n  template:\n{}", template.replace("NAME", "rs"));
+    let rc = format!("apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: rc}}\nspec:\n  replicas: 2\n  selector: {{app: rc}}\n  template:\n{}", template.replace("NAME", "rc"));
+    for (app, manifest) in [("rs", rs), ("rc", rc)] {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+        let names = c.wait_for(&["get", "pods", "-l", &format!("app={app}"), "-o", "jsonpath={range .items[?(@.status.phase==\"Running\")]}{.metadata.name} {end}"], "both replicas to run", |s| s.split_whitespace().count() == 2);
+        for name in names.split_whitespace() {
+            let path = format!("/api/v1/namespaces/default/pods/{name}:8080/proxy/cgi-bin/name");
+            c.wait_for(&["get", "--raw", &path], "the replica to answer", |answer| answer.trim() == name);
+        }
+    }
+}

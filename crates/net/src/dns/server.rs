@@ -48,10 +48,19 @@ impl Server {
     pub async fn bind(self, addrs: &[SocketAddr]) -> anyhow::Result<Listening> {
         let mut inner = hickory_server::Server::new(self.handler);
         let mut bound = Vec::new();
-        for addr in addrs {
-            let udp = UdpSocket::bind(addr).await.with_context(|| format!("binding DNS on udp {addr}"))?;
-            let addr = udp.local_addr()?;
-            let tcp = TcpListener::bind(addr).await.with_context(|| format!("binding DNS on tcp {addr}"))?;
+        for asked in addrs {
+            // A port UDP got may be taken for TCP: then another is tried.
+            let mut attempts = if asked.port() == 0 { 10 } else { 1 };
+            let (udp, tcp, addr) = loop {
+                let udp = UdpSocket::bind(asked).await.with_context(|| format!("binding DNS on udp {asked}"))?;
+                let addr = udp.local_addr()?;
+                attempts -= 1;
+                match TcpListener::bind(addr).await {
+                    Ok(tcp) => break (udp, tcp, addr),
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts > 0 => continue,
+                    Err(e) => return Err(e).with_context(|| format!("binding DNS on tcp {addr}")),
+                }
+            };
             inner.register_socket(udp);
             inner.register_listener(tcp, TCP_TIMEOUT, TCP_BUFFER);
             bound.push(addr);
