@@ -32,9 +32,11 @@ pub async fn finalize(registry: Registry, name: String) {
 /// Deletes what is left in the namespace; true once nothing is.
 async fn empty_namespace(registry: &Registry, ns: &str) -> Result<bool, crate::status::ApiError> {
     let mut empty = true;
+    // Each object's own grace: a pod on a node stays until its kubelet has
+    // stopped its containers, and the namespace waits for it, as upstream.
     let opts = DeleteOptions {
         propagation: None,
-        grace_seconds: Some(0),
+        grace_seconds: None,
         uid: None,
         resource_version: None,
         dry_run: false,
