@@ -152,6 +152,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("PodSecurity", true),
     ("Priority", true),
     ("DefaultStorageClass", true),
+    ("StorageObjectInUseProtection", true),
     ("CertificateApproval", true),
     ("CertificateSigning", true),
     ("CertificateSubjectRestriction", true),
@@ -173,6 +174,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "Priority" => Box::new(pods::Priority),
         "PodSecurity" => Box::new(pod_security::PodSecurity),
         "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
+        "StorageObjectInUseProtection" => Box::new(pods::StorageObjectInUseProtection),
         "CertificateApproval" => Box::new(certificates::CertificateApproval),
         "CertificateSigning" => Box::new(certificates::CertificateSigning),
         "CertificateSubjectRestriction" => Box::new(certificates::CertificateSubjectRestriction),
@@ -237,7 +239,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
+        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
         let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());

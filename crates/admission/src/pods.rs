@@ -219,6 +219,37 @@ impl Plugin for Priority {
 }
 
 /// A claim that names no StorageClass gets the default one.
+/// upstream's StorageObjectInUseProtection: new claims and volumes carry
+/// the finalizers that keep them while in use (the storage-protection
+/// controllers remove them once they are not).
+pub struct StorageObjectInUseProtection;
+
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+#[async_trait]
+impl Plugin for StorageObjectInUseProtection {
+    fn name(&self) -> &'static str {
+        "StorageObjectInUseProtection"
+    }
+
+    async fn mutate(&self, req: &Request<'_>, obj: &mut Value, _cluster: &dyn Cluster) -> Result<(), Rejection> {
+        let finalizer = match () {
+            _ if req.operation != Operation::Create => return Ok(()),
+            _ if req.is("", "persistentvolumeclaims") => PVC_PROTECTION,
+            _ if req.is("", "persistentvolumes") => PV_PROTECTION,
+            _ => return Ok(()),
+        };
+        let finalizers = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        if !finalizers.iter().any(|f| f == finalizer) {
+            let mut all = finalizers;
+            all.push(Value::from(finalizer));
+            obj["metadata"]["finalizers"] = Value::Array(all);
+        }
+        Ok(())
+    }
+}
+
 pub struct DefaultStorageClass;
 
 #[async_trait]

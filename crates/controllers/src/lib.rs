@@ -27,6 +27,7 @@ mod quota;
 mod replicaset;
 mod servicelb;
 mod statefulset;
+mod storage_protection;
 mod ttl_after_finished;
 
 use std::future::Future;
@@ -120,6 +121,8 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("resourcequota", move || quota::run(c.clone(), &p)));
     let c = client.clone();
     controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone())));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("storage-protection", move || storage_protection::run(c.clone(), &p)));
     let (c, p, n, threshold) = (client.clone(), pods.clone(), nodes.clone(), options.terminated_pod_gc_threshold);
     controllers.spawn(supervise("pod-garbage-collector", move || podgc::run(c.clone(), p.store(), n.store(), threshold)));
     let (c, ca) = (client.clone(), options.root_ca_pem.clone());

@@ -140,7 +140,7 @@ async fn http_probe(host: &str, port: u16, action: &HTTPGetAction, timeout: Dura
         let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
         let status = if https {
             // As upstream's prober: the pod's certificate is not verified.
-            let connector = tokio_rustls::TlsConnector::from(Arc::new(insecure_tls()));
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(skiff_auth::pki::unverified_client_config()));
             let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
             let tls = connector.connect(name, tcp).await.map_err(|e| format!("Get \"{url}\": {e}"))?;
             get(tls, request).await
@@ -162,35 +162,6 @@ async fn get(io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Sen
     let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(sender.send_request(request).await.map_err(|e| e.to_string())?.status().as_u16())
-}
-
-/// A TLS client that takes any server certificate (`InsecureSkipVerify`,
-/// which upstream's HTTPS probes use), still checking the handshake's
-/// signatures.
-fn insecure_tls() -> rustls::ClientConfig {
-    #[derive(Debug)]
-    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-    impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(&self, _: &rustls::pki_types::CertificateDer<'_>, _: &[rustls::pki_types::CertificateDer<'_>], _: &rustls::pki_types::ServerName<'_>, _: &[u8], _: rustls::pki_types::UnixTime) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(&self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-        fn verify_tls13_signature(&self, message: &[u8], cert: &rustls::pki_types::CertificateDer<'_>, dss: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
 }
 
 pub async fn run_tcp(target: &Target<'_>, action: &TCPSocketAction, timeout: Duration) -> Result<(), String> {

@@ -665,3 +665,29 @@ fn deployments_resized_mid_rollout_scale_proportionally() {
         v == [13, 20]
     });
 }
+
+/// Claims and volumes in use outlive their deletion, as upstream's
+/// StorageObjectInUseProtection admission and pvc/pv-protection
+/// controllers keep them: a claim a pod uses stays Terminating until the
+/// pod is gone, and a Bound volume until its claim is.
+#[test]
+fn claims_and_volumes_in_use_outlive_their_deletion() {
+    let c = Cluster::start();
+    let _sim = c.sim(&["--nodes", "1"]);
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: kept}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /tmp/kept}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  volumeName: kept\n  resources: {requests: {storage: 1Gi}}\n"));
+    c.wait_for(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"], "the claim to bind", |p| p == "Bound");
+    assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.metadata.finalizers}"]), r#"["kubernetes.io/pvc-protection"]"#);
+    assert_eq!(c.ok(&["get", "pv", "kept", "-o", "jsonpath={.metadata.finalizers}"]), r#"["kubernetes.io/pv-protection"]"#);
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: Pod\nmetadata: {name: user}\nspec:\n  containers: [{name: c, image: nginx}]\n  volumes: [{name: data, persistentVolumeClaim: {claimName: data}}]\n"));
+    c.wait_for(&["get", "pod", "user", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+
+    c.ok(&["delete", "pvc", "data", "--wait=false"]);
+    c.ok(&["delete", "pv", "kept", "--wait=false"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase} {.metadata.finalizers}"]), r#"Bound ["kubernetes.io/pvc-protection"]"#, "in use: kept");
+    assert!(!c.ok(&["get", "pv", "kept", "-o", "jsonpath={.metadata.deletionTimestamp}"]).is_empty());
+
+    c.ok(&["delete", "pod", "user"]);
+    c.wait_for(&["get", "pvc", "-o", "name"], "the claim to go with its last pod", |s| s.is_empty());
+    c.wait_for(&["get", "pv", "-o", "name"], "the volume to go once Released", |s| s.is_empty());
+}

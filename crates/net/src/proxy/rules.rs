@@ -621,6 +621,19 @@ mod tests {
         assert!(same.is_empty(), "{same:?}");
     }
 
+    /// A Service through every kind of change: endpoints added and gone,
+    /// affinity on and off, Local traffic, no endpoint, gone.
+    fn every_kind_of_change() -> Vec<Fragment> {
+        vec![
+            Fragment::default(),
+            fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], Some(10800), false)], &node()),
+            fragment(&[port(&[("10.42.1.2", false)], Some(60), true)], &node()),
+            fragment(&[port(&[("10.42.0.2", true)], None, true)], &node()),
+            fragment(&[port(&[], None, false)], &node()),
+            Fragment::default(),
+        ]
+    }
+
     /// Runs `f` on a thread of its own in a new, empty network namespace.
     fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(move || {
@@ -641,14 +654,7 @@ mod tests {
             eprintln!("needs root and nft; skipped");
             return;
         }
-        let steps = vec![
-            Fragment::default(),
-            fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], Some(10800), false)], &node()),
-            fragment(&[port(&[("10.42.1.2", false)], Some(60), true)], &node()),
-            fragment(&[port(&[("10.42.0.2", true)], None, true)], &node()),
-            fragment(&[port(&[], None, false)], &node()),
-            Fragment::default(),
-        ];
+        let steps = every_kind_of_change();
         let run = |over_netlink: bool, steps: Vec<Fragment>| {
             in_new_netns(move || {
                 crate::nft::apply(&whole(&node())).unwrap();
@@ -702,14 +708,7 @@ mod tests {
             eprintln!("nft is not installed here; skipped");
             return;
         }
-        let steps = [
-            Fragment::default(),
-            fragment(&[port(&[("10.42.0.2", true), ("10.42.1.2", false)], Some(10800), false)], &node()),
-            fragment(&[port(&[("10.42.1.2", false)], Some(60), true)], &node()),
-            fragment(&[port(&[("10.42.0.2", true)], None, true)], &node()),
-            fragment(&[port(&[], None, false)], &node()),
-            Fragment::default(),
-        ];
+        let steps = every_kind_of_change();
         let mut script = whole(&node());
         for pair in steps.windows(2) {
             let mut changes = Vec::new();
