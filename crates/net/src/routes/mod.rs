@@ -149,7 +149,6 @@ impl DataPath {
 /// This node's side of the pod network, kept in step with the Nodes.
 pub struct Routes {
     data_path: DataPath,
-    backend: Backend,
     node_name: String,
     address: Ipv4Addr,
     /// BIRD and what it announces (bgp only).
@@ -190,7 +189,7 @@ impl Routes {
         let reporter = Reporter { controller: "skiff-net".into(), instance: Some(node_name.to_string()) };
         let bird = (backend == Backend::Bgp).then(|| (bgp::Bird::new(run_dir.join("bird")), pod_cidr, cluster.clone()));
         let events = Recorder::new(client, reporter);
-        Ok(Routes { data_path, backend, node_name: node_name.to_string(), address, bird, events, nodes, posted: Default::default() })
+        Ok(Routes { data_path, node_name: node_name.to_string(), address, bird, events, nodes, posted: Default::default() })
     }
 
     /// Follows the Node objects for ever, programming a route per peer.
@@ -220,7 +219,7 @@ impl Routes {
             }
             let nodes = reader.state();
             let reflector = nodes.iter().any(|n| n.metadata.name.as_deref() == Some(&self.node_name) && is_route_reflector(n));
-            let wanted = (peers(&nodes, &self.node_name, self.backend), reflector);
+            let wanted = (peers(&nodes, &self.node_name, self.data_path.backend), reflector);
             if applied.as_ref() == Some(&wanted) {
                 continue;
             }
@@ -241,7 +240,7 @@ impl Routes {
             self.not_on_link(peer).await;
         }
         self.post_condition(off_link).await?;
-        tracing::info!(backend = %self.backend, peers = peers.len(), node = %self.address, "routes to other nodes' pods programmed");
+        tracing::info!(backend = %self.data_path.backend, peers = peers.len(), node = %self.address, "routes to other nodes' pods programmed");
         Ok(())
     }
 
