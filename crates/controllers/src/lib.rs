@@ -9,6 +9,7 @@ mod deployment;
 mod disruption;
 mod endpoints;
 mod endpointslice;
+mod ephemeral;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gc;
@@ -123,6 +124,8 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone())));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("storage-protection", move || storage_protection::run(c.clone(), &p)));
+    let (c, p) = (client.clone(), pods.clone());
+    controllers.spawn(supervise("ephemeral-volume", move || ephemeral::run(c.clone(), &p)));
     let (c, p, n, threshold) = (client.clone(), pods.clone(), nodes.clone(), options.terminated_pod_gc_threshold);
     controllers.spawn(supervise("pod-garbage-collector", move || podgc::run(c.clone(), p.store(), n.store(), threshold)));
     let (c, ca) = (client.clone(), options.root_ca_pem.clone());

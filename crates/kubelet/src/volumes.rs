@@ -118,7 +118,12 @@ impl Volumes {
             }
             files
         } else if let Some(claim) = &volume.persistent_volume_claim {
-            return claimed_path(client, ns, &claim.claim_name).await;
+            return claimed_path(client, ns, &claim.claim_name, None).await;
+        } else if volume.ephemeral.is_some() {
+            // A generic ephemeral volume: the claim made for this pod, `<pod>-<volume>`.
+            let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+            let owner = (pod_name, pod.metadata.uid.as_deref().unwrap_or_default());
+            return claimed_path(client, ns, &format!("{pod_name}-{}", volume.name), Some(owner)).await;
         } else {
             bail!("unsupported volume type");
         };
@@ -182,9 +187,15 @@ fn set_ownership(root: &Path, group: u32, read_only: bool) -> Result<()> {
 /// What a persistentVolumeClaim volume mounts: the path of the volume the
 /// claim is bound to, for the kinds a node serves itself (hostPath and
 /// local); other kinds wait for a volume plugin.
-async fn claimed_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf> {
+/// Where a bound claim's volume is; `owner`, for an ephemeral volume's
+/// claim, is the pod (name, uid) that must own it (upstream's `VolumeIsForPod`).
+async fn claimed_path(client: &kube::Client, ns: &str, claim: &str, owner: Option<(&str, &str)>) -> Result<PathBuf> {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).get(claim).await.with_context(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+    if let Some((pod, uid)) = owner {
+        let owned = pvc.metadata.owner_references.iter().flatten().any(|r| r.uid == uid && r.controller == Some(true));
+        anyhow::ensure!(owned, "PVC {ns}/{claim} was not created for pod {ns}/{pod} (pod is not owner)");
+    }
     let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
         bail!("persistentvolumeclaim \"{claim}\" is not bound");
     };

@@ -1477,3 +1477,26 @@ fn replicas_each_serve_their_own_name() {
         }
     }
 }
+
+/// A generic ephemeral volume: the pod's claim `<pod>-<volume>` is made
+/// from its template, owned by the pod, bound and mounted; it goes with
+/// the pod.
+#[test]
+fn generic_ephemeral_volumes_get_a_claim_that_lives_with_the_pod() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let dir = c.dir.path().join("ephemeral-pv");
+    let manifest = format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: eph}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: writer}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'echo kept > /scratch/file && sleep 3600']\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes:\n  - name: scratch\n    ephemeral:\n      volumeClaimTemplate:\n        metadata: {{labels: {{made-for: writer}}}}\n        spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n",
+        dir = dir.display()
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
+    c.wait_for(&["get", "pod", "writer", "-o", "jsonpath={.status.phase}"], "the pod to run", |p| p == "Running");
+    assert_eq!(c.ok(&["get", "pvc", "writer-scratch", "-o", "jsonpath={.status.phase} {.spec.volumeName} {.metadata.labels.made-for}"]), "Bound eph writer");
+    assert_eq!(c.ok(&["get", "pvc", "writer-scratch", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"]), "Pod/writer");
+    c.wait_for(&["get", "pod", "writer", "-o", "name"], "the file", |_| dir.join("file").exists());
+    assert_eq!(std::fs::read_to_string(dir.join("file")).unwrap(), "kept\n");
+    c.ok(&["delete", "pod", "writer"]);
+    c.wait_for(&["get", "pvc", "-o", "name"], "the claim to go with its pod", |s| s.is_empty());
+    c.wait_for(&["get", "pv", "eph", "-o", "jsonpath={.status.phase}"], "the volume to be released", |p| p == "Released");
+}
