@@ -7,6 +7,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use skiff_scheduler::volume_rules::ephemeral_claim_name;
 
 use crate::informers::Informer;
 
@@ -50,7 +51,7 @@ fn claims_for(pod: &Pod) -> Vec<PersistentVolumeClaim> {
             let meta = template.metadata.clone().unwrap_or_default();
             serde_json::from_value(json!({
                 "metadata": {
-                    "name": format!("{name}-{}", volume.name),
+                    "name": ephemeral_claim_name(name, &volume.name),
                     "namespace": ns,
                     "labels": meta.labels,
                     "annotations": meta.annotations,

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, ReplicaSet};
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController};
 use kube::Api;
 
 /// Upstream's controller manager flags that Skiff takes.
@@ -93,6 +93,9 @@ pub async fn run(client: kube::Client, options: Options) {
     let pods = Arc::new(informers::Informer::<Pod>::start_trimmed(Api::all(client.clone()), skiff_scheduler::drop_unread));
     let nodes = Arc::new(informers::Informer::<Node>::start(Api::all(client.clone())));
     let revisions = Arc::new(informers::Informer::<ControllerRevision>::start(Api::all(client.clone())));
+    // Claims and volumes, for the binder and the storage protection.
+    let claims = Arc::new(informers::Informer::<PersistentVolumeClaim>::start(Api::all(client.clone())));
+    let volumes = Arc::new(informers::Informer::<PersistentVolume>::start(Api::all(client.clone())));
     let mut controllers = tokio::task::JoinSet::new();
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("replicaset", move || replicaset::run::<ReplicaSet>(c.clone(), &p)));
@@ -120,10 +123,10 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("disruption", move || disruption::run(c.clone(), &p)));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("resourcequota", move || quota::run(c.clone(), &p)));
-    let c = client.clone();
-    controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone())));
-    let (c, p) = (client.clone(), pods.clone());
-    controllers.spawn(supervise("storage-protection", move || storage_protection::run(c.clone(), &p)));
+    let (c, pvc, pv) = (client.clone(), claims.clone(), volumes.clone());
+    controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone(), &pvc, &pv)));
+    let (c, p, pvc, pv) = (client.clone(), pods.clone(), claims.clone(), volumes.clone());
+    controllers.spawn(supervise("storage-protection", move || storage_protection::run(c.clone(), &p, &pvc, &pv)));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("ephemeral-volume", move || ephemeral::run(c.clone(), &p)));
     let (c, p, n, threshold) = (client.clone(), pods.clone(), nodes.clone(), options.terminated_pod_gc_threshold);

@@ -32,22 +32,23 @@ use crate::informers::Informer;
 
 const RESYNC: Duration = Duration::from_secs(15);
 
-pub async fn run(client: kube::Client) {
-    let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
-    let volumes = Informer::<PersistentVolume>::start(Api::all(client.clone()));
-    let classes = Informer::<StorageClass>::start(Api::all(client.clone()));
+pub fn run(client: kube::Client, claims: &Informer<PersistentVolumeClaim>, volumes: &Informer<PersistentVolume>) -> impl std::future::Future<Output = ()> + Send {
     let changes = futures::stream::select(claims.subscribe().map(drop), volumes.subscribe().map(drop));
-    let ticks = futures::stream::unfold(tokio::time::interval(RESYNC), |mut t| async move {
-        t.tick().await;
-        Some(((), t))
-    });
-    let mut triggers = futures::stream::select(futures::stream::select(changes, classes.subscribe().map(drop)), ticks).ready_chunks(1024).boxed();
-    let binder = Binder { client, claims: claims.store(), volumes: volumes.store(), classes: classes.store() };
-    while triggers.next().await.is_some() {
-        if crate::informers::ready(&binder.claims).await.is_err() || crate::informers::ready(&binder.volumes).await.is_err() || crate::informers::ready(&binder.classes).await.is_err() {
-            continue;
+    let (claims, volumes) = (claims.store(), volumes.store());
+    async move {
+        let classes = Informer::<StorageClass>::start(Api::all(client.clone()));
+        let ticks = futures::stream::unfold(tokio::time::interval(RESYNC), |mut t| async move {
+            t.tick().await;
+            Some(((), t))
+        });
+        let mut triggers = futures::stream::select(futures::stream::select(changes, classes.subscribe().map(drop)), ticks).ready_chunks(1024).boxed();
+        let binder = Binder { client, claims, volumes, classes: classes.store() };
+        while triggers.next().await.is_some() {
+            if crate::informers::ready(&binder.claims).await.is_err() || crate::informers::ready(&binder.volumes).await.is_err() || crate::informers::ready(&binder.classes).await.is_err() {
+                continue;
+            }
+            binder.sync().await;
         }
-        binder.sync().await;
     }
 }
 

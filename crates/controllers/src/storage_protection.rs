@@ -13,20 +13,18 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::Resource;
 use serde_json::json;
+use skiff_scheduler::volume_rules::claims_of;
 
 use crate::informers::Informer;
 
 pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
-pub fn run(client: kube::Client, pods: &Informer<Pod>) -> impl std::future::Future<Output = ()> + Send {
-    let (pod_changes, pods) = (pods.subscribe().map(drop), pods.store());
+pub fn run(client: kube::Client, pods: &Informer<Pod>, claims: &Informer<PersistentVolumeClaim>, volumes: &Informer<PersistentVolume>) -> impl std::future::Future<Output = ()> + Send {
+    let changes = futures::stream::select(futures::stream::select(claims.subscribe().map(drop), volumes.subscribe().map(drop)), pods.subscribe().map(drop));
+    let (pods, claims, volumes) = (pods.store(), claims.store(), volumes.store());
     async move {
-        let claims = Informer::<PersistentVolumeClaim>::start(Api::all(client.clone()));
-        let volumes = Informer::<PersistentVolume>::start(Api::all(client.clone()));
-        let changes = futures::stream::select(futures::stream::select(claims.subscribe().map(drop), volumes.subscribe().map(drop)), pod_changes);
         let mut triggers = changes.ready_chunks(1024).boxed();
-        let (claims, volumes) = (claims.store(), volumes.store());
         while triggers.next().await.is_some() {
             if crate::informers::ready(&claims).await.is_err() || crate::informers::ready(&volumes).await.is_err() || crate::informers::ready(&pods).await.is_err() {
                 continue;
@@ -44,7 +42,7 @@ async fn sync(client: &kube::Client, claims: &Store<PersistentVolumeClaim>, volu
         let in_use = claims_in_use(&pods.state());
         for claim in claims {
             let (Some(ns), Some(name)) = (claim.metadata.namespace.as_deref(), claim.metadata.name.as_deref()) else { continue };
-            if !in_use.contains(&(ns.to_string(), name.to_string())) {
+            if !in_use.contains(&format!("{ns}/{name}")) {
                 release(&Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns), claim.as_ref(), PVC_PROTECTION).await;
             }
         }
@@ -57,25 +55,14 @@ async fn sync(client: &kube::Client, claims: &Store<PersistentVolumeClaim>, volu
     }
 }
 
-/// (namespace, claim) of every claim a pod that has not finished uses,
-/// by name or as its generic ephemeral volume (`<pod>-<volume>`).
-fn claims_in_use(pods: &[Arc<Pod>]) -> HashSet<(String, String)> {
-    let mut used = HashSet::new();
-    for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-        if matches!(phase, Some("Succeeded" | "Failed")) {
-            continue;
-        }
-        let (Some(ns), Some(pod_name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { continue };
-        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            if let Some(claim) = &volume.persistent_volume_claim {
-                used.insert((ns.to_string(), claim.claim_name.clone()));
-            } else if volume.ephemeral.is_some() {
-                used.insert((ns.to_string(), format!("{pod_name}-{}", volume.name)));
-            }
-        }
-    }
-    used
+/// `namespace/claim` of every claim a pod that has not finished uses, by
+/// name or as its generic ephemeral volume (as the scheduler reads them).
+fn claims_in_use(pods: &[Arc<Pod>]) -> HashSet<String> {
+    pods.iter()
+        .filter(|pod| !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
+        .flat_map(|pod| claims_of(pod))
+        .map(|(key, _)| key)
+        .collect()
 }
 
 /// Removes `finalizer`, on the version read: a concurrent change wins and
@@ -107,7 +94,6 @@ mod tests {
             pod("b", "Succeeded", json!([{"name": "data", "persistentVolumeClaim": {"claimName": "free"}}])),
             pod("c", "Pending", json!([{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}])),
         ]);
-        let key = |n: &str| ("ns".to_string(), n.to_string());
-        assert_eq!(used, [key("held"), key("c-scratch")].into());
+        assert_eq!(used, ["ns/held".to_string(), "ns/c-scratch".to_string()].into());
     }
 }

@@ -50,7 +50,7 @@ pub use topology::matches as selector_matches;
 /// Upstream's `FindMatchingVolume` rules, which the volume controller
 /// shares with VolumeBinding.
 pub mod volume_rules {
-    pub use crate::volumes::{best_match, claim_ref_patch, claimed_by, BIND_COMPLETED, BOUND_BY_CONTROLLER};
+    pub use crate::volumes::{best_match, claim_ref_patch, claimed_by, claims_of, ephemeral_claim_name, BIND_COMPLETED, BOUND_BY_CONTROLLER};
 }
 use plugins::Reason;
 use queue::Queue;

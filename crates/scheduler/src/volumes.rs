@@ -41,10 +41,15 @@ pub fn claims_of(pod: &Pod) -> Vec<(String, bool)> {
         .iter()
         .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
             (Some(claim), _) => Some((format!("{ns}/{}", claim.claim_name), false)),
-            (None, Some(_)) => Some((format!("{ns}/{name}-{}", v.name), true)),
+            (None, Some(_)) => Some((format!("{ns}/{}", ephemeral_claim_name(name, &v.name)), true)),
             _ => None,
         })
         .collect()
+}
+
+/// The claim a pod's generic ephemeral volume gets: `<pod>-<volume>`.
+pub fn ephemeral_claim_name(pod: &str, volume: &str) -> String {
+    format!("{pod}-{volume}")
 }
 
 /// The storage objects the scheduler follows, and the volumes it has
