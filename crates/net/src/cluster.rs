@@ -191,13 +191,24 @@ impl ClusterNetwork {
         Ok(())
     }
 
+    /// The settings' ConfigMap data, if a server has written it.
+    async fn data(client: kube::Client) -> kube::Result<Option<BTreeMap<String, String>>> {
+        let config_maps: Api<ConfigMap> = Api::namespaced(client, NAMESPACE);
+        Ok(config_maps.get_opt(CONFIG_MAP).await?.map(|m| m.data.unwrap_or_default()))
+    }
+
+    /// The settings, if a server has written them; no waiting.
+    pub async fn read(client: kube::Client) -> Result<Option<ClusterNetwork>> {
+        let data = ClusterNetwork::data(client).await.with_context(|| format!("reading {NAMESPACE}/{CONFIG_MAP}"))?;
+        data.map(|d| ClusterNetwork::from_data(&d)).transpose()
+    }
+
     /// Reads the settings, waiting for a server to have written them.
     pub async fn fetch(client: kube::Client) -> Result<ClusterNetwork> {
-        let config_maps: Api<ConfigMap> = Api::namespaced(client, NAMESPACE);
         let mut waited = Duration::ZERO;
         loop {
-            match config_maps.get_opt(CONFIG_MAP).await {
-                Ok(Some(map)) => return ClusterNetwork::from_data(&map.data.unwrap_or_default()),
+            match ClusterNetwork::data(client.clone()).await {
+                Ok(Some(data)) => return ClusterNetwork::from_data(&data),
                 Ok(None) if waited < Duration::from_secs(60) => {}
                 Ok(None) => bail!("{NAMESPACE}/{CONFIG_MAP} is missing: is the server a Skiff server?"),
                 Err(e) if waited < Duration::from_secs(60) => tracing::debug!("reading {CONFIG_MAP}: {e}"),

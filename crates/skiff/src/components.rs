@@ -155,17 +155,10 @@ pub async fn run_controller_manager(args: ControllerManagerArgs) -> Result<()> {
 /// Whether the server has ServiceLB on (k3s's `--disable servicelb`), as
 /// it publishes in the cluster's network settings; off if they cannot be read.
 async fn service_lb_on(client: kube::Client) -> bool {
-    use skiff_net::cluster::{ClusterNetwork, CONFIG_MAP, NAMESPACE};
-    let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client, NAMESPACE);
-    match maps.get_opt(CONFIG_MAP).await.map(|map| map.map(|m| ClusterNetwork::from_data(&m.data.unwrap_or_default()))) {
-        Ok(Some(Ok(network))) => network.service_lb,
-        Ok(None) => false,
-        Ok(Some(Err(e))) => {
-            tracing::warn!("{NAMESPACE}/{CONFIG_MAP}: {e:#}; ServiceLB stays off");
-            false
-        }
+    match skiff_net::ClusterNetwork::read(client).await {
+        Ok(network) => network.is_some_and(|n| n.service_lb),
         Err(e) => {
-            tracing::warn!("reading {NAMESPACE}/{CONFIG_MAP}: {e}; ServiceLB stays off");
+            tracing::warn!("{e:#}; ServiceLB stays off");
             false
         }
     }
