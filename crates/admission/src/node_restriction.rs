@@ -12,6 +12,12 @@ pub struct NodeRestriction;
 
 const MIRROR: &str = "kubernetes.io/config.mirror";
 
+/// A PersistentVolume's source fields.
+const VOLUME_SOURCES: &[&str] = &[
+    "awsElasticBlockStore", "azureDisk", "azureFile", "cephfs", "cinder", "csi", "fc", "flexVolume", "flocker", "gcePersistentDisk", "glusterfs", "hostPath", "iscsi",
+    "local", "nfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "vsphereVolume",
+];
+
 fn node_of<'a>(req: &Request<'a>) -> Option<&'a str> {
     let name = req.user.name.strip_prefix("system:node:")?;
     req.user.groups.iter().any(|g| g == "system:nodes").then_some(name)
@@ -68,6 +74,32 @@ impl Plugin for NodeRestriction {
                     _ => "update",
                 };
                 refuse(format!("node {node:?} can only {what} pods with spec.nodeName set to itself"))
+            }
+            ("storage.k8s.io", "csinodes", _, _) => {
+                let name = if req.name.is_empty() { obj["metadata"]["name"].as_str().unwrap_or_default() } else { req.name };
+                if name != node {
+                    return refuse(format!("node {node:?} is not allowed to modify CSINode {name:?}"));
+                }
+                Ok(())
+            }
+            // Skiff's node-deployment provisioner: only CSI volumes of the
+            // drivers this node registered, made or deleted by it.
+            ("", "persistentvolumes", "", Operation::Create | Operation::Delete) => {
+                let volume = match req.operation {
+                    Operation::Delete => match cluster.get("", "persistentvolumes", None, req.name).await.map_err(Rejection::internal)? {
+                        Some(old) => Value::clone(&old),
+                        None => return Ok(()),
+                    },
+                    _ => obj.clone(),
+                };
+                let driver = volume["spec"]["csi"]["driver"].as_str().unwrap_or_default();
+                let sources = volume["spec"].as_object().map(|s| s.keys().filter(|k| VOLUME_SOURCES.contains(&k.as_str())).count()).unwrap_or(0);
+                let csinode = cluster.get("storage.k8s.io", "csinodes", None, node).await.map_err(Rejection::internal)?;
+                let registered = csinode.is_some_and(|c| c["spec"]["drivers"].as_array().into_iter().flatten().any(|d| d["name"] == driver));
+                if driver.is_empty() || sources != 1 || !registered {
+                    return refuse(format!("node {node:?} can only create or delete CSI persistentvolumes of drivers registered on it"));
+                }
+                Ok(())
             }
             ("coordination.k8s.io", "leases", _, _) => {
                 let name = if req.name.is_empty() { obj["metadata"]["name"].as_str().unwrap_or_default() } else { req.name };

@@ -86,6 +86,8 @@ pub struct Config {
     /// The metric families of the components this process also runs
     /// (controller manager, scheduler), served on the same `/metrics`.
     pub component_metrics: Vec<fn() -> String>,
+    /// Whether the built-in storage classes are made at start.
+    pub local_storage: bool,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -351,6 +353,9 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
         create_if_absent(registry, priorities, None, class).await?;
     }
+    if config.local_storage {
+        storage_classes(registry).await?;
+    }
     let (ip, port) = (config.advertise.to_string(), config.bind.port());
     let address_type = if config.advertise.is_ipv4() { "IPv4" } else { "IPv6" };
     let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
@@ -369,6 +374,35 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
     });
     let slices = skiff_api::resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served");
     reconcile(registry, slices, slice).await
+}
+
+/// The built-in storage, served by each node's `local.csi.skiff.io`
+/// driver: `local-path` (the default class, a directory per volume) and
+/// `local-disk` (a filesystem of exactly the size asked, that can grow).
+/// Made when absent, so an administrator's changes to them are kept.
+async fn storage_classes(registry: &Registry) -> Result<()> {
+    let driver = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+        "metadata": {"name": "local.csi.skiff.io"},
+        "spec": {"attachRequired": false, "podInfoOnMount": false, "fsGroupPolicy": "File", "volumeLifecycleModes": ["Persistent"], "storageCapacity": false, "requiresRepublish": false},
+    });
+    let drivers = skiff_api::resources::find("storage.k8s.io", "v1", "csidrivers").expect("csidrivers are served");
+    create_if_absent(registry, drivers, None, driver).await?;
+    let classes = skiff_api::resources::find("storage.k8s.io", "v1", "storageclasses").expect("storageclasses are served");
+    let path = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "local.csi.skiff.io", "parameters": {"type": "path"},
+        "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": false,
+    });
+    create_if_absent(registry, classes, None, path).await?;
+    let disk = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-disk"},
+        "provisioner": "local.csi.skiff.io", "parameters": {"type": "disk", "csi.storage.k8s.io/fstype": "ext4"},
+        "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true,
+    });
+    create_if_absent(registry, classes, None, disk).await
 }
 
 /// Creates a default role or binding, or, when it is still marked

@@ -278,8 +278,15 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&["certificates.k8s.io"], &["certificatesigningrequests"], &["create", "get", "list", "watch"]),
     (&["authentication.k8s.io"], &["tokenreviews"], &["create"]),
     (&["authorization.k8s.io"], &["subjectaccessreviews", "localsubjectaccessreviews"], &["create"]),
-    (&["storage.k8s.io"], &["csinodes", "csidrivers", "volumeattachments"], &["get", "list", "watch"]),
+    (&["storage.k8s.io"], &["csidrivers", "volumeattachments"], &["get", "list", "watch"]),
+    (&["storage.k8s.io"], &["csinodes"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
     (&["node.k8s.io"], &["runtimeclasses"], &["get", "list", "watch"]),
+    // Skiff's node-deployment provisioner (skiff-csi): a node makes the
+    // volumes of its own CSI drivers. NodeRestriction keeps it to CSI
+    // volumes of drivers in its CSINode.
+    (&[""], &["persistentvolumeclaims"], &["list", "watch"]),
+    (&[""], &["persistentvolumes"], &["list", "watch", "create", "delete"]),
+    (&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service
@@ -293,7 +300,8 @@ pub fn node_authorize(a: &Attributes) -> Decision {
         return Decision::NoOpinion(String::new());
     }
     let resource = a.combined_resource();
-    if ["secrets", "configmaps", "persistentvolumeclaims", "persistentvolumes", "serviceaccounts/token"].contains(&resource.as_str()) {
+    let by_name = !matches!(a.verb.as_str(), "list" | "watch" | "create" | "delete") || resource.contains('/');
+    if ["secrets", "configmaps", "serviceaccounts/token"].contains(&resource.as_str()) || (by_name && ["persistentvolumeclaims", "persistentvolumes"].contains(&resource.as_str())) {
         return Decision::NoOpinion(format!("no relationship found between node '{node}' and this object"));
     }
     let allowed = NODE_RULES.iter().any(|(groups, resources, verbs)| groups.contains(&a.api_group.as_str()) && resources.contains(&resource.as_str()) && verbs.contains(&a.verb.as_str()));

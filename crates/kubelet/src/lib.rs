@@ -155,6 +155,8 @@ pub struct Kubelet {
 pub struct Agent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub port: u16,
+    /// The CSI drivers registered on this node, and where plugins live.
+    pub csi: skiff_csi::mounter::Mounter,
 }
 
 impl Agent {
@@ -190,7 +192,7 @@ impl Kubelet {
             events: Recorder::new(client.clone(), reporter),
             images: images::ImageStore::open(&config.data_dir.join("images"))?,
             sandboxes: sandbox::Sandboxes::new(&config.run_dir.join("pods"), network)?,
-            volumes: volumes::Volumes::new(&config.data_dir.join("pods"))?,
+            volumes: volumes::Volumes::new(&config.data_dir)?,
             runtime: Arc::new(runtime),
             port: AtomicU16::new(config.port),
             pod_cidr: Default::default(),
@@ -216,6 +218,8 @@ impl Kubelet {
         let k = kubelet.clone();
         // The watch retries by itself (back-off), so it is spawned once.
         let mut tasks = vec![tokio::spawn(follow_services)];
+        let csi = kubelet.volumes.csi.clone();
+        tasks.push(tokio::spawn(csi.registry.clone().watch(kubelet.client.clone(), kubelet.config.node_name.clone(), csi.paths.registry())));
         tasks.push(tokio::spawn(kubelet.clone().supervise("serve", move || {
             let server = server.clone();
             async move { server.run().await }
@@ -228,7 +232,7 @@ impl Kubelet {
         tasks.push(tokio::spawn(kubelet.clone().supervise("housekeeping", move || k.clone().housekeeping())));
         let k = kubelet.clone();
         tasks.push(tokio::spawn(kubelet.supervise("pods", move || pods::run(k.clone()))));
-        Ok(Agent { tasks, port })
+        Ok(Agent { tasks, port, csi })
     }
 
     /// Runs `start()` for ever, as upstream's `wait.Until` with

@@ -776,7 +776,7 @@ impl Kubelet {
         }
         crate::runtime::remove_cgroup(&cgroup_parent(uid));
         tokio::task::block_in_place(|| self.sandboxes.remove(uid))?;
-        self.volumes.teardown(uid)?;
+        self.volumes.teardown(uid).await?;
         let logs = self.config.log_dir.join(format!("{}_{}_{uid}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or("")));
         let _ = std::fs::remove_dir_all(logs);
         Ok(())
@@ -938,7 +938,7 @@ impl Kubelet {
             if let Err(e) = tokio::task::block_in_place(|| self.sandboxes.remove(uid)) {
                 tracing::warn!("removing the sandbox of pod {uid}: {e:#}");
             }
-            if let Err(e) = self.volumes.teardown(uid) {
+            if let Err(e) = self.volumes.teardown(uid).await {
                 tracing::warn!("removing the volumes of pod {uid}: {e:#}");
             }
         }

@@ -19,15 +19,20 @@ use crate::downward;
 pub struct Volumes {
     /// `<data>/pods`: one directory per pod.
     root: PathBuf,
+    /// CSI volumes: the drivers registered here, and their mounts.
+    pub csi: skiff_csi::mounter::Mounter,
 }
 
 /// Files of one projected volume: relative path → (contents, mode).
 type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 impl Volumes {
-    pub fn new(root: &Path) -> Result<Volumes> {
-        std::fs::create_dir_all(root)?;
-        Ok(Volumes { root: root.to_path_buf() })
+    /// `data` holds the pods' directories (`pods`) and the plugins' (`plugins`, `plugins_registry`).
+    pub fn new(data: &Path) -> Result<Volumes> {
+        let root = data.join("pods");
+        std::fs::create_dir_all(&root)?;
+        let csi = skiff_csi::mounter::Mounter { paths: skiff_csi::Paths { root: data.to_path_buf() }, registry: Default::default(), pods: root.clone() };
+        Ok(Volumes { root, csi })
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -118,12 +123,12 @@ impl Volumes {
             }
             files
         } else if let Some(claim) = &volume.persistent_volume_claim {
-            return claimed_path(client, ns, &claim.claim_name, None).await;
+            return self.claimed_path(client, pod, volume, &claim.claim_name, None, claim.read_only == Some(true)).await;
         } else if volume.ephemeral.is_some() {
             // A generic ephemeral volume: the claim made for this pod, `<pod>-<volume>`.
             let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
             let owner = (pod_name, pod.metadata.uid.as_deref().unwrap_or_default());
-            return claimed_path(client, ns, &format!("{pod_name}-{}", volume.name), Some(owner)).await;
+            return self.claimed_path(client, pod, volume, &format!("{pod_name}-{}", volume.name), Some(owner), false).await;
         } else {
             bail!("unsupported volume type");
         };
@@ -142,8 +147,11 @@ impl Volumes {
     }
 
     /// Unmounts what the pod's volumes mounted and removes its directory.
-    pub fn teardown(&self, uid: &str) -> Result<()> {
+    /// Nothing is removed below a mount that is still there: that would
+    /// delete a volume's data.
+    pub async fn teardown(&self, uid: &str) -> Result<()> {
         let dir = self.pod_dir(uid);
+        self.csi.unpublish_all(&dir).await?;
         let empty_dirs = dir.join("volumes/kubernetes.io~empty-dir");
         for entry in std::fs::read_dir(&empty_dirs).into_iter().flatten().flatten() {
             match nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH) {
@@ -151,11 +159,86 @@ impl Volumes {
                 Err(e) => bail!("unmounting {}: {e}", entry.path().display()),
             }
         }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some(mount) = skiff_csi::local::mount_points(&info).find(|m| Path::new(m).starts_with(&dir)) {
+            bail!("{mount} is still mounted: the pod's directory is kept");
+        }
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", dir.display())),
             _ => Ok(()),
         }
     }
+
+    /// Where a bound claim's volume is, for the pod: a hostPath or local
+    /// volume's own path, or a CSI volume published into the pod's
+    /// directory. `owner`, for an ephemeral volume's claim, is the pod
+    /// (name, uid) that must own it (upstream's `VolumeIsForPod`).
+    async fn claimed_path(&self, client: &kube::Client, pod: &Pod, volume: &Volume, claim: &str, owner: Option<(&str, &str)>, read_only: bool) -> Result<PathBuf> {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).get(claim).await.with_context(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        if let Some((pod, uid)) = owner {
+            let owned = pvc.metadata.owner_references.iter().flatten().any(|r| r.uid == uid && r.controller == Some(true));
+            anyhow::ensure!(owned, "PVC {ns}/{claim} was not created for pod {ns}/{pod} (pod is not owner)");
+        }
+        let Some(name) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
+            bail!("persistentvolumeclaim \"{claim}\" is not bound");
+        };
+        let pv = Api::<PersistentVolume>::all(client.clone()).get(&name).await?;
+        let spec = pv.spec.unwrap_or_default();
+        if let Some(csi) = &spec.csi {
+            let modes = spec.access_modes.clone().unwrap_or_default();
+            let usage = skiff_csi::mounter::Usage { access_mode: modes.first().map(String::as_str).unwrap_or("ReadWriteOnce"), read_only, mount_options: spec.mount_options.clone().unwrap_or_default() };
+            let path = self.csi.publish(&self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()), &volume.name, csi, usage).await?;
+            if !read_only {
+                give_to_pod(client, pod, &csi.driver, csi.fs_type.as_deref(), &modes, &path).await?;
+            }
+            return Ok(path);
+        }
+        let path = match (spec.host_path, spec.local) {
+            (Some(host), _) => {
+                check_host_path(Path::new(&host.path), host.type_.as_deref().unwrap_or(""))?;
+                host.path
+            }
+            (None, Some(local)) => local.path,
+            _ => bail!("persistentvolume \"{name}\" is of a kind this agent does not mount yet"),
+        };
+        anyhow::ensure!(Path::new(&path).exists(), "persistentvolume \"{name}\": {path} does not exist");
+        Ok(PathBuf::from(path))
+    }
+}
+
+/// Lets the pod write to a freshly published CSI volume. Its fsGroup
+/// becomes the volume's group when the driver's CSIDriver asks for it
+/// (`fsGroupPolicy: File`, or the default `ReadWriteOnceWithFSType` with
+/// an fsType and ReadWriteOnce). A pod that runs as a user of its own and
+/// has no fsGroup gets an empty, root-owned volume handed to that user:
+/// upstream would leave it unwritable, the local-path complaint the
+/// built-in classes answer.
+async fn give_to_pod(client: &kube::Client, pod: &Pod, driver: &str, fs_type: Option<&str>, modes: &[String], path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(group) = fs_group(pod) {
+        let csi_driver = Api::<k8s_openapi::api::storage::v1::CSIDriver>::all(client.clone()).get_opt(driver).await?;
+        let policy = csi_driver.and_then(|d| d.spec.fs_group_policy).unwrap_or_else(|| "ReadWriteOnceWithFSType".into());
+        let applies = match policy.as_str() {
+            "File" => true,
+            "ReadWriteOnceWithFSType" => fs_type.is_some_and(|f| !f.is_empty()) && modes.iter().any(|m| m == "ReadWriteOnce"),
+            _ => false,
+        };
+        if applies && std::fs::metadata(path)?.gid() != group {
+            set_ownership(path, group, false)?;
+        }
+        return Ok(());
+    }
+    let security = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let user = security.and_then(|s| s.run_as_user).filter(|u| *u != 0);
+    let meta = std::fs::metadata(path)?;
+    let empty = std::fs::read_dir(path)?.all(|e| e.is_ok_and(|e| e.file_name() == "lost+found"));
+    if let (Some(user), true, true) = (user, meta.uid() == 0, empty) {
+        let group = security.and_then(|s| s.run_as_group).map(|g| nix::unistd::Gid::from_raw(g as u32));
+        nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(user as u32)), group).with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// The pod's `securityContext.fsGroup`.
@@ -182,35 +265,6 @@ fn set_ownership(root: &Path, group: u32, read_only: bool) -> Result<()> {
     }
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode))?;
     Ok(())
-}
-
-/// What a persistentVolumeClaim volume mounts: the path of the volume the
-/// claim is bound to, for the kinds a node serves itself (hostPath and
-/// local); other kinds wait for a volume plugin.
-/// Where a bound claim's volume is; `owner`, for an ephemeral volume's
-/// claim, is the pod (name, uid) that must own it (upstream's `VolumeIsForPod`).
-async fn claimed_path(client: &kube::Client, ns: &str, claim: &str, owner: Option<(&str, &str)>) -> Result<PathBuf> {
-    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns).get(claim).await.with_context(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
-    if let Some((pod, uid)) = owner {
-        let owned = pvc.metadata.owner_references.iter().flatten().any(|r| r.uid == uid && r.controller == Some(true));
-        anyhow::ensure!(owned, "PVC {ns}/{claim} was not created for pod {ns}/{pod} (pod is not owner)");
-    }
-    let Some(volume) = pvc.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|v| !v.is_empty()) else {
-        bail!("persistentvolumeclaim \"{claim}\" is not bound");
-    };
-    let pv = Api::<PersistentVolume>::all(client.clone()).get(&volume).await?;
-    let spec = pv.spec.unwrap_or_default();
-    let path = match (spec.host_path, spec.local) {
-        (Some(host), _) => {
-            check_host_path(Path::new(&host.path), host.type_.as_deref().unwrap_or(""))?;
-            host.path
-        }
-        (None, Some(local)) => local.path,
-        _ => bail!("persistentvolume \"{volume}\" is of a kind this agent does not mount yet"),
-    };
-    anyhow::ensure!(Path::new(&path).exists(), "persistentvolume \"{volume}\": {path} does not exist");
-    Ok(PathBuf::from(path))
 }
 
 /// Upstream's hostPath type checks (`DirectoryOrCreate` and

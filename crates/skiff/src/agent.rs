@@ -38,6 +38,10 @@ pub struct AgentFlags {
     /// The bridge this node's pods attach to.
     #[arg(long, default_value = "skiff0")]
     cni_bridge: String,
+    /// Where the built-in classes' volumes (`local-path`, `local-disk`) are
+    /// made on this node; by default `<data-dir>/agent/local-volumes`.
+    #[arg(long)]
+    local_storage_dir: Option<PathBuf>,
     /// Pods this node takes at most.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
@@ -83,8 +87,13 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
         skiff_net::Backend::None => None,
         _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),
     };
-    let config = flags.config(node_name, data_dir, address, serving, ca_pem, &network, pod_mtu)?;
+    let config = flags.config(node_name.clone(), data_dir, address, serving, ca_pem, &network, pod_mtu)?;
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
+    // Skiff's own CSI driver, found by the kubelet like any other, and the
+    // provisioner for the drivers registered here.
+    let local = flags.local_storage_dir.clone().unwrap_or_else(|| data_dir.join("agent/local-volumes"));
+    skiff_csi::local::start(&agent.csi.paths, &node_name, &local).await.context("starting the local CSI driver")?;
+    tokio::spawn(skiff_csi::provisioner::run(client.clone(), node_name.clone(), agent.csi.registry.clone()));
     tokio::spawn(async move {
         match skiff_net::start(client, network, node).await {
             // Held for as long as the process runs.

@@ -12,6 +12,8 @@ pub enum Component {
     Coredns,
     /// LoadBalancer Services answered on node IPs.
     Servicelb,
+    /// The built-in storage classes, `local-path` (the default) and `local-disk`.
+    LocalStorage,
 }
 
 #[derive(clap::Args, Clone)]
@@ -40,6 +42,11 @@ pub struct NetworkFlags {
 }
 
 impl NetworkFlags {
+    /// Whether a packaged component runs (is not `--disable`d).
+    pub fn enabled(&self, component: Component) -> bool {
+        !self.disable.contains(&component)
+    }
+
     pub fn cluster(&self, cluster_cidr: &str, service_cidr: &str) -> Result<ClusterNetwork> {
         let cluster = ClusterNetwork {
             backend: self.flannel_backend,

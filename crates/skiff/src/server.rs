@@ -224,6 +224,7 @@ pub async fn run(args: Args) -> Result<()> {
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
         kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
         metric_resolution: args.metric_resolution,
+        local_storage: args.network.enabled(crate::network::Component::LocalStorage),
         component_metrics: [
             (!args.disable_controller_manager).then_some(skiff_controllers::metrics::render as fn() -> String),
             (!args.disable_scheduler).then_some(skiff_scheduler::metrics::render as fn() -> String),

@@ -1,0 +1,539 @@
+//! `local.csi.skiff.io`: the CSI driver behind the built-in classes, one
+//! per node, serving its node's volumes under one root directory.
+//!
+//! - `type: path` (class `local-path`): a directory per volume,
+//!   `<root>/<id>`, bind-mounted into the pod. No size limit, as
+//!   local-path-provisioner.
+//! - `type: disk` (class `local-disk`): a sparse file of exactly the size
+//!   asked, `<root>/<id>.img`, with its own filesystem (ext4, or
+//!   `csi.storage.k8s.io/fstype: xfs`), staged through a loop device: a pod
+//!   cannot write past it, and it grows online. In Block mode the pod gets
+//!   the loop device itself.
+//!
+//! A volume lives on one node: its topology is [`TOPOLOGY_KEY`]. Every
+//! call is idempotent, as the spec asks, so a CO that crashed half-way
+//! repeats it and finishes: a disk is made under `<id>.img.part` and
+//! renamed when whole, and leftovers are removed at start.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tonic::{Request, Response, Status};
+
+use crate::pb::csi::{self as csi, controller_server, identity_server, node_server};
+use crate::pb::registration::{self as reg, registration_server};
+use crate::Paths;
+
+pub const NAME: &str = "local.csi.skiff.io";
+pub const TOPOLOGY_KEY: &str = "topology.local.csi.skiff.io/node";
+/// A disk whose claim asks no size.
+const DEFAULT_DISK_BYTES: i64 = 1 << 30;
+
+#[derive(Clone)]
+pub struct Local {
+    node: String,
+    root: PathBuf,
+    /// Serializes the calls on one volume: a CO retrying while the first
+    /// call still runs must not make or mount it twice.
+    locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Starts the driver on its socket and announces it in the kubelet's
+/// `plugins_registry`; runs until the process ends.
+pub async fn start(paths: &Paths, node: &str, root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    for entry in std::fs::read_dir(root)?.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(".part") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let driver = Local { node: node.to_string(), root: root.to_path_buf(), locks: Default::default() };
+    let endpoint = paths.plugin(NAME).join("csi.sock");
+    let incoming = crate::socket::listen(&endpoint)?;
+    tokio::spawn(async move {
+        let served = tonic::transport::Server::builder()
+            .add_service(identity_server::IdentityServer::new(driver.clone()))
+            .add_service(controller_server::ControllerServer::new(driver.clone()))
+            .add_service(node_server::NodeServer::new(driver))
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = served {
+            tracing::error!("{NAME}: {e}");
+        }
+    });
+    let announce = Announce { name: NAME.into(), endpoint };
+    let incoming = crate::socket::listen(&paths.registry().join(format!("{NAME}-reg.sock")))?;
+    tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder().add_service(registration_server::RegistrationServer::new(announce)).serve_with_incoming(incoming).await {
+            tracing::error!("{NAME} registration: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// A CSI plugin's registration service, as node-driver-registrar serves it.
+struct Announce {
+    name: String,
+    endpoint: PathBuf,
+}
+
+#[tonic::async_trait]
+impl registration_server::Registration for Announce {
+    async fn get_info(&self, _: Request<reg::InfoRequest>) -> Result<Response<reg::PluginInfo>, Status> {
+        Ok(Response::new(reg::PluginInfo {
+            r#type: "CSIPlugin".into(),
+            name: self.name.clone(),
+            endpoint: self.endpoint.to_string_lossy().into_owned(),
+            supported_versions: crate::SUPPORTED_VERSIONS.iter().map(|v| v.to_string()).collect(),
+        }))
+    }
+
+    async fn notify_registration_status(&self, request: Request<reg::RegistrationStatus>) -> Result<Response<reg::RegistrationStatusResponse>, Status> {
+        let status = request.into_inner();
+        if !status.plugin_registered {
+            tracing::error!("{}: the kubelet refused the registration: {}", self.name, status.error);
+        }
+        Ok(Response::new(reg::RegistrationStatusResponse {}))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Path,
+    Disk,
+}
+
+impl Local {
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn disk(&self, id: &str) -> PathBuf {
+        self.root.join(format!("{id}.img"))
+    }
+
+    /// What the volume is, or NotFound.
+    fn kind(&self, id: &str) -> Result<Kind, Status> {
+        check_id(id)?;
+        if self.disk(id).is_file() {
+            Ok(Kind::Disk)
+        } else if self.dir(id).is_dir() {
+            Ok(Kind::Path)
+        } else {
+            Err(Status::not_found(format!("volume {id} does not exist on node {}", self.node)))
+        }
+    }
+
+    fn topology(&self) -> csi::Topology {
+        csi::Topology { segments: HashMap::from([(TOPOLOGY_KEY.to_string(), self.node.clone())]) }
+    }
+}
+
+/// A volume id names a file under the root: nothing that could leave it.
+fn check_id(id: &str) -> Result<(), Status> {
+    let fine = !id.is_empty() && id.len() <= 128 && id != "." && id != ".." && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fine {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!("invalid volume id {id:?}")))
+    }
+}
+
+fn is_block(capability: &csi::VolumeCapability) -> bool {
+    matches!(capability.access_type, Some(csi::volume_capability::AccessType::Block(_)))
+}
+
+fn fs_type(capability: Option<&csi::VolumeCapability>) -> String {
+    match capability.and_then(|c| c.access_type.as_ref()) {
+        Some(csi::volume_capability::AccessType::Mount(m)) if !m.fs_type.is_empty() => m.fs_type.clone(),
+        _ => "ext4".into(),
+    }
+}
+
+/// Local volumes serve one node: the multi-node modes are refused.
+fn check_modes(capabilities: &[csi::VolumeCapability]) -> Result<(), Status> {
+    use csi::volume_capability::access_mode::Mode;
+    for capability in capabilities {
+        let mode = capability.access_mode.as_ref().map(|m| m.mode()).unwrap_or(Mode::Unknown);
+        if !matches!(mode, Mode::SingleNodeWriter | Mode::SingleNodeReaderOnly | Mode::SingleNodeSingleWriter | Mode::SingleNodeMultiWriter) {
+            return Err(Status::invalid_argument(format!("{NAME} volumes live on one node: access mode {} is not supported", mode.as_str_name())));
+        }
+    }
+    Ok(())
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Runs a host tool; its stderr becomes the error.
+async fn run(program: &str, args: &[&str]) -> Result<String, Status> {
+    let output = tokio::process::Command::new(program).args(args).output().await.map_err(|e| Status::internal(format!("{program}: {e}")))?;
+    if !output.status.success() {
+        return Err(Status::internal(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The loop devices backing `file` (`losetup -j`).
+async fn loops_of(file: &Path) -> Result<Vec<String>, Status> {
+    let listed = run("losetup", &["-j", &file.to_string_lossy()]).await?;
+    Ok(listed.lines().filter_map(|l| l.split(':').next()).filter(|d| d.starts_with("/dev/")).map(str::to_string).collect())
+}
+
+/// The loop device for `file`, attaching one if there is none yet.
+async fn attach(file: &Path) -> Result<String, Status> {
+    if let Some(device) = loops_of(file).await?.into_iter().next() {
+        return Ok(device);
+    }
+    Ok(run("losetup", &["--find", "--show", &file.to_string_lossy()]).await?.trim().to_string())
+}
+
+/// Whether something is mounted at `path` (its own mount, not the one it is on).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let mounted = mount_points(&info).any(|p| Path::new(&p) == path);
+    mounted
+}
+
+/// The mount points of a mountinfo table, unescaped (`\040` is a space).
+pub fn mount_points(info: &str) -> impl Iterator<Item = String> + '_ {
+    info.lines().filter_map(|line| line.split(' ').nth(4)).map(unescape)
+}
+
+fn unescape(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push(u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn bind(source: &Path, target: &Path, read_only: bool) -> Result<(), Status> {
+    use nix::mount::{mount, MsFlags};
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Status::internal(format!("bind-mounting {} at {}: {e}", source.display(), target.display())))?;
+    if read_only {
+        mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>).map_err(|e| Status::internal(format!("making {} read-only: {e}", target.display())))?;
+    }
+    Ok(())
+}
+
+fn unmount(path: &Path) -> Result<(), Status> {
+    if !is_mounted(path) {
+        return Ok(());
+    }
+    nix::mount::umount2(path, nix::mount::MntFlags::empty()).map_err(|e| Status::internal(format!("unmounting {}: {e}", path.display())))
+}
+
+/// statvfs of a mounted volume, as CSI's usage (bytes, then inodes).
+fn usage(path: &Path) -> Result<Vec<csi::VolumeUsage>, Status> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
+    let block = s.fragment_size() as i64;
+    let (total, free, available) = (s.blocks() as i64 * block, s.blocks_free() as i64 * block, s.blocks_available() as i64 * block);
+    let (inodes, inodes_free) = (s.files() as i64, s.files_free() as i64);
+    Ok(vec![
+        csi::VolumeUsage { total, available, used: total - free, unit: csi::volume_usage::Unit::Bytes as i32 },
+        csi::VolumeUsage { total: inodes, available: inodes_free, used: inodes - inodes_free, unit: csi::volume_usage::Unit::Inodes as i32 },
+    ])
+}
+
+#[tonic::async_trait]
+impl identity_server::Identity for Local {
+    async fn get_plugin_info(&self, _: Request<csi::GetPluginInfoRequest>) -> Result<Response<csi::GetPluginInfoResponse>, Status> {
+        Ok(Response::new(csi::GetPluginInfoResponse { name: NAME.into(), vendor_version: env!("CARGO_PKG_VERSION").into(), manifest: Default::default() }))
+    }
+
+    async fn get_plugin_capabilities(&self, _: Request<csi::GetPluginCapabilitiesRequest>) -> Result<Response<csi::GetPluginCapabilitiesResponse>, Status> {
+        use csi::plugin_capability::{service, volume_expansion, Service, Type, VolumeExpansion};
+        let service = |t: service::Type| csi::PluginCapability { r#type: Some(Type::Service(Service { r#type: t as i32 })) };
+        let capabilities = vec![
+            service(service::Type::ControllerService),
+            service(service::Type::VolumeAccessibilityConstraints),
+            csi::PluginCapability { r#type: Some(Type::VolumeExpansion(VolumeExpansion { r#type: volume_expansion::Type::Online as i32 })) },
+        ];
+        Ok(Response::new(csi::GetPluginCapabilitiesResponse { capabilities }))
+    }
+
+    async fn probe(&self, _: Request<csi::ProbeRequest>) -> Result<Response<csi::ProbeResponse>, Status> {
+        Ok(Response::new(csi::ProbeResponse { ready: Some(true) }))
+    }
+}
+
+#[tonic::async_trait]
+impl controller_server::Controller for Local {
+    async fn create_volume(&self, request: Request<csi::CreateVolumeRequest>) -> Result<Response<csi::CreateVolumeResponse>, Status> {
+        let request = request.into_inner();
+        check_id(&request.name)?;
+        check_modes(&request.volume_capabilities)?;
+        if request.volume_content_source.is_some() {
+            return Err(Status::invalid_argument(format!("{NAME} does not restore snapshots or clone volumes yet")));
+        }
+        // Node-deployment provisioning: only this node's volumes are made here.
+        if let Some(wanted) = &request.accessibility_requirements {
+            let here = wanted.requisite.iter().chain(&wanted.preferred).any(|t| t.segments.get(TOPOLOGY_KEY) == Some(&self.node));
+            if !wanted.requisite.is_empty() && !here {
+                return Err(Status::resource_exhausted(format!("this is node {}: the volume is wanted elsewhere", self.node)));
+            }
+        }
+        let kind = match request.parameters.get("type").map(String::as_str) {
+            None | Some("path") => Kind::Path,
+            Some("disk") => Kind::Disk,
+            Some(other) => return Err(Status::invalid_argument(format!("parameter type: {other:?} is neither \"path\" nor \"disk\""))),
+        };
+        let range = request.capacity_range.unwrap_or_default();
+        if range.limit_bytes > 0 && range.required_bytes > range.limit_bytes {
+            return Err(Status::out_of_range(format!("{} bytes are required but at most {} allowed", range.required_bytes, range.limit_bytes)));
+        }
+        let id = request.name;
+        let _held = self.lock(&id).lock_owned().await;
+        let capacity = match kind {
+            Kind::Path => {
+                match std::fs::create_dir(self.dir(&id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(internal(e)),
+                    _ => {}
+                }
+                range.required_bytes
+            }
+            Kind::Disk => {
+                let size = if range.required_bytes > 0 { range.required_bytes } else { DEFAULT_DISK_BYTES };
+                let file = self.disk(&id);
+                match std::fs::metadata(&file) {
+                    Ok(meta) if (meta.len() as i64) < size => return Err(Status::already_exists(format!("volume {id} exists with {} bytes", meta.len()))),
+                    Ok(meta) => meta.len() as i64,
+                    Err(_) => {
+                        let block = request.volume_capabilities.iter().any(is_block);
+                        let fs = fs_type(request.volume_capabilities.first());
+                        self.make_disk(&file, size, (!block).then_some(fs.as_str())).await?;
+                        size
+                    }
+                }
+            }
+        };
+        let kind_name = if kind == Kind::Path { "path" } else { "disk" };
+        Ok(Response::new(csi::CreateVolumeResponse {
+            volume: Some(csi::Volume {
+                capacity_bytes: capacity,
+                volume_id: id,
+                volume_context: HashMap::from([("type".to_string(), kind_name.to_string())]),
+                content_source: None,
+                accessible_topology: vec![self.topology()],
+            }),
+        }))
+    }
+
+    async fn delete_volume(&self, request: Request<csi::DeleteVolumeRequest>) -> Result<Response<csi::DeleteVolumeResponse>, Status> {
+        let id = request.into_inner().volume_id;
+        let _held = self.lock(&id).lock_owned().await;
+        match self.kind(&id) {
+            Err(e) if e.code() == tonic::Code::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(Kind::Path) => std::fs::remove_dir_all(self.dir(&id)).map_err(internal)?,
+            Ok(Kind::Disk) => {
+                let file = self.disk(&id);
+                for device in loops_of(&file).await? {
+                    run("losetup", &["-d", &device]).await?;
+                }
+                std::fs::remove_file(&file).map_err(internal)?;
+            }
+        }
+        Ok(Response::new(csi::DeleteVolumeResponse {}))
+    }
+
+    async fn controller_get_capabilities(&self, _: Request<csi::ControllerGetCapabilitiesRequest>) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
+        use csi::controller_service_capability::{rpc::Type, Rpc, Type as Cap};
+        let rpc = |t: Type| csi::ControllerServiceCapability { r#type: Some(Cap::Rpc(Rpc { r#type: t as i32 })) };
+        Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities: vec![rpc(Type::CreateDeleteVolume), rpc(Type::ExpandVolume), rpc(Type::SingleNodeMultiWriter)] }))
+    }
+
+    async fn controller_expand_volume(&self, request: Request<csi::ControllerExpandVolumeRequest>) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.volume_id;
+        let wanted = request.capacity_range.unwrap_or_default().required_bytes;
+        let _held = self.lock(&id).lock_owned().await;
+        match self.kind(&id)? {
+            // A directory has no size of its own.
+            Kind::Path => Ok(Response::new(csi::ControllerExpandVolumeResponse { capacity_bytes: wanted, node_expansion_required: false })),
+            Kind::Disk => {
+                let file = std::fs::OpenOptions::new().write(true).open(self.disk(&id)).map_err(internal)?;
+                let size = file.metadata().map_err(internal)?.len() as i64;
+                if wanted > size {
+                    file.set_len(wanted as u64).map_err(internal)?;
+                }
+                let block = request.volume_capability.as_ref().is_some_and(is_block);
+                Ok(Response::new(csi::ControllerExpandVolumeResponse { capacity_bytes: wanted.max(size), node_expansion_required: !block }))
+            }
+        }
+    }
+}
+
+impl Local {
+    /// A sparse file of `size` bytes with a filesystem (`None` for Block),
+    /// made whole under another name first.
+    async fn make_disk(&self, file: &Path, size: i64, fs: Option<&str>) -> Result<(), Status> {
+        let part = file.with_extension("img.part");
+        std::fs::File::create(&part).and_then(|f| f.set_len(size as u64)).map_err(internal)?;
+        let part_name = part.to_string_lossy().into_owned();
+        let made = match fs {
+            None => Ok(String::new()),
+            Some("ext4") => run("mkfs.ext4", &["-q", "-F", "-m", "0", "-E", "nodiscard", &part_name]).await,
+            Some("xfs") => run("mkfs.xfs", &["-q", "-f", "-K", &part_name]).await,
+            Some(other) => Err(Status::invalid_argument(format!("fsType {other:?}: {NAME} makes ext4 or xfs"))),
+        };
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+        std::fs::rename(&part, file).map_err(internal)
+    }
+}
+
+#[tonic::async_trait]
+impl node_server::Node for Local {
+    async fn node_stage_volume(&self, request: Request<csi::NodeStageVolumeRequest>) -> Result<Response<csi::NodeStageVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.volume_id;
+        let capability = request.volume_capability.ok_or_else(|| Status::invalid_argument("volume_capability is required"))?;
+        let _held = self.lock(&id).lock_owned().await;
+        if self.kind(&id)? == Kind::Path {
+            return Ok(Response::new(csi::NodeStageVolumeResponse {}));
+        }
+        let device = attach(&self.disk(&id)).await?;
+        let staging = PathBuf::from(&request.staging_target_path);
+        if !is_block(&capability) && !is_mounted(&staging) {
+            std::fs::create_dir_all(&staging).map_err(internal)?;
+            let fs = fs_type(Some(&capability));
+            nix::mount::mount(Some(device.as_str()), &staging, Some(fs.as_str()), nix::mount::MsFlags::empty(), None::<&str>).map_err(|e| Status::internal(format!("mounting {device} ({fs}) at {}: {e}", staging.display())))?;
+        }
+        Ok(Response::new(csi::NodeStageVolumeResponse {}))
+    }
+
+    async fn node_unstage_volume(&self, request: Request<csi::NodeUnstageVolumeRequest>) -> Result<Response<csi::NodeUnstageVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.volume_id;
+        let _held = self.lock(&id).lock_owned().await;
+        let staging = PathBuf::from(&request.staging_target_path);
+        unmount(&staging)?;
+        let _ = std::fs::remove_dir(&staging);
+        if self.disk(&id).is_file() {
+            for device in loops_of(&self.disk(&id)).await? {
+                run("losetup", &["-d", &device]).await?;
+            }
+        }
+        Ok(Response::new(csi::NodeUnstageVolumeResponse {}))
+    }
+
+    async fn node_publish_volume(&self, request: Request<csi::NodePublishVolumeRequest>) -> Result<Response<csi::NodePublishVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.volume_id;
+        let capability = request.volume_capability.ok_or_else(|| Status::invalid_argument("volume_capability is required"))?;
+        let target = PathBuf::from(&request.target_path);
+        let _held = self.lock(&id).lock_owned().await;
+        let source = match self.kind(&id)? {
+            Kind::Path if is_block(&capability) => return Err(Status::invalid_argument(format!("volume {id} is a directory: it has no block device"))),
+            Kind::Path => self.dir(&id),
+            Kind::Disk if is_block(&capability) => PathBuf::from(attach(&self.disk(&id)).await?),
+            Kind::Disk => PathBuf::from(&request.staging_target_path),
+        };
+        if is_mounted(&target) {
+            return Ok(Response::new(csi::NodePublishVolumeResponse {}));
+        }
+        if is_block(&capability) {
+            std::fs::create_dir_all(target.parent().unwrap_or(Path::new("/"))).map_err(internal)?;
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&target).map_err(internal)?;
+        } else {
+            if !is_mounted(&source) && self.kind(&id)? == Kind::Disk {
+                return Err(Status::failed_precondition(format!("volume {id} is not staged at {}", source.display())));
+            }
+            std::fs::create_dir_all(&target).map_err(internal)?;
+        }
+        bind(&source, &target, request.readonly)?;
+        Ok(Response::new(csi::NodePublishVolumeResponse {}))
+    }
+
+    async fn node_unpublish_volume(&self, request: Request<csi::NodeUnpublishVolumeRequest>) -> Result<Response<csi::NodeUnpublishVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let target = PathBuf::from(&request.target_path);
+        let _held = self.lock(&request.volume_id).lock_owned().await;
+        unmount(&target)?;
+        // Only what publishing made: an empty directory or the device's file.
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir(&target).map_err(internal)?,
+            Ok(_) => std::fs::remove_file(&target).map_err(internal)?,
+            Err(_) => {}
+        }
+        Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
+    }
+
+    async fn node_get_volume_stats(&self, request: Request<csi::NodeGetVolumeStatsRequest>) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
+        let request = request.into_inner();
+        self.kind(&request.volume_id)?;
+        Ok(Response::new(csi::NodeGetVolumeStatsResponse { usage: usage(Path::new(&request.volume_path))?, volume_condition: None }))
+    }
+
+    async fn node_expand_volume(&self, request: Request<csi::NodeExpandVolumeRequest>) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let id = request.volume_id;
+        let _held = self.lock(&id).lock_owned().await;
+        if self.kind(&id)? == Kind::Path {
+            return Ok(Response::new(csi::NodeExpandVolumeResponse { capacity_bytes: 0 }));
+        }
+        let file = self.disk(&id);
+        let device = attach(&file).await?;
+        // The loop device learns the file's new size, then the filesystem grows into it.
+        run("losetup", &["-c", &device]).await?;
+        let capability = request.volume_capability.as_ref();
+        if !capability.is_some_and(is_block) {
+            match fs_type(capability).as_str() {
+                "xfs" => run("xfs_growfs", &[&request.volume_path]).await?,
+                _ => run("resize2fs", &[&device]).await?,
+            };
+        }
+        let size = std::fs::metadata(&file).map_err(internal)?.len() as i64;
+        Ok(Response::new(csi::NodeExpandVolumeResponse { capacity_bytes: size }))
+    }
+
+    async fn node_get_capabilities(&self, _: Request<csi::NodeGetCapabilitiesRequest>) -> Result<Response<csi::NodeGetCapabilitiesResponse>, Status> {
+        use csi::node_service_capability::{rpc::Type, Rpc, Type as Cap};
+        let rpc = |t: Type| csi::NodeServiceCapability { r#type: Some(Cap::Rpc(Rpc { r#type: t as i32 })) };
+        Ok(Response::new(csi::NodeGetCapabilitiesResponse {
+            capabilities: vec![rpc(Type::StageUnstageVolume), rpc(Type::GetVolumeStats), rpc(Type::ExpandVolume), rpc(Type::SingleNodeMultiWriter)],
+        }))
+    }
+
+    async fn node_get_info(&self, _: Request<csi::NodeGetInfoRequest>) -> Result<Response<csi::NodeGetInfoResponse>, Status> {
+        Ok(Response::new(csi::NodeGetInfoResponse { node_id: self.node.clone(), max_volumes_per_node: 0, accessible_topology: Some(self.topology()) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_stay_under_the_root() {
+        assert!(check_id("pvc-0b1c2d3e-aaaa-bbbb-cccc-0123456789ab").is_ok());
+        for bad in ["", ".", "..", "../etc", "a/b", "a b"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mount_points_are_unescaped() {
+        let info = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n37 35 98:0 / /data rw - ext4 /dev/x rw\n";
+        assert_eq!(mount_points(info).collect::<Vec<_>>(), vec!["/mnt/a b", "/data"]);
+    }
+}

@@ -1,0 +1,300 @@
+//! external-provisioner's job, run by each node for the drivers registered
+//! on it (upstream's `--node-deployment` mode, which node-local drivers
+//! need: only the node that holds a volume can make it).
+//!
+//! - A pending claim whose class names a driver registered here, and whose
+//!   node is this one (the scheduler's `volume.kubernetes.io/selected-node`
+//!   for `WaitForFirstConsumer`; for `Immediate`, the first node by name
+//!   that has the driver), gets `CreateVolume` and a PersistentVolume
+//!   reserved for it (`claimRef`). The PV binder then binds the two.
+//! - A volume this driver made here that is Released with reclaim policy
+//!   `Delete` gets `DeleteVolume`, then its PersistentVolume goes.
+//!
+//! Every change to claims, volumes and classes, and a resync every 10 s,
+//! runs one pass; each claim's provisioning runs on its own, at most
+//! [`PARALLEL`] at a time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use serde_json::json;
+
+use crate::pb::csi;
+use crate::registry::{Driver, Registry};
+
+pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+const RESYNC: Duration = Duration::from_secs(10);
+const PARALLEL: usize = 16;
+/// Class parameters meant for the CO, not the driver.
+const CO_PARAMETER_PREFIX: &str = "csi.storage.k8s.io/";
+
+struct Provisioner {
+    client: kube::Client,
+    node: String,
+    registry: Registry,
+    claims: Store<PersistentVolumeClaim>,
+    volumes: Store<PersistentVolume>,
+    classes: Store<StorageClass>,
+    /// Claims (by uid) and volumes (by name) being worked on.
+    busy: Mutex<HashSet<String>>,
+    permits: tokio::sync::Semaphore,
+    recorder: Recorder,
+}
+
+/// Runs for as long as the process does.
+pub async fn run(client: kube::Client, node: String, registry: Registry) {
+    let (claims, claims_writer) = reflector::store();
+    let (volumes, volumes_writer) = reflector::store();
+    let (classes, classes_writer) = reflector::store();
+    let changes = futures::stream::select_all([
+        reflector::reflector(claims_writer, watcher(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
+        reflector::reflector(volumes_writer, watcher(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
+        reflector::reflector(classes_writer, watcher(Api::<StorageClass>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
+    ]);
+    let ticks = futures::stream::unfold(tokio::time::interval(RESYNC), |mut t| async move {
+        t.tick().await;
+        Some(((), t))
+    });
+    let mut triggers = futures::stream::select(changes, ticks.boxed()).ready_chunks(1024);
+    let reporter = Reporter { controller: "skiff-csi-provisioner".into(), instance: Some(node.clone()) };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let me = Arc::new(Provisioner { client, node, registry, claims, volumes, classes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
+    while triggers.next().await.is_some() {
+        if !(me.claims.listed() && me.volumes.listed() && me.classes.listed()) {
+            continue;
+        }
+        me.clone().pass().await;
+    }
+}
+
+trait Listed {
+    fn listed(&self) -> bool;
+}
+
+impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Listed for Store<K> {
+    /// Whether the first list is in (a store is not ready until then).
+    fn listed(&self) -> bool {
+        futures::FutureExt::now_or_never(self.wait_until_ready()).is_some()
+    }
+}
+
+fn name_of<K: kube::Resource>(o: &K) -> &str {
+    o.meta().name.as_deref().unwrap_or_default()
+}
+
+impl Provisioner {
+    fn claim_busy(&self, key: &str) -> bool {
+        !self.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string())
+    }
+
+    fn done(&self, key: &str) {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    async fn pass(self: Arc<Self>) {
+        let mut immediate_nodes: Option<BTreeMap<String, String>> = None;
+        for claim in self.claims.state() {
+            let Some(class) = self.class_to_provision(&claim) else { continue };
+            let Some(driver) = self.registry.get(&class.provisioner).filter(|d| d.controller) else { continue };
+            let selected = claim.metadata.annotations.as_ref().and_then(|a| a.get(SELECTED_NODE));
+            let mine = match selected {
+                Some(node) => *node == self.node,
+                None if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") => false,
+                None => {
+                    if immediate_nodes.is_none() {
+                        immediate_nodes = Some(self.first_nodes().await);
+                    }
+                    immediate_nodes.as_ref().and_then(|m| m.get(&driver.name)) == Some(&self.node)
+                }
+            };
+            let pv_name = format!("pvc-{}", claim.metadata.uid.as_deref().unwrap_or_default());
+            if !mine || self.volumes.get(&reflector::ObjectRef::new(&pv_name)).is_some() || self.claim_busy(&pv_name) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = me.permits.acquire().await;
+                if let Err(e) = me.provision(&claim, &class, &driver, &pv_name).await {
+                    let message = format!("failed to provision volume with StorageClass \"{}\": {e:#}", name_of(&*class));
+                    tracing::warn!(claim = name_of(&*claim), "{message}");
+                    me.event(&claim, EventType::Warning, "ProvisioningFailed", message).await;
+                    // Tried again on a later pass, not at once.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                me.done(&pv_name);
+            });
+        }
+        for volume in self.volumes.state() {
+            let Some(driver) = self.to_delete(&volume) else { continue };
+            let name = name_of(&*volume).to_string();
+            if self.claim_busy(&name) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = me.permits.acquire().await;
+                if let Err(e) = me.delete(&volume, &driver).await {
+                    tracing::warn!(volume = name, "deleting a released volume: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                me.done(&name);
+            });
+        }
+    }
+
+    /// The class of a claim waiting for a volume from a provisioner.
+    fn class_to_provision(&self, claim: &PersistentVolumeClaim) -> Option<Arc<StorageClass>> {
+        let spec = claim.spec.as_ref()?;
+        if claim.metadata.deletion_timestamp.is_some() || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+            return None;
+        }
+        let class = spec.storage_class_name.as_deref().filter(|c| !c.is_empty())?;
+        self.classes.get(&reflector::ObjectRef::new(class))
+    }
+
+    /// For each driver, the first node by name whose CSINode lists it:
+    /// the one that provisions its `Immediate` claims.
+    async fn first_nodes(&self) -> BTreeMap<String, String> {
+        let mut first = BTreeMap::new();
+        let Ok(list) = Api::<CSINode>::all(self.client.clone()).list(&Default::default()).await else { return first };
+        for csinode in list.items {
+            for driver in &csinode.spec.drivers {
+                let node = name_of(&csinode).to_string();
+                first.entry(driver.name.clone()).and_modify(|n: &mut String| *n = n.clone().min(node.clone())).or_insert(node);
+            }
+        }
+        first
+    }
+
+    async fn provision(&self, claim: &PersistentVolumeClaim, class: &StorageClass, driver: &Driver, pv_name: &str) -> Result<()> {
+        let spec = claim.spec.clone().unwrap_or_default();
+        let quantity = |key: &str| spec.resources.as_ref().and_then(|r| r.requests.as_ref()).and_then(|r| r.get(key)).and_then(|q| skiff_quantity::value(&q.0));
+        let limit = spec.resources.as_ref().and_then(|r| r.limits.as_ref()).and_then(|r| r.get("storage")).and_then(|q| skiff_quantity::value(&q.0));
+        let block = spec.volume_mode.as_deref() == Some("Block");
+        let parameters: BTreeMap<String, String> = class.parameters.clone().unwrap_or_default();
+        let fs_type = parameters.get("csi.storage.k8s.io/fstype").cloned().unwrap_or_default();
+        let modes = spec.access_modes.clone().unwrap_or_default();
+        let capabilities = modes.iter().map(|m| capability(m, block, &fs_type, class.mount_options.clone().unwrap_or_default())).collect::<Result<Vec<_>>>()?;
+        let driver_parameters = parameters.iter().filter(|(k, _)| !k.starts_with(CO_PARAMETER_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        // The volume must be reachable from the node the pod was scheduled to.
+        let requisite = if driver.topology.is_empty() { vec![] } else { vec![csi::Topology { segments: driver.topology.clone().into_iter().collect() }] };
+        let accessibility = (!requisite.is_empty()).then(|| csi::TopologyRequirement { preferred: requisite.clone(), requisite });
+        let request = csi::CreateVolumeRequest {
+            name: pv_name.to_string(),
+            capacity_range: Some(csi::CapacityRange { required_bytes: quantity("storage").unwrap_or(0), limit_bytes: limit.unwrap_or(0) }),
+            volume_capabilities: capabilities,
+            parameters: driver_parameters,
+            accessibility_requirements: accessibility,
+            ..Default::default()
+        };
+        let created = driver.controller().create_volume(request).await.map_err(|s| anyhow::anyhow!("rpc error: code = {:?} desc = {}", s.code(), s.message()))?.into_inner();
+        let volume = created.volume.context("the driver answered CreateVolume without a volume")?;
+        let capacity = if volume.capacity_bytes > 0 { volume.capacity_bytes } else { quantity("storage").unwrap_or(0) };
+        let terms: Vec<serde_json::Value> = volume
+            .accessible_topology
+            .iter()
+            .map(|t| json!({"matchExpressions": t.segments.iter().map(|(k, v)| json!({"key": k, "operator": "In", "values": [v]})).collect::<Vec<_>>()}))
+            .collect();
+        let claim_ref = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("PersistentVolumeClaim".into()),
+            namespace: claim.metadata.namespace.clone(),
+            name: claim.metadata.name.clone(),
+            uid: claim.metadata.uid.clone(),
+            resource_version: claim.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        let mut pv = json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "annotations": {PROVISIONED_BY: driver.name}},
+            "spec": {
+                "capacity": {"storage": skiff_quantity::format(capacity as i64 * 1000, true)},
+                "accessModes": modes,
+                "claimRef": claim_ref,
+                "persistentVolumeReclaimPolicy": class.reclaim_policy.as_deref().unwrap_or("Delete"),
+                "storageClassName": name_of(class),
+                "volumeMode": if block { "Block" } else { "Filesystem" },
+                "csi": {"driver": driver.name, "volumeHandle": volume.volume_id, "volumeAttributes": volume.volume_context},
+            },
+        });
+        if !fs_type.is_empty() {
+            pv["spec"]["csi"]["fsType"] = json!(fs_type);
+        }
+        if let Some(options) = &class.mount_options {
+            pv["spec"]["mountOptions"] = json!(options);
+        }
+        if !terms.is_empty() {
+            pv["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": terms}});
+        }
+        let pv: PersistentVolume = serde_json::from_value(pv)?;
+        match Api::<PersistentVolume>::all(self.client.clone()).create(&PostParams::default(), &pv).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e).context("creating the PersistentVolume"),
+        }
+        self.event(claim, EventType::Normal, "ProvisioningSucceeded", format!("Successfully provisioned volume {pv_name}")).await;
+        Ok(())
+    }
+
+    /// The driver that must delete this volume, if it is this node's to
+    /// delete now: Released, reclaim Delete, made by a driver registered
+    /// here, and (for a driver with topology) on this node.
+    fn to_delete(&self, volume: &PersistentVolume) -> Option<Driver> {
+        let spec = volume.spec.as_ref()?;
+        let released = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
+        if !released || spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") || volume.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let made_by = volume.metadata.annotations.as_ref()?.get(PROVISIONED_BY)?;
+        let driver = self.registry.get(made_by).filter(|d| d.controller)?;
+        let here = driver.topology.is_empty()
+            || spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()).is_some_and(|r| {
+                r.node_selector_terms.iter().any(|t| {
+                    t.match_expressions.iter().flatten().all(|e| e.operator == "In" && driver.topology.get(&e.key).is_some_and(|v| e.values.iter().flatten().any(|x| x == v)))
+                })
+            });
+        here.then_some(driver)
+    }
+
+    async fn delete(&self, volume: &PersistentVolume, driver: &Driver) -> Result<()> {
+        let handle = volume.spec.as_ref().and_then(|s| s.csi.as_ref()).map(|c| c.volume_handle.clone()).context("not a CSI volume")?;
+        driver.controller().delete_volume(csi::DeleteVolumeRequest { volume_id: handle, secrets: Default::default() }).await.map_err(|s| anyhow::anyhow!("rpc error: code = {:?} desc = {}", s.code(), s.message()))?;
+        let params = DeleteParams { preconditions: Some(kube::api::Preconditions { uid: volume.metadata.uid.clone(), resource_version: None }), ..Default::default() };
+        match Api::<PersistentVolume>::all(self.client.clone()).delete(name_of(volume), &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn event(&self, claim: &PersistentVolumeClaim, type_: EventType, reason: &str, note: String) {
+        use kube::Resource;
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: "Provision".into(), secondary: None };
+        let _ = self.recorder.publish(&event, &claim.object_ref(&())).await;
+    }
+}
+
+/// A claim's access mode and volume mode as a CSI volume capability.
+pub fn capability(mode: &str, block: bool, fs_type: &str, mount_flags: Vec<String>) -> Result<csi::VolumeCapability> {
+    use csi::volume_capability::{access_mode::Mode, AccessMode, AccessType, BlockVolume, MountVolume};
+    let mode = match mode {
+        "ReadWriteOnce" => Mode::SingleNodeWriter,
+        "ReadWriteOncePod" => Mode::SingleNodeSingleWriter,
+        "ReadOnlyMany" => Mode::MultiNodeReaderOnly,
+        "ReadWriteMany" => Mode::MultiNodeMultiWriter,
+        other => anyhow::bail!("unknown access mode {other:?}"),
+    };
+    let access_type = if block { AccessType::Block(BlockVolume {}) } else { AccessType::Mount(MountVolume { fs_type: fs_type.to_string(), mount_flags, volume_mount_group: String::new() }) };
+    Ok(csi::VolumeCapability { access_type: Some(access_type), access_mode: Some(AccessMode { mode: mode as i32 }) })
+}
