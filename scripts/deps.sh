@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(
   build-essential      # C compiler for the bundled SQLite
-  protobuf-compiler libprotobuf-dev # etcd-client's gRPC code generation (protoc and google/protobuf/*.proto)
+  protobuf-compiler libprotobuf-dev # gRPC code generation, etcd-client's and CSI's (protoc and google/protobuf/*.proto)
+  e2fsprogs xfsprogs mount # local-disk volumes: mkfs, online growth, losetup
   etcd-server          # the etcd backend's tests and benchmark
   etcd-client          # etcdctl, for `skiff bench store`'s reference figure
   curl ca-certificates # curl: the unauthenticated-request test

@@ -12,6 +12,7 @@ mod pods;
 mod policy;
 mod quota;
 mod service_account;
+mod storage;
 mod webhook;
 
 use std::fmt::Display;
@@ -153,6 +154,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("Priority", true),
     ("DefaultStorageClass", true),
     ("StorageObjectInUseProtection", true),
+    ("PersistentVolumeClaimResize", true),
     ("CertificateApproval", true),
     ("CertificateSigning", true),
     ("CertificateSubjectRestriction", true),
@@ -173,8 +175,9 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "AlwaysPullImages" => Box::new(pods::AlwaysPullImages),
         "Priority" => Box::new(pods::Priority),
         "PodSecurity" => Box::new(pod_security::PodSecurity),
-        "DefaultStorageClass" => Box::new(pods::DefaultStorageClass),
-        "StorageObjectInUseProtection" => Box::new(pods::StorageObjectInUseProtection),
+        "DefaultStorageClass" => Box::new(storage::DefaultStorageClass),
+        "StorageObjectInUseProtection" => Box::new(storage::StorageObjectInUseProtection),
+        "PersistentVolumeClaimResize" => Box::new(storage::PersistentVolumeClaimResize),
         "CertificateApproval" => Box::new(certificates::CertificateApproval),
         "CertificateSigning" => Box::new(certificates::CertificateSigning),
         "CertificateSubjectRestriction" => Box::new(certificates::CertificateSubjectRestriction),
@@ -239,7 +242,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
+        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
         let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());

@@ -84,6 +84,19 @@ impl Plugin for NodeRestriction {
             }
             // Skiff's node-deployment provisioner: only CSI volumes of the
             // drivers this node registered, made or deleted by it.
+            ("", "persistentvolumes", "", Operation::Update) => {
+                // The capacity an expansion reached, and nothing else.
+                let (mut new, mut old) = (obj.clone(), req.old.cloned().unwrap_or(Value::Null));
+                for v in [&mut new, &mut old] {
+                    v["metadata"] = Value::Null;
+                    v["spec"]["capacity"] = Value::Null;
+                    v["status"] = Value::Null;
+                }
+                if new != old || !csi_volume_of_node(obj, node, cluster).await? {
+                    return refuse(format!("node {node:?} can only change the capacity of CSI persistentvolumes of drivers registered on it"));
+                }
+                Ok(())
+            }
             ("", "persistentvolumes", "", Operation::Create | Operation::Delete) => {
                 let volume = match req.operation {
                     Operation::Delete => match cluster.get("", "persistentvolumes", None, req.name).await.map_err(Rejection::internal)? {
@@ -92,11 +105,7 @@ impl Plugin for NodeRestriction {
                     },
                     _ => obj.clone(),
                 };
-                let driver = volume["spec"]["csi"]["driver"].as_str().unwrap_or_default();
-                let sources = volume["spec"].as_object().map(|s| s.keys().filter(|k| VOLUME_SOURCES.contains(&k.as_str())).count()).unwrap_or(0);
-                let csinode = cluster.get("storage.k8s.io", "csinodes", None, node).await.map_err(Rejection::internal)?;
-                let registered = csinode.is_some_and(|c| c["spec"]["drivers"].as_array().into_iter().flatten().any(|d| d["name"] == driver));
-                if driver.is_empty() || sources != 1 || !registered {
+                if !csi_volume_of_node(&volume, node, cluster).await? {
                     return refuse(format!("node {node:?} can only create or delete CSI persistentvolumes of drivers registered on it"));
                 }
                 Ok(())
@@ -111,4 +120,14 @@ impl Plugin for NodeRestriction {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether a PersistentVolume is a CSI volume (and nothing else) of a
+/// driver the node registered in its CSINode.
+async fn csi_volume_of_node(volume: &Value, node: &str, cluster: &dyn Cluster) -> Result<bool, Rejection> {
+    let driver = volume["spec"]["csi"]["driver"].as_str().unwrap_or_default();
+    let sources = volume["spec"].as_object().map(|s| s.keys().filter(|k| VOLUME_SOURCES.contains(&k.as_str())).count()).unwrap_or(0);
+    let csinode = cluster.get("storage.k8s.io", "csinodes", None, node).await.map_err(Rejection::internal)?;
+    let registered = csinode.is_some_and(|c| c["spec"]["drivers"].as_array().into_iter().flatten().any(|d| d["name"] == driver));
+    Ok(!driver.is_empty() && sources == 1 && registered)
 }

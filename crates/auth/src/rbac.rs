@@ -285,7 +285,8 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     // volumes of its own CSI drivers. NodeRestriction keeps it to CSI
     // volumes of drivers in its CSINode.
     (&[""], &["persistentvolumeclaims"], &["list", "watch"]),
-    (&[""], &["persistentvolumes"], &["list", "watch", "create", "delete"]),
+    (&[""], &["persistentvolumeclaims/status"], &["patch"]),
+    (&[""], &["persistentvolumes"], &["list", "watch", "create", "delete", "patch"]),
     (&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch"]),
 ];
 
@@ -300,8 +301,8 @@ pub fn node_authorize(a: &Attributes) -> Decision {
         return Decision::NoOpinion(String::new());
     }
     let resource = a.combined_resource();
-    let by_name = !matches!(a.verb.as_str(), "list" | "watch" | "create" | "delete") || resource.contains('/');
-    if ["secrets", "configmaps", "serviceaccounts/token"].contains(&resource.as_str()) || (by_name && ["persistentvolumeclaims", "persistentvolumes"].contains(&resource.as_str())) {
+    // Reads of single claims and volumes follow the node's pods (the graph).
+    if ["secrets", "configmaps", "serviceaccounts/token"].contains(&resource.as_str()) || (a.verb == "get" && ["persistentvolumeclaims", "persistentvolumes"].contains(&resource.as_str())) {
         return Decision::NoOpinion(format!("no relationship found between node '{node}' and this object"));
     }
     let allowed = NODE_RULES.iter().any(|(groups, resources, verbs)| groups.contains(&a.api_group.as_str()) && resources.contains(&resource.as_str()) && verbs.contains(&a.verb.as_str()));

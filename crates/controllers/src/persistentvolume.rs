@@ -147,8 +147,9 @@ impl Binder {
         }
         let spec = volume.spec.as_ref();
         let status = json!({"status": {"phase": "Bound", "accessModes": spec.and_then(|s| s.access_modes.clone()), "capacity": spec.and_then(|s| s.capacity.clone())}});
-        let current = claim.status.as_ref();
-        if phase_of_claim(claim) != "Bound" || current.and_then(|s| s.capacity.as_ref()) != spec.and_then(|s| s.capacity.as_ref()) {
+        // The capacity is the volume's when binding; later, an expansion's
+        // resizer moves it, once the filesystem has grown.
+        if phase_of_claim(claim) != "Bound" {
             claims.patch_status(name_of(claim), &PatchParams::default(), &Patch::Merge(status)).await?;
         }
         Ok(())

@@ -126,10 +126,35 @@ impl Mounter {
 
     /// Whether a pod on this node still has the volume published.
     fn in_use(&self, driver: &str, handle: &str) -> bool {
+        self.published(driver, handle).is_some()
+    }
+
+    /// Where a pod on this node has the volume published, if one has.
+    pub fn published(&self, driver: &str, handle: &str) -> Option<PathBuf> {
         let pods = std::fs::read_dir(&self.pods).into_iter().flatten().flatten();
-        pods.flat_map(|pod| std::fs::read_dir(pod.path().join("volumes").join(PLUGIN_DIR)).into_iter().flatten().flatten()).any(|v| {
-            std::fs::read(v.path().join("vol_data.json")).ok().and_then(|t| serde_json::from_slice::<VolumeData>(&t).ok()).is_some_and(|d| d.driver_name == driver && d.volume_handle == handle)
+        pods.flat_map(|pod| std::fs::read_dir(pod.path().join("volumes").join(PLUGIN_DIR)).into_iter().flatten().flatten()).find_map(|v| {
+            let data = std::fs::read(v.path().join("vol_data.json")).ok().and_then(|t| serde_json::from_slice::<VolumeData>(&t).ok())?;
+            (data.driver_name == driver && data.volume_handle == handle).then(|| v.path().join("mount"))
         })
+    }
+
+    /// Grows the filesystem of a volume published here to `bytes`
+    /// (`NodeExpandVolume`, upstream's online expansion).
+    pub async fn expand(&self, source: &CSIPersistentVolumeSource, access_mode: &str, bytes: i64) -> Result<()> {
+        let driver = self.registry.get(&source.driver).context("driver not registered")?;
+        let target = self.published(&source.driver, &source.volume_handle).context("the volume is not published on this node")?;
+        let capability = crate::provisioner::capability(access_mode, false, source.fs_type.as_deref().unwrap_or_default(), vec![])?;
+        let staging = if driver.stages { self.paths.staging(&source.driver, &source.volume_handle).to_string_lossy().into_owned() } else { String::new() };
+        let request = csi::NodeExpandVolumeRequest {
+            volume_id: source.volume_handle.clone(),
+            volume_path: target.to_string_lossy().into_owned(),
+            capacity_range: Some(csi::CapacityRange { required_bytes: bytes, limit_bytes: 0 }),
+            staging_target_path: staging,
+            volume_capability: Some(capability),
+            secrets: Default::default(),
+        };
+        driver.node().node_expand_volume(request).await.map_err(rpc_error)?;
+        Ok(())
     }
 
     /// Usage of a published volume (`NodeGetVolumeStats`): (bytes total,

@@ -9,6 +9,11 @@
 //!   reserved for it (`claimRef`). The PV binder then binds the two.
 //! - A volume this driver made here that is Released with reclaim policy
 //!   `Delete` gets `DeleteVolume`, then its PersistentVolume goes.
+//! - external-resizer's job, and the kubelet's half of it: a bound claim
+//!   asking for more than its volume has gets `ControllerExpandVolume` and
+//!   the volume's new capacity; then, where a pod has the volume published,
+//!   `NodeExpandVolume` grows the filesystem online and the claim's
+//!   capacity follows (condition `FileSystemResizePending` in between).
 //!
 //! Every change to claims, volumes and classes, and a resync every 10 s,
 //! runs one pass; each claim's provisioning runs on its own, at most
@@ -22,13 +27,14 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 use crate::pb::csi;
+use crate::mounter::Mounter;
 use crate::registry::{Driver, Registry};
 
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -42,6 +48,7 @@ struct Provisioner {
     client: kube::Client,
     node: String,
     registry: Registry,
+    mounter: Mounter,
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
@@ -52,7 +59,8 @@ struct Provisioner {
 }
 
 /// Runs for as long as the process does.
-pub async fn run(client: kube::Client, node: String, registry: Registry) {
+pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
+    let registry = mounter.registry.clone();
     let (claims, claims_writer) = reflector::store();
     let (volumes, volumes_writer) = reflector::store();
     let (classes, classes_writer) = reflector::store();
@@ -68,7 +76,7 @@ pub async fn run(client: kube::Client, node: String, registry: Registry) {
     let mut triggers = futures::stream::select(changes, ticks.boxed()).ready_chunks(1024);
     let reporter = Reporter { controller: "skiff-csi-provisioner".into(), instance: Some(node.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
-    let me = Arc::new(Provisioner { client, node, registry, claims, volumes, classes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
+    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
     while triggers.next().await.is_some() {
         if !(me.claims.listed() && me.volumes.listed() && me.classes.listed()) {
             continue;
@@ -132,6 +140,24 @@ impl Provisioner {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
                 me.done(&pv_name);
+            });
+        }
+        for claim in self.claims.state() {
+            let Some((volume, driver, wanted)) = self.to_expand(&claim) else { continue };
+            let key = format!("expand/{}", name_of(&*volume));
+            if self.claim_busy(&key) {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _permit = me.permits.acquire().await;
+                if let Err(e) = me.expand(&claim, &volume, &driver, wanted).await {
+                    let message = format!("resize volume \"{}\" by resizer \"{}\" failed: {e:#}", name_of(&*volume), driver.name);
+                    tracing::warn!(claim = name_of(&*claim), "{message}");
+                    me.event(&claim, EventType::Warning, "VolumeResizeFailed", message).await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                me.done(&key);
             });
         }
         for volume in self.volumes.state() {
@@ -219,7 +245,7 @@ impl Provisioner {
             "kind": "PersistentVolume",
             "metadata": {"name": pv_name, "annotations": {PROVISIONED_BY: driver.name}},
             "spec": {
-                "capacity": {"storage": skiff_quantity::format(capacity as i64 * 1000, true)},
+                "capacity": {"storage": skiff_quantity::format(capacity * 1000, true)},
                 "accessModes": modes,
                 "claimRef": claim_ref,
                 "persistentVolumeReclaimPolicy": class.reclaim_policy.as_deref().unwrap_or("Delete"),
@@ -256,6 +282,14 @@ impl Provisioner {
         if !released || spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") || volume.metadata.deletion_timestamp.is_some() {
             return None;
         }
+        self.maker_here(volume)
+    }
+
+    /// The driver registered here that made this volume, if the volume is
+    /// this node's to manage (a driver with topology: the volume's node
+    /// affinity names this node).
+    fn maker_here(&self, volume: &PersistentVolume) -> Option<Driver> {
+        let spec = volume.spec.as_ref()?;
         let made_by = volume.metadata.annotations.as_ref()?.get(PROVISIONED_BY)?;
         let driver = self.registry.get(made_by).filter(|d| d.controller)?;
         let here = driver.topology.is_empty()
@@ -278,11 +312,73 @@ impl Provisioner {
         }
     }
 
+    /// A bound claim that wants more than it has, with its volume, the
+    /// volume's driver (registered here) and the bytes wanted.
+    fn to_expand(&self, claim: &PersistentVolumeClaim) -> Option<(Arc<PersistentVolume>, Driver, i64)> {
+        let spec = claim.spec.as_ref()?;
+        let bytes = |q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>| q.and_then(|q| skiff_quantity::value(&q.0));
+        let wanted = bytes(spec.resources.as_ref()?.requests.as_ref()?.get("storage"))?;
+        let status = claim.status.as_ref()?;
+        let has = bytes(status.capacity.as_ref()?.get("storage"))?;
+        if status.phase.as_deref() != Some("Bound") || wanted <= has || claim.metadata.deletion_timestamp.is_some() {
+            return None;
+        }
+        let volume = self.volumes.get(&reflector::ObjectRef::new(spec.volume_name.as_deref()?))?;
+        let driver = self.maker_here(&volume)?;
+        Some((volume, driver, wanted))
+    }
+
+    /// One step of an expansion: the controller's, until the volume has
+    /// the size; then the node's, where the volume is published.
+    async fn expand(&self, claim: &PersistentVolumeClaim, volume: &PersistentVolume, driver: &Driver, wanted: i64) -> Result<()> {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), claim.metadata.namespace.as_deref().unwrap_or_default());
+        let spec = volume.spec.as_ref().context("a volume without spec")?;
+        let source = spec.csi.as_ref().context("not a CSI volume")?;
+        let capacity = spec.capacity.as_ref().and_then(|c| c.get("storage")).and_then(|q| skiff_quantity::value(&q.0)).unwrap_or(0);
+        let size = skiff_quantity::format(wanted * 1000, true);
+        let mode = spec.access_modes.as_ref().and_then(|m| m.first().cloned()).unwrap_or_else(|| "ReadWriteOnce".into());
+        if capacity < wanted {
+            self.event(claim, EventType::Normal, "Resizing", format!("External resizer is resizing volume {}", name_of(volume))).await;
+            let block = spec.volume_mode.as_deref() == Some("Block");
+            let request = csi::ControllerExpandVolumeRequest {
+                volume_id: source.volume_handle.clone(),
+                capacity_range: Some(csi::CapacityRange { required_bytes: wanted, limit_bytes: 0 }),
+                volume_capability: Some(capability(&mode, block, source.fs_type.as_deref().unwrap_or_default(), vec![])?),
+                secrets: Default::default(),
+            };
+            let expanded = driver.controller().controller_expand_volume(request).await.map_err(crate::mounter::rpc_error)?.into_inner();
+            let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+            volumes.patch(name_of(volume), &PatchParams::default(), &Patch::Merge(json!({"spec": {"capacity": {"storage": size}}}))).await.context("recording the volume's new capacity")?;
+            let status = if expanded.node_expansion_required {
+                self.event(claim, EventType::Normal, "FileSystemResizeRequired", "Require file system resize of volume on node".into()).await;
+                json!({"status": {"conditions": [{"type": "FileSystemResizePending", "status": "True", "lastTransitionTime": now(),
+                    "message": "Waiting for user to (re-)start a pod to finish file system resize of volume on node."}]}})
+            } else {
+                self.event(claim, EventType::Normal, "VolumeResizeSuccessful", "Resize volume succeeded".into()).await;
+                json!({"status": {"capacity": {"storage": size}, "conditions": null}})
+            };
+            claims.patch_status(name_of(claim), &PatchParams::default(), &Patch::Merge(status)).await?;
+            return Ok(());
+        }
+        // The node's half: only where a pod has it published.
+        if self.mounter.published(&source.driver, &source.volume_handle).is_none() {
+            return Ok(());
+        }
+        self.mounter.expand(source, &mode, wanted).await?;
+        claims.patch_status(name_of(claim), &PatchParams::default(), &Patch::Merge(json!({"status": {"capacity": {"storage": size}, "conditions": null}}))).await?;
+        self.event(claim, EventType::Normal, "FileSystemResizeSuccessful", format!("MountVolume.NodeExpandVolume succeeded for volume \"{}\" {}", name_of(volume), self.node)).await;
+        Ok(())
+    }
+
     async fn event(&self, claim: &PersistentVolumeClaim, type_: EventType, reason: &str, note: String) {
         use kube::Resource;
         let event = Event { type_, reason: reason.into(), note: Some(note), action: "Provision".into(), secondary: None };
         let _ = self.recorder.publish(&event, &claim.object_ref(&())).await;
     }
+}
+
+fn now() -> String {
+    k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
 }
 
 /// A claim's access mode and volume mode as a CSI volume capability.

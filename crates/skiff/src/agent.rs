@@ -93,7 +93,7 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
     // provisioner for the drivers registered here.
     let local = flags.local_storage_dir.clone().unwrap_or_else(|| data_dir.join("agent/local-volumes"));
     skiff_csi::local::start(&agent.csi.paths, &node_name, &local).await.context("starting the local CSI driver")?;
-    tokio::spawn(skiff_csi::provisioner::run(client.clone(), node_name.clone(), agent.csi.registry.clone()));
+    tokio::spawn(skiff_csi::provisioner::run(client.clone(), node_name.clone(), agent.csi.clone()));
     tokio::spawn(async move {
         match skiff_net::start(client, network, node).await {
             // Held for as long as the process runs.

@@ -404,7 +404,8 @@ fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
 fn persistent_volumes_bind_to_claims_through_their_lifecycle() {
     let c = Cluster::start();
     let volume = |name: &str, size: &str| format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce, ReadOnlyMany]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {{path: /tmp/{name}}}\n");
-    let claim = |name: &str, size: &str, extra: &str| format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n{extra}");
+    // `storageClassName: ""`: the volumes made by hand, not the default class's.
+    let claim = |name: &str, size: &str, extra: &str| format!("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  resources: {{requests: {{storage: {size}}}}}\n{extra}");
     for (name, size) in [("small", "1Gi"), ("large", "10Gi"), ("named", "5Gi")] {
         c.ok_stdin(&["apply", "-f", "-"], Some(&volume(name, size)));
     }
@@ -679,7 +680,7 @@ fn deployments_resized_mid_rollout_scale_proportionally() {
 fn claims_and_volumes_in_use_outlive_their_deletion() {
     let c = Cluster::start();
     let _sim = c.sim(&["--nodes", "1"]);
-    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: kept}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /tmp/kept}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  volumeName: kept\n  resources: {requests: {storage: 1Gi}}\n"));
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: kept}\nspec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n  hostPath: {path: /tmp/kept}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  volumeName: kept\n  resources: {requests: {storage: 1Gi}}\n"));
     c.wait_for(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"], "the claim to bind", |p| p == "Bound");
     assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.metadata.finalizers}"]), r#"["kubernetes.io/pvc-protection"]"#);
     assert_eq!(c.ok(&["get", "pv", "kept", "-o", "jsonpath={.metadata.finalizers}"]), r#"["kubernetes.io/pv-protection"]"#);

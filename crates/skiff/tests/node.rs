@@ -597,7 +597,7 @@ fn claims_mount_their_volume_and_fs_group_owns_volumes() {
     let c = Cluster::start_node(&[]);
     let host_dir = c.dir.path().join("pv-data");
     let manifests = format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-local}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: claim}}\nspec:\n  accessModes: [ReadWriteOnce]\n  volumeName: pv-local\n  resources: {{requests: {{storage: 1Gi}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: token}}\nstringData: {{key: value}}\n",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-local}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: claim}}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  volumeName: pv-local\n  resources: {{requests: {{storage: 1Gi}}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: token}}\nstringData: {{key: value}}\n",
         dir = host_dir.display()
     );
     c.ok_stdin(&["apply", "-f", "-"], Some(&manifests));
