@@ -311,6 +311,8 @@ fn daemonsets_run_on_every_admitted_node_and_roll() {
 
 /// `n` hostPath PersistentVolumes of 1Gi, as an administrator provisions
 /// them, for the claims of a StatefulSet's template.
+/// Volumes made by hand, for claims of no class (`storageClassName: ''`):
+/// the simulated nodes run no storage driver.
 fn provision_volumes(c: &Cluster, n: usize) {
     for i in 0..n {
         let pv = format!("apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-{i}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: /tmp/pv-{i}}}\n");
@@ -337,7 +339,7 @@ fn statefulsets_start_in_order_and_update_by_partition() {
         .unwrap();
     provision_volumes(&c, 3);
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: 'db:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\nspec:\n  serviceName: db\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    metadata: {labels: {app: db}}\n    spec:\n      containers: [{name: db, image: 'db:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], storageClassName: '', resources: {requests: {storage: 1Gi}}}\n";
     c.ok_stdin(&["apply", "-f", "-"], Some(sts));
     c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
     watch.kill().unwrap();
@@ -383,7 +385,7 @@ fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
     let c = Cluster::start();
     let _sim = c.sim(&["--nodes", "2"]);
     provision_volumes(&c, 3);
-    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: cache}\nspec:\n  serviceName: cache\n  replicas: 3\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers: [{name: cache, image: 'cache:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: cache}\nspec:\n  serviceName: cache\n  replicas: 3\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers: [{name: cache, image: 'cache:1'}]\n  volumeClaimTemplates:\n  - metadata: {name: data}\n    spec: {accessModes: [ReadWriteOnce], storageClassName: '', resources: {requests: {storage: 1Gi}}}\n";
     c.ok_stdin(&["apply", "-f", "-"], Some(sts));
     c.ok(&["rollout", "status", "sts/cache", "--timeout=60s"]);
     assert_eq!(c.ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);

@@ -1487,7 +1487,7 @@ fn generic_ephemeral_volumes_get_a_claim_that_lives_with_the_pod() {
     let c = Cluster::start_node(&[]);
     let dir = c.dir.path().join("ephemeral-pv");
     let manifest = format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: eph}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: writer}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'echo kept > /scratch/file && sleep 3600']\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes:\n  - name: scratch\n    ephemeral:\n      volumeClaimTemplate:\n        metadata: {{labels: {{made-for: writer}}}}\n        spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 1Gi}}}}}}\n",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: eph}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: {dir}, type: DirectoryOrCreate}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: writer}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'echo kept > /scratch/file && sleep 3600']\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes:\n  - name: scratch\n    ephemeral:\n      volumeClaimTemplate:\n        metadata: {{labels: {{made-for: writer}}}}\n        spec: {{accessModes: [ReadWriteOnce], storageClassName: '', resources: {{requests: {{storage: 1Gi}}}}}}\n",
         dir = dir.display()
     );
     c.ok_stdin(&["apply", "-f", "-"], Some(&manifest));
