@@ -7,6 +7,7 @@ packages=(
   build-essential      # C compiler for the bundled SQLite
   protobuf-compiler libprotobuf-dev # gRPC code generation, etcd-client's and CSI's (protoc and google/protobuf/*.proto)
   e2fsprogs xfsprogs mount # local-disk volumes: mkfs, online growth, losetup
+  glusterfs-server glusterfs-client # cross-node volumes: the FUSE client mounts, the server their test serves
   etcd-server          # the etcd backend's tests and benchmark
   etcd-client          # etcdctl, for `skiff bench store`'s reference figure
   curl ca-certificates # curl: the unauthenticated-request test

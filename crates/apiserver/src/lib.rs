@@ -378,16 +378,19 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
 
 /// The built-in storage, served by each node's `local.csi.skiff.io`
 /// driver: `local-path` (the default class, a directory per volume) and
-/// `local-disk` (a filesystem of exactly the size asked, that can grow).
-/// Made when absent, so an administrator's changes to them are kept.
+/// `local-disk` (a filesystem of exactly the size asked, that can grow);
+/// and `subdir.csi.skiff.io`, for the classes an administrator makes of
+/// a share. Made when absent, so an administrator's changes are kept.
 async fn storage_classes(registry: &Registry) -> Result<()> {
-    let driver = json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
-        "metadata": {"name": "local.csi.skiff.io"},
-        "spec": {"attachRequired": false, "podInfoOnMount": false, "fsGroupPolicy": "File", "volumeLifecycleModes": ["Persistent"], "storageCapacity": false, "requiresRepublish": false},
-    });
     let drivers = skiff_api::resources::find("storage.k8s.io", "v1", "csidrivers").expect("csidrivers are served");
-    create_if_absent(registry, drivers, None, driver).await?;
+    for name in ["local.csi.skiff.io", "subdir.csi.skiff.io"] {
+        let driver = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+            "metadata": {"name": name},
+            "spec": {"attachRequired": false, "podInfoOnMount": false, "fsGroupPolicy": "File", "volumeLifecycleModes": ["Persistent"], "storageCapacity": false, "requiresRepublish": false},
+        });
+        create_if_absent(registry, drivers, None, driver).await?;
+    }
     let classes = skiff_api::resources::find("storage.k8s.io", "v1", "storageclasses").expect("storageclasses are served");
     let path = json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",

@@ -11,14 +11,20 @@
 //! - [`mounter`]: the kubelet's CSI volume plugin: stage, publish,
 //!   unpublish, unstage, stats.
 //!
-//! Skiff's own driver, [`local`] (`local.csi.skiff.io`), serves the
-//! built-in classes over a socket like any other driver.
+//! Skiff's own drivers are served over sockets like any other ([`serve`]):
+//! [`local`] (`local.csi.skiff.io`) behind the built-in classes, and
+//! [`subdir`] (`subdir.csi.skiff.io`), ReadWriteMany volumes as
+//! subdirectories of a GlusterFS or NFS [`share`].
 
 pub mod local;
 pub mod mounter;
+pub mod mounts;
 pub mod provisioner;
 pub mod registry;
+pub mod serve;
+pub mod share;
 pub mod socket;
+pub mod subdir;
 
 /// The generated services and messages.
 pub mod pb {

@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use tonic::{Request, Response, Status};
 
 use crate::pb::csi::{self as csi, controller_server, identity_server, node_server};
-use crate::pb::registration::{self as reg, registration_server};
+use crate::mounts::{bind, internal, is_mounted, run, unmount, usage};
 use crate::Paths;
 
 pub const NAME: &str = "local.csi.skiff.io";
@@ -49,54 +49,7 @@ pub async fn start(paths: &Paths, node: &str, root: &Path) -> Result<()> {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-    let driver = Local { node: node.to_string(), root: root.to_path_buf(), locks: Default::default() };
-    let endpoint = paths.plugin(NAME).join("csi.sock");
-    let incoming = crate::socket::listen(&endpoint)?;
-    tokio::spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .add_service(identity_server::IdentityServer::new(driver.clone()))
-            .add_service(controller_server::ControllerServer::new(driver.clone()))
-            .add_service(node_server::NodeServer::new(driver))
-            .serve_with_incoming(incoming)
-            .await;
-        if let Err(e) = served {
-            tracing::error!("{NAME}: {e}");
-        }
-    });
-    let announce = Announce { name: NAME.into(), endpoint };
-    let incoming = crate::socket::listen(&paths.registry().join(format!("{NAME}-reg.sock")))?;
-    tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder().add_service(registration_server::RegistrationServer::new(announce)).serve_with_incoming(incoming).await {
-            tracing::error!("{NAME} registration: {e}");
-        }
-    });
-    Ok(())
-}
-
-/// A CSI plugin's registration service, as node-driver-registrar serves it.
-struct Announce {
-    name: String,
-    endpoint: PathBuf,
-}
-
-#[tonic::async_trait]
-impl registration_server::Registration for Announce {
-    async fn get_info(&self, _: Request<reg::InfoRequest>) -> Result<Response<reg::PluginInfo>, Status> {
-        Ok(Response::new(reg::PluginInfo {
-            r#type: "CSIPlugin".into(),
-            name: self.name.clone(),
-            endpoint: self.endpoint.to_string_lossy().into_owned(),
-            supported_versions: crate::SUPPORTED_VERSIONS.iter().map(|v| v.to_string()).collect(),
-        }))
-    }
-
-    async fn notify_registration_status(&self, request: Request<reg::RegistrationStatus>) -> Result<Response<reg::RegistrationStatusResponse>, Status> {
-        let status = request.into_inner();
-        if !status.plugin_registered {
-            tracing::error!("{}: the kubelet refused the registration: {}", self.name, status.error);
-        }
-        Ok(Response::new(reg::RegistrationStatusResponse {}))
-    }
+    crate::serve::serve(paths, NAME, Local { node: node.to_string(), root: root.to_path_buf(), locks: Default::default() })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -168,19 +121,6 @@ fn check_modes(capabilities: &[csi::VolumeCapability]) -> Result<(), Status> {
     Ok(())
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-/// Runs a host tool; its stderr becomes the error.
-async fn run(program: &str, args: &[&str]) -> Result<String, Status> {
-    let output = tokio::process::Command::new(program).args(args).output().await.map_err(|e| Status::internal(format!("{program}: {e}")))?;
-    if !output.status.success() {
-        return Err(Status::internal(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim())));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
 /// The loop devices backing `file` (`losetup -j`).
 async fn loops_of(file: &Path) -> Result<Vec<String>, Status> {
     let listed = run("losetup", &["-j", &file.to_string_lossy()]).await?;
@@ -193,62 +133,6 @@ async fn attach(file: &Path) -> Result<String, Status> {
         return Ok(device);
     }
     Ok(run("losetup", &["--find", "--show", &file.to_string_lossy()]).await?.trim().to_string())
-}
-
-/// Whether something is mounted at `path` (its own mount, not the one it is on).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let mounted = mount_points(&info).any(|p| Path::new(&p) == path);
-    mounted
-}
-
-/// The mount points of a mountinfo table, unescaped (`\040` is a space).
-pub fn mount_points(info: &str) -> impl Iterator<Item = String> + '_ {
-    info.lines().filter_map(|line| line.split(' ').nth(4)).map(unescape)
-}
-
-fn unescape(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let bytes = field.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            out.push(u8::from_str_radix(&field[i + 1..i + 4], 8).unwrap_or(b'?'));
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn bind(source: &Path, target: &Path, read_only: bool) -> Result<(), Status> {
-    use nix::mount::{mount, MsFlags};
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|e| Status::internal(format!("bind-mounting {} at {}: {e}", source.display(), target.display())))?;
-    if read_only {
-        mount(None::<&str>, target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None::<&str>).map_err(|e| Status::internal(format!("making {} read-only: {e}", target.display())))?;
-    }
-    Ok(())
-}
-
-fn unmount(path: &Path) -> Result<(), Status> {
-    if !is_mounted(path) {
-        return Ok(());
-    }
-    nix::mount::umount2(path, nix::mount::MntFlags::empty()).map_err(|e| Status::internal(format!("unmounting {}: {e}", path.display())))
-}
-
-/// statvfs of a mounted volume, as CSI's usage (bytes, then inodes).
-fn usage(path: &Path) -> Result<Vec<csi::VolumeUsage>, Status> {
-    let s = nix::sys::statvfs::statvfs(path).map_err(|e| Status::not_found(format!("{}: {e}", path.display())))?;
-    let block = s.fragment_size() as i64;
-    let (total, free, available) = (s.blocks() as i64 * block, s.blocks_free() as i64 * block, s.blocks_available() as i64 * block);
-    let (inodes, inodes_free) = (s.files() as i64, s.files_free() as i64);
-    Ok(vec![
-        csi::VolumeUsage { total, available, used: total - free, unit: csi::volume_usage::Unit::Bytes as i32 },
-        csi::VolumeUsage { total: inodes, available: inodes_free, used: inodes - inodes_free, unit: csi::volume_usage::Unit::Inodes as i32 },
-    ])
 }
 
 #[tonic::async_trait]
@@ -529,11 +413,5 @@ mod tests {
         for bad in ["", ".", "..", "../etc", "a/b", "a b"] {
             assert!(check_id(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        let info = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - ext3 /dev/root rw\n37 35 98:0 / /data rw - ext4 /dev/x rw\n";
-        assert_eq!(mount_points(info).collect::<Vec<_>>(), vec!["/mnt/a b", "/data"]);
     }
 }

@@ -45,12 +45,15 @@ struct VolumeData {
 pub struct Usage<'a> {
     pub access_mode: &'a str,
     pub read_only: bool,
+    /// `volumeMode: Block`: the target becomes the raw device.
+    pub block: bool,
     pub mount_options: Vec<String>,
 }
 
 impl Mounter {
     /// Stages (once per node) and publishes the volume for the pod whose
-    /// directory is `pod_dir`; returns where it is mounted.
+    /// directory is `pod_dir`; returns where it is mounted (in Block mode,
+    /// the device node bound there).
     pub async fn publish(&self, pod_dir: &Path, volume: &str, source: &CSIPersistentVolumeSource, usage: Usage<'_>) -> Result<PathBuf> {
         let driver = self.registry.wait_for(&source.driver, DRIVER_WAIT).await?;
         let dir = pod_dir.join("volumes").join(PLUGIN_DIR).join(volume);
@@ -59,7 +62,7 @@ impl Mounter {
         // Recorded first: a crash after this still finds what to undo.
         let data = VolumeData { driver_name: source.driver.clone(), volume_handle: source.volume_handle.clone(), spec_vol_id: volume.to_string() };
         std::fs::write(dir.join("vol_data.json"), serde_json::to_vec(&data)?)?;
-        let capability = crate::provisioner::capability(usage.access_mode, false, source.fs_type.as_deref().unwrap_or_default(), usage.mount_options)?;
+        let capability = crate::provisioner::capability(usage.access_mode, usage.block, source.fs_type.as_deref().unwrap_or_default(), usage.mount_options)?;
         let context = source.volume_attributes.clone().unwrap_or_default().into_iter().collect();
         let mut node = driver.node();
         let staging = self.paths.staging(&source.driver, &source.volume_handle);
@@ -105,7 +108,7 @@ impl Mounter {
             let target = dir.join("mount");
             let request = csi::NodeUnpublishVolumeRequest { volume_id: data.volume_handle.clone(), target_path: target.to_string_lossy().into_owned() };
             node.node_unpublish_volume(request).await.map_err(rpc_error).with_context(|| format!("UnmountVolume.TearDown failed for volume \"{}\"", data.spec_vol_id))?;
-            if crate::local::is_mounted(&target) {
+            if crate::mounts::is_mounted(&target) {
                 bail!("{} is still mounted after NodeUnpublishVolume", target.display());
             }
             std::fs::remove_file(dir.join("vol_data.json"))?;

@@ -43,6 +43,11 @@ const RESYNC: Duration = Duration::from_secs(10);
 const PARALLEL: usize = 16;
 /// Class parameters meant for the CO, not the driver.
 const CO_PARAMETER_PREFIX: &str = "csi.storage.k8s.io/";
+/// What CreateVolume is told of the claim and its volume-to-be, as
+/// external-provisioner's `--extra-create-metadata` tells it.
+pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
+pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
+pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 
 struct Provisioner {
     client: kube::Client,
@@ -52,6 +57,7 @@ struct Provisioner {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
+    csinodes: Store<CSINode>,
     /// Claims (by uid) and volumes (by name) being worked on.
     busy: Mutex<HashSet<String>>,
     permits: tokio::sync::Semaphore,
@@ -64,10 +70,12 @@ pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
     let (claims, claims_writer) = reflector::store();
     let (volumes, volumes_writer) = reflector::store();
     let (classes, classes_writer) = reflector::store();
+    let (csinodes, csinodes_writer) = reflector::store();
     let changes = futures::stream::select_all([
         reflector::reflector(claims_writer, watcher(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
         reflector::reflector(volumes_writer, watcher(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
         reflector::reflector(classes_writer, watcher(Api::<StorageClass>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
+        reflector::reflector(csinodes_writer, watcher(Api::<CSINode>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
     ]);
     let ticks = futures::stream::unfold(tokio::time::interval(RESYNC), |mut t| async move {
         t.tick().await;
@@ -76,9 +84,9 @@ pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
     let mut triggers = futures::stream::select(changes, ticks.boxed()).ready_chunks(1024);
     let reporter = Reporter { controller: "skiff-csi-provisioner".into(), instance: Some(node.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
-    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
+    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, csinodes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
     while triggers.next().await.is_some() {
-        if !(me.claims.listed() && me.volumes.listed() && me.classes.listed()) {
+        if !(me.claims.listed() && me.volumes.listed() && me.classes.listed() && me.csinodes.listed()) {
             continue;
         }
         me.clone().pass().await;
@@ -110,7 +118,6 @@ impl Provisioner {
     }
 
     async fn pass(self: Arc<Self>) {
-        let mut immediate_nodes: Option<BTreeMap<String, String>> = None;
         for claim in self.claims.state() {
             let Some(class) = self.class_to_provision(&claim) else { continue };
             let Some(driver) = self.registry.get(&class.provisioner).filter(|d| d.controller) else { continue };
@@ -118,12 +125,7 @@ impl Provisioner {
             let mine = match selected {
                 Some(node) => *node == self.node,
                 None if class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer") => false,
-                None => {
-                    if immediate_nodes.is_none() {
-                        immediate_nodes = Some(self.first_nodes().await);
-                    }
-                    immediate_nodes.as_ref().and_then(|m| m.get(&driver.name)) == Some(&self.node)
-                }
+                None => self.first_node(&driver.name).as_deref() == Some(self.node.as_str()),
             };
             let pv_name = format!("pvc-{}", claim.metadata.uid.as_deref().unwrap_or_default());
             if !mine || self.volumes.get(&reflector::ObjectRef::new(&pv_name)).is_some() || self.claim_busy(&pv_name) {
@@ -188,18 +190,11 @@ impl Provisioner {
         self.classes.get(&reflector::ObjectRef::new(class))
     }
 
-    /// For each driver, the first node by name whose CSINode lists it:
-    /// the one that provisions its `Immediate` claims.
-    async fn first_nodes(&self) -> BTreeMap<String, String> {
-        let mut first = BTreeMap::new();
-        let Ok(list) = Api::<CSINode>::all(self.client.clone()).list(&Default::default()).await else { return first };
-        for csinode in list.items {
-            for driver in &csinode.spec.drivers {
-                let node = name_of(&csinode).to_string();
-                first.entry(driver.name.clone()).and_modify(|n: &mut String| *n = n.clone().min(node.clone())).or_insert(node);
-            }
-        }
-        first
+    /// The first node by name whose CSINode lists the driver: the one that
+    /// provisions its `Immediate` claims, and deletes the volumes of a
+    /// driver without topology (any node could; one must).
+    fn first_node(&self, driver: &str) -> Option<String> {
+        self.csinodes.state().iter().filter(|n| n.spec.drivers.iter().any(|d| d.name == driver)).map(|n| name_of(&**n).to_string()).min()
     }
 
     async fn provision(&self, claim: &PersistentVolumeClaim, class: &StorageClass, driver: &Driver, pv_name: &str) -> Result<()> {
@@ -211,7 +206,10 @@ impl Provisioner {
         let fs_type = parameters.get("csi.storage.k8s.io/fstype").cloned().unwrap_or_default();
         let modes = spec.access_modes.clone().unwrap_or_default();
         let capabilities = modes.iter().map(|m| capability(m, block, &fs_type, class.mount_options.clone().unwrap_or_default())).collect::<Result<Vec<_>>>()?;
-        let driver_parameters = parameters.iter().filter(|(k, _)| !k.starts_with(CO_PARAMETER_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut driver_parameters: std::collections::HashMap<String, String> = parameters.iter().filter(|(k, _)| !k.starts_with(CO_PARAMETER_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        driver_parameters.insert(PVC_NAME.into(), name_of(claim).into());
+        driver_parameters.insert(PVC_NAMESPACE.into(), claim.metadata.namespace.clone().unwrap_or_default());
+        driver_parameters.insert(PV_NAME.into(), pv_name.into());
         // The volume must be reachable from the node the pod was scheduled to.
         let requisite = if driver.topology.is_empty() { vec![] } else { vec![csi::Topology { segments: driver.topology.clone().into_iter().collect() }] };
         let accessibility = (!requisite.is_empty()).then(|| csi::TopologyRequirement { preferred: requisite.clone(), requisite });
@@ -292,7 +290,7 @@ impl Provisioner {
         let spec = volume.spec.as_ref()?;
         let made_by = volume.metadata.annotations.as_ref()?.get(PROVISIONED_BY)?;
         let driver = self.registry.get(made_by).filter(|d| d.controller)?;
-        let here = driver.topology.is_empty()
+        let here = (driver.topology.is_empty() && self.first_node(&driver.name).as_deref() == Some(self.node.as_str()))
             || spec.node_affinity.as_ref().and_then(|a| a.required.as_ref()).is_some_and(|r| {
                 r.node_selector_terms.iter().any(|t| {
                     t.match_expressions.iter().flatten().all(|e| e.operator == "In" && driver.topology.get(&e.key).is_some_and(|v| e.values.iter().flatten().any(|x| x == v)))

@@ -131,6 +131,19 @@ impl Kubelet {
         scrape.gauge("kubelet_running_pods", "Number of pods that have a running pod sandbox", [(vec![], pods.len() as f64)]);
         scrape.gauge("kubelet_running_containers", "Number of containers currently running", [(labels(&[("container_state", "running")]), running.len() as f64)]);
         let panics = self.sync_panics.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let claims = self.volumes.claim_usage().await;
+        // One series per claim, however many pods here mount it.
+        let mut seen = std::collections::HashSet::new();
+        let claims: Vec<_> = claims.iter().filter(|(_, _, c, _)| seen.insert((c.namespace.clone(), c.claim.clone()))).collect();
+        let per_claim = |figure: fn(&crate::volumes::ClaimUsage) -> Option<f64>| {
+            claims.iter().filter_map(move |(_, _, c, u)| Some((labels(&[("namespace", &c.namespace), ("persistentvolumeclaim", &c.claim)]), figure(u)?)))
+        };
+        scrape.gauge("kubelet_volume_stats_capacity_bytes", "Capacity in bytes of the volume", per_claim(|u| Some(u.bytes.as_ref()?.total as f64)));
+        scrape.gauge("kubelet_volume_stats_available_bytes", "Number of available bytes in the volume", per_claim(|u| Some(u.bytes.as_ref()?.available as f64)));
+        scrape.gauge("kubelet_volume_stats_used_bytes", "Number of used bytes in the volume", per_claim(|u| Some(u.bytes.as_ref()?.used as f64)));
+        scrape.gauge("kubelet_volume_stats_inodes", "Maximum number of inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.total as f64)));
+        scrape.gauge("kubelet_volume_stats_inodes_free", "Number of free inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.available as f64)));
+        scrape.gauge("kubelet_volume_stats_inodes_used", "Number of used inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.used as f64)));
         scrape.counter("kubelet_pod_sync_panics", "Number of pod syncs that panicked; the pod gets a FailedSync event and is synced again after a back-off", [(vec![], panics)]);
         let restarts: Vec<(Labels, f64)> = crate::lock(&self.restarts).iter().map(|(task, n)| (labels(&[("task", task)]), *n as f64)).collect();
         scrape.counter("kubelet_task_restarts", "Number of times one of the agent's loops stopped or panicked and was started again", restarts);

@@ -224,6 +224,13 @@ fn finished_at(state: &State) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(at).ok().map(|t| t.with_timezone(&chrono::Utc))
 }
 
+/// The container's `volumeDevices`: each its claim's device, published by
+/// the volume's driver in Block mode.
+fn block_devices(container: &ContainerSpec, volumes: &BTreeMap<String, PathBuf>) -> Result<Vec<spec::BlockDevice>> {
+    let devices = container.volume_devices.iter().flatten();
+    devices.map(|d| Ok(spec::BlockDevice { source: volumes.get(&d.name).with_context(|| format!("no volume {:?}", d.name))?.clone(), path: d.device_path.clone() })).collect()
+}
+
 /// `root/sub`, made if missing, resolved so that no symlink inside the
 /// volume (one a container wrote) carries the mount outside it.
 fn inside_volume(root: &std::path::Path, sub: &str) -> Result<PathBuf> {
@@ -536,6 +543,7 @@ impl Kubelet {
         let env = self.environment(&pod_with_ips, container).await.map_err(config_error)?;
         let volumes = state.volumes.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
         let mounts = self.mounts(pod, container, attempt, &volumes, &env).map_err(config_error)?;
+        let devices = block_devices(container, &volumes).map_err(config_error)?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         let inputs = spec::Inputs {
             pod: &pod_with_ips,
@@ -543,6 +551,7 @@ impl Kubelet {
             image: &image_config,
             env,
             mounts,
+            devices,
             namespaces: self.sandboxes.namespaces(uid),
             hostname: if host_network { self.config.node_name.clone() } else { hostname(pod) },
             seccomp_dir: &self.config.data_dir.join("seccomp"),

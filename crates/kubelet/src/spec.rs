@@ -19,6 +19,14 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// A block volume given to the container as a device node (`volumeDevices`).
+pub struct BlockDevice {
+    /// The device on the host (or a bind mount of it).
+    pub source: PathBuf,
+    /// Where the container sees it.
+    pub path: String,
+}
+
 /// Everything besides the pod and the image that goes into a spec.
 pub struct Inputs<'a> {
     pub pod: &'a Pod,
@@ -27,6 +35,7 @@ pub struct Inputs<'a> {
     /// Environment from `env` and `envFrom`, resolved, in order.
     pub env: Vec<(String, String)>,
     pub mounts: Vec<BindMount>,
+    pub devices: Vec<BlockDevice>,
     /// The sandbox's namespaces, by OCI name (`net`, `ipc`, `uts`).
     pub namespaces: Vec<(&'static str, PathBuf)>,
     pub hostname: String,
@@ -93,7 +102,7 @@ fn id(what: &str, value: i64) -> Result<u32> {
 }
 
 pub fn build(inputs: Inputs) -> Result<Spec> {
-    let Inputs { pod, container, image, env, mounts, namespaces, hostname, seccomp_dir, layers } = inputs;
+    let Inputs { pod, container, image, env, mounts, devices, namespaces, hostname, seccomp_dir, layers } = inputs;
     let image_config = image.config().clone().unwrap_or_default();
     let mut environment: Vec<(String, String)> = image_config.env().clone().unwrap_or_default().iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     if !environment.iter().any(|(k, _)| k == "PATH") {
@@ -187,7 +196,12 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
         };
         linux_namespaces.push(LinuxNamespaceBuilder::default().typ(typ).path(path).build()?);
     }
-    let mut linux = LinuxBuilder::default().namespaces(linux_namespaces).resources(resources(container)?);
+    let mut resources = resources(container)?;
+    let (nodes, rules) = device_nodes(&devices)?;
+    let mut allowed = resources.devices().clone().unwrap_or_default();
+    allowed.extend(rules);
+    resources.set_devices(Some(allowed));
+    let mut linux = LinuxBuilder::default().namespaces(linux_namespaces).resources(resources).devices(nodes);
     if let Some(seccomp) = seccomp {
         linux = linux.seccomp(seccomp);
     }
@@ -199,6 +213,23 @@ pub fn build(inputs: Inputs) -> Result<Spec> {
     spec.set_hostname(own_uts.then_some(hostname)).set_process(Some(process)).set_mounts(Some(all_mounts)).set_linux(Some(linux.build()?));
     spec.set_root(Some(oci_spec::runtime::RootBuilder::default().path("rootfs").readonly(security.read_only_root_filesystem == Some(true)).build()?));
     Ok(spec)
+}
+
+/// The container's block devices, as nodes runc makes in it and the
+/// cgroup rules that let it use them (what containerd does for a CRI
+/// container's devices).
+fn device_nodes(devices: &[BlockDevice]) -> Result<(Vec<oci_spec::runtime::LinuxDevice>, Vec<oci_spec::runtime::LinuxDeviceCgroup>)> {
+    use nix::sys::stat::{major, minor, stat, SFlag};
+    use oci_spec::runtime::{LinuxDeviceBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let (mut nodes, mut rules) = (Vec::new(), Vec::new());
+    for device in devices {
+        let found = stat(&device.source).with_context(|| format!("block device {}", device.source.display()))?;
+        anyhow::ensure!(SFlag::from_bits_truncate(found.st_mode) & SFlag::S_IFMT == SFlag::S_IFBLK, "{} is not a block device", device.source.display());
+        let (major, minor) = (major(found.st_rdev) as i64, minor(found.st_rdev) as i64);
+        nodes.push(LinuxDeviceBuilder::default().path(&device.path).typ(LinuxDeviceType::B).major(major).minor(minor).file_mode(0o660u32).uid(0u32).gid(0u32).build()?);
+        rules.push(LinuxDeviceCgroupBuilder::default().allow(true).typ(LinuxDeviceType::B).major(major).minor(minor).access("rwm").build()?);
+    }
+    Ok((nodes, rules))
 }
 
 fn pod_label(pod: &Pod) -> String {

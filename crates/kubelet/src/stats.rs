@@ -176,6 +176,17 @@ impl Kubelet {
 
     pub(crate) async fn summary(&self) -> Value {
         let readings = self.readings().await;
+        let mut volumes: HashMap<String, Vec<Value>> = HashMap::new();
+        for (uid, name, claim, usage) in self.volumes.claim_usage().await {
+            let mut entry = json!({"time": readings.time, "name": name, "pvcRef": {"name": claim.claim, "namespace": claim.namespace}});
+            if let Some(b) = usage.bytes {
+                (entry["capacityBytes"], entry["availableBytes"], entry["usedBytes"]) = (json!(b.total), json!(b.available), json!(b.used));
+            }
+            if let Some(i) = usage.inodes {
+                (entry["inodes"], entry["inodesFree"], entry["inodesUsed"]) = (json!(i.total), json!(i.available), json!(i.used));
+            }
+            volumes.entry(uid).or_default().push(entry);
+        }
         let time = &readings.time;
         let cpu_and_memory = |usage: &Usage| {
             let mut cpu = json!({"time": time, "usageCoreNanoSeconds": usage.cpu_ns});
@@ -208,6 +219,9 @@ impl Kubelet {
                     (pod["cpu"], pod["memory"]) = cpu_and_memory(usage);
                 }
                 let interfaces: Vec<Value> = p.interfaces.iter().map(|i| json!({"name": i.name, "rxBytes": i.rx_bytes, "rxErrors": i.rx_errors, "txBytes": i.tx_bytes, "txErrors": i.tx_errors})).collect();
+                if let Some(volumes) = volumes.remove(&p.uid) {
+                    pod["volume"] = json!(volumes);
+                }
                 if let Some(first) = interfaces.first() {
                     let mut network = first.clone();
                     network["time"] = json!(time);

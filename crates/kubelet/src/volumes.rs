@@ -1,6 +1,7 @@
 //! A pod's volumes on the host, under `<pods>/<uid>/volumes/<plugin>/<name>`
 //! as upstream lays them out: emptyDir (disk, or tmpfs for `Memory`),
-//! hostPath, and the projected kinds (configMap, secret, downwardAPI,
+//! hostPath, GlusterFS and NFS shares, claims' volumes (CSI ones through
+//! their drivers), and the projected kinds (configMap, secret, downwardAPI,
 //! serviceAccountToken) written atomically: a new timestamped directory,
 //! then the `..data` symlink swapped to it, so a reader never sees half
 //! an update.
@@ -21,6 +22,26 @@ pub struct Volumes {
     root: PathBuf,
     /// CSI volumes: the drivers registered here, and their mounts.
     pub csi: skiff_csi::mounter::Mounter,
+    /// The claims' CSI volumes published here, by pod UID then volume
+    /// name, for their usage figures.
+    claims: std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, ClaimVolume>>>,
+}
+
+/// A claim's CSI volume mounted for a pod here.
+#[derive(Clone)]
+pub struct ClaimVolume {
+    pub namespace: String,
+    pub claim: String,
+    driver: String,
+    handle: String,
+    path: PathBuf,
+}
+
+/// A claim's usage, as `NodeGetVolumeStats` reports it.
+#[derive(Default)]
+pub struct ClaimUsage {
+    pub bytes: Option<skiff_csi::pb::csi::VolumeUsage>,
+    pub inodes: Option<skiff_csi::pb::csi::VolumeUsage>,
 }
 
 /// Files of one projected volume: relative path → (contents, mode).
@@ -32,7 +53,7 @@ impl Volumes {
         let root = data.join("pods");
         std::fs::create_dir_all(&root)?;
         let csi = skiff_csi::mounter::Mounter { paths: skiff_csi::Paths { root: data.to_path_buf() }, registry: Default::default(), pods: root.clone() };
-        Ok(Volumes { root, csi })
+        Ok(Volumes { root, csi, claims: Default::default() })
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -83,6 +104,13 @@ impl Volumes {
             let path = PathBuf::from(&host.path);
             check_host_path(&path, host.type_.as_deref().unwrap_or(""))?;
             return Ok(path);
+        }
+        if let Some(gluster) = &volume.glusterfs {
+            let share = glusterfs_share(client, ns, &gluster.endpoints, &gluster.path).await?;
+            return mount_share(&share, &dir(GLUSTERFS_DIR), gluster.read_only == Some(true)).await;
+        }
+        if let Some(nfs) = &volume.nfs {
+            return mount_share(&nfs_share(&nfs.server, &nfs.path), &dir(NFS_DIR), nfs.read_only == Some(true)).await;
         }
         let files = if let Some(source) = &volume.config_map {
             let mode = source.default_mode.unwrap_or(0o644) as u32;
@@ -150,23 +178,46 @@ impl Volumes {
     /// Nothing is removed below a mount that is still there: that would
     /// delete a volume's data.
     pub async fn teardown(&self, uid: &str) -> Result<()> {
+        crate::lock(&self.claims).remove(uid);
         let dir = self.pod_dir(uid);
         self.csi.unpublish_all(&dir).await?;
-        let empty_dirs = dir.join("volumes/kubernetes.io~empty-dir");
-        for entry in std::fs::read_dir(&empty_dirs).into_iter().flatten().flatten() {
+        let mounted = ["kubernetes.io~empty-dir", GLUSTERFS_DIR, NFS_DIR].map(|plugin| dir.join("volumes").join(plugin));
+        for entry in mounted.iter().flat_map(std::fs::read_dir).flatten().flatten() {
             match nix::mount::umount2(&entry.path(), nix::mount::MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
                 Err(e) => bail!("unmounting {}: {e}", entry.path().display()),
             }
         }
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if let Some(mount) = skiff_csi::local::mount_points(&info).find(|m| Path::new(m).starts_with(&dir)) {
+        if let Some(mount) = skiff_csi::mounts::mount_points(&info).find(|m| Path::new(m).starts_with(&dir)) {
             bail!("{mount} is still mounted: the pod's directory is kept");
         }
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", dir.display())),
             _ => Ok(()),
         }
+    }
+
+    /// Usage of the claims' filesystems mounted here, each with the pod
+    /// UID and the volume's name in the pod; a volume whose driver cannot
+    /// say is left out.
+    pub async fn claim_usage(&self) -> Vec<(String, String, ClaimVolume, ClaimUsage)> {
+        let mounted: Vec<(String, String, ClaimVolume)> =
+            crate::lock(&self.claims).iter().flat_map(|(uid, volumes)| volumes.iter().map(move |(name, v)| (uid.clone(), name.clone(), v.clone()))).collect();
+        let mut out = Vec::new();
+        for (uid, name, volume) in mounted {
+            let Ok(figures) = self.csi.stats(&volume.driver, &volume.handle, &volume.path).await else { continue };
+            let mut usage = ClaimUsage::default();
+            for figure in figures {
+                match skiff_csi::pb::csi::volume_usage::Unit::try_from(figure.unit) {
+                    Ok(skiff_csi::pb::csi::volume_usage::Unit::Bytes) => usage.bytes = Some(figure),
+                    Ok(skiff_csi::pb::csi::volume_usage::Unit::Inodes) => usage.inodes = Some(figure),
+                    _ => {}
+                }
+            }
+            out.push((uid, name, volume, usage));
+        }
+        out
     }
 
     /// Where a bound claim's volume is, for the pod: a hostPath or local
@@ -188,12 +239,31 @@ impl Volumes {
         let spec = pv.spec.unwrap_or_default();
         if let Some(csi) = &spec.csi {
             let modes = spec.access_modes.clone().unwrap_or_default();
-            let usage = skiff_csi::mounter::Usage { access_mode: modes.first().map(String::as_str).unwrap_or("ReadWriteOnce"), read_only, mount_options: spec.mount_options.clone().unwrap_or_default() };
+            let block = spec.volume_mode.as_deref() == Some("Block");
+            let usage = skiff_csi::mounter::Usage {
+                access_mode: modes.first().map(String::as_str).unwrap_or("ReadWriteOnce"),
+                read_only,
+                block,
+                mount_options: spec.mount_options.clone().unwrap_or_default(),
+            };
             let path = self.csi.publish(&self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()), &volume.name, csi, usage).await?;
-            if !read_only {
-                give_to_pod(client, pod, &csi.driver, csi.fs_type.as_deref(), &modes, &path).await?;
+            if !block {
+                if !read_only {
+                    give_to_pod(client, pod, &csi.driver, csi.fs_type.as_deref(), &modes, &path).await?;
+                }
+                let mounted = ClaimVolume { namespace: ns.to_string(), claim: claim.to_string(), driver: csi.driver.clone(), handle: csi.volume_handle.clone(), path: path.clone() };
+                crate::lock(&self.claims).entry(pod.metadata.uid.clone().unwrap_or_default()).or_default().insert(volume.name.clone(), mounted);
             }
             return Ok(path);
+        }
+        let pod_volume = |plugin: &str| self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()).join("volumes").join(plugin).join(&volume.name);
+        if let Some(gluster) = &spec.glusterfs {
+            let endpoints_ns = gluster.endpoints_namespace.as_deref().unwrap_or(ns);
+            let share = glusterfs_share(client, endpoints_ns, &gluster.endpoints, &gluster.path).await?;
+            return mount_share(&share, &pod_volume(GLUSTERFS_DIR), read_only || gluster.read_only == Some(true)).await;
+        }
+        if let Some(nfs) = &spec.nfs {
+            return mount_share(&nfs_share(&nfs.server, &nfs.path), &pod_volume(NFS_DIR), read_only || nfs.read_only == Some(true)).await;
         }
         let path = match (spec.host_path, spec.local) {
             (Some(host), _) => {
@@ -206,6 +276,29 @@ impl Volumes {
         anyhow::ensure!(Path::new(&path).exists(), "persistentvolume \"{name}\": {path} does not exist");
         Ok(PathBuf::from(path))
     }
+}
+
+/// Where the in-tree network volumes are mounted in a pod's directory.
+const GLUSTERFS_DIR: &str = "kubernetes.io~glusterfs";
+const NFS_DIR: &str = "kubernetes.io~nfs";
+
+/// A GlusterFS volume's share: its servers are the addresses of the
+/// Endpoints object the source names, as upstream's plugin reads them.
+async fn glusterfs_share(client: &kube::Client, ns: &str, endpoints: &str, path: &str) -> Result<skiff_csi::share::Share> {
+    let found = Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client.clone(), ns).get_opt(endpoints).await?;
+    let found = found.with_context(|| format!("endpoints \"{endpoints}\" not found in namespace {ns}"))?;
+    let servers: Vec<String> = found.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten()).map(|a| a.ip.clone()).collect();
+    anyhow::ensure!(!servers.is_empty(), "endpoints {ns}/{endpoints} list no address of a GlusterFS server");
+    Ok(skiff_csi::share::Share { protocol: skiff_csi::share::Protocol::Glusterfs, servers, path: path.to_string() })
+}
+
+fn nfs_share(server: &str, path: &str) -> skiff_csi::share::Share {
+    skiff_csi::share::Share { protocol: skiff_csi::share::Protocol::Nfs, servers: vec![server.to_string()], path: path.to_string() }
+}
+
+async fn mount_share(share: &skiff_csi::share::Share, target: &Path, read_only: bool) -> Result<PathBuf> {
+    skiff_csi::share::mount(share, target, read_only, &[]).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    Ok(target.to_path_buf())
 }
 
 /// Lets the pod write to a freshly published CSI volume. Its fsGroup

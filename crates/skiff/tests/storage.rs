@@ -88,6 +88,17 @@ fn a_local_disk_refuses_writes_past_its_size_and_grows_online() {
     assert!((24_000..=33_000).contains(&size), "a 32Mi filesystem, less its own overhead: {size} KiB");
     let pv = c.ok(&["get", "pvc", "disk", "-o", "jsonpath={.spec.volumeName}"]);
     assert_eq!(c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.csi.fsType} {.spec.capacity.storage}"]), "ext4 32Mi");
+    // Its usage, per claim, in the agent's metrics and its Summary API.
+    let metrics = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics"]);
+    let capacity = metrics.lines().find_map(|l| l.strip_prefix(r#"kubelet_volume_stats_capacity_bytes{namespace="default",persistentvolumeclaim="disk"} "#)).unwrap_or_else(|| panic!("{metrics}"));
+    let capacity: f64 = capacity.parse().unwrap();
+    assert!((24e6..=33.6e6).contains(&capacity), "{capacity}");
+    assert!(metrics.contains(r#"kubelet_volume_stats_inodes_used{namespace="default",persistentvolumeclaim="disk"}"#), "{metrics}");
+    let summary = c.json(&["get", "--raw", "/api/v1/nodes/node-1/proxy/stats/summary"]);
+    let pods = summary["pods"].as_array().unwrap();
+    let filler = pods.iter().find(|p| p["podRef"]["name"] == "filler").unwrap();
+    assert_eq!(filler["volume"][0]["pvcRef"]["name"], "disk", "{filler}");
+    assert!(filler["volume"][0]["availableBytes"].as_u64().unwrap() > 0, "{filler}");
     let shrink = c.fails(&["patch", "pvc", "disk", "-p", r#"{"spec":{"resources":{"requests":{"storage":"16Mi"}}}}"#], None);
     assert!(shrink.contains("spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"), "{shrink}");
 
@@ -118,6 +129,36 @@ fn a_local_disk_refuses_writes_past_its_size_and_grows_online() {
         let loops = std::process::Command::new("losetup").arg("-a").output().unwrap();
         assert!(!String::from_utf8_lossy(&loops.stdout).contains(volume.as_str()), "no loop device is left");
     }
+    assert!(common::mounts_under(c.dir.path()).is_empty(), "nothing stays mounted: {:?}", common::mounts_under(c.dir.path()));
+}
+
+/// `volumeMode: Block` on `local-disk`: the pod gets the raw device, of
+/// the size asked, at its `volumeDevices` path; what one pod writes to it
+/// the next reads; nothing is left when the claim goes.
+#[test]
+fn a_block_claim_gives_the_pod_its_raw_device() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("raw", "16Mi", "  storageClassName: local-disk\n  volumeMode: Block\n")));
+    let pod = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n    volumeDevices: [{{name: data, devicePath: /dev/xvda}}]\n  volumes: [{{name: data, persistentVolumeClaim: {{claimName: raw}}}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("writer", "printf raw | dd of=/dev/xvda conv=notrunc 2>/dev/null && wc -c < /dev/xvda")));
+    wait_phase(&c, "writer", "Succeeded");
+    assert_eq!(c.ok(&["logs", "writer"]).trim(), "16777216", "the device is exactly the size asked");
+    let pv = c.ok(&["get", "pvc", "raw", "-o", "jsonpath={.spec.volumeName}"]);
+    assert_eq!(c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.volumeMode}"]), "Block");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("reader", "head -c 3 /dev/xvda")));
+    wait_phase(&c, "reader", "Succeeded");
+    assert_eq!(c.ok(&["logs", "reader"]).trim(), "raw");
+
+    c.ok(&["delete", "pod", "writer", "reader"]);
+    c.ok(&["delete", "pvc", "raw"]);
+    c.wait_up_to(Duration::from_secs(30), &["get", "pv", "-o", "name"], "the volume to be deleted", |o| o.is_empty());
+    let loops = std::process::Command::new("losetup").arg("-a").output().unwrap();
+    assert!(!String::from_utf8_lossy(&loops.stdout).contains(pv.as_str()), "no loop device is left");
     assert!(common::mounts_under(c.dir.path()).is_empty(), "nothing stays mounted: {:?}", common::mounts_under(c.dir.path()));
 }
 
@@ -152,4 +193,160 @@ fn what_a_class_cannot_give_is_refused_and_nothing_is_left() {
     let bad = c.fails(&["apply", "-f", "-"], Some(&claim("bad", "lots", "")));
     assert!(bad.contains("quantities must match the regular expression"), "{bad}");
     assert_eq!(c.ok(&["get", "pv", "-o", "name"]).lines().count(), 1, "only the plain claim's volume was made");
+}
+
+/// A GlusterFS server in a network namespace of its own on the hosts'
+/// segment (10.255.{n}.240), serving volume `gv0` from a brick in a
+/// temporary directory. `gluster` reaches its glusterd through the one
+/// socket glusterd keeps (`/run/glusterd.socket`), so one test at a time
+/// runs a server.
+struct GlusterServer {
+    netns: String,
+    address: String,
+    dir: tempfile::TempDir,
+    glusterd: std::process::Child,
+}
+
+impl GlusterServer {
+    fn start(hosts: &common::hosts::Hosts) -> GlusterServer {
+        use common::hosts::run;
+        let n = hosts.n();
+        let (netns, outer, address) = (format!("sk{n}-gfs"), format!("sk{n}gfs"), format!("10.255.{n}.240"));
+        let _ = std::process::Command::new("ip").args(["netns", "del", &netns]).output();
+        run("ip", &["netns", "add", &netns]);
+        run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
+        run("ip", &["link", "set", &outer, "master", &format!("skl{n}"), "up"]);
+        run("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
+        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("state")).unwrap();
+        std::fs::create_dir_all(d.join("brick")).unwrap();
+        let config = format!(
+            "volume management\n    type mgmt/glusterd\n    option working-directory {}\n    option transport-type socket\n    option transport.socket.bind-address {address}\n    option ping-timeout 0\n    option event-threads 1\nend-volume\n",
+            d.join("state").display()
+        );
+        std::fs::write(d.join("glusterd.vol"), config).unwrap();
+        let glusterd = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["glusterd", "-N", "-f"])
+            .arg(d.join("glusterd.vol"))
+            .arg(format!("--log-file={}", d.join("glusterd.log").display()))
+            .spawn()
+            .expect("glusterd (glusterfs-server) is installed");
+        let server = GlusterServer { netns, address: address.clone(), dir, glusterd };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !server.gluster(&["volume", "list"]).status.success() {
+            assert!(std::time::Instant::now() < deadline, "glusterd did not start: {}", std::fs::read_to_string(server.dir.path().join("glusterd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let brick = format!("{address}:{}", server.brick().display());
+        for args in [&["volume", "create", "gv0", &brick, "force"][..], &["volume", "start", "gv0"]] {
+            let out = server.gluster(args);
+            assert!(out.status.success(), "gluster {}: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        server
+    }
+
+    fn gluster(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("gluster").arg("--mode=script").args(args).output().unwrap()
+    }
+
+    /// The volume's files, as the server keeps them.
+    fn brick(&self) -> PathBuf {
+        self.dir.path().join("brick")
+    }
+}
+
+impl Drop for GlusterServer {
+    fn drop(&mut self) {
+        let _ = self.gluster(&["volume", "stop", "gv0"]);
+        let _ = self.glusterd.kill();
+        let _ = self.glusterd.wait();
+        // The brick's own process, and anything else glusterd started there.
+        let pids = std::process::Command::new("ip").args(["netns", "pids", &self.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let _ = std::process::Command::new("kill").args(["-9", pid]).output();
+        }
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.netns]).output();
+    }
+}
+
+fn pod_on(host: &str, name: &str, image: &str, claim: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {host}\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes: [{{name: data, persistentVolumeClaim: {{claimName: {claim}}}}}]\n"
+    )
+}
+
+/// Cross-node ReadWriteMany volumes on a GlusterFS server of their own,
+/// with agents on two hosts: an in-tree `glusterfs` PersistentVolume
+/// (servers from an Endpoints object) and a claim of a
+/// `subdir.csi.skiff.io` class, provisioned as a subdirectory of the
+/// share; what a pod on one host writes, a pod on the other reads. The
+/// class's `onDelete: archive` keeps a deleted claim's data aside.
+/// NFS takes the same path through the kernel's client; a kernel without
+/// one (this suite's) gets the mount's error as a FailedMount event.
+#[test]
+fn read_write_many_volumes_are_shared_across_hosts() {
+    let image = common::test_image();
+    let hosts = common::hosts::Hosts::start(2, &[]);
+    let c = &hosts.cluster;
+    let gluster = GlusterServer::start(&hosts);
+    let address = gluster.address.clone();
+
+    // In-tree: a PersistentVolume naming the server through Endpoints.
+    let in_tree = format!(
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: glusterfs-cluster}}\nsubsets: [{{addresses: [{{ip: {address}}}], ports: [{{port: 1}}]}}]\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: gluster-pv}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  glusterfs: {{endpoints: glusterfs-cluster, path: gv0}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: in-tree}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: ''\n  volumeName: gluster-pv\n  resources: {{requests: {{storage: 1Gi}}}}\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&in_tree));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on("h1", "tree-writer", &image, "in-tree", "echo from-h1 > /data/tree")));
+    wait_phase(c, "tree-writer", "Succeeded");
+    assert_eq!(std::fs::read_to_string(gluster.brick().join("tree")).unwrap(), "from-h1\n", "the file is on the server");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on("h2", "tree-reader", &image, "in-tree", "cat /data/tree")));
+    wait_phase(c, "tree-reader", "Succeeded");
+    assert_eq!(c.ok(&["logs", "tree-reader"]).trim(), "from-h1");
+
+    // Dynamic: a subdirectory of the share per claim.
+    let class = format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: shared}}\nprovisioner: subdir.csi.skiff.io\nparameters: {{type: glusterfs, server: '{address}', share: gv0, subDir: '${{pvc.metadata.namespace}}-${{pvc.metadata.name}}', onDelete: archive}}\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&class));
+    let shared = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: shared\n  resources: {requests: {storage: 1Gi}}\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(shared));
+    c.wait_up_to(Duration::from_secs(60), &["get", "pvc", "data", "-o", "jsonpath={.status.phase}"], "the claim to bind", |p| p == "Bound");
+    assert!(gluster.brick().join("default-data").is_dir(), "the claim's subdirectory is made on the share");
+    let pv = c.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
+    assert_eq!(c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.csi.driver} {.spec.accessModes[0]}"]), "subdir.csi.skiff.io ReadWriteMany");
+    // Both hosts at once: each writes its file, then waits for the other's.
+    let both = |me: &str, other: &str| format!("echo {me} > /data/{me}; for i in $(seq 100); do [ -f /data/{other} ] && break; sleep 0.2; done; cat /data/{other}; sleep 1");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on("h1", "left", &image, "data", &both("h1", "h2"))));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_on("h2", "right", &image, "data", &both("h2", "h1"))));
+    wait_phase(c, "left", "Succeeded");
+    wait_phase(c, "right", "Succeeded");
+    assert_eq!(c.ok(&["logs", "left"]).trim(), "h2");
+    assert_eq!(c.ok(&["logs", "right"]).trim(), "h1");
+    assert_eq!(std::fs::read_to_string(gluster.brick().join("default-data/h1")).unwrap(), "h1\n");
+
+    c.ok(&["delete", "pod", "left", "right", "tree-writer", "tree-reader"]);
+    c.ok(&["delete", "pvc", "data"]);
+    c.wait_up_to(Duration::from_secs(30), &["get", "pv", &pv, "-o", "name", "--ignore-not-found"], "the volume to be deleted", |o| o.is_empty());
+    assert!(!gluster.brick().join("default-data").exists() && gluster.brick().join("archived-default-data/h2").is_file(), "onDelete: archive keeps the data aside");
+    for host in ["h1", "h2"] {
+        let mounts = common::mounts_under(&hosts.host(host).dir);
+        assert!(mounts.is_empty(), "nothing stays mounted on {host}: {mounts:?}");
+    }
+
+    // NFS: the same path, through the kernel's client.
+    let nfs = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: nfs-user}}\nspec:\n  nodeName: h1\n  containers:\n  - name: main\n    image: {image}\n    command: [ls, /data]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n  volumes: [{{name: data, nfs: {{server: '{address}', path: /exports}}}}]\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&nfs));
+    if std::fs::read_to_string("/proc/filesystems").unwrap_or_default().contains("\tnfs\n") {
+        eprintln!("NFS: this kernel has a client, but no NFS server runs here to mount from: only the error path is checked");
+    } else {
+        eprintln!("NFS: skipped mounting: this kernel has no NFS client; checking that the pod says so");
+    }
+    let events = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=nfs-user,reason=FailedMount", "-o", "jsonpath={.items[*].message}"], "a FailedMount event", |e| !e.is_empty());
+    assert!(events.contains("MountVolume.SetUp failed for volume \"data\"") && events.contains("mount"), "{events}");
 }

@@ -9,6 +9,7 @@ mod pods;
 mod proxy;
 mod scheduler;
 mod store;
+mod volumes;
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub enum Bench {
     Dns(dns::Args),
     /// Pod-to-pod TCP throughput across two hosts, per backend, beside host to host.
     Network(network::Args),
+    /// Pods with new claims created at once: claim-to-Bound and pod start through CSI.
+    Volumes(volumes::Args),
 }
 
 impl Bench {
@@ -48,6 +51,7 @@ impl Bench {
             Bench::Proxy(args) => proxy::run(args).await,
             Bench::Dns(args) => dns::run(args).await,
             Bench::Network(args) => network::run(args).await,
+            Bench::Volumes(args) => volumes::run(args).await,
         }
     }
 }

@@ -353,6 +353,15 @@ pub fn remove_node_leftovers(dir: &Path, bridge: Option<&str>) {
     for mount in mounts_under(dir).into_iter().rev() {
         let _ = Command::new("umount").args(["-l", &mount]).output();
     }
+    // The loop devices of local-disk volumes a failed test left staged.
+    let loops = Command::new("losetup").args(["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"]).output();
+    for line in loops.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+        if let Some((device, file)) = line.split_once(' ') {
+            if Path::new(file).starts_with(dir) {
+                let _ = Command::new("losetup").args(["-d", device]).output();
+            }
+        }
+    }
     // Pods are known by their volume directories, and (once those are torn
     // down, as a finished pod's are) by their log directories, `<ns>_<pod>_<uid>`.
     let volumes = std::fs::read_dir(dir.join("data/agent/pods")).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned());

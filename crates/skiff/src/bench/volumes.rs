@@ -1,0 +1,135 @@
+//! Dynamic provisioning on the real node agent: N pods, each with a new
+//! claim of the default class (`local-path`), created at once; every claim
+//! goes through the scheduler's selected node, the node's provisioner and
+//! CSI driver, and the binder. Prints claim create → Bound and pod
+//! create → Running (p50, p99) and the time until every pod runs.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+use super::api::start_server_and_agent;
+use super::{ms, percentile};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// How many pods, each with its own claim.
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// The image, present in a registry the agent reaches
+    /// (`scripts/test-registry.sh` serves this one).
+    #[arg(long, default_value = "127.0.0.1:5000/busybox:test")]
+    image: String,
+}
+
+fn claim(name: &str) -> Result<PersistentVolumeClaim> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"bench": "volumes"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}},
+    }))?)
+}
+
+fn pod(name: &str, image: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"bench": "volumes"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["sh", "-c", "echo up > /data/up; sleep 3600"],
+                            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": name}}],
+        },
+    }))?)
+}
+
+/// A watch of `api`'s benchmark objects, established before anything is made.
+async fn watch<K>(api: &Api<K>) -> Result<futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut events = watcher(api.clone(), watcher::Config::default().labels("bench=volumes")).boxed();
+    while let Some(event) = events.try_next().await? {
+        if matches!(event, watcher::Event::InitDone) {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let (server, agent, client) = start_server_and_agent().await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes.get_opt("bench-node").await?.and_then(|n| n.spec?.pod_cidr).is_none() {
+        anyhow::ensure!(Instant::now() < deadline, "the node did not register with a pod CIDR");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eprintln!("pulling {} with a first pod…", args.image);
+    let mut pod_events = watch(&pods).await?;
+    let mut claim_events = watch(&claims).await?;
+    claims.create(&PostParams::default(), &claim("warm-up")?).await?;
+    pods.create(&PostParams::default(), &pod("warm-up", &args.image)?).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), pod_events.try_next()).await.context("the first pod did not start in 2 minutes")??;
+        if let Some(watcher::Event::Apply(p)) = event {
+            if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                break;
+            }
+        }
+    }
+
+    eprintln!("creating {} claims and their pods at once…", args.pods);
+    let names: Vec<String> = (0..args.pods).map(|i| format!("vol-{i}")).collect();
+    let mut claim_made = HashMap::new();
+    let mut pod_made = HashMap::new();
+    let started = Instant::now();
+    for name in &names {
+        claim_made.insert(name.clone(), Instant::now());
+        claims.create(&PostParams::default(), &claim(name)?).await?;
+        pod_made.insert(name.clone(), Instant::now());
+        pods.create(&PostParams::default(), &pod(name, &args.image)?).await?;
+    }
+    let (mut bound, mut running) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last_report = Instant::now();
+    while bound.len() < names.len() || running.len() < names.len() {
+        let next = tokio::time::timeout_at(deadline.into(), futures::future::select(claim_events.next(), pod_events.next()));
+        match next.await.with_context(|| format!("after 5 minutes {} claims bound and {} pods running", bound.len(), running.len()))? {
+            futures::future::Either::Left((Some(Ok(watcher::Event::Apply(c))), _)) if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") => {
+                if let Some(at) = claim_made.remove(c.metadata.name.as_deref().unwrap_or_default()) {
+                    bound.push(at.elapsed());
+                }
+            }
+            futures::future::Either::Right((Some(Ok(watcher::Event::Apply(p))), _)) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") => {
+                if let Some(at) = pod_made.remove(p.metadata.name.as_deref().unwrap_or_default()) {
+                    running.push(at.elapsed());
+                }
+            }
+            _ => {}
+        }
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            eprintln!("  {:.1} s: {} claims bound, {} pods running", started.elapsed().as_secs_f64(), bound.len(), running.len());
+            last_report = Instant::now();
+        }
+    }
+    let all = started.elapsed();
+    let volumes = std::fs::read_dir(agent.dir().join("data/agent/local-volumes"))?.count();
+    let (b50, b99) = (percentile(&mut bound, 50.0), percentile(&mut bound, 99.0));
+    let (r50, r99) = (percentile(&mut running, 50.0), percentile(&mut running, 99.0));
+    println!("{} pods, each with a new claim (local-path), created at once on one node: all Running in {}", args.pods, ms(all));
+    println!("claim created → Bound: p50 {}, p99 {}", ms(b50), ms(b99));
+    println!("pod created → Running: p50 {}, p99 {}", ms(r50), ms(r99));
+    println!("volume directories on the node: {volumes}");
+    drop(agent);
+    drop(server);
+    let _ = std::process::Command::new("ip").args(["link", "del", "skbench"]).status();
+    Ok(())
+}
