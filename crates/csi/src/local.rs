@@ -58,6 +58,9 @@ enum Kind {
     Disk,
 }
 
+/// The volume context's mark of an inline volume (with `podInfoOnMount`).
+const EPHEMERAL: &str = "csi.storage.k8s.io/ephemeral";
+
 impl Local {
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
@@ -69,6 +72,22 @@ impl Local {
 
     fn disk(&self, id: &str) -> PathBuf {
         self.root.join(format!("{id}.img"))
+    }
+
+    fn ephemeral_dir(&self, id: &str) -> PathBuf {
+        self.root.join("ephemeral").join(id)
+    }
+
+    /// An inline volume's directory, made if missing: only `type: path`,
+    /// since a disk's size could not follow the pod's changes.
+    fn make_ephemeral(&self, id: &str, context: &HashMap<String, String>, capability: &csi::VolumeCapability) -> Result<PathBuf, Status> {
+        check_id(id)?;
+        if is_block(capability) || context.get("type").is_some_and(|t| t != "path") {
+            return Err(Status::invalid_argument(format!("inline {NAME} volumes are directories: type {:?} is not supported", context.get("type").map(String::as_str).unwrap_or("block"))));
+        }
+        let dir = self.ephemeral_dir(id);
+        std::fs::create_dir_all(&dir).map_err(internal)?;
+        Ok(dir)
     }
 
     /// What the volume is, or NotFound.
@@ -326,11 +345,13 @@ impl node_server::Node for Local {
         let capability = request.volume_capability.ok_or_else(|| Status::invalid_argument("volume_capability is required"))?;
         let target = PathBuf::from(&request.target_path);
         let _held = self.lock(&id).lock_owned().await;
-        let source = match self.kind(&id)? {
-            Kind::Path if is_block(&capability) => return Err(Status::invalid_argument(format!("volume {id} is a directory: it has no block device"))),
-            Kind::Path => self.dir(&id),
-            Kind::Disk if is_block(&capability) => PathBuf::from(attach(&self.disk(&id)).await?),
-            Kind::Disk => PathBuf::from(&request.staging_target_path),
+        let ephemeral = request.volume_context.get(EPHEMERAL).is_some_and(|v| v == "true");
+        let source = match if ephemeral { None } else { Some(self.kind(&id)?) } {
+            None => self.make_ephemeral(&id, &request.volume_context, &capability)?,
+            Some(Kind::Path) if is_block(&capability) => return Err(Status::invalid_argument(format!("volume {id} is a directory: it has no block device"))),
+            Some(Kind::Path) => self.dir(&id),
+            Some(Kind::Disk) if is_block(&capability) => PathBuf::from(attach(&self.disk(&id)).await?),
+            Some(Kind::Disk) => PathBuf::from(&request.staging_target_path),
         };
         if is_mounted(&target) {
             return Ok(Response::new(csi::NodePublishVolumeResponse {}));
@@ -339,7 +360,7 @@ impl node_server::Node for Local {
             std::fs::create_dir_all(target.parent().unwrap_or(Path::new("/"))).map_err(internal)?;
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&target).map_err(internal)?;
         } else {
-            if !is_mounted(&source) && self.kind(&id)? == Kind::Disk {
+            if !ephemeral && !is_mounted(&source) && self.kind(&id)? == Kind::Disk {
                 return Err(Status::failed_precondition(format!("volume {id} is not staged at {}", source.display())));
             }
             std::fs::create_dir_all(&target).map_err(internal)?;
@@ -358,6 +379,12 @@ impl node_server::Node for Local {
             Ok(m) if m.is_dir() => std::fs::remove_dir(&target).map_err(internal)?,
             Ok(_) => std::fs::remove_file(&target).map_err(internal)?,
             Err(_) => {}
+        }
+        // An inline volume goes with its only pod.
+        check_id(&request.volume_id)?;
+        match std::fs::remove_dir_all(self.ephemeral_dir(&request.volume_id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(internal(e)),
+            _ => {}
         }
         Ok(Response::new(csi::NodeUnpublishVolumeResponse {}))
     }

@@ -39,6 +39,13 @@ struct VolumeData {
     volume_handle: String,
     #[serde(rename = "specVolID")]
     spec_vol_id: String,
+    /// `Ephemeral` for an inline volume, which is never staged.
+    #[serde(default = "persistent")]
+    volume_lifecycle_mode: String,
+}
+
+fn persistent() -> String {
+    "Persistent".into()
 }
 
 /// How the pod will use a volume.
@@ -47,7 +54,14 @@ pub struct Usage<'a> {
     pub read_only: bool,
     /// `volumeMode: Block`: the target becomes the raw device.
     pub block: bool,
+    /// An inline volume of the pod's own (CSI's ephemeral lifecycle): the
+    /// driver makes it at NodePublishVolume and removes it at
+    /// NodeUnpublishVolume; it is never staged.
+    pub ephemeral: bool,
     pub mount_options: Vec<String>,
+    /// Added to the volume's context: the pod's details, for a driver whose
+    /// CSIDriver asks for them (`podInfoOnMount`).
+    pub pod_info: std::collections::HashMap<String, String>,
 }
 
 impl Mounter {
@@ -60,30 +74,32 @@ impl Mounter {
         let target = dir.join("mount");
         std::fs::create_dir_all(&dir)?;
         // Recorded first: a crash after this still finds what to undo.
-        let data = VolumeData { driver_name: source.driver.clone(), volume_handle: source.volume_handle.clone(), spec_vol_id: volume.to_string() };
+        let volume_lifecycle_mode = if usage.ephemeral { "Ephemeral" } else { "Persistent" }.to_string();
+        let data = VolumeData { driver_name: source.driver.clone(), volume_handle: source.volume_handle.clone(), spec_vol_id: volume.to_string(), volume_lifecycle_mode };
         std::fs::write(dir.join("vol_data.json"), serde_json::to_vec(&data)?)?;
         let capability = crate::provisioner::capability(usage.access_mode, usage.block, source.fs_type.as_deref().unwrap_or_default(), usage.mount_options)?;
-        let context = source.volume_attributes.clone().unwrap_or_default().into_iter().collect();
+        let context: std::collections::HashMap<String, String> = source.volume_attributes.clone().unwrap_or_default().into_iter().collect();
         let mut node = driver.node();
         let staging = self.paths.staging(&source.driver, &source.volume_handle);
-        if driver.stages {
+        let stages = driver.stages && !usage.ephemeral;
+        if stages {
             std::fs::create_dir_all(&staging)?;
             let request = csi::NodeStageVolumeRequest {
                 volume_id: source.volume_handle.clone(),
                 staging_target_path: staging.to_string_lossy().into_owned(),
                 volume_capability: Some(capability.clone()),
-                volume_context: std::collections::HashMap::clone(&context),
+                volume_context: context.clone(),
                 ..Default::default()
             };
             node.node_stage_volume(request).await.map_err(rpc_error).context("MountVolume.MountDevice failed")?;
         }
         let request = csi::NodePublishVolumeRequest {
             volume_id: source.volume_handle.clone(),
-            staging_target_path: if driver.stages { staging.to_string_lossy().into_owned() } else { String::new() },
+            staging_target_path: if stages { staging.to_string_lossy().into_owned() } else { String::new() },
             target_path: target.to_string_lossy().into_owned(),
             volume_capability: Some(capability),
             readonly: usage.read_only || source.read_only == Some(true),
-            volume_context: context,
+            volume_context: context.into_iter().chain(usage.pod_info).collect(),
             ..Default::default()
         };
         node.node_publish_volume(request).await.map_err(rpc_error)?;
@@ -114,7 +130,7 @@ impl Mounter {
             std::fs::remove_file(dir.join("vol_data.json"))?;
             let _ = std::fs::remove_dir(&target);
             std::fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;
-            if driver.stages && !self.in_use(&data.driver_name, &data.volume_handle) {
+            if driver.stages && data.volume_lifecycle_mode != "Ephemeral" && !self.in_use(&data.driver_name, &data.volume_handle) {
                 let staging = self.paths.staging(&data.driver_name, &data.volume_handle);
                 let request = csi::NodeUnstageVolumeRequest { volume_id: data.volume_handle.clone(), staging_target_path: staging.to_string_lossy().into_owned() };
                 node.node_unstage_volume(request).await.map_err(rpc_error).context("UnmountDevice failed")?;

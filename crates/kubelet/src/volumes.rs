@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, Secret, ServiceAccount, Volume};
+use k8s_openapi::api::storage::v1::CSIDriver;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -152,6 +153,8 @@ impl Volumes {
             files
         } else if let Some(claim) = &volume.persistent_volume_claim {
             return self.claimed_path(client, pod, volume, &claim.claim_name, None, claim.read_only == Some(true)).await;
+        } else if let Some(source) = &volume.csi {
+            return self.inline_csi(client, pod, volume, source).await;
         } else if volume.ephemeral.is_some() {
             // A generic ephemeral volume: the claim made for this pod, `<pod>-<volume>`.
             let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -220,6 +223,34 @@ impl Volumes {
         out
     }
 
+    /// An inline CSI volume (`volumes[].csi`), CSI's ephemeral lifecycle:
+    /// the driver makes it when it publishes it and removes it with the
+    /// pod. Only for a driver whose CSIDriver lists the `Ephemeral` mode.
+    async fn inline_csi(&self, client: &kube::Client, pod: &Pod, volume: &Volume, source: &k8s_openapi::api::core::v1::CSIVolumeSource) -> Result<PathBuf> {
+        use sha2::Digest;
+        let driver = Api::<CSIDriver>::all(client.clone()).get_opt(&source.driver).await?;
+        let modes = driver.as_ref().and_then(|d| d.spec.volume_lifecycle_modes.clone()).unwrap_or_else(|| vec!["Persistent".into()]);
+        anyhow::ensure!(modes.iter().any(|m| m == "Ephemeral"), "volume mode \"Ephemeral\" not supported by driver {} (only supports {modes:?})", source.driver);
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        // Upstream's handle: one per pod and volume, the same on every retry.
+        let hash: String = sha2::Sha256::digest(format!("{uid}{}", volume.name).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let as_volume = k8s_openapi::api::core::v1::CSIPersistentVolumeSource {
+            driver: source.driver.clone(),
+            volume_handle: format!("csi-{hash}"),
+            fs_type: source.fs_type.clone(),
+            read_only: source.read_only,
+            volume_attributes: source.volume_attributes.clone(),
+            ..Default::default()
+        };
+        let read_only = source.read_only == Some(true);
+        let usage = skiff_csi::mounter::Usage { access_mode: "ReadWriteOnce", read_only, block: false, ephemeral: true, mount_options: vec![], pod_info: pod_info(pod, driver.as_ref(), true) };
+        let path = self.csi.publish(&self.pod_dir(uid), &volume.name, &as_volume, usage).await?;
+        if !read_only {
+            give_to_pod(pod, driver.as_ref(), source.fs_type.as_deref(), &["ReadWriteOnce".into()], &path)?;
+        }
+        Ok(path)
+    }
+
     /// Where a bound claim's volume is, for the pod: a hostPath or local
     /// volume's own path, or a CSI volume published into the pod's
     /// directory. `owner`, for an ephemeral volume's claim, is the pod
@@ -238,18 +269,21 @@ impl Volumes {
         let pv = Api::<PersistentVolume>::all(client.clone()).get(&name).await?;
         let spec = pv.spec.unwrap_or_default();
         if let Some(csi) = &spec.csi {
+            let driver = Api::<CSIDriver>::all(client.clone()).get_opt(&csi.driver).await?;
             let modes = spec.access_modes.clone().unwrap_or_default();
             let block = spec.volume_mode.as_deref() == Some("Block");
             let usage = skiff_csi::mounter::Usage {
                 access_mode: modes.first().map(String::as_str).unwrap_or("ReadWriteOnce"),
                 read_only,
                 block,
+                ephemeral: false,
                 mount_options: spec.mount_options.clone().unwrap_or_default(),
+                pod_info: pod_info(pod, driver.as_ref(), false),
             };
             let path = self.csi.publish(&self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()), &volume.name, csi, usage).await?;
             if !block {
                 if !read_only {
-                    give_to_pod(client, pod, &csi.driver, csi.fs_type.as_deref(), &modes, &path).await?;
+                    give_to_pod(pod, driver.as_ref(), csi.fs_type.as_deref(), &modes, &path)?;
                 }
                 let mounted = ClaimVolume { namespace: ns.to_string(), claim: claim.to_string(), driver: csi.driver.clone(), handle: csi.volume_handle.clone(), path: path.clone() };
                 crate::lock(&self.claims).entry(pod.metadata.uid.clone().unwrap_or_default()).or_default().insert(volume.name.clone(), mounted);
@@ -308,11 +342,10 @@ async fn mount_share(share: &skiff_csi::share::Share, target: &Path, read_only: 
 /// has no fsGroup gets an empty, root-owned volume handed to that user:
 /// upstream would leave it unwritable, the local-path complaint the
 /// built-in classes answer.
-async fn give_to_pod(client: &kube::Client, pod: &Pod, driver: &str, fs_type: Option<&str>, modes: &[String], path: &Path) -> Result<()> {
+fn give_to_pod(pod: &Pod, driver: Option<&CSIDriver>, fs_type: Option<&str>, modes: &[String], path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     if let Some(group) = fs_group(pod) {
-        let csi_driver = Api::<k8s_openapi::api::storage::v1::CSIDriver>::all(client.clone()).get_opt(driver).await?;
-        let policy = csi_driver.and_then(|d| d.spec.fs_group_policy).unwrap_or_else(|| "ReadWriteOnceWithFSType".into());
+        let policy = driver.and_then(|d| d.spec.fs_group_policy.clone()).unwrap_or_else(|| "ReadWriteOnceWithFSType".into());
         let applies = match policy.as_str() {
             "File" => true,
             "ReadWriteOnceWithFSType" => fs_type.is_some_and(|f| !f.is_empty()) && modes.iter().any(|m| m == "ReadWriteOnce"),
@@ -332,6 +365,26 @@ async fn give_to_pod(client: &kube::Client, pod: &Pod, driver: &str, fs_type: Op
         nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(user as u32)), group).with_context(|| format!("chown {}", path.display()))?;
     }
     Ok(())
+}
+
+/// What a driver whose CSIDriver has `podInfoOnMount` is told of the pod
+/// at NodePublishVolume, under upstream's keys.
+fn pod_info(pod: &Pod, driver: Option<&CSIDriver>, ephemeral: bool) -> std::collections::HashMap<String, String> {
+    if !driver.is_some_and(|d| d.spec.pod_info_on_mount == Some(true)) {
+        return Default::default();
+    }
+    let meta = &pod.metadata;
+    let account = pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_else(|| "default".into());
+    [
+        ("csi.storage.k8s.io/pod.name", meta.name.clone().unwrap_or_default()),
+        ("csi.storage.k8s.io/pod.namespace", meta.namespace.clone().unwrap_or_default()),
+        ("csi.storage.k8s.io/pod.uid", meta.uid.clone().unwrap_or_default()),
+        ("csi.storage.k8s.io/serviceAccount.name", account),
+        ("csi.storage.k8s.io/ephemeral", ephemeral.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// The pod's `securityContext.fsGroup`.

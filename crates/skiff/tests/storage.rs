@@ -162,6 +162,78 @@ fn a_block_claim_gives_the_pod_its_raw_device() {
     assert!(common::mounts_under(c.dir.path()).is_empty(), "nothing stays mounted: {:?}", common::mounts_under(c.dir.path()));
 }
 
+/// An inline CSI volume (`volumes[].csi`) of `local.csi.skiff.io`: made
+/// when the pod starts, told the pod's details (`podInfoOnMount`), gone
+/// with the pod. A driver whose CSIDriver lists only `Persistent` is
+/// refused with upstream's FailedMount message.
+#[test]
+fn an_inline_csi_volume_lives_and_goes_with_its_pod() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let pod = |name: &str, driver: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'echo scratch > /scratch/file; sleep 3600']\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes: [{{name: scratch, csi: {{driver: {driver}}}}}]\n"
+        )
+    };
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("inline", "local.csi.skiff.io")));
+    wait_phase(&c, "inline", "Running");
+    let ephemeral = local_volumes(&c).join("ephemeral");
+    c.wait_for(&["get", "pod", "inline", "-o", "name"], "the pod's file", |_| std::fs::read_dir(&ephemeral).into_iter().flatten().flatten().any(|v| v.path().join("file").exists()));
+    let volumes: Vec<_> = std::fs::read_dir(&ephemeral).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(volumes.len() == 1 && volumes[0].starts_with("csi-"), "{volumes:?}");
+    assert!(c.ok(&["get", "pv", "-o", "name"]).is_empty(), "no PersistentVolume for an inline volume");
+
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod("refused", "subdir.csi.skiff.io")));
+    let events = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=refused,reason=FailedMount", "-o", "jsonpath={.items[*].message}"], "a FailedMount event", |e| !e.is_empty());
+    assert!(events.contains(r#"volume mode "Ephemeral" not supported by driver subdir.csi.skiff.io (only supports ["Persistent"])"#), "{events}");
+
+    c.ok(&["delete", "pod", "inline", "refused"]);
+    c.wait_for(&["get", "pods", "-o", "name"], "the volume to go with its pod", |_| std::fs::read_dir(&ephemeral).unwrap().count() == 0);
+    assert!(common::mounts_under(c.dir.path()).is_empty(), "{:?}", common::mounts_under(c.dir.path()));
+}
+
+/// Loop devices backed by files under `dir`, as `losetup` lists them.
+fn loops_under(dir: &std::path::Path) -> Vec<String> {
+    let out = std::process::Command::new("losetup").args(["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.split_once(' ').is_some_and(|(_, f)| std::path::Path::new(f).starts_with(dir))).map(str::to_string).collect()
+}
+
+/// kill -9 in the middle of provisioning and mounting `local-disk`
+/// volumes, then start again: every claim still comes up, each volume
+/// has one file, one loop device and one staging mount, and once the
+/// pods and claims are deleted nothing is left: no loop device, mount,
+/// file or directory.
+#[test]
+fn a_node_killed_while_provisioning_and_mounting_leaks_nothing() {
+    let image = common::test_image();
+    let mut c = Cluster::start_node(&[]);
+    const N: usize = 8;
+    for i in 0..N {
+        c.ok_stdin(&["apply", "-f", "-"], Some(&claim(&format!("d{i}"), "16Mi", "  storageClassName: local-disk\n")));
+        c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim(&format!("p{i}"), &image, &format!("d{i}"), "echo ok > /data/f; sleep 3600", "")));
+    }
+    c.wait_for(&["get", "pv", "-o", "name"], "some volumes to be made", |o| o.lines().count() >= 2);
+    c.stop();
+    let made = std::fs::read_dir(local_volumes(&c)).unwrap().count();
+    eprintln!("killed with {made} volume files (finished or not) on the node");
+    c.boot();
+    let running = "jsonpath={range .items[*]}{.status.phase} {end}";
+    c.wait_up_to(Duration::from_secs(90), &["get", "pods", "-o", running], "every pod to run after the restart", |o| o.split_whitespace().filter(|p| *p == "Running").count() == N);
+    let files: Vec<String> = std::fs::read_dir(local_volumes(&c)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files.len(), N, "one file per volume, no half-made one: {files:?}");
+    assert!(files.iter().all(|f| f.ends_with(".img")), "{files:?}");
+    assert_eq!(loops_under(c.dir.path()).len(), N, "one loop device per volume: {:?}", loops_under(c.dir.path()));
+    let staged = common::mounts_under(c.dir.path()).into_iter().filter(|m| m.ends_with("/globalmount")).count();
+    assert_eq!(staged, N, "each volume staged once");
+
+    c.ok(&["delete", "pods", "--all", "--grace-period=1"]);
+    c.ok(&["delete", "pvc", "--all"]);
+    c.wait_up_to(Duration::from_secs(60), &["get", "pv", "-o", "name"], "the volumes to be deleted", |o| o.is_empty());
+    assert!(loops_under(c.dir.path()).is_empty(), "{:?}", loops_under(c.dir.path()));
+    assert!(common::mounts_under(c.dir.path()).is_empty(), "{:?}", common::mounts_under(c.dir.path()));
+    assert_eq!(std::fs::read_dir(local_volumes(&c)).unwrap().count(), 0);
+}
+
 /// What a class cannot give is refused where upstream refuses it: growing
 /// a claim of a class without `allowVolumeExpansion` (Forbidden), a
 /// ReadWriteMany claim of a local class (ProvisioningFailed, the claim
