@@ -110,6 +110,13 @@ impl Plugin for NodeRestriction {
                 }
                 Ok(())
             }
+            ("storage.k8s.io", "volumeattachments", _, _) => {
+                let attached_to = req.old.map(|o| &o["spec"]["nodeName"]).unwrap_or(&obj["spec"]["nodeName"]);
+                if attached_to != node {
+                    return refuse(format!("node {node:?} can only change volumeattachments to itself"));
+                }
+                Ok(())
+            }
             ("coordination.k8s.io", "leases", _, _) => {
                 let name = if req.name.is_empty() { obj["metadata"]["name"].as_str().unwrap_or_default() } else { req.name };
                 if req.namespace != "kube-node-lease" || name != node {

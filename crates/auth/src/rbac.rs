@@ -288,6 +288,9 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&[""], &["persistentvolumeclaims/status"], &["patch"]),
     (&[""], &["persistentvolumes"], &["list", "watch", "create", "delete", "patch"]),
     (&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch"]),
+    // ...and attaches them (external-attacher's job): NodeRestriction keeps
+    // it to the attachments to itself.
+    (&["storage.k8s.io"], &["volumeattachments", "volumeattachments/status"], &["patch"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service

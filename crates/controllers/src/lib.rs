@@ -1,6 +1,7 @@
 //! The controller manager: workload controllers as API clients (the kube
 //! crate's watchers, reflectors and controller runtime).
 
+mod attachdetach;
 mod certificates;
 mod common;
 mod cronjob;
@@ -127,6 +128,8 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("persistentvolume-binder", move || persistentvolume::run(c.clone(), &pvc, &pv)));
     let (c, p, pvc, pv) = (client.clone(), pods.clone(), claims.clone(), volumes.clone());
     controllers.spawn(supervise("storage-protection", move || storage_protection::run(c.clone(), &p, &pvc, &pv)));
+    let (c, p, pvc, pv) = (client.clone(), pods.clone(), claims.clone(), volumes.clone());
+    controllers.spawn(supervise("attachdetach", move || attachdetach::run(c.clone(), &p, &pvc, &pv)));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("ephemeral-volume", move || ephemeral::run(c.clone(), &p)));
     let (c, p, n, threshold) = (client.clone(), pods.clone(), nodes.clone(), options.terminated_pod_gc_threshold);

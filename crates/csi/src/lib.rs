@@ -8,6 +8,8 @@
 //! - [`provisioner`]: external-provisioner's job, on the node (its
 //!   `--node-deployment` mode): a claim of a driver's class gets a volume
 //!   (CreateVolume) and a PersistentVolume; a released one is deleted.
+//! - [`attacher`]: external-attacher's job, on the node an attachment
+//!   names: ControllerPublishVolume for VolumeAttachments.
 //! - [`mounter`]: the kubelet's CSI volume plugin: stage, publish,
 //!   unpublish, unstage, stats.
 //!
@@ -16,6 +18,7 @@
 //! [`subdir`] (`subdir.csi.skiff.io`), ReadWriteMany volumes as
 //! subdirectories of a GlusterFS or NFS [`share`].
 
+pub mod attacher;
 pub mod local;
 pub mod mounter;
 pub mod mounts;
@@ -36,6 +39,23 @@ pub mod pb {
     pub mod registration {
         tonic::include_proto!("pluginregistration");
     }
+}
+
+/// Upstream's name for a volume's VolumeAttachment to a node: `csi-` and
+/// the sha256 of the volume's handle, driver and node.
+pub fn attachment_name(handle: &str, driver: &str, node: &str) -> String {
+    format!("csi-{}", sha256_hex(&format!("{handle}{driver}{node}")))
+}
+
+/// Upstream's handle for a pod's inline CSI volume: one per pod and
+/// volume, the same on every retry.
+pub fn inline_volume_handle(pod_uid: &str, volume: &str) -> String {
+    format!("csi-{}", sha256_hex(&format!("{pod_uid}{volume}")))
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The CSI versions this CO speaks, as plugin registration names them.
@@ -60,8 +80,14 @@ impl Paths {
     }
 
     pub fn staging(&self, driver: &str, handle: &str) -> std::path::PathBuf {
-        use sha2::Digest;
-        let hash: String = sha2::Sha256::digest(handle.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        self.root.join("plugins/kubernetes.io/csi").join(driver).join(hash).join("globalmount")
+        self.root.join("plugins/kubernetes.io/csi").join(driver).join(sha256_hex(handle)).join("globalmount")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn attachment_names_are_upstream_s() {
+        assert_eq!(super::attachment_name("pvc-1", "driver.example.com", "node-1"), "csi-0cf5bca14ecd67a192fe33cfbc29bc70d520fcfdc65a7b9ff04d3d555cf72c56");
     }
 }

@@ -62,6 +62,9 @@ pub struct Usage<'a> {
     /// Added to the volume's context: the pod's details, for a driver whose
     /// CSIDriver asks for them (`podInfoOnMount`).
     pub pod_info: std::collections::HashMap<String, String>,
+    /// What attaching the volume to this node told of it (its
+    /// VolumeAttachment's `attachmentMetadata`).
+    pub publish_context: std::collections::HashMap<String, String>,
 }
 
 impl Mounter {
@@ -89,6 +92,7 @@ impl Mounter {
                 staging_target_path: staging.to_string_lossy().into_owned(),
                 volume_capability: Some(capability.clone()),
                 volume_context: context.clone(),
+                publish_context: usage.publish_context.clone(),
                 ..Default::default()
             };
             node.node_stage_volume(request).await.map_err(rpc_error).context("MountVolume.MountDevice failed")?;
@@ -100,6 +104,7 @@ impl Mounter {
             volume_capability: Some(capability),
             readonly: usage.read_only || source.read_only == Some(true),
             volume_context: context.into_iter().chain(usage.pod_info).collect(),
+            publish_context: usage.publish_context,
             ..Default::default()
         };
         node.node_publish_volume(request).await.map_err(rpc_error)?;

@@ -192,7 +192,7 @@ impl Kubelet {
             events: Recorder::new(client.clone(), reporter),
             images: images::ImageStore::open(&config.data_dir.join("images"))?,
             sandboxes: sandbox::Sandboxes::new(&config.run_dir.join("pods"), network)?,
-            volumes: volumes::Volumes::new(&config.data_dir)?,
+            volumes: volumes::Volumes::new(&config.data_dir, &config.node_name)?,
             runtime: Arc::new(runtime),
             port: AtomicU16::new(config.port),
             pod_cidr: Default::default(),

@@ -23,6 +23,8 @@ pub struct Volumes {
     root: PathBuf,
     /// CSI volumes: the drivers registered here, and their mounts.
     pub csi: skiff_csi::mounter::Mounter,
+    /// This node's name, which its volumes' attachments carry.
+    node: String,
     /// The claims' CSI volumes published here, by pod UID then volume
     /// name, for their usage figures.
     claims: std::sync::Mutex<std::collections::HashMap<String, BTreeMap<String, ClaimVolume>>>,
@@ -50,11 +52,11 @@ type Files = BTreeMap<String, (Vec<u8>, u32)>;
 
 impl Volumes {
     /// `data` holds the pods' directories (`pods`) and the plugins' (`plugins`, `plugins_registry`).
-    pub fn new(data: &Path) -> Result<Volumes> {
+    pub fn new(data: &Path, node: &str) -> Result<Volumes> {
         let root = data.join("pods");
         std::fs::create_dir_all(&root)?;
         let csi = skiff_csi::mounter::Mounter { paths: skiff_csi::Paths { root: data.to_path_buf() }, registry: Default::default(), pods: root.clone() };
-        Ok(Volumes { root, csi, claims: Default::default() })
+        Ok(Volumes { root, csi, node: node.to_string(), claims: Default::default() })
     }
 
     pub fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -227,23 +229,28 @@ impl Volumes {
     /// the driver makes it when it publishes it and removes it with the
     /// pod. Only for a driver whose CSIDriver lists the `Ephemeral` mode.
     async fn inline_csi(&self, client: &kube::Client, pod: &Pod, volume: &Volume, source: &k8s_openapi::api::core::v1::CSIVolumeSource) -> Result<PathBuf> {
-        use sha2::Digest;
         let driver = Api::<CSIDriver>::all(client.clone()).get_opt(&source.driver).await?;
         let modes = driver.as_ref().and_then(|d| d.spec.volume_lifecycle_modes.clone()).unwrap_or_else(|| vec!["Persistent".into()]);
         anyhow::ensure!(modes.iter().any(|m| m == "Ephemeral"), "volume mode \"Ephemeral\" not supported by driver {} (only supports {modes:?})", source.driver);
         let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        // Upstream's handle: one per pod and volume, the same on every retry.
-        let hash: String = sha2::Sha256::digest(format!("{uid}{}", volume.name).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         let as_volume = k8s_openapi::api::core::v1::CSIPersistentVolumeSource {
             driver: source.driver.clone(),
-            volume_handle: format!("csi-{hash}"),
+            volume_handle: skiff_csi::inline_volume_handle(uid, &volume.name),
             fs_type: source.fs_type.clone(),
             read_only: source.read_only,
             volume_attributes: source.volume_attributes.clone(),
             ..Default::default()
         };
         let read_only = source.read_only == Some(true);
-        let usage = skiff_csi::mounter::Usage { access_mode: "ReadWriteOnce", read_only, block: false, ephemeral: true, mount_options: vec![], pod_info: pod_info(pod, driver.as_ref(), true) };
+        let usage = skiff_csi::mounter::Usage {
+            access_mode: "ReadWriteOnce",
+            read_only,
+            block: false,
+            ephemeral: true,
+            mount_options: vec![],
+            pod_info: pod_info(pod, driver.as_ref(), true),
+            publish_context: Default::default(),
+        };
         let path = self.csi.publish(&self.pod_dir(uid), &volume.name, &as_volume, usage).await?;
         if !read_only {
             give_to_pod(pod, driver.as_ref(), source.fs_type.as_deref(), &["ReadWriteOnce".into()], &path)?;
@@ -270,6 +277,11 @@ impl Volumes {
         let spec = pv.spec.unwrap_or_default();
         if let Some(csi) = &spec.csi {
             let driver = Api::<CSIDriver>::all(client.clone()).get_opt(&csi.driver).await?;
+            // Upstream's default, with no CSIDriver to say otherwise: attach.
+            let publish_context = match driver.as_ref().is_none_or(|d| d.spec.attach_required != Some(false)) {
+                true => attached(client, &csi.volume_handle, &csi.driver, &self.node).await?,
+                false => Default::default(),
+            };
             let modes = spec.access_modes.clone().unwrap_or_default();
             let block = spec.volume_mode.as_deref() == Some("Block");
             let usage = skiff_csi::mounter::Usage {
@@ -279,6 +291,7 @@ impl Volumes {
                 ephemeral: false,
                 mount_options: spec.mount_options.clone().unwrap_or_default(),
                 pod_info: pod_info(pod, driver.as_ref(), false),
+                publish_context,
             };
             let path = self.csi.publish(&self.pod_dir(pod.metadata.uid.as_deref().unwrap_or_default()), &volume.name, csi, usage).await?;
             if !block {
@@ -365,6 +378,30 @@ fn give_to_pod(pod: &Pod, driver: Option<&CSIDriver>, fs_type: Option<&str>, mod
         nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(user as u32)), group).with_context(|| format!("chown {}", path.display()))?;
     }
     Ok(())
+}
+
+/// How long a mount waits for its volume's attachment before the pod's
+/// next sync tries again.
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The attachment's metadata once the volume is attached to this node
+/// (upstream's WaitForAttach); an error until then.
+async fn attached(client: &kube::Client, handle: &str, driver: &str, node: &str) -> Result<std::collections::HashMap<String, String>> {
+    let name = skiff_csi::attachment_name(handle, driver, node);
+    let api = Api::<k8s_openapi::api::storage::v1::VolumeAttachment>::all(client.clone());
+    let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+    loop {
+        let status = api.get_opt(&name).await?.and_then(|a| a.status);
+        match status {
+            Some(s) if s.attached => return Ok(s.attachment_metadata.unwrap_or_default().into_iter().collect()),
+            Some(s) if tokio::time::Instant::now() >= deadline => {
+                let why = s.attach_error.and_then(|e| e.message).unwrap_or_else(|| "not attached yet".into());
+                bail!("volume attachment {name} is not attached: {why}");
+            }
+            None if tokio::time::Instant::now() >= deadline => bail!("volume attachment {name} is not attached: it has not been made yet"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// What a driver whose CSIDriver has `podInfoOnMount` is told of the pod

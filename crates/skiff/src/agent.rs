@@ -90,11 +90,12 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
     let config = flags.config(node_name.clone(), data_dir, address, serving, ca_pem, &network, pod_mtu)?;
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
     // Skiff's own CSI drivers, found by the kubelet like any other, and
-    // the provisioner for the drivers registered here.
+    // the provisioner and attacher for the drivers registered here.
     let local = flags.local_storage_dir.clone().unwrap_or_else(|| data_dir.join("agent/local-volumes"));
     skiff_csi::local::start(&agent.csi.paths, &node_name, &local).await.context("starting the local CSI driver")?;
     skiff_csi::subdir::start(&agent.csi.paths, &node_name).context("starting the subdir CSI driver")?;
     tokio::spawn(skiff_csi::provisioner::run(client.clone(), node_name.clone(), agent.csi.clone()));
+    tokio::spawn(skiff_csi::attacher::run(client.clone(), node_name.clone(), agent.csi.registry.clone()));
     tokio::spawn(async move {
         match skiff_net::start(client, network, node).await {
             // Held for as long as the process runs.

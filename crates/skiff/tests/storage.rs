@@ -192,6 +192,36 @@ fn an_inline_csi_volume_lives_and_goes_with_its_pod() {
     assert!(common::mounts_under(c.dir.path()).is_empty(), "{:?}", common::mounts_under(c.dir.path()));
 }
 
+/// A driver whose CSIDriver says `attachRequired: true`: a pod's volume
+/// gets a VolumeAttachment to the pod's node (upstream's name), the
+/// node's attacher takes it (the driver's finalizer) and attaches it, and
+/// only then does the kubelet mount the volume; the attachment goes with
+/// the pod.
+#[test]
+fn volumes_of_a_driver_that_attaches_wait_for_their_attachment() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    c.ok(&["delete", "csidriver", "local.csi.skiff.io"]);
+    let driver = "apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: local.csi.skiff.io}\nspec: {attachRequired: true, podInfoOnMount: true, fsGroupPolicy: File, volumeLifecycleModes: [Persistent, Ephemeral]}\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(driver));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("attached", "16Mi", "  storageClassName: local-disk\n")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("user", &image, "attached", "echo ok > /data/f; sleep 3600", "")));
+    wait_phase(&c, "user", "Running");
+    let pv = c.ok(&["get", "pvc", "attached", "-o", "jsonpath={.spec.volumeName}"]);
+    let handle = c.ok(&["get", "pv", &pv, "-o", "jsonpath={.spec.csi.volumeHandle}"]);
+    let name = skiff_csi::attachment_name(&handle, "local.csi.skiff.io", "node-1");
+    let attachment = c.json(&["get", "volumeattachment", &name, "-o", "json"]);
+    assert_eq!(attachment["spec"]["attacher"], "local.csi.skiff.io");
+    assert_eq!(attachment["spec"]["source"]["persistentVolumeName"], pv.as_str());
+    assert_eq!(attachment["status"]["attached"], true, "{attachment}");
+    assert_eq!(attachment["metadata"]["finalizers"][0], "external-attacher/local-csi-skiff-io");
+    let row = c.ok(&["get", "volumeattachment", "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(5).collect::<Vec<_>>(), [name.as_str(), "local.csi.skiff.io", pv.as_str(), "node-1", "true"], "{row}");
+
+    c.ok(&["delete", "pod", "user", "--grace-period=1"]);
+    c.wait_up_to(Duration::from_secs(30), &["get", "volumeattachment", "-o", "name"], "the attachment to go with the pod", |o| o.is_empty());
+}
+
 /// Loop devices backed by files under `dir`, as `losetup` lists them.
 fn loops_under(dir: &std::path::Path) -> Vec<String> {
     let out = std::process::Command::new("losetup").args(["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"]).output().unwrap();
