@@ -1,5 +1,6 @@
-//! The PersistentVolume binder, upstream's persistentvolume controller
-//! without provisioning: it binds claims to volumes and keeps both phases.
+//! The PersistentVolume binder, upstream's persistentvolume controller:
+//! it binds claims to volumes and keeps both phases; CSI provisioners
+//! (`skiff_csi::provisioner`, or a driver's own) make the volumes.
 //!
 //! - A pending claim of an `Immediate` class (or none) is bound to the
 //!   smallest unclaimed volume that matches it, or to the volume it names.
@@ -8,10 +9,13 @@
 //! - Binding writes the volume's `claimRef` and phase Bound, then the
 //!   claim's `volumeName`, `pv.kubernetes.io/bind-completed`, and phase
 //!   Bound with the volume's capacity and access modes.
-//! - A volume whose claim is gone is Released (kept, whatever its reclaim
-//!   policy: deleting storage is a provisioner's, which the storage work
-//!   brings); a volume nobody claims is Available; a bound claim whose
-//!   volume is gone is Lost.
+//! - A claim nothing fits waits, and says for what as upstream does: a
+//!   class with a provisioner marks it `volume.kubernetes.io/storage-provisioner`
+//!   (event ExternalProvisioning); a `WaitForFirstConsumer` claim no pod
+//!   has chosen a node for gets event WaitForFirstConsumer.
+//! - A volume whose claim is gone is Released (a provisioner deletes it
+//!   under reclaim policy Delete); a volume nobody claims is Available; a
+//!   bound claim whose volume is gone is Lost.
 //!
 //! Every change to a claim, volume or class, and a resync every 15 s, runs
 //! one pass over all of them (there are few, next to pods).
@@ -24,6 +28,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use serde_json::json;
 use skiff_scheduler::volume_rules::{best_match, claim_ref_patch, claimed_by, BIND_COMPLETED, BOUND_BY_CONTROLLER};
@@ -31,6 +36,11 @@ use skiff_scheduler::volume_rules::{best_match, claim_ref_patch, claimed_by, BIN
 use crate::informers::Informer;
 
 const RESYNC: Duration = Duration::from_secs(15);
+/// Which provisioner a claim waits for (both names, as upstream writes them).
+const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+const STORAGE_PROVISIONER_BETA: &str = "volume.beta.kubernetes.io/storage-provisioner";
+/// The scheduler's choice of node for a delayed claim.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
 pub fn run(client: kube::Client, claims: &Informer<PersistentVolumeClaim>, volumes: &Informer<PersistentVolume>) -> impl std::future::Future<Output = ()> + Send {
     let changes = futures::stream::select(claims.subscribe().map(drop), volumes.subscribe().map(drop));
@@ -42,7 +52,8 @@ pub fn run(client: kube::Client, claims: &Informer<PersistentVolumeClaim>, volum
             Some(((), t))
         });
         let mut triggers = futures::stream::select(futures::stream::select(changes, classes.subscribe().map(drop)), ticks).ready_chunks(1024).boxed();
-        let binder = Binder { client, claims, volumes, classes: classes.store() };
+        let events = Recorder::new(client.clone(), Reporter { controller: "persistentvolume-controller".into(), instance: None });
+        let binder = Binder { client, claims, volumes, classes: classes.store(), events, told_to_wait: Default::default() };
         while triggers.next().await.is_some() {
             if crate::informers::ready(&binder.claims).await.is_err() || crate::informers::ready(&binder.volumes).await.is_err() || crate::informers::ready(&binder.classes).await.is_err() {
                 continue;
@@ -57,6 +68,9 @@ struct Binder {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
+    events: Recorder,
+    /// Claims (by uid) already told they wait for their first consumer.
+    told_to_wait: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn name_of<K: kube::Resource>(o: &K) -> &str {
@@ -81,6 +95,8 @@ fn phase_of_volume(v: &PersistentVolume) -> &str {
 impl Binder {
     async fn sync(&self) {
         let volumes: HashMap<String, Arc<PersistentVolume>> = self.volumes.state().into_iter().map(|v| (name_of(&*v).to_string(), v)).collect();
+        let uids: std::collections::HashSet<String> = self.claims.state().iter().filter_map(|c| c.metadata.uid.clone()).collect();
+        crate::common::lock(&self.told_to_wait).retain(|uid| uids.contains(uid));
         for claim in self.claims.state() {
             if claim.metadata.deletion_timestamp.is_none() {
                 if let Err(e) = self.sync_claim(&claim, &volumes).await {
@@ -112,11 +128,46 @@ impl Binder {
                 let delayed = self.delays_binding(claim);
                 match best_match(volumes.values().filter(|v| !delayed || claimed_by(v, claim)), claim) {
                     Some(v) => v.clone(),
-                    None => return self.claim_phase(claim, "Pending").await,
+                    None => {
+                        self.say_what_it_waits_for(claim, delayed).await?;
+                        return self.claim_phase(claim, "Pending").await;
+                    }
                 }
             }
         };
         self.bind(&volume, claim).await
+    }
+
+    /// Upstream's word on a claim nothing fits yet, once.
+    async fn say_what_it_waits_for(&self, claim: &PersistentVolumeClaim, delayed: bool) -> Result<(), kube::Error> {
+        use kube::Resource;
+        let class_name = claim.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()).unwrap_or_default();
+        let Some(class) = self.classes.state().into_iter().find(|c| !class_name.is_empty() && name_of(&**c) == class_name) else { return Ok(()) };
+        if class.provisioner == "kubernetes.io/no-provisioner" {
+            return Ok(());
+        }
+        let annotations = claim.metadata.annotations.clone().unwrap_or_default();
+        let (reason, note) = if delayed && !annotations.contains_key(SELECTED_NODE) {
+            if !crate::common::lock(&self.told_to_wait).insert(claim.metadata.uid.clone().unwrap_or_default()) {
+                return Ok(());
+            }
+            ("WaitForFirstConsumer", "waiting for first consumer to be created before binding".to_string())
+        } else {
+            let provisioner = &class.provisioner;
+            if annotations.get(STORAGE_PROVISIONER) == Some(provisioner) {
+                return Ok(());
+            }
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), claim.metadata.namespace.as_deref().unwrap_or_default());
+            let patch = json!({"metadata": {"annotations": {STORAGE_PROVISIONER: provisioner, STORAGE_PROVISIONER_BETA: provisioner}}});
+            claims.patch(name_of(claim), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let note = format!("Waiting for a volume to be created either by the external provisioner '{provisioner}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.");
+            ("ExternalProvisioning", note)
+        };
+        let event = Event { type_: EventType::Normal, reason: reason.into(), note: Some(note), action: "Binding".into(), secondary: None };
+        if let Err(e) = self.events.publish(&event, &claim.object_ref(&())).await {
+            tracing::debug!("event for claim {}: {e}", name_of(claim));
+        }
+        Ok(())
     }
 
     fn delays_binding(&self, claim: &PersistentVolumeClaim) -> bool {

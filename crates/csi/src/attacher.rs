@@ -104,7 +104,7 @@ async fn sync(client: &kube::Client, driver: &Driver, attachment: &Arc<VolumeAtt
     }
     let status = match publish(driver, attachment, volumes, handle).await {
         Ok(context) => json!({"status": {"attached": true, "attachmentMetadata": context, "attachError": null}}),
-        Err(e) => json!({"status": {"attached": false, "attachError": {"time": chrono_now(), "message": format!("{e:#}")}}}),
+        Err(e) => json!({"status": {"attached": false, "attachError": {"time": crate::provisioner::now(), "message": format!("{e:#}")}}}),
     };
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await?;
     Ok(())
@@ -131,10 +131,6 @@ async fn publish(driver: &Driver, attachment: &VolumeAttachment, volumes: &Store
     };
     let response = driver.controller().controller_publish_volume(request).await.map_err(crate::mounter::rpc_error)?;
     Ok(response.into_inner().publish_context)
-}
-
-fn chrono_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

@@ -375,7 +375,8 @@ impl Provisioner {
     }
 }
 
-fn now() -> String {
+/// Now, as the API writes times.
+pub(crate) fn now() -> String {
     k8s_openapi::chrono::Utc::now().to_rfc3339_opts(k8s_openapi::chrono::SecondsFormat::Secs, true)
 }
 

@@ -28,8 +28,8 @@ fn wait_phase(c: &Cluster, pod: &str, phase: &str) {
 }
 
 /// A claim with no class gets the default one, `local-path`, and waits for
-/// its first consumer; the pod's node provisions it through CSI, the claim
-/// binds, and what the pod writes outlives the pod. Deleting the claim
+/// its first consumer (upstream's event says so); the pod's node
+/// provisions it through CSI (the claim names its provisioner), binds, and what the pod writes outlives the pod. Deleting the claim
 /// deletes its volume and the data (reclaim policy Delete).
 #[test]
 fn a_claim_of_the_default_class_waits_for_its_pod_then_keeps_its_data() {
@@ -41,11 +41,14 @@ fn a_claim_of_the_default_class_waits_for_its_pod_then_keeps_its_data() {
     assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.storageClassName}"]), "local-path");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]), "Pending", "no pod uses it yet");
+    let waiting = c.ok(&["get", "events", "--field-selector", "involvedObject.name=data", "-o", "jsonpath={.items[*].reason}: {.items[*].message}"]);
+    assert_eq!(waiting, "WaitForFirstConsumer: waiting for first consumer to be created before binding");
 
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("writer", &image, "data", "echo kept > /data/file", "")));
     wait_phase(&c, "writer", "Succeeded");
     let pv = c.ok(&["get", "pvc", "data", "-o", "jsonpath={.spec.volumeName}"]);
     assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.status.phase}"]), "Bound");
+    assert_eq!(c.ok(&["get", "pvc", "data", "-o", "jsonpath={.metadata.annotations.volume\\.kubernetes\\.io/storage-provisioner}"]), "local.csi.skiff.io");
     let volume = c.json(&["get", "pv", &pv, "-o", "json"]);
     assert_eq!(volume["spec"]["csi"]["driver"], "local.csi.skiff.io");
     assert_eq!(volume["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"], "local.csi.skiff.io");
@@ -165,7 +168,9 @@ fn a_block_claim_gives_the_pod_its_raw_device() {
 /// An inline CSI volume (`volumes[].csi`) of `local.csi.skiff.io`: made
 /// when the pod starts, told the pod's details (`podInfoOnMount`), gone
 /// with the pod. A driver whose CSIDriver lists only `Persistent` is
-/// refused with upstream's FailedMount message.
+/// refused with upstream's FailedMount message. Such pods are created,
+/// read, listed, patched and deleted as any other.
+/// [sig-storage] CSIInlineVolumes should support CSIVolumeSource in Pod API [Conformance]
 #[test]
 fn an_inline_csi_volume_lives_and_goes_with_its_pod() {
     let image = common::test_image();
@@ -182,6 +187,8 @@ fn an_inline_csi_volume_lives_and_goes_with_its_pod() {
     let volumes: Vec<_> = std::fs::read_dir(&ephemeral).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(volumes.len() == 1 && volumes[0].starts_with("csi-"), "{volumes:?}");
     assert!(c.ok(&["get", "pv", "-o", "name"]).is_empty(), "no PersistentVolume for an inline volume");
+    c.ok(&["patch", "pod", "inline", "-p", r#"{"metadata":{"labels":{"patched":"yes"}}}"#]);
+    assert_eq!(c.ok(&["get", "pods", "-l", "patched=yes", "-o", "jsonpath={.items[*].spec.volumes[0].csi.driver}"]), "local.csi.skiff.io");
 
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod("refused", "subdir.csi.skiff.io")));
     let events = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=refused,reason=FailedMount", "-o", "jsonpath={.items[*].message}"], "a FailedMount event", |e| !e.is_empty());
