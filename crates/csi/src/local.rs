@@ -146,12 +146,24 @@ async fn loops_of(file: &Path) -> Result<Vec<String>, Status> {
     Ok(listed.lines().filter_map(|l| l.split(':').next()).filter(|d| d.starts_with("/dev/")).map(str::to_string).collect())
 }
 
-/// The loop device for `file`, attaching one if there is none yet.
+/// The loop device for `file`, attaching one if there is none yet. With
+/// direct I/O to the file where its filesystem allows it: the volume's
+/// own page cache is enough, and a second one of the file would take the
+/// node's memory twice for the same data (and make fio inside the volume
+/// measure the host's cache).
 async fn attach(file: &Path) -> Result<String, Status> {
     if let Some(device) = loops_of(file).await?.into_iter().next() {
         return Ok(device);
     }
-    Ok(run("losetup", &["--find", "--show", &file.to_string_lossy()]).await?.trim().to_string())
+    let file = file.to_string_lossy();
+    match run("losetup", &["--find", "--show", "--direct-io=on", &file]).await {
+        Ok(device) => Ok(device.trim().to_string()),
+        // Attached without direct I/O, or not at all (a filesystem without O_DIRECT).
+        Err(_) => match loops_of(Path::new(file.as_ref())).await?.into_iter().next() {
+            Some(device) => Ok(device),
+            None => Ok(run("losetup", &["--find", "--show", &file]).await?.trim().to_string()),
+        },
+    }
 }
 
 #[tonic::async_trait]
