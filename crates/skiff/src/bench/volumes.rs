@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -143,9 +143,27 @@ pub async fn run(args: Args) -> Result<()> {
     if args.fio_seconds > 0 {
         fio_table(&claims, &pods, &mut pod_events, &args, agent.dir()).await?;
     }
+    clean_up(&claims, &pods, &client).await?;
     drop(agent);
     drop(server);
     let _ = std::process::Command::new("ip").args(["link", "del", "skbench"]).status();
+    Ok(())
+}
+
+/// Deletes the pods and claims and waits for their volumes to go: the
+/// agent leaves running containers and mounted volumes behind when it
+/// stops, as a kubelet does.
+async fn clean_up(claims: &Api<PersistentVolumeClaim>, pods: &Api<Pod>, client: &kube::Client) -> Result<()> {
+    eprintln!("deleting the pods, claims and volumes…");
+    let ours = ListParams::default().labels("bench=volumes");
+    pods.delete_collection(&DeleteParams::default(), &ours).await?;
+    claims.delete_collection(&DeleteParams::default(), &ours).await?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !pods.list(&ours).await?.items.is_empty() || !volumes.list(&ListParams::default()).await?.items.is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the pods and volumes were not gone in 3 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     Ok(())
 }
 
