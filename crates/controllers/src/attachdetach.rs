@@ -92,12 +92,20 @@ async fn sync(client: &kube::Client, pods: &Store<Pod>, claims: &Store<Persisten
     }
     for attachment in existing {
         let name = attachment.metadata.name.as_deref().unwrap_or_default();
-        // Only what this controller makes: attachments of persistent volumes.
-        let ours = attachment.spec.source.persistent_volume_name.is_some();
-        if ours && attachment.metadata.deletion_timestamp.is_none() && !wanted.contains_key(name) {
+        if is_ours(&attachment, volumes) && attachment.metadata.deletion_timestamp.is_none() && !wanted.contains_key(name) {
             if let Err(e) = api.delete(name, &DeleteParams::default()).await {
                 tracing::debug!("deleting VolumeAttachment {name}: {e}");
             }
         }
     }
+}
+
+/// Whether this controller made the attachment: named for its volume's
+/// handle, driver and node, as it names them. Others' (made by hand, or by
+/// another controller) are left alone, as upstream's controller leaves them.
+fn is_ours(attachment: &VolumeAttachment, volumes: &Store<PersistentVolume>) -> bool {
+    let spec = &attachment.spec;
+    let Some(volume) = spec.source.persistent_volume_name.as_deref().and_then(|v| volumes.get(&ObjectRef::new(v))) else { return false };
+    let Some(csi) = volume.spec.as_ref().and_then(|s| s.csi.as_ref()) else { return false };
+    attachment.metadata.name.as_deref() == Some(attachment_name(&csi.volume_handle, &spec.attacher, &spec.node_name).as_str())
 }
