@@ -14,8 +14,9 @@
 //!   (event ExternalProvisioning); a `WaitForFirstConsumer` claim no pod
 //!   has chosen a node for gets event WaitForFirstConsumer.
 //! - A volume whose claim is gone is Released (a provisioner deletes it
-//!   under reclaim policy Delete); a volume nobody claims is Available; a
-//!   bound claim whose volume is gone is Lost.
+//!   under reclaim policy Delete), or Failed when nothing can reclaim it
+//!   (Recycle, or Delete of a volume no provisioner made); a volume nobody
+//!   claims is Available; a bound claim whose volume is gone is Lost.
 //!
 //! Every change to a claim, volume or class, and a resync every 15 s, runs
 //! one pass over all of them (there are few, next to pods).
@@ -233,10 +234,42 @@ impl Binder {
                 }
             }
         };
+        if phase == "Released" {
+            if let Some((reason, message)) = unreclaimable(volume) {
+                return self.fail(volume, reason, message).await;
+            }
+        }
         if phase_of_volume(volume) != phase {
             let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
             volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(volume_phase(phase))).await?;
         }
         Ok(())
+    }
+
+    /// A released volume nothing can reclaim: Failed, with why, as upstream.
+    async fn fail(&self, volume: &PersistentVolume, reason: &str, message: String) -> Result<(), kube::Error> {
+        use kube::Resource;
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        let mut status = volume_phase("Failed");
+        status["status"]["message"] = json!(message);
+        volumes.patch_status(name_of(volume), &PatchParams::default(), &Patch::Merge(status)).await?;
+        let event = Event { type_: EventType::Warning, reason: reason.into(), note: Some(message), action: "Reclaim".into(), secondary: None };
+        if let Err(e) = self.events.publish(&event, &volume.object_ref(&())).await {
+            tracing::debug!("event for volume {}: {e}", name_of(volume));
+        }
+        Ok(())
+    }
+}
+
+/// Why a released volume cannot be reclaimed: `Recycle` (deprecated
+/// upstream; Skiff has no recycler), or `Delete` of a volume no
+/// provisioner made (upstream has no deleter for it either).
+fn unreclaimable(volume: &PersistentVolume) -> Option<(&'static str, String)> {
+    let policy = volume.spec.as_ref()?.persistent_volume_reclaim_policy.as_deref()?;
+    let provisioned = volume.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("pv.kubernetes.io/provisioned-by"));
+    match policy {
+        "Recycle" => Some(("VolumeFailedRecycle", "Recycle is deprecated and not supported: delete the volume's data yourself, or use Retain or Delete".into())),
+        "Delete" if !provisioned => Some(("VolumeFailedDelete", format!("error getting deleter volume plugin for volume \"{}\": no deletable volume plugin matched", name_of(volume)))),
+        _ => None,
     }
 }

@@ -400,8 +400,8 @@ fn statefulsets_in_parallel_delete_claims_as_their_policy_says() {
 /// The volume binder: a claim binds to the smallest volume that fits it
 /// (both Bound, the claim with the volume's capacity), or to the volume it
 /// names; a claim nothing fits stays Pending until a volume comes; a
-/// volume whose claim is deleted is Released, and a claim whose volume is
-/// gone is Lost.
+/// volume whose claim is deleted is Released (or Failed, when nothing can
+/// reclaim it), and a claim whose volume is gone is Lost.
 #[test]
 fn persistent_volumes_bind_to_claims_through_their_lifecycle() {
     let c = Cluster::start();
@@ -435,6 +435,20 @@ fn persistent_volumes_bind_to_claims_through_their_lifecycle() {
     assert_eq!(c.ok(&["get", "pvc", "chosen", "-o", "jsonpath={.status.phase}"]), "Bound");
     c.ok(&["patch", "pv", "named", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
     c.wait_for(&["get", "pvc", "chosen", "-o", "jsonpath={.status.phase}"], "the claim to be lost", |o| o == "Lost");
+
+    // Nothing reclaims a Recycle volume (deprecated upstream) or a Delete
+    // volume no provisioner made: released, each is Failed, saying why.
+    for (name, policy) in [("recycled", "Recycle"), ("deleted", "Delete")] {
+        let pv = volume(name, "1Gi").replace("persistentVolumeReclaimPolicy: Retain", &format!("persistentVolumeReclaimPolicy: {policy}"));
+        c.ok_stdin(&["apply", "-f", "-"], Some(&pv));
+        c.ok_stdin(&["apply", "-f", "-"], Some(&claim(name, "1Gi", &format!("  volumeName: {name}\n"))));
+        c.wait_for(&["get", "pvc", name, "-o", "jsonpath={.status.phase}"], "the claim to bind", |o| o == "Bound");
+        c.ok(&["delete", "pvc", name]);
+        c.wait_for(&["get", "pv", name, "-o", "jsonpath={.status.phase}"], "the volume to fail", |o| o == "Failed");
+    }
+    assert!(c.ok(&["get", "pv", "recycled", "-o", "jsonpath={.status.message}"]).starts_with("Recycle is deprecated and not supported"));
+    let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=deleted", "-o", "jsonpath={.items[*].reason}: {.items[*].message}"]);
+    assert_eq!(events, r#"VolumeFailedDelete: error getting deleter volume plugin for volume "deleted": no deletable volume plugin matched"#);
 }
 
 /// Services get Endpoints and EndpointSlices listing the ready pods they
