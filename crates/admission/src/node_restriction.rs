@@ -110,6 +110,21 @@ impl Plugin for NodeRestriction {
                 }
                 Ok(())
             }
+            ("snapshot.storage.k8s.io", "volumesnapshotcontents", _, _) => {
+                let content = match (req.operation, req.old) {
+                    (_, Some(old)) => old.clone(),
+                    (Operation::Delete, None) => match cluster.get("snapshot.storage.k8s.io", "volumesnapshotcontents", None, req.name).await.map_err(Rejection::internal)? {
+                        Some(old) => Value::clone(&old),
+                        None => return Ok(()),
+                    },
+                    _ => obj.clone(),
+                };
+                let driver = content["spec"]["driver"].as_str().unwrap_or_default();
+                if !driver_of_node(driver, node, cluster).await? {
+                    return refuse(format!("node {node:?} can only change volumesnapshotcontents of drivers registered on it"));
+                }
+                Ok(())
+            }
             ("storage.k8s.io", "volumeattachments", _, _) => {
                 let attached_to = req.old.map(|o| &o["spec"]["nodeName"]).unwrap_or(&obj["spec"]["nodeName"]);
                 if attached_to != node {
@@ -134,7 +149,11 @@ impl Plugin for NodeRestriction {
 async fn csi_volume_of_node(volume: &Value, node: &str, cluster: &dyn Cluster) -> Result<bool, Rejection> {
     let driver = volume["spec"]["csi"]["driver"].as_str().unwrap_or_default();
     let sources = volume["spec"].as_object().map(|s| s.keys().filter(|k| VOLUME_SOURCES.contains(&k.as_str())).count()).unwrap_or(0);
+    Ok(sources == 1 && driver_of_node(driver, node, cluster).await?)
+}
+
+/// Whether the node registered the CSI driver in its CSINode.
+async fn driver_of_node(driver: &str, node: &str, cluster: &dyn Cluster) -> Result<bool, Rejection> {
     let csinode = cluster.get("storage.k8s.io", "csinodes", None, node).await.map_err(Rejection::internal)?;
-    let registered = csinode.is_some_and(|c| c["spec"]["drivers"].as_array().into_iter().flatten().any(|d| d["name"] == driver));
-    Ok(!driver.is_empty() && sources == 1 && registered)
+    Ok(!driver.is_empty() && csinode.is_some_and(|c| c["spec"]["drivers"].as_array().into_iter().flatten().any(|d| d["name"] == driver)))
 }

@@ -353,6 +353,7 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         let class = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}, "value": value, "description": description});
         create_if_absent(registry, priorities, None, class).await?;
     }
+    snapshot_kinds(registry).await?;
     if config.local_storage {
         storage_classes(registry).await?;
     }
@@ -406,7 +407,28 @@ async fn storage_classes(registry: &Registry) -> Result<()> {
         "provisioner": "local.csi.skiff.io", "parameters": {"type": "disk", "csi.storage.k8s.io/fstype": "ext4"},
         "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": true,
     });
-    create_if_absent(registry, classes, None, disk).await
+    create_if_absent(registry, classes, None, disk).await?;
+    // Snapshots of the local driver's volumes, the default for its claims.
+    let snapshots = skiff_api::resources::find("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses").context("the snapshot kinds are served")?;
+    let snapshot_class = json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+        "metadata": {"name": "local", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "true"}},
+        "driver": "local.csi.skiff.io", "deletionPolicy": "Delete",
+    });
+    create_if_absent(registry, snapshots, None, snapshot_class).await
+}
+
+/// The snapshot.storage.k8s.io kinds, served as CustomResourceDefinitions
+/// (as upstream clusters get them from external-snapshotter).
+async fn snapshot_kinds(registry: &Registry) -> Result<()> {
+    let crds: Vec<serde_json::Value> = serde_yaml::from_str(include_str!("snapshot-crds.yaml")).expect("the snapshot CRDs parse");
+    let def = skiff_api::resources::find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("CRDs are served");
+    for crd in crds {
+        create_if_absent(registry, def, None, crd).await?;
+    }
+    // Served before anything of theirs is made.
+    crate::crds::sync(registry).await;
+    Ok(())
 }
 
 /// Creates a default role or binding, or, when it is still marked

@@ -291,6 +291,11 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     // ...and attaches them (external-attacher's job): NodeRestriction keeps
     // it to the attachments to itself.
     (&["storage.k8s.io"], &["volumeattachments", "volumeattachments/status"], &["patch"]),
+    // ...and snapshots them (external-snapshotter's jobs): NodeRestriction
+    // keeps contents to its own drivers'.
+    (&["snapshot.storage.k8s.io"], &["volumesnapshots", "volumesnapshotclasses"], &["get", "list", "watch"]),
+    (&["snapshot.storage.k8s.io"], &["volumesnapshots/status", "volumesnapshotcontents/status"], &["patch"]),
+    (&["snapshot.storage.k8s.io"], &["volumesnapshotcontents"], &["get", "list", "watch", "create", "delete", "patch"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service

@@ -8,6 +8,9 @@
 //! - [`provisioner`]: external-provisioner's job, on the node (its
 //!   `--node-deployment` mode): a claim of a driver's class gets a volume
 //!   (CreateVolume) and a PersistentVolume; a released one is deleted.
+//! - [`snapshots`]: external-snapshotter's jobs, on the node holding the
+//!   volume: VolumeSnapshots, their contents, CreateSnapshot/DeleteSnapshot;
+//!   claims restored from snapshots or cloned from claims.
 //! - [`attacher`]: external-attacher's job, on the node an attachment
 //!   names: ControllerPublishVolume for VolumeAttachments.
 //! - [`mounter`]: the kubelet's CSI volume plugin: stage, publish,
@@ -26,6 +29,7 @@ pub mod provisioner;
 pub mod registry;
 pub mod serve;
 pub mod share;
+pub mod snapshots;
 pub mod socket;
 pub mod subdir;
 

@@ -44,9 +44,9 @@ pub struct Local {
 /// `plugins_registry`; runs until the process ends.
 pub async fn start(paths: &Paths, node: &str, root: &Path) -> Result<()> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-    for entry in std::fs::read_dir(root)?.flatten() {
+    for entry in std::fs::read_dir(root)?.flatten().chain(std::fs::read_dir(root.join("snapshots")).into_iter().flatten().flatten()) {
         if entry.file_name().to_string_lossy().ends_with(".part") {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_file(entry.path()).or_else(|_| std::fs::remove_dir_all(entry.path()));
         }
     }
     crate::serve::serve(paths, NAME, Local { node: node.to_string(), root: root.to_path_buf(), locks: Default::default() })
@@ -56,6 +56,15 @@ pub async fn start(paths: &Paths, node: &str, root: &Path) -> Result<()> {
 enum Kind {
     Path,
     Disk,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Path => "path",
+            Kind::Disk => "disk",
+        }
+    }
 }
 
 /// The volume context's mark of an inline volume (with `podInfoOnMount`).
@@ -72,6 +81,24 @@ impl Local {
 
     fn disk(&self, id: &str) -> PathBuf {
         self.root.join(format!("{id}.img"))
+    }
+
+    fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// A snapshot made here, to restore a volume of `kind` from.
+    fn snapshot(&self, id: &str, kind: Kind) -> Result<PathBuf, Status> {
+        check_id(id)?;
+        let path = match kind {
+            Kind::Disk => self.snapshots().join(format!("{id}.img")),
+            Kind::Path => self.snapshots().join(id),
+        };
+        if path.exists() {
+            Ok(path)
+        } else {
+            Err(Status::not_found(format!("no snapshot {id} of a {} volume on node {}: a snapshot is restored on the node that holds it", kind.name(), self.node)))
+        }
     }
 
     fn ephemeral_dir(&self, id: &str) -> PathBuf {
@@ -140,6 +167,32 @@ fn check_modes(capabilities: &[csi::VolumeCapability]) -> Result<(), Status> {
     Ok(())
 }
 
+/// Copies a volume's directory or disk file (sparse, and sharing blocks
+/// where the filesystem can), whole or not at all.
+async fn copy(from: &Path, to: &Path) -> Result<(), Status> {
+    let part = to.with_file_name(format!("{}.part", to.file_name().unwrap_or_default().to_string_lossy()));
+    let _ = std::fs::remove_dir_all(&part).or_else(|_| std::fs::remove_file(&part));
+    run("cp", &["-a", "--sparse=always", "--reflink=auto", &from.to_string_lossy(), &part.to_string_lossy()]).await?;
+    std::fs::rename(&part, to).map_err(internal)
+}
+
+/// `copy` of a disk whose filesystem is frozen meanwhile when it is
+/// mounted, so the copy is what the filesystem holds at one moment.
+async fn frozen_copy(from: &Path, to: &Path) -> Result<(), Status> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let devices = loops_of(from).await?;
+    // mountinfo: the mount point is field 5, the source the second after " - ".
+    let mounted = info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        devices.iter().any(|d| right.split(' ').nth(1) == Some(d.as_str())).then(|| crate::mounts::mount_points(left).next())?
+    });
+    let Some(at) = mounted else { return copy(from, to).await };
+    run("fsfreeze", &["--freeze", &at]).await?;
+    let copied = copy(from, to).await;
+    run("fsfreeze", &["--unfreeze", &at]).await?;
+    copied
+}
+
 /// The loop devices backing `file` (`losetup -j`).
 async fn loops_of(file: &Path) -> Result<Vec<String>, Status> {
     let listed = run("losetup", &["-j", &file.to_string_lossy()]).await?;
@@ -194,9 +247,6 @@ impl controller_server::Controller for Local {
         let request = request.into_inner();
         check_id(&request.name)?;
         check_modes(&request.volume_capabilities)?;
-        if request.volume_content_source.is_some() {
-            return Err(Status::invalid_argument(format!("{NAME} does not restore snapshots or clone volumes yet")));
-        }
         // Node-deployment provisioning: only this node's volumes are made here.
         if let Some(wanted) = &request.accessibility_requirements {
             let here = wanted.requisite.iter().chain(&wanted.preferred).any(|t| t.segments.get(TOPOLOGY_KEY) == Some(&self.node));
@@ -215,11 +265,23 @@ impl controller_server::Controller for Local {
         }
         let id = request.name;
         let _held = self.lock(&id).lock_owned().await;
+        // What the new volume starts from: a snapshot, another volume, or nothing.
+        let source = match request.volume_content_source.as_ref().and_then(|s| s.r#type.as_ref()) {
+            None => None,
+            Some(csi::volume_content_source::Type::Snapshot(s)) => Some(self.snapshot(&s.snapshot_id, kind)?),
+            Some(csi::volume_content_source::Type::Volume(v)) => {
+                if self.kind(&v.volume_id)? != kind {
+                    return Err(Status::invalid_argument(format!("volume {} is not of type {}: it cannot be cloned to one", v.volume_id, kind.name())));
+                }
+                Some(if kind == Kind::Disk { self.disk(&v.volume_id) } else { self.dir(&v.volume_id) })
+            }
+        };
         let capacity = match kind {
+            Kind::Path if self.dir(&id).is_dir() => range.required_bytes,
             Kind::Path => {
-                match std::fs::create_dir(self.dir(&id)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(internal(e)),
-                    _ => {}
+                match &source {
+                    Some(from) => copy(from, &self.dir(&id)).await?,
+                    None => std::fs::create_dir(self.dir(&id)).map_err(internal)?,
                 }
                 range.required_bytes
             }
@@ -229,22 +291,31 @@ impl controller_server::Controller for Local {
                 match std::fs::metadata(&file) {
                     Ok(meta) if (meta.len() as i64) < size => return Err(Status::already_exists(format!("volume {id} exists with {} bytes", meta.len()))),
                     Ok(meta) => meta.len() as i64,
-                    Err(_) => {
-                        let block = request.volume_capabilities.iter().any(is_block);
-                        let fs = fs_type(request.volume_capabilities.first());
-                        self.make_disk(&file, size, (!block).then_some(fs.as_str())).await?;
-                        size
-                    }
+                    Err(_) => match &source {
+                        Some(from) => {
+                            let held = std::fs::metadata(from).map_err(internal)?.len() as i64;
+                            if size > held {
+                                return Err(Status::out_of_range(format!("{size} bytes asked, but the source holds {held}: {NAME} restores and clones at the source's size")));
+                            }
+                            frozen_copy(from, &file).await?;
+                            held
+                        }
+                        None => {
+                            let block = request.volume_capabilities.iter().any(is_block);
+                            let fs = fs_type(request.volume_capabilities.first());
+                            self.make_disk(&file, size, (!block).then_some(fs.as_str())).await?;
+                            size
+                        }
+                    },
                 }
             }
         };
-        let kind_name = if kind == Kind::Path { "path" } else { "disk" };
         Ok(Response::new(csi::CreateVolumeResponse {
             volume: Some(csi::Volume {
                 capacity_bytes: capacity,
                 volume_id: id,
-                volume_context: HashMap::from([("type".to_string(), kind_name.to_string())]),
-                content_source: None,
+                volume_context: HashMap::from([("type".to_string(), kind.name().to_string())]),
+                content_source: request.volume_content_source,
                 accessible_topology: vec![self.topology()],
             }),
         }))
@@ -271,7 +342,51 @@ impl controller_server::Controller for Local {
     async fn controller_get_capabilities(&self, _: Request<csi::ControllerGetCapabilitiesRequest>) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
         use csi::controller_service_capability::{rpc::Type, Rpc, Type as Cap};
         let rpc = |t: Type| csi::ControllerServiceCapability { r#type: Some(Cap::Rpc(Rpc { r#type: t as i32 })) };
-        Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities: vec![rpc(Type::CreateDeleteVolume), rpc(Type::ExpandVolume), rpc(Type::SingleNodeMultiWriter)] }))
+        let capabilities = [Type::CreateDeleteVolume, Type::ExpandVolume, Type::SingleNodeMultiWriter, Type::CreateDeleteSnapshot, Type::CloneVolume];
+        Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities: capabilities.into_iter().map(rpc).collect() }))
+    }
+
+    /// A copy of the volume (a disk frozen while it is copied, so the copy
+    /// is consistent), under `<root>/snapshots`.
+    async fn create_snapshot(&self, request: Request<csi::CreateSnapshotRequest>) -> Result<Response<csi::CreateSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let (id, source) = (request.name, request.source_volume_id);
+        check_id(&id)?;
+        let _held = self.lock(&source).lock_owned().await;
+        let kind = self.kind(&source)?;
+        let (from, to) = match kind {
+            Kind::Disk => (self.disk(&source), self.snapshots().join(format!("{id}.img"))),
+            Kind::Path => (self.dir(&source), self.snapshots().join(&id)),
+        };
+        if !to.exists() {
+            std::fs::create_dir_all(self.snapshots()).map_err(internal)?;
+            match kind {
+                Kind::Disk => frozen_copy(&from, &to).await?,
+                Kind::Path => copy(&from, &to).await?,
+            }
+        }
+        let meta = std::fs::metadata(&to).map_err(internal)?;
+        let made = meta.modified().map_err(internal)?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let snapshot = csi::Snapshot {
+            size_bytes: if kind == Kind::Disk { meta.len() as i64 } else { 0 },
+            snapshot_id: id,
+            source_volume_id: source,
+            creation_time: Some(prost_types::Timestamp { seconds: made.as_secs() as i64, nanos: made.subsec_nanos() as i32 }),
+            ready_to_use: true,
+            group_snapshot_id: String::new(),
+        };
+        Ok(Response::new(csi::CreateSnapshotResponse { snapshot: Some(snapshot) }))
+    }
+
+    async fn delete_snapshot(&self, request: Request<csi::DeleteSnapshotRequest>) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
+        let id = request.into_inner().snapshot_id;
+        check_id(&id)?;
+        let (disk, dir) = (self.snapshots().join(format!("{id}.img")), self.snapshots().join(&id));
+        let removed = std::fs::remove_file(&disk).or_else(|_| std::fs::remove_dir_all(&dir));
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(internal(e)),
+            _ => Ok(Response::new(csi::DeleteSnapshotResponse {})),
+        }
     }
 
     async fn controller_expand_volume(&self, request: Request<csi::ControllerExpandVolumeRequest>) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {

@@ -49,15 +49,16 @@ pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
 
-struct Provisioner {
-    client: kube::Client,
-    node: String,
-    registry: Registry,
+pub(crate) struct Provisioner {
+    pub(crate) client: kube::Client,
+    pub(crate) node: String,
+    pub(crate) registry: Registry,
     mounter: Mounter,
-    claims: Store<PersistentVolumeClaim>,
-    volumes: Store<PersistentVolume>,
+    pub(crate) claims: Store<PersistentVolumeClaim>,
+    pub(crate) volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
     csinodes: Store<CSINode>,
+    pub(crate) snapshot_stores: crate::snapshots::Stores,
     /// Claims (by uid) and volumes (by name) being worked on.
     busy: Mutex<HashSet<String>>,
     permits: tokio::sync::Semaphore,
@@ -71,7 +72,20 @@ pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
     let (volumes, volumes_writer) = reflector::store();
     let (classes, classes_writer) = reflector::store();
     let (csinodes, csinodes_writer) = reflector::store();
+    let dynamic = |resource: kube::api::ApiResource| {
+        let writer = reflector::store::Writer::<kube::api::DynamicObject>::new(resource.clone());
+        let reader = writer.as_reader();
+        let changes = reflector::reflector(writer, watcher(Api::<kube::api::DynamicObject>::all_with(client.clone(), &resource), watcher::Config::default())).default_backoff().map(drop).boxed();
+        (reader, changes)
+    };
+    let (snapshots, snapshot_changes) = dynamic(crate::snapshots::snapshots());
+    let (contents, content_changes) = dynamic(crate::snapshots::contents());
+    let (snapshot_classes, snapshot_class_changes) = dynamic(crate::snapshots::classes());
+    let snapshot_stores = crate::snapshots::Stores { snapshots, contents, classes: snapshot_classes };
     let changes = futures::stream::select_all([
+        snapshot_changes,
+        content_changes,
+        snapshot_class_changes,
         reflector::reflector(claims_writer, watcher(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
         reflector::reflector(volumes_writer, watcher(Api::<PersistentVolume>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
         reflector::reflector(classes_writer, watcher(Api::<StorageClass>::all(client.clone()), watcher::Config::default())).default_backoff().map(drop).boxed(),
@@ -84,10 +98,15 @@ pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
     let mut triggers = futures::stream::select(changes, ticks.boxed()).ready_chunks(1024);
     let reporter = Reporter { controller: "skiff-csi-provisioner".into(), instance: Some(node.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
-    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, csinodes, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
+    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, csinodes, snapshot_stores, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
     while triggers.next().await.is_some() {
         if !(me.claims.listed() && me.volumes.listed() && me.classes.listed() && me.csinodes.listed()) {
             continue;
+        }
+        // Snapshots wait only for their own lists (their kinds may be served late).
+        let snapshots = &me.snapshot_stores;
+        if snapshots.snapshots.listed() && snapshots.contents.listed() && snapshots.classes.listed() {
+            me.snapshot_pass();
         }
         me.clone().pass().await;
     }
@@ -97,7 +116,10 @@ trait Listed {
     fn listed(&self) -> bool;
 }
 
-impl<K: kube::Resource<DynamicType = ()> + Clone + 'static> Listed for Store<K> {
+impl<K: kube::Resource + Clone + 'static> Listed for Store<K>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
     /// Whether the first list is in (a store is not ready until then).
     fn listed(&self) -> bool {
         futures::FutureExt::now_or_never(self.wait_until_ready()).is_some()
@@ -109,11 +131,11 @@ fn name_of<K: kube::Resource>(o: &K) -> &str {
 }
 
 impl Provisioner {
-    fn claim_busy(&self, key: &str) -> bool {
+    pub(crate) fn claim_busy(&self, key: &str) -> bool {
         !self.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string())
     }
 
-    fn done(&self, key: &str) {
+    pub(crate) fn done(&self, key: &str) {
         self.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
@@ -219,6 +241,7 @@ impl Provisioner {
             volume_capabilities: capabilities,
             parameters: driver_parameters,
             accessibility_requirements: accessibility,
+            volume_content_source: self.content_source(claim, &driver.name).await?,
             ..Default::default()
         };
         let created = driver.controller().create_volume(request).await.map_err(|s| anyhow::anyhow!("rpc error: code = {:?} desc = {}", s.code(), s.message()))?.into_inner();
@@ -286,7 +309,7 @@ impl Provisioner {
     /// The driver registered here that made this volume, if the volume is
     /// this node's to manage (a driver with topology: the volume's node
     /// affinity names this node).
-    fn maker_here(&self, volume: &PersistentVolume) -> Option<Driver> {
+    pub(crate) fn maker_here(&self, volume: &PersistentVolume) -> Option<Driver> {
         let spec = volume.spec.as_ref()?;
         let made_by = volume.metadata.annotations.as_ref()?.get(PROVISIONED_BY)?;
         let driver = self.registry.get(made_by).filter(|d| d.controller)?;

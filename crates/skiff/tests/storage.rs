@@ -229,6 +229,54 @@ fn volumes_of_a_driver_that_attaches_wait_for_their_attachment() {
     c.wait_up_to(Duration::from_secs(30), &["get", "volumeattachment", "-o", "name"], "the attachment to go with the pod", |o| o.is_empty());
 }
 
+/// `local-disk` snapshots, restores and clones: a VolumeSnapshot of a
+/// claim (the driver's default class) gets its content and is ready; a
+/// claim restored from it holds what the volume held then, a claim cloned
+/// from the volume what it holds now; deleting the snapshot deletes its
+/// content and its copy on the node.
+#[test]
+fn a_local_disk_is_snapshotted_restored_and_cloned() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let disk = "  storageClassName: local-disk\n";
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("orig", "32Mi", disk)));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("first", &image, "orig", "echo v1 > /data/f", "")));
+    wait_phase(&c, "first", "Succeeded");
+    c.ok_stdin(&["apply", "-f", "-"], Some("apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {name: snap}\nspec: {source: {persistentVolumeClaimName: orig}}\n"));
+    c.wait_for(&["get", "volumesnapshot", "snap", "-o", "jsonpath={.status.readyToUse}"], "the snapshot to be ready", |r| r == "true");
+    let snapshot = c.json(&["get", "volumesnapshot", "snap", "-o", "json"]);
+    assert_eq!(snapshot["spec"]["volumeSnapshotClassName"], serde_json::Value::Null, "the default class was used: {snapshot}");
+    assert_eq!(snapshot["status"]["restoreSize"], "32Mi");
+    let content = snapshot["status"]["boundVolumeSnapshotContentName"].as_str().unwrap().to_string();
+    let row = c.ok(&["get", "volumesnapshotcontent", &content, "--no-headers"]);
+    assert_eq!(row.split_whitespace().take(5).collect::<Vec<_>>(), [content.as_str(), "true", "33554432", "Delete", "local.csi.skiff.io"], "{row}");
+
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("second", &image, "orig", "echo v2 > /data/f", "")));
+    wait_phase(&c, "second", "Succeeded");
+    let from_snapshot = format!("{disk}  dataSource: {{apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: snap}}\n");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("restored", "32Mi", &from_snapshot)));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("cloned", "32Mi", &format!("{disk}  dataSource: {{kind: PersistentVolumeClaim, name: orig}}\n"))));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("old", &image, "restored", "cat /data/f", "")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("new", &image, "cloned", "cat /data/f", "")));
+    wait_phase(&c, "old", "Succeeded");
+    wait_phase(&c, "new", "Succeeded");
+    assert_eq!(c.ok(&["logs", "old"]).trim(), "v1", "the snapshot holds what the volume held when it was taken");
+    assert_eq!(c.ok(&["logs", "new"]).trim(), "v2", "the clone holds what the volume holds");
+    let bigger = c.ok_stdin(&["apply", "-f", "-"], Some(&claim("bigger", "64Mi", &from_snapshot)));
+    assert!(bigger.contains("created"));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("big", &image, "bigger", "true", "")));
+    let failed = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=bigger,reason=ProvisioningFailed", "-o", "jsonpath={.items[*].message}"], "the bigger restore to be refused", |e| !e.is_empty());
+    assert!(failed.contains("restores and clones at the source's size"), "{failed}");
+
+    c.ok(&["delete", "volumesnapshot", "snap"]);
+    c.wait_for(&["get", "volumesnapshotcontent", "-o", "name"], "the content to go with its snapshot", |o| o.is_empty());
+    assert_eq!(std::fs::read_dir(local_volumes(&c).join("snapshots")).unwrap().count(), 0, "the copy on the node is gone");
+    c.ok(&["delete", "pods", "--all", "--grace-period=1"]);
+    c.ok(&["delete", "pvc", "--all"]);
+    c.wait_up_to(Duration::from_secs(60), &["get", "pv", "-o", "name"], "the volumes to be deleted", |o| o.is_empty());
+    assert!(loops_under(c.dir.path()).is_empty(), "{:?}", loops_under(c.dir.path()));
+}
+
 /// Loop devices backed by files under `dir`, as `losetup` lists them.
 fn loops_under(dir: &std::path::Path) -> Vec<String> {
     let out = std::process::Command::new("losetup").args(["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"]).output().unwrap();
