@@ -125,6 +125,20 @@ impl Plugin for NodeRestriction {
                 }
                 Ok(())
             }
+            ("storage.k8s.io", "csistoragecapacities", _, _) => {
+                let mine = format!("external-provisioner-{node}");
+                let labelled = |o: &Value| o["metadata"]["labels"]["csi.storage.k8s.io/managed-by"] == mine.as_str();
+                let old = match (req.operation, req.old) {
+                    (_, Some(old)) => Some(old.clone()),
+                    (Operation::Delete, None) => cluster.get("storage.k8s.io", "csistoragecapacities", Some(req.namespace), req.name).await.map_err(Rejection::internal)?.map(|o| Value::clone(&o)),
+                    _ => None,
+                };
+                let new_ok = req.operation == Operation::Delete || labelled(obj);
+                if !new_ok || old.is_some_and(|o| !labelled(&o)) {
+                    return refuse(format!("node {node:?} can only change csistoragecapacities labelled csi.storage.k8s.io/managed-by={mine}"));
+                }
+                Ok(())
+            }
             ("storage.k8s.io", "volumeattachments", _, _) => {
                 let attached_to = req.old.map(|o| &o["spec"]["nodeName"]).unwrap_or(&obj["spec"]["nodeName"]);
                 if attached_to != node {

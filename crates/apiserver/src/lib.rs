@@ -384,12 +384,13 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
 /// a share. Made when absent, so an administrator's changes are kept.
 async fn storage_classes(registry: &Registry) -> Result<()> {
     let drivers = skiff_api::resources::find("storage.k8s.io", "v1", "csidrivers").expect("csidrivers are served");
-    // The local driver also makes inline volumes, told so with the pod's details.
-    for (name, modes, pod_info) in [("local.csi.skiff.io", json!(["Persistent", "Ephemeral"]), true), ("subdir.csi.skiff.io", json!(["Persistent"]), false)] {
+    // The local driver also makes inline volumes, told so with the pod's
+    // details; its capacity is published per node, and the scheduler heeds it.
+    for (name, modes, local) in [("local.csi.skiff.io", json!(["Persistent", "Ephemeral"]), true), ("subdir.csi.skiff.io", json!(["Persistent"]), false)] {
         let driver = json!({
             "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
             "metadata": {"name": name},
-            "spec": {"attachRequired": false, "podInfoOnMount": pod_info, "fsGroupPolicy": "File", "volumeLifecycleModes": modes, "storageCapacity": false, "requiresRepublish": false},
+            "spec": {"attachRequired": false, "podInfoOnMount": local, "fsGroupPolicy": "File", "volumeLifecycleModes": modes, "storageCapacity": local, "requiresRepublish": false},
         });
         create_if_absent(registry, drivers, None, driver).await?;
     }

@@ -296,6 +296,9 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     (&["snapshot.storage.k8s.io"], &["volumesnapshots", "volumesnapshotclasses"], &["get", "list", "watch"]),
     (&["snapshot.storage.k8s.io"], &["volumesnapshots/status", "volumesnapshotcontents/status"], &["patch"]),
     (&["snapshot.storage.k8s.io"], &["volumesnapshotcontents"], &["get", "list", "watch", "create", "delete", "patch"]),
+    // ...and says what capacity its drivers have left (NodeRestriction: only
+    // the objects labelled as its own).
+    (&["storage.k8s.io"], &["csistoragecapacities"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service

@@ -57,7 +57,7 @@ pub fn inline_volume_handle(pod_uid: &str, volume: &str) -> String {
     format!("csi-{}", sha256_hex(&format!("{pod_uid}{volume}")))
 }
 
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -342,8 +342,22 @@ impl controller_server::Controller for Local {
     async fn controller_get_capabilities(&self, _: Request<csi::ControllerGetCapabilitiesRequest>) -> Result<Response<csi::ControllerGetCapabilitiesResponse>, Status> {
         use csi::controller_service_capability::{rpc::Type, Rpc, Type as Cap};
         let rpc = |t: Type| csi::ControllerServiceCapability { r#type: Some(Cap::Rpc(Rpc { r#type: t as i32 })) };
-        let capabilities = [Type::CreateDeleteVolume, Type::ExpandVolume, Type::SingleNodeMultiWriter, Type::CreateDeleteSnapshot, Type::CloneVolume];
+        let capabilities = [Type::CreateDeleteVolume, Type::ExpandVolume, Type::SingleNodeMultiWriter, Type::CreateDeleteSnapshot, Type::CloneVolume, Type::GetCapacity];
         Ok(Response::new(csi::ControllerGetCapabilitiesResponse { capabilities: capabilities.into_iter().map(rpc).collect() }))
+    }
+
+    /// What new volumes may still take here: the free space of the
+    /// filesystem the volumes are made on (a disk is sparse, so this is
+    /// what its writes can still fill).
+    async fn get_capacity(&self, request: Request<csi::GetCapacityRequest>) -> Result<Response<csi::GetCapacityResponse>, Status> {
+        if let Some(wanted) = &request.get_ref().accessible_topology {
+            if wanted.segments.get(TOPOLOGY_KEY).is_some_and(|n| *n != self.node) {
+                return Ok(Response::new(csi::GetCapacityResponse::default()));
+            }
+        }
+        let s = nix::sys::statvfs::statvfs(&self.root).map_err(internal)?;
+        let available = s.blocks_available() as i64 * s.fragment_size() as i64;
+        Ok(Response::new(csi::GetCapacityResponse { available_capacity: available, maximum_volume_size: None, minimum_volume_size: None }))
     }
 
     /// A copy of the volume (a disk frozen while it is copied, so the copy

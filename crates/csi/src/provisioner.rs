@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, StorageClass};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -48,6 +48,21 @@ const CO_PARAMETER_PREFIX: &str = "csi.storage.k8s.io/";
 pub const PVC_NAME: &str = "csi.storage.k8s.io/pvc/name";
 pub const PVC_NAMESPACE: &str = "csi.storage.k8s.io/pvc/namespace";
 pub const PV_NAME: &str = "csi.storage.k8s.io/pv/name";
+/// Where the nodes publish their CSIStorageCapacity objects.
+const CAPACITY_NAMESPACE: &str = "kube-system";
+/// How often the capacity left is asked again.
+const CAPACITY_PERIOD: Duration = Duration::from_secs(10);
+
+/// What the capacity publisher has done.
+#[derive(Default)]
+struct Capacities {
+    /// The capacity last published, by CSIStorageCapacity name.
+    published: BTreeMap<String, String>,
+    /// The (driver, class) pairs looked at, published or not.
+    seen: HashSet<(String, String)>,
+    /// When the drivers were last asked.
+    asked: Option<std::time::Instant>,
+}
 
 pub(crate) struct Provisioner {
     pub(crate) client: kube::Client,
@@ -59,6 +74,7 @@ pub(crate) struct Provisioner {
     classes: Store<StorageClass>,
     csinodes: Store<CSINode>,
     pub(crate) snapshot_stores: crate::snapshots::Stores,
+    capacities: Mutex<Capacities>,
     /// Claims (by uid) and volumes (by name) being worked on.
     busy: Mutex<HashSet<String>>,
     permits: tokio::sync::Semaphore,
@@ -98,7 +114,7 @@ pub async fn run(client: kube::Client, node: String, mounter: Mounter) {
     let mut triggers = futures::stream::select(changes, ticks.boxed()).ready_chunks(1024);
     let reporter = Reporter { controller: "skiff-csi-provisioner".into(), instance: Some(node.clone()) };
     let recorder = Recorder::new(client.clone(), reporter);
-    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, csinodes, snapshot_stores, busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
+    let me = Arc::new(Provisioner { client, node, registry, mounter, claims, volumes, classes, csinodes, snapshot_stores, capacities: Mutex::default(), busy: Mutex::default(), permits: tokio::sync::Semaphore::new(PARALLEL), recorder });
     while triggers.next().await.is_some() {
         if !(me.claims.listed() && me.volumes.listed() && me.classes.listed() && me.csinodes.listed()) {
             continue;
@@ -140,6 +156,27 @@ impl Provisioner {
     }
 
     async fn pass(self: Arc<Self>) {
+        let due = {
+            let mut capacities = self.capacities.lock().unwrap_or_else(|e| e.into_inner());
+            // A class or driver not looked at yet is at once: the scheduler
+            // places none of its claims until its capacity is published.
+            let drivers = self.registry.all();
+            let new = self.classes.state().iter().any(|c| drivers.iter().any(|d| d.reports_capacity && d.name == c.provisioner) && !capacities.seen.contains(&(c.provisioner.clone(), name_of(&**c).to_string())));
+            let due = new || capacities.asked.is_none_or(|at| at.elapsed() >= CAPACITY_PERIOD);
+            if due {
+                capacities.asked = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due && !self.claim_busy("capacity") {
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.publish_capacity().await {
+                    tracing::warn!("publishing storage capacity: {e:#}");
+                }
+                me.done("capacity");
+            });
+        }
         for claim in self.claims.state() {
             let Some(class) = self.class_to_provision(&claim) else { continue };
             let Some(driver) = self.registry.get(&class.provisioner).filter(|d| d.controller) else { continue };
@@ -210,6 +247,49 @@ impl Provisioner {
         }
         let class = spec.storage_class_name.as_deref().filter(|c| !c.is_empty())?;
         self.classes.get(&reflector::ObjectRef::new(class))
+    }
+
+    /// external-provisioner's `--enable-capacity`, for a node: each class
+    /// of a driver here that reports capacity, and whose CSIDriver says
+    /// `storageCapacity: true`, gets a CSIStorageCapacity for this node's
+    /// topology, which the scheduler reads before it picks a node for a
+    /// claim to provision.
+    async fn publish_capacity(&self) -> Result<()> {
+        let drivers = Api::<CSIDriver>::all(self.client.clone()).list(&Default::default()).await?;
+        let tracked = |name: &str| drivers.items.iter().any(|d| name_of(d) == name && d.spec.storage_capacity == Some(true));
+        let api: Api<CSIStorageCapacity> = Api::namespaced(self.client.clone(), CAPACITY_NAMESPACE);
+        for driver in self.registry.all().into_iter().filter(|d| d.reports_capacity) {
+            for class in self.classes.state().into_iter().filter(|c| c.provisioner == driver.name) {
+                self.capacities.lock().unwrap_or_else(|e| e.into_inner()).seen.insert((driver.name.clone(), name_of(&*class).to_string()));
+                if driver.topology.is_empty() || !tracked(&driver.name) {
+                    continue;
+                }
+                let parameters: BTreeMap<String, String> = class.parameters.clone().unwrap_or_default();
+                let fs_type = parameters.get("csi.storage.k8s.io/fstype").cloned().unwrap_or_default();
+                let request = csi::GetCapacityRequest {
+                    volume_capabilities: vec![capability("ReadWriteOnce", false, &fs_type, vec![])?],
+                    parameters: parameters.into_iter().filter(|(k, _)| !k.starts_with(CO_PARAMETER_PREFIX)).collect(),
+                    accessible_topology: Some(csi::Topology { segments: driver.topology.clone().into_iter().collect() }),
+                    mutable_parameters: Default::default(),
+                };
+                let available = driver.controller().get_capacity(request).await.map_err(crate::mounter::rpc_error)?.into_inner().available_capacity;
+                let capacity = skiff_quantity::format(available * 1000, true);
+                let name = format!("csisc-{}", &crate::sha256_hex(&format!("{}/{}/{}", driver.name, name_of(&*class), self.node))[..16]);
+                if self.capacities.lock().unwrap_or_else(|e| e.into_inner()).published.get(&name) == Some(&capacity) {
+                    continue;
+                }
+                let object = json!({
+                    "apiVersion": "storage.k8s.io/v1", "kind": "CSIStorageCapacity",
+                    "metadata": {"name": name, "namespace": CAPACITY_NAMESPACE, "labels": {"csi.storage.k8s.io/drivername": driver.name, "csi.storage.k8s.io/managed-by": managed_by(&self.node)}},
+                    "nodeTopology": {"matchLabels": driver.topology},
+                    "storageClassName": name_of(&*class),
+                    "capacity": capacity,
+                });
+                api.patch(&name, &PatchParams::apply("skiff-csi-provisioner").force(), &Patch::Apply(object)).await?;
+                self.capacities.lock().unwrap_or_else(|e| e.into_inner()).published.insert(name, capacity);
+            }
+        }
+        Ok(())
     }
 
     /// The first node by name whose CSINode lists the driver: the one that
@@ -396,6 +476,12 @@ impl Provisioner {
         let event = Event { type_, reason: reason.into(), note: Some(note), action: "Provision".into(), secondary: None };
         let _ = self.recorder.publish(&event, &claim.object_ref(&())).await;
     }
+}
+
+/// The label that says which node publishes a CSIStorageCapacity, as
+/// external-provisioner's node deployment writes it.
+pub fn managed_by(node: &str) -> String {
+    format!("external-provisioner-{node}")
 }
 
 /// Now, as the API writes times.

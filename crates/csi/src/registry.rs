@@ -37,6 +37,8 @@ pub struct Driver {
     pub controller: bool,
     /// Whether its controller attaches volumes to nodes (PUBLISH_UNPUBLISH_VOLUME).
     pub publishes: bool,
+    /// Whether its controller tells the capacity left (GET_CAPACITY).
+    pub reports_capacity: bool,
     /// Whether the node service stages before publishing (STAGE_UNSTAGE_VOLUME).
     pub stages: bool,
     /// Whether the node service grows filesystems (EXPAND_VOLUME).
@@ -55,11 +57,16 @@ impl Driver {
         use csi::plugin_capability::{service::Type as Service, Type};
         let plugin = identity.get_plugin_capabilities(csi::GetPluginCapabilitiesRequest {}).await.context("GetPluginCapabilities")?.into_inner();
         let controller = plugin.capabilities.iter().any(|c| matches!(&c.r#type, Some(Type::Service(s)) if s.r#type() == Service::ControllerService));
-        let publishes = controller && {
-            use csi::controller_service_capability::{rpc::Type as Rpc, Type as Cap};
-            let capabilities = ControllerClient::new(channel.clone()).controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {}).await.context("ControllerGetCapabilities")?.into_inner();
-            capabilities.capabilities.iter().any(|c| matches!(&c.r#type, Some(Cap::Rpc(r)) if r.r#type() == Rpc::PublishUnpublishVolume))
+        let controller_capabilities = match controller {
+            true => ControllerClient::new(channel.clone()).controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {}).await.context("ControllerGetCapabilities")?.into_inner().capabilities,
+            false => Vec::new(),
         };
+        let controller_has = |want: csi::controller_service_capability::rpc::Type| {
+            use csi::controller_service_capability::Type as Cap;
+            controller_capabilities.iter().any(|c| matches!(&c.r#type, Some(Cap::Rpc(r)) if r.r#type() == want))
+        };
+        let publishes = controller_has(csi::controller_service_capability::rpc::Type::PublishUnpublishVolume);
+        let reports_capacity = controller_has(csi::controller_service_capability::rpc::Type::GetCapacity);
         let mut node = NodeClient::new(channel.clone());
         let info = node.node_get_info(csi::NodeGetInfoRequest {}).await.context("NodeGetInfo")?.into_inner();
         let capabilities = node.node_get_capabilities(csi::NodeGetCapabilitiesRequest {}).await.context("NodeGetCapabilities")?.into_inner();
@@ -72,6 +79,7 @@ impl Driver {
             topology: info.accessible_topology.map(|t| t.segments.into_iter().collect()).unwrap_or_default(),
             controller,
             publishes,
+            reports_capacity,
             stages: has(Rpc::StageUnstageVolume),
             node_expands: has(Rpc::ExpandVolume),
             channel,

@@ -31,7 +31,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSIStorageCapacity, StorageClass};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -239,6 +239,8 @@ pub async fn run(client: kube::Client, options: Options) -> Result<()> {
     tasks.spawn(task("watch persistentvolumeclaims", |s| follow::<PersistentVolumeClaim>(s).boxed()));
     tasks.spawn(task("watch persistentvolumes", |s| follow::<PersistentVolume>(s).boxed()));
     tasks.spawn(task("watch storageclasses", |s| follow::<StorageClass>(s).boxed()));
+    tasks.spawn(task("watch csidrivers", |s| follow::<CSIDriver>(s).boxed()));
+    tasks.spawn(task("watch csistoragecapacities", |s| follow::<CSIStorageCapacity>(s).boxed()));
     tasks.spawn(task("flush the queue", |s| flush(s).boxed()));
     task("schedule", |s| async move { s.schedule_forever().await }.boxed()).await;
     Ok(())
@@ -256,7 +258,7 @@ async fn flush(s: Arc<Scheduler>) {
 }
 
 /// How many kinds the scheduler watches.
-const WATCHED: usize = 6;
+const WATCHED: usize = 8;
 
 /// What a watched kind changes in the scheduler's picture.
 trait Watched: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static {
@@ -332,6 +334,20 @@ impl StorageKind for StorageClass {
     const SLOT: usize = 5;
     fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
         &mut storage.classes
+    }
+}
+
+impl StorageKind for CSIDriver {
+    const SLOT: usize = 6;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
+        &mut storage.drivers
+    }
+}
+
+impl StorageKind for CSIStorageCapacity {
+    const SLOT: usize = 7;
+    fn kept(storage: &mut Storage) -> &mut HashMap<String, Arc<Self>> {
+        &mut storage.capacities
     }
 }
 

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSIStorageCapacity, StorageClass};
 
 use crate::key_of;
 use crate::model::NodeInfo;
@@ -25,6 +25,7 @@ use crate::plugins::{term_matches, Reason};
 
 const BIND_CONFLICT: &str = "node(s) didn't find available persistent volumes to bind";
 const NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+const NOT_ENOUGH_SPACE: &str = "node(s) did not have enough free storage";
 const PV_NOT_EXIST: &str = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
@@ -59,6 +60,9 @@ pub struct Storage {
     pub claims: HashMap<String, Arc<PersistentVolumeClaim>>,
     pub volumes: HashMap<String, Arc<PersistentVolume>>,
     pub classes: HashMap<String, Arc<StorageClass>>,
+    /// CSI drivers (whether they publish capacity) and the capacities published.
+    pub drivers: HashMap<String, Arc<CSIDriver>>,
+    pub capacities: HashMap<String, Arc<CSIStorageCapacity>>,
     /// Volume name → the claim (`namespace/name`) it was chosen for.
     assumed: HashMap<String, String>,
 }
@@ -237,11 +241,13 @@ impl Storage {
                     taken.insert(volume.metadata.name.as_deref().unwrap_or_default());
                     choices.push(Choice::Volume { claim: claim.clone(), volume: volume.clone() });
                 }
-                None if self.provisions(claim, node) => choices.push(Choice::Provision { claim: claim.clone() }),
-                None => {
-                    reasons.push(BIND_CONFLICT);
-                    break;
-                }
+                None => match self.provisions(claim, node) {
+                    Ok(()) => choices.push(Choice::Provision { claim: claim.clone() }),
+                    Err(reason) => {
+                        reasons.push(reason);
+                        break;
+                    }
+                },
             }
         }
         if reasons.is_empty() {
@@ -252,17 +258,37 @@ impl Storage {
     }
 
     /// Whether the claim's class can provision a volume reachable from
-    /// the node (its `allowedTopologies`).
-    fn provisions(&self, claim: &PersistentVolumeClaim, node: &NodeInfo) -> bool {
-        let Some(class) = self.classes.get(class_of_claim(claim)) else { return false };
+    /// the node (its `allowedTopologies`) and, for a driver that publishes
+    /// its capacity (CSIDriver `storageCapacity`), with room for it there.
+    fn provisions(&self, claim: &PersistentVolumeClaim, node: &NodeInfo) -> Result<(), &'static str> {
+        let class = self.classes.get(class_of_claim(claim)).ok_or(BIND_CONFLICT)?;
         if class.provisioner == NO_PROVISIONER {
-            return false;
+            return Err(BIND_CONFLICT);
         }
         let terms = class.allowed_topologies.as_deref().unwrap_or_default();
-        terms.is_empty()
+        let reachable = terms.is_empty()
             || terms.iter().any(|t| {
                 t.match_label_expressions.iter().flatten().all(|e| node.labels().get(&e.key).is_some_and(|v| e.values.contains(v)))
-            })
+            });
+        if !reachable {
+            return Err(BIND_CONFLICT);
+        }
+        let tracked = self.drivers.get(&class.provisioner).is_some_and(|d| d.spec.storage_capacity == Some(true));
+        if tracked && !self.has_room(class.metadata.name.as_deref().unwrap_or_default(), requested(claim), node) {
+            return Err(NOT_ENOUGH_SPACE);
+        }
+        Ok(())
+    }
+
+    /// Upstream's capacity check: a CSIStorageCapacity of the class whose
+    /// topology selects the node, with capacity (or, when set, its largest
+    /// volume) of at least what the claim asks.
+    fn has_room(&self, class: &str, wanted: i64, node: &NodeInfo) -> bool {
+        let labels = node.labels();
+        self.capacities.values().any(|c| {
+            let size = c.maximum_volume_size.as_ref().or(c.capacity.as_ref()).and_then(|q| skiff_quantity::value(&q.0)).unwrap_or(0);
+            c.storage_class_name == class && crate::topology::matches(c.node_topology.as_ref(), Some(labels)) && size >= wanted
+        })
     }
 
     /// Reserve: the chosen volumes are kept from other pods' claims until
@@ -371,7 +397,7 @@ mod tests {
             classes: [class("local", NO_PROVISIONER, "WaitForFirstConsumer"), class("now", NO_PROVISIONER, "Immediate"), class("dynamic", "example.com/disk", "WaitForFirstConsumer")].into(),
             volumes: [volume("small-a", "1Gi", Some("a")), volume("big-a", "10Gi", Some("a")), bound_b()].into(),
             claims: [claim("late", "1Gi", "local", None), claim("now", "1Gi", "now", None), claim("on-b", "1Gi", "local", Some("bound-b")), claim("gone", "1Gi", "local", Some("nowhere")), claim("dyn", "1Gi", "dynamic", None), claim("huge", "50Gi", "local", None)].into(),
-            assumed: HashMap::new(),
+            ..Default::default()
         }
     }
 
@@ -412,6 +438,25 @@ mod tests {
         let huge = s.prefilter(&[("ns/huge".into(), false)]).unwrap();
         assert_eq!(messages(s.choose(&huge, &a)), [BIND_CONFLICT]);
         let dynamic = s.prefilter(&[("ns/dyn".into(), false)]).unwrap();
+        assert!(matches!(&s.choose(&dynamic, &b).unwrap()[..], [Choice::Provision { .. }]));
+    }
+
+    /// A driver that publishes its capacity provisions only where a
+    /// CSIStorageCapacity of the class, for the node's topology, has room.
+    #[test]
+    fn provisioning_heeds_the_capacity_a_driver_publishes() {
+        let mut s = storage();
+        let (a, b) = (node("n-a", "a"), node("n-b", "b"));
+        let driver: CSIDriver = serde_json::from_value(json!({"metadata": {"name": "example.com/disk"}, "spec": {"storageCapacity": true}})).unwrap();
+        s.drivers.insert("example.com/disk".into(), Arc::new(driver));
+        let capacity = |name: &str, zone: &str, size: &str| -> (String, Arc<CSIStorageCapacity>) {
+            let object = json!({"metadata": {"name": name, "namespace": "kube-system"}, "storageClassName": "dynamic", "nodeTopology": {"matchLabels": {"zone": zone}}, "capacity": size});
+            (format!("kube-system/{name}"), Arc::new(serde_json::from_value(object).unwrap()))
+        };
+        let dynamic = s.prefilter(&[("ns/dyn".into(), false)]).unwrap();
+        assert_eq!(messages(s.choose(&dynamic, &a)), [NOT_ENOUGH_SPACE], "no capacity published: no room known");
+        s.capacities.extend([capacity("on-a", "a", "512Mi"), capacity("on-b", "b", "2Gi")]);
+        assert_eq!(messages(s.choose(&dynamic, &a)), [NOT_ENOUGH_SPACE]);
         assert!(matches!(&s.choose(&dynamic, &b).unwrap()[..], [Choice::Provision { .. }]));
     }
 }

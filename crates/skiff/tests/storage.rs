@@ -323,7 +323,9 @@ fn a_node_killed_while_provisioning_and_mounting_leaks_nothing() {
 /// a claim of a class without `allowVolumeExpansion` (Forbidden), a
 /// ReadWriteMany claim of a local class (ProvisioningFailed, the claim
 /// stays Pending, no volume is made), a class that does not exist (the
-/// pod stays Pending, FailedScheduling), a size that is not a quantity.
+/// pod stays Pending, FailedScheduling), more than the node's disk holds
+/// (FailedScheduling, from the capacity the node publishes), a size that
+/// is not a quantity.
 #[test]
 fn what_a_class_cannot_give_is_refused_and_nothing_is_left() {
     let image = common::test_image();
@@ -346,6 +348,15 @@ fn what_a_class_cannot_give_is_refused_and_nothing_is_left() {
     c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("lost", &image, "nowhere", "sleep 3600", "")));
     let reason = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=lost,reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"], "FailedScheduling", |m| !m.is_empty());
     assert!(reason.contains("storageclass.storage.k8s.io \"nope\" not found"), "{reason}");
+
+    // More than the node's disk holds: the node publishes what its driver
+    // has left (CSIStorageCapacity), and the scheduler says there is no room.
+    let capacities = c.ok(&["get", "csistoragecapacities", "-n", "kube-system", "-o", "jsonpath={range .items[*]}{.storageClassName}={.nodeTopology.matchLabels.topology\\.local\\.csi\\.skiff\\.io/node} {end}"]);
+    assert!(capacities.contains("local-disk=node-1") && capacities.contains("local-path=node-1"), "{capacities}");
+    c.ok_stdin(&["apply", "-f", "-"], Some(&claim("vast", "100Ti", "  storageClassName: local-disk\n")));
+    c.ok_stdin(&["apply", "-f", "-"], Some(&pod_with_claim("vast", &image, "vast", "sleep 3600", "")));
+    let reason = c.wait_for(&["get", "events", "--field-selector", "involvedObject.name=vast,involvedObject.kind=Pod,reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"], "FailedScheduling", |m| !m.is_empty());
+    assert!(reason.contains("node(s) did not have enough free storage"), "{reason}");
 
     let bad = c.fails(&["apply", "-f", "-"], Some(&claim("bad", "lots", "")));
     assert!(bad.contains("quantities must match the regular expression"), "{bad}");
