@@ -52,8 +52,10 @@ impl Plugin for DefaultStorageClass {
         }
         let classes = cluster.list("storage.k8s.io", "storageclasses", None).await.map_err(Rejection::internal)?;
         let default = |c: &&Value| c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true";
-        // Several defaults: the newest, as upstream.
-        if let Some(class) = classes.iter().filter(default).max_by_key(|c| c["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string()) {
+        // Several defaults: the newest, as upstream; of those made in the
+        // same second, the first by name.
+        let key = |c: &&Value| (c["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string(), std::cmp::Reverse(c["metadata"]["name"].as_str().unwrap_or_default().to_string()));
+        if let Some(class) = classes.iter().filter(default).max_by_key(key) {
             claim["spec"]["storageClassName"] = class["metadata"]["name"].clone();
         }
         Ok(())

@@ -95,24 +95,35 @@ pub fn v2() -> Value {
     doc
 }
 
-/// Swagger 2.0 keeps schemas under `#/definitions/` and has no `oneOf`
-/// (upstream's v2 leaves those few schemas untyped).
+/// Swagger 2.0 keeps schemas under `#/definitions/` and has no `oneOf`,
+/// `anyOf`, `not` or `nullable` (upstream's v2 leaves those schemas
+/// untyped, as its CRD conversion does for an int-or-string).
 fn to_v2_refs(value: &mut Value) {
+    to_v2(value, false)
+}
+
+/// `names` marks a map of names to schemas (`properties`, `definitions`):
+/// its keys are names, not schema keywords, and stay.
+fn to_v2(value: &mut Value, names: bool) {
     match value {
         Value::Object(map) => {
-            map.remove("oneOf");
+            if !names {
+                for keyword in ["oneOf", "anyOf", "not", "nullable"] {
+                    map.remove(keyword);
+                }
+            }
             for (key, v) in map.iter_mut() {
                 match v {
-                    Value::String(r) if key == "$ref" => {
+                    Value::String(r) if key == "$ref" && !names => {
                         if let Some(name) = r.strip_prefix(schema::REF_PREFIX) {
                             *r = format!("#/definitions/{name}");
                         }
                     }
-                    v => to_v2_refs(v),
+                    v => to_v2(v, !names && matches!(key.as_str(), "properties" | "definitions" | "patternProperties" | "paths")),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(to_v2_refs),
+        Value::Array(items) => items.iter_mut().for_each(|v| to_v2(v, false)),
         _ => {}
     }
 }
