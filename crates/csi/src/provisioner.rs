@@ -155,20 +155,23 @@ impl Provisioner {
         self.busy.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
+    /// Whether the drivers are to be asked their capacity now: every
+    /// [`CAPACITY_PERIOD`], and at once for a class or driver not looked at
+    /// yet (the scheduler places none of its claims until then).
+    fn capacity_due(&self) -> bool {
+        let mut capacities = self.capacities.lock().unwrap_or_else(|e| e.into_inner());
+        let drivers = self.registry.all();
+        let reports = |class: &StorageClass| drivers.iter().any(|d| d.reports_capacity && d.name == class.provisioner);
+        let new = self.classes.state().iter().any(|c| reports(c) && !capacities.seen.contains(&(c.provisioner.clone(), name_of(&**c).to_string())));
+        let due = new || capacities.asked.is_none_or(|at| at.elapsed() >= CAPACITY_PERIOD);
+        if due {
+            capacities.asked = Some(std::time::Instant::now());
+        }
+        due
+    }
+
     async fn pass(self: Arc<Self>) {
-        let due = {
-            let mut capacities = self.capacities.lock().unwrap_or_else(|e| e.into_inner());
-            // A class or driver not looked at yet is at once: the scheduler
-            // places none of its claims until its capacity is published.
-            let drivers = self.registry.all();
-            let new = self.classes.state().iter().any(|c| drivers.iter().any(|d| d.reports_capacity && d.name == c.provisioner) && !capacities.seen.contains(&(c.provisioner.clone(), name_of(&**c).to_string())));
-            let due = new || capacities.asked.is_none_or(|at| at.elapsed() >= CAPACITY_PERIOD);
-            if due {
-                capacities.asked = Some(std::time::Instant::now());
-            }
-            due
-        };
-        if due && !self.claim_busy("capacity") {
+        if self.capacity_due() && !self.claim_busy("capacity") {
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.publish_capacity().await {
