@@ -365,9 +365,8 @@ fn what_a_class_cannot_give_is_refused_and_nothing_is_left() {
 
 /// A GlusterFS server in a network namespace of its own on the hosts'
 /// segment (10.255.{n}.240), serving volume `gv0` from a brick in a
-/// temporary directory. `gluster` reaches its glusterd through the one
-/// socket glusterd keeps (`/run/glusterd.socket`), so one test at a time
-/// runs a server.
+/// temporary directory. Its state and its command socket are in that
+/// directory too, apart from any glusterd the machine runs.
 struct GlusterServer {
     netns: String,
     address: String,
@@ -392,8 +391,9 @@ impl GlusterServer {
         std::fs::create_dir_all(d.join("state")).unwrap();
         std::fs::create_dir_all(d.join("brick")).unwrap();
         let config = format!(
-            "volume management\n    type mgmt/glusterd\n    option working-directory {}\n    option transport-type socket\n    option transport.socket.bind-address {address}\n    option ping-timeout 0\n    option event-threads 1\nend-volume\n",
-            d.join("state").display()
+            "volume management\n    type mgmt/glusterd\n    option working-directory {}\n    option glusterd-sockfile {}\n    option transport-type socket\n    option transport.socket.bind-address {address}\n    option ping-timeout 0\n    option event-threads 1\nend-volume\n",
+            d.join("state").display(),
+            d.join("glusterd.socket").display()
         );
         std::fs::write(d.join("glusterd.vol"), config).unwrap();
         let glusterd = std::process::Command::new("nsenter")
@@ -418,7 +418,8 @@ impl GlusterServer {
     }
 
     fn gluster(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new("gluster").arg("--mode=script").args(args).output().unwrap()
+        let socket = format!("--glusterd-sock={}", self.dir.path().join("glusterd.socket").display());
+        std::process::Command::new("gluster").args([socket.as_str(), "--mode=script"]).args(args).output().unwrap()
     }
 
     /// The volume's files, as the server keeps them.
