@@ -277,6 +277,33 @@ fn a_local_disk_is_snapshotted_restored_and_cloned() {
     assert!(loops_under(c.dir.path()).is_empty(), "{:?}", loops_under(c.dir.path()));
 }
 
+/// A StatefulSet's replicas each get their own provisioned volume and
+/// keep their own data: each writes its first pod's UID, and the pods
+/// made again after a delete find it.
+#[test]
+fn statefulset_replicas_keep_their_own_data() {
+    let image = common::test_image();
+    let c = Cluster::start_node(&[]);
+    let script = "[ -f /data/id ] || echo $POD_UID > /data/id; cat /data/id; sleep 3600";
+    let set = format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: db}}\nspec:\n  serviceName: db\n  replicas: 2\n  selector: {{matchLabels: {{app: db}}}}\n  template:\n    metadata: {{labels: {{app: db}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: db\n        image: '{image}'\n        command: [sh, -c, '{script}']\n        env: [{{name: POD_UID, valueFrom: {{fieldRef: {{fieldPath: metadata.uid}}}}}}]\n        volumeMounts: [{{name: data, mountPath: /data}}]\n  volumeClaimTemplates:\n  - metadata: {{name: data}}\n    spec: {{accessModes: [ReadWriteOnce], resources: {{requests: {{storage: 16Mi}}}}}}\n"
+    );
+    c.ok_stdin(&["apply", "-f", "-"], Some(&set));
+    c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    let classes = c.ok(&["get", "pvc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.storageClassName}/{.status.phase} {end}"]);
+    assert_eq!(classes.trim(), "data-db-0=local-path/Bound data-db-1=local-path/Bound");
+    let first: Vec<String> = ["db-0", "db-1"].iter().map(|p| c.ok(&["get", "pod", p, "-o", "jsonpath={.metadata.uid}"])).collect();
+    for (pod, uid) in ["db-0", "db-1"].iter().zip(&first) {
+        c.wait_for(&["logs", pod], "the replica to write its id", |l| l.trim() == uid);
+    }
+    c.ok(&["delete", "pod", "db-0", "db-1"]);
+    c.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    for (pod, uid) in ["db-0", "db-1"].iter().zip(&first) {
+        assert_ne!(&c.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]), uid, "a new pod");
+        c.wait_for(&["logs", pod], "the replica's own data", |l| l.trim() == uid);
+    }
+}
+
 /// Loop devices backed by files under `dir`, as `losetup` lists them.
 fn loops_under(dir: &std::path::Path) -> Vec<String> {
     let out = std::process::Command::new("losetup").args(["--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"]).output().unwrap();
