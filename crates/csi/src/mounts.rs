@@ -13,7 +13,8 @@ pub fn internal(e: impl std::fmt::Display) -> Status {
 
 /// Runs a host tool; its stderr becomes the error.
 pub async fn run(program: &str, args: &[&str]) -> Result<String, Status> {
-    let output = tokio::process::Command::new(program).args(args).output().await.map_err(|e| Status::internal(format!("{program}: {e}")))?;
+    // A caller that gives up (a mount past its timeout) takes the tool with it.
+    let output = tokio::process::Command::new(program).args(args).kill_on_drop(true).output().await.map_err(|e| Status::internal(format!("{program}: {e}")))?;
     if !output.status.success() {
         return Err(Status::internal(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim())));
     }
