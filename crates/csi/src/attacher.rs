@@ -38,6 +38,9 @@ pub fn finalizer(driver: &str) -> String {
     format!("external-attacher/{name}")
 }
 
+/// How long after a failed attach it is tried again.
+const RETRY_SECONDS: i64 = 10;
+
 /// Runs for as long as the process does.
 pub async fn run(client: kube::Client, node: String, registry: Registry) {
     let (attachments, attachments_writer) = reflector::store();
@@ -92,6 +95,12 @@ async fn sync(client: &kube::Client, driver: &Driver, attachment: &Arc<VolumeAtt
         return Ok(());
     }
     if attachment.status.as_ref().is_some_and(|s| s.attached) {
+        return Ok(());
+    }
+    // A failed attach is tried again by the resync, not at once: its own
+    // status change would otherwise bring it straight back.
+    let failed_at = attachment.status.as_ref().and_then(|s| s.attach_error.as_ref()).and_then(|e| e.time.as_ref());
+    if failed_at.is_some_and(|t| (k8s_openapi::chrono::Utc::now() - t.0).num_seconds() < RETRY_SECONDS) {
         return Ok(());
     }
     if !finalizers.contains(&finalizer) {
