@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::api::core::v1::{CSIPersistentVolumeSource, PersistentVolume};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -76,17 +76,19 @@ async fn sync(client: &kube::Client, driver: &Driver, attachment: &Arc<VolumeAtt
     let name = attachment.metadata.name.as_deref().unwrap_or_default();
     let finalizer = finalizer(&driver.name);
     let finalizers = attachment.metadata.finalizers.clone().unwrap_or_default();
-    let handle = || -> Result<String> {
-        let volume = attachment.spec.source.persistent_volume_name.as_deref().context("not an attachment of a PersistentVolume")?;
-        let volume = volumes.get(&ObjectRef::new(volume)).with_context(|| format!("persistentvolume {volume} not found"))?;
-        Ok(volume.spec.as_ref().and_then(|s| s.csi.as_ref()).context("not a CSI volume")?.volume_handle.clone())
+    // The attached volume, and its CSI source.
+    let volume = || -> Result<(Arc<PersistentVolume>, CSIPersistentVolumeSource)> {
+        let name = attachment.spec.source.persistent_volume_name.as_deref().context("not an attachment of a PersistentVolume")?;
+        let volume = volumes.get(&ObjectRef::new(name)).with_context(|| format!("persistentvolume {name} not found"))?;
+        let source = volume.spec.as_ref().and_then(|s| s.csi.clone()).context("not a CSI volume")?;
+        Ok((volume, source))
     };
     if attachment.metadata.deletion_timestamp.is_some() {
         if !finalizers.contains(&finalizer) {
             return Ok(());
         }
         if driver.publishes {
-            let request = csi::ControllerUnpublishVolumeRequest { volume_id: handle()?, node_id: driver.node_id.clone(), secrets: Default::default() };
+            let request = csi::ControllerUnpublishVolumeRequest { volume_id: volume()?.1.volume_handle, node_id: driver.node_id.clone(), secrets: Default::default() };
             driver.controller().controller_unpublish_volume(request).await.map_err(crate::mounter::rpc_error)?;
         }
         let kept: Vec<&String> = finalizers.iter().filter(|f| **f != finalizer).collect();
@@ -111,7 +113,15 @@ async fn sync(client: &kube::Client, driver: &Driver, attachment: &Arc<VolumeAtt
         api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         return Ok(());
     }
-    let status = match publish(driver, attachment, volumes, handle).await {
+    let published = match driver.publishes {
+        true => match volume() {
+            Ok((volume, source)) => publish(driver, &volume, source).await,
+            Err(e) => Err(e),
+        },
+        // A driver that does not attach: attached at once.
+        false => Ok(Default::default()),
+    };
+    let status = match published {
         Ok(context) => json!({"status": {"attached": true, "attachmentMetadata": context, "attachError": null}}),
         Err(e) => json!({"status": {"attached": false, "attachError": {"time": crate::provisioner::now(), "message": format!("{e:#}")}}}),
     };
@@ -119,19 +129,13 @@ async fn sync(client: &kube::Client, driver: &Driver, attachment: &Arc<VolumeAtt
     Ok(())
 }
 
-/// ControllerPublishVolume for a driver that attaches; its publish context.
-async fn publish(driver: &Driver, attachment: &VolumeAttachment, volumes: &Store<PersistentVolume>, handle: impl Fn() -> Result<String>) -> Result<std::collections::HashMap<String, String>> {
-    if !driver.publishes {
-        return Ok(Default::default());
-    }
-    let volume_id = handle()?;
-    let volume = attachment.spec.source.persistent_volume_name.as_deref().and_then(|v| volumes.get(&ObjectRef::new(v))).context("the volume went")?;
+/// ControllerPublishVolume; the driver's publish context.
+async fn publish(driver: &Driver, volume: &PersistentVolume, source: CSIPersistentVolumeSource) -> Result<std::collections::HashMap<String, String>> {
     let spec = volume.spec.clone().unwrap_or_default();
-    let source = spec.csi.clone().unwrap_or_default();
     let mode = spec.access_modes.clone().unwrap_or_default().first().cloned().unwrap_or_else(|| "ReadWriteOnce".into());
     let block = spec.volume_mode.as_deref() == Some("Block");
     let request = csi::ControllerPublishVolumeRequest {
-        volume_id,
+        volume_id: source.volume_handle.clone(),
         node_id: driver.node_id.clone(),
         volume_capability: Some(crate::provisioner::capability(&mode, block, source.fs_type.as_deref().unwrap_or_default(), spec.mount_options.clone().unwrap_or_default())?),
         readonly: source.read_only == Some(true),

@@ -403,16 +403,9 @@ struct GlusterServer {
 
 impl GlusterServer {
     fn start(hosts: &common::hosts::Hosts) -> GlusterServer {
-        use common::hosts::run;
         let n = hosts.n();
-        let (netns, outer, address) = (format!("sk{n}-gfs"), format!("sk{n}gfs"), format!("10.255.{n}.240"));
-        let _ = std::process::Command::new("ip").args(["netns", "del", &netns]).output();
-        run("ip", &["netns", "add", &netns]);
-        run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
-        run("ip", &["link", "set", &outer, "master", &format!("skl{n}"), "up"]);
-        run("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
-        run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
-        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        let (netns, address) = (format!("sk{n}-gfs"), format!("10.255.{n}.240"));
+        hosts.plug_in(&netns, &format!("sk{n}gfs"), &address);
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("state")).unwrap();

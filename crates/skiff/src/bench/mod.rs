@@ -66,6 +66,29 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[rank.clamp(1, samples.len()) - 1]
 }
 
+/// A watch of `api`'s objects with these labels, once it is established:
+/// what is made after it returns, it sees.
+pub async fn watch_labelled<K>(api: &kube::Api<K>, labels: &str) -> anyhow::Result<Events<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::watcher;
+    let mut events = watcher(api.clone(), watcher::Config::default().labels(labels)).boxed();
+    while let Some(event) = events.try_next().await? {
+        if matches!(event, watcher::Event::InitDone) {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+pub type Events<K> = futures::stream::BoxStream<'static, Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>>;
+
+pub fn running(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }

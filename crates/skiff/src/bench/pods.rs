@@ -7,14 +7,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
 use super::api::start_server_and_agent;
-use super::{ms, percentile};
+use super::{ms, percentile, running, watch_labelled};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,20 +37,10 @@ fn pod(name: &str, image: &str) -> Result<Pod> {
     }))?)
 }
 
-fn running(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-}
-
 /// Creates `names` at once; returns each one's time from its create to
 /// the watch event that shows it Running.
 async fn start(pods: &Api<Pod>, image: &str, names: &[String]) -> Result<Vec<Duration>> {
-    let mut events = watcher(pods.clone(), watcher::Config::default().labels("bench=pods")).boxed();
-    // The watch is established before anything is created.
-    while let Some(event) = events.try_next().await? {
-        if matches!(event, watcher::Event::InitDone) {
-            break;
-        }
-    }
+    let mut events = watch_labelled(pods, "bench=pods").await?;
     let mut created = std::collections::HashMap::new();
     for name in names {
         created.insert(name.clone(), Instant::now());

@@ -22,7 +22,7 @@ use kube::runtime::watcher;
 use serde_json::json;
 
 use super::api::start_server_and_agent;
-use super::{ms, percentile};
+use super::{ms, percentile, running, watch_labelled, Events};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -57,20 +57,17 @@ fn pod(name: &str, image: &str) -> Result<Pod> {
     }))?)
 }
 
-type Events<K> = futures::stream::BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
-
-/// A watch of `api`'s benchmark objects, established before anything is made.
-async fn watch<K>(api: &Api<K>) -> Result<Events<K>>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let mut events = watcher(api.clone(), watcher::Config::default().labels("bench=volumes")).boxed();
-    while let Some(event) = events.try_next().await? {
-        if matches!(event, watcher::Event::InitDone) {
-            break;
+/// Waits until the pod `name` shows Running on the watch.
+async fn until_running(events: &mut Events<Pod>, name: &str, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let event = tokio::time::timeout_at(deadline.into(), events.try_next()).await.with_context(|| format!("pod {name} did not start in {} s", limit.as_secs()))??;
+        if let Some(watcher::Event::Apply(p)) = event {
+            if p.metadata.name.as_deref() == Some(name) && running(&p) {
+                return Ok(());
+            }
         }
     }
-    Ok(events)
 }
 
 pub async fn run(args: Args) -> Result<()> {
@@ -84,19 +81,11 @@ pub async fn run(args: Args) -> Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     eprintln!("pulling {} with a first pod…", args.image);
-    let mut pod_events = watch(&pods).await?;
-    let mut claim_events = watch(&claims).await?;
+    let mut pod_events = watch_labelled(&pods, "bench=volumes").await?;
+    let mut claim_events = watch_labelled(&claims, "bench=volumes").await?;
     claims.create(&PostParams::default(), &claim("warm-up")?).await?;
     pods.create(&PostParams::default(), &pod("warm-up", &args.image)?).await?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let event = tokio::time::timeout_at(deadline.into(), pod_events.try_next()).await.context("the first pod did not start in 2 minutes")??;
-        if let Some(watcher::Event::Apply(p)) = event {
-            if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                break;
-            }
-        }
-    }
+    until_running(&mut pod_events, "warm-up", Duration::from_secs(120)).await?;
 
     eprintln!("creating {} claims and their pods at once…", args.pods);
     let names: Vec<String> = (0..args.pods).map(|i| format!("vol-{i}")).collect();
@@ -109,33 +98,33 @@ pub async fn run(args: Args) -> Result<()> {
         pod_made.insert(name.clone(), Instant::now());
         pods.create(&PostParams::default(), &pod(name, &args.image)?).await?;
     }
-    let (mut bound, mut running) = (Vec::new(), Vec::new());
+    let (mut bound, mut started_pods) = (Vec::new(), Vec::new());
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut last_report = Instant::now();
-    while bound.len() < names.len() || running.len() < names.len() {
+    while bound.len() < names.len() || started_pods.len() < names.len() {
         let next = tokio::time::timeout_at(deadline.into(), futures::future::select(claim_events.next(), pod_events.next()));
-        match next.await.with_context(|| format!("after 5 minutes {} claims bound and {} pods running", bound.len(), running.len()))? {
+        match next.await.with_context(|| format!("after 5 minutes {} claims bound and {} pods running", bound.len(), started_pods.len()))? {
             futures::future::Either::Left((Some(Ok(watcher::Event::Apply(c))), _)) if c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") => {
                 if let Some(at) = claim_made.remove(c.metadata.name.as_deref().unwrap_or_default()) {
                     bound.push(at.elapsed());
                 }
             }
-            futures::future::Either::Right((Some(Ok(watcher::Event::Apply(p))), _)) if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") => {
+            futures::future::Either::Right((Some(Ok(watcher::Event::Apply(p))), _)) if running(&p) => {
                 if let Some(at) = pod_made.remove(p.metadata.name.as_deref().unwrap_or_default()) {
-                    running.push(at.elapsed());
+                    started_pods.push(at.elapsed());
                 }
             }
             _ => {}
         }
         if last_report.elapsed() >= Duration::from_secs(2) {
-            eprintln!("  {:.1} s: {} claims bound, {} pods running", started.elapsed().as_secs_f64(), bound.len(), running.len());
+            eprintln!("  {:.1} s: {} claims bound, {} pods running", started.elapsed().as_secs_f64(), bound.len(), started_pods.len());
             last_report = Instant::now();
         }
     }
     let all = started.elapsed();
     let volumes = std::fs::read_dir(agent.dir().join("data/agent/local-volumes"))?.count();
     let (b50, b99) = (percentile(&mut bound, 50.0), percentile(&mut bound, 99.0));
-    let (r50, r99) = (percentile(&mut running, 50.0), percentile(&mut running, 99.0));
+    let (r50, r99) = (percentile(&mut started_pods, 50.0), percentile(&mut started_pods, 99.0));
     println!("{} pods, each with a new claim (local-path), created at once on one node: all Running in {}", args.pods, ms(all));
     println!("claim created → Bound: p50 {}, p99 {}", ms(b50), ms(b99));
     println!("pod created → Running: p50 {}, p99 {}", ms(r50), ms(r99));
@@ -197,15 +186,7 @@ async fn fio_table(claims: &Api<PersistentVolumeClaim>, pods: &Api<Pod>, pod_eve
     spec.resources.get_or_insert_with(Default::default).requests = Some([("storage".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".into()))].into());
     claims.create(&PostParams::default(), &disk).await?;
     let made = pods.create(&PostParams::default(), &pod("fio", &args.image)?).await?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let event = tokio::time::timeout_at(deadline.into(), pod_events.try_next()).await.context("the fio pod did not start in a minute")??;
-        if let Some(watcher::Event::Apply(p)) = event {
-            if p.metadata.name.as_deref() == Some("fio") && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                break;
-            }
-        }
-    }
+    until_running(pod_events, "fio", Duration::from_secs(60)).await?;
     let uid = made.metadata.uid.context("the pod has no uid")?;
     let volume = agent_dir.join("data/agent/pods").join(uid).join("volumes/kubernetes.io~csi/data/mount");
     let host = agent_dir.join("fio-host");

@@ -68,15 +68,7 @@ impl Hosts {
         let netns = format!("sk{n}-h{i}");
         let outer = format!("sk{n}h{i}");
         let address = Ipv4Addr::new(10, 255, n, 10 + i as u8);
-        // What a run killed midway left behind goes first.
-        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
-        let _ = Command::new("ip").args(["link", "del", &outer]).output();
-        run("ip", &["netns", "add", &netns]);
-        run("ip", &["link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
-        run("ip", &["link", "set", &outer, "master", &format!("skl{n}"), "up"]);
-        run("ip", &["-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
-        run("ip", &["-n", &netns, "link", "set", "eth0", "up"]);
-        run("ip", &["-n", &netns, "link", "set", "lo", "up"]);
+        self.plug_in(&netns, &outer, &address.to_string());
         // As a real host has one: Service IPs are routed before they are DNATed.
         run("ip", &["-n", &netns, "route", "add", "default", "via", &format!("10.255.{n}.1")]);
         let dir = self.cluster.dir.path().join(format!("h{i}"));
@@ -85,6 +77,21 @@ impl Hosts {
         import_test_image(&host.dir.join("data"));
         self.start_agent(&mut host);
         self.hosts.push(host);
+    }
+
+    /// A network namespace of its own on this segment, as another machine
+    /// on the LAN: its `eth0` at `address`/24, whose other end `outer` is on
+    /// the bridge. What a run killed midway left under those names goes first.
+    pub fn plug_in(&self, netns: &str, outer: &str, address: &str) {
+        let n = self.network.n;
+        let _ = Command::new("ip").args(["netns", "del", netns]).output();
+        let _ = Command::new("ip").args(["link", "del", outer]).output();
+        run("ip", &["netns", "add", netns]);
+        run("ip", &["link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", netns]);
+        run("ip", &["link", "set", outer, "master", &format!("skl{n}"), "up"]);
+        run("ip", &["-n", netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run("ip", &["-n", netns, "link", "set", "eth0", "up"]);
+        run("ip", &["-n", netns, "link", "set", "lo", "up"]);
     }
 
     fn start_agent(&self, host: &mut Host) {
