@@ -42,6 +42,28 @@ pub struct Encryption {
     rules: Vec<Rule>,
 }
 
+/// A configuration with a new random key that encrypts Secrets with
+/// AES-CBC, as k3s's `--secrets-encryption` makes; what was written in
+/// clear stays readable.
+pub fn generate() -> String {
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+- resources: [secrets]
+  providers:
+  - aescbc:
+      keys:
+      - name: aescbckey
+        secret: {}
+  - identity: {{}}
+",
+        base64::engine::general_purpose::STANDARD.encode(key)
+    )
+}
+
 impl Encryption {
     pub fn load(path: &std::path::Path) -> Result<Encryption> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;

@@ -13,6 +13,7 @@ mod components;
 mod crds;
 pub mod encryption;
 mod discovery;
+mod endpoints;
 mod fields;
 mod handler;
 mod kubelets;
@@ -88,6 +89,13 @@ pub struct Config {
     pub component_metrics: Vec<fn() -> String>,
     /// Whether the built-in storage classes are made at start.
     pub local_storage: bool,
+    /// Serves `/cacerts` and `/v1-skiff/…` on the same port, outside the
+    /// Kubernetes API, as k3s's supervisor does: how other servers join.
+    pub supervisor: Option<axum::Router>,
+    /// Whether this server's address is kept in the `kubernetes` Service's
+    /// endpoints with a lease, as upstream's `--endpoint-reconciler-type=lease`
+    /// (else `none`: the endpoints are left as they are).
+    pub endpoint_leases: bool,
 }
 
 /// A bound server; `run` serves until the process ends.
@@ -97,6 +105,7 @@ pub struct Server {
     /// Verifies client certificates after the handshake (see `tls_config`).
     clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     api: Arc<handler::Api>,
+    supervisor: Option<axum::Router>,
 }
 
 impl Server {
@@ -109,6 +118,9 @@ impl Server {
             registry.store.cache(&def.key_prefix());
         }
         bootstrap(&registry, &config).await?;
+        if config.endpoint_leases {
+            tokio::spawn(endpoints::keep(registry.clone(), config.advertise, config.bind.port()));
+        }
         let security = security(&registry, &mut config).await?;
         tokio::spawn(namespaces::resume(registry.clone()));
         crds::sync(&registry).await;
@@ -135,6 +147,7 @@ impl Server {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             clients,
             api,
+            supervisor: config.supervisor,
         })
     }
 
@@ -156,7 +169,7 @@ impl Server {
                     continue;
                 }
             };
-            let (tls, api, clients) = (self.tls.clone(), self.api.clone(), self.clients.clone());
+            let (tls, api, clients, supervisor) = (self.tls.clone(), self.api.clone(), self.clients.clone(), self.supervisor.clone());
             tokio::spawn(async move {
                 let stream = match tls.accept(tcp).await {
                     Ok(s) => s,
@@ -176,8 +189,15 @@ impl Server {
                     _ => PeerCertificate::None,
                 };
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (api, user) = (api.clone(), user.clone());
-                    async move { Ok::<_, std::convert::Infallible>(api.handle(user, Some(peer.ip()), req.map(axum::body::Body::new)).await) }
+                    let (api, user, supervisor) = (api.clone(), user.clone(), supervisor.clone());
+                    async move {
+                        let req = req.map(axum::body::Body::new);
+                        let path = req.uri().path();
+                        if let Some(supervisor) = supervisor.filter(|_| path == "/cacerts" || path.starts_with("/v1-skiff/")) {
+                            return tower::ServiceExt::oneshot(supervisor, req).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(api.handle(user, Some(peer.ip()), req).await)
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
@@ -323,7 +343,7 @@ impl ClientCertVerifier for ChainCheckedLater {
 
 /// What every cluster has from the start: the four system namespaces and
 /// the `kubernetes` Service in `default` with its Endpoints and
-/// EndpointSlice (kept pointing at this server, as upstream reconciles them).
+/// EndpointSlice (listing this server and the others alive).
 async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
     let find = |plural| skiff_api::resources::find("", "v1", plural).expect("core resources are served");
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -357,24 +377,10 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
     if config.local_storage {
         storage_classes(registry).await?;
     }
-    let (ip, port) = (config.advertise.to_string(), config.bind.port());
-    let address_type = if config.advertise.is_ipv4() { "IPv4" } else { "IPv6" };
-    let ports = json!([{"name": "https", "port": port, "protocol": "TCP"}]);
-    let endpoints = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": ip}], "ports": ports}],
-    });
-    reconcile(registry, find("endpoints"), endpoints).await?;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": address_type,
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
-        "ports": ports,
-    });
-    let slices = skiff_api::resources::find("discovery.k8s.io", "v1", "endpointslices").expect("endpointslices are served");
-    reconcile(registry, slices, slice).await
+    if config.endpoint_leases {
+        endpoints::renew(registry, config.advertise, config.bind.port()).await?;
+    }
+    Ok(())
 }
 
 /// The built-in storage, served by each node's `local.csi.skiff.io`
@@ -460,7 +466,7 @@ async fn reconcile_default_policy(registry: &Registry, def: &skiff_api::Resource
 }
 
 /// Creates `obj`, or brings an existing one's content in line with it.
-async fn reconcile(registry: &Registry, def: &skiff_api::ResourceDef, obj: serde_json::Value) -> Result<()> {
+pub(crate) async fn reconcile(registry: &Registry, def: &skiff_api::ResourceDef, obj: serde_json::Value) -> Result<()> {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
     create_if_absent(registry, def, Some("default"), obj.clone()).await?;
     let manager = crate::managed::Manager::internal("kube-apiserver");

@@ -61,6 +61,34 @@ impl Pki {
         Ok(Pki { dir: dir.to_path_buf(), ca })
     }
 
+    /// Makes `ca` (and the ServiceAccount key, when given) this
+    /// directory's, as a server of an existing cluster does with the
+    /// cluster's own: certificates issued by a CA it held before are
+    /// dropped, to be issued anew.
+    pub fn adopt(dir: &Path, ca: CertPair, service_account_key: Option<&str>) -> Result<Pki> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let held = read_pair(dir, "ca")?;
+        if held.as_ref().is_none_or(|h| h.cert_pem != ca.cert_pem || h.key_pem != ca.key_pem) {
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                if matches!(path.extension().and_then(|e| e.to_str()), Some("crt" | "key")) {
+                    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+            write_pair(dir, "ca", &ca)?;
+        }
+        let sa = dir.join("service-account.key");
+        if let Some(key) = service_account_key.filter(|key| std::fs::read_to_string(&sa).ok().as_deref() != Some(key)) {
+            write_private(&sa, key)?;
+        }
+        Ok(Pki { dir: dir.to_path_buf(), ca })
+    }
+
+    /// The CA and its key.
+    pub fn ca(&self) -> &CertPair {
+        &self.ca
+    }
+
     /// The key ServiceAccount tokens are signed with (PKCS#8 PEM, P-256),
     /// created on first use and kept beside the CA.
     pub fn service_account_key(&self) -> Result<String> {
@@ -134,6 +162,18 @@ impl Pki {
     /// `file` in the directory and issued anew when the names change or
     /// expiry nears.
     pub fn serving(&self, file: &str, dns: &[String], ips: &[IpAddr]) -> Result<CertPair> {
+        self.named(file, "skiff-apiserver", dns, ips, vec![ExtendedKeyUsagePurpose::ServerAuth])
+    }
+
+    /// A certificate that both serves and authenticates as a client, for
+    /// peers of one another (etcd members), kept as `file`.
+    pub fn peer(&self, file: &str, common_name: &str, dns: &[String], ips: &[IpAddr]) -> Result<CertPair> {
+        self.named(file, common_name, dns, ips, vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
+    }
+
+    /// A certificate for these names and addresses, kept as `file` and
+    /// issued anew when the names change or expiry nears.
+    fn named(&self, file: &str, common_name: &str, dns: &[String], ips: &[IpAddr], usages: Vec<ExtendedKeyUsagePurpose>) -> Result<CertPair> {
         let mut sans: Vec<SanType> = Vec::new();
         for d in dns {
             sans.push(SanType::DnsName(d.as_str().try_into()?));
@@ -141,9 +181,9 @@ impl Pki {
         sans.extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
         self.kept(file, |existing| same_sans(existing, dns, ips), || {
             let mut params = CertificateParams::default();
-            params.distinguished_name = name("skiff-apiserver", &[]);
+            params.distinguished_name = name(common_name, &[]);
             params.subject_alt_names = sans.clone();
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            params.extended_key_usages = usages.clone();
             self.issue(params)
         })
     }

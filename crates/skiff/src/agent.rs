@@ -206,7 +206,11 @@ pub async fn run(args: Args) -> Result<()> {
             pair
         }
     };
-    let client = crate::server::certificate_client(server, &ca_pem, &user, &identity, "kubelet").await?;
+    // Every request from here on goes through the balancer, so the node
+    // keeps its API when the server it started with goes away.
+    let balancer = crate::balancer::Balancer::start(server_address(server).await?, Some(args.data_dir.join("agent/servers.json"))).await?;
+    let client = crate::server::certificate_client(&balancer.url(), &ca_pem, &user, &identity, "kubelet").await?;
+    tokio::spawn(balancer.clone().follow(client.clone()));
     let names = [node_name.clone(), "localhost".to_string()];
     let addresses = [address, IpAddr::from([127, 0, 0, 1])];
     let serving = match pki::read_pair(&dir, "kubelet-serving")? {
@@ -226,12 +230,19 @@ pub async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The address and port of the server at `url`.
+async fn server_address(url: &str) -> Result<std::net::SocketAddr> {
+    let parsed: http::Uri = url.parse().with_context(|| format!("--server {url:?}"))?;
+    let host = parsed.host().context("--server names no host")?.trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port_u16().unwrap_or(443);
+    let found = tokio::net::lookup_host((host, port)).await?.next();
+    found.context("--server resolves to no address")
+}
+
 /// The local address this host reaches the server from, as the node's
 /// InternalIP.
 async fn route_to(server: &str) -> Result<IpAddr> {
-    let url: http::Uri = server.parse().with_context(|| format!("--server {server:?}"))?;
-    let host = url.host().context("--server names no host")?.trim_start_matches('[').trim_end_matches(']');
-    let target = tokio::net::lookup_host((host, url.port_u16().unwrap_or(443))).await?.next().context("--server resolves to no address")?;
+    let target = server_address(server).await?;
     let socket = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
     socket.connect(target)?;
     Ok(socket.local_addr()?.ip())

@@ -27,7 +27,7 @@ where
     let elector = Elector::new(client, namespace, name, identity);
     loop {
         elector.acquire().await;
-        tracing::info!(lease = name, "leading: started");
+        tracing::info!(lease = name, identity = %elector.identity, "leading: started");
         let running = tokio::spawn(component());
         elector.hold().await;
         tracing::warn!(lease = name, "lost leadership: stopped");

@@ -1,14 +1,19 @@
 //! `skiff`: one binary for the whole platform.
 
 mod agent;
+mod balancer;
+mod bootstrap;
 mod bench;
 mod certs;
 mod components;
+mod embedded_etcd;
+mod etcd_snapshot;
 mod image;
 mod leader;
 mod network;
 mod server;
 mod sim;
+mod supervisor;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +45,9 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Simulated nodes that run pods without containers, for tests and benchmarks.
     Sim(sim::Args),
+    /// Snapshots of the datastore: save, ls, restore.
+    #[command(subcommand)]
+    EtcdSnapshot(etcd_snapshot::EtcdSnapshot),
     /// Bootstrap tokens for joining nodes.
     #[command(subcommand)]
     Token(token::Token),
@@ -85,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Certs(args) => certs::run(args),
         Command::Image(i) => i.run(),
         Command::Token(t) => runtime.block_on(t.run()),
+        Command::EtcdSnapshot(s) => runtime.block_on(s.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
         Command::Shim(_) | Command::ExecShim(_) => unreachable!("handled before the runtime starts"),
     }

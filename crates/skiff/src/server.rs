@@ -9,6 +9,8 @@ use skiff_auth::pki::{self, Pki};
 use skiff_auth::UserInfo;
 use skiff_store::{Store, StoreConfig};
 
+use crate::{bootstrap, embedded_etcd};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Where certificates and (with SQLite) the data live.
@@ -43,8 +45,36 @@ pub struct Args {
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     write_kubeconfig: PathBuf,
     /// etcd endpoints (`http://HOST:2379[,…]`); SQLite in the data dir when absent.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "cluster_init")]
     datastore_endpoint: Option<String>,
+    /// The cluster token: every server of one cluster is started with the
+    /// same (k3s's flag). A first server without one makes one and keeps it
+    /// in `<data-dir>/server/token`, in the form other servers join with.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The cluster token, from a file.
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Join the cluster of the server at this URL (`https://HOST:6443`):
+    /// its bootstrap data, its datastore, and with embedded etcd a member.
+    #[arg(long)]
+    server: Option<String>,
+    /// Start a new cluster on embedded etcd, which other servers join
+    /// with `--server` (k3s's flag).
+    #[arg(long, conflicts_with = "server")]
+    cluster_init: bool,
+    /// More names and addresses for the serving certificate (a load
+    /// balancer's), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// `lease`: every server keeps its address in the `kubernetes`
+    /// Service's endpoints while it lives; `none`: they are left alone.
+    #[arg(long, default_value = "lease", value_parser = ["lease", "none"])]
+    endpoint_reconciler_type: String,
+    /// Encrypt Secrets at rest with a key made for the cluster (k3s's
+    /// flag), unless `--encryption-provider-config` gives the configuration.
+    #[arg(long)]
+    secrets_encryption: bool,
     /// Service ClusterIPs come from here; the first is the `kubernetes` Service's.
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -169,29 +199,86 @@ pub async fn run(args: Args) -> Result<()> {
     let network = args.network.cluster(&args.cluster_cidr, &args.service_cidr)?;
     let scheduler_config = crate::components::scheduler_config(args.scheduler_config.as_deref(), &args.scheduler_name).context("--scheduler-config")?;
 
-    let pki = Pki::load_or_create(&args.data_dir.join("server/tls"))?;
+    let tls_dir = args.data_dir.join("server/tls");
+    let token_file = args.data_dir.join("server/token");
+    let token = bootstrap::resolve(args.token.as_deref(), args.token_file.as_deref(), &token_file)?;
+    let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
+    // A member of embedded etcd already is one: it restarts from its own data.
+    let joined = match &args.server {
+        Some(url) if !embedded_etcd::exists(&args.data_dir) => Some(bootstrap::join(url, &token).await?),
+        _ => None,
+    };
+    let embedded = args.cluster_init || embedded_etcd::exists(&args.data_dir) || joined.as_ref().is_some_and(|j| j.info.embedded_etcd);
+    let endpoint = match (&args.datastore_endpoint, &joined) {
+        (Some(endpoint), _) => Some(endpoint.clone()),
+        _ if embedded => Some(embedded_etcd::CLIENT_URL.to_string()),
+        (None, Some(joined)) => joined.info.datastore_endpoint.clone(),
+        (None, None) => None,
+    };
+    if embedded {
+        // The member's peer certificates come from the cluster's CA: the
+        // one fetched when joining, else this server's own (a new cluster).
+        let pki = match &joined {
+            Some(joined) => Pki::adopt(&tls_dir, joined.secrets.ca(), Some(&joined.secrets.service_account_key))?,
+            None => Pki::load_or_create(&tls_dir)?,
+        };
+        let member = embedded_etcd::start(&args.data_dir, &pki, address, joined.as_ref().map(|j| &j.supervisor)).await?;
+        eprintln!("skiff server: embedded etcd member {} at {}", member.name, member.peer_url);
+    }
+    let store_config = StoreConfig::from_endpoint(endpoint.as_deref(), &args.data_dir.join("server"))?;
+    let backend = Store::connect(&store_config).await.context("opening the datastore")?;
+    let local_encryption = args.encryption_provider_config.as_ref().map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))).transpose()?;
+    let (mut secrets, created) = bootstrap::load_or_init(backend.as_ref(), &token.secret, || {
+        let pki = Pki::load_or_create(&tls_dir)?;
+        let encryption_config = local_encryption.clone().or_else(|| args.secrets_encryption.then(skiff_apiserver::encryption::generate));
+        Ok(bootstrap::Secrets { ca_cert: pki.ca_pem().to_string(), ca_key: pki.ca().key_pem.clone(), service_account_key: pki.service_account_key()?, encryption_config })
+    })
+    .await?;
+    // A configuration given here wins and is the cluster's from now on.
+    let wanted_encryption = local_encryption.or_else(|| secrets.encryption_config.clone()).or_else(|| args.secrets_encryption.then(skiff_apiserver::encryption::generate));
+    if !created && wanted_encryption != secrets.encryption_config {
+        secrets.encryption_config = wanted_encryption;
+        bootstrap::store(backend.as_ref(), &secrets, &token.secret).await?;
+    }
+    let pki = Pki::adopt(&tls_dir, secrets.ca(), Some(&secrets.service_account_key))?;
+    pki::write_private(&token_file, &format!("{}\n", token.full(pki.ca_pem())))?;
+
     let host = hostname();
     let mut dns = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
     dns.extend(host.clone());
-    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), service_ip];
-    if !args.bind_address.is_unspecified() && !ips.contains(&args.bind_address) {
+    let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), service_ip, address, node_address(args.bind_address)];
+    if !args.bind_address.is_unspecified() {
         ips.push(args.bind_address);
     }
+    for san in &args.tls_san {
+        match san.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(san.clone()),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    dns.dedup();
     let serving = pki.serving("serving", &dns, &ips)?;
     let admin = pki.client(Some("admin"), "skiff-admin", &["system:masters"])?;
 
-    let store_config = StoreConfig::from_endpoint(args.datastore_endpoint.as_deref(), &args.data_dir.join("server"))?;
-    let store = match &args.encryption_provider_config {
-        Some(path) => {
-            let encryption = skiff_apiserver::encryption::Encryption::load(path).context("--encryption-provider-config")?;
-            Store::open_transformed(&store_config, std::sync::Arc::new(encryption)).await
+    let store = match &secrets.encryption_config {
+        Some(config) => {
+            let encryption = skiff_apiserver::encryption::Encryption::parse(config).context("the encryption configuration")?;
+            Store::transformed(backend.clone(), std::sync::Arc::new(encryption))
         }
-        None => Store::open(&store_config).await,
-    }
-    .context("opening the datastore")?;
+        None => Store::with_backend(backend.clone(), Default::default()),
+    };
     if !args.etcd_compaction_interval.is_zero() {
         store.spawn_compactor(args.etcd_compaction_interval);
     }
+    let supervisor = crate::supervisor::router(crate::supervisor::Supervisor {
+        ca_pem: pki.ca_pem().to_string(),
+        secret: token.secret.clone(),
+        backend,
+        datastore_endpoint: endpoint.clone().filter(|_| !embedded),
+        embedded_etcd: embedded,
+    });
 
     let sec = &args.security;
     let modes = skiff_auth::authz::Authorizer::parse_modes(&sec.authorization_mode).context("--authorization-mode")?;
@@ -210,7 +297,7 @@ pub async fn run(args: Args) -> Result<()> {
         client_ca_pem: pki.ca_pem().to_string(),
         store,
         service_cidr: parse_cidr(&args.service_cidr)?,
-        advertise: args.advertise_address.unwrap_or_else(|| advertised(args.bind_address)),
+        advertise: address,
         max_requests_inflight: args.max_requests_inflight,
         max_mutating_requests_inflight: args.max_mutating_requests_inflight,
         authenticator,
@@ -232,6 +319,8 @@ pub async fn run(args: Args) -> Result<()> {
         .into_iter()
         .flatten()
         .collect(),
+        supervisor: Some(supervisor),
+        endpoint_leases: args.endpoint_reconciler_type == "lease",
     })
     .await?;
     let addr = server.local_addr();
@@ -249,6 +338,10 @@ pub async fn run(args: Args) -> Result<()> {
             tracing::error!("the cluster's network settings: {e:#}");
         }
     });
+    if embedded {
+        let client = in_process_client(&server, UserInfo::named("skiff-server", &["system:masters"]), "skiff-server")?;
+        tokio::spawn(embedded_etcd::remove_members_of_deleted_nodes(client));
+    }
     if !args.disable_scheduler {
         // In-process, but an API client like any other, with its own identity.
         let client = in_process_client(&server, UserInfo::named("system:kube-scheduler", &[]), "kube-scheduler")?;

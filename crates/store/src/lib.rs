@@ -165,7 +165,9 @@ impl Store {
         Ok(Self::with_backend(Self::connect(config).await?, hub))
     }
 
-    async fn connect(config: &StoreConfig) -> Result<Arc<dyn Backend>> {
+    /// The backend alone, for what is read before the store is (the
+    /// cluster's bootstrap data, which holds the encryption configuration).
+    pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn Backend>> {
         Ok(match config {
             StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteBackend::open(path).await?),
             StoreConfig::Etcd { endpoints, prefix } => Arc::new(etcd::EtcdBackend::connect(endpoints, prefix).await?),
@@ -175,8 +177,11 @@ impl Store {
     /// A store whose values pass through `transformer` on their way to the
     /// backend and back (encryption at rest).
     pub async fn open_transformed(config: &StoreConfig, transformer: Arc<dyn Transformer>) -> Result<Store> {
-        let backend = Arc::new(transform::Transformed { inner: Self::connect(config).await?, transformer });
-        Ok(Self::with_backend(backend, HubConfig::default()))
+        Ok(Self::transformed(Self::connect(config).await?, transformer))
+    }
+
+    pub fn transformed(backend: Arc<dyn Backend>, transformer: Arc<dyn Transformer>) -> Store {
+        Self::with_backend(Arc::new(transform::Transformed { inner: backend, transformer }), HubConfig::default())
     }
 
     pub fn with_backend(backend: Arc<dyn Backend>, hub: HubConfig) -> Store {

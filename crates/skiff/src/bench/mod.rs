@@ -4,6 +4,7 @@ mod api;
 mod authz;
 mod deployment;
 mod dns;
+mod failover;
 mod network;
 mod pods;
 mod proxy;
@@ -37,6 +38,8 @@ pub enum Bench {
     Network(network::Args),
     /// Pods with new claims created at once: claim-to-Bound and pod start through CSI.
     Volumes(volumes::Args),
+    /// Killing the server an agent uses: heartbeat and leadership failover, writes lost.
+    Failover(failover::Args),
 }
 
 impl Bench {
@@ -52,6 +55,7 @@ impl Bench {
             Bench::Dns(args) => dns::run(args).await,
             Bench::Network(args) => network::run(args).await,
             Bench::Volumes(args) => volumes::run(args).await,
+            Bench::Failover(args) => failover::run(args).await,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! its own directory, as on separate machines.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ pub struct Host {
 pub struct Hosts {
     pub cluster: Cluster,
     pub hosts: Vec<Host>,
-    network: Network,
+    lan: Lan,
     token: String,
 }
 
@@ -40,20 +40,14 @@ impl Hosts {
     /// from every pod network 10.{n}.0.0/16 since n ≤ 250, and from the usual home and
     /// office ranges).
     pub fn start(count: usize, server_flags: &[&str]) -> Hosts {
-        let network = Network::claim();
-        let n = network.n;
-        let bridge = format!("skl{n}");
-        let gateway = format!("10.255.{n}.1");
-        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
-        run("ip", &["link", "add", &bridge, "type", "bridge"]);
-        run("ip", &["addr", "add", &format!("{gateway}/24"), "dev", &bridge]);
-        run("ip", &["link", "set", &bridge, "up"]);
+        let lan = Lan::new();
+        let n = lan.n();
         let mut flags = vec!["--cluster-cidr".to_string(), format!("10.{n}.0.0/16")];
         flags.extend(server_flags.iter().map(|s| s.replace("{n}", &n.to_string())));
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let cluster = Cluster::start_on(&gateway, &flags);
+        let cluster = Cluster::start_on(&lan.gateway(), &flags);
         let token = cluster.skiff(&["token", "create", "--kubeconfig", &cluster.kubeconfig().display().to_string()]).trim().to_string();
-        let mut hosts = Hosts { cluster, hosts: Vec::new(), network, token };
+        let mut hosts = Hosts { cluster, hosts: Vec::new(), lan, token };
         for i in 1..=count {
             hosts.add_host(i);
         }
@@ -64,19 +58,96 @@ impl Hosts {
     }
 
     fn add_host(&mut self, i: usize) {
-        let n = self.network.n;
-        let netns = format!("sk{n}-h{i}");
-        let outer = format!("sk{n}h{i}");
-        let address = Ipv4Addr::new(10, 255, n, 10 + i as u8);
-        self.plug_in(&netns, &outer, &address.to_string());
-        // As a real host has one: Service IPs are routed before they are DNATed.
-        run("ip", &["-n", &netns, "route", "add", "default", "via", &format!("10.255.{n}.1")]);
-        let dir = self.cluster.dir.path().join(format!("h{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
-        import_test_image(&host.dir.join("data"));
-        self.start_agent(&mut host);
+        let host = Host::plug_in(&self.lan, i, self.cluster.dir.path().join(format!("h{i}")));
         self.hosts.push(host);
+        let last = self.hosts.len() - 1;
+        self.hosts[last].start_agent(&self.cluster.url(), &self.token, &self.cluster.ca_file());
+    }
+
+    /// A network namespace of its own on this segment (see [`Lan::plug_in`]).
+    pub fn plug_in(&self, netns: &str, outer: &str, address: &str) {
+        self.lan.plug_in(netns, outer, address)
+    }
+
+    /// This network's number: the LAN is 10.255.{n}.0/24, the pods 10.{n}.0.0/16.
+    pub fn n(&self) -> u8 {
+        self.lan.n()
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
+    }
+
+    /// Stops a host's agent (its pods keep running, as on a real host).
+    pub fn stop_agent(&mut self, name: &str) {
+        self.hosts.iter_mut().find(|h| h.name == name).unwrap().stop_agent();
+    }
+
+    pub fn restart_agent(&mut self, name: &str) {
+        let (url, ca) = (self.cluster.url(), self.cluster.ca_file());
+        let host = self.hosts.iter_mut().find(|h| h.name == name).unwrap();
+        host.stop_agent();
+        host.start_agent(&url, &self.token, &ca);
+    }
+
+    /// A command on a host, in its network namespace; returns its output.
+    pub fn on(&self, name: &str, program: &str, args: &[&str]) -> Output {
+        self.host(name).run(program, args)
+    }
+
+    pub fn agent_log(&self, name: &str) -> String {
+        self.host(name).agent_log()
+    }
+
+    /// Polls `check` until it holds; the hosts' agent logs on failure.
+    pub fn wait(&self, what: &str, limit: Duration, check: impl FnMut() -> bool) {
+        wait_for_hosts(&self.hosts, what, limit, check)
+    }
+}
+
+/// Polls `check` until it holds; the hosts' agent logs on failure.
+pub fn wait_for_hosts(hosts: &[Host], what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = hosts.iter().map(|h| {
+                let log = h.agent_log();
+                let lines: Vec<&str> = log.lines().collect();
+                format!("--- {} agent log, last lines:\n{}", h.name, lines[lines.len().saturating_sub(20)..].join("\n"))
+            }).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One L2 segment: a bridge `skl<n>` at 10.255.<n>.1/24 on this machine,
+/// which namespaces plug into as hosts on a LAN; removed when dropped.
+pub struct Lan {
+    network: Network,
+}
+
+impl Lan {
+    pub fn new() -> Lan {
+        let network = Network::claim();
+        let n = network.n;
+        let bridge = format!("skl{n}");
+        let _ = Command::new("ip").args(["link", "del", &bridge]).output();
+        run("ip", &["link", "add", &bridge, "type", "bridge"]);
+        run("ip", &["addr", "add", &format!("10.255.{n}.1/24"), "dev", &bridge]);
+        run("ip", &["link", "set", &bridge, "up"]);
+        Lan { network }
+    }
+
+    /// The LAN is 10.255.{n}.0/24, apart from every pod network 10.{n}.0.0/16
+    /// since n ≤ 250, and from the usual home and office ranges.
+    pub fn n(&self) -> u8 {
+        self.network.n
+    }
+
+    /// This machine's own address on the LAN.
+    pub fn gateway(&self) -> String {
+        format!("10.255.{}.1", self.network.n)
     }
 
     /// A network namespace of its own on this segment, as another machine
@@ -93,16 +164,41 @@ impl Hosts {
         run("ip", &["-n", netns, "link", "set", "eth0", "up"]);
         run("ip", &["-n", netns, "link", "set", "lo", "up"]);
     }
+}
 
-    fn start_agent(&self, host: &mut Host) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(host.dir.join("agent.log")).unwrap();
-        let d = |sub: &str| host.dir.join(sub).display().to_string();
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &format!("skl{}", self.network.n)]).output();
+    }
+}
+
+impl Host {
+    /// Host `i` on the LAN (10.255.<n>.<10+i>, named `h<i>`), keeping its
+    /// state in `dir`, with the test image in its image store, its agent
+    /// not started yet.
+    pub fn plug_in(lan: &Lan, i: usize, dir: PathBuf) -> Host {
+        let n = lan.n();
+        let netns = format!("sk{n}-h{i}");
+        let address = Ipv4Addr::new(10, 255, n, 10 + i as u8);
+        lan.plug_in(&netns, &format!("sk{n}h{i}"), &address.to_string());
+        // As a real host has one: Service IPs are routed before they are DNATed.
+        run("ip", &["-n", &netns, "route", "add", "default", "via", &lan.gateway()]);
+        std::fs::create_dir_all(&dir).unwrap();
+        let host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
+        import_test_image(&host.dir.join("data"));
+        host
+    }
+
+    /// Starts the agent, joining the server at `url` with a bootstrap token.
+    pub fn start_agent(&mut self, url: &str, token: &str, ca_file: &Path) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("agent.log")).unwrap();
+        let d = |sub: &str| self.dir.join(sub).display().to_string();
         let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", host.netns))
+            .arg(format!("--net=/run/netns/{}", self.netns))
             .arg(env!("CARGO_BIN_EXE_skiff"))
-            .args(["agent", "--server", &self.cluster.url(), "--token", &self.token])
-            .args(["--ca-file", &self.cluster.ca_file().display().to_string()])
-            .args(["--node-name", &host.name, "--node-ip", &host.address.to_string()])
+            .args(["agent", "--server", url, "--token", token])
+            .args(["--ca-file", &ca_file.display().to_string()])
+            .args(["--node-name", &self.name, "--node-ip", &self.address.to_string()])
             .args(["--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pod-logs")])
             .args(super::LENIENT_EVICTION)
             .env("RUST_LOG", "info")
@@ -110,61 +206,38 @@ impl Hosts {
             .stderr(log)
             .spawn()
             .unwrap();
-        host.agent = Some(child);
+        self.agent = Some(child);
     }
 
-    /// This network's number: the LAN is 10.255.{n}.0/24, the pods 10.{n}.0.0/16.
-    pub fn n(&self) -> u8 {
-        self.network.n
-    }
-
-    pub fn host(&self, name: &str) -> &Host {
-        self.hosts.iter().find(|h| h.name == name).unwrap_or_else(|| panic!("no host {name}"))
-    }
-
-    /// Stops a host's agent (its pods keep running, as on a real host).
-    pub fn stop_agent(&mut self, name: &str) {
-        let host = self.hosts.iter_mut().find(|h| h.name == name).unwrap();
-        if let Some(mut child) = host.agent.take() {
+    pub fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    pub fn restart_agent(&mut self, name: &str) {
-        self.stop_agent(name);
-        let index = self.hosts.iter().position(|h| h.name == name).unwrap();
-        let mut host = self.hosts.remove(index);
-        self.start_agent(&mut host);
-        self.hosts.insert(index, host);
+    /// A command in this host's network namespace; returns its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.netns)).arg(program).args(args).stdin(Stdio::null()).output().unwrap()
     }
 
-    /// A command on a host, in its network namespace; returns its output.
-    pub fn on(&self, name: &str, program: &str, args: &[&str]) -> Output {
-        let host = self.host(name);
-        Command::new("nsenter").arg(format!("--net=/run/netns/{}", host.netns)).arg(program).args(args).stdin(Stdio::null()).output().unwrap()
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
     }
 
-    pub fn agent_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.host(name).dir.join("agent.log")).unwrap_or_default()
-    }
-
-    /// Polls `check` until it holds; the hosts' agent logs on failure.
-    pub fn wait(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-        let deadline = Instant::now() + limit;
-        while !check() {
-            if Instant::now() > deadline {
-                let logs: Vec<String> = self.hosts.iter().map(|h| {
-                    let log = self.agent_log(&h.name);
-                    let lines: Vec<&str> = log.lines().collect();
-                    format!("--- {} agent log, last lines:\n{}", h.name, lines[lines.len().saturating_sub(20)..].join("\n"))
-                }).collect();
-                panic!("timed out waiting for {what}\n{}", logs.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    /// Stops the agent and whatever still runs in the namespace (containers,
+    /// shims), then removes the node's leftovers and the namespace.
+    pub fn remove(&mut self) {
+        self.stop_agent();
+        let pids = Command::new("ip").args(["netns", "pids", &self.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).output();
         }
+        super::remove_node_leftovers(&self.dir, None);
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
     }
 }
+
 
 /// The test image, put straight into a host's image store: hosts cannot
 /// reach the registry on the machine's loopback.
@@ -184,19 +257,8 @@ impl Drop for Hosts {
             std::thread::sleep(Duration::from_secs(seconds));
         }
         for host in &mut self.hosts {
-            if let Some(mut child) = host.agent.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            // Whatever still runs in the namespace (containers, shims) goes with it.
-            let pids = Command::new("ip").args(["netns", "pids", &host.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-            for pid in pids.split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).output();
-            }
-            super::remove_node_leftovers(&host.dir, None);
-            let _ = Command::new("ip").args(["netns", "del", &host.netns]).output();
+            host.remove();
         }
         self.cluster.stop();
-        let _ = Command::new("ip").args(["link", "del", &format!("skl{}", self.network.n)]).output();
     }
 }

@@ -32,7 +32,7 @@ pub struct Network {
 }
 
 impl Network {
-    fn claim() -> Network {
+    pub fn claim() -> Network {
         let dir = Path::new("/tmp/skiff-test-networks");
         std::fs::create_dir_all(dir).unwrap();
         for n in 100..=250u8 {

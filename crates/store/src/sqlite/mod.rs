@@ -97,6 +97,15 @@ impl SqliteBackend {
     }
 }
 
+/// A consistent copy of the store at `path` written to `to` while the
+/// store may be in use (SQLite's `VACUUM INTO`): the SQLite datastore's
+/// backup, which `to` replaces `state.db` to restore.
+pub fn backup(path: &Path, to: &Path) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| Error::Internal(format!("opening {}: {e}", path.display())))?;
+    conn.execute("VACUUM INTO ?1", [to.display().to_string()]).map_err(|e| Error::Internal(format!("copying {} to {}: {e}", path.display(), to.display())))?;
+    Ok(())
+}
+
 impl Drop for SqliteBackend {
     /// Closes the queue and waits for the writer to finish what it accepted
     /// and both threads to close their connections, so the file can be
