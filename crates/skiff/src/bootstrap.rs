@@ -88,18 +88,15 @@ impl Sealed {
 /// The cluster's secrets from the datastore; on an empty one, `fresh()`'s,
 /// stored for every later server. Two first servers racing: one creates,
 /// the other reads what it created.
-pub async fn load_or_init(backend: &dyn skiff_store::Backend, secret: &str, fresh: impl FnOnce() -> Result<Secrets>) -> Result<(Secrets, bool)> {
+pub async fn load_or_init(backend: &dyn skiff_store::Backend, secret: &str, fresh: impl FnOnce() -> Result<Secrets>) -> Result<Secrets> {
     if let Some(stored) = read(backend).await? {
-        return Ok((stored.open(secret)?, false));
+        return stored.open(secret);
     }
     let secrets = fresh()?;
     let sealed = serde_json::to_vec(&Sealed::seal(&secrets, secret)?)?;
     match backend.create(KEY, sealed.into()).await {
-        Ok(_) => Ok((secrets, true)),
-        Err(skiff_store::Error::AlreadyExists { .. }) => {
-            let stored = read(backend).await?.context("the bootstrap data vanished")?;
-            Ok((stored.open(secret)?, false))
-        }
+        Ok(_) => Ok(secrets),
+        Err(skiff_store::Error::AlreadyExists { .. }) => read(backend).await?.context("the bootstrap data vanished")?.open(secret),
         Err(e) => Err(e).context("storing the bootstrap data"),
     }
 }

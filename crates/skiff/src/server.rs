@@ -199,49 +199,8 @@ pub async fn run(args: Args) -> Result<()> {
     let network = args.network.cluster(&args.cluster_cidr, &args.service_cidr)?;
     let scheduler_config = crate::components::scheduler_config(args.scheduler_config.as_deref(), &args.scheduler_name).context("--scheduler-config")?;
 
-    let tls_dir = args.data_dir.join("server/tls");
-    let token_file = args.data_dir.join("server/token");
-    let token = bootstrap::resolve(args.token.as_deref(), args.token_file.as_deref(), &token_file)?;
     let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
-    // A member of embedded etcd already is one: it restarts from its own data.
-    let joined = match &args.server {
-        Some(url) if !embedded_etcd::exists(&args.data_dir) => Some(bootstrap::join(url, &token).await?),
-        _ => None,
-    };
-    let embedded = args.cluster_init || embedded_etcd::exists(&args.data_dir) || joined.as_ref().is_some_and(|j| j.info.embedded_etcd);
-    let endpoint = match (&args.datastore_endpoint, &joined) {
-        (Some(endpoint), _) => Some(endpoint.clone()),
-        _ if embedded => Some(embedded_etcd::CLIENT_URL.to_string()),
-        (None, Some(joined)) => joined.info.datastore_endpoint.clone(),
-        (None, None) => None,
-    };
-    if embedded {
-        // The member's peer certificates come from the cluster's CA: the
-        // one fetched when joining, else this server's own (a new cluster).
-        let pki = match &joined {
-            Some(joined) => Pki::adopt(&tls_dir, joined.secrets.ca(), Some(&joined.secrets.service_account_key))?,
-            None => Pki::load_or_create(&tls_dir)?,
-        };
-        let member = embedded_etcd::start(&args.data_dir, &pki, address, joined.as_ref().map(|j| &j.supervisor)).await?;
-        eprintln!("skiff server: embedded etcd member {} at {}", member.name, member.peer_url);
-    }
-    let store_config = StoreConfig::from_endpoint(endpoint.as_deref(), &args.data_dir.join("server"))?;
-    let backend = Store::connect(&store_config).await.context("opening the datastore")?;
-    let local_encryption = args.encryption_provider_config.as_ref().map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))).transpose()?;
-    let (mut secrets, created) = bootstrap::load_or_init(backend.as_ref(), &token.secret, || {
-        let pki = Pki::load_or_create(&tls_dir)?;
-        let encryption_config = local_encryption.clone().or_else(|| args.secrets_encryption.then(skiff_apiserver::encryption::generate));
-        Ok(bootstrap::Secrets { ca_cert: pki.ca_pem().to_string(), ca_key: pki.ca().key_pem.clone(), service_account_key: pki.service_account_key()?, encryption_config })
-    })
-    .await?;
-    // A configuration given here wins and is the cluster's from now on.
-    let wanted_encryption = local_encryption.or_else(|| secrets.encryption_config.clone()).or_else(|| args.secrets_encryption.then(skiff_apiserver::encryption::generate));
-    if !created && wanted_encryption != secrets.encryption_config {
-        secrets.encryption_config = wanted_encryption;
-        bootstrap::store(backend.as_ref(), &secrets, &token.secret).await?;
-    }
-    let pki = Pki::adopt(&tls_dir, secrets.ca(), Some(&secrets.service_account_key))?;
-    pki::write_private(&token_file, &format!("{}\n", token.full(pki.ca_pem())))?;
+    let OneCluster { token, pki, secrets, backend, endpoint, embedded } = one_cluster(&args, address).await?;
 
     let host = hostname();
     let mut dns = vec!["localhost".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
@@ -372,6 +331,73 @@ pub async fn run(args: Args) -> Result<()> {
         args.write_kubeconfig.display()
     );
     server.run().await
+}
+
+/// What makes this server one of its cluster's.
+struct OneCluster {
+    token: bootstrap::Token,
+    pki: Pki,
+    secrets: bootstrap::Secrets,
+    backend: std::sync::Arc<dyn skiff_store::Backend>,
+    /// The datastore's endpoint (SQLite when none).
+    endpoint: Option<String>,
+    embedded: bool,
+}
+
+/// Joins the cluster (through `--server`) or starts it, opens its
+/// datastore (starting embedded etcd when it is the cluster's), and takes
+/// the cluster's secrets from it, or stores this server's as the first.
+async fn one_cluster(args: &Args, address: IpAddr) -> Result<OneCluster> {
+    let tls_dir = args.data_dir.join("server/tls");
+    let token_file = args.data_dir.join("server/token");
+    let token = bootstrap::resolve(args.token.as_deref(), args.token_file.as_deref(), &token_file)?;
+    // A server that joined once restarts from what it learned then (its
+    // etcd member, or the external datastore's endpoint), without the
+    // server it joined through.
+    let learned_file = args.data_dir.join("server/datastore-endpoint");
+    let learned = std::fs::read_to_string(&learned_file).ok().map(|e| e.trim().to_string());
+    let joined = match &args.server {
+        Some(url) if !embedded_etcd::exists(&args.data_dir) && learned.is_none() => Some(bootstrap::join(url, &token).await?),
+        _ => None,
+    };
+    let embedded = args.cluster_init || embedded_etcd::exists(&args.data_dir) || joined.as_ref().is_some_and(|j| j.info.embedded_etcd);
+    let endpoint = match (&args.datastore_endpoint, &joined) {
+        (Some(endpoint), _) => Some(endpoint.clone()),
+        _ if embedded => Some(embedded_etcd::CLIENT_URL.to_string()),
+        (None, Some(joined)) => joined.info.datastore_endpoint.clone(),
+        (None, None) => learned.filter(|_| args.server.is_some()),
+    };
+    if embedded {
+        // The member's peer certificates come from the cluster's CA: the
+        // one fetched when joining, else this server's own (a new cluster).
+        let pki = match &joined {
+            Some(joined) => Pki::adopt(&tls_dir, joined.secrets.ca(), Some(&joined.secrets.service_account_key))?,
+            None => Pki::load_or_create(&tls_dir)?,
+        };
+        let member = embedded_etcd::start(&args.data_dir, &pki, address, joined.as_ref().map(|j| &j.supervisor)).await?;
+        eprintln!("skiff server: embedded etcd member {} at {}", member.name, member.peer_url);
+    }
+    let store_config = StoreConfig::from_endpoint(endpoint.as_deref(), &args.data_dir.join("server"))?;
+    let backend = Store::connect(&store_config).await.context("opening the datastore")?;
+    let mut secrets = bootstrap::load_or_init(backend.as_ref(), &token.secret, || {
+        let pki = Pki::load_or_create(&tls_dir)?;
+        Ok(bootstrap::Secrets { ca_cert: pki.ca_pem().to_string(), ca_key: pki.ca().key_pem.clone(), service_account_key: pki.service_account_key()?, encryption_config: None })
+    })
+    .await?;
+    // Encryption at rest: a configuration given here wins and is the
+    // cluster's from now on; `--secrets-encryption` makes one if it has none.
+    let local = args.encryption_provider_config.as_ref().map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))).transpose()?;
+    let wanted = local.or_else(|| secrets.encryption_config.clone()).or_else(|| args.secrets_encryption.then(skiff_apiserver::encryption::generate));
+    if wanted != secrets.encryption_config {
+        secrets.encryption_config = wanted;
+        bootstrap::store(backend.as_ref(), &secrets, &token.secret).await?;
+    }
+    let pki = Pki::adopt(&tls_dir, secrets.ca(), Some(&secrets.service_account_key))?;
+    pki::write_private(&token_file, &format!("{}\n", token.full(pki.ca_pem())))?;
+    if let Some(endpoint) = joined.as_ref().and_then(|j| j.info.datastore_endpoint.as_ref()) {
+        pki::write_private(&learned_file, endpoint)?;
+    }
+    Ok(OneCluster { token, pki, secrets, backend, endpoint, embedded })
 }
 
 /// A client of this server for a component running inside it, acting as

@@ -180,7 +180,8 @@ fn micro_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// joined through is killed, their nodes keep heartbeating through another,
 /// leadership moves, a Deployment scaled through the second server gets its
 /// pods, logs come through the third; the killed server rejoins; a server
-/// with the wrong token is refused and writes nothing.
+/// with the wrong token is refused and writes nothing; one joining through
+/// another with the token alone learns the datastore.
 #[test]
 fn ha_servers_on_one_etcd_are_one_cluster_and_agents_fail_over() {
     let lan = Lan::new();
@@ -277,6 +278,19 @@ fn ha_servers_on_one_etcd_are_one_cluster_and_agents_fail_over() {
     assert!(!out.status.success() && stderr.contains("the token does not match"), "{stderr}");
     assert!(!bad.dir.join("data/server/tls").exists(), "nothing written by a refused server");
     assert_eq!(endpoints(&servers[1]), all);
+
+    // A server joins through another, with the full token alone: it learns
+    // the datastore from it, and later restarts without it.
+    let token = std::fs::read_to_string(servers[0].dir.join("data/server/token")).unwrap();
+    let mut fourth = ServerHost::new(&lan, 5, dir.path(), &["--server", &servers[1].url(), "--token", token.trim()]);
+    fourth.start();
+    fourth.wait_ready();
+    assert_eq!(kubectl(&fourth, &["get", "secret", "db", "-o", "jsonpath={.data.password}"]), "aHVudGVyMg==");
+    fourth.kill();
+    servers[1].kill();
+    fourth.start();
+    fourth.wait_ready();
+    assert_eq!(kubectl(&fourth, &["get", "serviceaccount", "robot", "-o", "name"]).trim(), "serviceaccount/robot");
 
     for host in &mut hosts {
         host.remove();
