@@ -24,6 +24,13 @@ pub struct CertPair {
     pub key_pem: String,
 }
 
+/// Without the key, which must not reach a log.
+impl std::fmt::Debug for CertPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertPair").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct Pki {
     dir: PathBuf,

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-use crate::images::{hex, normalize, unpack_layer, Image, ImageStore};
+use crate::images::{hex, normalize, sha256_digest, unpack_layer, Image, ImageStore};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -43,6 +43,19 @@ impl ImageStore {
         }
     }
 
+    /// Imports every archive (`*.tar`) in `dir`, as k3s does with the
+    /// archives in `agent/images/` when a node starts: an image ready on
+    /// every node that has the directory, without any registry.
+    pub fn import_dir(&self, dir: &Path) -> Result<Vec<Image>> {
+        let mut archives: Vec<PathBuf> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten().map(|e| e.path()).filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "tar")).collect();
+        archives.sort();
+        let mut imported = Vec::new();
+        for archive in archives {
+            imported.extend(self.import(&archive, None).with_context(|| format!("importing {}", archive.display()))?);
+        }
+        Ok(imported)
+    }
+
     fn import_oci(&self, dir: &Path, name: Option<&str>) -> Result<Vec<Image>> {
         let blob = |digest: &str| -> Result<PathBuf> {
             let (algorithm, hex) = digest.split_once(':').context("a descriptor without a digest")?;
@@ -67,6 +80,7 @@ impl ImageStore {
             }
             let config_digest = manifest["config"]["digest"].as_str().context("the manifest has no config")?.to_string();
             self.store_config(&config_digest, &std::fs::read(blob(&config_digest)?)?)?;
+            self.keep_manifest(&digest, &std::fs::read(blob(&digest)?)?)?;
             let mut layers = Vec::new();
             let mut size = 0;
             for layer in manifest["layers"].as_array().into_iter().flatten() {
@@ -89,7 +103,7 @@ impl ImageStore {
         let mut imported = Vec::new();
         for entry in &entries {
             let config = std::fs::read(inside(entry["Config"].as_str().context("an entry without Config")?)?)?;
-            let config_digest = sha256(&config);
+            let config_digest = sha256_digest(&config);
             self.store_config(&config_digest, &config)?;
             let mut descriptors = Vec::new();
             for path in entry["Layers"].as_array().into_iter().flatten().filter_map(Value::as_str) {
@@ -109,7 +123,9 @@ impl ImageStore {
             });
             let size = descriptors.iter().filter_map(|d| d["size"].as_u64()).sum();
             let layers = descriptors.iter().filter_map(|d| d["digest"].as_str().map(String::from)).collect();
-            let image = Image { references: vec![], digest: sha256(&serde_json::to_vec(&manifest)?), config_digest, layers, size, last_used: None };
+            let raw = serde_json::to_vec(&manifest)?;
+            let image = Image { references: vec![], digest: sha256_digest(&raw), config_digest, layers, size, last_used: None };
+            self.keep_manifest(&image.digest, &raw)?;
             let tags: Vec<&str> = entry["RepoTags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let names: Vec<&str> = match (name.filter(|_| entries.len() == 1), tags.is_empty()) {
                 (Some(name), _) => vec![name],
@@ -127,7 +143,7 @@ impl ImageStore {
     }
 
     fn store_config(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        anyhow::ensure!(sha256(bytes) == digest, "the config does not match its digest {digest}");
+        anyhow::ensure!(sha256_digest(bytes) == digest, "the config does not match its digest {digest}");
         crate::write_file_atomically(&self.root().join("configs").join(format!("{}.json", hex(digest))), bytes)
     }
 
@@ -136,14 +152,9 @@ impl ImageStore {
         if dir.exists() {
             return Ok(());
         }
-        // The blob is the archive's copy, unpacked (and then removed) in place.
+        // The blob is the archive's copy, unpacked, then kept as pulled ones are.
         unpack_layer(self.root(), blob, media_type, &dir)
     }
-}
-
-/// `sha256:<hex>` of some bytes.
-fn sha256(bytes: &[u8]) -> String {
-    hex_digest(sha2::Sha256::digest(bytes).as_slice())
 }
 
 fn hex_digest(digest: &[u8]) -> String {

@@ -4,6 +4,9 @@
 //!
 //! Layout under the image root:
 //! - `layers/<hex>/`: a layer unpacked, whiteouts as overlayfs expects them;
+//! - `blobs/<hex>`: the layer as pulled (compressed), and
+//!   `manifests/<hex>.json`: the manifest as pulled, kept so that other
+//!   nodes can pull the image from this one (the embedded registry);
 //! - `configs/<hex>.json`: an image configuration;
 //! - `images.json`: every image, by reference and by manifest digest,
 //!   changed under a lock on `images.lock` and read afresh, so `skiff image`
@@ -15,11 +18,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use oci_client::manifest::OciImageManifest;
+use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
+
+use crate::peers::Peers;
+use crate::registries::{Endpoint, Registries};
 
 /// One image on this node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,16 +92,9 @@ pub fn normalize(reference: &str) -> Result<String> {
     Ok(parsed.whole())
 }
 
-/// Registries on loopback are reached over plain HTTP, as Docker treats
-/// `127.0.0.0/8` as insecure by default; every other registry over HTTPS.
-fn is_loopback(registry: &str) -> bool {
-    let host = registry.rsplit_once(':').map(|(h, _)| h).unwrap_or(registry);
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore> {
-        for dir in ["layers", "configs", "tmp"] {
+        for dir in ["layers", "blobs", "manifests", "configs", "tmp"] {
             std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {}", root.display()))?;
         }
         let store = ImageStore { root: root.to_path_buf(), pulling: Default::default() };
@@ -150,42 +149,80 @@ impl ImageStore {
         image.layers.iter().rev().map(|d| self.root.join("layers").join(hex(d))).collect()
     }
 
-    /// Pulls an image unless a pull already brought it; returns it.
-    pub async fn pull(&self, reference: &str, credentials: Option<&Credentials>) -> Result<Image> {
+    /// Pulls an image unless a pull already brought it; returns it. It is
+    /// looked for first on peers that hold it (the embedded registry),
+    /// then at each endpoint `registries` gives, in order; every manifest
+    /// and blob is checked against its digest before it is kept.
+    pub async fn pull(&self, reference: &str, credentials: Option<&Credentials>, registries: &Registries, peers: Option<&Peers>) -> Result<Image> {
         let parsed: Reference = reference.parse().with_context(|| format!("invalid image reference {reference:?}"))?;
         let _one_at_a_time = self.pulling.lock().await;
-        let registry = parsed.resolve_registry().to_string();
-        let config = oci_client::client::ClientConfig {
-            protocol: if is_loopback(&registry) { oci_client::client::ClientProtocol::Http } else { oci_client::client::ClientProtocol::Https },
-            ..Default::default()
-        };
-        let client = Client::new(config);
-        let auth = match credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        let (manifest, digest, config_json) = client.pull_manifest_and_config(&parsed, &auth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let known = self.list().into_iter().find(|i| i.digest == digest);
-        if let Some(image) = known {
-            return self.remember(image, &parsed.whole());
+        let mut failures = Vec::new();
+        if let Some(peers) = peers {
+            for offer in peers.offers(&parsed).await {
+                let source = crate::peers::PeerSource { peers, offer: &offer, name: format!("{}/{}", parsed.registry(), parsed.repository()) };
+                match self.fetch(&source, &parsed.whole()).await {
+                    Ok(image) => return Ok(image),
+                    Err(e) => failures.push(format!("from node {}: {e:#}", offer.node)),
+                }
+            }
         }
+        for endpoint in registries.endpoints(parsed.registry(), parsed.repository())? {
+            let source = RegistrySource::new(&endpoint, &parsed, credentials);
+            match self.fetch(&source, &parsed.whole()).await {
+                Ok(image) => return Ok(image),
+                // The registry's own words when it was the only place to look.
+                Err(e) if failures.is_empty() && endpoint.host == parsed.registry() => return Err(e),
+                Err(e) => failures.push(format!("from {}: {e:#}", endpoint.host)),
+            }
+        }
+        bail!("{}", failures.join("; "))
+    }
+
+    /// Takes the image from `source` into the store under `reference`.
+    async fn fetch(&self, source: &dyn Source, reference: &str) -> Result<Image> {
+        let (raw, digest) = source.manifest().await?;
+        anyhow::ensure!(sha256_digest(&raw) == digest, "the manifest does not match its digest {digest}");
+        if let Some(image) = self.list().into_iter().find(|i| i.digest == digest) {
+            return self.remember(image, reference);
+        }
+        let manifest: OciImageManifest = serde_json::from_slice(&raw).context("the manifest")?;
         let config_digest = manifest.config.digest.clone();
         let config_path = self.root.join("configs").join(format!("{}.json", hex(&config_digest)));
-        crate::write_file_atomically(&config_path, config_json.as_bytes())?;
+        let staged = self.root.join("tmp").join(format!("{}.{}", hex(&config_digest), uuid::Uuid::new_v4().simple()));
+        source.blob(&manifest.config, &staged).await.with_context(|| format!("pulling the config {config_digest}"))?;
+        std::fs::rename(&staged, &config_path)?;
         for layer in &manifest.layers {
             let dir = self.root.join("layers").join(hex(&layer.digest));
-            if dir.exists() {
+            if dir.exists() && self.root.join("blobs").join(hex(&layer.digest)).exists() {
                 continue;
             }
-            let blob = self.root.join("tmp").join(hex(&layer.digest));
-            let file = tokio::fs::File::create(&blob).await?;
-            client.pull_blob(&parsed, layer, file).await.map_err(|e| anyhow::anyhow!("pulling layer {}: {e}", layer.digest))?;
+            let blob = self.root.join("tmp").join(format!("{}.{}", hex(&layer.digest), uuid::Uuid::new_v4().simple()));
+            if let Err(e) = source.blob(layer, &blob).await {
+                let _ = std::fs::remove_file(&blob);
+                return Err(e.context(format!("pulling layer {}", layer.digest)));
+            }
             let media_type = layer.media_type.clone();
             let root = self.root.clone();
             tokio::task::spawn_blocking(move || unpack_layer(&root, &blob, &media_type, &dir)).await??;
         }
+        self.keep_manifest(&digest, &raw)?;
         let image = Image { references: vec![], digest, config_digest, layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(), size: size_of(&manifest), last_used: None };
-        self.remember(image, &parsed.whole())
+        self.remember(image, reference)
+    }
+
+    pub(crate) fn keep_manifest(&self, digest: &str, raw: &[u8]) -> Result<()> {
+        crate::write_file_atomically(&self.root.join("manifests").join(format!("{}.json", hex(digest))), raw)
+    }
+
+    /// A manifest as pulled, by digest.
+    pub fn manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join("manifests").join(format!("{}.json", hex(digest)))).ok()
+    }
+
+    /// Where a blob (a layer as pulled, or a config) is kept, by digest.
+    pub fn blob_path(&self, digest: &str) -> Option<PathBuf> {
+        let hex = hex(digest);
+        [self.root.join("blobs").join(&hex), self.root.join("configs").join(format!("{hex}.json"))].into_iter().find(|p| p.is_file())
     }
 
     /// Marks an image used now.
@@ -232,13 +269,87 @@ impl ImageStore {
         for layer in &image.layers {
             if !images.iter().any(|i| i.layers.contains(layer)) {
                 let _ = std::fs::remove_dir_all(self.root.join("layers").join(hex(layer)));
+                let _ = std::fs::remove_file(self.root.join("blobs").join(hex(layer)));
             }
         }
+        let _ = std::fs::remove_file(self.root.join("manifests").join(format!("{}.json", hex(&image.digest))));
         if !images.iter().any(|i| i.config_digest == image.config_digest) {
             let _ = std::fs::remove_file(self.root.join("configs").join(format!("{}.json", hex(&image.config_digest))));
         }
         Ok(image)
     }
+}
+
+/// Where an image's manifest and blobs come from.
+#[async_trait::async_trait]
+pub(crate) trait Source: Send + Sync {
+    /// The manifest (of this platform, if the reference names an index)
+    /// as served, and its digest.
+    async fn manifest(&self) -> Result<(Vec<u8>, String)>;
+    /// A blob into the file `to`, checked against its digest.
+    async fn blob(&self, descriptor: &OciDescriptor, to: &Path) -> Result<()>;
+}
+
+/// A registry, or a mirror of it (`registries.yaml`).
+struct RegistrySource {
+    client: Client,
+    reference: Reference,
+    auth: RegistryAuth,
+}
+
+impl RegistrySource {
+    fn new(endpoint: &Endpoint, wanted: &Reference, credentials: Option<&Credentials>) -> RegistrySource {
+        let reference = match wanted.digest() {
+            Some(digest) => Reference::with_digest(endpoint.host.clone(), endpoint.repository.clone(), digest.to_string()),
+            None => Reference::with_tag(endpoint.host.clone(), endpoint.repository.clone(), wanted.tag().unwrap_or("latest").to_string()),
+        };
+        let mut config = oci_client::client::ClientConfig {
+            protocol: if endpoint.http { oci_client::client::ClientProtocol::Http } else { oci_client::client::ClientProtocol::Https },
+            ..Default::default()
+        };
+        // imagePullSecrets are for the registry they name, not its mirrors.
+        let mut auth = match credentials {
+            Some(c) if endpoint.host == wanted.registry() => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            _ => RegistryAuth::Anonymous,
+        };
+        if let Some(settings) = &endpoint.config {
+            if let Some(ca) = &settings.ca_pem {
+                config.extra_root_certificates.push(oci_client::client::Certificate { encoding: oci_client::client::CertificateEncoding::Pem, data: ca.clone() });
+            }
+            config.accept_invalid_certificates = settings.insecure_skip_verify;
+            if let Some((user, password)) = &settings.basic {
+                auth = RegistryAuth::Basic(user.clone(), password.clone());
+            } else if let Some(token) = &settings.bearer {
+                auth = RegistryAuth::Bearer(token.clone());
+            }
+        }
+        RegistrySource { client: Client::new(config), reference, auth }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for RegistrySource {
+    async fn manifest(&self) -> Result<(Vec<u8>, String)> {
+        // The platform's manifest is found through an index if need be,
+        // then read again by digest exactly as the registry holds it.
+        let (_, digest) = self.client.pull_image_manifest(&self.reference, &self.auth).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let by_digest = Reference::with_digest(self.reference.registry().to_string(), self.reference.repository().to_string(), digest.clone());
+        let accepted = [oci_client::manifest::OCI_IMAGE_MEDIA_TYPE, oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE];
+        let (raw, _) = self.client.pull_manifest_raw(&by_digest, &self.auth, &accepted).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok((raw.to_vec(), digest))
+    }
+
+    async fn blob(&self, descriptor: &OciDescriptor, to: &Path) -> Result<()> {
+        // oci-client checks the digest as the bytes arrive.
+        let file = tokio::fs::File::create(to).await?;
+        self.client.pull_blob(&self.reference, descriptor, file).await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 fn size_of(manifest: &OciImageManifest) -> u64 {
@@ -255,7 +366,7 @@ pub(crate) fn hex(digest: &str) -> String {
 }
 
 /// Unpacks a downloaded layer blob into `dir` (via a temporary sibling, so
-/// a half-unpacked layer is never used), then removes the blob.
+/// a half-unpacked layer is never used), then keeps the blob in `blobs/`.
 pub(crate) fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Path) -> Result<()> {
     let file = std::fs::File::open(blob)?;
     let reader: Box<dyn Read> = if media_type.ends_with("+zstd") || media_type.ends_with(".zstd") {
@@ -278,7 +389,7 @@ pub(crate) fn unpack_layer(root: &Path, blob: &Path, media_type: &str, dir: &Pat
             return Err(e.into());
         }
     }
-    std::fs::remove_file(blob)?;
+    std::fs::rename(blob, root.join("blobs").join(hex(&dir.file_name().unwrap().to_string_lossy())))?;
     Ok(())
 }
 
@@ -350,7 +461,6 @@ mod tests {
     fn references_are_normalized_as_upstream() {
         assert_eq!(normalize("busybox").unwrap(), "docker.io/library/busybox:latest");
         assert_eq!(normalize("127.0.0.1:5000/busybox:1").unwrap(), "127.0.0.1:5000/busybox:1");
-        assert!(is_loopback("127.0.0.1:5000") && is_loopback("localhost:5000") && !is_loopback("registry.k8s.io"));
         let image = Image { references: vec![], digest: "sha256:ab".into(), config_digest: String::new(), layers: vec![], size: 0, last_used: None };
         assert_eq!(image.id_for("127.0.0.1:5000/busybox:1"), "127.0.0.1:5000/busybox@sha256:ab");
     }

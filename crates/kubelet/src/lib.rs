@@ -14,9 +14,11 @@ pub mod images;
 pub mod logs;
 mod metrics;
 mod node;
+pub mod peers;
 mod pods;
 mod portforward;
 pub mod probes;
+pub mod registries;
 pub mod resolv;
 pub mod runtime;
 pub mod sandbox;
@@ -79,6 +81,11 @@ pub struct Config {
     /// Node-pressure eviction's hard thresholds, and image garbage collection.
     pub eviction_hard: eviction::Thresholds,
     pub image_gc: eviction::ImageGc,
+    /// k3s's `registries.yaml` (`--private-registry`); read again when it changes.
+    pub private_registry: PathBuf,
+    /// This node's client certificate when the cluster runs the embedded
+    /// registry: it pulls from other nodes with it and serves them its images.
+    pub embedded_registry: Option<skiff_auth::pki::CertPair>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,6 +155,11 @@ pub struct Kubelet {
     restarts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// The Services, for containers' environment.
     services: service_env::Services,
+    registries: registries::Watched,
+    /// Other nodes' images, with the embedded registry.
+    peers: Option<peers::Peers>,
+    /// Image pulls done and failed (`kubelet_runtime_operations_total`).
+    pulls: Mutex<(u64, u64)>,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -204,10 +216,22 @@ impl Kubelet {
             sync_panics: AtomicU64::new(0),
             restarts: Mutex::default(),
             services,
+            registries: registries::Watched::open(&config.private_registry).context("--private-registry")?,
+            peers: match &config.embedded_registry {
+                Some(identity) => Some(peers::Peers::new(client.clone(), &config.node_name, &config.tls.client_ca_pem, identity)?),
+                None => None,
+            },
+            pulls: Mutex::default(),
             client,
             config,
         });
         *lock(&kubelet.pressed) = kubelet.pressure();
+        // Archives left beside the image store are this node's to import at start.
+        match kubelet.images.import_dir(kubelet.images.root()) {
+            Ok(images) if !images.is_empty() => tracing::info!(count = images.len(), "imported the image archives in {}", kubelet.images.root().display()),
+            Ok(_) => {}
+            Err(e) => tracing::error!("{e:#}"),
+        }
         std::fs::create_dir_all(&kubelet.config.log_dir).with_context(|| format!("creating {}", kubelet.config.log_dir.display()))?;
         let server = server::Server::bind(kubelet.clone()).await?;
         let port = server.port();

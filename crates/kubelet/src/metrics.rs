@@ -144,6 +144,10 @@ impl Kubelet {
         scrape.gauge("kubelet_volume_stats_inodes", "Maximum number of inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.total as f64)));
         scrape.gauge("kubelet_volume_stats_inodes_free", "Number of free inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.available as f64)));
         scrape.gauge("kubelet_volume_stats_inodes_used", "Number of used inodes in the volume", per_claim(|u| Some(u.inodes.as_ref()?.used as f64)));
+        let (pulls, failed) = *crate::lock(&self.pulls);
+        let pull = || labels(&[("operation_type", "pull_image")]);
+        scrape.counter("kubelet_runtime_operations", "Cumulative number of runtime operations by operation type", [(pull(), pulls as f64)]);
+        scrape.counter("kubelet_runtime_operations_errors", "Cumulative number of runtime operation errors by operation type", [(pull(), failed as f64)]);
         scrape.counter("kubelet_pod_sync_panics", "Number of pod syncs that panicked; the pod gets a FailedSync event and is synced again after a back-off", [(vec![], panics)]);
         let restarts: Vec<(Labels, f64)> = crate::lock(&self.restarts).iter().map(|(task, n)| (labels(&[("task", task)]), *n as f64)).collect();
         scrape.counter("kubelet_task_restarts", "Number of times one of the agent's loops stopped or panicked and was started again", restarts);

@@ -171,18 +171,23 @@ impl Kubelet {
         }
     }
 
-    /// Renews the Lease every 10 s and posts the Node's status every minute.
+    /// Renews the Lease every 10 s and posts the Node's status every
+    /// minute, or at the next renewal when its images changed (other nodes
+    /// find images to pull from there, with the embedded registry).
     pub(crate) async fn heartbeat(&self) {
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = tokio::time::Instant::now();
+        let mut posted_images = crate::images::node_images(&self.images.list());
         loop {
             renew.tick().await;
             if let Err(e) = self.renew_lease().await {
                 tracing::warn!("{e:#}");
             }
-            if last_status.elapsed() >= STATUS_EVERY {
+            let images = crate::images::node_images(&self.images.list());
+            if last_status.elapsed() >= STATUS_EVERY || images != posted_images {
                 last_status = tokio::time::Instant::now();
+                posted_images = images;
                 if let Err(e) = self.post_node_status().await {
                     tracing::warn!("posting the node's status: {e:#}");
                 }

@@ -614,7 +614,13 @@ impl Kubelet {
         self.event(pod, Some(name), false, "Pulling", &format!("Pulling image \"{reference}\"")).await;
         let started = Instant::now();
         let credentials = self.pull_credentials(pod, &reference).await;
-        match self.images.pull(&reference, credentials.as_ref()).await {
+        let pulled = self.images.pull(&reference, credentials.as_ref(), &self.registries.get(), self.peers.as_ref()).await;
+        {
+            let mut pulls = crate::lock(&self.pulls);
+            pulls.0 += 1;
+            pulls.1 += pulled.is_err() as u64;
+        }
+        match pulled {
             Ok(image) => {
                 state.pull_backoff.remove(name);
                 let took = started.elapsed().as_secs_f64();

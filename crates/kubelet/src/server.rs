@@ -53,6 +53,7 @@ impl Server {
             .route("/metrics", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(k.own_metrics().await) }))
             .route("/metrics/resource", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::resource(&k.readings().await)) }))
             .route("/metrics/cadvisor", get(|State(k): State<Arc<Kubelet>>| async move { openmetrics(crate::metrics::cadvisor(&k.readings().await)) }))
+            .merge(if kubelet.peers.is_some() { crate::peers::routes() } else { axum::Router::new() })
             .with_state(kubelet);
         Ok(Server { listener, tls, router })
     }
@@ -68,11 +69,13 @@ impl Server {
             tokio::spawn(async move {
                 let Ok(stream) = tls.accept(tcp).await else { return };
                 let user = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|leaf| skiff_auth::UserInfo::from_certificate(leaf));
-                let allowed = user.is_some_and(|u| u.name == API_SERVER_USER || u.groups.iter().any(|g| g == "system:masters"));
+                let allowed = user.as_ref().is_some_and(|u| u.name == API_SERVER_USER || u.groups.iter().any(|g| g == "system:masters"));
+                // Other nodes may read the images this one serves (the embedded registry), nothing else.
+                let node = user.is_some_and(|u| u.groups.iter().any(|g| g == "system:nodes"));
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let router = router.clone();
                     async move {
-                        if !allowed {
+                        if !(allowed || node && req.uri().path().starts_with("/v2/")) {
                             return Ok::<_, std::convert::Infallible>((StatusCode::FORBIDDEN, "Forbidden").into_response());
                         }
                         Ok(tower::ServiceExt::oneshot(router, req.map(axum::body::Body::new)).await.unwrap_or_else(|e| match e {}))

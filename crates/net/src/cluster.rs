@@ -91,6 +91,8 @@ pub struct ClusterNetwork {
     /// The nodes' AS number and the routers outside they peer with.
     pub bgp_asn: u32,
     pub bgp_peers: Vec<BgpPeer>,
+    /// Nodes serve their images to one another (`--embedded-registry`).
+    pub embedded_registry: bool,
 }
 
 impl ClusterNetwork {
@@ -105,6 +107,7 @@ impl ClusterNetwork {
             ("kube-proxy", self.proxy.to_string()),
             ("dns", self.dns.to_string()),
             ("servicelb", self.service_lb.to_string()),
+            ("embedded-registry", self.embedded_registry.to_string()),
             ("bgp-asn", self.bgp_asn.to_string()),
             ("bgp-peers", peers.join(",")),
         ]
@@ -126,6 +129,8 @@ impl ClusterNetwork {
             proxy: flag("kube-proxy")?,
             dns: flag("dns")?,
             service_lb: flag("servicelb")?,
+            // Absent from a server older than the setting: off.
+            embedded_registry: flag("embedded-registry").unwrap_or(false),
             bgp_asn: get("bgp-asn")?.parse().context("bgp-asn")?,
             bgp_peers: get("bgp-peers")?.split(',').filter(|p| !p.is_empty()).map(|p| p.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?,
         })
@@ -235,6 +240,7 @@ mod tests {
             proxy: true,
             dns: false,
             service_lb: true,
+            embedded_registry: true,
             bgp_asn: 64512,
             bgp_peers: vec!["192.0.2.1:64513".parse().unwrap(), "[2001:db8::1]:65000".parse().unwrap()],
         };

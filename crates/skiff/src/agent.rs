@@ -64,6 +64,10 @@ pub struct AgentFlags {
     /// Images used more recently than this are kept.
     #[arg(long, default_value = "2m", value_parser = crate::components::parse_duration)]
     image_minimum_gc_age: std::time::Duration,
+    /// Registry mirrors, credentials and TLS, in k3s's `registries.yaml`
+    /// format; read again whenever it changes.
+    #[arg(long, default_value = "/etc/skiff/registries.yaml")]
+    private_registry: PathBuf,
 }
 
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -75,19 +79,27 @@ pub async fn start_in_process(flags: AgentFlags, pki: Pki, data_dir: PathBuf, cl
     let node_name = flags.node_name()?;
     let address = flags.node_ip.unwrap_or(address);
     let serving = pki.serving("kubelet", &[node_name.clone(), "localhost".into()], &[address, IpAddr::from([127, 0, 0, 1])])?;
-    start_node(&flags, client, network, node_name, &data_dir, address, serving, pki.ca_pem()).await
+    let identity = pki.client(Some("kubelet-client"), &format!("system:node:{node_name}"), &["system:nodes"])?;
+    start_node(&flags, client, network, node_name, &data_dir, address, Certificates { serving, identity, ca_pem: pki.ca_pem() }).await
+}
+
+/// The node's certificates: serving its port, and its client identity (for
+/// other nodes' registries), and the cluster CA.
+struct Certificates<'a> {
+    serving: CertPair,
+    identity: CertPair,
+    ca_pem: &'a str,
 }
 
 /// The kubelet, then the node's network beside it: a network that cannot
 /// be set up is reported and leaves the kubelet running.
-#[allow(clippy::too_many_arguments)]
-async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str) -> Result<skiff_kubelet::Agent> {
+async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, certificates: Certificates<'_>) -> Result<skiff_kubelet::Agent> {
     let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone() };
     let pod_mtu = match network.backend {
         skiff_net::Backend::None => None,
         _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),
     };
-    let config = flags.config(node_name.clone(), data_dir, address, serving, ca_pem, &network, pod_mtu)?;
+    let config = flags.config(node_name.clone(), data_dir, address, certificates, &network, pod_mtu)?;
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
     // Skiff's own CSI drivers, found by the kubelet like any other, and
     // the provisioner and attacher for the drivers registered here.
@@ -110,6 +122,13 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
 }
 
 impl AgentFlags {
+    /// Refuses, before anything is done, what the agent could not run
+    /// with: a registries file that does not parse.
+    pub(crate) fn check(&self) -> Result<()> {
+        skiff_kubelet::registries::Registries::load(&self.private_registry).context("--private-registry")?;
+        Ok(())
+    }
+
     pub(crate) fn node_name(&self) -> Result<String> {
         match &self.node_name {
             Some(name) => Ok(name.clone()),
@@ -117,8 +136,8 @@ impl AgentFlags {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, serving: CertPair, ca_pem: &str, network: &ClusterNetwork, pod_mtu: Option<u32>) -> Result<skiff_kubelet::Config> {
+    fn config(&self, node_name: String, data_dir: &Path, address: IpAddr, certificates: Certificates, network: &ClusterNetwork, pod_mtu: Option<u32>) -> Result<skiff_kubelet::Config> {
+        let Certificates { serving, identity, ca_pem } = certificates;
         Ok(skiff_kubelet::Config {
             node_name,
             data_dir: data_dir.join("agent"),
@@ -142,6 +161,8 @@ impl AgentFlags {
                 low_percent: self.image_gc_low_threshold.min(self.image_gc_high_threshold),
                 minimum_age: self.image_minimum_gc_age,
             },
+            private_registry: self.private_registry.clone(),
+            embedded_registry: network.embedded_registry.then_some(identity),
         })
     }
 }
@@ -180,6 +201,7 @@ pub async fn run(args: Args) -> Result<()> {
         eprintln!("skiff agent: the node's network is removed");
         return Ok(());
     }
+    args.agent.check()?;
     let (Some(server), Some(ca_file)) = (&args.server, &args.ca_file) else { bail!("--server and --ca-file are needed") };
     let ca_pem = std::fs::read_to_string(ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
     let node_name = args.agent.node_name()?;
@@ -224,7 +246,7 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
     let network = ClusterNetwork::fetch(client.clone()).await?;
-    let agent = start_node(&args.agent, client, network, node_name.clone(), &args.data_dir, address, serving, &ca_pem).await?;
+    let agent = start_node(&args.agent, client, network, node_name.clone(), &args.data_dir, address, Certificates { serving, identity, ca_pem: &ca_pem }).await?;
     eprintln!("skiff agent: node {node_name} ({address}) joined {server}");
     agent.wait().await;
     Ok(())

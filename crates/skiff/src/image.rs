@@ -8,7 +8,10 @@ use skiff_kubelet::images::{normalize, ImageStore};
 
 #[derive(clap::Subcommand)]
 pub enum Image {
-    /// Import images from an OCI archive (a tar of an OCI image layout) or a Docker archive (`docker save`).
+    /// Import images from an OCI archive (a tar of an OCI image layout) or a
+    /// Docker archive (`docker save`), or every `*.tar` in a directory.
+    /// Archives in `<data-dir>/agent/images/` are imported by the agent
+    /// whenever it starts (k3s's air-gap images).
     Import {
         archive: PathBuf,
         /// The image's name, when the archive names it by tag only or not at all.
@@ -51,7 +54,12 @@ impl Image {
     pub fn run(self) -> Result<()> {
         match self {
             Image::Import { archive, name, data_dir } => {
-                for image in store(&data_dir)?.import(&archive, name.as_deref())? {
+                let store = store(&data_dir)?;
+                let imported = match archive.is_dir() {
+                    true => store.import_dir(&archive)?,
+                    false => store.import(&archive, name.as_deref())?,
+                };
+                for image in imported {
                     println!("{} {}", image.references.join(","), image.digest);
                 }
             }

@@ -33,6 +33,10 @@ pub struct NetworkFlags {
     /// Components not to run (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     disable: Vec<Component>,
+    /// Every node serves the images it holds to the others, which pull
+    /// from it before the registry (k3s's embedded registry mirror).
+    #[arg(long)]
+    embedded_registry: bool,
     /// The nodes' AS number (bgp backend).
     #[arg(long, default_value_t = 64512)]
     bgp_asn: u32,
@@ -57,6 +61,7 @@ impl NetworkFlags {
             proxy: !self.disable_kube_proxy,
             dns: !self.disable.contains(&Component::Coredns),
             service_lb: !self.disable.contains(&Component::Servicelb),
+            embedded_registry: self.embedded_registry,
             bgp_asn: self.bgp_asn,
             bgp_peers: self.bgp_peers.clone(),
         };

@@ -198,6 +198,9 @@ pub async fn run(args: Args) -> Result<()> {
     first_address(&args.cluster_cidr).context("--cluster-cidr")?;
     let network = args.network.cluster(&args.cluster_cidr, &args.service_cidr)?;
     let scheduler_config = crate::components::scheduler_config(args.scheduler_config.as_deref(), &args.scheduler_name).context("--scheduler-config")?;
+    if !args.disable_agent {
+        args.agent.check()?;
+    }
 
     let address = args.advertise_address.unwrap_or_else(|| advertised(args.bind_address));
     let OneCluster { token, pki, secrets, backend, endpoint, embedded } = one_cluster(&args, address).await?;

@@ -16,6 +16,8 @@ pub struct Host {
     pub netns: String,
     pub address: Ipv4Addr,
     pub dir: PathBuf,
+    /// More `skiff agent` flags.
+    pub agent_flags: Vec<String>,
     agent: Option<Child>,
 }
 
@@ -40,6 +42,11 @@ impl Hosts {
     /// from every pod network 10.{n}.0.0/16 since n ≤ 250, and from the usual home and
     /// office ranges).
     pub fn start(count: usize, server_flags: &[&str]) -> Hosts {
+        Self::start_with(count, server_flags, &[])
+    }
+
+    /// As `start`, with more flags for every agent.
+    pub fn start_with(count: usize, server_flags: &[&str], agent_flags: &[&str]) -> Hosts {
         let lan = Lan::new();
         let n = lan.n();
         let mut flags = vec!["--cluster-cidr".to_string(), format!("10.{n}.0.0/16")];
@@ -49,7 +56,7 @@ impl Hosts {
         let token = cluster.skiff(&["token", "create", "--kubeconfig", &cluster.kubeconfig().display().to_string()]).trim().to_string();
         let mut hosts = Hosts { cluster, hosts: Vec::new(), lan, token };
         for i in 1..=count {
-            hosts.add_host(i);
+            hosts.add_host(i, agent_flags);
         }
         for host in &hosts.hosts {
             hosts.cluster.wait_up_to(Duration::from_secs(60), &["get", "node", &host.name, "-o", "jsonpath={.spec.podCIDR}"], "the node to register and get its pod CIDR", |c| !c.is_empty());
@@ -57,8 +64,9 @@ impl Hosts {
         hosts
     }
 
-    fn add_host(&mut self, i: usize) {
-        let host = Host::plug_in(&self.lan, i, self.cluster.dir.path().join(format!("h{i}")));
+    fn add_host(&mut self, i: usize, agent_flags: &[&str]) {
+        let mut host = Host::plug_in(&self.lan, i, self.cluster.dir.path().join(format!("h{i}")));
+        host.agent_flags = agent_flags.iter().map(|f| f.to_string()).collect();
         self.hosts.push(host);
         let last = self.hosts.len() - 1;
         self.hosts[last].start_agent(&self.cluster.url(), &self.token, &self.cluster.ca_file());
@@ -72,6 +80,11 @@ impl Hosts {
     /// This network's number: the LAN is 10.255.{n}.0/24, the pods 10.{n}.0.0/16.
     pub fn n(&self) -> u8 {
         self.lan.n()
+    }
+
+    /// This machine's address on the hosts' LAN.
+    pub fn gateway(&self) -> String {
+        self.lan.gateway()
     }
 
     pub fn host(&self, name: &str) -> &Host {
@@ -184,7 +197,7 @@ impl Host {
         // As a real host has one: Service IPs are routed before they are DNATed.
         run("ip", &["-n", &netns, "route", "add", "default", "via", &lan.gateway()]);
         std::fs::create_dir_all(&dir).unwrap();
-        let host = Host { name: format!("h{i}"), netns, address, dir, agent: None };
+        let host = Host { name: format!("h{i}"), netns, address, dir, agent_flags: Vec::new(), agent: None };
         import_test_image(&host.dir.join("data"));
         host
     }
@@ -201,6 +214,7 @@ impl Host {
             .args(["--node-name", &self.name, "--node-ip", &self.address.to_string()])
             .args(["--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pod-logs")])
             .args(super::LENIENT_EVICTION)
+            .args(&self.agent_flags)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
