@@ -161,7 +161,10 @@ impl ImageStore {
             for offer in peers.offers(&parsed).await {
                 let source = crate::peers::PeerSource { peers, offer: &offer, name: format!("{}/{}", parsed.registry(), parsed.repository()) };
                 match self.fetch(&source, &parsed.whole()).await {
-                    Ok(image) => return Ok(image),
+                    Ok(image) => {
+                        tracing::info!(image = %parsed.whole(), node = %offer.node, "pulled from another node");
+                        return Ok(image);
+                    }
                     Err(e) => failures.push(format!("from node {}: {e:#}", offer.node)),
                 }
             }
@@ -169,7 +172,10 @@ impl ImageStore {
         for endpoint in registries.endpoints(parsed.registry(), parsed.repository())? {
             let source = RegistrySource::new(&endpoint, &parsed, credentials);
             match self.fetch(&source, &parsed.whole()).await {
-                Ok(image) => return Ok(image),
+                Ok(image) => {
+                    tracing::info!(image = %parsed.whole(), endpoint = %endpoint.host, "pulled");
+                    return Ok(image);
+                }
                 // The registry's own words when it was the only place to look.
                 Err(e) if failures.is_empty() && endpoint.host == parsed.registry() => return Err(e),
                 Err(e) => failures.push(format!("from {}: {e:#}", endpoint.host)),

@@ -8,7 +8,7 @@
 //! servers throughout; every write acknowledged must be there at the end.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::lan::{Host, Lan};
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Servers killed one after another (each restarted before the next).
@@ -24,88 +26,9 @@ pub struct Args {
     rounds: usize,
 }
 
-const BRIDGE: &str = "skbha";
-const LAN: &str = "10.254.200";
+const LAN: Lan = Lan { bridge: "skbha", prefix: "10.254.200", netns_prefix: "skiff-bench-ha-" };
 const NODE: &str = "bench-ha-h1";
 const LEASES: [&str; 2] = ["kube-scheduler", "kube-controller-manager"];
-
-struct Host {
-    netns: String,
-    address: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Host {
-    fn plug_in(name: &str, octet: u8, dir: &Path) -> Result<Host> {
-        let netns = format!("skiff-bench-ha-{name}");
-        let outer = format!("skbha{name}");
-        let address = format!("{LAN}.{octet}");
-        let _ = sh(&["ip", "netns", "del", &netns]);
-        let _ = sh(&["ip", "link", "del", &outer]);
-        sh(&["ip", "netns", "add", &netns])?;
-        sh(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns])?;
-        sh(&["ip", "link", "set", &outer, "master", BRIDGE, "up"])?;
-        sh(&["ip", "-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        sh(&["ip", "-n", &netns, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", &netns, "link", "set", "lo", "up"])?;
-        sh(&["ip", "-n", &netns, "route", "add", "default", "via", &format!("{LAN}.1")])?;
-        let dir = dir.join(name);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Host { netns, address, dir, child: None })
-    }
-
-    fn spawn(&mut self, args: &[String]) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log"))?;
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.netns))
-            .arg(std::env::current_exe()?)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
-        let pids = Command::new("ip").args(["netns", "pids", &self.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").args(["-9", pid]).output();
-        }
-        let _ = sh(&["ip", "netns", "del", &self.netns]);
-    }
-}
-
-struct Bridge;
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = sh(&["ip", "link", "del", BRIDGE]);
-    }
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
-    anyhow::ensure!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    Ok(())
-}
 
 struct Server {
     host: Host,
@@ -164,15 +87,11 @@ struct Round {
 
 pub async fn run(args: Args) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("skiff-bench-ha-").tempdir()?;
-    let _ = sh(&["ip", "link", "del", BRIDGE]);
-    sh(&["ip", "link", "add", BRIDGE, "type", "bridge"]).context("making the hosts' bridge (run as root)")?;
-    let _bridge = Bridge;
-    sh(&["ip", "addr", "add", &format!("{LAN}.1/24"), "dev", BRIDGE])?;
-    sh(&["ip", "link", "set", BRIDGE, "up"])?;
+    let _bridge = LAN.up()?;
 
     let mut servers: Vec<Server> = Vec::new();
     for i in 1..=3u8 {
-        let host = Host::plug_in(&format!("s{i}"), 20 + i, dir.path())?;
+        let host = LAN.plug_in(&format!("s{i}"), 20 + i, dir.path())?;
         let mut flags: Vec<String> = ["server", "--disable-agent", "--flannel-backend", "none", "--disable-kube-proxy", "--https-listen-port", "6443"].map(String::from).to_vec();
         flags.extend(["--bind-address".into(), host.address.clone(), "--data-dir".into(), host.dir.join("data").display().to_string()]);
         flags.extend(["--write-kubeconfig".into(), host.dir.join("kubeconfig.yaml").display().to_string()]);
@@ -195,7 +114,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
 
     // The agent joins through the first server.
-    let mut agent = Host::plug_in("h1", 11, dir.path())?;
+    let mut agent = LAN.plug_in("h1", 11, dir.path())?;
     let bootstrap = Command::new(std::env::current_exe()?).args(["token", "create", "--kubeconfig", &admin.display().to_string()]).output()?;
     anyhow::ensure!(bootstrap.status.success(), "token create: {}", String::from_utf8_lossy(&bootstrap.stderr));
     let d = |sub: &str| agent.dir.join(sub).display().to_string();

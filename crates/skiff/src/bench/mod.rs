@@ -5,6 +5,8 @@ mod authz;
 mod deployment;
 mod dns;
 mod failover;
+mod images;
+mod lan;
 mod network;
 mod pods;
 mod proxy;
@@ -40,6 +42,8 @@ pub enum Bench {
     Volumes(volumes::Args),
     /// Killing the server an agent uses: heartbeat and leadership failover, writes lost.
     Failover(failover::Args),
+    /// A pod on a second host whose image is on the first only: from that host against from a registry.
+    Images(images::Args),
 }
 
 impl Bench {
@@ -56,6 +60,7 @@ impl Bench {
             Bench::Network(args) => network::run(args).await,
             Bench::Volumes(args) => volumes::run(args).await,
             Bench::Failover(args) => failover::run(args).await,
+            Bench::Images(args) => images::run(args).await,
         }
     }
 }

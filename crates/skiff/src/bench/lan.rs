@@ -1,0 +1,113 @@
+//! Hosts for the multi-host benchmarks: network namespaces on one bridge,
+//! this machine at `<prefix>.1`, each running a `skiff` process; all of it
+//! removed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result};
+
+pub struct Lan {
+    pub bridge: &'static str,
+    /// The first three octets of the /24.
+    pub prefix: &'static str,
+    pub netns_prefix: &'static str,
+}
+
+/// The bridge, deleted when dropped.
+pub struct Bridge(&'static str);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = sh(&["ip", "link", "del", self.0]);
+    }
+}
+
+pub struct Host {
+    pub netns: String,
+    pub address: String,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Lan {
+    /// The bridge with this machine's address on it.
+    pub fn up(&self) -> Result<Bridge> {
+        let _ = sh(&["ip", "link", "del", self.bridge]);
+        sh(&["ip", "link", "add", self.bridge, "type", "bridge"]).context("making the hosts' bridge (run as root)")?;
+        let bridge = Bridge(self.bridge);
+        sh(&["ip", "addr", "add", &format!("{}/24", self.gateway()), "dev", self.bridge])?;
+        sh(&["ip", "link", "set", self.bridge, "up"])?;
+        Ok(bridge)
+    }
+
+    pub fn gateway(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    /// Host `name` at `<prefix>.<octet>`, keeping its files in `dir/<name>`.
+    pub fn plug_in(&self, name: &str, octet: u8, dir: &Path) -> Result<Host> {
+        let netns = format!("{}{name}", self.netns_prefix);
+        let outer = format!("{}{name}", self.bridge);
+        let address = format!("{}.{octet}", self.prefix);
+        let _ = sh(&["ip", "netns", "del", &netns]);
+        let _ = sh(&["ip", "link", "del", &outer]);
+        sh(&["ip", "netns", "add", &netns])?;
+        sh(&["ip", "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &netns])?;
+        sh(&["ip", "link", "set", &outer, "master", self.bridge, "up"])?;
+        sh(&["ip", "-n", &netns, "addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+        sh(&["ip", "-n", &netns, "link", "set", "eth0", "up"])?;
+        sh(&["ip", "-n", &netns, "link", "set", "lo", "up"])?;
+        sh(&["ip", "-n", &netns, "route", "add", "default", "via", &self.gateway()])?;
+        let dir = dir.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Host { netns, address, dir, child: None })
+    }
+}
+
+impl Host {
+    /// Runs `skiff <args>` in the host's namespace, logging to `dir/log`.
+    pub fn spawn(&mut self, args: &[String]) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log"))?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(std::env::current_exe()?)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+        // Whatever else runs in the namespace (containers, etcd) goes with it.
+        let pids = Command::new("ip").args(["netns", "pids", &self.netns]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").args(["-9", pid]).output();
+        }
+        let _ = sh(&["ip", "netns", "del", &self.netns]);
+    }
+}
+
+pub fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {}", args[0]))?;
+    anyhow::ensure!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+    Ok(())
+}
