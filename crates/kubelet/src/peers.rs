@@ -130,7 +130,8 @@ impl Source for PeerSource<'_> {
         use sha2::Digest;
         use tokio::io::AsyncWriteExt;
         let mut body = self.peers.get(self.offer, &format!("/v2/{}/blobs/{}", self.name, descriptor.digest)).await?.into_body();
-        let mut file = tokio::fs::File::create(to).await?;
+        // Buffered: each write to a tokio file is a trip to a blocking thread.
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(to).await?);
         let mut hasher = sha2::Sha256::new();
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
@@ -175,7 +176,7 @@ async fn serve(State(kubelet): State<Arc<Kubelet>>, UrlPath(path): UrlPath<Strin
         return match images.blob_path(digest) {
             Some(file) => match tokio::fs::File::open(&file).await {
                 Ok(file) => {
-                    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+                    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
                     ([(header::CONTENT_TYPE, "application/octet-stream"), ("docker-content-digest".parse().expect("a header name"), digest)], body).into_response()
                 }
                 Err(_) => unknown("BLOB_UNKNOWN", "blob unknown"),

@@ -64,7 +64,7 @@ fn make_image(dir: &Path, base: &str, mib: usize, registry: &str, repository: &s
 async fn start_pod(pods: &Api<Pod>, name: &str, node: &str, image: &str) -> Result<Duration> {
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name},
-        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, "containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": image, "command": ["sleep", "3600"]}]},
     }))?;
     let started = Instant::now();
     pods.create(&PostParams::default(), &pod).await?;
@@ -167,8 +167,8 @@ pub async fn run(args: Args) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    // Pods go first, so that their agents unmount and remove what they made.
-    let _ = pods.delete_collection(&DeleteParams { grace_period_seconds: Some(0), ..Default::default() }, &Default::default()).await;
+    // Pods go first, so that their agents stop and remove what they made.
+    let _ = pods.delete_collection(&DeleteParams::default(), &Default::default()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pods.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -102,7 +102,34 @@ impl Drop for Host {
         for pid in pids.split_whitespace() {
             let _ = Command::new("kill").args(["-9", pid]).output();
         }
+        remove_containers(&self.dir);
         let _ = sh(&["ip", "netns", "del", &self.netns]);
+    }
+}
+
+/// What an agent in `dir` left running or mounted (it was killed before
+/// it could tear its pods down): containers, mounts, pod cgroups.
+fn remove_containers(dir: &Path) {
+    let runc = dir.join("run/runc");
+    let listed = Command::new("runc").arg("--root").arg(&runc).args(["list", "-q"]).output();
+    for id in listed.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+        let _ = Command::new("runc").arg("--root").arg(&runc).args(["delete", "--force", id]).output();
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mounts: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&prefix)).collect();
+    for mount in mounts.into_iter().rev() {
+        let _ = Command::new("umount").args(["-l", mount]).output();
+    }
+    for pod in std::fs::read_dir(dir.join("data/agent/pods")).into_iter().flatten().flatten() {
+        let cgroup = format!("kubepods/pod{}", pod.file_name().to_string_lossy());
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let path = hierarchy.path().join(&cgroup);
+            for child in std::fs::read_dir(&path).into_iter().flatten().flatten().filter(|c| c.path().is_dir()) {
+                let _ = std::fs::remove_dir(child.path());
+            }
+            let _ = std::fs::remove_dir(path);
+        }
     }
 }
 
