@@ -299,6 +299,9 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     // ...and says what capacity its drivers have left (NodeRestriction: only
     // the objects labelled as its own).
     (&["storage.k8s.io"], &["csistoragecapacities"], &["get", "list", "watch", "create", "update", "patch", "delete"]),
+    // Skiff's policy enforcer on every node (as Calico's Felix reads them).
+    (&["networking.k8s.io"], &["networkpolicies"], &["list", "watch"]),
+    (&[""], &["namespaces"], &["list", "watch"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service

@@ -93,6 +93,8 @@ pub struct ClusterNetwork {
     pub bgp_peers: Vec<BgpPeer>,
     /// Nodes serve their images to one another (`--embedded-registry`).
     pub embedded_registry: bool,
+    /// NetworkPolicy is enforced on every node (off with `--disable-network-policy`).
+    pub network_policy: bool,
 }
 
 impl ClusterNetwork {
@@ -108,6 +110,7 @@ impl ClusterNetwork {
             ("dns", self.dns.to_string()),
             ("servicelb", self.service_lb.to_string()),
             ("embedded-registry", self.embedded_registry.to_string()),
+            ("network-policy", self.network_policy.to_string()),
             ("bgp-asn", self.bgp_asn.to_string()),
             ("bgp-peers", peers.join(",")),
         ]
@@ -131,6 +134,7 @@ impl ClusterNetwork {
             service_lb: flag("servicelb")?,
             // Absent from a server older than the setting: off.
             embedded_registry: flag("embedded-registry").unwrap_or(false),
+            network_policy: flag("network-policy").unwrap_or(false),
             bgp_asn: get("bgp-asn")?.parse().context("bgp-asn")?,
             bgp_peers: get("bgp-peers")?.split(',').filter(|p| !p.is_empty()).map(|p| p.parse().map_err(anyhow::Error::msg)).collect::<Result<_>>()?,
         })
@@ -241,6 +245,7 @@ mod tests {
             dns: false,
             service_lb: true,
             embedded_registry: true,
+            network_policy: true,
             bgp_asn: 64512,
             bgp_peers: vec!["192.0.2.1:64513".parse().unwrap(), "[2001:db8::1]:65000".parse().unwrap()],
         };

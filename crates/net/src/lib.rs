@@ -8,6 +8,7 @@ pub mod hostports;
 pub mod masquerade;
 mod netlink;
 pub mod nft;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 
@@ -96,6 +97,10 @@ async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeC
             async move { hostports::run(client, &name, pod_cidr, &bridge).await }
         })));
     }
+    if cluster.network_policy {
+        let c = client.clone();
+        tasks.push(tokio::spawn(supervise("network policy", move || policy::run(c.clone()))));
+    }
     if cluster.proxy {
         let dns = cluster.dns.then(|| (cluster::NAMESPACE.to_string(), cluster::DNS_SERVICE.to_string()));
         let proxy = std::sync::Arc::new(proxy::Proxy {
@@ -153,6 +158,7 @@ pub async fn clean_up(bridge: &str, run_dir: &std::path::Path) -> Result<()> {
     }
     masquerade::remove()?;
     hostports::clean_up()?;
+    nft::delete_table("inet", policy::model::TABLE)?;
     proxy::clean_up()
 }
 

@@ -33,6 +33,9 @@ pub struct NetworkFlags {
     /// Components not to run (comma-separated or repeated).
     #[arg(long, value_enum, value_delimiter = ',')]
     disable: Vec<Component>,
+    /// Do not enforce NetworkPolicy on the nodes (k3s's flag).
+    #[arg(long)]
+    disable_network_policy: bool,
     /// Every node serves the images it holds to the others, which pull
     /// from it before the registry (k3s's embedded registry mirror).
     #[arg(long)]
@@ -62,6 +65,7 @@ impl NetworkFlags {
             dns: !self.disable.contains(&Component::Coredns),
             service_lb: !self.disable.contains(&Component::Servicelb),
             embedded_registry: self.embedded_registry,
+            network_policy: !self.disable_network_policy,
             bgp_asn: self.bgp_asn,
             bgp_peers: self.bgp_peers.clone(),
         };

@@ -102,6 +102,7 @@ impl Cluster {
             "--flannel-backend".into(),
             "none".into(),
             "--disable-kube-proxy".into(),
+            "--disable-network-policy".into(),
             "--disable".into(),
             "coredns".into(),
         ];
