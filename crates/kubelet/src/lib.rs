@@ -86,6 +86,19 @@ pub struct Config {
     /// This node's client certificate when the cluster runs the embedded
     /// registry: it pulls from other nodes with it and serves them its images.
     pub embedded_registry: Option<skiff_auth::pki::CertPair>,
+    /// Told of each pod's address once its sandbox has one, and awaited
+    /// before its first container starts (the node's NetworkPolicy).
+    pub sandbox_ready: Option<SandboxHook>,
+}
+
+/// What runs between a pod's sandbox and its containers.
+#[derive(Clone)]
+pub struct SandboxHook(pub Arc<dyn Fn(k8s_openapi::api::core::v1::Pod, IpAddr) -> futures::future::BoxFuture<'static, ()> + Send + Sync>);
+
+impl std::fmt::Debug for SandboxHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SandboxHook")
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -455,6 +455,9 @@ impl Kubelet {
         let kubelet_sandboxes = &self.sandboxes;
         // Namespaces and CNI are blocking work (threads, plugin processes).
         tokio::task::block_in_place(|| kubelet_sandboxes.create(&uid, &hostname, subnet.as_deref(), address, host_ipc))?;
+        if let (Some(hook), Some(ip), false) = (&self.config.sandbox_ready, self.sandboxes.ip(&uid), host_network) {
+            (hook.0)(pod.clone(), ip).await;
+        }
         Ok(())
     }
 

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub run_dir: std::path::PathBuf,
     /// The pods' bridge (the kubelet's CNI bridge).
     pub bridge: String,
+    /// NetworkPolicy's enforcer, which the node agent also tells of new pods.
+    pub enforcer: std::sync::Arc<policy::Enforcer>,
 }
 
 /// The running network of a node; dropping it stops its loops (what they
@@ -98,8 +100,11 @@ async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeC
         })));
     }
     if cluster.network_policy {
-        let c = client.clone();
-        tasks.push(tokio::spawn(supervise("network policy", move || policy::run(c.clone()))));
+        let (c, enforcer) = (client.clone(), node.enforcer.clone());
+        tasks.push(tokio::spawn(supervise("network policy", move || {
+            let (c, enforcer) = (c.clone(), enforcer.clone());
+            async move { enforcer.run(c).await }
+        })));
     }
     if cluster.proxy {
         let dns = cluster.dns.then(|| (cluster::NAMESPACE.to_string(), cluster::DNS_SERVICE.to_string()));

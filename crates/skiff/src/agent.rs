@@ -94,12 +94,20 @@ struct Certificates<'a> {
 /// The kubelet, then the node's network beside it: a network that cannot
 /// be set up is reported and leaves the kubelet running.
 async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, certificates: Certificates<'_>) -> Result<skiff_kubelet::Agent> {
-    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone() };
+    let enforcer = std::sync::Arc::new(skiff_net::policy::Enforcer::default());
+    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone(), enforcer: enforcer.clone() };
     let pod_mtu = match network.backend {
         skiff_net::Backend::None => None,
         _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),
     };
-    let config = flags.config(node_name.clone(), data_dir, address, certificates, &network, pod_mtu)?;
+    let mut config = flags.config(node_name.clone(), data_dir, address, certificates, &network, pod_mtu)?;
+    // A pod that a policy selects is isolated before its first container runs.
+    config.sandbox_ready = network.network_policy.then(|| {
+        skiff_kubelet::SandboxHook(std::sync::Arc::new(move |pod, ip| {
+            let enforcer = enforcer.clone();
+            Box::pin(async move { enforcer.admit(&pod, ip).await })
+        }))
+    });
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
     // Skiff's own CSI drivers, found by the kubelet like any other, and
     // the provisioner and attacher for the drivers registered here.
@@ -163,6 +171,7 @@ impl AgentFlags {
             },
             private_registry: self.private_registry.clone(),
             embedded_registry: network.embedded_registry.then_some(identity),
+            sandbox_ready: None,
         })
     }
 }

@@ -39,7 +39,7 @@ fn model(hosts: &Hosts) -> Vec<Target> {
         for (j, pod) in PODS.iter().enumerate() {
             let node = if (i + j) % 2 == 0 { "h1" } else { "h2" };
             let manifest = format!(
-                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}","namespace":"{ns}","labels":{{"pod":"{pod}"}}}},"spec":{{"nodeName":"{node}","terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"{image}","command":["sh","-c","nc -ll -p 80 -e echo ok & nc -ll -p 81 -e echo ok & sleep 3600"],"ports":[{{"name":"serve-80","containerPort":80}},{{"name":"serve-81","containerPort":81}}],"readinessProbe":{{"tcpSocket":{{"port":80}},"periodSeconds":1}}}}]}}}}"#
+                r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{pod}","namespace":"{ns}","labels":{{"pod":"{pod}"}}}},"spec":{{"nodeName":"{node}","terminationGracePeriodSeconds":0,"containers":[{{"name":"c","image":"{image}","command":["sh","-c","nc -ll -p 80 -e echo ok & nc -ll -p 81 -e echo ok & nc -ll -p 82 -e cat & sleep 3600"],"ports":[{{"name":"serve-80","containerPort":80}},{{"name":"serve-81","containerPort":81}}],"readinessProbe":{{"tcpSocket":{{"port":80}},"periodSeconds":1}}}}]}}}}"#
             );
             hosts.cluster.ok_stdin(&["create", "-f", "-"], Some(&manifest));
         }
@@ -138,8 +138,19 @@ fn netpol_reachability_matrix_across_hosts() {
 
     // should support a 'default-deny-ingress' policy / allow all without policies
     expect(&hosts, &targets, 80, "no policy", |_, _| true);
+    // A connection open before the policy keeps going (an echo server on 82).
+    let open = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(hosts.cluster.kubeconfig())
+        .args(["exec", "-n", "y", "b", "--", "sh", "-c", &format!("(echo first; sleep 4; echo second; sleep 1) | nc {} 82", ip("x/a"))])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
     apply(&hosts, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-ingress, namespace: x}\nspec: {podSelector: {}}\n");
     expect(&hosts, &targets, 80, "default-deny-ingress in x", |_, to| to.ns != "x");
+    let echoed = String::from_utf8_lossy(&open.wait_with_output().unwrap().stdout).into_owned();
+    assert_eq!(echoed, "first\nsecond\n", "an established connection is not cut by a new policy");
     // The node's own probes still pass: every pod stays Ready.
     for pod in PODS {
         assert_eq!(hosts.cluster.ok(&["get", "pod", pod, "-n", "x", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]), "True");
@@ -162,6 +173,17 @@ fn netpol_reachability_matrix_across_hosts() {
     apply(&hosts, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: egress-to-zc, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {ns: 'z'}}, podSelector: {matchLabels: {pod: c}}}]\n    ports: [{port: 79, endPort: 80}]\n");
     expect(&hosts, &targets, 80, "x egress to z/c on 79-80", |from, to| from.ns != "x" || to.name() == "z/c");
     expect(&hosts, &targets, 81, "x egress to z/c on 79-80 (81 shut)", |from, _| from.ns != "x");
+    // A new pod the policy selects is isolated before its first container
+    // runs: its very first connection, made as it starts, is refused.
+    let image = common::test_image();
+    let early = format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"early","namespace":"x"}},"spec":{{"nodeName":"h2","terminationGracePeriodSeconds":0,"restartPolicy":"Never","containers":[{{"name":"c","image":"{image}","command":["sh","-c","if echo | nc -w 1 {} 80 2>/dev/null | grep -q ok; then echo LEAKED; else echo BLOCKED; fi"]}}]}}}}"#,
+        ip("y/a")
+    );
+    hosts.cluster.ok_stdin(&["create", "-f", "-"], Some(&early));
+    hosts.wait("the early pod to finish", Duration::from_secs(60), || hosts.cluster.ok(&["get", "pod", "early", "-n", "x", "-o", "jsonpath={.status.phase}"]) == "Succeeded");
+    assert_eq!(hosts.cluster.ok(&["logs", "early", "-n", "x"]).trim(), "BLOCKED");
+    hosts.cluster.ok(&["delete", "pod", "early", "-n", "x"]);
 
     // should allow ingress access from an IP block with except
     delete_policies(&hosts);

@@ -26,6 +26,8 @@ use model::PodInfo;
 const SETTLE: Duration = Duration::from_millis(20);
 
 enum Change {
+    /// The agent has a new pod to be isolated now.
+    Admitted,
     Pod(watcher::Result<watcher::Event<Pod>>),
     Namespace(watcher::Result<watcher::Event<Namespace>>),
     Policy(watcher::Result<watcher::Event<NetworkPolicy>>),
@@ -75,14 +77,15 @@ impl<T: kube::Resource> Objects<T> {
     }
 }
 
-/// A pod with an IPv4 address of its own on the pod network.
-fn pod_info(pod: &Pod) -> Option<PodInfo> {
+/// A pod with an IPv4 address of its own on the pod network: its status's,
+/// or `ip` for one whose status does not have it yet.
+fn pod_info_at(pod: &Pod, ip: Option<std::net::Ipv4Addr>) -> Option<PodInfo> {
     let spec = pod.spec.as_ref()?;
-    let status = pod.status.as_ref()?;
+    let status = pod.status.clone().unwrap_or_default();
     if spec.host_network == Some(true) || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return None;
     }
-    let ip = status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).chain(status.pod_ip.as_deref()).find_map(|ip| ip.parse().ok())?;
+    let ip = ip.or_else(|| status.pod_ips.iter().flatten().map(|p| p.ip.as_str()).chain(status.pod_ip.as_deref()).find_map(|ip| ip.parse().ok()))?;
     let named_ports = spec
         .containers
         .iter()
@@ -92,8 +95,49 @@ fn pod_info(pod: &Pod) -> Option<PodInfo> {
     Some(PodInfo { namespace: pod.metadata.namespace.clone()?, labels: pod.metadata.labels.clone().unwrap_or_default(), ip, named_ports })
 }
 
+/// The node's enforcer: the loop that keeps the table in step, and the way
+/// the node agent has a new pod isolated before its first container starts.
+#[derive(Default)]
+pub struct Enforcer {
+    /// Pods the agent gave an address that the watch may not show yet.
+    early: std::sync::Mutex<HashMap<String, PodInfo>>,
+    wake: tokio::sync::Notify,
+    /// Tables written so far; 0 until the first, so until the cluster is listed.
+    written: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer").field("written", &*self.written.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl Enforcer {
+    /// Once the pod's sandbox has its address, and before any of its
+    /// containers runs: the table is written with the pod in it (isolated
+    /// if a policy selects it). A no-op while the enforcer is not running.
+    pub async fn admit(&self, pod: &Pod, ip: std::net::IpAddr) {
+        let std::net::IpAddr::V4(ip) = ip else { return };
+        let Some(info) = pod_info_at(pod, Some(ip)) else { return };
+        let mut written = self.written.subscribe();
+        let before = *written.borrow_and_update();
+        if before == 0 {
+            return;
+        }
+        self.early.lock().expect("not poisoned").insert(Objects::<Pod>::key(pod), info);
+        self.wake.notify_one();
+        // Bounded: a table that cannot be written must not hold pods back.
+        let _ = tokio::time::timeout(Duration::from_secs(2), written.wait_for(|n| *n > before)).await;
+    }
+
+    /// Keeps this node's table in step with the cluster's policies.
+    pub async fn run(&self, client: kube::Client) -> Result<()> {
+        run(self, client).await
+    }
+}
+
 /// Keeps this node's table in step with the cluster's policies.
-pub async fn run(client: kube::Client) -> Result<()> {
+async fn run(enforcer: &Enforcer, client: kube::Client) -> Result<()> {
     let config = watcher::Config::default();
     let pods = watcher(Api::<Pod>::all(client.clone()), config.clone()).map(Change::Pod);
     let namespaces = watcher(Api::<Namespace>::all(client.clone()), config.clone()).map(Change::Namespace);
@@ -103,11 +147,15 @@ pub async fn run(client: kube::Client) -> Result<()> {
     let mut listed = [false; 3];
     let mut written = String::new();
     loop {
-        // One change, then all that follow it closely.
-        let mut next = changes.next().await;
+        // One change (or a pod the agent admits), then all that follow it closely.
+        let mut next = tokio::select! {
+            change = changes.next() => change,
+            _ = enforcer.wake.notified() => Some(Change::Admitted),
+        };
         let mut dirty = false;
         loop {
             match next {
+                Some(Change::Admitted) => dirty = true,
                 None => anyhow::bail!("the watches ended"),
                 Some(Change::Pod(Ok(e))) => {
                     listed[0] |= matches!(e, watcher::Event::InitDone);
@@ -132,7 +180,13 @@ pub async fn run(client: kube::Client) -> Result<()> {
         if !dirty || !listed.iter().all(|l| *l) {
             continue;
         }
-        let infos: Vec<PodInfo> = pods.now.values().filter_map(pod_info).collect();
+        let mut infos: Vec<PodInfo> = pods.now.values().filter_map(|p| pod_info_at(p, None)).collect();
+        {
+            // Admitted pods count until the watch shows them with their address.
+            let mut early = enforcer.early.lock().expect("not poisoned");
+            early.retain(|key, _| pods.now.get(key).is_none_or(|p| pod_info_at(p, None).is_none()));
+            infos.extend(early.values().cloned());
+        }
         let labels: BTreeMap<String, BTreeMap<String, String>> = namespaces.now.values().filter_map(|n| Some((n.metadata.name.clone()?, n.metadata.labels.clone().unwrap_or_default()))).collect();
         let mut all: Vec<NetworkPolicy> = policies.now.values().cloned().collect();
         all.sort_by_key(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()));
@@ -144,5 +198,6 @@ pub async fn run(client: kube::Client) -> Result<()> {
                 Err(e) => tracing::error!("writing the network policies: {e:#}"),
             }
         }
+        enforcer.written.send_modify(|n| *n += 1);
     }
 }
