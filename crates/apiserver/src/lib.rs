@@ -378,7 +378,10 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         storage_classes(registry).await?;
     }
     if config.endpoint_leases {
-        endpoints::renew(registry, config.advertise, config.bind.port()).await?;
+        // As upstream: the server serves whether or not its endpoints could be written.
+        if let Err(e) = endpoints::renew(registry, config.advertise, config.bind.port()).await {
+            tracing::warn!("the kubernetes Service's endpoints: {e:#}");
+        }
     }
     Ok(())
 }

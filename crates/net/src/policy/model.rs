@@ -3,7 +3,7 @@
 //! so the number of rules grows with the policies' rules, never with pods ×
 //! policies. Pure: what the cluster holds in, a table's text out.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::Ipv4Addr;
 
@@ -41,19 +41,52 @@ struct Policy {
     egress: Option<Vec<Rule>>,
 }
 
-fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    use kube::core::SelectorExt;
-    match kube::core::Selector::try_from(selector.clone()) {
-        Ok(selector) => selector.matches(labels),
-        // Validation refuses what does not parse: such a selector selects nothing.
-        Err(_) => false,
+/// A label selector, parsed once. One that does not parse (validation
+/// refuses such) selects nothing.
+struct Selector(Option<kube::core::Selector>);
+
+impl Selector {
+    fn new(selector: &LabelSelector) -> Selector {
+        Selector(kube::core::Selector::try_from(selector.clone()).ok())
+    }
+
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        use kube::core::SelectorExt;
+        self.0.as_ref().is_some_and(|s| s.matches(labels))
+    }
+}
+
+/// The cluster's pods by namespace, and the namespaces' labels.
+struct Cluster<'a> {
+    pods: HashMap<&'a str, Vec<&'a PodInfo>>,
+    namespaces: &'a BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl<'a> Cluster<'a> {
+    /// The pods a peer (pod and/or namespace selector) names, for a
+    /// policy in `namespace`.
+    fn peers(&self, peer: &NetworkPolicyPeer, namespace: &str) -> Vec<&'a PodInfo> {
+        let pods = peer.pod_selector.as_ref().map(Selector::new);
+        let in_namespaces: Vec<&str> = match &peer.namespace_selector {
+            Some(selector) => {
+                let selector = Selector::new(selector);
+                self.namespaces.iter().filter(|(_, labels)| selector.matches(labels)).map(|(name, _)| name.as_str()).collect()
+            }
+            None => vec![namespace],
+        };
+        in_namespaces.iter().flat_map(|ns| self.pods.get(ns).into_iter().flatten()).filter(|pod| pods.as_ref().is_none_or(|s| s.matches(&pod.labels))).copied().collect()
     }
 }
 
 /// The sets and rules for `policies` over `pods` in `namespaces` (name →
 /// labels), as an nftables table.
 pub fn render(policies: &[NetworkPolicy], pods: &[PodInfo], namespaces: &BTreeMap<String, BTreeMap<String, String>>) -> String {
-    let compiled: Vec<Policy> = policies.iter().filter_map(|p| compile(p, pods, namespaces)).collect();
+    let mut by_namespace: HashMap<&str, Vec<&PodInfo>> = HashMap::new();
+    for pod in pods {
+        by_namespace.entry(pod.namespace.as_str()).or_default().push(pod);
+    }
+    let cluster = Cluster { pods: by_namespace, namespaces };
+    let compiled: Vec<Policy> = policies.iter().filter_map(|p| compile(p, &cluster)).collect();
     let mut out = String::new();
     let mut sets = String::new();
     let (mut ingress_isolated, mut egress_isolated) = (BTreeSet::new(), BTreeSet::new());
@@ -129,10 +162,11 @@ fn set(out: &mut String, name: &str, kind: &str, interval: bool, elements: impl 
     out.push_str("  }\n");
 }
 
-fn compile(policy: &NetworkPolicy, pods: &[PodInfo], namespaces: &BTreeMap<String, BTreeMap<String, String>>) -> Option<Policy> {
+fn compile(policy: &NetworkPolicy, cluster: &Cluster) -> Option<Policy> {
     let namespace = policy.metadata.namespace.as_deref()?;
     let spec = policy.spec.as_ref()?;
-    let selected: Vec<&PodInfo> = pods.iter().filter(|p| p.namespace == namespace && matches(&spec.pod_selector, &p.labels)).collect();
+    let selector = Selector::new(&spec.pod_selector);
+    let selected: Vec<&PodInfo> = cluster.pods.get(namespace).into_iter().flatten().filter(|p| selector.matches(&p.labels)).copied().collect();
     let types = spec.policy_types.clone().unwrap_or_else(|| {
         // As the API server defaults them, for a policy that predates it.
         let mut types = vec!["Ingress".to_string()];
@@ -149,9 +183,7 @@ fn compile(policy: &NetworkPolicy, pods: &[PodInfo], namespaces: &BTreeMap<Strin
                 ranges.extend(block_ranges(&block.cidr, block.except.as_deref().unwrap_or_default()));
                 continue;
             }
-            for pod in pods.iter().filter(|pod| peer_matches(peer, namespace, pod, namespaces)) {
-                ranges.push((pod.ip, pod.ip));
-            }
+            ranges.extend(cluster.peers(peer, namespace).iter().map(|pod| (pod.ip, pod.ip)));
         }
         Some(ranges)
     };
@@ -188,24 +220,14 @@ fn compile(policy: &NetworkPolicy, pods: &[PodInfo], namespaces: &BTreeMap<Strin
             .map(|rule| {
                 // A named port is the destination's: of the rule's peer pods, or any pod.
                 let holders: Vec<&PodInfo> = match rule.to.as_ref().filter(|t| !t.is_empty()) {
-                    Some(peers) => pods.iter().filter(|pod| peers.iter().any(|peer| peer.ip_block.is_none() && peer_matches(peer, namespace, pod, namespaces))).collect(),
-                    None => pods.iter().collect(),
+                    Some(peers) => peers.iter().filter(|p| p.ip_block.is_none()).flat_map(|peer| cluster.peers(peer, namespace)).collect(),
+                    None => cluster.pods.values().flatten().copied().collect(),
                 };
                 Rule { peers: peers_of(&rule.to), ports: ports_of(&rule.ports, &holders) }
             })
             .collect()
     });
     Some(Policy { pods: selected.iter().map(|p| p.ip).collect(), ingress, egress })
-}
-
-/// Whether `pod` is a peer a (pod and/or namespace selector) names, for a
-/// policy in `namespace`.
-fn peer_matches(peer: &NetworkPolicyPeer, namespace: &str, pod: &PodInfo, namespaces: &BTreeMap<String, BTreeMap<String, String>>) -> bool {
-    let in_namespace = match &peer.namespace_selector {
-        Some(selector) => namespaces.get(&pod.namespace).is_some_and(|labels| matches(selector, labels)),
-        None => pod.namespace == namespace,
-    };
-    in_namespace && peer.pod_selector.as_ref().is_none_or(|s| matches(s, &pod.labels))
 }
 
 /// An ipBlock as address ranges: the CIDR less its exceptions.

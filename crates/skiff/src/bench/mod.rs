@@ -7,6 +7,7 @@ mod dns;
 mod failover;
 mod images;
 mod lan;
+mod netpol;
 mod network;
 mod pods;
 mod proxy;
@@ -44,6 +45,8 @@ pub enum Bench {
     Failover(failover::Args),
     /// A pod on a second host whose image is on the first only: from that host against from a registry.
     Images(images::Args),
+    /// NetworkPolicy: a policy write to enforcement in the kernel, with 1,000 policies over 1,000 pods.
+    Netpol(netpol::Args),
 }
 
 impl Bench {
@@ -61,6 +64,7 @@ impl Bench {
             Bench::Volumes(args) => volumes::run(args).await,
             Bench::Failover(args) => failover::run(args).await,
             Bench::Images(args) => images::run(args).await,
+            Bench::Netpol(args) => netpol::run(args).await,
         }
     }
 }
