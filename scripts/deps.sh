@@ -9,7 +9,7 @@ packages=(
   e2fsprogs xfsprogs mount # local-disk volumes: mkfs, online growth, losetup
   glusterfs-server glusterfs-client # cross-node volumes: the FUSE client mounts, the server their test serves
   etcd-server          # the etcd backend's tests and benchmark
-  etcd-client          # etcdctl, for `skiff bench store`'s reference figure
+  etcd-client          # etcdctl: `skiff bench store`'s reference figure, `skiff etcd-snapshot restore`, the HA tests
   curl ca-certificates # curl: the unauthenticated-request test
   python3 python3-venv # the Python client tests
   openssl              # certificate signing requests in the kubectl tests

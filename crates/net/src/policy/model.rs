@@ -29,9 +29,16 @@ pub struct PodInfo {
 struct Rule {
     /// None: every peer.
     peers: Option<Vec<(Ipv4Addr, Ipv4Addr)>>,
-    /// None: every port; else (protocol, first, last) and named ports
-    /// resolved to (pod IP, protocol, port).
-    ports: Option<(Vec<(String, u16, u16)>, Vec<(Ipv4Addr, String, u16)>)>,
+    /// None: every port.
+    ports: Option<Ports>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Ports {
+    /// (protocol, first, last).
+    numbered: Vec<(String, u16, u16)>,
+    /// Named ports resolved per pod: (pod IP, protocol, port).
+    named: Vec<(Ipv4Addr, String, u16)>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -118,7 +125,7 @@ pub fn render(policies: &[NetworkPolicy], pods: &[PodInfo], namespaces: &BTreeMa
                     None => {
                         let _ = writeln!(text, "    {matcher} {verdict}");
                     }
-                    Some((numbered, named)) => {
+                    Some(Ports { numbered, named }) => {
                         if !numbered.is_empty() {
                             let name = format!("p{i}-{direction}{k}-ports");
                             set(&mut sets, &name, "inet_proto . inet_service", true, numbered.iter().map(|(proto, a, b)| if a == b { format!("{proto} . {a}") } else { format!("{proto} . {a}-{b}") }));
@@ -187,7 +194,7 @@ fn compile(policy: &NetworkPolicy, cluster: &Cluster) -> Option<Policy> {
         }
         Some(ranges)
     };
-    let ports_of = |ports: &Option<Vec<NetworkPolicyPort>>, holders: &[&PodInfo]| -> Option<(Vec<(String, u16, u16)>, Vec<(Ipv4Addr, String, u16)>)> {
+    let ports_of = |ports: &Option<Vec<NetworkPolicyPort>>, holders: &[&PodInfo]| -> Option<Ports> {
         let ports = ports.as_ref().filter(|p| !p.is_empty())?;
         let (mut numbered, mut named) = (Vec::new(), Vec::new());
         for port in ports {
@@ -208,7 +215,7 @@ fn compile(policy: &NetworkPolicy, cluster: &Cluster) -> Option<Policy> {
                 }
             }
         }
-        Some((numbered, named))
+        Some(Ports { numbered, named })
     };
     let ingress = types.iter().any(|t| t == "Ingress").then(|| {
         spec.ingress.iter().flatten().map(|rule| Rule { peers: peers_of(&rule.from), ports: ports_of(&rule.ports, &selected) }).collect()
