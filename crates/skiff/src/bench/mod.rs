@@ -69,6 +69,21 @@ impl Bench {
     }
 }
 
+/// Runs `skiff <args>` (the benchmark again, told it is inside) in a
+/// network namespace of its own, made here and removed after, so that the
+/// host's own rules stay untouched.
+pub fn inside_netns(netns: &str, args: &[String]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::process::Command;
+    let _ = Command::new("ip").args(["netns", "del", netns]).output();
+    let made = Command::new("ip").args(["netns", "add", netns]).output().context("running ip (iproute2)")?;
+    anyhow::ensure!(made.status.success(), "ip netns add: {} (run as root)", String::from_utf8_lossy(&made.stderr));
+    let status = Command::new("nsenter").arg(format!("--net=/run/netns/{netns}")).arg(std::env::current_exe()?).args(args).status();
+    let _ = Command::new("ip").args(["netns", "del", netns]).output();
+    anyhow::ensure!(status?.success(), "the benchmark failed");
+    Ok(())
+}
+
 /// Percentile of a sample, which it sorts.
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     if samples.is_empty() {

@@ -41,18 +41,17 @@ pub async fn run(args: Args) -> Result<()> {
     if args.inside {
         return inside(args).await;
     }
-    // A namespace of its own: the host's own rules stay untouched.
-    let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
-    let made = Command::new("ip").args(["netns", "add", NETNS]).output().context("running ip (iproute2)")?;
-    anyhow::ensure!(made.status.success(), "ip netns add: {} (run as root)", String::from_utf8_lossy(&made.stderr));
-    let status = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{NETNS}"))
-        .arg(std::env::current_exe()?)
-        .args(["bench", "netpol", "--inside", "--pods", &args.pods.to_string(), "--policies", &args.policies.to_string(), "--changes", &args.changes.to_string()])
-        .status();
-    let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
-    anyhow::ensure!(status?.success(), "the benchmark failed");
-    Ok(())
+    let inner = ["bench", "netpol", "--inside", "--pods", &args.pods.to_string(), "--policies", &args.policies.to_string(), "--changes", &args.changes.to_string()];
+    super::inside_netns(NETNS, &inner.map(String::from))
+}
+
+/// `make(i)` for each `i`, 32 at a time; the first error, if any.
+async fn concurrently<F, Fut>(items: std::ops::Range<usize>, make: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter(items).map(make).buffer_unordered(32).collect::<Vec<_>>().await.into_iter().collect()
 }
 
 /// The address of pod `i` (pods need not run: the enforcer reads status).
@@ -116,24 +115,19 @@ async fn inside(args: Args) -> Result<()> {
     }
     let started = Instant::now();
     let total = args.pods + args.changes;
-    futures::stream::iter(0..total)
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                let ns = format!("ns{}", i % 10);
-                let pods: Api<Pod> = Api::namespaced(client, &ns);
-                let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}"), "labels": {"app": format!("app{i}")}}, "spec": {"containers": [{"name": "c", "image": "none"}]}}))?;
-                pods.create(&PostParams::default(), &pod).await?;
-                let status = json!({"status": {"phase": "Running", "podIP": ip_of(i), "podIPs": [{"ip": ip_of(i)}]}});
-                pods.patch_status(&format!("p{i}"), &PatchParams::default(), &Patch::Merge(status)).await?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    concurrently(0..total, |i| {
+        let client = client.clone();
+        async move {
+            let ns = format!("ns{}", i % 10);
+            let pods: Api<Pod> = Api::namespaced(client, &ns);
+            let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("p{i}"), "labels": {"app": format!("app{i}")}}, "spec": {"containers": [{"name": "c", "image": "none"}]}}))?;
+            pods.create(&PostParams::default(), &pod).await?;
+            let status = json!({"status": {"phase": "Running", "podIP": ip_of(i), "podIPs": [{"ip": ip_of(i)}]}});
+            pods.patch_status(&format!("p{i}"), &PatchParams::default(), &Patch::Merge(status)).await?;
+            Ok(())
+        }
+    })
+    .await?;
     eprintln!("{total} pods in {:.1} s", started.elapsed().as_secs_f64());
     let policy = |i: usize, selects: usize| -> Result<NetworkPolicy> {
         // A peer in the same namespace (pods go round the ten).
@@ -147,21 +141,16 @@ async fn inside(args: Args) -> Result<()> {
         }))?)
     };
     let started = Instant::now();
-    futures::stream::iter(0..args.policies)
-        .map(|i| {
-            let client = client.clone();
-            async move {
-                let selects = i % args.pods.max(1);
-                let policies: Api<NetworkPolicy> = Api::namespaced(client, &format!("ns{}", selects % 10));
-                policies.create(&PostParams::default(), &policy(i, selects)?).await?;
-                Ok::<_, anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+    concurrently(0..args.policies, |i| {
+        let client = client.clone();
+        async move {
+            let selects = i % args.pods.max(1);
+            let policies: Api<NetworkPolicy> = Api::namespaced(client, &format!("ns{}", selects % 10));
+            policies.create(&PostParams::default(), &policy(i, selects)?).await?;
+            Ok(())
+        }
+    })
+    .await?;
 
     let enforcer = Arc::new(skiff_net::policy::Enforcer::default());
     let e = enforcer.clone();

@@ -54,18 +54,10 @@ pub async fn run(args: Args) -> Result<()> {
     if args.inside {
         return inside(args).await;
     }
-    // A namespace of its own: the host's own rules stay untouched.
-    let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
-    let made = Command::new("ip").args(["netns", "add", NETNS]).output().context("running ip (iproute2)")?;
-    anyhow::ensure!(made.status.success(), "ip netns add: {} (run as root)", String::from_utf8_lossy(&made.stderr));
-    let mut command = Command::new("nsenter");
-    command.arg(format!("--net=/run/netns/{NETNS}")).arg(std::env::current_exe()?).args(["bench", "proxy", "--inside"]);
-    command.arg("--services").arg(args.services.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
-    command.args(["--changes", &args.changes.to_string(), "--connections", &args.connections.to_string()]);
-    let status = command.status();
-    let _ = Command::new("ip").args(["netns", "del", NETNS]).output();
-    anyhow::ensure!(status?.success(), "the benchmark failed");
-    Ok(())
+    let mut inner: Vec<String> = ["bench", "proxy", "--inside", "--services"].map(String::from).to_vec();
+    inner.push(args.services.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","));
+    inner.extend(["--changes".into(), args.changes.to_string(), "--connections".into(), args.connections.to_string()]);
+    super::inside_netns(NETNS, &inner)
 }
 
 fn sh(args: &[&str]) -> Result<()> {
