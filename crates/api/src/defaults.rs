@@ -219,6 +219,7 @@ fn spec_defaults(def: &ResourceDef, spec: &mut Value) {
             or(spec, "volumeMode", json!("Filesystem"));
         }
         ("", "PersistentVolumeClaim") => or(spec, "volumeMode", json!("Filesystem")),
+        (crate::appsafe::GROUP, "AppGroup") => or(spec, "mode", json!(crate::appsafe::DISCOVER)),
         ("networking.k8s.io", "NetworkPolicy") => {
             for rule in ["ingress", "egress"] {
                 for r in each(spec, rule) {

@@ -1,6 +1,7 @@
 //! What Skiff serves, independent of how: the resource table, validation of
 //! names, labels and metadata, label and field selectors, and Table output.
 
+pub mod appsafe;
 pub mod conversion;
 pub mod custom;
 pub mod defaults;

@@ -704,6 +704,15 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
             }),
             a,
         ],
+        ("appsafe.skiff.io", "AppGroup") => vec![
+            n,
+            col("Mode", "string", |o, _| Value::String(at(o, "/spec/mode").map_or(crate::appsafe::DISCOVER.into(), |m| text(m, "")))),
+            col("Members", "integer", |o, _| json!(int(o, "/status/members"))),
+            col("Ingress", "integer", |o, _| json!(list(o, "/status/ingress").len())),
+            col("Egress", "integer", |o, _| json!(list(o, "/status/egress").len())),
+            a,
+            wide("Selector", "string", |o, _| selector(o, "/spec/selector")),
+        ],
         ("networking.k8s.io", "NetworkPolicy") => vec![n, col("Pod-Selector", "string", |o, _| selector(o, "/spec/podSelector")), a],
         ("policy", "PodDisruptionBudget") => vec![
             n,

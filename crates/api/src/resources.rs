@@ -277,6 +277,8 @@ pub static BUILTIN: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<authorization::v1::SelfSubjectAccessReview>(create_only),
         def::<authorization::v1::SelfSubjectRulesReview>(create_only),
         def::<authorization::v1::SubjectAccessReview>(create_only),
+        // appsafe.skiff.io/v1: Skiff's own.
+        def::<crate::appsafe::AppGroup>(extra(&["ag"], NONE, STATUS)),
         // metrics.k8s.io: computed from the nodes' Summary API, not stored.
         def::<crate::metrics::NodeMetrics>(Extra { verbs: Verbs::ReadOnly, ..extra(NONE, NONE, NONE) }),
         def::<crate::metrics::PodMetrics>(Extra { verbs: Verbs::ReadOnly, ..extra(NONE, NONE, NONE) }),

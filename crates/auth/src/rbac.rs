@@ -302,6 +302,10 @@ const NODE_RULES: &[(&[&str], &[&str], &[&str])] = &[
     // Skiff's policy enforcer on every node (as Calico's Felix reads them).
     (&["networking.k8s.io"], &["networkpolicies"], &["list", "watch"]),
     (&[""], &["namespaces"], &["list", "watch"]),
+    // AppSafe's flow observer on every node: it reads the groups and
+    // merges the connections it sees into their status.
+    (&["appsafe.skiff.io"], &["appgroups"], &["get", "list", "watch"]),
+    (&["appsafe.skiff.io"], &["appgroups/status"], &["get", "patch", "update"]),
 ];
 
 /// The Node mode's rules. Reads of secrets, configmaps, volumes and service

@@ -1,6 +1,7 @@
 //! The controller manager: workload controllers as API clients (the kube
 //! crate's watchers, reflectors and controller runtime).
 
+mod appsafe;
 mod attachdetach;
 mod certificates;
 mod common;
@@ -65,6 +66,9 @@ pub struct Options {
     pub hpa_sync_period: Duration,
     /// LoadBalancer Services get the nodes' addresses (k3s's ServiceLB).
     pub service_lb: bool,
+    /// AppSafe groups each workload, new groups in this mode unless their
+    /// namespace says otherwise; None turns AppSafe off.
+    pub appsafe_default_mode: Option<String>,
 }
 
 impl Default for Options {
@@ -80,6 +84,7 @@ impl Default for Options {
             signer: None,
             hpa_sync_period: Duration::from_secs(15),
             service_lb: false,
+            appsafe_default_mode: Some(skiff_api::appsafe::DISCOVER.into()),
         }
     }
 }
@@ -149,6 +154,13 @@ pub async fn run(client: kube::Client, options: Options) {
     if options.service_lb {
         let c = client.clone();
         controllers.spawn(supervise("servicelb", move || servicelb::run(c.clone())));
+    }
+    if let Some(mode) = options.appsafe_default_mode.clone() {
+        let (c, p) = (client.clone(), pods.clone());
+        controllers.spawn(supervise("appsafe", move || {
+            let (c, p, mode) = (c.clone(), p.clone(), mode.clone());
+            async move { appsafe::run(c, &p, mode).await }
+        }));
     }
     if let Some(cluster) = options.cluster_cidr {
         let (c, mask) = (client.clone(), options.node_cidr_mask_size);

@@ -89,6 +89,19 @@ pub struct Config {
     /// Told of each pod's address once its sandbox has one, and awaited
     /// before its first container starts (the node's NetworkPolicy).
     pub sandbox_ready: Option<SandboxHook>,
+    /// More of the node's metrics for `/metrics` (AppSafe's flow
+    /// observer's), in Prometheus' text format.
+    pub more_metrics: Option<MoreMetrics>,
+}
+
+/// Metrics that other parts of the node keep, served with the agent's own.
+#[derive(Clone)]
+pub struct MoreMetrics(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MoreMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MoreMetrics")
+    }
 }
 
 /// What runs between a pod's sandbox and its containers.

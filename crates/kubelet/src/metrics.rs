@@ -151,6 +151,12 @@ impl Kubelet {
         scrape.counter("kubelet_pod_sync_panics", "Number of pod syncs that panicked; the pod gets a FailedSync event and is synced again after a back-off", [(vec![], panics)]);
         let restarts: Vec<(Labels, f64)> = crate::lock(&self.restarts).iter().map(|(task, n)| (labels(&[("task", task)]), *n as f64)).collect();
         scrape.counter("kubelet_task_restarts", "Number of times one of the agent's loops stopped or panicked and was started again", restarts);
-        scrape.text()
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut out, &scrape.0).expect("writing to a String cannot fail");
+        if let Some(more) = &self.config.more_metrics {
+            out.push_str(&(more.0)());
+        }
+        prometheus_client::encoding::text::encode_eof(&mut out).expect("writing to a String cannot fail");
+        out
     }
 }

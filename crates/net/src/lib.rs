@@ -2,6 +2,7 @@
 //! (VXLAN overlay, plain L3 routes or BGP), the service proxy (nftables)
 //! and cluster DNS. Like the kubelet, an API client only.
 
+pub mod appsafe;
 pub mod cluster;
 pub mod dns;
 pub mod hostports;
@@ -34,6 +35,8 @@ pub struct NodeConfig {
     pub bridge: String,
     /// NetworkPolicy's enforcer, which the node agent also tells of new pods.
     pub enforcer: std::sync::Arc<policy::Enforcer>,
+    /// AppSafe's flow observer, whose metrics the node agent serves.
+    pub observer: std::sync::Arc<appsafe::Observer>,
 }
 
 /// The running network of a node; dropping it stops its loops (what they
@@ -104,6 +107,14 @@ async fn start_loops(client: kube::Client, cluster: ClusterNetwork, node: &NodeC
         tasks.push(tokio::spawn(supervise("network policy", move || {
             let (c, enforcer) = (c.clone(), enforcer.clone());
             async move { enforcer.run(c).await }
+        })));
+        // AppSafe comes with NetworkPolicy: Protect is enforced by it.
+        let infrastructure = vec![cluster.cluster_cidr, cluster.service_cidr];
+        let observed = appsafe::Node { name: node.name.clone(), address, infrastructure };
+        let (c, observer) = (client.clone(), node.observer.clone());
+        tasks.push(tokio::spawn(supervise("appsafe flows", move || {
+            let (c, observer, observed) = (c.clone(), observer.clone(), observed.clone());
+            async move { observer.run(c, observed).await }
         })));
     }
     if cluster.proxy {

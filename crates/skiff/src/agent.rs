@@ -95,7 +95,8 @@ struct Certificates<'a> {
 /// be set up is reported and leaves the kubelet running.
 async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNetwork, node_name: String, data_dir: &Path, address: IpAddr, certificates: Certificates<'_>) -> Result<skiff_kubelet::Agent> {
     let enforcer = std::sync::Arc::new(skiff_net::policy::Enforcer::default());
-    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone(), enforcer: enforcer.clone() };
+    let observer = std::sync::Arc::new(skiff_net::appsafe::Observer::default());
+    let node = skiff_net::NodeConfig { name: node_name.clone(), address, run_dir: flags.agent_run_dir.join("net"), bridge: flags.cni_bridge.clone(), enforcer: enforcer.clone(), observer: observer.clone() };
     let pod_mtu = match network.backend {
         skiff_net::Backend::None => None,
         _ => skiff_net::pod_mtu(&network, &node).await.inspect_err(|e| tracing::error!("the pods' MTU: {e:#}")).ok(),
@@ -108,6 +109,7 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
             Box::pin(async move { enforcer.admit(&pod, ip).await })
         }))
     });
+    config.more_metrics = network.network_policy.then(|| skiff_kubelet::MoreMetrics(std::sync::Arc::new(move || observer.metrics())));
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
     // Skiff's own CSI drivers, found by the kubelet like any other, and
     // the provisioner and attacher for the drivers registered here.
@@ -172,6 +174,7 @@ impl AgentFlags {
             private_registry: self.private_registry.clone(),
             embedded_registry: network.embedded_registry.then_some(identity),
             sandbox_ready: None,
+            more_metrics: None,
         })
     }
 }

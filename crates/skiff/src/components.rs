@@ -32,6 +32,13 @@ pub struct ControllerFlags {
     /// How often each HorizontalPodAutoscaler is evaluated.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// The mode AppSafe's new groups start in, unless their namespace's
+    /// `appsafe.skiff.io/mode` label names one.
+    #[arg(long, default_value = "Discover", value_parser = clap::builder::PossibleValuesParser::new(skiff_api::appsafe::MODES))]
+    appsafe_default_mode: String,
+    /// No AppSafe groups are made or enforced.
+    #[arg(long)]
+    disable_appsafe: bool,
 }
 
 impl ControllerFlags {
@@ -48,6 +55,7 @@ impl ControllerFlags {
             hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
             // Set from the server's network settings.
             service_lb: false,
+            appsafe_default_mode: (!self.disable_appsafe).then(|| self.appsafe_default_mode.clone()),
         })
     }
 }

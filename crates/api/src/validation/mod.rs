@@ -20,6 +20,7 @@ mod resources;
 
 mod admissionregistration;
 mod apiextensions;
+mod appsafe;
 mod apps;
 mod autoscaling;
 mod batch;
@@ -579,6 +580,7 @@ pub fn validate(def: &ResourceDef, op: Op<'_>) -> Errors {
         "" => core::check(kind, op).or_else(|| pod::check(kind, op)),
         "admissionregistration.k8s.io" => admissionregistration::check(kind, op),
         "apiextensions.k8s.io" => apiextensions::check(kind, op),
+        crate::appsafe::GROUP => appsafe::check(kind, op),
         "apps" => apps::check(kind, op),
         "autoscaling" => autoscaling::check(kind, op),
         "batch" => batch::check(kind, op),

@@ -151,8 +151,11 @@ pub fn render(policies: &[NetworkPolicy], pods: &[PodInfo], namespaces: &BTreeMa
         out,
         "  chain forward {{\n    type filter hook forward priority filter - 10; policy accept;\n    ct state established,related accept\n    ip saddr @egress-isolated jump egress\n    ip daddr @ingress-isolated jump ingress\n  }}"
     );
-    let _ = writeln!(out, "  chain egress {{\n{egress_rules}    counter drop\n  }}");
-    let _ = writeln!(out, "  chain ingress {{\n{ingress_rules}    counter drop\n  }}");
+    // What is dropped is logged (at most 1,000 packets a second) for
+    // AppSafe to report: NFLOG, since this kernel has no NFQUEUE.
+    let drop = format!("    limit rate 1000/second burst 1000 packets log group {}\n    counter drop", crate::appsafe::LOG_GROUP);
+    let _ = writeln!(out, "  chain egress {{\n{egress_rules}{drop}\n  }}");
+    let _ = writeln!(out, "  chain ingress {{\n{ingress_rules}{drop}\n  }}");
     out.push_str("}\n");
     out
 }
