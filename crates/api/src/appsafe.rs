@@ -19,8 +19,8 @@ pub const MODES: [&str; 3] = [DISCOVER, MONITOR, PROTECT];
 /// A namespace's label naming the mode its new groups start in.
 pub const MODE_LABEL: &str = "appsafe.skiff.io/mode";
 
-/// Learned connections kept per direction; past this a group's
-/// `LearningFull` condition is True and new peers are not learned.
+/// Learned connections kept per direction, and processes; past this a
+/// group's `LearningFull` condition is True and nothing new is learned.
 pub const MAX_LEARNED: usize = 256;
 
 /// One application and what it was seen to do.
@@ -65,8 +65,28 @@ pub struct AppGroupStatus {
     /// Connections learned out of the group's pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<LearnedFlow>,
+    /// Executables learned running in the group's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<LearnedProcess>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A process the group's pods run: its name (as `ps` shows it) and the
+/// executable's path inside the container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.skiff.appsafe.v1.LearnedProcess")]
+#[serde(rename_all = "camelCase")]
+pub struct LearnedProcess {
+    pub name: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Time>,
+    /// Processes seen starting.
+    #[serde(default)]
+    pub count: i64,
 }
 
 /// A connection the group makes or takes: the peer (`from` on ingress,

@@ -711,6 +711,7 @@ pub fn columns(group: &str, kind: &str) -> Vec<Column> {
             col("Ingress", "integer", |o, _| json!(list(o, "/status/ingress").len())),
             col("Egress", "integer", |o, _| json!(list(o, "/status/egress").len())),
             a,
+            wide("Processes", "integer", |o, _| json!(list(o, "/status/processes").len())),
             wide("Selector", "string", |o, _| selector(o, "/spec/selector")),
         ],
         ("networking.k8s.io", "NetworkPolicy") => vec![n, col("Pod-Selector", "string", |o, _| selector(o, "/spec/podSelector")), a],

@@ -101,6 +101,10 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
     assert!(flow["connections"].as_i64().unwrap() >= 1 && flow["firstSeen"].is_string() && flow["lastSeen"].is_string(), "{flow}");
     // The intruder never talked to the database: not in its rules.
     assert!(!learned(&hosts, "db", "ingress").iter().any(|f| f.contains("intruder")));
+    // And the executables each group runs: the db's listener.
+    hosts.wait("the db's processes to be learned", Duration::from_secs(30), || {
+        cluster.ok(&["get", "appgroup", "db", "-n", "shop", "-o", "jsonpath={range .status.processes[*]}{.name}={.path} {end}"]).split_whitespace().any(|p| p == "nc=/bin/busybox")
+    });
 
     // Monitor: the intruder gets through, and is reported once, counted.
     set_mode(&hosts, "db", "Monitor");
@@ -118,6 +122,10 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
     assert!(metrics.lines().any(|l| l.starts_with("skiff_appsafe_violations_total{") && l.contains("group=\"db\"") && l.contains("mode=\"Monitor\"")), "{metrics}");
     // The group stopped learning.
     assert_eq!(learned(&hosts, "db", "ingress"), ["shop/api:5432/TCP"]);
+    // A process it never ran is reported, and left running.
+    let top = cluster.kubectl(&["exec", "-n", "shop", "deploy/db", "--", "sh", "-c", "top -b -d 1 >/dev/null & sleep 3; kill $!; echo survived"]);
+    assert!(String::from_utf8_lossy(&top.stdout).contains("survived"));
+    hosts.wait("the new process to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top (/bin/busybox) in pod shop/db-") && m.contains("Monitor: allowed")));
 
     // Protect, both ends: the intruder is blocked, the learned flows pass.
     set_mode(&hosts, "db", "Protect");
@@ -131,6 +139,11 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
     assert_eq!(policy["spec"]["ingress"][0]["ports"], serde_json::json!([{"port": 5432, "protocol": "TCP"}]));
     hosts.wait("the intruder to be blocked", Duration::from_secs(20), || !intruder_reaches_db(&hosts));
     hosts.wait("the block to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("blocked")));
+    // A process it never ran is killed.
+    let started = std::time::Instant::now();
+    let top = cluster.kubectl(&["exec", "-n", "shop", "deploy/db", "--", "top", "-b", "-d", "1"]);
+    assert!(!top.status.success() && started.elapsed() < Duration::from_secs(20), "top should have been killed");
+    hosts.wait("the kill to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top") && m.contains("Protect: killed")));
     // api still calls db (api egress, db ingress), web still calls api (api ingress).
     let api_reaches_db = || {
         let out = cluster.kubectl(&["exec", "-n", "shop", "deploy/api", "--", "sh", "-c", "echo | nc -w 1 $DB_SERVICE_HOST 15432"]);

@@ -47,6 +47,15 @@ fn status(group: &AppGroup) -> Errors {
             errs.extend(learned(flow, peer, &at.index(i)));
         }
     }
+    let at = path.child("processes");
+    if status.processes.len() > MAX_LEARNED {
+        errs.push(at.too_many(status.processes.len(), MAX_LEARNED));
+    }
+    for (i, process) in status.processes.iter().enumerate() {
+        if process.name.is_empty() {
+            errs.push(at.index(i).child("name").required(""));
+        }
+    }
     errs
 }
 

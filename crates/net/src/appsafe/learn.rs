@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use skiff_api::appsafe::{AppGroup, AppGroupStatus, LearnedFlow, Peer, DISCOVER, MAX_LEARNED, MONITOR, PROTECT};
+use skiff_api::appsafe::{AppGroup, AppGroupStatus, LearnedFlow, LearnedProcess, Peer, DISCOVER, MAX_LEARNED, MONITOR, PROTECT};
 
 use super::kernel::{Connection, Seen};
+use super::processes::Process;
 
 pub type GroupKey = (String, String);
 
@@ -32,6 +33,7 @@ impl Direction {
 /// A pod as the observer knows it.
 #[derive(Debug, Clone)]
 pub struct PodRef {
+    pub uid: String,
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -57,13 +59,27 @@ pub struct View<'a> {
     pub node_address: Ipv4Addr,
 }
 
-/// What one connection asks of the groups.
+/// What one connection or process asks of the groups.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A flow for `group`'s status, new or seen again.
     Learn { group: GroupKey, direction: Direction, peer: Peer, port: u16, protocol: &'static str },
-    /// Not covered by what `group` learned.
-    Violation { group: GroupKey, mode: &'static str, direction: Direction, source: String, destination: String, port: u16, protocol: &'static str, blocked: bool },
+    /// A process for `group`'s status, new or seen again.
+    LearnProcess { group: GroupKey, name: String, path: String },
+    Violation(Violation),
+}
+
+/// Something `group` did not learn.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Violation {
+    pub group: GroupKey,
+    pub mode: &'static str,
+    /// `ingress`, `egress` or `process`.
+    pub kind: &'static str,
+    /// What was seen: `ingress connection from pod a/b to pod c/d (group d) on TCP/80`.
+    pub what: String,
+    /// `allowed` (Monitor), `blocked` (a dropped connection) or `killed`.
+    pub outcome: &'static str,
 }
 
 impl View<'_> {
@@ -160,16 +176,35 @@ fn judge(group: &AppGroup, direction: Direction, peer: Peer, source: &End<'_>, d
         // Learned flows seen again are counted, as in Discover.
         (_, false) if covered => Some(Outcome::Learn { group: key_of(group), direction, peer, port: c.port, protocol: c.protocol }),
         (PROTECT, true) if covered => None,
-        _ => Some(Outcome::Violation {
+        _ => Some(Outcome::Violation(Violation {
             group: key_of(group),
             mode,
-            direction,
-            source: describe(source, c.source),
-            destination: describe(destination, c.destination),
-            port: c.port,
-            protocol: c.protocol,
-            blocked: dropped,
-        }),
+            kind: direction.name(),
+            what: format!("{} connection from {} to {} on {}/{}", direction.name(), describe(source, c.source), describe(destination, c.destination), c.protocol, c.port),
+            outcome: if dropped { "blocked" } else { "allowed" },
+        })),
+    }
+}
+
+impl View<'_> {
+    /// What a process seen starting in `pod` means for its group, and
+    /// whether Protect wants it killed.
+    pub fn process_outcome(&self, pod: &PodRef, process: &Process) -> Option<(Outcome, bool)> {
+        let group = self.group_of(pod)?;
+        let learned = group.status.as_ref().is_some_and(|s| s.processes.iter().any(|p| p.name == process.name && p.path == process.path));
+        let mode = group.mode();
+        if mode == DISCOVER || learned {
+            return Some((Outcome::LearnProcess { group: key_of(group), name: process.name.clone(), path: process.path.clone() }, false));
+        }
+        let protect = mode == PROTECT;
+        let violation = Violation {
+            group: key_of(group),
+            mode: if protect { PROTECT } else { MONITOR },
+            kind: "process",
+            what: format!("process {} ({}) in pod {}/{}", process.name, process.path, pod.namespace, pod.name),
+            outcome: if protect { "killed" } else { "allowed" },
+        };
+        Some((Outcome::Violation(violation), protect))
     }
 }
 
@@ -190,6 +225,8 @@ fn covers(flow: &LearnedFlow, peer: &Peer, ip: Ipv4Addr, port: u16, protocol: &s
 #[derive(Debug, Default, Clone)]
 pub struct Pending {
     pub flows: BTreeMap<(Direction, Peer, u16, &'static str), Tally>,
+    /// Processes by name and path.
+    pub processes: BTreeMap<(String, String), Tally>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -206,10 +243,17 @@ impl Pending {
         tally.last = now;
     }
 
-    /// Whether any flow here is not in `status` yet (worth a write now,
-    /// where counts alone can wait).
+    pub fn add_process(&mut self, name: String, path: String, now: DateTime<Utc>) {
+        let tally = self.processes.entry((name, path)).or_insert(Tally { connections: 0, first: now, last: now });
+        tally.connections += 1;
+        tally.last = now;
+    }
+
+    /// Whether any flow or process here is not in `status` yet (worth a
+    /// write now, where counts alone can wait).
     pub fn has_new(&self, status: Option<&AppGroupStatus>) -> bool {
         self.flows.keys().any(|(direction, peer, port, protocol)| find(status, *direction, peer, *port, protocol).is_none())
+            || self.processes.keys().any(|(name, path)| !status.is_some_and(|s| s.processes.iter().any(|p| &p.name == name && &p.path == path)))
     }
 }
 
@@ -255,6 +299,17 @@ pub fn merge(status: &AppGroupStatus, pending: &Pending, learning: bool, now: Da
         };
         list.push(LearnedFlow { from, to, port: i32::from(*port), protocol: protocol.to_string(), first_seen: Some(Time(tally.first)), last_seen: Some(Time(tally.last)), connections: tally.connections });
     }
+    for ((name, path), tally) in &pending.processes {
+        if let Some(process) = out.processes.iter_mut().find(|p| &p.name == name && &p.path == path) {
+            process.count += tally.connections;
+            process.last_seen = Some(Time(process.last_seen.as_ref().map_or(tally.last, |t| t.0.max(tally.last))));
+        } else if learning && out.processes.len() >= MAX_LEARNED {
+            full = true;
+        } else if learning {
+            out.processes.push(LearnedProcess { name: name.clone(), path: path.clone(), first_seen: Some(Time(tally.first)), last_seen: Some(Time(tally.last)), count: tally.connections });
+        }
+    }
+    out.processes.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
     for direction in [Direction::Ingress, Direction::Egress] {
         entries(&mut out, direction).sort_by(|a, b| (a.peer(), a.port, &a.protocol).cmp(&(b.peer(), b.port, &b.protocol)));
     }
@@ -264,7 +319,7 @@ pub fn merge(status: &AppGroupStatus, pending: &Pending, learning: bool, now: Da
             type_: "LearningFull".into(),
             status: "True".into(),
             reason: "TooManyFlows".into(),
-            message: format!("the group keeps at most {MAX_LEARNED} flows each way; new peers are not learned"),
+            message: format!("the group keeps at most {MAX_LEARNED} flows each way and {MAX_LEARNED} processes; nothing new is learned"),
             last_transition_time: Time(now),
             observed_generation: None,
         });
@@ -278,7 +333,7 @@ mod tests {
     use serde_json::json;
 
     fn pod(ns: &str, name: &str, app: &str, local: bool) -> PodRef {
-        PodRef { namespace: ns.into(), name: name.into(), labels: [("app".to_string(), app.to_string())].into(), local }
+        PodRef { uid: format!("uid-{name}"), namespace: ns.into(), name: name.into(), labels: [("app".to_string(), app.to_string())].into(), local }
     }
 
     fn group(name: &str, mode: &str, status: serde_json::Value) -> AppGroup {
@@ -335,23 +390,37 @@ mod tests {
         let out = view.outcomes(Seen::Opened(tcp(ip(4), ip(3), 5432)));
         assert_eq!(
             out,
-            [Outcome::Violation {
+            [Outcome::Violation(Violation {
                 group: ("shop".into(), "db".into()),
                 mode: MONITOR,
-                direction: Direction::Ingress,
-                source: "pod shop/tool".into(),
-                destination: "pod shop/db-0 (group db)".into(),
-                port: 5432,
-                protocol: "TCP",
-                blocked: false
-            }]
+                kind: "ingress",
+                what: "ingress connection from pod shop/tool to pod shop/db-0 (group db) on TCP/5432".into(),
+                outcome: "allowed",
+            })]
         );
         // A new port from web: both ends report it.
         assert_eq!(view.outcomes(Seen::Opened(tcp(ip(2), ip(3), 22))).len(), 2);
         let (pods, groups) = world(PROTECT, PROTECT);
         let view = View { pods: &pods, groups: &groups, infrastructure: &[], node_address: Ipv4Addr::new(192, 0, 2, 1) };
         let out = view.outcomes(Seen::Dropped(tcp(ip(4), ip(3), 5432)));
-        assert!(matches!(&out[..], [Outcome::Violation { mode: PROTECT, blocked: true, .. }]));
+        assert!(matches!(&out[..], [Outcome::Violation(Violation { mode: PROTECT, outcome: "blocked", .. })]));
+    }
+
+    #[test]
+    fn processes_are_learned_in_discover_and_killed_in_protect() {
+        let (pods, mut groups) = world(DISCOVER, PROTECT);
+        groups.get_mut(&("shop".to_string(), "db".to_string())).unwrap().status.as_mut().unwrap().processes =
+            vec![LearnedProcess { name: "postgres".into(), path: "/usr/bin/postgres".into(), count: 1, ..Default::default() }];
+        let view = View { pods: &pods, groups: &groups, infrastructure: &[], node_address: Ipv4Addr::new(192, 0, 2, 1) };
+        let process = |name: &str, path: &str| Process { pid: 7, name: name.into(), path: path.into() };
+        let web = &pods[&ip(2)];
+        assert!(matches!(view.process_outcome(web, &process("sh", "/bin/busybox")), Some((Outcome::LearnProcess { .. }, false))));
+        let db = &pods[&ip(3)];
+        assert!(matches!(view.process_outcome(db, &process("postgres", "/usr/bin/postgres")), Some((Outcome::LearnProcess { .. }, false))));
+        let Some((Outcome::Violation(v), true)) = view.process_outcome(db, &process("xmrig", "/tmp/xmrig")) else { panic!("a new process in Protect is killed") };
+        assert_eq!((v.kind, v.outcome, v.what.as_str()), ("process", "killed", "process xmrig (/tmp/xmrig) in pod shop/db-0"));
+        // A pod in no group is no one's business.
+        assert!(view.process_outcome(&pod("shop", "x", "none", true), &process("sh", "/bin/sh")).is_none());
     }
 
     #[test]

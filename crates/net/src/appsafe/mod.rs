@@ -5,7 +5,8 @@
 //! Discover, counted for the others; connections a group in Monitor or
 //! Protect did not learn become `AppSafeViolation` Warning events on the
 //! group (one per source, destination and port, its count raised on each
-//! repeat) and `skiff_appsafe_violations_total`.
+//! repeat) and `skiff_appsafe_violations_total`. The processes of the
+//! node's pods are learned, reported and (in Protect) killed alike.
 //!
 //! New flows are written within a second; counts of known ones every
 //! `COUNTS_EVERY`, so a busy group costs a write now and then, not one per
@@ -14,8 +15,9 @@
 
 mod kernel;
 pub mod learn;
+mod processes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -33,26 +35,13 @@ use skiff_api::appsafe::{AppGroup, DISCOVER};
 
 pub use kernel::LOG_GROUP;
 use kernel::{Counts, Seen};
-use learn::{Direction, GroupKey, Outcome, Pending, PodRef, View};
+use learn::{GroupKey, Outcome, Pending, PodRef, View, Violation};
 
 /// How often what was seen is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Counts of flows a group already holds are written this often at most.
 const COUNTS_EVERY: Duration = Duration::from_secs(30);
-
-/// One violation's event: which group, and what was seen.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct ViolationKey {
-    group: GroupKey,
-    mode: &'static str,
-    direction: Direction,
-    source: String,
-    destination: String,
-    port: u16,
-    protocol: &'static str,
-    blocked: bool,
-}
 
 /// The node's flow observer, and what it has counted.
 #[derive(Debug, Default)]
@@ -61,7 +50,7 @@ pub struct Observer {
     /// What the kernel readers send; they are started once, with the first
     /// run, and outlive a run that fails (the NFLOG group stays bound).
     seen: tokio::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Seen>>>,
-    /// Violations by namespace, group, direction and mode.
+    /// Violations by namespace, group, kind (ingress, egress, process) and mode.
     violations: Mutex<BTreeMap<[String; 4], u64>>,
 }
 
@@ -83,10 +72,10 @@ impl Observer {
         let mut registry = prometheus_client::registry::Registry::default();
         let violations = Family::<Vec<(String, String)>, Counter>::default();
         for ([namespace, group, direction, mode], n) in self.violations.lock().expect("not poisoned").iter() {
-            let labels = vec![("namespace".into(), namespace.clone()), ("group".into(), group.clone()), ("direction".into(), direction.clone()), ("mode".into(), mode.clone())];
+            let labels = vec![("namespace".into(), namespace.clone()), ("group".into(), group.clone()), ("kind".into(), direction.clone()), ("mode".into(), mode.clone())];
             violations.get_or_create(&labels).inc_by(*n);
         }
-        registry.register("skiff_appsafe_violations", "Connections an AppGroup in Monitor or Protect had not learned", violations);
+        registry.register("skiff_appsafe_violations", "Connections and processes an AppGroup in Monitor or Protect had not learned", violations);
         let single = |n: u64| {
             let c = Counter::<u64>::default();
             c.inc_by(n);
@@ -118,7 +107,7 @@ impl Observer {
         let seen = receiver.as_mut().expect("set above");
         let pods_watch = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
         let groups_watch = watcher(Api::<AppGroup>::all(client.clone()), watcher::Config::default()).boxed();
-        let mut state = State { node, client, pods: HashMap::new(), pod_ips: HashMap::new(), groups: HashMap::new(), pending: HashMap::new(), written: HashMap::new(), violations: HashMap::new(), events: HashMap::new() };
+        let mut state = State { node, client, pods: HashMap::new(), pod_ips: HashMap::new(), groups: HashMap::new(), pending: HashMap::new(), written: HashMap::new(), violations: HashMap::new(), events: HashMap::new(), running: HashMap::new() };
         let (mut pods_watch, mut groups_watch) = (pods_watch, groups_watch);
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,7 +138,12 @@ impl Observer {
                         }
                     }
                 }
-                _ = flush.tick() => state.flush().await,
+                _ = flush.tick() => {
+                    if listed.iter().all(|l| *l) {
+                        state.look_at_processes(&self);
+                    }
+                    state.flush().await
+                }
             }
         }
     }
@@ -165,9 +159,11 @@ struct State {
     pending: HashMap<GroupKey, Pending>,
     /// When each group's status was last written from here.
     written: HashMap<GroupKey, Instant>,
-    violations: HashMap<ViolationKey, i32>,
+    violations: HashMap<Violation, i32>,
     /// Events made, by name, with the count they hold.
     events: HashMap<String, i32>,
+    /// The pids seen in each local pod (by uid) at the last look.
+    running: HashMap<String, HashSet<i32>>,
 }
 
 fn pod_key(pod: &Pod) -> String {
@@ -196,7 +192,7 @@ impl State {
                 let ip = status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse::<Ipv4Addr>().ok());
                 if let (Some(ip), false, false) = (ip, finished, host_network) {
                     let local = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node.name.as_str());
-                    let reference = PodRef { namespace: pod.metadata.namespace.clone().unwrap_or_default(), name: pod.metadata.name.clone().unwrap_or_default(), labels: pod.metadata.labels.clone().unwrap_or_default(), local };
+                    let reference = PodRef { uid: pod.metadata.uid.clone().unwrap_or_default(), namespace: pod.metadata.namespace.clone().unwrap_or_default(), name: pod.metadata.name.clone().unwrap_or_default(), labels: pod.metadata.labels.clone().unwrap_or_default(), local };
                     self.pods.insert(ip, reference);
                     self.pod_ips.insert(key, ip);
                 }
@@ -225,19 +221,56 @@ impl State {
         }
     }
 
+    fn view(&self) -> View<'_> {
+        View { pods: &self.pods, groups: &self.groups, infrastructure: &self.node.infrastructure, node_address: self.node.address }
+    }
+
     fn take(&mut self, observer: &Observer, seen: Seen) {
-        let view = View { pods: &self.pods, groups: &self.groups, infrastructure: &self.node.infrastructure, node_address: self.node.address };
         let now = Utc::now();
-        for outcome in view.outcomes(seen) {
+        for outcome in self.view().outcomes(seen) {
             match outcome {
                 Outcome::Learn { group, direction, peer, port, protocol } => self.pending.entry(group).or_default().add(direction, peer, port, protocol, now),
-                Outcome::Violation { group, mode, direction, source, destination, port, protocol, blocked } => {
-                    let labels = [group.0.clone(), group.1.clone(), direction.name().to_string(), mode.to_string()];
-                    *observer.violations.lock().expect("not poisoned").entry(labels).or_default() += 1;
-                    *self.violations.entry(ViolationKey { group, mode, direction, source, destination, port, protocol, blocked }).or_default() += 1;
-                }
+                Outcome::LearnProcess { .. } => {}
+                Outcome::Violation(v) => self.violated(observer, v),
             }
         }
+    }
+
+    fn violated(&mut self, observer: &Observer, v: Violation) {
+        let labels = [v.group.0.clone(), v.group.1.clone(), v.kind.to_string(), v.mode.to_string()];
+        *observer.violations.lock().expect("not poisoned").entry(labels).or_default() += 1;
+        *self.violations.entry(v).or_default() += 1;
+    }
+
+    /// The processes new in this node's pods since the last look: learned,
+    /// reported, or killed.
+    fn look_at_processes(&mut self, observer: &Observer) {
+        let now = Utc::now();
+        let local: Vec<PodRef> = self.pods.values().filter(|p| p.local).cloned().collect();
+        let mut running = HashMap::new();
+        for pod in local {
+            if self.view().group_of(&pod).is_none() {
+                continue;
+            }
+            let pids: HashSet<i32> = processes::pids(&pod.uid).into_iter().collect();
+            let seen = self.running.remove(&pod.uid).unwrap_or_default();
+            for &pid in pids.difference(&seen) {
+                let Some(process) = processes::describe(pid) else { continue };
+                let outcome = self.view().process_outcome(&pod, &process);
+                match outcome {
+                    Some((Outcome::LearnProcess { group, name, path }, _)) => self.pending.entry(group).or_default().add_process(name, path, now),
+                    Some((Outcome::Violation(v), kill)) => {
+                        if kill {
+                            processes::kill(&process);
+                        }
+                        self.violated(observer, v);
+                    }
+                    _ => {}
+                }
+            }
+            running.insert(pod.uid.clone(), pids);
+        }
+        self.running = running;
     }
 
     async fn flush(&mut self) {
@@ -300,7 +333,7 @@ impl State {
 
     /// One event per violation, its count raised on each repeat, as
     /// upstream's event recorder folds repeats.
-    async fn report(&mut self, v: &ViolationKey, count: i32) -> Result<(), kube::Error> {
+    async fn report(&mut self, v: &Violation, count: i32) -> Result<(), kube::Error> {
         let (namespace, group) = &v.group;
         let Some(uid) = self.groups.get(&v.group).and_then(|g| g.metadata.uid.clone()) else { return Ok(()) };
         let api = Api::<Event>::namespaced(self.client.clone(), namespace);
@@ -309,8 +342,7 @@ impl State {
         let total = match self.events.get(&name) {
             Some(held) => held + count,
             None => {
-                let outcome = if v.blocked { "blocked" } else { "allowed" };
-                let message = format!("{} connection from {} to {} on {}/{} is not among the group's learned {} rules ({}: {outcome})", v.direction.name(), v.source, v.destination, v.protocol, v.port, v.direction.name(), v.mode);
+                let message = format!("{} is not among what the group learned ({}: {})", v.what, v.mode, v.outcome);
                 let event: Event = serde_json::from_value(json!({
                     "metadata": {"name": name, "namespace": namespace},
                     "involvedObject": {"apiVersion": skiff_api::appsafe::API_VERSION, "kind": "AppGroup", "namespace": namespace, "name": group, "uid": uid},
@@ -338,8 +370,8 @@ impl State {
 }
 
 /// A stable name for one violation's event.
-fn fingerprint(v: &ViolationKey) -> u64 {
+fn fingerprint(v: &Violation) -> u64 {
     // FNV-1a: stable across processes, unlike the std hasher's keys.
-    let text = format!("{:?}|{}|{}|{}|{}|{}|{}", v.direction, v.mode, v.source, v.destination, v.port, v.protocol, v.blocked);
+    let text = format!("{}|{}|{}|{}", v.kind, v.mode, v.what, v.outcome);
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -1,6 +1,7 @@
 //! Benchmarks: each prints its figures as it goes and a table at the end.
 
 mod api;
+mod appsafe;
 mod authz;
 mod deployment;
 mod dns;
@@ -47,6 +48,8 @@ pub enum Bench {
     Images(images::Args),
     /// NetworkPolicy: a policy write to enforcement in the kernel, with 1,000 policies over 1,000 pods.
     Netpol(netpol::Args),
+    /// AppSafe: requests per second to a group in Protect against Discover, and the flow observer's pace.
+    Appsafe(appsafe::Args),
 }
 
 impl Bench {
@@ -65,6 +68,7 @@ impl Bench {
             Bench::Failover(args) => failover::run(args).await,
             Bench::Images(args) => images::run(args).await,
             Bench::Netpol(args) => netpol::run(args).await,
+            Bench::Appsafe(args) => appsafe::run(args).await,
         }
     }
 }
