@@ -73,6 +73,11 @@ impl Sandboxes {
     /// one with `host_ipc` the host's IPC namespace.
     pub fn create(&self, pod_uid: &str, hostname: &str, subnet: Option<&str>, host_ip: IpAddr, host_ipc: bool) -> Result<IpAddr> {
         let dir = self.dir(pod_uid);
+        // What an agent killed half-way through left (namespaces pinned, an
+        // address taken): released first, or pinning again would fail.
+        if dir.exists() {
+            self.remove(pod_uid).context("removing a sandbox left half-made")?;
+        }
         std::fs::create_dir_all(&dir)?;
         let mut kinds = Vec::new();
         if subnet.is_some() {
@@ -107,6 +112,9 @@ impl Sandboxes {
             return Ok(host_ip);
         };
         let netns = self.namespace(pod_uid, "net");
+        // Written first, so that a sandbox interrupted from here on is
+        // released with CNI DEL (its address given back).
+        std::fs::write(dir.join("subnet"), subnet)?;
         self.cni("ADD", pod_uid, &netns, &loopback())?;
         let result = self.cni("ADD", pod_uid, &netns, &self.bridge(subnet))?;
         let ip: IpAddr = result["ips"]
@@ -116,7 +124,6 @@ impl Sandboxes {
             .and_then(|a| a.split('/').next()?.parse().ok())
             .context("CNI gave the pod no IP")?;
         std::fs::write(dir.join("ip"), ip.to_string())?;
-        std::fs::write(dir.join("subnet"), subnet)?;
         Ok(ip)
     }
 
