@@ -71,3 +71,16 @@ def test_bad_groups_are_refused_as_upstream_refuses(api_client, namespace, spec,
     status = json.loads(raised.value.body)
     assert raised.value.status == 422 and status["reason"] == "Invalid"
     assert [(c["field"], c["reason"]) for c in status["details"]["causes"]] == [(field, reason)]
+
+
+def test_a_namespace_label_names_the_mode_new_groups_start_in(api_client, core, namespace):
+    core.patch_namespace(namespace, {"metadata": {"labels": {"appsafe.skiff.io/mode": "Monitor"}}})
+    core.create_namespaced_pod(namespace, client.V1Pod(
+        metadata=client.V1ObjectMeta(name="tool", labels={"run": "tool"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="registry.local/busybox:1")])))
+    groups = client.CustomObjectsApi(api_client)
+    listed = lambda: groups.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    tool = wait_for("the pod's own group", listed)[0]
+    assert tool["metadata"]["name"] == "tool" and tool["spec"]["mode"] == "Monitor"
+    assert tool["spec"]["selector"] == {"matchLabels": {"run": "tool"}}
+    assert tool["metadata"]["ownerReferences"][0]["kind"] == "Pod"

@@ -49,7 +49,7 @@ const PER_JOB_LABELS: [&str; 2] = ["job-name", "batch.kubernetes.io/job-name"];
 const GROUP_LABEL: &str = "appsafe.skiff.io/group";
 
 /// Changes this close together are reconciled in one pass.
-const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_millis(250);
 
 struct Stores {
     pods: Store<Pod>,
@@ -187,13 +187,9 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
         .filter(|p| p.metadata.labels.as_ref().is_some_and(|l| l.contains_key(GROUP_LABEL)))
         .map(|p| (namespaced_key(&p.metadata), p))
         .collect();
-    for ((namespace, name), group) in &groups {
-        let selector = group.spec.selector.clone().unwrap_or_default();
-        let members = pods
-            .iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()) && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-            .filter(|p| selects(&selector, p.metadata.labels.as_ref()))
-            .count() as i32;
+    let members = count_members(&groups, &pods);
+    for (key @ (namespace, name), group) in &groups {
+        let members = members.get(key).copied().unwrap_or(0);
         if group.status.as_ref().map_or(0, |s| s.members) != members || group.status.is_none() {
             let patch = Patch::Merge(json!({"status": {"members": members}}));
             Api::<AppGroup>::namespaced(client.clone(), namespace).patch_status(name, &PatchParams::default(), &patch).await?;
@@ -225,6 +221,35 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
         delete(&Api::namespaced(client.clone(), held.metadata.namespace.as_deref().unwrap_or_default()), held).await?;
     }
     Ok(())
+}
+
+/// Each group's running pods, in one pass over the pods: a group is
+/// looked up by one of its `matchLabels` pairs (every group Skiff makes has
+/// them), so the cost is pods × their labels, not pods × groups. Groups
+/// selecting by expressions alone are checked against every pod of their
+/// namespace.
+fn count_members(groups: &BTreeMap<(String, String), Arc<AppGroup>>, pods: &[Arc<Pod>]) -> BTreeMap<(String, String), i32> {
+    let mut by_label: BTreeMap<(&str, &str, &str), Vec<&(String, String)>> = BTreeMap::new();
+    let mut by_expression: BTreeMap<&str, Vec<&(String, String)>> = BTreeMap::new();
+    for (key, group) in groups {
+        let first = group.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()?.iter().next());
+        match first {
+            Some((k, v)) => by_label.entry((key.0.as_str(), k.as_str(), v.as_str())).or_default().push(key),
+            None => by_expression.entry(key.0.as_str()).or_default().push(key),
+        }
+    }
+    let mut members = BTreeMap::new();
+    for pod in pods.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")) {
+        let Some(namespace) = pod.metadata.namespace.as_deref() else { continue };
+        let labels = pod.metadata.labels.as_ref();
+        let by_its_labels = labels.into_iter().flatten().flat_map(|(k, v)| by_label.get(&(namespace, k.as_str(), v.as_str())).into_iter().flatten());
+        for key in by_its_labels.chain(by_expression.get(namespace).into_iter().flatten()) {
+            if groups[*key].spec.selector.as_ref().is_some_and(|s| selects(s, labels)) {
+                *members.entry((*key).clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    members
 }
 
 async fn delete(policies: &Api<NetworkPolicy>, held: &NetworkPolicy) -> Result<(), kube::Error> {
@@ -321,6 +346,29 @@ mod tests {
                 {"to": [{"ipBlock": {"cidr": "10.43.0.10/32"}}], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
             ])
         );
+    }
+
+    #[test]
+    fn members_are_running_pods_the_selector_holds() {
+        let by_expression: Arc<AppGroup> = Arc::new(serde_json::from_value(json!({"metadata": {"name": "any-web", "namespace": "shop"},
+            "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}}})).unwrap());
+        let groups: BTreeMap<_, _> = [
+            (("shop".into(), "web".into()), group("shop", "web", json!({"app": "web", "tier": "front"}), json!({}))),
+            (("shop".into(), "any-web".into()), by_expression),
+            (("other".into(), "web".into()), group("other", "web", json!({"app": "web"}), json!({}))),
+        ]
+        .into();
+        let pod = |ns: &str, labels: Value, phase: &str| Arc::new(serde_json::from_value::<Pod>(json!({"metadata": {"namespace": ns, "labels": labels}, "status": {"phase": phase}})).unwrap());
+        let pods = [
+            pod("shop", json!({"app": "web", "tier": "front"}), "Running"),
+            pod("shop", json!({"app": "web"}), "Running"),
+            pod("shop", json!({"app": "web", "tier": "front"}), "Pending"),
+            pod("other", json!({"app": "web"}), "Running"),
+        ];
+        let members = count_members(&groups, &pods);
+        assert_eq!(members.get(&("shop".to_string(), "web".to_string())), Some(&1));
+        assert_eq!(members.get(&("shop".to_string(), "any-web".to_string())), Some(&2));
+        assert_eq!(members.get(&("other".to_string(), "web".to_string())), Some(&1));
     }
 
     #[test]

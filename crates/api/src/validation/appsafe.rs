@@ -81,3 +81,71 @@ fn learned(flow: &LearnedFlow, peer_field: &str, at: &Path) -> Errors {
     }
     errs
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::testing::{messages, table, with};
+    use super::super::Op;
+
+    const G: &str = "appsafe.skiff.io";
+
+    /// A group as the controller manager makes it, with what was learned.
+    fn web() -> Value {
+        json!({
+            "apiVersion": "appsafe.skiff.io/v1", "kind": "AppGroup",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"mode": "Discover", "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"members": 2,
+                "ingress": [{"from": {"cidr": "192.0.2.0/24"}, "port": 80, "protocol": "TCP", "connections": 3}],
+                "egress": [{"to": {"group": "db", "namespace": "shop"}, "port": 5432, "protocol": "TCP", "connections": 9}],
+                "processes": [{"name": "nginx", "path": "/usr/sbin/nginx", "count": 4}]},
+        })
+    }
+
+    #[test]
+    fn app_group_valid() {
+        table(G, "AppGroup", &[
+            ("as made", web(), ""),
+            ("monitor", with(&web(), json!({"spec": {"mode": "Monitor"}})), ""),
+            ("protect", with(&web(), json!({"spec": {"mode": "Protect"}})), ""),
+            ("no mode", with(&web(), json!({"spec": {"mode": null}})), ""),
+            ("by expression", with(&web(), json!({"spec": {"selector": {"matchLabels": null, "matchExpressions": [{"key": "app", "operator": "Exists"}]}}})), ""),
+            ("no status", with(&web(), json!({"status": null})), ""),
+        ]);
+    }
+
+    #[test]
+    fn app_group_invalid() {
+        let g = web();
+        let flow = |peer: Value, port: i64, protocol: &str| json!({"status": {"ingress": [{"from": peer, "port": port, "protocol": protocol}]}});
+        table(G, "AppGroup", &[
+            ("unknown mode", with(&g, json!({"spec": {"mode": "Paranoid"}})), "spec.mode: Unsupported value: \"Paranoid\": supported values: \"Discover\", \"Monitor\", \"Protect\""),
+            ("no selector", with(&g, json!({"spec": {"selector": null}})), "spec.selector: Required value"),
+            ("bad operator", with(&g, json!({"spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}})), "spec.selector.matchExpressions[0].operator: Invalid value: \"Near\": not a valid selector operator"),
+            ("bad label", with(&g, json!({"spec": {"selector": {"matchLabels": {"app": "-web"}}}})), "spec.selector.matchLabels: Invalid value: \"-web\""),
+            ("port 0", with(&g, flow(json!({"cidr": "192.0.2.0/24"}), 0, "TCP")), "status.ingress[0].port: Invalid value: 0: must be between 1 and 65535, inclusive"),
+            ("ICMP", with(&g, flow(json!({"cidr": "192.0.2.0/24"}), 80, "ICMP")), "status.ingress[0].protocol: Unsupported value: \"ICMP\""),
+            ("no peer", with(&g, json!({"status": {"ingress": [{"port": 80, "protocol": "TCP"}]}})), "status.ingress[0].from: Required value"),
+            ("group and cidr", with(&g, flow(json!({"group": "db", "namespace": "shop", "cidr": "192.0.2.0/24"}), 80, "TCP")), "status.ingress[0].from: Invalid value"),
+            ("group without namespace", with(&g, flow(json!({"group": "db"}), 80, "TCP")), "status.ingress[0].from.namespace: Required value"),
+            ("bad cidr", with(&g, flow(json!({"cidr": "192.0.2.0/33"}), 80, "TCP")), "status.ingress[0].from.cidr: Invalid value: \"192.0.2.0/33\""),
+            ("negative members", with(&g, json!({"status": {"members": -1}})), "status.members: Invalid value: -1: must be greater than or equal to 0"),
+            ("nameless process", with(&g, json!({"status": {"processes": [{"name": "", "path": "/bin/sh"}]}})), "status.processes[0].name: Required value"),
+        ]);
+        let many: Vec<Value> = (0..257).map(|i| json!({"from": {"cidr": format!("10.0.{}.{}/32", i / 256, i % 256)}, "port": 80, "protocol": "TCP"})).collect();
+        let full = with(&g, json!({"status": {"ingress": many}}));
+        assert_eq!(messages(G, "AppGroup", Op::Create(&full)), ["status.ingress: Too many: 257: must have at most 256 items"]);
+    }
+
+    #[test]
+    fn app_group_status() {
+        // Through /status, only the status is checked.
+        let old = web();
+        let new = with(&old, json!({"spec": {"mode": "Paranoid"}, "status": {"members": 3}}));
+        assert!(messages(G, "AppGroup", Op::Status { new: &new, old: &old }).is_empty());
+        let bad = with(&old, json!({"status": {"members": -3}}));
+        assert_eq!(messages(G, "AppGroup", Op::Status { new: &bad, old: &old }), ["status.members: Invalid value: -3: must be greater than or equal to 0"]);
+    }
+}
