@@ -20,6 +20,7 @@ packages=(
   nftables conntrack   # the node network: NAT, the service proxy, stale UDP flows
   bird2                # the bgp backend, and the outside router its test peers with
   dnsperf              # skiff bench dns
+  prometheus           # promtool: the cluster-state metrics are linted as Prometheus reads them
   iproute2             # the multi-host tests' namespaces, bridge and veths
 )
 

@@ -335,6 +335,14 @@ impl Api {
             "/metrics" => {
                 return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.metrics.render_with(&self.component_metrics)).into_response()
             }
+            "/metrics/targets" => {
+                let role = parts.uri.query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("role=")).unwrap_or_default();
+                if !crate::service_discovery::ROLES.contains(&role) {
+                    return ApiError::bad_request(format!("role must be one of {}", crate::service_discovery::ROLES.join(", "))).into_response();
+                }
+                return json_response(StatusCode::OK, &crate::service_discovery::targets(self, attributes, role).await);
+            }
+            "/metrics/cluster-state" => return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], crate::state_metrics::render(self).await).into_response(),
             _ => {}
         }
         let started = std::time::Instant::now();

@@ -26,6 +26,8 @@ mod patch;
 mod proxy;
 mod registry;
 mod resource_metrics;
+mod service_discovery;
+mod state_metrics;
 mod reviews;
 mod route;
 mod scale;

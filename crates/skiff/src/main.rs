@@ -10,6 +10,7 @@ mod embedded_etcd;
 mod etcd_snapshot;
 mod image;
 mod leader;
+mod monitoring;
 mod network;
 mod server;
 mod sim;
@@ -56,6 +57,9 @@ enum Command {
     Image(image::Image),
     /// Issue a client certificate for a user and groups; prints a kubeconfig.
     Certs(certs::Args),
+    /// Prometheus for this cluster: `skiff monitoring config`.
+    #[command(subcommand)]
+    Monitoring(monitoring::Monitoring),
     /// Measure a component; figures go to docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Token(t) => runtime.block_on(t.run()),
         Command::EtcdSnapshot(s) => runtime.block_on(s.run()),
         Command::Bench(b) => runtime.block_on(b.run()),
+        Command::Monitoring(m) => runtime.block_on(m.run()),
         Command::Shim(_) | Command::ExecShim(_) => unreachable!("handled before the runtime starts"),
     }
 }

@@ -1,0 +1,247 @@
+//! Monitoring: the cluster-state metrics (kube-state-metrics' names and
+//! labels) that the API server serves at `/metrics/cluster-state`, read
+//! by whoever holds the `system:monitoring` role.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{kubectl_with, Cluster};
+
+/// The value of the series `name{labels…}` whose labels include all of `having`.
+fn series(page: &str, name: &str, having: &[(&str, &str)]) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (head, value) = line.rsplit_once(' ')?;
+        let labels = head.strip_prefix(name)?.strip_prefix('{')?;
+        having.iter().all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
+    })
+}
+
+#[test]
+fn cluster_state_metrics_name_pods_workloads_and_nodes_as_kube_state_metrics() {
+    let c = Cluster::start_node(&[]);
+    let image = common::test_image();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},"spec":{{"replicas":2,"selector":{{"matchLabels":{{"app":"web"}}}},"template":{{"metadata":{{"labels":{{"app":"web"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sleep","3600"],"resources":{{"requests":{{"cpu":"100m","memory":"16Mi"}},"limits":{{"memory":"32Mi"}}}}}}]}}}}}}}}"#
+        )),
+    );
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"crasher"}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["false"]}}]}}}}"#)),
+    );
+    let page = || c.ok(&["get", "--raw", "/metrics/cluster-state"]);
+    c.wait_for(&["get", "deployment", "web", "-o", "jsonpath={.status.availableReplicas}"], "the Deployment to be available", |o| o == "2");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut text = page();
+    while series(&text, "kube_pod_container_status_waiting_reason", &[("pod", "crasher"), ("reason", "CrashLoopBackOff")]) != Some(1.0) {
+        assert!(Instant::now() < deadline, "the crashing pod never showed as backing off:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+        text = page();
+    }
+    let web = [("namespace", "default"), ("deployment", "web")];
+    assert_eq!(series(&text, "kube_deployment_spec_replicas", &web), Some(2.0));
+    assert_eq!(series(&text, "kube_deployment_status_replicas_available", &web), Some(2.0));
+    assert_eq!(series(&text, "kube_deployment_status_condition", &[("deployment", "web"), ("condition", "Available"), ("status", "true")]), Some(1.0));
+    assert_eq!(series(&text, "kube_node_status_condition", &[("node", "node-1"), ("condition", "Ready"), ("status", "true")]), Some(1.0));
+    assert!(series(&text, "kube_node_status_allocatable", &[("node", "node-1"), ("resource", "cpu"), ("unit", "core")]).is_some_and(|v| v > 0.0));
+    let pod = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    assert_eq!(series(&text, "kube_pod_status_phase", &[("pod", &pod), ("phase", "Running")]), Some(1.0));
+    assert_eq!(series(&text, "kube_pod_status_phase", &[("pod", &pod), ("phase", "Pending")]), Some(0.0));
+    assert_eq!(series(&text, "kube_pod_status_ready", &[("pod", &pod), ("condition", "true")]), Some(1.0));
+    assert_eq!(series(&text, "kube_pod_owner", &[("pod", &pod), ("owner_kind", "ReplicaSet"), ("owner_is_controller", "true")]), Some(1.0));
+    assert_eq!(series(&text, "kube_pod_info", &[("pod", &pod), ("node", "node-1"), ("created_by_kind", "ReplicaSet")]), Some(1.0));
+    assert_eq!(series(&text, "kube_pod_container_resource_requests", &[("pod", &pod), ("resource", "cpu"), ("unit", "core")]), Some(0.1));
+    assert_eq!(series(&text, "kube_pod_container_resource_requests", &[("pod", &pod), ("resource", "memory"), ("unit", "byte")]), Some(16.0 * 1024.0 * 1024.0));
+    assert_eq!(series(&text, "kube_pod_container_resource_limits", &[("pod", &pod), ("resource", "memory")]), Some(32.0 * 1024.0 * 1024.0));
+    assert!(series(&text, "kube_pod_container_status_restarts_total", &[("pod", "crasher"), ("container", "main")]).is_some_and(|n| n >= 1.0));
+    assert_eq!(series(&text, "kube_pod_container_status_last_terminated_reason", &[("pod", "crasher"), ("reason", "Error")]), Some(1.0));
+    assert_eq!(series(&text, "kube_namespace_status_phase", &[("namespace", "default"), ("phase", "Active")]), Some(1.0));
+    assert_eq!(series(&text, "kube_service_spec_type", &[("service", "kubernetes"), ("type", "ClusterIP")]), Some(1.0));
+
+    // The page is well-formed exposition, as Prometheus' own linter reads it.
+    if let Ok(mut lint) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        use std::io::Write;
+        lint.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = lint.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Readable with the system:monitoring role, and by no one without it.
+    c.ok(&["create", "serviceaccount", "prometheus"]);
+    c.ok(&["create", "serviceaccount", "nobody"]);
+    c.ok(&["create", "clusterrolebinding", "prometheus-monitoring", "--clusterrole", "system:monitoring", "--serviceaccount", "default:prometheus"]);
+    let as_account = |name: &str| {
+        let token = c.ok(&["create", "token", name]);
+        let kubeconfig = c.kubeconfig_for(name, &format!("{{token: {}}}", token.trim()));
+        kubectl_with(&kubeconfig, &["get", "--raw", "/metrics/cluster-state"], None)
+    };
+    let allowed = as_account("prometheus");
+    assert!(allowed.status.success() && String::from_utf8_lossy(&allowed.stdout).contains("kube_pod_info{"));
+    let refused = as_account("nobody");
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("Forbidden"), "{}", String::from_utf8_lossy(&refused.stderr));
+}
+
+/// Prometheus' HTTP service discovery: the targets kubernetes_sd would
+/// find, with its labels, only of what the requester may list.
+#[test]
+fn http_service_discovery_gives_kubernetes_sd_targets_the_requester_may_list() {
+    let c = Cluster::start_node(&[]);
+    let image = common::test_image();
+    c.ok(&["create", "namespace", "shop"]);
+    for ns in ["default", "shop"] {
+        c.ok_stdin(
+            &["apply", "-n", ns, "-f", "-"],
+            Some(&format!(r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"web","labels":{{"app":"web"}},"annotations":{{"prometheus.io/scrape":"true"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sleep","3600"],"ports":[{{"name":"http","containerPort":8080}}]}}]}}}}"#)),
+        );
+    }
+    c.ok_stdin(&["apply", "-f", "-"], Some(r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":80,"targetPort":8080}]}}"#));
+    for ns in ["default", "shop"] {
+        c.wait_for(&["get", "pod", "web", "-n", ns, "-o", "jsonpath={.status.phase}"], "the pod to run", |o| o == "Running");
+    }
+    let sd = |role: &str| -> serde_json::Value { serde_json::from_str(&c.ok(&["get", "--raw", &format!("/metrics/targets?role={role}")])).unwrap() };
+    let find = |groups: &serde_json::Value, key: &str, value: &str| groups.as_array().unwrap().iter().find(|g| g["labels"][key] == value).cloned();
+
+    let pods = sd("pod");
+    let ip = c.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let web = pods.as_array().unwrap().iter().find(|g| g["labels"]["__meta_kubernetes_pod_ip"] == ip.as_str()).expect("the pod is a target").clone();
+    assert_eq!(web["targets"], serde_json::json!([format!("{ip}:8080")]));
+    let labels = &web["labels"];
+    assert_eq!((labels["__meta_kubernetes_namespace"].as_str(), labels["__meta_kubernetes_pod_name"].as_str()), (Some("default"), Some("web")));
+    assert_eq!(labels["__meta_kubernetes_pod_annotation_prometheus_io_scrape"], "true");
+    assert_eq!(labels["__meta_kubernetes_pod_container_port_name"], "http");
+    assert_eq!(labels["__meta_kubernetes_pod_ready"], "true");
+    let node = find(&sd("node"), "__meta_kubernetes_node_name", "node-1").expect("the node is a target");
+    let port = c.ok(&["get", "node", "node-1", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    assert!(node["targets"][0].as_str().unwrap().ends_with(&format!(":{port}")));
+    let service = find(&sd("service"), "__meta_kubernetes_service_name", "web").expect("the Service is a target");
+    assert_eq!(service["targets"], serde_json::json!(["web.default.svc:80"]));
+    // Endpoints follow the pod's readiness a moment later.
+    let eventually = |role: &str, key: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(found) = find(&sd(role), key, "web").filter(|g| g["targets"][0].as_str().is_some_and(|t| t.starts_with(ip.as_str()))) {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "no {role} target for web");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let endpoint = eventually("endpoints", "__meta_kubernetes_endpoints_name");
+    assert_eq!(endpoint["targets"], serde_json::json!([format!("{ip}:8080")]));
+    assert_eq!(endpoint["labels"]["__meta_kubernetes_service_name"], "web");
+    let slice = eventually("endpointslice", "__meta_kubernetes_service_name");
+    assert_eq!(slice["labels"]["__meta_kubernetes_endpointslice_endpoint_conditions_ready"], "true");
+    assert!(c.fails(&["get", "--raw", "/metrics/targets?role=ingress"], None).contains("role must be one of"));
+
+    // The monitoring role reaches the URL; what it lists is its rights'.
+    c.ok(&["create", "serviceaccount", "scraper", "-n", "shop"]);
+    c.ok(&["create", "clusterrolebinding", "scraper-monitoring", "--clusterrole", "system:monitoring", "--serviceaccount", "shop:scraper"]);
+    let token = c.ok(&["create", "token", "scraper", "-n", "shop"]);
+    let kubeconfig = c.kubeconfig_for("scraper", &format!("{{token: {}}}", token.trim()));
+    let pods_seen = || -> Vec<String> {
+        let out = kubectl_with(&kubeconfig, &["get", "--raw", "/metrics/targets?role=pod"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let groups: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        groups.as_array().unwrap().iter().map(|g| g["labels"]["__meta_kubernetes_namespace"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(pods_seen().is_empty(), "no right to list pods: no pod targets");
+    c.ok(&["create", "rolebinding", "scraper-view", "-n", "shop", "--clusterrole", "view", "--serviceaccount", "shop:scraper"]);
+    let seen = pods_seen();
+    assert!(!seen.is_empty() && seen.iter().all(|ns| ns == "shop"), "{seen:?}");
+}
+
+/// Prometheus (Debian's), told to close when dropped.
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let out = Command::new("curl").args(["-sf", url]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `skiff monitoring config`, then `prometheus --config.file=…` and nothing
+/// else: every target is up, and cluster state, containers, components
+/// and an annotated pod are in Prometheus, the pod's series with its
+/// namespace and name.
+#[test]
+fn prometheus_configured_by_skiff_scrapes_every_target() {
+    let Ok(version) = Command::new("prometheus").arg("--version").output() else {
+        panic!("prometheus is not installed (scripts/deps.sh installs it)");
+    };
+    assert!(version.status.success());
+    let c = Cluster::start_node(&[]);
+    let image = common::test_image();
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"exporter","annotations":{{"prometheus.io/scrape":"true","prometheus.io/port":"9100","prometheus.io/path":"/custom"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sh","-c","mkdir -p /www && printf 'demo_requests_total 42\\n' > /www/custom && exec httpd -f -p 9100 -h /www"],"ports":[{{"containerPort":9100}}]}}]}}}}"#
+        )),
+    );
+    c.wait_for(&["get", "pod", "exporter", "-o", "jsonpath={.status.phase}"], "the exporter to run", |o| o == "Running");
+    let dir = c.dir.path().join("monitoring");
+    let kubeconfig = c.kubeconfig().display().to_string();
+    c.skiff(&["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", &dir.display().to_string(), "--scrape-interval", "1s"]);
+    let check = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
+    assert!(check.status.success(), "promtool check config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let _prometheus = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-scheduler", "kube-controller-manager", "kubernetes-pods"];
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let targets = get_json(&format!("{api}/targets?state=active"));
+        let active = targets["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+        let jobs: Vec<&str> = active.iter().filter_map(|t| t["labels"]["job"].as_str()).collect();
+        let all_up = !active.is_empty() && active.iter().all(|t| t["health"] == "up");
+        if all_up && wanted.iter().all(|j| jobs.contains(j)) {
+            // The kubelet's three pages, under the one job.
+            assert_eq!(active.iter().filter(|t| t["labels"]["job"] == "kubelet").count(), 3, "{active:#?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "targets never all up: {active:#?}\nprometheus log: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        let out = Command::new("curl").args(["-sf", &format!("{api}/query"), "--data-urlencode", &format!("query={q}")]).output().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        body["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    let wait_query = |q: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = query(q);
+            if !got.is_empty() {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "no series for {q}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let demo = wait_query(r#"demo_requests_total{job="kubernetes-pods"}"#);
+    assert_eq!((demo[0]["metric"]["namespace"].as_str(), demo[0]["metric"]["pod"].as_str(), demo[0]["value"][1].as_str()), (Some("default"), Some("exporter"), Some("42")));
+    assert!(!wait_query(r#"kube_pod_info{pod="exporter",namespace="default"}"#).is_empty());
+    assert!(!wait_query(r#"container_cpu_usage_seconds_total{job="kubelet",metrics_path="/metrics/cadvisor",pod="exporter"}"#).is_empty());
+    assert!(!wait_query(r#"kubelet_running_pods{job="kubelet",node="node-1"}"#).is_empty());
+    assert!(!wait_query(r#"apiserver_request_total{job="apiserver"}"#).is_empty());
+    assert!(!wait_query(r#"up{job="kube-controller-manager"} == 1"#).is_empty());
+}
