@@ -422,8 +422,11 @@ impl Api {
     /// ServiceAccount JWTs and bootstrap tokens first (they need the
     /// registry), then certificates, static tokens and passwords.
     async fn authenticate(&self, certificate: &skiff_auth::PeerCertificate, credentials: Option<&[u8]>) -> Result<UserInfo, skiff_auth::authn::Unauthenticated> {
+        if let skiff_auth::PeerCertificate::Valid(_, Some(expiry)) = certificate {
+            self.metrics.client_certificate_expiration.observe((*expiry - chrono::Utc::now().timestamp()) as f64);
+        }
         let bearer = credentials.and_then(|c| std::str::from_utf8(c).ok()).and_then(|c| c.strip_prefix("Bearer ")).map(str::trim);
-        if let (false, Some(token)) = (matches!(certificate, skiff_auth::PeerCertificate::Valid(_)), bearer) {
+        if let (false, Some(token)) = (matches!(certificate, skiff_auth::PeerCertificate::Valid(..)), bearer) {
             if skiff_auth::serviceaccount::looks_like_jwt(token) {
                 if let Some(user) = crate::tokens::authenticate(&self.registry, &self.security.tokens, token).await {
                     return Ok(user);

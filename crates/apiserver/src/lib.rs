@@ -155,7 +155,7 @@ impl Server {
 
     /// A way in for components of this process acting as `user`.
     pub fn in_process(&self, user: skiff_auth::UserInfo) -> InProcess {
-        InProcess { api: self.api.clone(), user: PeerCertificate::Valid(user.with_authenticated_group()) }
+        InProcess { api: self.api.clone(), user: PeerCertificate::Valid(user.with_authenticated_group(), None) }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -182,7 +182,7 @@ impl Server {
                 };
                 let user = match stream.get_ref().1.peer_certificates() {
                     Some([leaf, intermediates @ ..]) => match clients.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()) {
-                        Ok(_) => skiff_auth::UserInfo::from_certificate(leaf).map_or(PeerCertificate::Invalid, PeerCertificate::Valid),
+                        Ok(_) => skiff_auth::UserInfo::from_certificate(leaf).map_or(PeerCertificate::Invalid, |user| PeerCertificate::Valid(user, skiff_auth::UserInfo::certificate_expiry(leaf))),
                         Err(e) => {
                             tracing::debug!(%peer, "client certificate refused: {e}");
                             PeerCertificate::Invalid

@@ -58,6 +58,8 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram, LatencyBuckets>,
     pub inflight: Family<InflightLabels, Gauge<i64, AtomicI64>>,
     pub storage_objects: Family<ResourceLabels, Gauge<i64, AtomicI64>>,
+    /// Seconds left on each request's client certificate.
+    pub client_certificate_expiration: Histogram,
 }
 
 impl Metrics {
@@ -88,9 +90,19 @@ impl Metrics {
             "Number of stored objects at the time of last check split by kind.",
             storage_objects.clone(),
         );
+        // Upstream's buckets: half an hour to a year.
+        let client_certificate_expiration = Histogram::new([
+            0.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 172800.0, 345600.0, 604800.0, 2592000.0, 7776000.0, 15552000.0, 31104000.0,
+        ]);
+        registry.register(
+            "apiserver_client_certificate_expiration_seconds",
+            "Distribution of the remaining lifetime on the certificate used to authenticate a request.",
+            client_certificate_expiration.clone(),
+        );
         Metrics {
             registry,
             requests,
+            client_certificate_expiration,
             latency,
             inflight,
             storage_objects,

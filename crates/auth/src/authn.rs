@@ -40,6 +40,12 @@ impl UserInfo {
         self
     }
 
+    /// When a certificate expires, in Unix seconds.
+    pub fn certificate_expiry(der: &[u8]) -> Option<i64> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+
     /// The user a verified client certificate names: CN, and O as groups.
     pub fn from_certificate(der: &[u8]) -> Option<UserInfo> {
         let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
@@ -56,7 +62,8 @@ impl UserInfo {
 #[derive(Debug, Clone)]
 pub enum PeerCertificate {
     None,
-    Valid(UserInfo),
+    /// The user it names, and when it expires (Unix seconds).
+    Valid(UserInfo, Option<i64>),
     Invalid,
 }
 
@@ -97,7 +104,7 @@ impl Authenticator {
     /// failed.
     pub fn authenticate(&self, certificate: &PeerCertificate, authorization: Option<&[u8]>) -> Result<UserInfo, Unauthenticated> {
         match (certificate, authorization) {
-            (PeerCertificate::Valid(user), _) => Ok(user.clone()),
+            (PeerCertificate::Valid(user, _), _) => Ok(user.clone()),
             (PeerCertificate::Invalid, None) => Err(Unauthenticated("the client certificate is not signed by the cluster CA or has expired")),
             (PeerCertificate::None, None) if self.anonymous => Ok(UserInfo::anonymous()),
             (PeerCertificate::None, None) => Err(Unauthenticated("no credentials")),

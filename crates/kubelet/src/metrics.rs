@@ -104,6 +104,11 @@ pub(crate) fn cadvisor(readings: &Readings) -> String {
     scrape.gauge("container_memory_rss", "Size of RSS in bytes", series.iter().map(|(l, u, _)| (l.clone(), u.rss as f64)));
     scrape.gauge("container_start_time_seconds", "Start time of the container since unix epoch in seconds", series.iter().filter_map(|(l, _, s)| Some((l.clone(), (*s)?))));
     scrape.gauge("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem", filesystems);
+    // As cAdvisor: only cgroups with a CPU quota have CFS periods.
+    let throttled = || series.iter().filter(|(_, u, _)| u.throttling.periods > 0).map(|(l, u, _)| (l.clone(), u.throttling));
+    scrape.counter("container_cpu_cfs_periods", "Number of elapsed enforcement period intervals", throttled().map(|(l, t)| (l, t.periods as f64)));
+    scrape.counter("container_cpu_cfs_throttled_periods", "Number of throttled period intervals", throttled().map(|(l, t)| (l, t.throttled_periods as f64)));
+    scrape.counter("container_cpu_cfs_throttled_seconds", "Total time duration the container has been throttled", throttled().map(|(l, t)| (l, t.throttled_ns as f64 / 1e9)));
     let interfaces = || {
         readings.pods.iter().flat_map(|p| {
             let id = format!("/{}", crate::pods::cgroup_parent(&p.uid).trim_start_matches('/'));

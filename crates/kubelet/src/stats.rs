@@ -41,9 +41,19 @@ fn stat_field(path: PathBuf, key: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// CFS bandwidth control's counts: periods run with a quota, periods
+/// throttled, and the time throttled (ns). All 0 without a CPU limit.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Throttling {
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+}
+
 /// Cumulative CPU (ns) and memory (usage, working set, rss) of a cgroup
-/// path relative to the hierarchy roots ("" for the node).
-fn cgroup(path: &str) -> Option<(u64, u64, u64, u64)> {
+/// path relative to the hierarchy roots ("" for the node), and its CPU
+/// throttling.
+fn cgroup(path: &str) -> Option<(u64, u64, u64, u64, Throttling)> {
     let path = path.trim_start_matches('/');
     let v1 = PathBuf::from("/sys/fs/cgroup/cpuacct").join(path);
     if v1.join("cpuacct.usage").exists() {
@@ -53,14 +63,25 @@ fn cgroup(path: &str) -> Option<(u64, u64, u64, u64)> {
         let stat = memory.join("memory.stat");
         let inactive = stat_field(stat.clone(), "total_inactive_file").unwrap_or(0);
         let rss = stat_field(stat, "total_rss").unwrap_or(0);
-        return Some((cpu, usage, usage.saturating_sub(inactive), rss));
+        let cpu_stat = PathBuf::from("/sys/fs/cgroup/cpu").join(path).join("cpu.stat");
+        let throttling = Throttling {
+            periods: stat_field(cpu_stat.clone(), "nr_periods").unwrap_or(0),
+            throttled_periods: stat_field(cpu_stat.clone(), "nr_throttled").unwrap_or(0),
+            throttled_ns: stat_field(cpu_stat, "throttled_time").unwrap_or(0),
+        };
+        return Some((cpu, usage, usage.saturating_sub(inactive), rss, throttling));
     }
     let v2 = PathBuf::from("/sys/fs/cgroup").join(path);
     let cpu = stat_field(v2.join("cpu.stat"), "usage_usec")? * 1000;
     let usage = read_u64(v2.join("memory.current"))?;
     let inactive = stat_field(v2.join("memory.stat"), "inactive_file").unwrap_or(0);
     let rss = stat_field(v2.join("memory.stat"), "anon").unwrap_or(0);
-    Some((cpu, usage, usage.saturating_sub(inactive), rss))
+    let throttling = Throttling {
+        periods: stat_field(v2.join("cpu.stat"), "nr_periods").unwrap_or(0),
+        throttled_periods: stat_field(v2.join("cpu.stat"), "nr_throttled").unwrap_or(0),
+        throttled_ns: stat_field(v2.join("cpu.stat"), "throttled_usec").unwrap_or(0) * 1000,
+    };
+    Some((cpu, usage, usage.saturating_sub(inactive), rss, throttling))
 }
 
 fn now() -> String {
@@ -75,11 +96,12 @@ pub(crate) struct Usage {
     pub memory: u64,
     pub working_set: u64,
     pub rss: u64,
+    pub throttling: Throttling,
 }
 
 fn usage(rates: &Rates, key: &str, path: &str) -> Option<Usage> {
-    let (cpu_ns, memory, working_set, rss) = cgroup(path)?;
-    Some(Usage { cpu_ns, nano_cores: rates.nano_cores(key, cpu_ns), memory, working_set, rss })
+    let (cpu_ns, memory, working_set, rss, throttling) = cgroup(path)?;
+    Some(Usage { cpu_ns, nano_cores: rates.nano_cores(key, cpu_ns), memory, working_set, rss, throttling })
 }
 
 /// A network interface's counters, from `/proc/<pid>/net/dev`.

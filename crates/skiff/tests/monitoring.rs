@@ -25,7 +25,7 @@ fn cluster_state_metrics_name_pods_workloads_and_nodes_as_kube_state_metrics() {
     c.ok_stdin(
         &["apply", "-f", "-"],
         Some(&format!(
-            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},"spec":{{"replicas":2,"selector":{{"matchLabels":{{"app":"web"}}}},"template":{{"metadata":{{"labels":{{"app":"web"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sleep","3600"],"resources":{{"requests":{{"cpu":"100m","memory":"16Mi"}},"limits":{{"memory":"32Mi"}}}}}}]}}}}}}}}"#
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},"spec":{{"replicas":2,"selector":{{"matchLabels":{{"app":"web"}}}},"template":{{"metadata":{{"labels":{{"app":"web"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sleep","3600"],"resources":{{"requests":{{"cpu":"100m","memory":"16Mi"}},"limits":{{"cpu":"200m","memory":"32Mi"}}}}}}]}}}}}}}}"#
         )),
     );
     c.ok_stdin(
@@ -60,6 +60,16 @@ fn cluster_state_metrics_name_pods_workloads_and_nodes_as_kube_state_metrics() {
     assert_eq!(series(&text, "kube_pod_container_status_last_terminated_reason", &[("pod", "crasher"), ("reason", "Error")]), Some(1.0));
     assert_eq!(series(&text, "kube_namespace_status_phase", &[("namespace", "default"), ("phase", "Active")]), Some(1.0));
     assert_eq!(series(&text, "kube_service_spec_type", &[("service", "kubernetes"), ("type", "ClusterIP")]), Some(1.0));
+
+    // Series the mixin's alerts read beside the cluster state: CPU
+    // throttling of a container with a CPU limit (cAdvisor's), and the
+    // lifetime left on client certificates (the API server's).
+    let cadvisor = c.ok(&["get", "--raw", "/api/v1/nodes/node-1/proxy/metrics/cadvisor"]);
+    assert!(series(&cadvisor, "container_cpu_cfs_periods_total", &[("pod", &pod), ("container", "main")]).is_some_and(|n| n > 0.0), "no CFS periods for {pod}");
+    assert!(series(&cadvisor, "container_cpu_cfs_throttled_periods_total", &[("pod", &pod)]).is_some());
+    let apiserver = c.ok(&["get", "--raw", "/metrics"]);
+    let seen = apiserver.lines().find_map(|l| l.strip_prefix("apiserver_client_certificate_expiration_seconds_count ")).and_then(|v| v.parse::<f64>().ok());
+    assert!(seen.is_some_and(|n| n > 0.0), "kubectl's certificate is counted");
 
     // The page is well-formed exposition, as Prometheus' own linter reads it.
     if let Ok(mut lint) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
@@ -153,6 +163,17 @@ fn http_service_discovery_gives_kubernetes_sd_targets_the_requester_may_list() {
     assert!(!seen.is_empty() && seen.iter().all(|ns| ns == "shop"), "{seen:?}");
 }
 
+/// Every alert `skiff monitoring config` writes passes its unit test, as
+/// Prometheus' own rule checker runs them.
+#[test]
+fn alert_rules_pass_their_promtool_unit_tests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/monitoring");
+    for args in [vec!["check", "rules", "rules/kubernetes.yml"], vec!["test", "rules", "rules-tests/kubernetes.yml"]] {
+        let out = Command::new("promtool").args(&args).current_dir(&dir).output().expect("promtool (scripts/deps.sh installs prometheus)");
+        assert!(out.status.success(), "promtool {}: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 /// Prometheus (Debian's), told to close when dropped.
 struct Prometheus(std::process::Child);
 
@@ -183,7 +204,7 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     c.ok_stdin(
         &["apply", "-f", "-"],
         Some(&format!(
-            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"exporter","annotations":{{"prometheus.io/scrape":"true","prometheus.io/port":"9100","prometheus.io/path":"/custom"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sh","-c","mkdir -p /www && printf 'demo_requests_total 42\\n' > /www/custom && exec httpd -f -p 9100 -h /www"],"ports":[{{"containerPort":9100}}]}}]}}}}"#
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"exporter","annotations":{{"prometheus.io/scrape":"true","prometheus.io/port":"9100","prometheus.io/path":"/custom"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sh","-c","mkdir -p /www && printf 'demo_requests_total 42\\n' > /www/custom && exec httpd -f -p 9100 -h /www"],"ports":[{{"containerPort":9100}}],"resources":{{"requests":{{"cpu":"10m"}}}}}}]}}}}"#
         )),
     );
     c.wait_for(&["get", "pod", "exporter", "-o", "jsonpath={.status.phase}"], "the exporter to run", |o| o == "Running");
@@ -244,4 +265,10 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     assert!(!wait_query(r#"kubelet_running_pods{job="kubelet",node="node-1"}"#).is_empty());
     assert!(!wait_query(r#"apiserver_request_total{job="apiserver"}"#).is_empty());
     assert!(!wait_query(r#"up{job="kube-controller-manager"} == 1"#).is_empty());
+    // The alert rules are loaded, and their recording rules evaluate.
+    let rules = get_json(&format!("{api}/rules"));
+    let groups: Vec<&str> = rules["data"]["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
+    assert!(groups.contains(&"kubernetes-apps") && groups.contains(&"appsafe"), "{groups:?}");
+    let requested = wait_query(r#"namespace_cpu:kube_pod_container_resource_requests:sum{namespace="default"}"#);
+    assert_eq!(requested[0]["value"][1], "0.01");
 }

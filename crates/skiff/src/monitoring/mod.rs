@@ -7,7 +7,8 @@
 //! to reach the API server only), the scheduler and the controller
 //! manager, annotated pods, and a push gateway. Targets come from the API
 //! server's HTTP service discovery (`/metrics/targets`), which Prometheus
-//! builds without kubernetes_sd read.
+//! builds without kubernetes_sd read. `rules/` holds the alerts a cluster
+//! needs, under kubernetes-mixin's names.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +18,10 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
+
+/// kubernetes-mixin's alerts over Skiff's series (tested by
+/// `rules-tests/kubernetes.yml` with `promtool test rules`).
+const RULES: &str = include_str!("rules/kubernetes.yml");
 
 const NAMESPACE: &str = "kube-system";
 const ACCOUNT: &str = "skiff-monitoring";
@@ -85,6 +90,7 @@ async fn config(args: ConfigArgs) -> Result<()> {
     let dir = std::fs::canonicalize(dir)?;
     write_private(&dir.join("token"), &token)?;
     std::fs::write(dir.join("ca.crt"), ca_pem)?;
+    std::fs::write(dir.join("rules/kubernetes.yml"), RULES)?;
     let yaml = prometheus_yml(&dir, &api_address, &args)?;
     std::fs::write(dir.join("prometheus.yml"), yaml)?;
     println!("wrote {}: run prometheus --config.file={}", dir.display(), dir.join("prometheus.yml").display());
