@@ -153,6 +153,8 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
     let namespaces: BTreeMap<String, Arc<Namespace>> = stores.namespaces.state().into_iter().filter_map(|n| Some((n.metadata.name.clone()?, n))).collect();
     let groups: BTreeMap<(String, String), Arc<AppGroup>> = stores.groups.state().into_iter().map(|g| (namespaced_key(&g.metadata), g)).collect();
     let pods = stores.pods.state();
+    // A write that fails is tried again on the next pass; the others go on.
+    let mut failed = None;
     // Groups for the workloads that have none.
     let mut made = BTreeSet::new();
     for pod in &pods {
@@ -176,7 +178,8 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
         match Api::<AppGroup>::namespaced(client.clone(), namespace).create(&PostParams::default(), &group).await {
             Ok(_) => tracing::info!(namespace, group = %workload.name, mode = %group.mode(), "appsafe: a new group"),
             Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e),
+            // One namespace's refusal (it is terminating) holds no other back.
+            Err(e) => failed = Some(e),
         }
     }
     // Members, and the policies of the groups in Protect.
@@ -188,37 +191,56 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
         .map(|p| (namespaced_key(&p.metadata), p))
         .collect();
     let members = count_members(&groups, &pods);
-    for (key @ (namespace, name), group) in &groups {
+    for (key, group) in &groups {
+        let held = owned.remove(&(key.0.clone(), format!("appsafe-{}", key.1)));
         let members = members.get(key).copied().unwrap_or(0);
-        if group.status.as_ref().map_or(0, |s| s.members) != members || group.status.is_none() {
-            let patch = Patch::Merge(json!({"status": {"members": members}}));
-            Api::<AppGroup>::namespaced(client.clone(), namespace).patch_status(name, &PatchParams::default(), &patch).await?;
-        }
-        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
-        let policy_key = (namespace.clone(), format!("appsafe-{name}"));
-        let held = owned.remove(&policy_key);
-        if group.mode() != PROTECT {
-            if let Some(held) = held {
-                delete(&policies, &held).await?;
-            }
-            continue;
-        }
-        let wanted = protect_policy(group, &groups, dns);
-        match held {
-            None => {
-                policies.create(&PostParams::default(), &wanted).await?;
-            }
-            Some(held) if held.spec != wanted.spec => {
-                let mut replaced = wanted;
-                replaced.metadata.resource_version = held.metadata.resource_version.clone();
-                policies.replace(&policy_key.1, &PostParams::default(), &replaced).await?;
-            }
-            Some(_) => {}
+        if let Err(e) = sync_group(client, key, group, members, held, &groups, dns).await {
+            tracing::debug!(namespace = %key.0, group = %key.1, "appsafe: {e}");
+            failed = Some(e);
         }
     }
     // Policies left by groups gone (the garbage collector also takes them).
     for held in owned.values() {
-        delete(&Api::namespaced(client.clone(), held.metadata.namespace.as_deref().unwrap_or_default()), held).await?;
+        if let Err(e) = delete(&Api::namespaced(client.clone(), held.metadata.namespace.as_deref().unwrap_or_default()), held).await {
+            failed = Some(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// One group's member count, and its policy: written in Protect, removed
+/// in the other modes.
+async fn sync_group(
+    client: &kube::Client,
+    (namespace, name): &(String, String),
+    group: &AppGroup,
+    members: i32,
+    held: Option<Arc<NetworkPolicy>>,
+    groups: &BTreeMap<(String, String), Arc<AppGroup>>,
+    dns: Option<&str>,
+) -> Result<(), kube::Error> {
+    if group.status.as_ref().map(|s| s.members) != Some(members) {
+        let patch = Patch::Merge(json!({"status": {"members": members}}));
+        Api::<AppGroup>::namespaced(client.clone(), namespace).patch_status(name, &PatchParams::default(), &patch).await?;
+    }
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
+    if group.mode() != PROTECT {
+        if let Some(held) = held {
+            delete(&policies, &held).await?;
+        }
+        return Ok(());
+    }
+    let wanted = protect_policy(group, groups, dns);
+    match held {
+        None => {
+            policies.create(&PostParams::default(), &wanted).await?;
+        }
+        Some(held) if held.spec != wanted.spec => {
+            let mut replaced = wanted;
+            replaced.metadata.resource_version = held.metadata.resource_version.clone();
+            policies.replace(&format!("appsafe-{name}"), &PostParams::default(), &replaced).await?;
+        }
+        Some(_) => {}
     }
     Ok(())
 }

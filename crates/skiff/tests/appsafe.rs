@@ -108,10 +108,10 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
 
     // Monitor: the intruder gets through, and is reported once, counted.
     set_mode(&hosts, "db", "Monitor");
-    hosts.wait("the intruder to reach the db in Monitor", Duration::from_secs(20), || intruder_reaches_db(&hosts));
-    hosts.wait("the violation to be reported", Duration::from_secs(20), || !violations(&hosts, "db").is_empty());
+    hosts.wait("the intruder to reach the db in Monitor", Duration::from_secs(30), || intruder_reaches_db(&hosts));
+    hosts.wait("the violation to be reported", Duration::from_secs(30), || !violations(&hosts, "db").is_empty());
     assert!(intruder_reaches_db(&hosts));
-    hosts.wait("the repeat to be counted on the same event", Duration::from_secs(20), || {
+    hosts.wait("the repeat to be counted on the same event", Duration::from_secs(30), || {
         let v = violations(&hosts, "db");
         v.len() == 1 && v[0].1 >= 2
     });
@@ -125,25 +125,25 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
     // A process it never ran is reported, and left running.
     let top = cluster.kubectl(&["exec", "-n", "shop", "deploy/db", "--", "sh", "-c", "top -b -d 1 >/dev/null & sleep 3; kill $!; echo survived"]);
     assert!(String::from_utf8_lossy(&top.stdout).contains("survived"));
-    hosts.wait("the new process to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top (/bin/busybox) in pod shop/db-") && m.contains("Monitor: allowed")));
+    hosts.wait("the new process to be reported", Duration::from_secs(30), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top (/bin/busybox) in pod shop/db-") && m.contains("Monitor: allowed")));
 
     // Protect, both ends: the intruder is blocked, the learned flows pass.
     set_mode(&hosts, "db", "Protect");
     set_mode(&hosts, "api", "Protect");
-    hosts.wait("the groups' policies", Duration::from_secs(20), || {
+    hosts.wait("the groups' policies", Duration::from_secs(30), || {
         let names = cluster.ok(&["get", "networkpolicies", "-n", "shop", "-o", "jsonpath={.items[*].metadata.name}"]);
         names.split_whitespace().collect::<Vec<_>>() == ["appsafe-api", "appsafe-db"]
     });
     let policy = cluster.json(&["get", "networkpolicy", "appsafe-db", "-n", "shop", "-o", "json"]);
     assert_eq!(policy["metadata"]["ownerReferences"][0]["kind"], "AppGroup");
     assert_eq!(policy["spec"]["ingress"][0]["ports"], serde_json::json!([{"port": 5432, "protocol": "TCP"}]));
-    hosts.wait("the intruder to be blocked", Duration::from_secs(20), || !intruder_reaches_db(&hosts));
-    hosts.wait("the block to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("blocked")));
+    hosts.wait("the intruder to be blocked", Duration::from_secs(30), || !intruder_reaches_db(&hosts));
+    hosts.wait("the block to be reported", Duration::from_secs(30), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("blocked")));
     // A process it never ran is killed.
     let started = std::time::Instant::now();
     let top = cluster.kubectl(&["exec", "-n", "shop", "deploy/db", "--", "top", "-b", "-d", "1"]);
-    assert!(!top.status.success() && started.elapsed() < Duration::from_secs(20), "top should have been killed");
-    hosts.wait("the kill to be reported", Duration::from_secs(20), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top") && m.contains("Protect: killed")));
+    assert!(!top.status.success() && started.elapsed() < Duration::from_secs(30), "top should have been killed");
+    hosts.wait("the kill to be reported", Duration::from_secs(30), || violations(&hosts, "db").iter().any(|(m, _)| m.contains("process top") && m.contains("Protect: killed")));
     // api still calls db (api egress, db ingress), web still calls api (api ingress).
     let api_reaches_db = || {
         let out = cluster.kubectl(&["exec", "-n", "shop", "deploy/api", "--", "sh", "-c", "echo | nc -w 1 $DB_SERVICE_HOST 15432"]);
@@ -161,8 +161,8 @@ fn appsafe_learns_monitors_and_protects_across_hosts() {
     // Back to Discover: the policies go and the intruder gets through again.
     set_mode(&hosts, "db", "Discover");
     set_mode(&hosts, "api", "Discover");
-    hosts.wait("the policies to go", Duration::from_secs(20), || cluster.ok(&["get", "networkpolicies", "-n", "shop", "-o", "name"]).is_empty());
-    hosts.wait("the intruder to reach the db again", Duration::from_secs(20), || intruder_reaches_db(&hosts));
+    hosts.wait("the policies to go", Duration::from_secs(30), || cluster.ok(&["get", "networkpolicies", "-n", "shop", "-o", "name"]).is_empty());
+    hosts.wait("the intruder to reach the db again", Duration::from_secs(30), || intruder_reaches_db(&hosts));
 
     // Bad input, as upstream refuses it.
     let bad_mode = cluster.fails(&["patch", "appgroup", "db", "-n", "shop", "--type", "merge", "-p", r#"{"spec":{"mode":"Paranoid"}}"#], None);

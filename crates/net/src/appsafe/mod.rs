@@ -105,10 +105,9 @@ impl Observer {
             *receiver = Some(seen);
         }
         let seen = receiver.as_mut().expect("set above");
-        let pods_watch = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
-        let groups_watch = watcher(Api::<AppGroup>::all(client.clone()), watcher::Config::default()).boxed();
+        let mut pods_watch = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).boxed();
+        let mut groups_watch = watcher(Api::<AppGroup>::all(client.clone()), watcher::Config::default()).boxed();
         let mut state = State { node, client, pods: HashMap::new(), pod_ips: HashMap::new(), groups: HashMap::new(), pending: HashMap::new(), written: HashMap::new(), violations: HashMap::new(), events: HashMap::new(), running: HashMap::new() };
-        let (mut pods_watch, mut groups_watch) = (pods_watch, groups_watch);
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut listed = [false; 2];
