@@ -48,6 +48,9 @@ const PER_JOB_LABELS: [&str; 2] = ["job-name", "batch.kubernetes.io/job-name"];
 /// The label on the NetworkPolicy a group in Protect owns.
 const GROUP_LABEL: &str = "appsafe.skiff.io/group";
 
+/// A group by namespace and name.
+type GroupKey = (String, String);
+
 /// Changes this close together are reconciled in one pass.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -251,8 +254,8 @@ async fn sync_group(
 /// selecting by expressions alone are checked against every pod of their
 /// namespace.
 fn count_members(groups: &BTreeMap<(String, String), Arc<AppGroup>>, pods: &[Arc<Pod>]) -> BTreeMap<(String, String), i32> {
-    let mut by_label: BTreeMap<(&str, &str, &str), Vec<&(String, String)>> = BTreeMap::new();
-    let mut by_expression: BTreeMap<&str, Vec<&(String, String)>> = BTreeMap::new();
+    let mut by_label: BTreeMap<(&str, &str, &str), Vec<&GroupKey>> = BTreeMap::new();
+    let mut by_expression: BTreeMap<&str, Vec<&GroupKey>> = BTreeMap::new();
     for (key, group) in groups {
         let first = group.spec.selector.as_ref().and_then(|s| s.match_labels.as_ref()?.iter().next());
         match first {
