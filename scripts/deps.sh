@@ -20,7 +20,8 @@ packages=(
   nftables conntrack   # the node network: NAT, the service proxy, stale UDP flows
   bird2                # the bgp backend, and the outside router its test peers with
   dnsperf              # skiff bench dns
-  prometheus           # promtool: the cluster-state metrics are linted as Prometheus reads them
+  prometheus           # the monitoring tests' Prometheus; promtool lints the metrics and tests the alerts
+  prometheus-alertmanager prometheus-pushgateway # where the monitoring tests' alerts go, and pushed metrics come from
   iproute2             # the multi-host tests' namespaces, bridge and veths
 )
 

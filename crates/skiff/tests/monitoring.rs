@@ -209,12 +209,39 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     );
     c.wait_for(&["get", "pod", "exporter", "-o", "jsonpath={.status.phase}"], "the exporter to run", |o| o == "Running");
     let dir = c.dir.path().join("monitoring");
+    std::fs::create_dir_all(&dir).unwrap();
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A push gateway holding a batch job's metric, and an Alertmanager.
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let _gateway = Prometheus(Command::new("prometheus-pushgateway").arg(format!("--web.listen-address={gateway}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let alertmanager = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.join("alertmanager.yml"), "route: {receiver: none}\nreceivers: [{name: none}]\n").unwrap();
+    let _alertmanager = Prometheus(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("alertmanager").display()))
+            .arg(format!("--web.listen-address={alertmanager}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pushed = (0..50).any(|_| {
+        let ok = Command::new("curl").args(["-sf", "--data-binary", "batch_records_processed 7\n", &format!("http://{gateway}/metrics/job/nightly")]).status().unwrap().success();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    assert!(pushed, "the push gateway took no metric");
     let kubeconfig = c.kubeconfig().display().to_string();
-    c.skiff(&["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", &dir.display().to_string(), "--scrape-interval", "1s"]);
+    let (pushgateway_url, alertmanager_url) = (format!("http://{gateway}"), format!("http://{alertmanager}"));
+    c.skiff(&["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", &dir.display().to_string(), "--scrape-interval", "1s", "--pushgateway", &pushgateway_url, "--alertmanager", &alertmanager_url]);
     let check = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
     assert!(check.status.success(), "promtool check config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let _prometheus = Prometheus(
         Command::new("prometheus")
@@ -227,7 +254,7 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
             .unwrap(),
     );
     let api = format!("http://127.0.0.1:{port}/api/v1");
-    let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-scheduler", "kube-controller-manager", "kubernetes-pods"];
+    let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-scheduler", "kube-controller-manager", "kubernetes-pods", "pushgateway"];
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let targets = get_json(&format!("{api}/targets?state=active"));
@@ -265,6 +292,15 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     assert!(!wait_query(r#"kubelet_running_pods{job="kubelet",node="node-1"}"#).is_empty());
     assert!(!wait_query(r#"apiserver_request_total{job="apiserver"}"#).is_empty());
     assert!(!wait_query(r#"up{job="kube-controller-manager"} == 1"#).is_empty());
+    // The pushed series keeps the job it was pushed under (honor_labels).
+    let batch = wait_query("batch_records_processed");
+    assert_eq!((batch[0]["metric"]["job"].as_str(), batch[0]["value"][1].as_str()), (Some("nightly"), Some("7")));
+    // Alerts go to the Alertmanager given.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get_json(&format!("{api}/alertmanagers"))["data"]["activeAlertmanagers"].as_array().is_none_or(|a| a.is_empty()) {
+        assert!(Instant::now() < deadline, "Prometheus never found the Alertmanager");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // The alert rules are loaded, and their recording rules evaluate.
     let rules = get_json(&format!("{api}/rules"));
     let groups: Vec<&str> = rules["data"]["groups"].as_array().unwrap().iter().filter_map(|g| g["name"].as_str()).collect();
