@@ -51,8 +51,10 @@ const GROUP_LABEL: &str = "appsafe.skiff.io/group";
 /// A group by namespace and name.
 type GroupKey = (String, String);
 
-/// Changes this close together are reconciled in one pass.
+/// Changes this close together are reconciled in one pass...
 const SETTLE: Duration = Duration::from_millis(250);
+/// ...gathered for this long at most.
+const MAX_SETTLE: Duration = Duration::from_secs(2);
 
 struct Stores {
     pods: Store<Pod>,
@@ -100,7 +102,13 @@ pub async fn run(client: kube::Client, pods: &Informer<Pod>, default_mode: Strin
         if tokio::time::timeout(Duration::from_secs(30), changes.next()).await.is_ok_and(|c| c.is_none()) {
             return;
         }
-        while let Ok(Some(())) = tokio::time::timeout(SETTLE, changes.next()).await {}
+        // Bounded, so that a cluster that never stops changing is still reconciled.
+        let until = tokio::time::Instant::now() + MAX_SETTLE;
+        while tokio::time::Instant::now() < until {
+            if !matches!(tokio::time::timeout(SETTLE, changes.next()).await, Ok(Some(()))) {
+                break;
+            }
+        }
     }
 }
 
