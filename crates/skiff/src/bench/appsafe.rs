@@ -13,14 +13,13 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_api::appsafe::AppGroup;
 
@@ -46,16 +45,6 @@ const LAN: Lan = Lan { bridge: "skbapp", prefix: "10.254.203", netns_prefix: "sk
 const NODE: &str = "bench-app-h1";
 const IMAGE: &str = "bench.local/busybox:test";
 const PORT: u16 = 8080;
-
-/// A process on this machine, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `work` on a thread of its own inside the network namespace at `netns`.
 fn in_netns<T: Send + 'static>(netns: PathBuf, work: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<Result<T>> {
@@ -141,54 +130,16 @@ async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> R
 pub async fn run(args: Args) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("skiff-bench-appsafe-").tempdir()?;
     let _bridge = LAN.up()?;
-    let gateway = LAN.gateway();
-    let kubeconfig = dir.path().join("kubeconfig.yaml");
-    let server_log = std::fs::File::create(dir.path().join("server.log"))?;
-    let _server = Process(
-        Command::new(std::env::current_exe()?)
-            .args(["server", "--bind-address", &gateway, "--https-listen-port", "6445", "--disable-agent", "--disable", "coredns", "--cluster-cidr", "10.203.0.0/16"])
-            .arg("--data-dir")
-            .arg(dir.path().join("server"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(server_log.try_clone()?)
-            .stderr(server_log)
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the server did not start: {}", std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let client = crate::sim::client(&kubeconfig).await?;
-    let token = Command::new(std::env::current_exe()?).args(["token", "create", "--kubeconfig", &kubeconfig.display().to_string()]).output()?;
-    anyhow::ensure!(token.status.success(), "token create: {}", String::from_utf8_lossy(&token.stderr));
-    let token = String::from_utf8(token.stdout)?.trim().to_string();
-
+    let server = LAN.start_server(dir.path(), 6445, &["--disable", "coredns", "--cluster-cidr", "10.203.0.0/16"]).await?;
     let mut host = LAN.plug_in("h1", 11, dir.path())?;
     // The image comes with the host, as an air-gapped node's would.
     let images = host.dir.join("data/agent/images");
     std::fs::create_dir_all(&images)?;
     sh(&["skopeo", "copy", "-q", "--src-tls-verify=false", &format!("docker://{}", args.image), &format!("oci-archive:{}:{IMAGE}", images.join("busybox.tar").display())]).context("copying the test image (is scripts/test-registry.sh's registry up?)")?;
-    let d = |sub: &str| host.dir.join(sub).display().to_string();
-    let flags: Vec<String> = [
-        "agent", "--server", &format!("https://{gateway}:6445"), "--token", &token,
-        "--ca-file", &dir.path().join("server/server/tls/ca.crt").display().to_string(),
-        "--node-name", NODE, "--node-ip", &host.address.clone(),
-        "--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pods"),
-        "--eviction-hard", "nodefs.available<1%,imagefs.available<1%",
-    ]
-    .map(String::from)
-    .to_vec();
-    host.spawn(&flags)?;
-    let result = measure(&client, &host, &args).await;
+    server.join(&mut host, NODE, &[])?;
+    let result = measure(&server.client, &host, &args).await;
     // Pods go first, so that the agent removes what it made.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let _ = pods.delete_collection(&DeleteParams::default(), &Default::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pods.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    server.delete_pods().await;
     result.inspect_err(|_| eprintln!("the agent's log:\n{}", host.log()))
 }
 

@@ -7,14 +7,14 @@
 //! bytes, so nothing is cached.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 
-use super::lan::{sh, Host, Lan};
+use super::lan::{sh, Host, Lan, Process};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,16 +30,6 @@ pub struct Args {
 }
 
 const LAN: Lan = Lan { bridge: "skbimg", prefix: "10.254.201", netns_prefix: "skiff-bench-img-" };
-
-/// A process on this machine, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// The base image plus a layer of `mib` MiB of random bytes, pushed to
 /// `registry` as `repository:1`.
@@ -101,44 +91,13 @@ pub async fn run(args: Args) -> Result<()> {
     }
 
     // The server on this machine, the agents on two hosts.
-    let kubeconfig = dir.path().join("kubeconfig.yaml");
-    let server_log = std::fs::File::create(dir.path().join("server.log"))?;
-    let _server = Process(
-        Command::new(std::env::current_exe()?)
-            .args(["server", "--bind-address", &gateway, "--https-listen-port", "6444", "--disable-agent", "--embedded-registry"])
-            .args(["--flannel-backend", "none", "--disable-kube-proxy", "--disable", "coredns", "--cluster-cidr", "10.201.0.0/16"])
-            .arg("--data-dir")
-            .arg(dir.path().join("server"))
-            .arg("--write-kubeconfig")
-            .arg(&kubeconfig)
-            .stdout(server_log.try_clone()?)
-            .stderr(server_log)
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the server did not start: {}", std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let client = crate::sim::client(&kubeconfig).await?;
-    let token = Command::new(std::env::current_exe()?).args(["token", "create", "--kubeconfig", &kubeconfig.display().to_string()]).output()?;
-    anyhow::ensure!(token.status.success(), "token create: {}", String::from_utf8_lossy(&token.stderr));
-    let token = String::from_utf8(token.stdout)?.trim().to_string();
+    let flags = ["--embedded-registry", "--flannel-backend", "none", "--disable-kube-proxy", "--disable", "coredns", "--cluster-cidr", "10.201.0.0/16"];
+    let server = LAN.start_server(dir.path(), 6444, &flags).await?;
+    let client = server.client.clone();
     let mut hosts: Vec<Host> = Vec::new();
     for i in 1..=2u8 {
         let mut host = LAN.plug_in(&format!("h{i}"), 10 + i, dir.path())?;
-        let d = |sub: &str| host.dir.join(sub).display().to_string();
-        let flags: Vec<String> = [
-            "agent", "--server", &format!("https://{gateway}:6444"), "--token", &token,
-            "--ca-file", &dir.path().join("server/server/tls/ca.crt").display().to_string(),
-            "--node-name", &format!("bench-img-h{i}"), "--node-ip", &host.address.clone(),
-            "--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pods"),
-            "--private-registry", &registries.display().to_string(),
-            "--eviction-hard", "nodefs.available<1%,imagefs.available<1%",
-        ]
-        .map(String::from)
-        .to_vec();
-        host.spawn(&flags)?;
+        server.join(&mut host, &format!("bench-img-h{i}"), &["--private-registry", &registries.display().to_string()])?;
         hosts.push(host);
     }
     let nodes: Api<Node> = Api::all(client.clone());
@@ -168,11 +127,7 @@ pub async fn run(args: Args) -> Result<()> {
     }
     .await;
     // Pods go first, so that their agents stop and remove what they made.
-    let _ = pods.delete_collection(&DeleteParams::default(), &Default::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !pods.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    server.delete_pods().await;
     result?;
 
     let median = |samples: &mut Vec<Duration>| super::percentile(samples, 50.0).as_secs_f64();

@@ -4,8 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams};
 
 pub struct Lan {
     pub bridge: &'static str,
@@ -129,6 +132,88 @@ fn remove_containers(dir: &Path) {
                 let _ = std::fs::remove_dir(child.path());
             }
             let _ = std::fs::remove_dir(path);
+        }
+    }
+}
+
+/// A process on this machine, killed when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `skiff server` (no agent of its own) on this machine's address on
+/// the bridge, and what agents join it with.
+pub struct Server {
+    _process: Process,
+    pub client: kube::Client,
+    url: String,
+    token: String,
+    ca_file: PathBuf,
+}
+
+impl Lan {
+    /// Starts a server on `port` keeping its files in `dir`, with more
+    /// `flags`, and waits until it answers.
+    pub async fn start_server(&self, dir: &Path, port: u16, flags: &[&str]) -> Result<Server> {
+        let gateway = self.gateway();
+        let kubeconfig = dir.join("kubeconfig.yaml");
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let process = Process(
+            Command::new(std::env::current_exe()?)
+                .args(["server", "--bind-address", &gateway, "--https-listen-port", &port.to_string(), "--disable-agent"])
+                .args(flags)
+                .arg("--data-dir")
+                .arg(dir.join("server"))
+                .arg("--write-kubeconfig")
+                .arg(&kubeconfig)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !kubeconfig.exists() {
+            anyhow::ensure!(Instant::now() < deadline, "the server did not start: {}", std::fs::read_to_string(dir.join("server.log")).unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let client = crate::sim::client(&kubeconfig).await?;
+        let token = Command::new(std::env::current_exe()?).args(["token", "create", "--kubeconfig", &kubeconfig.display().to_string()]).output()?;
+        anyhow::ensure!(token.status.success(), "token create: {}", String::from_utf8_lossy(&token.stderr));
+        let token = String::from_utf8(token.stdout)?.trim().to_string();
+        Ok(Server { _process: process, client, url: format!("https://{gateway}:{port}"), token, ca_file: dir.join("server/server/tls/ca.crt") })
+    }
+}
+
+impl Server {
+    /// Starts an agent on `host`, named `node`, joined to this server,
+    /// with more `flags`.
+    pub fn join(&self, host: &mut Host, node: &str, flags: &[&str]) -> Result<()> {
+        let d = |sub: &str| host.dir.join(sub).display().to_string();
+        let mut args: Vec<String> = [
+            "agent", "--server", &self.url, "--token", &self.token,
+            "--ca-file", &self.ca_file.display().to_string(),
+            "--node-name", node, "--node-ip", &host.address,
+            "--data-dir", &d("data"), "--agent-run-dir", &d("run"), "--pod-log-dir", &d("pods"),
+            "--eviction-hard", "nodefs.available<1%,imagefs.available<1%",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(flags.iter().map(|f| f.to_string()));
+        host.spawn(&args)
+    }
+
+    /// Deletes the default namespace's pods and waits (a minute at most)
+    /// until they are gone, so that the agents remove what they made.
+    pub async fn delete_pods(&self) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), "default");
+        let _ = pods.delete_collection(&DeleteParams::default(), &Default::default()).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pods.list(&Default::default()).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
