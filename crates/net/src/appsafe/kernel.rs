@@ -142,6 +142,20 @@ fn messages(mut bytes: &[u8]) -> Vec<NetlinkMessage<NetfilterMessage>> {
     out
 }
 
+/// The next datagram's size. An overflow (the kernel dropped messages the
+/// reader was too slow for) is counted and reading goes on.
+fn receive(socket: &Socket, buffer: &mut [u8], counts: &Counts) -> std::io::Result<usize> {
+    loop {
+        match socket.recv(&mut &mut buffer[..], 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                counts.overflows.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            done => return done,
+        }
+    }
+}
+
 /// Reads new connections until `sink` is gone.
 pub fn read_conntrack(sink: tokio::sync::mpsc::UnboundedSender<Seen>, counts: Arc<Counts>) -> Result<()> {
     let mut socket = Socket::new(NETLINK_NETFILTER).context("a netfilter netlink socket")?;
@@ -153,15 +167,7 @@ pub fn read_conntrack(sink: tokio::sync::mpsc::UnboundedSender<Seen>, counts: Ar
     }
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let size = match socket.recv(&mut &mut buffer[..], 0) {
-            Ok(size) => size,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                counts.overflows.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading conntrack events"),
-        };
+        let size = receive(&socket, &mut buffer, &counts).context("reading conntrack events")?;
         for message in messages(&buffer[..size]) {
             let NetlinkPayload::InnerMessage(NetfilterMessage { inner: NetfilterMessageInner::Conntrack(netlink_packet_netfilter::conntrack::ConntrackMessage::New(attributes)), .. }) = &message.payload else { continue };
             counts.events.fetch_add(1, Ordering::Relaxed);
@@ -203,15 +209,7 @@ pub fn read_drops(sink: tokio::sync::mpsc::UnboundedSender<Seen>, counts: Arc<Co
     }
     let mut buffer = vec![0u8; 1 << 16];
     loop {
-        let size = match socket.recv(&mut &mut buffer[..], 0) {
-            Ok(size) => size,
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                counts.overflows.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading NFLOG"),
-        };
+        let size = receive(&socket, &mut buffer, &counts).context("reading NFLOG")?;
         for message in messages(&buffer[..size]) {
             let NetlinkPayload::InnerMessage(NetfilterMessage { inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)), .. }) = &message.payload else { continue };
             let packet = nlas.iter().find_map(|n| match n {
