@@ -16,6 +16,9 @@ pub const MONITOR: &str = "Monitor";
 pub const PROTECT: &str = "Protect";
 pub const MODES: [&str; 3] = [DISCOVER, MONITOR, PROTECT];
 
+/// A group by namespace and name.
+pub type GroupKey = (String, String);
+
 /// A namespace's label naming the mode its new groups start in.
 pub const MODE_LABEL: &str = "appsafe.skiff.io/mode";
 

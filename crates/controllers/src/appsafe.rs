@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use serde_json::{json, Value};
-use skiff_api::appsafe::{AppGroup, LearnedFlow, Peer, MODES, MODE_LABEL, PROTECT};
+use skiff_api::appsafe::{AppGroup, GroupKey, LearnedFlow, Peer, MODES, MODE_LABEL, PROTECT};
 
 use crate::common::{controller_of, selects};
 use crate::informers::{ready, Informer};
@@ -47,9 +47,6 @@ const PER_JOB_LABELS: [&str; 2] = ["job-name", "batch.kubernetes.io/job-name"];
 
 /// The label on the NetworkPolicy a group in Protect owns.
 const GROUP_LABEL: &str = "appsafe.skiff.io/group";
-
-/// A group by namespace and name.
-type GroupKey = (String, String);
 
 /// Changes this close together are reconciled in one pass...
 const SETTLE: Duration = Duration::from_millis(250);
@@ -162,7 +159,7 @@ fn namespaced_key(meta: &ObjectMeta) -> (String, String) {
 
 async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, dns: Option<&str>) -> Result<(), kube::Error> {
     let namespaces: BTreeMap<String, Arc<Namespace>> = stores.namespaces.state().into_iter().filter_map(|n| Some((n.metadata.name.clone()?, n))).collect();
-    let groups: BTreeMap<(String, String), Arc<AppGroup>> = stores.groups.state().into_iter().map(|g| (namespaced_key(&g.metadata), g)).collect();
+    let groups: BTreeMap<GroupKey, Arc<AppGroup>> = stores.groups.state().into_iter().map(|g| (namespaced_key(&g.metadata), g)).collect();
     let pods = stores.pods.state();
     // A write that fails is tried again on the next pass; the others go on.
     let mut failed = None;
@@ -223,11 +220,11 @@ async fn reconcile(client: &kube::Client, stores: &Stores, default_mode: &str, d
 /// in the other modes.
 async fn sync_group(
     client: &kube::Client,
-    (namespace, name): &(String, String),
+    (namespace, name): &GroupKey,
     group: &AppGroup,
     members: i32,
     held: Option<Arc<NetworkPolicy>>,
-    groups: &BTreeMap<(String, String), Arc<AppGroup>>,
+    groups: &BTreeMap<GroupKey, Arc<AppGroup>>,
     dns: Option<&str>,
 ) -> Result<(), kube::Error> {
     if group.status.as_ref().map(|s| s.members) != Some(members) {
@@ -261,7 +258,7 @@ async fn sync_group(
 /// them), so the cost is pods × their labels, not pods × groups. Groups
 /// selecting by expressions alone are checked against every pod of their
 /// namespace.
-fn count_members(groups: &BTreeMap<(String, String), Arc<AppGroup>>, pods: &[Arc<Pod>]) -> BTreeMap<(String, String), i32> {
+fn count_members(groups: &BTreeMap<GroupKey, Arc<AppGroup>>, pods: &[Arc<Pod>]) -> BTreeMap<GroupKey, i32> {
     let mut by_label: BTreeMap<(&str, &str, &str), Vec<&GroupKey>> = BTreeMap::new();
     let mut by_expression: BTreeMap<&str, Vec<&GroupKey>> = BTreeMap::new();
     for (key, group) in groups {
@@ -296,7 +293,7 @@ async fn delete(policies: &Api<NetworkPolicy>, held: &NetworkPolicy) -> Result<(
 /// What a group in Protect may do, as a NetworkPolicy: its pods take the
 /// connections it learned in and make those it learned out, and reach
 /// the cluster DNS; nothing else.
-fn protect_policy(group: &AppGroup, groups: &BTreeMap<(String, String), Arc<AppGroup>>, dns: Option<&str>) -> NetworkPolicy {
+fn protect_policy(group: &AppGroup, groups: &BTreeMap<GroupKey, Arc<AppGroup>>, dns: Option<&str>) -> NetworkPolicy {
     let namespace = group.metadata.namespace.clone().unwrap_or_default();
     let name = group.metadata.name.clone().unwrap_or_default();
     let status = group.status.clone().unwrap_or_default();

@@ -8,12 +8,10 @@ use std::net::Ipv4Addr;
 use chrono::{DateTime, Utc};
 use ipnet::Ipv4Net;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use skiff_api::appsafe::{AppGroup, AppGroupStatus, LearnedFlow, LearnedProcess, Peer, DISCOVER, MAX_LEARNED, MONITOR, PROTECT};
+use skiff_api::appsafe::{AppGroup, AppGroupStatus, GroupKey, LearnedFlow, LearnedProcess, Peer, DISCOVER, MAX_LEARNED, MONITOR, PROTECT};
 
 use super::kernel::{Connection, Seen};
 use super::processes::Process;
-
-pub type GroupKey = (String, String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {

@@ -31,11 +31,11 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
-use skiff_api::appsafe::{AppGroup, DISCOVER};
+use skiff_api::appsafe::{AppGroup, GroupKey, DISCOVER};
 
 pub use kernel::LOG_GROUP;
 use kernel::{Counts, Seen};
-use learn::{GroupKey, Outcome, Pending, PodRef, View, Violation};
+use learn::{Outcome, Pending, PodRef, View, Violation};
 
 /// How often what was seen is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
