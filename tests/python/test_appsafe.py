@@ -3,23 +3,14 @@ reaches a kind it has no class for: CustomObjectsApi): a group made for a
 Deployment, its mode switched, the NetworkPolicy Protect owns, and the
 errors upstream gives for bad input."""
 import json
-import time
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from waiting import until
+
 GROUP, VERSION, PLURAL = "appsafe.skiff.io", "v1", "appgroups"
-
-
-def wait_for(what, check, limit=30):
-    deadline = time.time() + limit
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.time() < deadline, f"{what} did not happen in {limit} s"
-        time.sleep(0.2)
 
 
 def test_a_deployment_gets_a_group_and_protect_owns_a_policy(api_client, namespace):
@@ -40,14 +31,14 @@ def test_a_deployment_gets_a_group_and_protect_owns_a_policy(api_client, namespa
             assert e.status == 404
             return None
 
-    web = wait_for("the group", group)
+    web = until(group, "the group")
     assert web["spec"] == {"mode": "Discover", "selector": {"matchLabels": {"app": "web"}}}
     assert web["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
 
     groups.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web", {"spec": {"mode": "Protect"}})
     policies = client.NetworkingV1Api(api_client)
     names = lambda: [p.metadata.name for p in policies.list_namespaced_network_policy(namespace).items]
-    wait_for("the group's policy", lambda: names() == ["appsafe-web"])
+    until(lambda: names() == ["appsafe-web"], "the group's policy")
     policy = policies.read_namespaced_network_policy("appsafe-web", namespace)
     assert policy.metadata.owner_references[0].kind == "AppGroup"
     assert policy.spec.pod_selector.match_labels == {"app": "web"}
@@ -56,7 +47,7 @@ def test_a_deployment_gets_a_group_and_protect_owns_a_policy(api_client, namespa
     assert not policy.spec.ingress
 
     groups.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "web", {"spec": {"mode": "Discover"}})
-    wait_for("the policy to go", lambda: names() == [])
+    until(lambda: names() == [], "the policy to go")
 
 
 @pytest.mark.parametrize("spec,field,reason", [
@@ -80,7 +71,7 @@ def test_a_namespace_label_names_the_mode_new_groups_start_in(api_client, core, 
         spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="registry.local/busybox:1")])))
     groups = client.CustomObjectsApi(api_client)
     listed = lambda: groups.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-    tool = wait_for("the pod's own group", listed)[0]
+    tool = until(listed, "the pod's own group")[0]
     assert tool["metadata"]["name"] == "tool" and tool["spec"]["mode"] == "Monitor"
     assert tool["spec"]["selector"] == {"matchLabels": {"run": "tool"}}
     assert tool["metadata"]["ownerReferences"][0]["kind"] == "Pod"

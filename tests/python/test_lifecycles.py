@@ -10,6 +10,8 @@ import pytest
 from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
 
+from waiting import until
+
 
 def status_of(call, *args, **kwargs):
     with pytest.raises(ApiException) as e:
@@ -538,16 +540,6 @@ def test_guaranteed_pods_get_their_qos_class(core, namespace):
         spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox", resources=resources)])))
     assert created.status.qos_class == "Guaranteed"
     assert core.read_namespaced_pod("guaranteed", namespace).status.qos_class == "Guaranteed"
-
-
-def until(check, what, timeout=30):
-    deadline = time.time() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def pv_and_claim(core, namespace, name, labels):
