@@ -69,9 +69,13 @@ where
         let key = ObjectRef::from_obj(&*object);
         let what = describe(&*object);
         let forget = forget.clone();
+        crate::metrics::work_started(name);
+        let started = Instant::now();
         let reconciled = AssertUnwindSafe(reconcile(object, context)).catch_unwind();
         async move {
-            match reconciled.await {
+            let reconciled = reconciled.await;
+            crate::metrics::work_done(name, started.elapsed());
+            match reconciled {
                 Ok(Ok(action)) => {
                     lock(&forget).remove(&key);
                     Ok(action)
@@ -94,6 +98,7 @@ where
         }
         let entry = failures.entry(ObjectRef::from_obj(&*object)).or_insert((0, Instant::now()));
         let delay = retry_after(entry.0);
+        crate::metrics::retried(name);
         *entry = (entry.0.saturating_add(1), Instant::now());
         tracing::debug!(controller = name, "{}: {error}; retrying in {delay:?}", describe(&*object));
         Action::requeue(delay)

@@ -186,6 +186,7 @@ pub struct Kubelet {
     peers: Option<peers::Peers>,
     /// Image pulls done and failed (`kubelet_runtime_operations_total`).
     pulls: Mutex<(u64, u64)>,
+    timings: metrics::Timings,
 }
 
 /// A running agent; dropping it stops it (its containers keep running,
@@ -248,6 +249,7 @@ impl Kubelet {
                 None => None,
             },
             pulls: Mutex::default(),
+            timings: Default::default(),
             client,
             config,
         });

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::stats::{Readings, Usage};
@@ -18,6 +19,24 @@ type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Latencies kept between scrapes.
+pub(crate) struct Timings {
+    /// From the agent first seeing a new pod to its phase Running.
+    pub pod_start: Histogram,
+    /// One pass of a pod's worker.
+    pub pod_sync: Histogram,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            // Upstream's buckets for each.
+            pod_start: Histogram::new([0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 240.0, 300.0, 360.0, 480.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0]),
+            pod_sync: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        }
+    }
 }
 
 /// One scrape's families, in the order registered.
@@ -156,6 +175,12 @@ impl Kubelet {
         scrape.counter("kubelet_pod_sync_panics", "Number of pod syncs that panicked; the pod gets a FailedSync event and is synced again after a back-off", [(vec![], panics)]);
         let restarts: Vec<(Labels, f64)> = crate::lock(&self.restarts).iter().map(|(task, n)| (labels(&[("task", task)]), *n as f64)).collect();
         scrape.counter("kubelet_task_restarts", "Number of times one of the agent's loops stopped or panicked and was started again", restarts);
+        scrape.0.register("kubelet_pod_start_duration_seconds", "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run", self.timings.pod_start.clone());
+        scrape.0.sub_registry_with_label(("operation_type".into(), "sync".into())).register(
+            "kubelet_pod_worker_duration_seconds",
+            "Duration in seconds to sync a single pod. Broken down by operation type: create, update, or sync",
+            self.timings.pod_sync.clone(),
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &scrape.0).expect("writing to a String cannot fail");
         if let Some(more) = &self.config.more_metrics {

@@ -119,6 +119,10 @@ struct PodState {
     stopped: Option<Stopped>,
     /// When its emptyDir volumes were last measured against their sizeLimit.
     storage_checked: Option<Instant>,
+    /// Synced at least once by this worker.
+    synced: bool,
+    /// When a pod new to this node was first seen, until it runs.
+    starting_since: Option<Instant>,
 }
 
 /// Why the kubelet stopped a pod for good: evicted under node pressure
@@ -149,7 +153,10 @@ async fn worker(kubelet: Arc<Kubelet>, mut updates: tokio::sync::watch::Receiver
         // reported on the pod, and the pod is synced again after a
         // back-off; the agent and the other pods go on.
         let mut wait = RELIST;
-        match AssertUnwindSafe(kubelet.sync(&update, &mut state)).catch_unwind().await {
+        let started = Instant::now();
+        let synced = AssertUnwindSafe(kubelet.sync(&update, &mut state)).catch_unwind().await;
+        kubelet.timings.pod_sync.observe(started.elapsed().as_secs_f64());
+        match synced {
             Ok(Ok(true)) => return,
             Ok(Ok(false)) => panics = 0,
             Ok(Err(e)) => tracing::warn!("pod {}: {e:#}", name_of(&update.pod)),
@@ -263,6 +270,10 @@ impl Kubelet {
         // The UID names the pod's directories and cgroup.
         anyhow::ensure!(!uid.is_empty() && !uid.contains(['/', '\0']) && uid != "." && uid != "..", "pod UID {uid:?} cannot name a directory");
         let containers = self.runtime.list(Some(uid)).await?;
+        if !std::mem::replace(&mut state.synced, true) && containers.is_empty() {
+            // New here, not found again after the agent restarted.
+            state.starting_since = Some(Instant::now());
+        }
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         let leaving = update.gone || pod.metadata.deletion_timestamp.is_some();
         if leaving || finished {
@@ -320,6 +331,10 @@ impl Kubelet {
             // Stopped for good: the pod is Failed, and runs nothing again.
             self.stop_all(pod, &containers).await;
             let containers = self.runtime.list(Some(uid)).await?;
+        if !std::mem::replace(&mut state.synced, true) && containers.is_empty() {
+            // New here, not found again after the agent restarted.
+            state.starting_since = Some(Instant::now());
+        }
             self.post_status(pod, state, &containers).await?;
             // Stopped, so the next victim may be chosen.
             crate::lock(&self.evictions).remove(uid);
@@ -385,6 +400,10 @@ impl Kubelet {
             }
         }
         let containers = self.runtime.list(Some(uid)).await?;
+        if !std::mem::replace(&mut state.synced, true) && containers.is_empty() {
+            // New here, not found again after the agent restarted.
+            state.starting_since = Some(Instant::now());
+        }
         self.probe(pod, state, &containers).await;
         self.post_status(pod, state, &containers).await?;
         Ok(false)
@@ -885,6 +904,11 @@ impl Kubelet {
             }
         }
         let phase = if state.stopped.is_some() { "Failed" } else { status::phase(pod, &main, initialized, init_failed) };
+        if phase == "Running" {
+            if let Some(since) = state.starting_since.take() {
+                self.timings.pod_start.observe(since.elapsed().as_secs_f64());
+            }
+        }
         let unready: Vec<String> = main.iter().filter(|s| s["ready"] != true).filter_map(|s| s["name"].as_str().map(str::to_string)).collect();
         let sandbox = self.sandboxes.exists(uid);
         let mut conditions = status::conditions(pod, sandbox, if initialized { Ok(()) } else { Err(pending_init) }, unready, phase);

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod dns;
 pub mod hostports;
 pub mod masquerade;
+pub mod metrics;
 mod netlink;
 pub mod nft;
 pub mod policy;

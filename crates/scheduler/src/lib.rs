@@ -24,7 +24,7 @@ mod volumes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use futures::{FutureExt, StreamExt};
@@ -251,7 +251,14 @@ async fn flush(s: Arc<Scheduler>) {
     let mut ticks = tokio::time::interval(Duration::from_millis(200));
     loop {
         ticks.tick().await;
-        if s.state().queue.flush() {
+        let moved = {
+            let mut st = s.state();
+            let moved = st.queue.flush();
+            let (active, backoff, unschedulable) = st.queue.pending();
+            metrics::pending(active, backoff, unschedulable);
+            moved
+        };
+        if moved {
             s.wake.notify_one();
         }
     }
@@ -489,8 +496,11 @@ impl State {
             return;
         }
         if let Some(node) = info.node.clone() {
-            // Bound (by us or anyone): it holds room on its node.
-            self.queue.done(&info.uid);
+            // Bound (by us or anyone): it holds room on its node. Its
+            // binding may be seen here before the binder hears back.
+            if let Some((since_queued, attempts)) = self.queue.done(&info.uid) {
+                metrics::scheduled(since_queued, attempts);
+            }
             self.binding.remove(&info.uid);
             self.nominated.remove(&info.uid);
             self.reported.remove(&info.uid);
@@ -757,27 +767,29 @@ impl Scheduler {
             };
             // A panic on one pod fails that attempt (an error, tried again
             // after the pod's back-off), not the scheduler.
+            let started = Instant::now();
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.state().attempt(&pod, &profile))) {
-                Ok(Attempt::Fits(node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout).await,
+                Ok(Attempt::Fits(node, choices)) => self.assume_and_bind(pod, node, choices, profile.bind_timeout, started).await,
                 Ok(Attempt::Unfit(message, preempted)) => {
                     if let Some((node, victims)) = preempted {
                         self.evict(&pod, &node, victims);
                     }
-                    metrics::attempt(&profile.name, "unschedulable");
+                    metrics::attempt(&profile.name, "unschedulable", started.elapsed());
                     self.failed(pod, message, "Unschedulable");
                 }
                 Err(panic) => {
                     let message = crash::message(&*panic);
                     tracing::error!(pod = %pod.key, "scheduling panicked: {message}");
                     metrics::panicked("schedule");
-                    metrics::attempt(&profile.name, "error");
+                    metrics::attempt(&profile.name, "error", started.elapsed());
                     self.failed(pod, format!("running the scheduling plugins: {message}"), "SchedulerError");
                 }
             }
         }
     }
 
-    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>, bind_timeout: Duration) {
+    /// `started`: when this attempt began, for its latency.
+    async fn assume_and_bind(self: &Arc<Self>, pod: PodInfo, node: String, volumes: Vec<Choice>, bind_timeout: Duration, started: Instant) {
         let assumed = PodInfo { node: Some(node.clone()), ..pod };
         {
             let mut st = self.state();
@@ -812,12 +824,16 @@ impl Scheduler {
                 metrics::panicked("bind");
                 Err(internal_error("SchedulerError", format!("binding panicked: {}", crash::message(&*panic))))
             });
-            metrics::attempt(profile_of(&assumed.pod), if result.is_ok() { "scheduled" } else { "error" });
+            metrics::attempt(profile_of(&assumed.pod), if result.is_ok() { "scheduled" } else { "error" }, started.elapsed());
             let mut st = s.state();
             st.binding.remove(&assumed.uid);
             st.storage.forget(&volumes);
             match result {
-                Ok(()) => st.queue.done(&assumed.uid),
+                Ok(()) => {
+                    if let Some((since_queued, attempts)) = st.queue.done(&assumed.uid) {
+                        metrics::scheduled(since_queued, attempts);
+                    }
+                }
                 Err(e) => {
                     tracing::debug!(pod = %assumed.key, %node, "binding failed: {e}");
                     st.release(&assumed);

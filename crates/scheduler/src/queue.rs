@@ -27,6 +27,8 @@ struct Queued {
     last_failure: Option<Instant>,
     /// Matches the heap entry that is current.
     seq: u64,
+    /// When it entered the queue, for the end-to-end latency.
+    queued_at: Instant,
 }
 
 #[derive(PartialEq, Eq)]
@@ -89,7 +91,7 @@ impl Queue {
                 }
             }
             None => {
-                self.pods.insert(uid.clone(), Queued { info, stage: Stage::Active, attempts: 0, last_failure: None, seq: 0 });
+                self.pods.insert(uid.clone(), Queued { info, stage: Stage::Active, attempts: 0, last_failure: None, seq: 0, queued_at: Instant::now() });
                 self.activate(&uid);
             }
         }
@@ -119,9 +121,25 @@ impl Queue {
         }
     }
 
-    /// Bound: no longer queued.
-    pub fn done(&mut self, uid: &str) {
-        self.pods.remove(uid);
+    /// Bound: no longer queued. How long since it was queued, and in how
+    /// many attempts (this one included).
+    pub fn done(&mut self, uid: &str) -> Option<(Duration, u32)> {
+        self.pods.remove(uid).map(|q| (q.queued_at.elapsed(), q.attempts + 1))
+    }
+
+    /// How many pods are ready to try, backing off, and waiting for the
+    /// cluster to change (`scheduler_pending_pods`). In flight is none.
+    pub fn pending(&self) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        for q in self.pods.values() {
+            match q.stage {
+                Stage::Active => counts.0 += 1,
+                Stage::Backoff => counts.1 += 1,
+                Stage::Unschedulable => counts.2 += 1,
+                Stage::InFlight => {}
+            }
+        }
+        counts
     }
 
     fn backoff_over(&self, q: &Queued, now: Instant) -> bool {

@@ -109,7 +109,15 @@ async fn start_node(flags: &AgentFlags, client: kube::Client, network: ClusterNe
             Box::pin(async move { enforcer.admit(&pod, ip).await })
         }))
     });
-    config.more_metrics = network.network_policy.then(|| skiff_kubelet::MoreMetrics(std::sync::Arc::new(move || observer.metrics())));
+    // The agent's process, its service proxy and DNS, and AppSafe's observer.
+    let observing = network.network_policy;
+    config.more_metrics = Some(skiff_kubelet::MoreMetrics(std::sync::Arc::new(move || {
+        let mut page = crate::process_metrics::render() + &skiff_net::metrics::render();
+        if observing {
+            page.push_str(&observer.metrics());
+        }
+        page
+    })));
     let agent = skiff_kubelet::Kubelet::start(client.clone(), config).await?;
     // Skiff's own CSI drivers, found by the kubelet like any other, and
     // the provisioner and attacher for the drivers registered here.

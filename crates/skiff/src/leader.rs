@@ -26,7 +26,9 @@ where
 {
     let elector = Elector::new(client, namespace, name, identity);
     loop {
+        crate::process_metrics::leading(name, false);
         elector.acquire().await;
+        crate::process_metrics::leading(name, true);
         tracing::info!(lease = name, identity = %elector.identity, "leading: started");
         let running = tokio::spawn(component());
         elector.hold().await;

@@ -12,6 +12,7 @@ mod image;
 mod leader;
 mod monitoring;
 mod network;
+mod process_metrics;
 mod server;
 mod sim;
 mod supervisor;

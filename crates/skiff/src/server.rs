@@ -275,6 +275,7 @@ pub async fn run(args: Args) -> Result<()> {
         metric_resolution: args.metric_resolution,
         local_storage: args.network.enabled(crate::network::Component::LocalStorage),
         component_metrics: [
+            Some(crate::process_metrics::render as fn() -> String),
             (!args.disable_controller_manager).then_some(skiff_controllers::metrics::render as fn() -> String),
             (!args.disable_scheduler).then_some(skiff_scheduler::metrics::render as fn() -> String),
         ]

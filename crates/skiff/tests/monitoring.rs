@@ -208,6 +208,15 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
         )),
     );
     c.wait_for(&["get", "pod", "exporter", "-o", "jsonpath={.status.phase}"], "the exporter to run", |o| o == "Running");
+    // Two things wrong, for the alerts: a pod that crashes as it starts,
+    // and a Deployment whose pods fit no node.
+    c.ok(&["run", "crasher", &format!("--image={image}"), "--restart=Always", "--", "sh", "-c", "exit 1"]);
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: stuck}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: stuck}}}}\n  template:\n    metadata: {{labels: {{app: stuck}}}}\n    spec:\n      nodeSelector: {{disk: none-has-it}}\n      containers: [{{name: main, image: {image}, command: [sleep, '3600']}}]\n"
+        )),
+    );
     let dir = c.dir.path().join("monitoring");
     std::fs::create_dir_all(&dir).unwrap();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -238,6 +247,11 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     let kubeconfig = c.kubeconfig().display().to_string();
     let (pushgateway_url, alertmanager_url) = (format!("http://{gateway}"), format!("http://{alertmanager}"));
     c.skiff(&["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", &dir.display().to_string(), "--scrape-interval", "1s", "--pushgateway", &pushgateway_url, "--alertmanager", &alertmanager_url]);
+    // The alerts' waits (15 minutes for most) are what `promtool test
+    // rules` covers; here they are cut so the path to Alertmanager is seen.
+    let rules = std::fs::read_to_string(dir.join("rules/kubernetes.yml")).unwrap();
+    let hurried: Vec<String> = rules.lines().map(|l| match l.split_once("for: ") { Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 0s"), _ => l.to_string() }).collect();
+    std::fs::write(dir.join("rules/kubernetes.yml"), hurried.join("\n")).unwrap();
     let check = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
     assert!(check.status.success(), "promtool check config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
 
@@ -254,7 +268,7 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
             .unwrap(),
     );
     let api = format!("http://127.0.0.1:{port}/api/v1");
-    let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-scheduler", "kube-controller-manager", "kubernetes-pods", "pushgateway"];
+    let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-proxy", "coredns", "kube-scheduler", "kube-controller-manager", "kubernetes-pods", "pushgateway"];
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let targets = get_json(&format!("{api}/targets?state=active"));
@@ -292,6 +306,22 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     assert!(!wait_query(r#"kubelet_running_pods{job="kubelet",node="node-1"}"#).is_empty());
     assert!(!wait_query(r#"apiserver_request_total{job="apiserver"}"#).is_empty());
     assert!(!wait_query(r#"up{job="kube-controller-manager"} == 1"#).is_empty());
+    // Each component's own series, and its process's.
+    for series in [
+        r#"scheduler_pending_pods{job="kube-scheduler",queue="unschedulable"}"#,
+        r#"scheduler_scheduling_attempt_duration_seconds_count{job="kube-scheduler",result="scheduled"} > 0"#,
+        r#"scheduler_pod_scheduling_sli_duration_seconds_count{job="kube-scheduler"} > 0"#,
+        r#"workqueue_adds_total{job="kube-controller-manager",name="deployment"} > 0"#,
+        r#"workqueue_work_duration_seconds_count{job="kube-controller-manager",name="replicaset"} > 0"#,
+        r#"leader_election_master_status{job="kube-controller-manager",name="kube-controller-manager"} == 1"#,
+        r#"kubelet_pod_start_duration_seconds_count{job="kubelet"} > 0"#,
+        r#"kubelet_pod_worker_duration_seconds_count{job="kubelet",operation_type="sync"} > 0"#,
+        r#"process_resident_memory_bytes{job="apiserver"} > 0"#,
+        r#"process_open_fds{job="kube-scheduler"} > 0"#,
+        r#"process_cpu_seconds_total{job="kubelet"} > 0"#,
+    ] {
+        assert!(!wait_query(series).is_empty());
+    }
     // The pushed series keeps the job it was pushed under (honor_labels).
     let batch = wait_query("batch_records_processed");
     assert_eq!((batch[0]["metric"]["job"].as_str(), batch[0]["value"][1].as_str()), (Some("nightly"), Some("7")));
@@ -307,4 +337,34 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     assert!(groups.contains(&"kubernetes-apps") && groups.contains(&"appsafe"), "{groups:?}");
     let requested = wait_query(r#"namespace_cpu:kube_pod_container_resource_requests:sum{namespace="default"}"#);
     assert_eq!(requested[0]["value"][1], "0.01");
+    // The crash loop and the short Deployment fire, and reach Alertmanager.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let received = get_json(&format!("http://{alertmanager}/api/v2/alerts"));
+        let names: Vec<(String, String)> = received
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| (a["labels"]["alertname"].as_str().unwrap_or_default().to_string(), a["labels"]["pod"].as_str().or(a["labels"]["deployment"].as_str()).unwrap_or_default().to_string()))
+            .collect();
+        let crash = names.iter().any(|(n, p)| n == "KubePodCrashLooping" && p == "crasher");
+        let short = names.iter().any(|(n, d)| n == "KubeDeploymentReplicasMismatch" && d == "stuck");
+        if crash && short {
+            break;
+        }
+        let firing = query("ALERTS");
+        assert!(Instant::now() < deadline, "Alertmanager holds {names:?}; Prometheus's alerts: {firing:#?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // Every dashboard query written evaluates here, its variables set to
+    // this cluster's names, once rates have samples to work on.
+    wait_query(r#"count_over_time(up{job="kubelet",metrics_path="/metrics"}[1m]) >= 10"#);
+    let check = Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_dashboards.py"))
+        .args(["--prometheus", &format!("http://127.0.0.1:{port}"), "--set", "namespace=default", "--set", "node=node-1", "--set", "pod=exporter"])
+        .arg(dir.join("dashboards"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "dashboards: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&check.stdout));
 }

@@ -594,6 +594,14 @@ fn cluster_dns_answers_coredns_records_on_every_host() {
     // A name that does not exist: NXDOMAIN.
     let (ok, missing) = nslookup(&hosts, "client", &["nobody.default.svc.cluster.local"]);
     assert!(!ok && missing.contains("NXDOMAIN"), "{missing}");
+    // The client's node counted its questions and answers as CoreDNS
+    // would, and its service proxy its syncs as kube-proxy would.
+    let page = hosts.cluster.ok(&["get", "--raw", "/api/v1/nodes/h2/proxy/metrics"]);
+    let value = |prefix: &str| -> f64 { page.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum() };
+    assert!(value(r#"coredns_dns_responses_total{server="dns://:53",zone=".",rcode="NXDOMAIN",plugin="kubernetes"}"#) >= 1.0, "{page}");
+    assert!(value(r#"coredns_dns_requests_total{server="dns://:53",zone=".",proto="udp",family="1",type="A"}"#) >= 1.0, "{page}");
+    assert!(value("coredns_dns_request_duration_seconds_count") >= 1.0, "{page}");
+    assert!(value("kubeproxy_sync_proxy_rules_last_timestamp_seconds ") > 0.0 && value("kubeproxy_sync_proxy_rules_duration_seconds_count ") >= 1.0, "{page}");
 
     // dnsPolicy None with its own dnsConfig.
     let manifest = format!(

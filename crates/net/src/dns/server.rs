@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hickory_server::net::runtime::Time;
@@ -14,6 +14,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::forward::Forwarder;
+use crate::metrics::{self, DnsSource};
 use super::records::{Answer, Outcome, Records};
 
 /// The index as the watch and the server share it. Lookups hold the read
@@ -81,14 +82,14 @@ struct Handler {
 }
 
 impl Handler {
-    /// The response to one question, and its AA and RA flags.
-    async fn answer(&self, query: &Query) -> (Answer, bool, bool) {
+    /// The response to one question, its AA and RA flags, and where it came from.
+    async fn answer(&self, query: &Query) -> (Answer, bool, bool, DnsSource) {
         let outcome = self.records.read().unwrap_or_else(PoisonError::into_inner).lookup(query.name(), query.query_type());
         match outcome {
             // CoreDNS sets RA on its answers but not on NXDOMAIN or NODATA.
             Outcome::Answer(answer) => {
                 let found = !answer.answers.is_empty();
-                (answer, true, found)
+                (answer, true, found, DnsSource::Kubernetes)
             }
             Outcome::Chase(mut answer, target) => {
                 // The target's records follow the CNAME; if upstream fails
@@ -96,16 +97,16 @@ impl Handler {
                 if let Ok(reply) = self.forwarder.resolve(&Query::query(target, query.query_type())).await {
                     answer.answers.extend(reply.answers);
                 }
-                (answer, true, true)
+                (answer, true, true, DnsSource::Kubernetes)
             }
             Outcome::Forward => match self.forwarder.resolve(query).await {
                 Ok(reply) => {
                     let answer = Answer { code: reply.code, answers: reply.answers, authorities: reply.authorities, additionals: reply.additionals };
-                    (answer, reply.authoritative, reply.recursion_available)
+                    (answer, reply.authoritative, reply.recursion_available, DnsSource::Forward)
                 }
                 Err(e) => {
                     tracing::debug!(name = %query.name(), error = %e, "forwarding failed");
-                    (Answer { code: ResponseCode::ServFail, ..Answer::default() }, false, true)
+                    (Answer { code: ResponseCode::ServFail, ..Answer::default() }, false, true, DnsSource::Forward)
                 }
             },
         }
@@ -123,6 +124,8 @@ impl RequestHandler for Handler {
             edns.set_max_payload(asked.max_payload().max(512)).set_version(0);
             edns
         });
+        let started = Instant::now();
+        let mut source = DnsSource::Server;
         let answer = if request.metadata.message_type != MessageType::Query || request.metadata.op_code != OpCode::Query {
             Answer { code: ResponseCode::NotImp, ..Answer::default() }
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
@@ -130,7 +133,8 @@ impl RequestHandler for Handler {
         } else {
             match request.request_info() {
                 Ok(info) => {
-                    let (answer, authoritative, recursion_available) = self.answer(info.query.original()).await;
+                    let (answer, authoritative, recursion_available, from) = self.answer(info.query.original()).await;
+                    source = from;
                     metadata.authoritative = authoritative;
                     metadata.recursion_available = recursion_available;
                     answer
@@ -140,6 +144,9 @@ impl RequestHandler for Handler {
             }
         };
         metadata.response_code = answer.code;
+        // Counted as CoreDNS counts: its rcode names are hickory's, upper-cased.
+        let qtype = request.queries.queries().first().map(|q| q.query_type().to_string()).unwrap_or_default();
+        metrics::dns_answered(request.protocol().as_str(), request.src().is_ipv6(), &qtype, &format!("{:?}", answer.code).to_uppercase(), source, started.elapsed());
         let response =
             MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(metadata, answer.answers.iter(), answer.authorities.iter(), std::iter::empty::<&Record>(), answer.additionals.iter());
         match response_handle.send_response(response).await {

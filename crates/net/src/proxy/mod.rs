@@ -208,6 +208,7 @@ impl Proxy {
                 }
             }
             whole = false;
+            crate::metrics::proxy_synced(started.elapsed());
             tracing::debug!(services = changed, took = ?started.elapsed(), "service proxy synced");
             if !flows.is_empty() {
                 tokio::task::spawn_blocking(move || conntrack::delete(&flows));

@@ -8,7 +8,9 @@
 //! manager, annotated pods, and a push gateway. Targets come from the API
 //! server's HTTP service discovery (`/metrics/targets`), which Prometheus
 //! builds without kubernetes_sd read. `rules/` holds the alerts a cluster
-//! needs, under kubernetes-mixin's names.
+//! needs, under kubernetes-mixin's names; `dashboards/` Grafana's views of
+//! them (checked by `scripts/check_dashboards.py`, also against a live
+//! Prometheus in the monitoring test).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +24,19 @@ use serde_json::json;
 /// kubernetes-mixin's alerts over Skiff's series (tested by
 /// `rules-tests/kubernetes.yml` with `promtool test rules`).
 const RULES: &str = include_str!("rules/kubernetes.yml");
+
+/// Grafana dashboards over the same series, by file name.
+const DASHBOARDS: [(&str, &str); 9] = [
+    ("cluster.json", include_str!("dashboards/cluster.json")),
+    ("namespace.json", include_str!("dashboards/namespace.json")),
+    ("node.json", include_str!("dashboards/node.json")),
+    ("pod.json", include_str!("dashboards/pod.json")),
+    ("workload.json", include_str!("dashboards/workload.json")),
+    ("apiserver.json", include_str!("dashboards/apiserver.json")),
+    ("kubelet.json", include_str!("dashboards/kubelet.json")),
+    ("networking.json", include_str!("dashboards/networking.json")),
+    ("persistent-volumes.json", include_str!("dashboards/persistent-volumes.json")),
+];
 
 const NAMESPACE: &str = "kube-system";
 const ACCOUNT: &str = "skiff-monitoring";
@@ -91,6 +106,9 @@ async fn config(args: ConfigArgs) -> Result<()> {
     write_private(&dir.join("token"), &token)?;
     std::fs::write(dir.join("ca.crt"), ca_pem)?;
     std::fs::write(dir.join("rules/kubernetes.yml"), RULES)?;
+    for (name, dashboard) in DASHBOARDS {
+        std::fs::write(dir.join("dashboards").join(name), dashboard)?;
+    }
     let yaml = prometheus_yml(&dir, &api_address, &args)?;
     std::fs::write(dir.join("prometheus.yml"), yaml)?;
     println!("wrote {}: run prometheus --config.file={}", dir.display(), dir.join("prometheus.yml").display());
@@ -157,8 +175,8 @@ fn prometheus_yml(dir: &Path, api: &str, args: &ConfigArgs) -> Result<String> {
     };
     let discovery = |role: &str| json!([{"url": format!("https://{api}/metrics/targets?role={role}"), "authorization": auth["authorization"], "tls_config": auth["tls_config"], "refresh_interval": "30s"}]);
     // A node's metrics through the API server's proxy, labelled as the
-    // kubelet's own path would be.
-    let kubelet = |job: &str, path: &str| {
+    // kubelet's own path would be, and as the job given.
+    let node_page = |job: &str, path: &str, named: &str| {
         secured(json!({
             "job_name": job,
             "http_sd_configs": discovery("node"),
@@ -168,26 +186,40 @@ fn prometheus_yml(dir: &Path, api: &str, args: &ConfigArgs) -> Result<String> {
                 {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "node"},
                 {"source_labels": ["__meta_kubernetes_node_name"], "target_label": "instance"},
                 {"target_label": "metrics_path", "replacement": path},
-                {"target_label": "job", "replacement": "kubelet"},
+                {"target_label": "job", "replacement": named},
             ],
         }))
     };
+    let kubelet = |job: &str, path: &str| node_page(job, path, "kubelet");
+    // A component's series on a page it shares with others: its own, its
+    // process's, and its own lease's leader status.
+    let keep = |series: &str, lease: &str| json!([{"source_labels": ["__name__", "name"], "regex": format!("({series}|process_.*);.*|leader_election_master_status;{lease}"), "action": "keep"}]);
     // Components that run inside the server: its page, their series.
-    let component = |job: &str, keep: &str| {
+    let component = |job: &str, series: &str| {
         secured(json!({
             "job_name": job,
             "static_configs": [{"targets": [api]}],
-            "metric_relabel_configs": [{"source_labels": ["__name__"], "regex": keep, "action": "keep"}],
+            "metric_relabel_configs": keep(series, job),
         }))
     };
+    // The agent's service proxy and DNS, on its page.
+    let node_component = |job: &str, series: &str| {
+        let mut scrape = node_page(job, "/metrics", job);
+        scrape["metric_relabel_configs"] = keep(series, job);
+        scrape
+    };
+    let mut kubelet_own = kubelet("kubelet", "/metrics");
+    kubelet_own["metric_relabel_configs"] = json!([{"source_labels": ["__name__"], "regex": "kubeproxy_.*|coredns_.*", "action": "drop"}]);
     let mut jobs = vec![
         secured(json!({"job_name": "apiserver", "static_configs": [{"targets": [api]}]})),
         secured(json!({"job_name": "kube-state-metrics", "honor_labels": true, "metrics_path": "/metrics/cluster-state", "static_configs": [{"targets": [api]}]})),
-        kubelet("kubelet", "/metrics"),
+        kubelet_own,
         kubelet("kubelet-cadvisor", "/metrics/cadvisor"),
         kubelet("kubelet-resource", "/metrics/resource"),
-        component("kube-scheduler", "scheduler_.*|process_.*"),
-        component("kube-controller-manager", "controller_.*|workqueue_.*|process_.*"),
+        node_component("kube-proxy", "kubeproxy_.*"),
+        node_component("coredns", "coredns_.*"),
+        component("kube-scheduler", "scheduler_.*"),
+        component("kube-controller-manager", "controller_.*|workqueue_.*"),
         // Pods that ask to be scraped, as the usual kubernetes-pods job.
         json!({
             "job_name": "kubernetes-pods",
