@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// One condition of a label selector.
 #[derive(Debug, Clone, PartialEq)]
-enum Requirement {
+pub enum Requirement {
     Equals(String, String),
     NotEquals(String, String),
     In(String, Vec<String>),
@@ -58,6 +59,11 @@ impl LabelSelector {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The conditions, all of which must hold.
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.0
     }
 
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {

@@ -122,6 +122,8 @@ pub struct Api {
     pub write_slots: tokio::sync::Semaphore,
     pub kubelets: crate::kubelets::Kubelets,
     pub resource_metrics: crate::resource_metrics::ResourceMetrics,
+    /// custom.metrics.k8s.io and external.metrics.k8s.io, when a Prometheus is given.
+    pub custom_metrics: Option<crate::custom_metrics::CustomMetrics>,
 }
 
 /// Upstream's verb for a resource request, the name authorization and
@@ -269,7 +271,10 @@ impl Api {
             Ok(user) => user,
             Err(e) => return e.into_response(),
         };
-        let attributes = authorization::attributes(&user, &parts.method, &path, &route, verb, &query);
+        let attributes = match self.custom_metrics.is_some().then(|| crate::custom_metrics::attributes(&user, parts.method.as_str(), &path)).flatten() {
+            Some(attributes) => attributes,
+            None => authorization::attributes(&user, &parts.method, &path, &route, verb, &query),
+        };
         let impersonator = (requester != user).then_some(&requester);
         let Some((audit, record)) = self.audit.as_ref().and_then(|a| Some((a, a.begin(&attributes, impersonator, &uri, peer, &agent)?))) else {
             return self.serve(&attributes, parts, body, query, route, path).await;
@@ -326,6 +331,9 @@ impl Api {
                 // Long-running, as upstream counts it: outside the in-flight limits.
                 return crate::proxy::serve(self, user, t, parts, body).await;
             }
+        }
+        if let Some(metrics) = self.custom_metrics.as_ref().filter(|_| crate::custom_metrics::serves(&path)) {
+            return crate::custom_metrics::serve(self, metrics, &parts.method, &path, &query).await;
         }
         match path.as_str() {
             "/healthz" | "/livez" | "/readyz" => return health(&path, &query),
@@ -444,13 +452,23 @@ impl Api {
         }
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let (Route::ApiVersions | Route::ApiGroupList, Some(version)) = (&route, discovery::wants_aggregated(accept)) {
-            let doc = discovery::aggregated(matches!(route, Route::ApiVersions), version);
+            let mut doc = discovery::aggregated(matches!(route, Route::ApiVersions), version);
+            if let (Some(_), Route::ApiGroupList, Some(items)) = (&self.custom_metrics, &route, doc["items"].as_array_mut()) {
+                // Resources named by what Prometheus holds: found on request, as the aggregator leaves them to their server.
+                items.extend(crate::custom_metrics::groups().into_iter().map(|g| json!({"metadata": {"name": g["name"], "creationTimestamp": null}, "versions": [{"version": g["preferredVersion"]["version"], "resources": [], "freshness": "Current"}]})));
+            }
             let media = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
             return Ok((StatusCode::OK, [(header::CONTENT_TYPE, media)], serde_json::to_vec(&doc).expect("JSON serializes")).into_response());
         }
         let doc = match route {
             Route::ApiVersions => Some(discovery::api_versions()),
-            Route::ApiGroupList => Some(discovery::api_group_list()),
+            Route::ApiGroupList => {
+                let mut list = discovery::api_group_list();
+                if let (Some(_), Some(groups)) = (&self.custom_metrics, list["groups"].as_array_mut()) {
+                    groups.extend(crate::custom_metrics::groups());
+                }
+                Some(list)
+            }
             Route::ApiGroup(g) => discovery::api_group(&g),
             Route::ResourceList { group, version } => discovery::resource_list(&group, &version),
             Route::Unknown => None,

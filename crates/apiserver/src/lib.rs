@@ -26,6 +26,7 @@ mod patch;
 mod proxy;
 mod registry;
 mod resource_metrics;
+mod custom_metrics;
 mod service_discovery;
 mod state_metrics;
 mod reviews;
@@ -89,6 +90,10 @@ pub struct Config {
     /// The metric families of the components this process also runs
     /// (controller manager, scheduler), served on the same `/metrics`.
     pub component_metrics: Vec<fn() -> String>,
+    /// custom.metrics.k8s.io and external.metrics.k8s.io from this
+    /// Prometheus (`--prometheus-url`), named by prometheus-adapter rules
+    /// (YAML; its default rules when none are given).
+    pub prometheus: Option<(String, Option<String>)>,
     /// Whether the built-in storage classes are made at start.
     pub local_storage: bool,
     /// Serves `/cacerts` and `/v1-skiff/…` on the same port, outside the
@@ -141,6 +146,10 @@ impl Server {
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
             kubelets: kubelets::Kubelets::new(&config.client_ca_pem, config.kubelet_client.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())))?,
             resource_metrics: Default::default(),
+            custom_metrics: match &config.prometheus {
+                Some((url, rules)) => Some(custom_metrics::CustomMetrics::new(url, rules.as_deref()).map_err(anyhow::Error::msg)?),
+                None => None,
+            },
         });
         tokio::spawn(count_objects(Arc::downgrade(&api)));
         tokio::spawn(resource_metrics::ResourceMetrics::scrape(Arc::downgrade(&api), config.metric_resolution));

@@ -7,11 +7,13 @@
 //! maxReplicas, stabilized and rate-limited as upstream (`behavior`, in
 //! `History::normalize`). Status, conditions and events are upstream's.
 //!
-//! ContainerResource metrics read one container of each pod. Not yet:
-//! Pods, Object and External metrics (no custom or external metrics API
-//! is served); they fail as upstream's do when those APIs are missing,
-//! and, as upstream, the other metrics still scale unless that would
-//! scale down.
+//! ContainerResource metrics read one container of each pod. Pods and
+//! Object metrics come from custom.metrics.k8s.io, External ones from
+//! external.metrics.k8s.io (served when the server is given a
+//! Prometheus), and become replicas as upstream's replica calculator
+//! makes them. A metric that cannot be read fails with upstream's reason,
+//! and, as upstream, the other metrics still scale unless that would scale
+//! down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -230,18 +232,9 @@ async fn read_metric(client: &kube::Client, ns: &str, selector: &str, metric: &M
     let (name, container, target) = match (metric.type_.as_str(), &metric.resource, &metric.container_resource) {
         ("Resource", Some(r), _) => (r.name.as_str(), None, &r.target),
         ("ContainerResource", _, Some(r)) => (r.name.as_str(), Some(r.container.as_str()), &r.target),
-        ("Pods", ..) => {
-            let name = metric.pods.as_ref().map_or("", |p| p.metric.name.as_str());
-            return Err(("FailedGetPodsMetric", format!("unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served")));
-        }
-        ("Object", ..) => {
-            let name = metric.object.as_ref().map_or("", |o| o.metric.name.as_str());
-            return Err(("FailedGetObjectMetric", format!("unable to get metric {name}: no custom metrics API (custom.metrics.k8s.io) is served")));
-        }
-        ("External", ..) => {
-            let name = metric.external.as_ref().map_or("", |e| e.metric.name.as_str());
-            return Err(("FailedGetExternalMetric", format!("unable to get external metric {ns}/{name}: no external metrics API (external.metrics.k8s.io) is served")));
-        }
+        ("Pods", ..) => return read_pods_metric(client, ns, selector, metric, current).await.map_err(|m| ("FailedGetPodsMetric", m)),
+        ("Object", ..) => return read_object_metric(client, ns, selector, metric, current).await.map_err(|m| ("FailedGetObjectMetric", m)),
+        ("External", ..) => return read_external_metric(client, ns, selector, metric, current).await.map_err(|m| ("FailedGetExternalMetric", m)),
         (other, ..) => return Err(("InvalidMetricSourceType", format!("unknown metric source type {other:?}"))),
     };
     let reason = if container.is_some() { "FailedGetContainerResourceMetric" } else { "FailedGetResourceMetric" };
@@ -321,6 +314,154 @@ pub fn reading(name: &str, container: Option<&str>, target: &k8s_openapi::api::a
         None => json!({"type": "Resource", "resource": {"name": name, "current": current_value}}),
     };
     Ok(Reading { replicas, current, description })
+}
+
+/// A label selector object in the selector syntax of a query parameter.
+fn selector_string(selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>) -> String {
+    let Some(selector) = selector else { return String::new() };
+    let mut terms: Vec<String> = selector.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        terms.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    terms.join(",")
+}
+
+/// A custom or external metrics API's answer at `path`.
+async fn metrics_api(client: &kube::Client, path: &str, query: &[(&str, String)]) -> Result<Value, String> {
+    let query: Vec<&(&str, String)> = query.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let uri = match query.is_empty() {
+        true => path.to_string(),
+        false => format!("{path}?{}", serde_urlencoded::to_string(&query).map_err(|e| e.to_string())?),
+    };
+    let request = http::Request::get(uri).body(Vec::new()).map_err(|e| e.to_string())?;
+    client.request::<Value>(request).await.map_err(|e| e.to_string())
+}
+
+/// Running pods the selector picks, by name.
+async fn running_pods(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<String>, String> {
+    let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
+    Ok(pods
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .filter_map(|p| p.metadata.name)
+        .collect())
+}
+
+/// Replicas for a usage `ratio` to the target over `count` pods: unchanged
+/// within the tolerance, as upstream's replica calculator.
+fn scaled(ratio: f64, count: f64, current: i32) -> i32 {
+    if (ratio - 1.0).abs() <= TOLERANCE { current } else { (ratio * count).ceil().min(i32::MAX as f64) as i32 }
+}
+
+fn target_milli(target: &k8s_openapi::api::autoscaling::v2::MetricTarget, field: &str) -> Result<i64, String> {
+    let quantity = match field {
+        "value" => target.value.as_ref(),
+        _ => target.average_value.as_ref(),
+    };
+    quantity.and_then(|q| skiff_quantity::milli(&q.0)).filter(|v| *v > 0).ok_or_else(|| format!("an invalid {field} target"))
+}
+
+/// A Pods metric: each pod's value from custom.metrics.k8s.io, averaged
+/// against the target's averageValue.
+async fn read_pods_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, String> {
+    let source = metric.pods.as_ref().ok_or("a Pods metric without its source")?;
+    let name = &source.metric.name;
+    let path = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/pods/*/{name}");
+    let answer = metrics_api(client, &path, &[("labelSelector", selector.to_string()), ("metricLabelSelector", selector_string(source.metric.selector.as_ref()))])
+        .await
+        .map_err(|e| format!("unable to get metric {name}: unable to fetch metrics from custom metrics API: {e}"))?;
+    let running = running_pods(client, ns, selector).await?;
+    let values: Vec<i64> = answer["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["describedObject"]["name"].as_str().is_some_and(|p| running.iter().any(|r| r == p)))
+        .filter_map(|i| skiff_quantity::milli(i["value"].as_str()?))
+        .collect();
+    if values.is_empty() {
+        return Err(format!("unable to get metric {name}: no metrics returned from custom metrics API"));
+    }
+    let average = values.iter().fold(0i64, |a, v| a.saturating_add(*v)) as f64 / values.len() as f64;
+    let ratio = average / target_milli(&source.target, "averageValue")? as f64;
+    Ok(Reading {
+        replicas: scaled(ratio, values.len() as f64, current),
+        current: json!({"type": "Pods", "pods": {"metric": source.metric, "current": {"averageValue": format!("{}m", average.round() as i64)}}}),
+        description: format!("pods metric {name}"),
+    })
+}
+
+/// A usage against a Value target (spread over the ready pods) or an
+/// AverageValue one (per replica), as upstream's Object and External
+/// metrics; and the `current` it reports.
+fn value_reading(usage: i64, target: &k8s_openapi::api::autoscaling::v2::MetricTarget, ready: usize, current: i32) -> Result<(i32, Value), String> {
+    match target.type_.as_str() {
+        "Value" => {
+            let ratio = usage as f64 / target_milli(target, "value")? as f64;
+            Ok((scaled(ratio, ready as f64, current), json!({"value": format!("{usage}m")})))
+        }
+        "AverageValue" => {
+            let per_pod = target_milli(target, "averageValue")? as f64;
+            let ratio = usage as f64 / (per_pod * current.max(1) as f64);
+            let replicas = if (ratio - 1.0).abs() <= TOLERANCE { current } else { (usage as f64 / per_pod).ceil().min(i32::MAX as f64) as i32 };
+            Ok((replicas, json!({"averageValue": format!("{}m", (usage as f64 / current.max(1) as f64).round() as i64)})))
+        }
+        other => Err(format!("invalid target type {other:?}")),
+    }
+}
+
+/// An Object metric: one object's value from custom.metrics.k8s.io.
+async fn read_object_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, String> {
+    let source = metric.object.as_ref().ok_or("an Object metric without its source")?;
+    let (name, object) = (&source.metric.name, &source.described_object);
+    let api_version = object.api_version.as_deref().unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let resource = kube::discovery::pinned_kind(client, &kube::core::GroupVersionKind::gvk(group, version, &object.kind))
+        .await
+        .map_err(|e| format!("unable to get metric {name}: {} is not a known kind: {e}", object.kind))?
+        .0
+        .plural;
+    let path = format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/{resource}/{}/{name}", object.name);
+    let answer = metrics_api(client, &path, &[("metricLabelSelector", selector_string(source.metric.selector.as_ref()))])
+        .await
+        .map_err(|e| format!("unable to get metric {name}: {} on {} {}/unable to fetch metrics from custom metrics API: {e}", object.kind, ns, object.name))?;
+    let usage = answer["items"][0]["value"].as_str().and_then(skiff_quantity::milli).ok_or_else(|| format!("unable to get metric {name}: no metrics returned from custom metrics API"))?;
+    let ready = running_pods(client, ns, selector).await?.len();
+    let (replicas, value) = value_reading(usage, &source.target, ready, current)?;
+    Ok(Reading {
+        replicas,
+        current: json!({"type": "Object", "object": {"describedObject": object, "metric": source.metric, "current": value}}),
+        description: format!("{} metric {name}", object.kind),
+    })
+}
+
+/// An External metric: the sum of what external.metrics.k8s.io returns.
+async fn read_external_metric(client: &kube::Client, ns: &str, selector: &str, metric: &MetricSpec, current: i32) -> Result<Reading, String> {
+    let source = metric.external.as_ref().ok_or("an External metric without its source")?;
+    let name = &source.metric.name;
+    let metric_selector = selector_string(source.metric.selector.as_ref());
+    let path = format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{name}");
+    let answer = metrics_api(client, &path, &[("labelSelector", metric_selector.clone())])
+        .await
+        .map_err(|e| format!("unable to get external metric {ns}/{name}/{metric_selector}: unable to fetch metrics from external metrics API: {e}"))?;
+    let values: Vec<i64> = answer["items"].as_array().into_iter().flatten().filter_map(|i| skiff_quantity::milli(i["value"].as_str()?)).collect();
+    if values.is_empty() {
+        return Err(format!("unable to get external metric {ns}/{name}/{metric_selector}: no metrics returned from external metrics API"));
+    }
+    let usage = values.iter().fold(0i64, |a, v| a.saturating_add(*v));
+    let ready = running_pods(client, ns, selector).await?.len();
+    let (replicas, value) = value_reading(usage, &source.target, ready, current)?;
+    Ok(Reading {
+        replicas,
+        current: json!({"type": "External", "external": {"metric": source.metric, "current": value}}),
+        description: format!("external metric {name}({metric_selector})"),
+    })
 }
 
 /// A CPU amount in millicores, memory in bytes, as quantities.
@@ -450,6 +591,26 @@ mod tests {
 
     fn behavior(value: serde_json::Value) -> HorizontalPodAutoscalerBehavior {
         serde_json::from_value(value).unwrap()
+    }
+
+    fn target(value: serde_json::Value) -> k8s_openapi::api::autoscaling::v2::MetricTarget {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// Object and External metrics as upstream's replica calculator: a
+    /// Value target spreads the usage over the ready pods, an AverageValue
+    /// one divides it per replica; within 10 % nothing changes.
+    #[test]
+    fn value_and_average_value_targets_give_upstreams_replicas() {
+        let value = target(json!({"type": "Value", "value": "10"}));
+        assert_eq!(value_reading(30_000, &value, 2, 2).unwrap(), (6, json!({"value": "30000m"})));
+        assert_eq!(value_reading(10_500, &value, 2, 2).unwrap().0, 2, "within the tolerance");
+        let average = target(json!({"type": "AverageValue", "averageValue": "10"}));
+        assert_eq!(value_reading(30_000, &average, 1, 1).unwrap(), (3, json!({"averageValue": "30000m"})));
+        assert_eq!(value_reading(30_000, &average, 3, 3).unwrap().0, 3, "at the target");
+        assert_eq!(value_reading(5_000, &average, 3, 3).unwrap().0, 1);
+        assert!(value_reading(1, &target(json!({"type": "Value", "value": "0"})), 1, 1).is_err(), "a zero target is none");
+        assert_eq!(selector_string(Some(&serde_json::from_value(json!({"matchLabels": {"queue": "a"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "y"]}, {"key": "gone", "operator": "DoesNotExist"}]})).unwrap())), "queue=a,tier in (x,y),!gone");
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub struct Args {
     /// metrics-server's flag of the same name.
     #[arg(long, default_value = "15s", value_parser = crate::components::parse_duration)]
     metric_resolution: std::time::Duration,
+    /// A Prometheus (`http://host:9090`) to serve custom.metrics.k8s.io and
+    /// external.metrics.k8s.io from, for the autoscaler.
+    #[arg(long)]
+    prometheus_url: Option<String>,
+    /// prometheus-adapter's rules file naming those metrics (its default
+    /// rules when absent).
+    #[arg(long, requires = "prometheus_url")]
+    metrics_rules: Option<PathBuf>,
     /// Where to write the admin kubeconfig.
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     write_kubeconfig: PathBuf,
@@ -273,6 +281,10 @@ pub async fn run(args: Args) -> Result<()> {
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
         kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
         metric_resolution: args.metric_resolution,
+        prometheus: match &args.prometheus_url {
+            Some(url) => Some((url.clone(), args.metrics_rules.as_ref().map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))).transpose()?)),
+            None => None,
+        },
         local_storage: args.network.enabled(crate::network::Component::LocalStorage),
         component_metrics: [
             Some(crate::process_metrics::render as fn() -> String),

@@ -189,6 +189,56 @@ fn get_json(url: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `skiff monitoring config` for the cluster into `dir`, checked by promtool.
+fn configure(c: &Cluster, dir: &std::path::Path, flags: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let kubeconfig = c.kubeconfig().display().to_string();
+    let mut args = vec!["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", dir.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    c.skiff(&args);
+    let check = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
+    assert!(check.status.success(), "promtool check config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+}
+
+/// `prometheus --config.file=DIR/prometheus.yml` on `port`, its log in DIR.
+fn start_prometheus(dir: &std::path::Path, port: u16) -> Prometheus {
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus (scripts/deps.sh installs it)"),
+    )
+}
+
+/// An instant query's series (`api`: Prometheus' `…/api/v1`).
+fn query(api: &str, q: &str) -> Vec<serde_json::Value> {
+    let out = Command::new("curl").args(["-sf", &format!("{api}/query"), "--data-urlencode", &format!("query={q}")]).output().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    body["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// The query's series, once it has some (30 s at most).
+fn wait_query(api: &str, q: &str) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = query(api, q);
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "no series for {q}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// `skiff monitoring config`, then `prometheus --config.file=…` and nothing
 /// else: every target is up, and cluster state, containers, components
 /// and an annotated pod are in Prometheus, the pod's series with its
@@ -219,7 +269,6 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
     );
     let dir = c.dir.path().join("monitoring");
     std::fs::create_dir_all(&dir).unwrap();
-    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // A push gateway holding a batch job's metric, and an Alertmanager.
     let gateway = format!("127.0.0.1:{}", free_port());
     let _gateway = Prometheus(Command::new("prometheus-pushgateway").arg(format!("--web.listen-address={gateway}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
@@ -244,29 +293,15 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
         ok
     });
     assert!(pushed, "the push gateway took no metric");
-    let kubeconfig = c.kubeconfig().display().to_string();
     let (pushgateway_url, alertmanager_url) = (format!("http://{gateway}"), format!("http://{alertmanager}"));
-    c.skiff(&["monitoring", "config", "--kubeconfig", &kubeconfig, "--dir", &dir.display().to_string(), "--scrape-interval", "1s", "--pushgateway", &pushgateway_url, "--alertmanager", &alertmanager_url]);
+    configure(&c, &dir, &["--scrape-interval", "1s", "--pushgateway", &pushgateway_url, "--alertmanager", &alertmanager_url]);
     // The alerts' waits (15 minutes for most) are what `promtool test
     // rules` covers; here they are cut so the path to Alertmanager is seen.
     let rules = std::fs::read_to_string(dir.join("rules/kubernetes.yml")).unwrap();
     let hurried: Vec<String> = rules.lines().map(|l| match l.split_once("for: ") { Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: 0s"), _ => l.to_string() }).collect();
     std::fs::write(dir.join("rules/kubernetes.yml"), hurried.join("\n")).unwrap();
-    let check = Command::new("promtool").arg("check").arg("config").arg(dir.join("prometheus.yml")).output().unwrap();
-    assert!(check.status.success(), "promtool check config: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
-
     let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _prometheus = start_prometheus(&dir, port);
     let api = format!("http://127.0.0.1:{port}/api/v1");
     let wanted = ["apiserver", "kube-state-metrics", "kubelet", "kube-proxy", "coredns", "kube-scheduler", "kube-controller-manager", "kubernetes-pods", "pushgateway"];
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -283,22 +318,8 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
         assert!(Instant::now() < deadline, "targets never all up: {active:#?}\nprometheus log: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(500));
     }
-    let query = |q: &str| -> Vec<serde_json::Value> {
-        let out = Command::new("curl").args(["-sf", &format!("{api}/query"), "--data-urlencode", &format!("query={q}")]).output().unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        body["data"]["result"].as_array().cloned().unwrap_or_default()
-    };
-    let wait_query = |q: &str| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got = query(q);
-            if !got.is_empty() {
-                return got;
-            }
-            assert!(Instant::now() < deadline, "no series for {q}");
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    };
+    let query = |q: &str| query(&api, q);
+    let wait_query = |q: &str| wait_query(&api, q);
     let demo = wait_query(r#"demo_requests_total{job="kubernetes-pods"}"#);
     assert_eq!((demo[0]["metric"]["namespace"].as_str(), demo[0]["metric"]["pod"].as_str(), demo[0]["value"][1].as_str()), (Some("default"), Some("exporter"), Some("42")));
     assert!(!wait_query(r#"kube_pod_info{pod="exporter",namespace="default"}"#).is_empty());
@@ -367,4 +388,65 @@ fn prometheus_configured_by_skiff_scrapes_every_target() {
         .unwrap();
     assert!(check.status.success(), "dashboards: {}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     eprintln!("{}", String::from_utf8_lossy(&check.stdout));
+}
+
+/// custom.metrics.k8s.io and external.metrics.k8s.io from the Prometheus
+/// the server is given, named by prometheus-adapter's default rules: an
+/// HPA on a Pods metric that annotated pods export scales them up, then
+/// down when the metric falls.
+#[test]
+fn hpa_scales_on_a_pods_metric_from_prometheus() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = Cluster::start_node(&["--prometheus-url", &url, "--horizontal-pod-autoscaler-sync-period", "2s"]);
+    let image = common::test_image();
+    // Each pod serves a gauge from a file that the test rewrites.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"worker"}},"spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"worker"}}}},"template":{{"metadata":{{"labels":{{"app":"worker"}},"annotations":{{"prometheus.io/scrape":"true","prometheus.io/port":"9100"}}}},"spec":{{"terminationGracePeriodSeconds":0,"containers":[{{"name":"main","image":"{image}","command":["sh","-c","mkdir -p /www && printf 'jobs_waiting 30\n' > /www/metrics && exec httpd -f -p 9100 -h /www"],"ports":[{{"containerPort":9100}}]}}]}}}}}}}}"#
+        )),
+    );
+    c.wait_for(&["get", "deployment", "worker", "-o", "jsonpath={.status.availableReplicas}"], "the worker to run", |o| o == "1");
+    let dir = c.dir.path().join("monitoring");
+    configure(&c, &dir, &["--scrape-interval", "1s"]);
+    let _prometheus = start_prometheus(&dir, port);
+    wait_query(&format!("{url}/api/v1"), r#"jobs_waiting{namespace="default"}"#);
+
+    // The APIs, as prometheus-adapter answers them.
+    let groups = c.ok(&["api-versions"]);
+    assert!(groups.contains("custom.metrics.k8s.io/v1beta2") && groups.contains("external.metrics.k8s.io/v1beta1"), "{groups}");
+    let pod = c.ok(&["get", "pods", "-l", "app=worker", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let one: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", &format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/{pod}/jobs_waiting")])).unwrap();
+    assert_eq!((one["kind"].as_str(), one["items"][0]["describedObject"]["name"].as_str(), one["items"][0]["value"].as_str()), (Some("MetricValueList"), Some(pod.as_str()), Some("30")), "{one:#}");
+    let listed = c.ok(&["get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2"]);
+    assert!(listed.contains("pods/jobs_waiting"), "{listed}");
+    let external: serde_json::Value = serde_json::from_str(&c.ok(&["get", "--raw", "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/jobs_waiting?labelSelector=job%3Dkubernetes-pods"])).unwrap();
+    assert_eq!((external["kind"].as_str(), external["items"][0]["value"].as_str()), (Some("ExternalMetricValueList"), Some("30")), "{external:#}");
+    let missing = c.fails(&["get", "--raw", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric"], None);
+    assert!(missing.contains("NotFound") || missing.contains("not found"), "{missing}");
+
+    // 30 waiting against 10 a pod: three pods.
+    c.ok_stdin(
+        &["apply", "-f", "-"],
+        Some(r#"{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","metadata":{"name":"worker"},"spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"worker"},"minReplicas":1,"maxReplicas":3,"metrics":[{"type":"Pods","pods":{"metric":{"name":"jobs_waiting"},"target":{"type":"AverageValue","averageValue":"10"}}}],"behavior":{"scaleDown":{"stabilizationWindowSeconds":0}}}}"#),
+    );
+    c.wait_up_to(Duration::from_secs(90), &["get", "deployment", "worker", "-o", "jsonpath={.spec.replicas}"], "the HPA to scale up to 3", |o| o == "3");
+    let status: serde_json::Value = serde_json::from_str(&c.ok(&["get", "hpa", "worker", "-o", "json"])).unwrap();
+    let active = status["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "ScalingActive").cloned().unwrap();
+    assert_eq!((active["status"].as_str(), active["reason"].as_str()), (Some("True"), Some("ValidMetricFound")), "{status:#}");
+    assert_eq!(status["status"]["currentMetrics"][0]["pods"]["metric"]["name"], "jobs_waiting");
+
+    // The work drains: every pod reports 1, and one pod is enough.
+    c.wait_for(&["get", "deployment", "worker", "-o", "jsonpath={.status.availableReplicas}"], "three workers to run", |o| o == "3");
+    let drain = || {
+        for pod in c.ok(&["get", "pods", "-l", "app=worker", "-o", "jsonpath={.items[*].metadata.name}"]).split_whitespace() {
+            let _ = c.kubectl(&["exec", pod, "--", "sh", "-c", "printf 'jobs_waiting 1\\n' > /www/metrics"]);
+        }
+    };
+    drain();
+    c.wait_up_to(Duration::from_secs(90), &["get", "deployment", "worker", "-o", "jsonpath={.spec.replicas}"], "the HPA to scale down to 1", |o| {
+        drain();
+        o == "1"
+    });
 }
