@@ -100,9 +100,19 @@ fn handle(state: &Arc<State>, pod: Pod) {
             let cidr = pod_cidr(&state, &node).await;
             let status = running(&pod, index, cidr);
             let api = Api::<Pod>::namespaced(state.pods.clone().into_client(), &ns);
-            if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
-                tracing::debug!("starting pod {ns}/{name}: {e}");
-                state.started.lock().unwrap().remove(&uid);
+            // No event may come to try again (the pod does not change while
+            // it waits), so a write refused under load is retried here.
+            let mut pause = Duration::from_millis(200);
+            loop {
+                match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(e)) if e.code == 404 => break,
+                    Err(e) => {
+                        tracing::debug!("starting pod {ns}/{name}: {e}; again in {pause:?}");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
             }
         });
         return;
