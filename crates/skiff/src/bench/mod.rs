@@ -8,6 +8,7 @@ mod dns;
 mod failover;
 mod images;
 mod lan;
+mod monitoring;
 mod netpol;
 mod network;
 mod pods;
@@ -50,6 +51,8 @@ pub enum Bench {
     Netpol(netpol::Args),
     /// AppSafe: requests per second to a group in Protect against Discover, and the flow observer's pace.
     Appsafe(appsafe::Args),
+    /// What a Prometheus scraping the server costs it, at 1,000 and 10,000 pods; the cluster-state page's size and time.
+    Monitoring(monitoring::Args),
 }
 
 impl Bench {
@@ -69,6 +72,7 @@ impl Bench {
             Bench::Images(args) => images::run(args).await,
             Bench::Netpol(args) => netpol::run(args).await,
             Bench::Appsafe(args) => appsafe::run(args).await,
+            Bench::Monitoring(args) => monitoring::run(args).await,
         }
     }
 }
