@@ -27,6 +27,7 @@ mod proxy;
 mod registry;
 mod resource_metrics;
 mod custom_metrics;
+mod event_ttl;
 mod service_discovery;
 mod state_metrics;
 mod reviews;
@@ -90,6 +91,8 @@ pub struct Config {
     /// The metric families of the components this process also runs
     /// (controller manager, scheduler), served on the same `/metrics`.
     pub component_metrics: Vec<fn() -> String>,
+    /// Events are deleted this long after their last write (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
     /// custom.metrics.k8s.io and external.metrics.k8s.io from this
     /// Prometheus (`--prometheus-url`), named by prometheus-adapter rules
     /// (YAML; its default rules when none are given).
@@ -153,6 +156,7 @@ impl Server {
         });
         tokio::spawn(count_objects(Arc::downgrade(&api)));
         tokio::spawn(resource_metrics::ResourceMetrics::scrape(Arc::downgrade(&api), config.metric_resolution));
+        tokio::spawn(event_ttl::expire(Arc::downgrade(&api), config.event_ttl));
         Ok(Server {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),

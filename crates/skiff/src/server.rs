@@ -41,6 +41,9 @@ pub struct Args {
     /// metrics-server's flag of the same name.
     #[arg(long, default_value = "15s", value_parser = crate::components::parse_duration)]
     metric_resolution: std::time::Duration,
+    /// How long an Event is kept after its last write, as upstream's flag.
+    #[arg(long, default_value = "1h", value_parser = crate::components::parse_duration)]
+    event_ttl: std::time::Duration,
     /// A Prometheus (`http://host:9090`) to serve custom.metrics.k8s.io and
     /// external.metrics.k8s.io from, for the autoscaler.
     #[arg(long)]
@@ -281,6 +284,7 @@ pub async fn run(args: Args) -> Result<()> {
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
         kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
         metric_resolution: args.metric_resolution,
+        event_ttl: args.event_ttl,
         prometheus: match &args.prometheus_url {
             Some(url) => Some((url.clone(), args.metrics_rules.as_ref().map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))).transpose()?)),
             None => None,

@@ -713,3 +713,27 @@ fn claims_and_volumes_in_use_outlive_their_deletion() {
     c.wait_for(&["get", "pvc", "-o", "name"], "the claim to go with its last pod", |s| s.is_empty());
     c.wait_for(&["get", "pv", "-o", "name"], "the volume to go once Released", |s| s.is_empty());
 }
+
+/// Events expire `--event-ttl` after their last write, as upstream's do (an
+/// etcd lease there, a sweep here, on either store): one written again
+/// meanwhile stays, one left alone goes, from both Event APIs.
+#[test]
+fn events_expire_after_their_ttl() {
+    let c = Cluster::start_with(&["--event-ttl", "4s"]);
+    let event = |name: &str| format!(r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"{name}"}},"involvedObject":{{"kind":"Pod","name":"p","namespace":"default"}},"reason":"Test","message":"m","type":"Normal"}}"#);
+    for name in ["left", "kept"] {
+        c.ok_stdin(&["create", "-f", "-"], Some(&event(name)));
+    }
+    assert!(c.ok(&["get", "events.v1.events.k8s.io", "left", "-o", "name"]).contains("left"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut writes = 0;
+    while c.kubectl(&["get", "events.v1.events.k8s.io", "left"]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "the event outlived its TTL");
+        writes += 1;
+        c.ok(&["patch", "event", "kept", "--type=merge", "-p", &format!(r#"{{"message":"write {writes}"}}"#)]);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(!c.kubectl(&["get", "event", "left"]).status.success(), "gone from core/v1 too");
+    assert!(writes >= 4, "it lived about its TTL: {writes} half-seconds");
+    assert!(c.ok(&["get", "event", "kept", "-o", "jsonpath={.message}"]).starts_with("write "), "an event written within its TTL stays");
+}

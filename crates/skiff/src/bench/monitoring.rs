@@ -38,15 +38,30 @@ const REPLICAS: usize = 50;
 pub async fn run(args: Args) -> Result<()> {
     let version = Command::new("prometheus").arg("--version").output().context("prometheus is not installed (scripts/deps.sh installs it)")?;
     anyhow::ensure!(version.status.success(), "prometheus --version failed");
-    let mut rows = Vec::new();
     for &pods in &args.pods {
-        rows.extend(one_size(&args, pods).await?);
-    }
-    println!("\n| metric | value |\n|---|---|");
-    for (metric, value) in rows {
-        println!("| {metric} | {value} |");
+        // Each size's figures as soon as they are known.
+        println!("\n| metric | value |\n|---|---|");
+        for (metric, value) in one_size(&args, pods).await? {
+            println!("| {metric} | {value} |");
+        }
     }
     Ok(())
+}
+
+/// A request, again while the server answers 429 (as client-go retries;
+/// kube's client does not): the controllers and simulated nodes keep its
+/// write slots busy while the pods are made.
+async fn patient<T, F, Fut>(request: F) -> kube::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    loop {
+        match request().await {
+            Err(kube::Error::Api(e)) if e.code == 429 => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => return other,
+        }
+    }
 }
 
 /// The server's mean CPU (cores) and its RSS at the end, over the window.
@@ -64,6 +79,7 @@ async fn one_size(args: &Args, pods: usize) -> Result<Vec<(String, String)>> {
     let _sim = skiff_sim::Sim::start(client.clone(), skiff_sim::Options { nodes, ..Default::default() }).await?;
     namespace(&client, "bench").await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "bench");
+    let (create, list) = (PostParams::default(), ListParams::default());
     let count = pods.div_ceil(REPLICAS);
     for i in 0..count {
         let replicas = REPLICAS.min(pods - i * REPLICAS);
@@ -78,11 +94,11 @@ async fn one_size(args: &Args, pods: usize) -> Result<Vec<(String, String)>> {
                 },
             },
         }))?;
-        deployments.create(&PostParams::default(), &deployment).await?;
+        patient(|| deployments.create(&create, &deployment)).await?;
     }
     let started = Instant::now();
     loop {
-        let ready: i32 = deployments.list(&ListParams::default()).await?.items.iter().filter_map(|d| d.status.as_ref()?.ready_replicas).sum();
+        let ready: i32 = patient(|| deployments.list(&list)).await?.items.iter().filter_map(|d| d.status.as_ref()?.ready_replicas).sum();
         if ready as usize >= pods {
             break;
         }
