@@ -9,7 +9,7 @@
 //! last list lacked); a request becomes the rule's `metricsQuery` with
 //! `<<.Series>>`, `<<.LabelMatchers>>` and `<<.GroupBy>>` filled in.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -260,9 +260,13 @@ impl CustomMetrics {
         let since = (chrono::Utc::now() - chrono::Duration::minutes(10)).timestamp().to_string();
         let mut known = Known::default();
         for (external, rules) in [(false, &self.custom), (true, &self.external)] {
+            let found = if external { &mut known.external } else { &mut known.custom };
+            // A broad seriesQuery finds every series Prometheus has: each
+            // metric and each label's resource is looked up once.
+            let mut index_of: HashMap<String, usize> = HashMap::new();
             for (index, c) in rules.iter().enumerate() {
                 let series = self.prometheus("series", &[("match[]", c.rule.series_query.clone()), ("start", since.clone())]).await?;
-                let found = if external { &mut known.external } else { &mut known.custom };
+                let mut resources: HashMap<String, Option<&'static str>> = HashMap::new();
                 for labels in series.as_array().into_iter().flatten() {
                     let Some(name) = labels["__name__"].as_str() else { continue };
                     if !c.is.iter().all(|r| r.is_match(name)) || c.is_not.iter().any(|r| r.is_match(name)) || !c.name.is_match(name) {
@@ -273,13 +277,19 @@ impl CustomMetrics {
                         .as_object()
                         .into_iter()
                         .flatten()
-                        .filter_map(|(label, _)| Some((resource_of(&c.rule, label)?.plural.to_string(), label.clone())))
+                        .filter_map(|(label, _)| {
+                            let plural = *resources.entry(label.clone()).or_insert_with(|| resource_of(&c.rule, label).map(|d| d.plural));
+                            Some((plural?.to_string(), label.clone()))
+                        })
                         .collect();
                     // The first rule to name a metric owns it, as the adapter's.
-                    match found.iter().position(|f| f.metric == metric) {
-                        Some(i) if found[i].rule == index => found[i].labels.extend(labels),
+                    match index_of.get(&metric) {
+                        Some(&i) if found[i].rule == index => found[i].labels.extend(labels),
                         Some(_) => {}
-                        None => found.push(Found { metric, series: name.to_string(), rule: index, labels }),
+                        None => {
+                            index_of.insert(metric.clone(), found.len());
+                            found.push(Found { metric, series: name.to_string(), rule: index, labels });
+                        }
                     }
                 }
             }
@@ -369,11 +379,7 @@ impl CustomMetrics {
                     if let Some(ns) = namespace {
                         described["namespace"] = json!(ns);
                     }
-                    let mut metric_name = json!({"name": metric});
-                    if !metric_selector.is_empty() {
-                        metric_name["selector"] = json!({"matchLabels": {}});
-                    }
-                    json!({"describedObject": described, "metric": metric_name, "timestamp": now, "value": quantity(value)})
+                    json!({"describedObject": described, "metric": {"name": metric}, "timestamp": now, "value": quantity(value)})
                 })
             })
             .collect();
