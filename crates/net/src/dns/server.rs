@@ -113,6 +113,25 @@ impl Handler {
     }
 }
 
+/// An answer's code as miekg/dns names it (CoreDNS's `rcode` label).
+fn rcode_name(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "OTHER",
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response_handle: R) -> ResponseInfo {
@@ -144,9 +163,9 @@ impl RequestHandler for Handler {
             }
         };
         metadata.response_code = answer.code;
-        // Counted as CoreDNS counts: its rcode names are hickory's, upper-cased.
-        let qtype = request.queries.queries().first().map(|q| q.query_type().to_string()).unwrap_or_default();
-        metrics::dns_answered(request.protocol().as_str(), request.src().is_ipv6(), &qtype, &format!("{:?}", answer.code).to_uppercase(), source, started.elapsed());
+        let qtype: &'static str = request.queries.queries().first().map_or("", |q| q.query_type().into());
+        let tcp = request.protocol().as_str() == "tcp";
+        metrics::dns_answered(tcp, request.src().is_ipv6(), qtype, rcode_name(answer.code), source, started.elapsed());
         let response =
             MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(metadata, answer.answers.iter(), answer.authorities.iter(), std::iter::empty::<&Record>(), answer.additionals.iter());
         match response_handle.send_response(response).await {
