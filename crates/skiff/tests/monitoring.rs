@@ -1,6 +1,10 @@
 //! Monitoring: the cluster-state metrics (kube-state-metrics' names and
 //! labels) that the API server serves at `/metrics/cluster-state`, read
-//! by whoever holds the `system:monitoring` role.
+//! by whoever holds the `system:monitoring` role; the HTTP service
+//! discovery; `skiff monitoring config` driving Debian's real Prometheus,
+//! push gateway and Alertmanager (targets, component series, alerts,
+//! dashboards); and the custom and external metrics APIs that an HPA
+//! scales on.
 
 mod common;
 
