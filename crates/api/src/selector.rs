@@ -17,6 +17,15 @@ pub enum Requirement {
     NotExists(String),
 }
 
+impl Requirement {
+    /// The label it is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Requirement::Equals(k, _) | Requirement::NotEquals(k, _) | Requirement::In(k, _) | Requirement::NotIn(k, _) | Requirement::Exists(k) | Requirement::NotExists(k) => k,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector(Vec<Requirement>);
 

@@ -255,6 +255,19 @@ impl CustomMetrics {
         Ok(body["data"].take())
     }
 
+    /// An instant query's samples: each series' labels and value.
+    async fn samples(&self, promql: String) -> ApiResult<Vec<(Value, f64)>> {
+        let mut result = self.prometheus("query", &[("query", promql)]).await?;
+        let Value::Array(samples) = result["result"].take() else { return Ok(Vec::new()) };
+        Ok(samples
+            .into_iter()
+            .filter_map(|mut sample| {
+                let value = sample["value"][1].as_str()?.parse().ok()?;
+                Some((sample["metric"].take(), value))
+            })
+            .collect())
+    }
+
     /// Lists the series of each rule and names the metrics they make.
     async fn list(&self) -> ApiResult<Known> {
         let since = (chrono::Utc::now() - chrono::Duration::minutes(10)).timestamp().to_string();
@@ -364,16 +377,14 @@ impl CustomMetrics {
         selectors.extend(matchers(&metric_selector)?);
         let rule = &self.custom[found.rule].rule;
         let promql = fill(&rule.metrics_query, &found.series, &selectors, std::slice::from_ref(label));
-        let result = self.prometheus("query", &[("query", promql)]).await?;
         let wanted: BTreeSet<&String> = names.iter().collect();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let items: Vec<Value> = result["result"]
-            .as_array()
+        let items: Vec<Value> = self
+            .samples(promql)
+            .await?
             .into_iter()
-            .flatten()
-            .filter_map(|sample| {
-                let object = sample["metric"][label.as_str()].as_str()?.to_string();
-                let value: f64 = sample["value"][1].as_str()?.parse().ok()?;
+            .filter_map(|(labels, value)| {
+                let object = labels[label.as_str()].as_str()?.to_string();
                 wanted.contains(&object).then(|| {
                     let mut described = json!({"kind": def.kind, "name": object, "apiVersion": if def.group.is_empty() { format!("/{}", def.version) } else { format!("{}/{}", def.group, def.version) }});
                     if let Some(ns) = namespace {
@@ -419,22 +430,18 @@ impl CustomMetrics {
         }
         selectors.extend(matchers(&selector)?);
         // Grouped by what the selector names, as the adapter does.
-        let mut group_by: Vec<String> = selector.requirements().iter().map(|r| match r {
-            Requirement::Equals(k, _) | Requirement::NotEquals(k, _) | Requirement::In(k, _) | Requirement::NotIn(k, _) | Requirement::Exists(k) | Requirement::NotExists(k) => k.clone(),
-        }).collect();
-        group_by.dedup();
-        let promql = fill(&rule.metrics_query, &found.series, &selectors, &group_by);
-        let result = self.prometheus("query", &[("query", promql)]).await?;
+        let group_by: BTreeSet<String> = selector.requirements().iter().map(|r| r.key().to_string()).collect();
+        let promql = fill(&rule.metrics_query, &found.series, &selectors, &group_by.into_iter().collect::<Vec<_>>());
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let items: Vec<Value> = result["result"]
-            .as_array()
+        let items: Vec<Value> = self
+            .samples(promql)
+            .await?
             .into_iter()
-            .flatten()
-            .filter_map(|sample| {
-                let value: f64 = sample["value"][1].as_str()?.parse().ok()?;
-                let mut labels = sample["metric"].clone();
-                labels.as_object_mut()?.remove("__name__");
-                Some(json!({"metricName": metric, "metricLabels": labels, "timestamp": now, "value": quantity(value)}))
+            .map(|(mut labels, value)| {
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.remove("__name__");
+                }
+                json!({"metricName": metric, "metricLabels": labels, "timestamp": now, "value": quantity(value)})
             })
             .collect();
         Ok(json!({"kind": "ExternalMetricValueList", "apiVersion": format!("{EXTERNAL_GROUP}/{EXTERNAL_VERSION}"), "metadata": {}, "items": items}))

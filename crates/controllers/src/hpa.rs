@@ -15,7 +15,7 @@
 //! and, as upstream, the other metrics still scale unless that would scale
 //! down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -267,7 +267,7 @@ async fn read_resource_metric(
 /// source may make `i64::MAX`.
 pub fn reading(name: &str, container: Option<&str>, target: &k8s_openapi::api::autoscaling::v2::MetricTarget, current: i32, pods: &[Pod], metrics: &[DynamicObject]) -> Result<Reading, String> {
     let counts = |c: &str| container.is_none_or(|only| only == c);
-    let running: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).collect();
+    let running: Vec<&Pod> = pods.iter().filter(|p| counted(p)).collect();
     let usage: HashMap<String, i64> = metrics
         .iter()
         .map(|m| {
@@ -343,15 +343,15 @@ async fn metrics_api(client: &kube::Client, path: &str, query: &[(&str, String)]
     client.request::<Value>(request).await.map_err(|e| e.to_string())
 }
 
-/// Running pods the selector picks, by name.
-async fn running_pods(client: &kube::Client, ns: &str, selector: &str) -> Result<Vec<String>, String> {
+/// A pod whose metrics count: running and not being deleted.
+fn counted(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none() && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// The counted pods the selector picks, by name.
+async fn running_pods(client: &kube::Client, ns: &str, selector: &str) -> Result<HashSet<String>, String> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(selector)).await.map_err(|e| e.to_string())?;
-    Ok(pods
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .filter_map(|p| p.metadata.name)
-        .collect())
+    Ok(pods.items.into_iter().filter(counted).filter_map(|p| p.metadata.name).collect())
 }
 
 /// Replicas for a usage `ratio` to the target over `count` pods: unchanged
@@ -382,7 +382,7 @@ async fn read_pods_metric(client: &kube::Client, ns: &str, selector: &str, metri
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|i| i["describedObject"]["name"].as_str().is_some_and(|p| running.iter().any(|r| r == p)))
+        .filter(|i| i["describedObject"]["name"].as_str().is_some_and(|p| running.contains(p)))
         .filter_map(|i| skiff_quantity::milli(i["value"].as_str()?))
         .collect();
     if values.is_empty() {
