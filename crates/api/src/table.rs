@@ -1,9 +1,11 @@
 //! Table output (`meta.k8s.io/v1` Table), the server-side printing kubectl
 //! uses for `kubectl get`; the columns are in `printers`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use crate::printers::Column;
 use crate::resources::ResourceDef;
 
 /// Upstream's `duration.HumanDuration`.
@@ -52,18 +54,6 @@ pub fn human_duration(d: chrono::TimeDelta) -> String {
 pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta: Value, include_object: &str) -> Value {
     let now = Utc::now();
     let cols = crate::printers::for_resource(def);
-    let definitions: Vec<Value> = cols
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": if c.name == "Name" { "name" } else { "" },
-                "description": "",
-                "priority": if c.wide { 1 } else { 0 },
-            })
-        })
-        .collect();
     let rows: Vec<Value> = objects
         .map(|mut o| {
             let cells: Vec<Value> = cols.iter().map(|c| c.value(&o, now)).collect();
@@ -79,18 +69,151 @@ pub fn table(def: &ResourceDef, objects: impl Iterator<Item = Value>, list_meta:
             json!({"cells": cells, "object": object})
         })
         .collect();
-    json!({
+    let mut out = opening(&cols, list_meta);
+    out.insert("rows".into(), Value::Array(rows));
+    Value::Object(out)
+}
+
+/// Everything of a Table but its rows.
+fn opening(cols: &[Column], list_meta: Value) -> serde_json::Map<String, Value> {
+    let definitions: Vec<Value> = cols
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": if c.name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": if c.wide { 1 } else { 0 },
+            })
+        })
+        .collect();
+    let Value::Object(head) = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": definitions,
-        "rows": rows,
-    })
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    head
+}
+
+/// A Table written row by row from the objects' JSON, as a list is
+/// streamed: each object is parsed only as far as its columns need, and
+/// what the row carries of it is copied, not encoded again.
+pub struct TableWriter {
+    cols: Vec<Column>,
+    now: DateTime<Utc>,
+    include: Include,
+}
+
+enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl TableWriter {
+    pub fn new(def: &ResourceDef, include_object: &str) -> TableWriter {
+        let include = match include_object {
+            "None" => Include::None,
+            "Object" => Include::Object,
+            _ => Include::Metadata,
+        };
+        TableWriter { cols: crate::printers::for_resource(def), now: Utc::now(), include }
+    }
+
+    /// The Table up to its first row: `{...,"rows":[`.
+    pub fn opening(&self, list_meta: Value) -> Vec<u8> {
+        let mut out = serde_json::to_vec(&opening(&self.cols, list_meta)).expect("JSON serializes");
+        out.pop(); // the closing brace
+        out.extend_from_slice(b",\"rows\":[");
+        out
+    }
+
+    pub const CLOSING: &'static [u8] = b"]}";
+
+    /// Appends the row of the object whose JSON is `object`, after a comma
+    /// unless it is the `first`.
+    pub fn push_row(&self, out: &mut Vec<u8>, object: &[u8], first: bool) -> serde_json::Result<()> {
+        let (parsed, metadata) = parse_for_columns(object)?;
+        let cells: Vec<Value> = self.cols.iter().map(|c| c.value(&parsed, self.now)).collect();
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"cells\":");
+        serde_json::to_writer(&mut *out, &cells)?;
+        out.extend_from_slice(b",\"object\":");
+        match self.include {
+            Include::None => out.extend_from_slice(b"null"),
+            Include::Object => out.extend_from_slice(object),
+            Include::Metadata => {
+                out.extend_from_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
+                out.extend_from_slice(metadata.map_or("{}", RawValue::get).as_bytes());
+                out.push(b'}');
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// An object's fields but `metadata.managedFields` (no column reads it,
+/// and it is often the largest part of an object), and its metadata's raw
+/// JSON. Objects whose field names carry escapes are parsed whole.
+fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&RawValue>)> {
+    type Fields<'a> = Vec<(&'a str, &'a RawValue)>;
+    fn fields(raw: &str) -> serde_json::Result<Fields<'_>> {
+        // A map of borrowed names refuses escaped ones, hence the fallback.
+        Ok(serde_json::from_str::<std::collections::BTreeMap<&str, &RawValue>>(raw)?.into_iter().collect())
+    }
+    fn parsed(fields: Fields<'_>, skip: &str) -> serde_json::Result<serde_json::Map<String, Value>> {
+        fields.into_iter().filter(|(k, _)| *k != skip).map(|(k, v)| Ok((k.to_string(), serde_json::from_str(v.get())?))).collect()
+    }
+    let text = std::str::from_utf8(object).map_err(serde::de::Error::custom)?;
+    let Ok(top) = fields(text) else { return Ok((serde_json::from_str(text)?, None)) };
+    let metadata = top.iter().find(|(k, _)| *k == "metadata").map(|(_, v)| *v);
+    let meta_fields = match metadata.map(|m| fields(m.get())) {
+        Some(Ok(f)) => Some(f),
+        Some(Err(_)) => return Ok((serde_json::from_str(text)?, metadata)),
+        None => None,
+    };
+    let mut out = parsed(top, "metadata")?;
+    if let Some(m) = meta_fields {
+        out.insert("metadata".into(), Value::Object(parsed(m, "managedFields")?));
+    }
+    Ok((Value::Object(out), metadata))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_written_from_json_are_the_rows_of_the_parsed_objects() {
+        let def = crate::resources::find("", "v1", "pods").expect("pods are served");
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {}}}]},
+            "apiVersion": "v1", "kind": "Pod",
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2}]},
+        });
+        let bytes = serde_json::to_vec(&pod).unwrap();
+        for include in ["None", "Metadata", "Object"] {
+            let writer = TableWriter::new(def, include);
+            let mut streamed = writer.opening(json!({"resourceVersion": "7"}));
+            writer.push_row(&mut streamed, &bytes, true).unwrap();
+            writer.push_row(&mut streamed, &bytes, false).unwrap();
+            streamed.extend_from_slice(TableWriter::CLOSING);
+            let streamed: Value = serde_json::from_slice(&streamed).unwrap();
+            let whole = table(def, [pod.clone(), pod.clone()].into_iter(), json!({"resourceVersion": "7"}), include);
+            // Ages differ only if the two were made a second apart.
+            assert_eq!(streamed["rows"][1], whole["rows"][1], "includeObject={include}");
+            assert_eq!(streamed["columnDefinitions"], whole["columnDefinitions"]);
+        }
+    }
 
     #[test]
     fn durations_read_like_kubectl() {

@@ -747,14 +747,14 @@ impl Api {
     /// streamed out, so a list of any size holds about one page in memory.
     /// The first page is read before answering, so its errors get a proper
     /// Status; a failure later can only cut the response short.
-    async fn streamed_list(&self, def: &'static ResourceDef, ns: Option<&str>, q: ListQuery) -> ApiResult<Response> {
+    async fn streamed_list(&self, def: &'static ResourceDef, ns: Option<&str>, q: ListQuery, writer: ListWriter) -> ApiResult<Response> {
         // Written PAGE objects at a time: the encoded list is never whole in
         // memory, and the snapshot is the watch cache's own (shared) data.
         const PAGE: usize = 500;
         let snapshot = self.registry.snapshot(def, ns, &q).await?;
-        let mut opening = list_opening(def, json!({"resourceVersion": snapshot.revision.to_string()}));
+        let mut opening = writer.opening(json!({"resourceVersion": snapshot.revision.to_string()}));
         if snapshot.items.len() <= PAGE {
-            push_items(&mut opening, &crate::registry::selected(def, &q, &snapshot.items)?, true);
+            writer.push(&mut opening, &crate::registry::selected(def, &q, &snapshot.items)?, true)?;
             opening.extend_from_slice(b"]}");
             return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], opening).into_response());
         }
@@ -765,16 +765,16 @@ impl Api {
             }
             let mut first = true;
             for page in snapshot.items.chunks(PAGE) {
-                let items = match crate::registry::selected(def, &q, page) {
-                    Ok(items) => items,
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.message))).await;
-                        return;
-                    }
-                };
                 let mut chunk = Vec::new();
-                push_items(&mut chunk, &items, first);
-                first &= items.is_empty();
+                let written = crate::registry::selected(def, &q, page).and_then(|items| {
+                    writer.push(&mut chunk, &items, first)?;
+                    first &= items.is_empty();
+                    Ok(())
+                });
+                if let Err(e) = written {
+                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    return;
+                }
                 if tx.send(Ok(bytes::Bytes::from(chunk))).await.is_err() {
                     return;
                 }
@@ -865,9 +865,16 @@ impl Api {
 
     async fn list(&self, def: &'static ResourceDef, ns: Option<&str>, query: &Query, repr: Representation) -> ApiResult<Response> {
         let q = list_query(def, query)?;
-        if repr == Representation::Object && q.limit.is_none() && q.continue_token.is_none() {
-            return self.streamed_list(def, ns, q).await;
+        let include = query.get("includeObject").map_or("Metadata", String::as_str);
+        let writer = match repr {
+            Representation::Object => ListWriter::Objects(def),
+            Representation::Table => ListWriter::Table(skiff_api::table::TableWriter::new(def, include)),
+            Representation::Metadata => ListWriter::Metadata,
+        };
+        if q.limit.is_none() && q.continue_token.is_none() {
+            return self.streamed_list(def, ns, q, writer).await;
         }
+        // A page asked for with `limit` or `continue`.
         let listed = self.registry.list(def, ns, &q).await?;
         let mut meta = json!({"resourceVersion": listed.revision.to_string()});
         if let Some(c) = &listed.continue_token {
@@ -876,56 +883,66 @@ impl Api {
         if let Some(r) = listed.remaining {
             meta["remainingItemCount"] = json!(r);
         }
-        let include = query.get("includeObject").map_or("Metadata", String::as_str);
-        let body = match repr {
-            // Objects are parsed one at a time, each dropped once its row is made.
-            Representation::Table => skiff_api::table::table(def, parsed(&listed.items), meta, include),
-            Representation::Metadata => json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": meta,
-                "items": parsed(&listed.items).map(|o| metadata_only(&o)).collect::<Vec<_>>(),
-            }),
-            Representation::Object => {
-                // A page asked for with `limit`; whole lists are streamed.
-                let mut out = list_opening(def, meta);
-                push_items(&mut out, &listed.items, true);
-                out.extend_from_slice(b"]}");
-                return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response());
-            }
-        };
-        Ok(json_response(StatusCode::OK, &body))
+        let mut out = writer.opening(meta);
+        writer.push(&mut out, &listed.items, true)?;
+        out.extend_from_slice(b"]}");
+        Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], out).into_response())
     }
 }
 
 /// A JSON list up to its first item: `{"kind":"PodList",…,"items":[`.
 /// Lists are written out directly: the items are usually the stored bytes
 /// with their resourceVersion spliced in, unparsed.
-fn list_opening(def: &ResourceDef, meta: Value) -> Vec<u8> {
-    let head = json!({"kind": format!("{}List", def.kind), "apiVersion": def.api_version(), "metadata": meta});
-    let mut out = serde_json::to_vec(&head).expect("JSON serializes");
-    out.pop(); // the closing brace
-    out.extend_from_slice(b",\"items\":[");
-    out
+/// How a list's items are written: as the objects themselves, as their
+/// metadata, or as Table rows. Each writes `opening`, then pages of items
+/// with `push`, then `]}`.
+enum ListWriter {
+    Objects(&'static ResourceDef),
+    Metadata,
+    Table(skiff_api::table::TableWriter),
 }
 
-/// Appends `items` to a JSON array being written, comma-separated (with a
-/// leading comma unless they are its first).
-fn push_items(out: &mut Vec<u8>, items: &[bytes::Bytes], first: bool) {
-    // Sized once: growing a buffer of tens of MiB copies it again and again.
-    out.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 || !first {
-            out.push(b',');
-        }
-        out.extend_from_slice(item);
+impl ListWriter {
+    fn opening(&self, meta: Value) -> Vec<u8> {
+        let (kind, api_version) = match self {
+            ListWriter::Table(table) => return table.opening(meta),
+            ListWriter::Objects(def) => (format!("{}List", def.kind), def.api_version()),
+            ListWriter::Metadata => ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string()),
+        };
+        let mut out = serde_json::to_vec(&json!({"kind": kind, "apiVersion": api_version, "metadata": meta})).expect("JSON serializes");
+        out.pop(); // the closing brace
+        out.extend_from_slice(b",\"items\":[");
+        out
     }
-}
 
-/// The listed objects, parsed lazily; one that fails to parse is skipped
-/// (it was produced by this server from valid JSON, so it cannot).
-fn parsed(items: &[bytes::Bytes]) -> impl Iterator<Item = Value> + '_ {
-    items.iter().filter_map(|b| crate::registry::parse(b).ok())
+    /// Appends `items` (objects' JSON), comma-separated, with a leading
+    /// comma unless they are the list's `first`.
+    fn push(&self, out: &mut Vec<u8>, items: &[bytes::Bytes], first: bool) -> ApiResult<()> {
+        let unreadable = |e: serde_json::Error| ApiError::internal(format!("object is not JSON: {e}"));
+        for (i, item) in items.iter().enumerate() {
+            let first = first && i == 0;
+            match self {
+                ListWriter::Table(table) => table.push_row(out, item, first).map_err(unreadable)?,
+                ListWriter::Objects(_) => {
+                    if i == 0 {
+                        // Sized once: growing a buffer of tens of MiB copies it again and again.
+                        out.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 2);
+                    }
+                    if !first {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(item);
+                }
+                ListWriter::Metadata => {
+                    if !first {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, &metadata_only(&crate::registry::parse(item)?)).expect("JSON serializes");
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn health(path: &str, query: &Query) -> Response {
