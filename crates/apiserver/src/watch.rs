@@ -8,6 +8,7 @@
 //! `k8s.io/initial-events-end` bookmark. A revision that is gone ends the
 //! stream with an ERROR event carrying a 410 Status.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,22 +31,29 @@ fn matches(q: &ListQuery, obj: &Value) -> bool {
 
 fn line(kind: &str, object: Value) -> Bytes {
     let mut out = Vec::new();
-    write_line(&mut out, kind, object);
+    write_line(&mut out, kind, &object);
     Bytes::from(out)
 }
 
-fn write_line(out: &mut Vec<u8>, kind: &str, object: Value) {
-    serde_json::to_writer(&mut *out, &json!({"type": kind, "object": object})).expect("JSON serializes");
-    out.push(b'\n');
+fn write_line(out: &mut Vec<u8>, kind: &str, object: &Value) {
+    start_line(out, kind);
+    serde_json::to_writer(&mut *out, object).expect("JSON serializes");
+    out.extend_from_slice(b"}\n");
 }
 
 /// An event line around already-encoded object bytes.
 fn write_raw_line(out: &mut Vec<u8>, kind: &str, object: &[u8]) {
+    start_line(out, kind);
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"}\n");
+}
+
+/// A line up to its object; `kind` is one of the event types, which need
+/// no escaping.
+fn start_line(out: &mut Vec<u8>, kind: &str) {
     out.extend_from_slice(br#"{"type":""#);
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(br#"","object":"#);
-    out.extend_from_slice(object);
-    out.extend_from_slice(b"}\n");
 }
 
 fn bookmark(def: &ResourceDef, revision: i64, initial_end: bool) -> Bytes {
@@ -66,42 +74,75 @@ fn error_line(err: ApiError) -> Bytes {
 /// for each of its watchers.
 const CHUNK: usize = 64 << 10;
 
-/// Appends the line a watcher sees for one change, if any.
-fn write_event(out: &mut Vec<u8>, def: &ResourceDef, q: &ListQuery, raw: bool, render: &dyn Fn(Value) -> Value, event: &Event) -> ApiResult<()> {
-    if raw {
-        match event.kind {
-            EventKind::Put => {
-                // As upstream: created at this revision means ADDED.
-                let created = event.kv.create_revision == event.kv.mod_revision;
-                write_raw_line(out, if created { "ADDED" } else { "MODIFIED" }, &stamp(def, &event.kv)?);
-            }
-            // A deleted object carries the deletion's revision.
-            EventKind::Delete => {
-                if let Some(prev) = &event.prev {
-                    let deleted = skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() };
-                    write_raw_line(out, "DELETED", &stamp(def, &deleted)?);
-                }
+/// What the watchers of one event share (in its `Memo`), each part made by
+/// the first watcher that needs it: the line of the object as stored, and
+/// the objects decoded. Only the storage version's watchers share them;
+/// another version's watchers convert for themselves.
+#[derive(Default)]
+struct Shared {
+    line: OnceLock<Bytes>,
+    object: OnceLock<Arc<Value>>,
+    prev: OnceLock<Option<Arc<Value>>>,
+}
+
+/// `make()`, or what an earlier watcher of the event made.
+fn memoized<T: Clone>(slot: Option<&OnceLock<T>>, make: impl FnOnce() -> ApiResult<T>) -> ApiResult<T> {
+    if let Some(made) = slot.and_then(OnceLock::get) {
+        return Ok(made.clone());
+    }
+    let made = make()?;
+    if let Some(slot) = slot {
+        let _ = slot.set(made.clone());
+    }
+    Ok(made)
+}
+
+/// How a watcher without selectors sees a change: the stored object in a
+/// line, never parsed. Empty for a delete the store kept nothing of.
+fn raw_line(def: &ResourceDef, event: &Event) -> ApiResult<Bytes> {
+    let mut out = Vec::new();
+    match event.kind {
+        EventKind::Put => {
+            // As upstream: created at this revision means ADDED.
+            let created = event.kv.create_revision == event.kv.mod_revision;
+            write_raw_line(&mut out, if created { "ADDED" } else { "MODIFIED" }, &stamp(def, &event.kv)?);
+        }
+        // A deleted object carries the deletion's revision.
+        EventKind::Delete => {
+            if let Some(prev) = &event.prev {
+                let deleted = skiff_store::KeyValue { mod_revision: event.kv.mod_revision, ..prev.clone() };
+                write_raw_line(&mut out, "DELETED", &stamp(def, &deleted)?);
             }
         }
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Appends the line a watcher sees for one change, if any.
+fn write_event(out: &mut Vec<u8>, def: &ResourceDef, q: &ListQuery, raw: bool, render: &dyn Fn(&mut Vec<u8>, &str, &Value), event: &Event) -> ApiResult<()> {
+    let shared = if def.is_storage_version() { event.memo.get::<Shared>() } else { None };
+    if raw {
+        out.extend_from_slice(&memoized(shared.map(|s| &s.line), || raw_line(def, event))?);
         return Ok(());
     }
-    let prev = event.prev.as_ref().map(|p| decode(def, p)).transpose()?;
+    let prev = memoized(shared.map(|s| &s.prev), || event.prev.as_ref().map(|p| decode(def, p).map(Arc::new)).transpose())?;
     let was = prev.as_ref().is_some_and(|p| matches(q, p));
     match event.kind {
         EventKind::Put => {
-            let obj = decode(def, &event.kv)?;
+            let obj = memoized(shared.map(|s| &s.object), || decode(def, &event.kv).map(Arc::new))?;
             let kind = match (was, matches(q, &obj)) {
                 (true, true) => "MODIFIED",
                 (false, true) => "ADDED",
                 (true, false) => "DELETED",
                 (false, false) => return Ok(()),
             };
-            write_line(out, kind, render(obj));
+            render(out, kind, &obj);
         }
         EventKind::Delete => {
-            if let Some(mut obj) = prev.filter(|_| was) {
+            if let Some(prev) = prev.filter(|_| was) {
+                let mut obj = Value::clone(&prev);
                 obj["metadata"]["resourceVersion"] = json!(event.kv.mod_revision.to_string());
-                write_line(out, "DELETED", render(obj));
+                render(out, "DELETED", &obj);
             }
         }
     }
@@ -130,14 +171,12 @@ pub async fn serve(
     };
     let timeout = query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
     let include_object = query.get("includeObject").cloned().unwrap_or_else(|| "Metadata".into());
-    let render = move |obj: Value| -> Value {
-        match repr {
-            Representation::Object => obj,
-            Representation::Metadata => metadata_only(&obj),
-            Representation::Table => {
-                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
-                skiff_api::table::table(def, std::iter::once(obj), json!({"resourceVersion": rv}), &include_object)
-            }
+    let render = move |out: &mut Vec<u8>, kind: &str, obj: &Value| match repr {
+        Representation::Object => write_line(out, kind, obj),
+        Representation::Metadata => write_line(out, kind, &metadata_only(obj)),
+        Representation::Table => {
+            let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(json!(""));
+            write_line(out, kind, &skiff_api::table::table(def, std::iter::once(obj.clone()), json!({"resourceVersion": rv}), &include_object))
         }
     };
 
@@ -159,7 +198,7 @@ pub async fn serve(
             } else {
                 let obj = decode(def, kv)?;
                 if matches(&q, &obj) {
-                    write_line(&mut chunk, "ADDED", render(obj));
+                    render(&mut chunk, "ADDED", &obj);
                 }
             }
             if chunk.len() >= CHUNK {

@@ -353,6 +353,7 @@ impl Backend for EtcdBackend {
                         },
                         kv: decode_kv(&key_prefix, kv)?,
                         prev: e.prev_kv().map(|p| decode_kv(&key_prefix, p)).transpose()?,
+                        memo: Default::default(),
                     });
                 }
                 match events.last() {

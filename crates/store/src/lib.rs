@@ -65,7 +65,37 @@ pub struct Event {
     pub kind: EventKind,
     pub kv: KeyValue,
     pub prev: Option<KeyValue>,
+    pub memo: Memo,
 }
+
+/// What the consumers of one event derive from it once for all of them:
+/// the clones of an event share it. The API server keeps there the
+/// encodings its watchers send, as upstream's watch cache keeps a
+/// `cachingObject` per event. Never part of an event's identity.
+#[derive(Clone, Default)]
+pub struct Memo(Arc<std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>>);
+
+impl Memo {
+    /// The memo, made by whoever asks first; `None` if it was made as
+    /// another type.
+    pub fn get<T: std::any::Any + Send + Sync + Default>(&self) -> Option<&T> {
+        self.0.get_or_init(|| Arc::new(T::default())).downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
 
 impl Event {
     pub fn revision(&self) -> Revision {

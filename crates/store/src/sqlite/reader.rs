@@ -193,6 +193,7 @@ pub(super) fn events_after(
                     value: Bytes::from(row.get::<_, Vec<u8>>(4)?),
                 },
                 prev,
+                memo: Default::default(),
             });
         }
     }

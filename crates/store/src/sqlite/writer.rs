@@ -340,6 +340,7 @@ impl Txn {
                     kind: EventKind::Put,
                     kv: kv(key, value.clone(), rev, rev),
                     prev: None,
+                    memo: Default::default(),
                 });
                 Ok(Outcome::Written(rev))
             }
@@ -354,6 +355,7 @@ impl Txn {
                     kind: EventKind::Put,
                     kv: kv(key, value.clone(), current.create_rev, rev),
                     prev: Some(kv(key, current.value, current.create_rev, current.rev)),
+                    memo: Default::default(),
                 });
                 Ok(Outcome::Written(rev))
             }
@@ -369,6 +371,7 @@ impl Txn {
                     kind: EventKind::Delete,
                     kv: kv(key, Bytes::new(), current.create_rev, rev),
                     prev: Some(prev.clone()),
+                    memo: Default::default(),
                 });
                 Ok(Outcome::Deleted(rev, prev))
             }
