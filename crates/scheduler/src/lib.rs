@@ -54,7 +54,7 @@ pub mod volume_rules {
 }
 use plugins::Reason;
 use queue::Queue;
-use topology::{Cycle, Domains};
+use topology::{Cycle, Domains, Tallies};
 use volumes::{Choice, Storage};
 
 #[derive(Debug, Clone)]
@@ -91,6 +91,8 @@ struct Nodes {
     /// Each topology key's domains per node, made when first needed and
     /// kept until a node comes, goes, or changes its labels.
     domains: Mutex<HashMap<String, Arc<Domains>>>,
+    /// Counts up each time the domains may have changed.
+    generation: u64,
     /// On how many nodes each image is (ImageLocality).
     image_nodes: HashMap<String, usize>,
 }
@@ -100,6 +102,11 @@ impl Nodes {
     fn domains(&self, key: &str) -> Arc<Domains> {
         let mut cache = self.domains.lock().unwrap_or_else(PoisonError::into_inner);
         cache.entry(key.to_string()).or_insert_with(|| Arc::new(Domains::new(&self.list, key))).clone()
+    }
+
+    fn domains_changed(&mut self) {
+        self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.generation += 1;
     }
 
     fn get_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
@@ -118,13 +125,13 @@ impl Nodes {
         match self.index.get(&info.name).copied() {
             Some(i) => {
                 if self.list[i].labels() != info.labels() {
-                    self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    self.domains_changed();
                 }
                 let old = std::mem::replace(&mut self.list[i], info);
                 self.count_images(&old, -1);
             }
             None => {
-                self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                self.domains_changed();
                 self.index.insert(info.name.clone(), self.list.len());
                 self.list.push(info);
             }
@@ -132,7 +139,7 @@ impl Nodes {
     }
 
     fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.domains.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.domains_changed();
         let gone: Vec<NodeInfo> = self.list.iter().filter(|n| !keep(&n.name)).cloned().collect();
         for node in &gone {
             self.count_images(node, -1);
@@ -155,6 +162,8 @@ struct State {
     /// The placed pods with required anti-affinity, which every pod must
     /// respect.
     repelling: HashSet<String>,
+    /// Placed pods counted per topology domain (spread and affinity).
+    tallies: Tallies,
     /// Assumed pods whose binding is in flight.
     binding: HashSet<String>,
     queue: Queue,
@@ -528,8 +537,11 @@ impl State {
         if pod.repels {
             self.repelling.insert(pod.uid.clone());
         }
-        if self.placed.insert(pod.uid.clone(), pod).is_none() {
-            self.queue.pod_placed();
+        let (generation, nodes, index) = (self.nodes.generation, &self.nodes.list, &self.nodes.index);
+        self.tallies.count(&pod, 1, generation, nodes, index);
+        match self.placed.insert(pod.uid.clone(), pod) {
+            Some(old) => self.tallies.count(&old, -1, generation, nodes, index),
+            None => self.queue.pod_placed(),
         }
     }
 
@@ -537,6 +549,7 @@ impl State {
     fn release(&mut self, pod: &PodInfo) -> bool {
         self.repelling.remove(&pod.uid);
         let Some(placed) = self.placed.remove(&pod.uid) else { return false };
+        self.tallies.count(&placed, -1, self.nodes.generation, &self.nodes.list, &self.nodes.index);
         if let Some(n) = placed.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
             n.remove_pod(&placed);
         }
@@ -574,13 +587,10 @@ impl State {
         let mut examined = 0;
         // Spread and inter-pod affinity: only pods that use them, or that
         // another pod's anti-affinity may keep out, pay for counting.
-        let cycle = if pod.depends_on_pods {
-            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, &|key| self.nodes.domains(key), self.placed.values()))
-        } else if !self.repelling.is_empty() {
-            Some(Cycle::new(pod, &self.nodes.list, &self.nodes.index, &|key| self.nodes.domains(key), self.repelling.iter().filter_map(|uid| self.placed.get(uid))))
-        } else {
-            None
-        };
+        let cycle = (pod.depends_on_pods || !self.repelling.is_empty()).then(|| {
+            self.tallies.sync(self.nodes.generation, &self.nodes.list, &self.nodes.index, self.placed.values());
+            Cycle::new(pod, &self.nodes.list, &self.nodes.index, &|key| self.nodes.domains(key), &mut self.tallies, self.placed.values())
+        });
         let mut candidates = Vec::new();
         for i in 0..total {
             if feasible.len() >= wanted {

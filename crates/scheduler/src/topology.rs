@@ -5,7 +5,7 @@
 //! per domain are made once per pod; Filter and Score then read them per
 //! node.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, TopologySpreadConstraint};
@@ -50,17 +50,140 @@ pub fn matches(selector: Option<&LabelSelector>, labels: Option<&BTreeMap<String
         })
 }
 
-/// A term's namespaces: those listed, or the pod's own. (A
-/// namespaceSelector needs the namespaces' labels, which the scheduler does
-/// not watch: an empty one means all namespaces, any other the listed ones.)
-fn term_selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod) -> bool {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let all = term.namespace_selector.as_ref().is_some_and(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
-    let in_ns = all || match term.namespaces.as_ref().filter(|n| !n.is_empty()) {
-        Some(list) => list.iter().any(|n| n == ns),
-        None => term.namespace_selector.is_some() || ns == owner_ns,
-    };
-    in_ns && matches(term.label_selector.as_ref(), pod.metadata.labels.as_ref())
+/// Which pods a term or constraint counts, per domain of its topology
+/// key: those in its namespaces (`None`: all) whose labels its selector
+/// matches.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Rule {
+    namespaces: Option<Vec<String>>,
+    /// The selector as JSON: what makes two rules the same.
+    selector: String,
+    key: String,
+}
+
+impl Rule {
+    fn new(namespaces: Option<Vec<String>>, selector: Option<&LabelSelector>, key: &str) -> Rule {
+        Rule { namespaces, selector: serde_json::to_string(&selector).unwrap_or_default(), key: key.to_string() }
+    }
+
+    /// A term's rule. Its namespaces: those listed, or the pod's own. (A
+    /// namespaceSelector needs the namespaces' labels, which the scheduler
+    /// does not watch: an empty one means all namespaces, any other the
+    /// listed ones.)
+    fn of_term(term: &PodAffinityTerm, owner_ns: &str) -> Rule {
+        let all = term.namespace_selector.as_ref().is_some_and(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
+        let namespaces = match term.namespaces.as_ref().filter(|n| !n.is_empty()) {
+            _ if all => None,
+            Some(list) => Some(list.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect()),
+            None if term.namespace_selector.is_some() => None,
+            None => Some(vec![owner_ns.to_string()]),
+        };
+        Rule::new(namespaces, term.label_selector.as_ref(), &term.topology_key)
+    }
+
+    fn selects(&self, selector: Option<&LabelSelector>, pod: &Pod) -> bool {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        self.namespaces.as_ref().is_none_or(|list| list.iter().any(|n| n == ns)) && matches(selector, pod.metadata.labels.as_ref())
+    }
+}
+
+/// Live placed pods a rule selects, per domain; only domains with some.
+type Counts = Arc<HashMap<String, i64>>;
+
+struct Tally {
+    selector: Option<LabelSelector>,
+    counts: Counts,
+}
+
+impl Tally {
+    fn add(&mut self, domain: &str, delta: i64) {
+        let counts = Arc::make_mut(&mut self.counts);
+        let n = counts.entry(domain.to_string()).or_default();
+        *n += delta;
+        if *n <= 0 {
+            counts.remove(domain);
+        }
+    }
+}
+
+/// Placed pods counted per topology domain, kept up to date as pods are
+/// placed and released, so that a pod's PreFilter reads counts instead of
+/// walking every placed pod: for each rule a pending pod has asked about,
+/// the pods it selects; for each required anti-affinity term of placed
+/// pods, the pods that have it. Made again from the placed pods when the
+/// nodes' domains change.
+#[derive(Default)]
+pub struct Tallies {
+    /// The nodes' generation the counts are of.
+    generation: u64,
+    selected: HashMap<Rule, Tally>,
+    repelling: HashMap<Rule, Tally>,
+}
+
+/// Pods counted are neither finished nor being deleted, on a known node.
+fn live_domain<'a>(pod: &PodInfo, nodes: &'a [NodeInfo], index: &HashMap<String, usize>, key: &str) -> Option<&'a String> {
+    if pod.terminal || pod.pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    domain(&nodes[*index.get(pod.node.as_ref()?)?], key)
+}
+
+/// A placed pod's required anti-affinity terms, with their rules.
+fn repelling_terms(pod: &PodInfo) -> impl Iterator<Item = (Rule, &PodAffinityTerm)> {
+    let owner_ns = pod.pod.metadata.namespace.as_deref().unwrap_or_default();
+    let terms = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+    terms.into_iter().flatten().filter(|_| pod.repels).map(move |t| (Rule::of_term(t, owner_ns), t))
+}
+
+impl Tallies {
+    /// Makes the counts again if the nodes' domains changed since.
+    pub fn sync<'a>(&mut self, generation: u64, nodes: &[NodeInfo], index: &HashMap<String, usize>, placed: impl Iterator<Item = &'a PodInfo>) {
+        if generation == self.generation {
+            return;
+        }
+        *self = Tallies { generation, ..Default::default() };
+        for pod in placed {
+            self.count(pod, 1, generation, nodes, index);
+        }
+    }
+
+    /// Counts a pod placed (`delta` 1) or released (-1).
+    pub fn count(&mut self, pod: &PodInfo, delta: i64, generation: u64, nodes: &[NodeInfo], index: &HashMap<String, usize>) {
+        if generation != self.generation {
+            return; // counted again, from scratch, before they are read
+        }
+        for (rule, tally) in self.selected.iter_mut() {
+            if let Some(domain) = live_domain(pod, nodes, index, &rule.key).filter(|_| rule.selects(tally.selector.as_ref(), &pod.pod)) {
+                tally.add(domain, delta);
+            }
+        }
+        for (rule, term) in repelling_terms(pod) {
+            if let Some(domain) = live_domain(pod, nodes, index, &rule.key) {
+                let tally = self.repelling.entry(rule).or_insert_with(|| Tally { selector: term.label_selector.clone(), counts: Default::default() });
+                tally.add(domain, delta);
+            }
+        }
+        self.repelling.retain(|_, t| !t.counts.is_empty());
+    }
+
+    /// The counts of a rule, made from the placed pods when first asked.
+    fn selected<'a>(&mut self, rule: Rule, selector: Option<&LabelSelector>, nodes: &[NodeInfo], index: &HashMap<String, usize>, placed: impl Iterator<Item = &'a PodInfo>) -> Counts {
+        // Rules no pending pod asks about any more are forgotten now and then.
+        const MAX_RULES: usize = 4096;
+        if self.selected.len() >= MAX_RULES && !self.selected.contains_key(&rule) {
+            self.selected.clear();
+        }
+        let tally = self.selected.entry(rule).or_insert_with_key(|rule| {
+            let mut tally = Tally { selector: selector.cloned(), counts: Default::default() };
+            for pod in placed {
+                if let Some(domain) = live_domain(pod, nodes, index, &rule.key).filter(|_| rule.selects(selector, &pod.pod)) {
+                    tally.add(domain, 1);
+                }
+            }
+            tally
+        });
+        tally.counts.clone()
+    }
 }
 
 struct Spread {
@@ -76,7 +199,7 @@ struct Spread {
 
 struct Term {
     key: String,
-    counts: HashMap<String, i64>,
+    counts: Counts,
     weight: i64,
 }
 
@@ -89,9 +212,9 @@ pub struct Cycle {
     /// them itself: the first of a group may go anywhere.
     first_of_group: bool,
     anti_affinity: Vec<Term>,
-    /// Domains existing pods' anti-affinity keeps this pod out of, by
-    /// topology key.
-    forbidden: HashMap<String, HashSet<String>>,
+    /// Domains existing pods' anti-affinity keeps this pod out of (those
+    /// with a count), by topology key.
+    forbidden: Vec<(String, Counts)>,
     preferred: Vec<Term>,
 }
 
@@ -125,40 +248,29 @@ impl Domains {
     }
 }
 
-/// Where placed pods are: each pod with its node's index.
-type Placed<'a> = Vec<(&'a PodInfo, usize)>;
-
 impl Cycle {
-    /// Counts, per domain, the placed pods each rule of `pod` looks at.
-    pub fn new<'a>(pod: &PodInfo, nodes: &'a [NodeInfo], index: &HashMap<String, usize>, domains: &dyn Fn(&str) -> Arc<Domains>, placed: impl Iterator<Item = &'a PodInfo>) -> Cycle {
+    /// Reads, per domain, the counts of placed pods each rule of `pod`
+    /// looks at; `tallies` must be in sync with the nodes.
+    pub fn new<'a>(pod: &PodInfo, nodes: &[NodeInfo], index: &HashMap<String, usize>, domains: &dyn Fn(&str) -> Arc<Domains>, tallies: &mut Tallies, placed: impl Iterator<Item = &'a PodInfo> + Clone) -> Cycle {
         let mut cycle = Cycle::default();
         let incoming = &pod.pod;
         let ns = incoming.metadata.namespace.as_deref().unwrap_or_default();
         let spec = incoming.spec.as_ref();
-        let live: Placed = placed
-            .filter(|p| !p.terminal && p.pod.metadata.deletion_timestamp.is_none())
-            .filter_map(|p| Some((p, *index.get(p.node.as_ref()?)?)))
-            .collect();
-
         for c in spec.and_then(|s| s.topology_spread_constraints.as_ref()).into_iter().flatten() {
-            cycle.spread.push(spread(c, incoming, nodes, &domains(&c.topology_key), &live));
+            let selector = spread_selector(c, incoming);
+            let rule = Rule::new(Some(vec![ns.to_string()]), selector.as_ref(), &c.topology_key);
+            let counts = tallies.selected(rule, selector.as_ref(), nodes, index, placed.clone());
+            cycle.spread.push(spread(c, incoming, selector.as_ref(), nodes, &domains(&c.topology_key), &counts));
         }
         let affinity = spec.and_then(|s| s.affinity.as_ref());
-        let count = |term: &PodAffinityTerm, weight: i64| {
-            let d = domains(&term.topology_key);
-            let mut counts = vec![0i64; d.names.len()];
-            for (p, node) in &live {
-                if let Some(id) = d.of_node[*node].filter(|_| term_selects(term, ns, &p.pod)) {
-                    counts[id as usize] += 1;
-                }
-            }
-            let counts = counts.into_iter().enumerate().filter(|(_, n)| *n > 0).map(|(i, n)| (d.names[i].clone(), n)).collect();
-            Term { key: term.topology_key.clone(), counts, weight }
+        let mut count = |term: &PodAffinityTerm, weight: i64| {
+            let rule = Rule::of_term(term, ns);
+            Term { key: term.topology_key.clone(), counts: tallies.selected(rule, term.label_selector.as_ref(), nodes, index, placed.clone()), weight }
         };
         if let Some(pa) = affinity.and_then(|a| a.pod_affinity.as_ref()) {
             let required = pa.required_during_scheduling_ignored_during_execution.as_deref().unwrap_or_default();
             cycle.affinity = required.iter().map(|t| count(t, 0)).collect();
-            cycle.first_of_group = cycle.affinity.iter().all(|t| t.counts.is_empty()) && required.iter().all(|t| term_selects(t, ns, incoming));
+            cycle.first_of_group = cycle.affinity.iter().all(|t| t.counts.is_empty()) && required.iter().all(|t| Rule::of_term(t, ns).selects(t.label_selector.as_ref(), incoming));
             for w in pa.preferred_during_scheduling_ignored_during_execution.iter().flatten() {
                 cycle.preferred.push(count(&w.pod_affinity_term, w.weight as i64));
             }
@@ -170,16 +282,9 @@ impl Cycle {
             }
         }
         // Existing pods whose required anti-affinity the incoming pod matches.
-        for (p, node) in &live {
-            if !p.repels {
-                continue;
-            }
-            let terms = p.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-            let owner_ns = p.pod.metadata.namespace.as_deref().unwrap_or_default();
-            for term in terms.into_iter().flatten().filter(|t| term_selects(t, owner_ns, incoming)) {
-                if let Some(value) = domain(&nodes[*node], &term.topology_key) {
-                    cycle.forbidden.entry(term.topology_key.clone()).or_default().insert(value.clone());
-                }
+        for (rule, tally) in &tallies.repelling {
+            if rule.selects(tally.selector.as_ref(), incoming) {
+                cycle.forbidden.push((rule.key.clone(), tally.counts.clone()));
             }
         }
         cycle
@@ -212,7 +317,7 @@ impl Cycle {
             }
         }
         let labels = node.labels();
-        if self.forbidden.iter().any(|(k, values)| labels.get(k).is_some_and(|v| values.contains(v))) {
+        if self.forbidden.iter().any(|(k, counts)| labels.get(k).is_some_and(|v| counts.contains_key(v))) {
             return fail(EXISTING_ANTI_AFFINITY, false);
         }
         Ok(())
@@ -252,22 +357,9 @@ impl Cycle {
     }
 }
 
-/// One constraint's counts: the domains of the nodes it applies to (those
-/// the pod's node affinity admits, as `nodeAffinityPolicy: Honor`, and
-/// whose taints it tolerates if `nodeTaintsPolicy: Honor`), and the
-/// matching pods on them.
-fn spread(c: &TopologySpreadConstraint, pod: &Pod, nodes: &[NodeInfo], domains: &Domains, live: &Placed) -> Spread {
-    let ns = pod.metadata.namespace.as_deref();
-    let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
-    let ignore_affinity = c.node_affinity_policy.as_deref() == Some("Ignore");
-    let spec = pod.spec.as_ref();
-    let constrained = constrains_nodes(pod);
-    let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-    let eligible = |n: &NodeInfo| {
-        (ignore_affinity || !constrained || selects_node(pod, &n.name, n.labels()))
-            && (!honor_taints || n.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|taint| tolerations.iter().any(|t| tolerates(t, taint))))
-    };
-    // matchLabelKeys: the pod's own values of those keys narrow the selector.
+/// A constraint's selector; matchLabelKeys: the pod's own values of those
+/// keys narrow it.
+fn spread_selector(c: &TopologySpreadConstraint, pod: &Pod) -> Option<LabelSelector> {
     let mut selector = c.label_selector.clone();
     if let (Some(s), Some(keys)) = (selector.as_mut(), c.match_label_keys.as_ref()) {
         let own = pod.metadata.labels.clone().unwrap_or_default();
@@ -278,6 +370,22 @@ fn spread(c: &TopologySpreadConstraint, pod: &Pod, nodes: &[NodeInfo], domains: 
             }
         }
     }
+    selector
+}
+
+/// One constraint's counts: those of the domains of the nodes it applies
+/// to (those the pod's node affinity admits, as `nodeAffinityPolicy:
+/// Honor`, and whose taints it tolerates if `nodeTaintsPolicy: Honor`).
+fn spread(c: &TopologySpreadConstraint, pod: &Pod, selector: Option<&LabelSelector>, nodes: &[NodeInfo], domains: &Domains, tally: &HashMap<String, i64>) -> Spread {
+    let honor_taints = c.node_taints_policy.as_deref() == Some("Honor");
+    let ignore_affinity = c.node_affinity_policy.as_deref() == Some("Ignore");
+    let spec = pod.spec.as_ref();
+    let constrained = constrains_nodes(pod);
+    let tolerations = spec.and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let eligible = |n: &NodeInfo| {
+        (ignore_affinity || !constrained || selects_node(pod, &n.name, n.labels()))
+            && (!honor_taints || n.taints.iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|taint| tolerations.iter().any(|t| tolerates(t, taint))))
+    };
     let mut counted = vec![false; domains.names.len()];
     for (i, node) in nodes.iter().enumerate() {
         if let Some(id) = domains.of_node[i] {
@@ -286,23 +394,84 @@ fn spread(c: &TopologySpreadConstraint, pod: &Pod, nodes: &[NodeInfo], domains: 
             }
         }
     }
-    let mut counts = vec![0i64; domains.names.len()];
-    for (p, node) in live {
-        if let Some(id) = domains.of_node[*node].filter(|id| counted[*id as usize]) {
-            if p.pod.metadata.namespace.as_deref() == ns && matches(selector.as_ref(), p.pod.metadata.labels.as_ref()) {
-                counts[id as usize] += 1;
-            }
-        }
-    }
-    let counts: HashMap<String, i64> = counts.into_iter().enumerate().filter(|(i, _)| counted[*i]).map(|(i, n)| (domains.names[i].clone(), n)).collect();
+    let counts: HashMap<String, i64> = domains.names.iter().zip(&counted).filter(|(_, c)| **c).map(|(name, _)| (name.clone(), tally.get(name).copied().unwrap_or(0))).collect();
     let min_domains = c.min_domains.unwrap_or(1) as usize;
     let min = if counts.len() < min_domains { 0 } else { counts.values().copied().min().unwrap_or(0) };
     Spread {
         key: c.topology_key.clone(),
         max_skew: c.max_skew as i64,
-        own: matches(selector.as_ref(), pod.metadata.labels.as_ref()) as i64,
+        own: matches(selector, pod.metadata.labels.as_ref()) as i64,
         min,
         counts,
         hard: c.when_unsatisfiable != "ScheduleAnyway",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(i: usize) -> NodeInfo {
+        let labels = json!({"kubernetes.io/hostname": format!("n{i}"), "zone": format!("z{}", i % 3)});
+        NodeInfo::new(Arc::new(serde_json::from_value(json!({"metadata": {"name": format!("n{i}"), "labels": labels}})).unwrap()))
+    }
+
+    fn pod(i: usize, deleting: bool) -> PodInfo {
+        let anti = json!({"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"}]});
+        let pod = json!({
+            "metadata": {"name": format!("p{i}"), "uid": format!("u{i}"), "namespace": format!("ns{}", i % 2),
+                "labels": {"app": if i % 3 == 0 { "a" } else { "b" }},
+                "deletionTimestamp": if deleting { json!("2026-01-01T00:00:00Z") } else { json!(null) }},
+            "spec": {"nodeName": format!("n{}", i % 7), "containers": [{"name": "c"}],
+                "affinity": if i % 4 == 0 { json!({"podAntiAffinity": anti}) } else { json!(null) }},
+        });
+        PodInfo::new(Arc::new(serde_json::from_value(pod).unwrap()))
+    }
+
+    fn snapshot(t: &HashMap<Rule, Tally>) -> BTreeMap<String, BTreeMap<String, i64>> {
+        t.iter().map(|(r, t)| (format!("{:?} {} {}", r.namespaces, r.selector, r.key), t.counts.iter().map(|(k, v)| (k.clone(), *v)).collect())).collect()
+    }
+
+    #[test]
+    fn counts_kept_as_pods_come_and_go_equal_counts_made_again() {
+        // Six nodes in three zones; pods on a seventh, unknown node are not counted.
+        let nodes: Vec<NodeInfo> = (0..6).map(node).collect();
+        let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+        let rules = || {
+            let app_a = serde_json::from_value::<LabelSelector>(json!({"matchLabels": {"app": "a"}})).unwrap();
+            let any = serde_json::from_value::<LabelSelector>(json!({})).unwrap();
+            [(Rule::new(Some(vec!["ns0".into()]), Some(&app_a), "zone"), Some(app_a.clone())), (Rule::new(None, Some(&any), "kubernetes.io/hostname"), Some(any))]
+        };
+        let mut placed: HashMap<String, PodInfo> = HashMap::new();
+        let mut kept = Tallies::default();
+        for (rule, selector) in rules() {
+            kept.selected(rule, selector.as_ref(), &nodes, &index, placed.values());
+        }
+        let place = |kept: &mut Tallies, placed: &mut HashMap<String, PodInfo>, p: PodInfo| {
+            kept.count(&p, 1, 0, &nodes, &index);
+            if let Some(old) = placed.insert(p.uid.clone(), p) {
+                kept.count(&old, -1, 0, &nodes, &index);
+            }
+        };
+        for i in 0..40 {
+            place(&mut kept, &mut placed, pod(i, false));
+        }
+        for i in (0..40).step_by(5) {
+            let gone = placed.remove(&format!("u{i}")).unwrap();
+            kept.count(&gone, -1, 0, &nodes, &index);
+        }
+        for i in [1, 8, 12] {
+            place(&mut kept, &mut placed, pod(i, true));
+        }
+        let mut again = Tallies::default();
+        again.sync(1, &nodes, &index, placed.values());
+        for (rule, selector) in rules() {
+            again.selected(rule, selector.as_ref(), &nodes, &index, placed.values());
+        }
+        assert_eq!(snapshot(&kept.selected), snapshot(&again.selected));
+        assert_eq!(snapshot(&kept.repelling), snapshot(&again.repelling));
+        assert!(!kept.repelling.is_empty() && kept.selected.values().all(|t| !t.counts.is_empty()), "the case counts something");
     }
 }
