@@ -164,19 +164,18 @@ impl TableWriter {
 /// JSON. Objects whose field names carry escapes are parsed whole.
 fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&RawValue>)> {
     type Fields<'a> = Vec<(&'a str, &'a RawValue)>;
-    fn fields(raw: &str) -> serde_json::Result<Fields<'_>> {
+    fn fields(raw: &[u8]) -> serde_json::Result<Fields<'_>> {
         // A map of borrowed names refuses escaped ones, hence the fallback.
-        Ok(serde_json::from_str::<std::collections::BTreeMap<&str, &RawValue>>(raw)?.into_iter().collect())
+        Ok(serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(raw)?.into_iter().collect())
     }
     fn parsed(fields: Fields<'_>, skip: &str) -> serde_json::Result<serde_json::Map<String, Value>> {
         fields.into_iter().filter(|(k, _)| *k != skip).map(|(k, v)| Ok((k.to_string(), serde_json::from_str(v.get())?))).collect()
     }
-    let text = std::str::from_utf8(object).map_err(serde::de::Error::custom)?;
-    let Ok(top) = fields(text) else { return Ok((serde_json::from_str(text)?, None)) };
+    let Ok(top) = fields(object) else { return Ok((serde_json::from_slice(object)?, None)) };
     let metadata = top.iter().find(|(k, _)| *k == "metadata").map(|(_, v)| *v);
-    let meta_fields = match metadata.map(|m| fields(m.get())) {
+    let meta_fields = match metadata.map(|m| fields(m.get().as_bytes())) {
         Some(Ok(f)) => Some(f),
-        Some(Err(_)) => return Ok((serde_json::from_str(text)?, metadata)),
+        Some(Err(_)) => return Ok((serde_json::from_slice(object)?, metadata)),
         None => None,
     };
     let mut out = parsed(top, "metadata")?;
