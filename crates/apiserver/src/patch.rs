@@ -12,6 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::status::{ApiError, ApiResult};
 
+/// What a PATCH request's content type says its body is.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
     Json,
     Merge,
@@ -34,34 +36,51 @@ impl PatchKind {
     }
 }
 
-pub fn apply(kind: &PatchKind, target: &Value, body: &[u8]) -> ApiResult<Value> {
-    if matches!(kind, PatchKind::Apply) {
-        return Err(ApiError::unsupported_media_type("apply patches are not supported here"));
-    }
-    let patch: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-    let mut out = target.clone();
-    match kind {
-        PatchKind::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
-            json_patch::patch(&mut out, &ops)
-                .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
-        }
-        PatchKind::Merge => {
-            if !patch.is_object() {
-                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+/// A patch document, decoded once from a PATCH request's body.
+pub enum Patch {
+    Json(json_patch::Patch),
+    Merge(Value),
+    Strategic(Map<String, Value>),
+    /// Server-side apply: the applied configuration (YAML or JSON), which
+    /// `managed::apply` merges by field ownership.
+    Apply(Value),
+}
+
+impl Patch {
+    pub fn decode(kind: PatchKind, body: &[u8]) -> ApiResult<Patch> {
+        let json = || serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")));
+        match kind {
+            PatchKind::Json => {
+                let ops = serde_json::from_value(json()?).map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
+                Ok(Patch::Json(ops))
             }
-            json_patch::merge(&mut out, &patch);
+            PatchKind::Merge => match json()? {
+                patch @ Value::Object(_) => Ok(Patch::Merge(patch)),
+                _ => Err(ApiError::bad_request("a merge patch must be a JSON object")),
+            },
+            PatchKind::Strategic => match json()? {
+                Value::Object(patch) => Ok(Patch::Strategic(patch)),
+                _ => Err(ApiError::bad_request("a strategic merge patch must be a JSON object")),
+            },
+            PatchKind::Apply => match serde_yaml::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))? {
+                config @ Value::Object(_) => Ok(Patch::Apply(config)),
+                _ => Err(ApiError::bad_request("an apply configuration must be an object")),
+            },
         }
-        PatchKind::Strategic => {
-            let Value::Object(patch) = patch else {
-                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
-            };
-            strategic_merge_object(&mut out, &patch)?;
-        }
-        PatchKind::Apply => unreachable!("refused above"),
     }
-    Ok(out)
+
+    /// `target` patched; apply patches are merged by `managed::apply`.
+    pub fn applied_to(&self, target: &Value) -> ApiResult<Value> {
+        let mut out = target.clone();
+        match self {
+            Patch::Json(ops) => json_patch::patch(&mut out, ops)
+                .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?,
+            Patch::Merge(patch) => json_patch::merge(&mut out, patch),
+            Patch::Strategic(patch) => strategic_merge_object(&mut out, patch)?,
+            Patch::Apply(_) => return Err(ApiError::unsupported_media_type("apply patches are not supported here")),
+        }
+        Ok(out)
+    }
 }
 
 /// The key upstream merges list elements of `field` by, if any.
@@ -202,8 +221,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn patched(content_type: &str, target: &Value, body: &[u8]) -> ApiResult<Value> {
+        Patch::decode(PatchKind::from_content_type(content_type)?, body)?.applied_to(target)
+    }
+
     fn smp(target: Value, patch: Value) -> Value {
-        apply(&PatchKind::Strategic, &target, patch.to_string().as_bytes()).unwrap()
+        patched("application/strategic-merge-patch+json", &target, patch.to_string().as_bytes()).unwrap()
     }
 
     #[test]
@@ -232,10 +255,10 @@ mod tests {
     #[test]
     fn json_and_merge_patches() {
         let obj = json!({"data": {"a": "1"}});
-        let out = apply(&PatchKind::Json, &obj, br#"[{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
+        let out = patched("application/json-patch+json", &obj, br#"[{"op":"add","path":"/data/b","value":"2"}]"#).unwrap();
         assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
-        let out = apply(&PatchKind::Merge, &obj, br#"{"data":{"a":null}}"#).unwrap();
+        let out = patched("application/merge-patch+json", &obj, br#"{"data":{"a":null}}"#).unwrap();
         assert_eq!(out["data"], json!({}));
-        assert!(apply(&PatchKind::Json, &obj, br#"[{"op":"test","path":"/data/a","value":"x"}]"#).is_err());
+        assert!(patched("application/json-patch+json", &obj, br#"[{"op":"test","path":"/data/a","value":"x"}]"#).is_err());
     }
 }
