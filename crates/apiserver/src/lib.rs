@@ -27,6 +27,7 @@ mod proxy;
 mod registry;
 mod resource_metrics;
 mod custom_metrics;
+mod aggregator;
 mod event_ttl;
 mod service_discovery;
 mod state_metrics;
@@ -56,6 +57,9 @@ use skiff_store::Store;
 use tokio::net::TcpListener;
 
 pub use handler::MAX_BODY;
+
+/// The name of the API server's front-proxy client certificate.
+pub const PROXY_CLIENT: &str = "front-proxy-client";
 use registry::Registry;
 
 pub struct Config {
@@ -86,6 +90,10 @@ pub struct Config {
     pub service_account_issuer: Option<skiff_auth::serviceaccount::Issuer>,
     /// The API server's certificate for calling node agents (`kubectl logs`).
     pub kubelet_client: Option<CertPair>,
+    /// Its certificate as the front proxy of aggregated APIs (upstream's
+    /// `--proxy-client-cert-file`); extension servers trust it by its
+    /// name, `front-proxy-client`, and the cluster CA.
+    pub proxy_client: Option<CertPair>,
     /// How often metrics.k8s.io reads the nodes (metrics-server's `--metric-resolution`).
     pub metric_resolution: std::time::Duration,
     /// The metric families of the components this process also runs
@@ -149,6 +157,7 @@ impl Server {
             write_slots: tokio::sync::Semaphore::new(config.max_mutating_requests_inflight),
             kubelets: kubelets::Kubelets::new(&config.client_ca_pem, config.kubelet_client.as_ref().map(|c| (c.cert_pem.as_str(), c.key_pem.as_str())))?,
             resource_metrics: Default::default(),
+            aggregator: aggregator::Aggregator::new(config.proxy_client.clone()),
             custom_metrics: match &config.prometheus {
                 Some((url, rules)) => Some(custom_metrics::CustomMetrics::new(url, rules.as_deref()).map_err(anyhow::Error::msg)?),
                 None => None,
@@ -157,6 +166,7 @@ impl Server {
         tokio::spawn(count_objects(Arc::downgrade(&api)));
         tokio::spawn(resource_metrics::ResourceMetrics::scrape(Arc::downgrade(&api), config.metric_resolution));
         tokio::spawn(event_ttl::expire(Arc::downgrade(&api), config.event_ttl));
+        tokio::spawn(aggregator::Aggregator::keep_available(Arc::downgrade(&api)));
         Ok(Server {
             listener,
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
@@ -380,6 +390,23 @@ async fn bootstrap(registry: &Registry, config: &Config) -> Result<()> {
         },
     });
     create_if_absent(registry, find("services"), Some("default"), service).await?;
+    // What extension API servers read to trust the aggregator's requests
+    // (upstream's `extension-apiserver-authentication`).
+    let headers = |h: &[&str]| serde_json::to_string(h).expect("JSON serializes");
+    let authentication = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "client-ca-file": config.client_ca_pem,
+            "requestheader-client-ca-file": config.client_ca_pem,
+            "requestheader-allowed-names": headers(&[PROXY_CLIENT]),
+            "requestheader-username-headers": headers(&["X-Remote-User"]),
+            "requestheader-uid-headers": headers(&["X-Remote-Uid"]),
+            "requestheader-group-headers": headers(&["X-Remote-Group"]),
+            "requestheader-extra-headers-prefix": headers(&["X-Remote-Extra-"]),
+        },
+    });
+    create_if_absent(registry, find("configmaps"), Some("kube-system"), authentication).await?;
     let priorities = skiff_api::resources::find("scheduling.k8s.io", "v1", "priorityclasses").expect("priorityclasses are served");
     for (name, value, description) in [
         ("system-node-critical", 2000001000, "Used for system critical pods that must not be moved from their current node."),

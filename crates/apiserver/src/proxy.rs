@@ -266,7 +266,7 @@ fn backend_path(proxy_path: &str, request_path: &str) -> String {
 /// Headers a proxy does not pass on (Go's `ReverseProxy` hop-by-hop list),
 /// plus the client's own credentials, which upstream's authentication and
 /// impersonation filters remove once they have read them.
-fn is_hop_by_hop(name: &HeaderName, connection: &HeaderMap) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName, connection: &HeaderMap) -> bool {
     const HOP: [&str; 9] = ["connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
     let name = name.as_str();
     HOP.contains(&name) || connection.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|token| token.trim().eq_ignore_ascii_case(name))

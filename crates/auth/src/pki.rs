@@ -414,13 +414,17 @@ mod tests {
 /// upstream uses where pods are reached by IP (HTTPS probes, the API
 /// server's proxy), with certificates nothing could check.
 pub fn unverified_client_config() -> rustls::ClientConfig {
+    unverified_client_builder().with_no_client_auth()
+}
+
+/// `unverified_client_config` before its client certificate is chosen.
+pub fn unverified_client_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
         .dangerous()
         .with_custom_certificate_verifier(std::sync::Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
 }
 
 #[derive(Debug)]

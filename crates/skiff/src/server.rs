@@ -283,6 +283,7 @@ pub async fn run(args: Args) -> Result<()> {
         service_account_issuer: Some(skiff_auth::serviceaccount::Issuer::new(SERVICE_ACCOUNT_ISSUER, &pki.service_account_key()?)?),
         admission: skiff_admission::Chain::new(&sec.enable_admission_plugins, &sec.disable_admission_plugins).context("admission plugins")?,
         kubelet_client: Some(pki.client(Some("apiserver-kubelet-client"), skiff_kubelet::API_SERVER_USER, &[])?),
+        proxy_client: Some(pki.client(Some("front-proxy-client"), skiff_apiserver::PROXY_CLIENT, &[])?),
         metric_resolution: args.metric_resolution,
         event_ttl: args.event_ttl,
         prometheus: match &args.prometheus_url {

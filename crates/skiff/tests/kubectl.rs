@@ -848,3 +848,150 @@ fn kubectl_validates_lists_against_openapi_v2() {
     let all = c.ok(&["get", "configmaps", "-o", "json"]);
     assert!(c.ok_stdin(&["replace", "-f", "-"], Some(&all)).contains("configmap/listed replaced"));
 }
+
+/// The sample API server upstream's aggregator test deploys, written here
+/// (its image cannot be pulled): `wardle.example.com/v1alpha1` flunders,
+/// kept in memory, over HTTPS with a certificate for
+/// `api.wardle.svc`. It takes only clients with a certificate from
+/// `client_ca` (the aggregator's front-proxy certificate), and records who
+/// each request says it is for (`X-Remote-User`). Returns its port, its CA
+/// bundle (base64 PEM) and the users seen.
+fn sample_api_server(client_ca: &str) -> (u16, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use base64::Engine;
+    use serde_json::{json, Value};
+    use std::sync::{Arc, Mutex};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let cert = rcgen::CertificateParams::new(vec!["api.wardle.svc".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.pem());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut client_ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(clients)
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let users = Arc::new(Mutex::new(Vec::new()));
+    let seen = users.clone();
+    let flunders: Arc<Mutex<std::collections::BTreeMap<String, Value>>> = Default::default();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (acceptor, seen, flunders) = (acceptor.clone(), seen.clone(), flunders.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, flunders) = (seen.clone(), flunders.clone());
+                        async move {
+                            use http_body_util::BodyExt;
+                            let user = req.headers().get("x-remote-user").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                            seen.lock().unwrap().push(user);
+                            let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+                            let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"});
+                            let (code, answer) = match (method.as_str(), parts.as_slice()) {
+                                ("GET", ["apis", "wardle.example.com", "v1alpha1"]) => (200, json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "wardle.example.com/v1alpha1",
+                                    "resources": [{"name": "flunders", "singularName": "flunder", "namespaced": true, "kind": "Flunder", "verbs": ["create", "delete", "get", "list"]}]})),
+                                ("GET", ["apis", "wardle.example.com", "v1alpha1", "namespaces", ns, "flunders"]) => {
+                                    let items: Vec<Value> = flunders.lock().unwrap().iter().filter(|(k, _)| k.starts_with(&format!("{ns}/"))).map(|(_, v)| v.clone()).collect();
+                                    (200, json!({"kind": "FlunderList", "apiVersion": "wardle.example.com/v1alpha1", "metadata": {"resourceVersion": "1"}, "items": items}))
+                                }
+                                ("POST", ["apis", "wardle.example.com", "v1alpha1", "namespaces", ns, "flunders"]) => {
+                                    let mut flunder: Value = serde_json::from_slice(&body).unwrap();
+                                    flunder["metadata"]["namespace"] = json!(ns);
+                                    flunder["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+                                    let name = flunder["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                                    flunders.lock().unwrap().insert(format!("{ns}/{name}"), flunder.clone());
+                                    (201, flunder)
+                                }
+                                ("GET", ["apis", "wardle.example.com", "v1alpha1", "namespaces", ns, "flunders", name]) => match flunders.lock().unwrap().get(&format!("{ns}/{name}")) {
+                                    Some(f) => (200, f.clone()),
+                                    None => (404, not_found),
+                                },
+                                ("DELETE", ["apis", "wardle.example.com", "v1alpha1", "namespaces", ns, "flunders", name]) => match flunders.lock().unwrap().remove(&format!("{ns}/{name}")) {
+                                    Some(f) => (200, f),
+                                    None => (404, not_found),
+                                },
+                                _ => (404, not_found),
+                            };
+                            let mut response = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(answer.to_string())));
+                            *response.status_mut() = hyper::StatusCode::from_u16(code).unwrap();
+                            response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json"));
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+                });
+            }
+        });
+    });
+    (port, bundle, users)
+}
+
+/// [sig-api-machinery] Aggregator Should be able to support the 1.17 Sample API Server using the current Aggregator [Conformance]
+///
+/// Upstream deploys its sample-apiserver image behind a Service; here the
+/// server is `sample_api_server` above, reached through an ExternalName
+/// Service, which the aggregator resolves as upstream's does.
+#[test]
+fn aggregator_serves_an_apiservice_from_its_service() {
+    let c = Cluster::start();
+    let client_ca = c.ok(&["get", "configmap", "extension-apiserver-authentication", "-n", "kube-system", "-o", "jsonpath={.data.requestheader-client-ca-file}"]);
+    assert_eq!(c.ok(&["get", "configmap", "extension-apiserver-authentication", "-n", "kube-system", "-o", "jsonpath={.data.requestheader-allowed-names}"]), r#"["front-proxy-client"]"#);
+    let (port, bundle, users) = sample_api_server(&client_ca);
+    c.ok(&["create", "namespace", "wardle"]);
+    c.ok(&["create", "service", "externalname", "api", "-n", "wardle", "--external-name", "localhost"]);
+    let apiservice = format!(
+        r#"{{"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {{"name": "v1alpha1.wardle.example.com"}},
+            "spec": {{"group": "wardle.example.com", "version": "v1alpha1", "groupPriorityMinimum": 2000, "versionPriority": 200,
+                     "service": {{"namespace": "wardle", "name": "api", "port": {port}}}, "caBundle": "{bundle}"}}}}"#
+    );
+    c.ok_stdin(&["create", "-f", "-"], Some(&apiservice));
+    c.wait_for(&["get", "apiservice", "v1alpha1.wardle.example.com", "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")].reason}"], "the APIService to pass its checks", |r| r == "Passed");
+
+    // Discovery lists the group and its resources, so kubectl finds flunders.
+    assert!(c.ok(&["api-versions"]).lines().any(|l| l == "wardle.example.com/v1alpha1"));
+    assert!(c.ok(&["api-resources", "--api-group=wardle.example.com"]).contains("flunders"));
+    let flunder = r#"{"apiVersion": "wardle.example.com/v1alpha1", "kind": "Flunder", "metadata": {"name": "rest-flunder"}, "spec": {}}"#;
+    c.ok_stdin(&["create", "-n", "default", "-f", "-"], Some(flunder));
+    assert!(c.ok(&["get", "flunders", "-n", "default"]).contains("rest-flunder"));
+    assert!(c.ok(&["get", "--raw", "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders/rest-flunder"]).contains("\"rest-flunder\""));
+    c.ok(&["delete", "flunder", "rest-flunder", "-n", "default"]);
+    let err = c.fails(&["get", "flunder", "rest-flunder", "-n", "default"], None);
+    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+    // The backend was told who asked, by the front proxy only.
+    assert!(users.lock().unwrap().iter().any(|u| u == "skiff-admin"), "{:?}", users.lock().unwrap());
+
+    // Authorization is the API server's: a user with no rights is refused
+    // before the backend hears of it.
+    c.ok(&["create", "serviceaccount", "nobody"]);
+    let token = c.ok(&["create", "token", "nobody"]);
+    let nobody = c.kubeconfig_for("nobody", &format!("{{token: {}}}", token.trim()));
+    let before = users.lock().unwrap().len();
+    let out = common::kubectl_with(&nobody, &["get", "flunders", "-n", "default"], None);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(users.lock().unwrap()[before..].iter().all(|u| !u.contains("nobody")), "{:?}", users.lock().unwrap());
+
+    // A backend that goes away makes the APIService unavailable.
+    c.ok(&["delete", "service", "api", "-n", "wardle"]);
+    c.wait_for(&["get", "apiservice", "v1alpha1.wardle.example.com", "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")].reason}"], "the APIService to lose its Service", |r| r == "ServiceNotFound");
+    let err = c.fails(&["get", "--raw", "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"], None);
+    assert!(err.contains("ServiceUnavailable") || err.contains("503") || err.contains("not present"), "{err}");
+}

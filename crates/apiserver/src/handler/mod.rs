@@ -83,6 +83,8 @@ pub struct Api {
     pub resource_metrics: crate::resource_metrics::ResourceMetrics,
     /// custom.metrics.k8s.io and external.metrics.k8s.io, when a Prometheus is given.
     pub custom_metrics: Option<crate::custom_metrics::CustomMetrics>,
+    /// The group versions APIServices serve through Services.
+    pub aggregator: crate::aggregator::Aggregator,
 }
 
 /// Upstream's verb for a resource request, the name authorization and
@@ -230,10 +232,21 @@ impl Api {
             Ok(user) => user,
             Err(e) => return e.into_response(),
         };
+        // A group version an APIService serves through a Service: proxied, after authorization.
+        let aggregated = match route {
+            Route::Unknown | Route::ResourceList { .. } => crate::aggregator::Aggregator::serving(&self, &path).await,
+            _ => None,
+        };
         let attributes = match self.custom_metrics.is_some().then(|| crate::custom_metrics::attributes(&user, parts.method.as_str(), &path)).flatten() {
             Some(attributes) => attributes,
-            None => authorization::attributes(&user, &parts.method, &path, &route, verb, &query),
+            None => match aggregated.as_ref().and_then(|_| crate::aggregator::attributes(&user, &parts.method, &path, &query)) {
+                Some(attributes) => attributes,
+                None => authorization::attributes(&user, &parts.method, &path, &route, verb, &query),
+            },
         };
+        if let Some(apiservice) = aggregated {
+            parts.extensions.insert(crate::aggregator::Aggregated(apiservice));
+        }
         let impersonator = (requester != user).then_some(&requester);
         let Some((audit, record)) = self.audit.as_ref().and_then(|a| Some((a, a.begin(&attributes, impersonator, &uri, peer, &agent)?))) else {
             return self.serve(&attributes, parts, body, query, route, path).await;
@@ -275,12 +288,15 @@ impl Api {
     }
 
     /// An authenticated request, from authorization on.
-    async fn serve(&self, attributes: &skiff_auth::Attributes, parts: axum::http::request::Parts, body: axum::body::Body, query: Query, route: Route, path: String) -> Response {
+    async fn serve(&self, attributes: &skiff_auth::Attributes, mut parts: axum::http::request::Parts, body: axum::body::Body, query: Query, route: Route, path: String) -> Response {
         let user = &attributes.user;
         if let Err(denied) = self.security.authorize(attributes) {
             if !(self.security.node_graph && authorization::node_graph_allows(&self.registry, attributes).await) {
                 return denied.into_response();
             }
+        }
+        if let Some(crate::aggregator::Aggregated(apiservice)) = parts.extensions.remove() {
+            return self.aggregator.proxy(self, user, &apiservice, parts, body).await;
         }
         if let Route::Resource(t) = &route {
             if t.def.kind == "Pod" && matches!(t.subresource.as_deref(), Some("exec" | "attach" | "portforward")) {
@@ -391,9 +407,12 @@ impl Api {
         let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let (Route::ApiVersions | Route::ApiGroupList, Some(version)) = (&route, discovery::wants_aggregated(accept)) {
             let mut doc = discovery::aggregated(matches!(route, Route::ApiVersions), version);
-            if let (Some(_), Route::ApiGroupList, Some(items)) = (&self.custom_metrics, &route, doc["items"].as_array_mut()) {
-                // Resources named by what Prometheus holds: found on request, as the aggregator leaves them to their server.
-                items.extend(crate::custom_metrics::groups().into_iter().map(|g| json!({"metadata": {"name": g["name"], "creationTimestamp": null}, "versions": [{"version": g["preferredVersion"]["version"], "resources": [], "freshness": "Current"}]})));
+            if let (Route::ApiGroupList, Some(items)) = (&route, doc["items"].as_array_mut()) {
+                if self.custom_metrics.is_some() {
+                    // Resources named by what Prometheus holds: found on request, as the aggregator leaves them to their server.
+                    items.extend(crate::custom_metrics::groups().into_iter().map(|g| json!({"metadata": {"name": g["name"], "creationTimestamp": null}, "versions": [{"version": g["preferredVersion"]["version"], "resources": [], "freshness": "Current"}]})));
+                }
+                items.extend(self.aggregator.discovery_items(self).await);
             }
             let media = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
             return Ok((StatusCode::OK, [(header::CONTENT_TYPE, media)], serde_json::to_vec(&doc).expect("JSON serializes")).into_response());
@@ -402,12 +421,22 @@ impl Api {
             Route::ApiVersions => Some(discovery::api_versions()),
             Route::ApiGroupList => {
                 let mut list = discovery::api_group_list();
-                if let (Some(_), Some(groups)) = (&self.custom_metrics, list["groups"].as_array_mut()) {
-                    groups.extend(crate::custom_metrics::groups());
+                if let Some(groups) = list["groups"].as_array_mut() {
+                    if self.custom_metrics.is_some() {
+                        groups.extend(crate::custom_metrics::groups());
+                    }
+                    groups.extend(self.aggregator.groups(self).await);
                 }
                 Some(list)
             }
-            Route::ApiGroup(g) => discovery::api_group(&g),
+            Route::ApiGroup(g) => match discovery::api_group(&g) {
+                Some(doc) => Some(doc),
+                None => self.aggregator.groups(self).await.into_iter().find(|a| a["name"] == g.as_str()).map(|mut doc| {
+                    doc["kind"] = json!("APIGroup");
+                    doc["apiVersion"] = json!("v1");
+                    doc
+                }),
+            },
             Route::ResourceList { group, version } => discovery::resource_list(&group, &version),
             Route::Unknown => None,
             Route::Resource(target) => {
