@@ -382,7 +382,8 @@ fn identity_headers(user: &UserInfo) -> Vec<(HeaderName, HeaderValue)> {
         add("x-remote-group", group);
     }
     for (key, values) in &user.extra {
-        // Keys are percent-encoded, as HTTP header names cannot carry all of them.
+        // Keys are percent-encoded, as HTTP header names cannot carry all of
+        // them (and, as names, are lowercased: the escapes read the same).
         let key: String = key.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
         for value in values {
             add(&format!("x-remote-extra-{key}"), value);
@@ -466,6 +467,6 @@ mod tests {
         let headers: Vec<(String, String)> = identity_headers(&user).into_iter().map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_string())).collect();
         assert!(headers.contains(&("x-remote-user".into(), "jane".into())));
         assert_eq!(headers.iter().filter(|(n, _)| n == "x-remote-group").count(), 2);
-        assert!(headers.contains(&("x-remote-extra-scopes.example%2Fx%20y".into(), "a".into())));
+        assert!(headers.contains(&("x-remote-extra-scopes.example%2fx%20y".into(), "a".into())));
     }
 }
