@@ -1,0 +1,547 @@
+"""Upstream conformance tests of quotas, garbage collection, service
+accounts, apps controllers, admission policies and custom resource
+definitions, each following the steps of the upstream test named in its
+docstring (through the official Python client)."""
+
+import queue
+import threading
+import time
+
+from kubernetes import client, dynamic, watch
+from kubernetes.client.rest import ApiException
+from kubernetes.utils import parse_quantity
+
+from waiting import until
+
+
+def gone(read, *args):
+    try:
+        read(*args)
+        return False
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+
+
+class Events:
+    """A watch running in the background from `resource_version`, its
+    events queued as they come."""
+
+    def __init__(self, list_fn, *args, **kwargs):
+        self.queue = queue.Queue()
+        self.watch = watch.Watch()
+
+        def run():
+            try:
+                for event in self.watch.stream(list_fn, *args, timeout_seconds=120, **kwargs):
+                    self.queue.put(event)
+            except Exception as e:  # surfaced to the test by next()
+                self.queue.put({"type": "EXCEPTION", "object": e})
+        threading.Thread(target=run, daemon=True).start()
+
+    def next(self, timeout=15):
+        try:
+            event = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError("no watch event came") from None
+        assert event["type"] != "EXCEPTION", event["object"]
+        return event
+
+    def expect(self, kind, timeout=15):
+        """The next event, which must be of type `kind`."""
+        event = self.next(timeout)
+        assert event["type"] == kind, (event["type"], kind)
+        return event
+
+    def expect_none(self, wait=1.0):
+        try:
+            event = self.queue.get(timeout=wait)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected watch event {event['type']}")
+
+    def stop(self):
+        self.watch.stop()
+
+
+def pod_body(name, resources=None, active_deadline=None):
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            termination_grace_period_seconds=0, active_deadline_seconds=active_deadline,
+            containers=[client.V1Container(name="pause", image="registry.k8s.io/pause:3.9",
+                                           resources=resources)]))
+
+
+def rc_body(name, replicas, labels):
+    return client.V1ReplicationController(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ReplicationControllerSpec(
+            replicas=replicas, selector=labels,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(termination_grace_period_seconds=0, containers=[
+                    client.V1Container(name="nginx", image="registry.k8s.io/nginx-slim:0.20")]))))
+
+
+# ---------------------------------------------------------------- ResourceQuota
+
+def quota_body(name, **hard):
+    """Upstream's newTestResourceQuota: counts and compute of every kind."""
+    base = {"pods": "5", "services": "10", "services.nodeports": "1", "services.loadbalancers": "1",
+            "replicationcontrollers": "10", "resourcequotas": "1", "cpu": "1", "memory": "500Mi",
+            "configmaps": "10", "secrets": "10", "persistentvolumeclaims": "10", "requests.storage": "10Gi",
+            "requests.ephemeral-storage": "50Gi", "count/replicasets.apps": "5"}
+    base.update(hard)
+    return client.V1ResourceQuota(metadata=client.V1ObjectMeta(name=name),
+                                  spec=client.V1ResourceQuotaSpec(hard=base))
+
+
+def wait_for_used(core, namespace, name, used, timeout=30):
+    """Waits until the quota's status.used holds `used` (as quantities)."""
+    def matches():
+        status = core.read_namespaced_resource_quota(name, namespace).status
+        have = (status and status.used) or {}
+        return all(k in have and parse_quantity(have[k]) == parse_quantity(v) for k, v in used.items())
+    try:
+        until(matches, f"quota {name} to report used {used}", timeout)
+    except AssertionError:
+        status = core.read_namespaced_resource_quota(name, namespace).status
+        raise AssertionError(f"quota {name}: wanted used {used}, have {status and status.used}")
+
+
+def stable_count(list_fn, namespace):
+    """The number of objects once it stops changing (upstream waits for the
+    count to hold for five polls)."""
+    found, unchanged = -1, 0
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        n = len(list_fn(namespace).items)
+        if n == found:
+            unchanged += 1
+            if unchanged > 4:
+                return n
+        else:
+            found, unchanged = n, 0
+        time.sleep(0.2)
+    return found
+
+
+def test_resource_quota_captures_the_life_of_a_configmap(core, namespace):
+    """[sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a configMap. [Conformance]"""
+    found = stable_count(core.list_namespaced_config_map, namespace)
+    core.create_namespaced_resource_quota(namespace, quota_body("test-quota", configmaps=str(found + 1)))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "configmaps": str(found)})
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="test-configmap"), data={"a": "b"}))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "configmaps": str(found + 1)})
+    core.delete_namespaced_config_map("test-configmap", namespace)
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "configmaps": str(found)})
+
+
+def test_resource_quota_captures_the_life_of_a_secret(core, namespace):
+    """[sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a secret. [Conformance]"""
+    found = stable_count(core.list_namespaced_secret, namespace)
+    core.create_namespaced_resource_quota(namespace, quota_body("test-quota", secrets=str(found + 1)))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "secrets": str(found)})
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="test-secret"), data={"data-1": "dmFsdWUtMQo="}))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "secrets": str(found + 1)})
+    core.delete_namespaced_secret("test-secret", namespace)
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "secrets": str(found)})
+
+
+def test_resource_quota_captures_the_life_of_a_replication_controller(core, namespace):
+    """[sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a replication controller. [Conformance]"""
+    core.create_namespaced_resource_quota(namespace, quota_body("test-quota"))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "replicationcontrollers": "0"})
+    core.create_namespaced_replication_controller(namespace, rc_body("test-rc", 0, {"name": "nginx"}))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "replicationcontrollers": "1"})
+    core.delete_namespaced_replication_controller("test-rc", namespace, propagation_policy="Background")
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "replicationcontrollers": "0"})
+
+
+def test_resource_quota_captures_the_life_of_a_replica_set(api_client, core, namespace):
+    """[sig-api-machinery] ResourceQuota should create a ResourceQuota and capture the life of a replica set. [Conformance]"""
+    apps = client.AppsV1Api(api_client)
+    core.create_namespaced_resource_quota(namespace, quota_body("test-quota"))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "count/replicasets.apps": "0"})
+    labels = {"name": "nginx"}
+    apps.create_namespaced_replica_set(namespace, client.V1ReplicaSet(
+        metadata=client.V1ObjectMeta(name="test-rs"),
+        spec=client.V1ReplicaSetSpec(
+            replicas=0, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="nginx", image="nginx")])))))
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "count/replicasets.apps": "1"})
+    apps.delete_namespaced_replica_set("test-rs", namespace, propagation_policy="Background")
+    wait_for_used(core, namespace, "test-quota", {"resourcequotas": "1", "count/replicasets.apps": "0"})
+
+
+def test_resource_quota_lifecycle(core, namespace):
+    """[sig-api-machinery] ResourceQuota should manage the lifecycle of a ResourceQuota [Conformance]"""
+    label = {"e2e-rq-label": namespace}
+    core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="e2e-quota", labels=label),
+        spec=client.V1ResourceQuotaSpec(hard={"cpu": "1", "memory": "500Mi"})))
+    listed = core.list_resource_quota_for_all_namespaces(label_selector=f"e2e-rq-label={namespace}")
+    assert [(q.metadata.namespace, q.metadata.name) for q in listed.items] == [(namespace, "e2e-quota")]
+    patched = core.patch_namespaced_resource_quota("e2e-quota", namespace, {
+        "metadata": {"labels": {"e2e-rq-label": namespace, "rq": "patched"}},
+        "spec": {"hard": {"cpu": "1", "memory": "750Mi"}}})
+    assert patched.metadata.labels["rq"] == "patched"
+    assert parse_quantity(patched.spec.hard["memory"]) == parse_quantity("750Mi")
+    assert parse_quantity(patched.spec.hard["cpu"]) == parse_quantity("1")
+    got = core.read_namespaced_resource_quota("e2e-quota", namespace)
+    assert got.metadata.labels["rq"] == "patched"
+    assert parse_quantity(got.spec.hard["memory"]) == parse_quantity("750Mi")
+    core.delete_collection_namespaced_resource_quota(namespace, label_selector=f"e2e-rq-label={namespace}")
+    until(lambda: core.list_namespaced_resource_quota(namespace, label_selector=f"e2e-rq-label={namespace}").items == [],
+          "the quota to be deleted by collection")
+
+
+def test_resource_quota_best_effort_scope(core, namespace):
+    """[sig-api-machinery] ResourceQuota should verify ResourceQuota with best effort scope. [Conformance]"""
+    core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="quota-besteffort"),
+        spec=client.V1ResourceQuotaSpec(hard={"pods": "5"}, scopes=["BestEffort"])))
+    core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="quota-not-besteffort"),
+        spec=client.V1ResourceQuotaSpec(hard={"pods": "5", "requests.cpu": "1", "requests.memory": "500Mi",
+                                              "limits.cpu": "2", "limits.memory": "1Gi"},
+                                        scopes=["NotBestEffort"])))
+    wait_for_used(core, namespace, "quota-besteffort", {"pods": "0"})
+    wait_for_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+    # A best-effort pod counts against the BestEffort quota only.
+    core.create_namespaced_pod(namespace, pod_body("besteffort"))
+    wait_for_used(core, namespace, "quota-besteffort", {"pods": "1"})
+    wait_for_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+    core.delete_namespaced_pod("besteffort", namespace, grace_period_seconds=0)
+    wait_for_used(core, namespace, "quota-besteffort", {"pods": "0"})
+    # A pod with requests and limits counts against the NotBestEffort quota only.
+    resources = client.V1ResourceRequirements(requests={"cpu": "500m", "memory": "200Mi"},
+                                              limits={"cpu": "1", "memory": "400Mi"})
+    core.create_namespaced_pod(namespace, pod_body("not-besteffort", resources=resources))
+    wait_for_used(core, namespace, "quota-not-besteffort", {"pods": "1"})
+    wait_for_used(core, namespace, "quota-besteffort", {"pods": "0"})
+    core.delete_namespaced_pod("not-besteffort", namespace, grace_period_seconds=0)
+    wait_for_used(core, namespace, "quota-not-besteffort", {"pods": "0"})
+
+
+def test_resource_quota_terminating_scopes(core, namespace):
+    """[sig-api-machinery] ResourceQuota should verify ResourceQuota with terminating scopes. [Conformance]"""
+    hard = {"pods": "5", "requests.cpu": "1", "requests.memory": "500Mi", "limits.cpu": "2", "limits.memory": "1Gi"}
+    zero = {k: "0" for k in hard}
+    for name, scope in (("quota-terminating", "Terminating"), ("quota-not-terminating", "NotTerminating")):
+        core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
+            metadata=client.V1ObjectMeta(name=name), spec=client.V1ResourceQuotaSpec(hard=hard, scopes=[scope])))
+        wait_for_used(core, namespace, name, zero)
+    resources = client.V1ResourceRequirements(requests={"cpu": "500m", "memory": "200Mi"},
+                                              limits={"cpu": "1", "memory": "400Mi"})
+    used = {"pods": "1", "requests.cpu": "500m", "requests.memory": "200Mi", "limits.cpu": "1", "limits.memory": "400Mi"}
+    # A long-running pod counts against the NotTerminating quota only.
+    core.create_namespaced_pod(namespace, pod_body("test-pod", resources=resources))
+    wait_for_used(core, namespace, "quota-not-terminating", used)
+    wait_for_used(core, namespace, "quota-terminating", zero)
+    core.delete_namespaced_pod("test-pod", namespace, grace_period_seconds=0)
+    wait_for_used(core, namespace, "quota-not-terminating", zero)
+    # A pod with an active deadline counts against the Terminating quota only.
+    core.create_namespaced_pod(namespace, pod_body("terminating-pod", resources=resources, active_deadline=3600))
+    wait_for_used(core, namespace, "quota-terminating", used)
+    wait_for_used(core, namespace, "quota-not-terminating", zero)
+    core.delete_namespaced_pod("terminating-pod", namespace, grace_period_seconds=0)
+    wait_for_used(core, namespace, "quota-terminating", zero)
+
+
+# ------------------------------------------------------------ Garbage collector
+
+def rc_replicas(core, name, namespace):
+    rc = core.read_namespaced_replication_controller(name, namespace)
+    return rc.status.replicas if rc.status else None
+
+
+def test_gc_deletes_pods_of_an_rc_deleted_in_background(core, namespace):
+    """[sig-api-machinery] Garbage collector should delete pods created by rc when not orphaning [Conformance]"""
+    rc = core.create_namespaced_replication_controller(namespace, rc_body("simpletest.rc", 2, {"gctest": "delete_pods"}))
+    until(lambda: core.list_namespaced_pod(namespace).items, "the rc to create some pods")
+    core.delete_namespaced_replication_controller("simpletest.rc", namespace, body=client.V1DeleteOptions(
+        propagation_policy="Background", preconditions=client.V1Preconditions(uid=rc.metadata.uid)))
+    until(lambda: not core.list_namespaced_replication_controller(namespace).items
+          and not core.list_namespaced_pod(namespace).items, "all pods to be garbage collected", timeout=60)
+
+
+def test_gc_orphans_pods_of_an_rc_if_delete_options_say_so(core, namespace):
+    """[sig-api-machinery] Garbage collector should orphan pods created by rc if delete options say so [Conformance]"""
+    replicas = 10
+    rc = core.create_namespaced_replication_controller(namespace, rc_body("simpletest.rc", replicas, {"gctest": "orphan_pods"}))
+    until(lambda: rc_replicas(core, "simpletest.rc", namespace) == replicas,
+          "rc.status.replicas to reach rc.spec.replicas")
+    core.delete_namespaced_replication_controller("simpletest.rc", namespace, body=client.V1DeleteOptions(
+        propagation_policy="Orphan", preconditions=client.V1Preconditions(uid=rc.metadata.uid)))
+    until(lambda: not core.list_namespaced_replication_controller(namespace).items, "the rc to be deleted", timeout=120)
+    # Upstream waits 30 s to see whether the collector mistakenly deletes the pods.
+    time.sleep(10)
+    pods = core.list_namespaced_pod(namespace).items
+    assert len(pods) == replicas
+    assert all(p.metadata.deletion_timestamp is None for p in pods)
+
+
+# ---------------------------------------------------------------- ServiceAccounts
+
+def test_service_account_lifecycle(core, namespace):
+    """[sig-auth] ServiceAccounts should run through the lifecycle of a ServiceAccount [Conformance]"""
+    selector = "test-serviceaccount-static=true"
+    rv = core.list_namespaced_service_account(namespace, label_selector=selector).metadata.resource_version
+    events = Events(core.list_namespaced_service_account, namespace, label_selector=selector, resource_version=rv)
+    try:
+        core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+            metadata=client.V1ObjectMeta(name="testserviceaccount", labels={"test-serviceaccount-static": "true"})))
+        added = events.expect("ADDED")
+        assert added["object"].metadata.labels["test-serviceaccount-static"] == "true"
+        patched = core.patch_namespaced_service_account("testserviceaccount", namespace,
+                                                        {"automountServiceAccountToken": False})
+        assert patched.automount_service_account_token is False
+        events.expect("MODIFIED")
+        listed = core.list_service_account_for_all_namespaces(label_selector=selector).items
+        assert [(s.metadata.namespace, s.metadata.name, s.automount_service_account_token) for s in listed] == \
+            [(namespace, "testserviceaccount", False)]
+        core.delete_collection_namespaced_service_account(namespace, label_selector=selector)
+        while events.next()["type"] != "DELETED":
+            pass
+    finally:
+        events.stop()
+
+
+# ------------------------------------------------------------------------- apps
+
+def test_pod_disruption_budget_create_update_patch_delete(api_client, namespace):
+    """[sig-apps] DisruptionController should create a PodDisruptionBudget [Conformance]"""
+    policy = client.PolicyV1Api(api_client)
+
+    def processed():
+        pdb = policy.read_namespaced_pod_disruption_budget("foo", namespace)
+        return pdb.status and pdb.status.observed_generation is not None \
+            and pdb.status.observed_generation >= pdb.metadata.generation
+    policy.create_namespaced_pod_disruption_budget(namespace, client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="foo"),
+        spec=client.V1PodDisruptionBudgetSpec(min_available="1%",
+                                              selector=client.V1LabelSelector(match_labels={"foo": "bar"}))))
+    until(processed, "the pdb to be processed")
+    for attempt in range(5):
+        pdb = policy.read_namespaced_pod_disruption_budget("foo", namespace)
+        pdb.spec.min_available = "2%"
+        try:
+            updated = policy.replace_namespaced_pod_disruption_budget("foo", namespace, pdb)
+            break
+        except ApiException as e:
+            if e.status != 409 or attempt == 4:
+                raise
+    assert updated.spec.min_available == "2%"
+    until(processed, "the updated pdb to be processed")
+    patched = policy.patch_namespaced_pod_disruption_budget("foo", namespace, {"spec": {"minAvailable": "3%"}})
+    assert patched.spec.min_available == "3%"
+    until(processed, "the patched pdb to be processed")
+    policy.delete_namespaced_pod_disruption_budget("foo", namespace)
+    until(lambda: gone(policy.read_namespaced_pod_disruption_budget, "foo", namespace), "the pdb to be deleted")
+
+
+def test_cronjob_replaces_jobs_when_replace_concurrent(api_client, namespace):
+    """[sig-apps] CronJob should replace jobs when ReplaceConcurrent [Conformance]"""
+    batch = client.BatchV1Api(api_client)
+    batch.create_namespaced_cron_job(namespace, client.V1CronJob(
+        metadata=client.V1ObjectMeta(name="replace"),
+        spec=client.V1CronJobSpec(
+            schedule="*/1 * * * ?", concurrency_policy="Replace",
+            job_template=client.V1JobTemplateSpec(spec=client.V1JobSpec(
+                parallelism=1, completions=1, backoff_limit=6,
+                template=client.V1PodTemplateSpec(spec=client.V1PodSpec(
+                    restart_policy="OnFailure", termination_grace_period_seconds=0,
+                    containers=[client.V1Container(name="c", image="busybox", command=["sleep", "300"])])))))))
+    def active():
+        status = batch.read_namespaced_cron_job("replace", namespace).status
+        return (status and status.active) or []
+    until(lambda: len(active()) >= 1,
+          "a job to be scheduled", timeout=120)
+    assert len(active()) == 1
+
+    def finished(job):
+        return any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or [])
+    jobs = batch.list_namespaced_job(namespace).items
+    active = [j for j in jobs if not finished(j)]
+    assert len(active) == 1
+    first = jobs[0].metadata.name
+
+    def replaced():
+        jobs = batch.list_namespaced_job(namespace).items
+        assert len(jobs) <= 1, f"more than one job is running: {[j.metadata.name for j in jobs]}"
+        return len(jobs) == 1 and jobs[0].metadata.name != first
+    until(replaced, "the job to be replaced with a new one", timeout=150)
+    batch.delete_namespaced_cron_job("replace", namespace)
+
+
+# ------------------------------------------------------- ValidatingAdmissionPolicy
+
+def basic(kind, name, replicas):
+    labels = {"app": "nginx"}
+    spec = dict(replicas=replicas, selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta(labels=labels), spec=client.V1PodSpec(
+                    containers=[client.V1Container(name="nginx", image="nginx:latest")])))
+    if kind == "Deployment":
+        return client.V1Deployment(metadata=client.V1ObjectMeta(name=name, labels=labels),
+                                   spec=client.V1DeploymentSpec(**spec))
+    return client.V1ReplicaSet(metadata=client.V1ObjectMeta(name=name, labels=labels),
+                               spec=client.V1ReplicaSetSpec(**spec))
+
+
+def policy_checks(api_client, core, namespace, policy_spec, allowed_replicas):
+    """Upstream's steps: label the namespace, create the policy and its Deny
+    binding (both selecting that namespace), wait until the marker (a
+    1-replica Deployment) is denied as invalid, then a Deployment with
+    `allowed_replicas` is allowed and a 1-replica ReplicaSet is not denied."""
+    adm = client.AdmissionregistrationV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    unique = namespace
+    core.patch_namespace(namespace, {"metadata": {"labels": {unique: "true"}}})
+    selector = {"matchLabels": {unique: "true"}}
+    spec = dict(policy_spec, matchConstraints={
+        "namespaceSelector": selector,
+        "resourceRules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"],
+                           "resources": ["deployments"]}]})
+    policy = adm.create_validating_admission_policy({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": unique + ".policy.example.com"}, "spec": spec})
+    binding = adm.create_validating_admission_policy_binding({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": unique + ".binding.example.com"},
+        "spec": {"policyName": policy.metadata.name, "matchResources": {"namespaceSelector": selector},
+                 "validationActions": ["Deny"]}})
+    try:
+        def marker_denied():
+            try:
+                apps.create_namespaced_deployment(namespace, basic("Deployment", "marker-deployment", 1))
+            except ApiException as e:
+                if e.status == 422:
+                    return True
+                raise
+            apps.delete_namespaced_deployment("marker-deployment", namespace)
+            return False
+        until(marker_denied, "the marker to be denied")
+        apps.create_namespaced_deployment(namespace, basic("Deployment", "replicated", allowed_replicas))
+        apps.create_namespaced_replica_set(namespace, basic("ReplicaSet", "non-replicated", 1))
+    finally:
+        adm.delete_validating_admission_policy_binding(binding.metadata.name)
+        adm.delete_validating_admission_policy(policy.metadata.name)
+
+
+def test_validating_admission_policy_against_a_deployment(api_client, core, namespace):
+    """[sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should validate against a Deployment [Conformance]"""
+    policy_checks(api_client, core, namespace, {"validations": [{
+        "expression": "object.spec.replicas > 1",
+        "messageExpression": "'wants replicas > 1, got ' + string(object.spec.replicas)"}]}, 2)
+
+
+# ------------------------------------------------------- CustomResourceDefinition
+
+def noxu_crd(plural, group="mygroup.example.com", kind="WishIt"):
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {"group": group, "scope": "Cluster",
+                 "names": {"plural": plural, "singular": plural[:-1], "kind": kind, "listKind": kind + "List"},
+                 "versions": [{"name": "v1beta1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def create_established(ext, body):
+    crd = ext.create_custom_resource_definition(body)
+
+    def established():
+        got = ext.read_custom_resource_definition(crd.metadata.name)
+        return any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []) and got
+    return until(established, "the CRD to be established")
+
+
+def test_crd_watch(api_client):
+    """[sig-api-machinery] CustomResourceDefinition Watch [Privileged:ClusterAdmin] CustomResourceDefinition Watch watch on custom resource definition objects [Conformance]"""
+    ext = client.ApiextensionsV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    group, plural = "mygroup.example.com", "noxus"
+    crd = create_established(ext, noxu_crd(plural))
+    try:
+        until(lambda: served(custom, group, plural), "the custom resource to be served")
+        rv = custom.list_cluster_custom_object(group, "v1beta1", plural)["metadata"]["resourceVersion"]
+        watch_a = Events(custom.list_cluster_custom_object, group, "v1beta1", plural,
+                         field_selector="metadata.name=name1", resource_version=rv)
+        watch_b = Events(custom.list_cluster_custom_object, group, "v1beta1", plural,
+                         field_selector="metadata.name=name2", resource_version=rv)
+
+        def instance(name):
+            return {"apiVersion": f"{group}/v1beta1", "kind": "WishIt", "metadata": {"name": name},
+                    "content": {"key": "value"}, "num": {"num1": 9223372036854775807, "num2": 1000000}}
+        a = custom.create_cluster_custom_object(group, "v1beta1", plural, instance("name1"))
+        assert watch_a.expect("ADDED")["object"]["metadata"]["uid"] == a["metadata"]["uid"]
+        watch_b.expect_none()
+        b = custom.create_cluster_custom_object(group, "v1beta1", plural, instance("name2"))
+        assert watch_b.expect("ADDED")["object"]["metadata"]["uid"] == b["metadata"]["uid"]
+        watch_a.expect_none()
+        custom.patch_cluster_custom_object(group, "v1beta1", plural, "name1", {"dummy": "test"})
+        assert watch_a.expect("MODIFIED")["object"]["dummy"] == "test"
+        watch_b.expect_none()
+        custom.patch_cluster_custom_object(group, "v1beta1", plural, "name2", {"dummy": "test"})
+        assert watch_b.expect("MODIFIED")["object"]["dummy"] == "test"
+        watch_a.expect_none()
+        custom.delete_cluster_custom_object(group, "v1beta1", plural, "name1")
+        watch_a.expect("DELETED")
+        watch_b.expect_none()
+        custom.delete_cluster_custom_object(group, "v1beta1", plural, "name2")
+        watch_b.expect("DELETED")
+        watch_a.expect_none()
+        watch_a.stop()
+        watch_b.stop()
+    finally:
+        ext.delete_custom_resource_definition(crd.metadata.name)
+
+
+def served(custom, group, plural):
+    """True once the custom resource is served."""
+    try:
+        custom.list_cluster_custom_object(group, "v1beta1", plural)
+        return True
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+
+
+def test_crd_status_subresource(api_client):
+    """[sig-api-machinery] CustomResourceDefinition resources [Privileged:ClusterAdmin] Simple CustomResourceDefinition getting/updating/patching custom resource definition status sub-resource works [Conformance]"""
+    dyn = dynamic.DynamicClient(api_client)
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    status = crds.subresources["status"]
+    def has(crd, condition):
+        """Upstream compares Go structs: unset fields are their zero value."""
+        return condition in [{k: v for k, v in c.items() if v not in ("", None)} for c in crd["status"]["conditions"]]
+    crd = crds.create(body=noxu_crd("statusnoxus", group="status.example.com", kind="StatusNoxu")).to_dict()
+    name = crd["metadata"]["name"]
+    try:
+        # Read-modify-write of the status, retried on conflict as upstream's.
+        for attempt in range(5):
+            current = status.get(name=name).to_dict()
+            assert current["spec"] == crd["spec"]
+            current.setdefault("status", {}).setdefault("conditions", []).append({"message": "updated"})
+            try:
+                updated = status.replace(body=current).to_dict()
+                break
+            except dynamic.exceptions.ConflictError:
+                if attempt == 4:
+                    raise
+        assert has(updated, {"message": "updated"})
+        assert has(status.get(name=name).to_dict(), {"message": "updated"})
+        patched = status.patch(name=name, body=[{"op": "add", "path": "/status/conditions", "value": [{"message": "patched"}]}],
+                               content_type="application/json-patch+json").to_dict()
+        assert has(patched, {"message": "patched"})
+    finally:
+        crds.delete(name=name)
