@@ -150,7 +150,7 @@ impl TableWriter {
             Include::Object => out.extend_from_slice(object),
             Include::Metadata => {
                 out.extend_from_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
-                out.extend_from_slice(metadata.map_or("{}", RawValue::get).as_bytes());
+                out.extend_from_slice(metadata.unwrap_or(b"{}"));
                 out.push(b'}');
             }
         }
@@ -161,28 +161,66 @@ impl TableWriter {
 
 /// An object's fields but `metadata.managedFields` (no column reads it,
 /// and it is often the largest part of an object), and its metadata's raw
-/// JSON. Objects whose field names carry escapes are parsed whole.
-fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&RawValue>)> {
+/// JSON.
+fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&[u8]>)> {
+    // Objects as stored (and stamped) start with their metadata: it is
+    // parsed on its own, which also finds where it ends, then the rest.
+    if let Some(rest) = object.strip_prefix(br#"{"metadata":"#) {
+        let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<WithoutManagedFields>();
+        if let Some(Ok(WithoutManagedFields(metadata))) = stream.next() {
+            let (raw, after) = rest.split_at(stream.byte_offset());
+            let mut others = Vec::with_capacity(after.len() + 1);
+            others.push(b'{');
+            others.extend_from_slice(after.strip_prefix(b",").unwrap_or(after));
+            let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&others)?;
+            fields.insert("metadata".into(), metadata);
+            return Ok((Value::Object(fields), Some(raw)));
+        }
+    }
+    // Any other order: split at the top, then in the metadata. A map of
+    // borrowed names refuses escaped ones, hence the whole parse then.
     type Fields<'a> = Vec<(&'a str, &'a RawValue)>;
     fn fields(raw: &[u8]) -> serde_json::Result<Fields<'_>> {
-        // A map of borrowed names refuses escaped ones, hence the fallback.
         Ok(serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(raw)?.into_iter().collect())
     }
-    fn parsed(fields: Fields<'_>, skip: &str) -> serde_json::Result<serde_json::Map<String, Value>> {
-        fields.into_iter().filter(|(k, _)| *k != skip).map(|(k, v)| Ok((k.to_string(), serde_json::from_str(v.get())?))).collect()
-    }
     let Ok(top) = fields(object) else { return Ok((serde_json::from_slice(object)?, None)) };
-    let metadata = top.iter().find(|(k, _)| *k == "metadata").map(|(_, v)| *v);
-    let meta_fields = match metadata.map(|m| fields(m.get().as_bytes())) {
-        Some(Ok(f)) => Some(f),
-        Some(Err(_)) => return Ok((serde_json::from_slice(object)?, metadata)),
-        None => None,
-    };
-    let mut out = parsed(top, "metadata")?;
-    if let Some(m) = meta_fields {
-        out.insert("metadata".into(), Value::Object(parsed(m, "managedFields")?));
+    let metadata = top.iter().find(|(k, _)| *k == "metadata").map(|(_, v)| v.get().as_bytes());
+    let mut out = serde_json::Map::new();
+    for (k, v) in top {
+        let value = match k {
+            "metadata" => serde_json::from_str::<WithoutManagedFields>(v.get())?.0,
+            _ => serde_json::from_str(v.get())?,
+        };
+        out.insert(k.to_string(), value);
     }
     Ok((Value::Object(out), metadata))
+}
+
+/// Metadata without its managedFields, which are skipped unread.
+struct WithoutManagedFields(Value);
+
+impl<'de> serde::Deserialize<'de> for WithoutManagedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = WithoutManagedFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object's metadata")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "managedFields" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    } else {
+                        out.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(WithoutManagedFields(Value::Object(out)))
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 #[cfg(test)]
@@ -199,17 +237,22 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
             "status": {"phase": "Running", "podIP": "10.0.0.5", "containerStatuses": [{"name": "c", "ready": true, "restartCount": 2}]},
         });
-        let bytes = serde_json::to_vec(&pod).unwrap();
+        // Any field order, and the stored one: metadata first.
+        let any_order = serde_json::to_vec(&pod).unwrap();
+        let stored = format!(r#"{{"metadata":{},"apiVersion":"v1","kind":"Pod","spec":{},"status":{}}}"#, pod["metadata"], pod["spec"], pod["status"]);
         for include in ["None", "Metadata", "Object"] {
             let writer = TableWriter::new(def, include);
             let mut streamed = writer.opening(json!({"resourceVersion": "7"}));
-            writer.push_row(&mut streamed, &bytes, true).unwrap();
-            writer.push_row(&mut streamed, &bytes, false).unwrap();
+            writer.push_row(&mut streamed, stored.as_bytes(), true).unwrap();
+            writer.push_row(&mut streamed, &any_order, false).unwrap();
             streamed.extend_from_slice(TableWriter::CLOSING);
             let streamed: Value = serde_json::from_slice(&streamed).unwrap();
             let whole = table(def, [pod.clone(), pod.clone()].into_iter(), json!({"resourceVersion": "7"}), include);
             // Ages differ only if the two were made a second apart.
             assert_eq!(streamed["rows"][1], whole["rows"][1], "includeObject={include}");
+            if include != "Object" {
+                assert_eq!(streamed["rows"][0], whole["rows"][0], "includeObject={include}, stored order");
+            }
             assert_eq!(streamed["columnDefinitions"], whole["columnDefinitions"]);
         }
     }
