@@ -395,11 +395,12 @@ def basic(kind, name, replicas):
                                spec=client.V1ReplicaSetSpec(**spec))
 
 
-def policy_checks(api_client, core, namespace, policy_spec, allowed_replicas):
+def policy_checks(api_client, core, namespace, policy_spec, allowed_replicas, denied_replicas=None):
     """Upstream's steps: label the namespace, create the policy and its Deny
     binding (both selecting that namespace), wait until the marker (a
     1-replica Deployment) is denied as invalid, then a Deployment with
-    `allowed_replicas` is allowed and a 1-replica ReplicaSet is not denied."""
+    `allowed_replicas` is allowed and a 1-replica ReplicaSet is not denied;
+    and, if given, a Deployment with `denied_replicas` is denied."""
     adm = client.AdmissionregistrationV1Api(api_client)
     apps = client.AppsV1Api(api_client)
     unique = namespace
@@ -430,6 +431,12 @@ def policy_checks(api_client, core, namespace, policy_spec, allowed_replicas):
         until(marker_denied, "the marker to be denied")
         apps.create_namespaced_deployment(namespace, basic("Deployment", "replicated", allowed_replicas))
         apps.create_namespaced_replica_set(namespace, basic("ReplicaSet", "non-replicated", 1))
+        if denied_replicas is not None:
+            try:
+                apps.create_namespaced_deployment(namespace, basic("Deployment", "denied", denied_replicas))
+                raise AssertionError(f"a {denied_replicas}-replica Deployment was allowed")
+            except ApiException as e:
+                assert e.status == 422, e
     finally:
         adm.delete_validating_admission_policy_binding(binding.metadata.name)
         adm.delete_validating_admission_policy(policy.metadata.name)
@@ -440,6 +447,15 @@ def test_validating_admission_policy_against_a_deployment(api_client, core, name
     policy_checks(api_client, core, namespace, {"validations": [{
         "expression": "object.spec.replicas > 1",
         "messageExpression": "'wants replicas > 1, got ' + string(object.spec.replicas)"}]}, 2)
+
+
+def test_validating_admission_policy_variables(api_client, core, namespace):
+    """[sig-api-machinery] ValidatingAdmissionPolicy [Privileged:ClusterAdmin] should allow expressions to refer variables. [Conformance]"""
+    policy_checks(api_client, core, namespace, {
+        "variables": [{"name": "replicas", "expression": "object.spec.replicas"},
+                      {"name": "oddReplicas", "expression": "variables.replicas % 2 == 1"}],
+        "validations": [{"expression": "variables.replicas > 1"}, {"expression": "variables.oddReplicas"}]},
+        3, denied_replicas=4)
 
 
 # ------------------------------------------------------- CustomResourceDefinition

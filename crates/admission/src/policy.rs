@@ -38,6 +38,28 @@ enum Outcome {
     Error(String),
 }
 
+/// A JSON value as CEL sees it in Kubernetes: integers are `int` (signed),
+/// as upstream's unstructured conversion makes them; only integers beyond
+/// `i64::MAX` stay `uint`. (The interpreter's own serde conversion makes every
+/// non-negative integer a `uint`, so `object.spec.replicas % 2` would mix
+/// `uint` and `int` and fail.)
+fn to_cel(value: &Value) -> cel_interpreter::Value {
+    use cel_interpreter::objects::{Key, Map};
+    use cel_interpreter::Value as Cel;
+    match value {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Cel::Int(i),
+            (None, Some(u)) => Cel::UInt(u),
+            _ => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Cel::String(std::sync::Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(std::sync::Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(fields) => Cel::Map(Map { map: std::sync::Arc::new(fields.iter().map(|(k, v)| (Key::from(k.clone()), to_cel(v))).collect()) }),
+    }
+}
+
 fn evaluate(expression: &str, context: &Context) -> Result<cel_interpreter::Value, String> {
     let program = Program::compile(expression).map_err(|e| format!("compilation failed: {e:?}"))?;
     program.execute(context).map_err(|e| e.to_string())
@@ -119,17 +141,16 @@ impl Plugin for ValidatingAdmissionPolicy {
                 _ => Value::Null,
             };
             let mut context = Context::default();
-            let add = |context: &mut Context, name: &str, value: &Value| context.add_variable(name, value.clone()).map_err(|e| Rejection::internal(format!("CEL variable {name}: {e}")));
             for (name, value) in [("object", &object), ("oldObject", &old), ("request", &request), ("params", &params), ("namespaceObject", &namespace)] {
-                add(&mut context, name, value)?;
+                context.add_variable_from_value(name, to_cel(value));
             }
             let mut variables = serde_json::Map::new();
             for variable in policy["spec"]["variables"].as_array().into_iter().flatten() {
-                add(&mut context, "variables", &Value::Object(variables.clone()))?;
+                context.add_variable_from_value("variables", to_cel(&Value::Object(variables.clone())));
                 let value = evaluate(variable["expression"].as_str().unwrap_or_default(), &context).ok().and_then(|v| v.json().ok()).unwrap_or(Value::Null);
                 variables.insert(variable["name"].as_str().unwrap_or_default().to_string(), value);
             }
-            add(&mut context, "variables", &Value::Object(variables))?;
+            context.add_variable_from_value("variables", to_cel(&Value::Object(variables)));
             let ignore_errors = policy["spec"]["failurePolicy"] == "Ignore";
             let actions: Vec<&str> = spec["validationActions"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             for validation in policy["spec"]["validations"].as_array().into_iter().flatten() {
@@ -173,7 +194,7 @@ mod tests {
     #[test]
     fn cel_validations_pass_fail_and_err_without_panicking() {
         let mut context = Context::default();
-        context.add_variable("object", json!({"spec": {"replicas": 7}, "metadata": {"name": "web"}})).unwrap();
+        context.add_variable_from_value("object", to_cel(&json!({"spec": {"replicas": 7}, "metadata": {"name": "web"}})));
         assert!(matches!(check(&json!({"expression": "object.spec.replicas <= 10"}), &context), Outcome::Passed));
         let Outcome::Failed(m) = check(&json!({"expression": "object.spec.replicas <= 5"}), &context) else { panic!() };
         assert_eq!(m, "failed expression: object.spec.replicas <= 5");
@@ -183,5 +204,18 @@ mod tests {
             assert!(matches!(check(&json!({"expression": broken}), &context), Outcome::Error(_)), "{broken}");
         }
         assert_eq!(params_resource("v1", "ConfigMap"), ("".to_string(), "configmaps".to_string()));
+    }
+
+    #[test]
+    fn json_integers_are_cel_ints() {
+        let mut context = Context::default();
+        context.add_variable_from_value("object", to_cel(&json!({"spec": {"replicas": 3, "offset": -4, "huge": u64::MAX, "ratio": 0.5}})));
+        let eval = |e: &str| evaluate(e, &context).unwrap();
+        assert_eq!(eval("object.spec.replicas % 2"), cel_interpreter::Value::Int(1));
+        assert_eq!(eval("object.spec.replicas % 2 == 1"), cel_interpreter::Value::Bool(true));
+        assert_eq!(eval("object.spec.replicas - 5"), cel_interpreter::Value::Int(-2));
+        assert_eq!(eval("object.spec.offset * object.spec.replicas"), cel_interpreter::Value::Int(-12));
+        assert_eq!(eval("object.spec.huge"), cel_interpreter::Value::UInt(u64::MAX));
+        assert_eq!(eval("object.spec.ratio"), cel_interpreter::Value::Float(0.5));
     }
 }
