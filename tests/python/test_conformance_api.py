@@ -314,6 +314,31 @@ def test_service_account_lifecycle(core, namespace):
         events.stop()
 
 
+def test_root_ca_config_map_exists_in_every_namespace(core, namespace):
+    """[sig-auth] ServiceAccounts should guarantee kube-root-ca.crt exist in any namespace [Conformance]"""
+    name = "kube-root-ca.crt"
+
+    def published():
+        try:
+            cm = core.read_namespaced_config_map(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return cm if (cm.data or {}).get("ca.crt") else None
+    # Created automatically.
+    until(published, "the root CA ConfigMap to be created")
+    # Recreated if deleted.
+    core.delete_namespaced_config_map(name, namespace)
+    cm = until(published, "the root CA ConfigMap to be recreated")
+    ca = cm.data["ca.crt"]
+    # Reconciled if modified.
+    cm.data = {"ca.crt": ""}
+    core.replace_namespaced_config_map(name, namespace, cm)
+    cm = until(published, "the root CA ConfigMap to be reconciled")
+    assert cm.data == {"ca.crt": ca}
+
+
 # ------------------------------------------------------------------------- apps
 
 def test_pod_disruption_budget_create_update_patch_delete(api_client, namespace):
