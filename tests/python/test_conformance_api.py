@@ -341,6 +341,43 @@ def test_root_ca_config_map_exists_in_every_namespace(core, namespace):
 
 # ------------------------------------------------------------------------- apps
 
+def replica_failure(rc):
+    conditions = (rc.status and rc.status.conditions) or []
+    return next((c for c in conditions if c.type == "ReplicaFailure"), None)
+
+
+def test_rc_surfaces_exceeded_quota_as_a_failure_condition(core, namespace):
+    """[sig-apps] ReplicationController should surface a failure condition on a common issue like exceeded quota [Conformance]"""
+    name = "condition-test"
+    core.create_namespaced_resource_quota(namespace, client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name=name), spec=client.V1ResourceQuotaSpec(hard={"pods": "2"})))
+
+    def quota_in_force():
+        status = core.read_namespaced_resource_quota(name, namespace).status
+        return status and status.hard and parse_quantity(status.hard.get("pods", "0")) == 2
+    until(quota_in_force, "the quota's status to show its hard limit")
+    core.create_namespaced_replication_controller(namespace, rc_body(name, 3, {"name": name}))
+    condition = until(lambda: replica_failure(core.read_namespaced_replication_controller(name, namespace)),
+                      "a ReplicaFailure condition")
+    assert (condition.status, condition.reason) == ("True", "FailedCreate")
+    assert "exceeded quota" in condition.message, condition.message
+    # Scaled down to what the quota allows (upstream updates with retries).
+    for attempt in range(5):
+        rc = core.read_namespaced_replication_controller(name, namespace)
+        rc.spec.replicas = 2
+        try:
+            core.replace_namespaced_replication_controller(name, namespace, rc)
+            break
+        except ApiException as e:
+            if e.status != 409 or attempt == 4:
+                raise
+
+    def settled():
+        rc = core.read_namespaced_replication_controller(name, namespace)
+        return rc.status.observed_generation == rc.metadata.generation and replica_failure(rc) is None
+    until(settled, "the ReplicaFailure condition to be removed")
+
+
 def test_pod_disruption_budget_create_update_patch_delete(api_client, namespace):
     """[sig-apps] DisruptionController should create a PodDisruptionBudget [Conformance]"""
     policy = client.PolicyV1Api(api_client)

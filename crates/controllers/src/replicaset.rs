@@ -2,7 +2,9 @@
 //! `spec.replicas` active pods matching the selector, created from the
 //! template and owned by the set (adopting matching orphans, releasing
 //! owned pods that stop matching), and
-//! reports their counts in its status.
+//! reports their counts in its status, with a `ReplicaFailure` condition
+//! while creating or deleting its pods fails (a quota exceeded), as
+//! upstream's replica manager.
 
 use std::cmp::Reverse;
 use std::future::Future;
@@ -154,22 +156,41 @@ async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Actio
     }
     let present: HashSet<String> = owned.iter().filter_map(|p| p.metadata.name.clone()).collect();
     let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+    // The API's refusal of a create or delete (upstream's
+    // manageReplicasErr): surfaced in the status, then retried.
+    let mut failure: Option<String> = None;
     if ctx.expectations.satisfied(&uid, &present) {
         let (create, doomed) = change(&*rs, &active);
         if create > 0 {
-            create_pods(&ctx, &*rs, &pods_api, create).await?;
+            failure = create_pods(&ctx, &*rs, &pods_api, create).await.err();
         } else if !doomed.is_empty() {
             ctx.expectations.expect(&uid, [], doomed.iter().filter_map(|p| p.metadata.name.clone()));
             for pod in doomed {
                 let params = DeleteParams { preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
-                if let Err(e) = pods_api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
-                    tracing::debug!("deleting a pod of {ns}/{name}: {e}");
+                match pods_api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+                    // Gone already, or another pod by that name now.
+                    Ok(_) | Err(kube::Error::Api(kube::error::ErrorResponse { code: 404 | 409, .. })) => {}
+                    Err(e) => {
+                        tracing::debug!("deleting a pod of {ns}/{name}: {e}");
+                        failure.get_or_insert_with(|| api_message(e));
+                    }
                 }
             }
         }
     }
-    update_status(&ctx, &*rs, &owned).await?;
-    Ok(Action::requeue(Duration::from_secs(30)))
+    update_status(&ctx, &*rs, &owned, failure.as_deref()).await?;
+    match failure {
+        Some(message) => Err(Error(message)),
+        None => Ok(Action::requeue(Duration::from_secs(30))),
+    }
+}
+
+/// What the API said, as client-go's error text: a refusal's message.
+fn api_message(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(response) => response.message,
+        e => e.to_string(),
+    }
 }
 
 /// Every decision of one sync, on the objects alone: for the fuzz targets.
@@ -178,14 +199,15 @@ pub fn fuzz<K: Replicated>(rs: &K, pods: &[Arc<Pod>]) {
     let owned: Vec<Arc<Pod>> = pods.iter().filter(|p| selects(&selector, p.metadata.labels.as_ref())).cloned().collect();
     let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
     let _ = change(rs, &active);
-    let _ = next_status(rs, &owned);
+    let _ = next_status(rs, &owned, None);
+    let _ = next_status(rs, &owned, Some("refused"));
     let _ = owner_reference(rs.meta(), K::API_VERSION, K::KIND);
 }
 
 /// Creates `count` pods from the template in doubling batches (1, 2, 4, …),
 /// as upstream's slow start: a template the API refuses fails once, not
 /// `count` times.
-async fn create_pods<K: Replicated>(ctx: &Context, rs: &K, pods: &Api<Pod>, count: usize) -> Result<(), Error> {
+async fn create_pods<K: Replicated>(ctx: &Context, rs: &K, pods: &Api<Pod>, count: usize) -> Result<(), String> {
     let meta = rs.meta();
     let uid = meta.uid.clone().unwrap_or_default();
     let template = rs.template();
@@ -202,7 +224,7 @@ async fn create_pods<K: Replicated>(ctx: &Context, rs: &K, pods: &Api<Pod>, coun
         let created: Vec<String> = results.iter().filter_map(|r| r.as_ref().ok()).filter_map(|p| p.metadata.name.clone()).collect();
         ctx.expectations.expect(&uid, created.clone(), []);
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(e.into());
+            return Err(api_message(e));
         }
         done += size;
         batch *= 2;
@@ -227,32 +249,96 @@ fn deletion_rank(pod: &Arc<Pod>) -> Rank {
     (assigned, phase, ready.is_some(), Reverse(ready), Reverse(created))
 }
 
-/// The set's status from its pods, and whether it differs from the one
-/// it has.
-pub fn next_status<K: Replicated>(rs: &K, owned: &[Arc<Pod>]) -> (serde_json::Value, bool) {
+/// The set's status from its pods and this sync's failure to create or
+/// delete them, and whether it differs from the one it has. A failure adds
+/// a `ReplicaFailure` condition unless one is there (upstream keeps the
+/// first one's message); a sync without one removes it.
+pub fn next_status<K: Replicated>(rs: &K, owned: &[Arc<Pod>], failure: Option<&str>) -> (serde_json::Value, bool) {
     let min_ready = rs.min_ready_seconds();
     let active: Vec<&Arc<Pod>> = owned.iter().filter(|p| is_active(p)).collect();
     let template_labels = rs.template().metadata.and_then(|m| m.labels).unwrap_or_default();
+    let current = rs.status();
+    let had: Vec<serde_json::Value> = current.get("conditions").and_then(|c| c.as_array()).cloned().unwrap_or_default();
+    let mut conditions = had.clone();
+    let failing = conditions.iter().any(|c| c["type"] == REPLICA_FAILURE);
+    match failure {
+        Some(message) if !failing => {
+            let reason = match active.len().cmp(&wanted(rs)) {
+                std::cmp::Ordering::Less => "FailedCreate",
+                std::cmp::Ordering::Greater => "FailedDelete",
+                std::cmp::Ordering::Equal => "",
+            };
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            conditions.push(crate::endpoints::compact(json!({"type": REPLICA_FAILURE, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message})));
+        }
+        None if failing => conditions.retain(|c| c["type"] != REPLICA_FAILURE),
+        _ => {}
+    }
     let status = json!({
         "replicas": active.len(),
         "fullyLabeledReplicas": active.iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| template_labels.iter().all(|(k, v)| l.get(k) == Some(v)))).count(),
         "readyReplicas": active.iter().filter(|p| ready_since(p).is_some()).count(),
         "availableReplicas": active.iter().filter(|p| is_available(p, min_ready)).count(),
         "observedGeneration": rs.meta().generation,
+        // An emptied list goes (null), as Go's omitempty drops it.
+        "conditions": if conditions.is_empty() { serde_json::Value::Null } else { json!(conditions) },
     });
-    let current = rs.status();
     let unchanged = ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"]
         .iter()
-        .all(|k| current.get(k).unwrap_or(&json!(0)) == status.get(k).filter(|v| !v.is_null()).unwrap_or(&json!(0)));
+        .all(|k| current.get(k).unwrap_or(&json!(0)) == status.get(k).filter(|v| !v.is_null()).unwrap_or(&json!(0)))
+        && conditions == had;
     (status, !unchanged)
 }
 
-async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>]) -> Result<(), Error> {
-    let (status, changed) = next_status(rs, owned);
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+async fn update_status<K: Replicated>(ctx: &Context, rs: &K, owned: &[Arc<Pod>], failure: Option<&str>) -> Result<(), Error> {
+    let (status, changed) = next_status(rs, owned, failure);
     if !changed {
         return Ok(());
     }
     let api: Api<K> = Api::namespaced(ctx.client.clone(), rs.meta().namespace.as_deref().unwrap_or_default());
     api.patch_status(rs.meta().name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(replicas: i32, conditions: serde_json::Value) -> ReplicationController {
+        serde_json::from_value(json!({
+            "metadata": {"name": "condition-test", "namespace": "ns", "generation": 1},
+            "spec": {"replicas": replicas, "selector": {"name": "condition-test"}, "template": {"metadata": {"labels": {"name": "condition-test"}}}},
+            "status": {"replicas": 2, "fullyLabeledReplicas": 2, "observedGeneration": 1, "conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    fn pods(n: usize) -> Vec<Arc<Pod>> {
+        (0..n).map(|i| Arc::new(serde_json::from_value(json!({"metadata": {"name": format!("p{i}"), "labels": {"name": "condition-test"}}})).unwrap())).collect()
+    }
+
+    /// `[sig-apps] ReplicationController should surface a failure condition
+    /// on a common issue like exceeded quota [Conformance]`: a refused
+    /// create sets `ReplicaFailure` (True, FailedCreate, the API's message)
+    /// once; a sync without failure removes it.
+    #[test]
+    fn a_refused_create_surfaces_a_replica_failure_condition() {
+        let message = "pods \"condition-test-x\" is forbidden: exceeded quota: condition-test, requested: pods=1, used: pods=2, limited: pods=2";
+        let (status, changed) = next_status(&rc(3, json!(null)), &pods(2), Some(message));
+        assert!(changed);
+        let condition = &status["conditions"][0];
+        assert_eq!((&condition["type"], &condition["status"], &condition["reason"], &condition["message"]), (&json!("ReplicaFailure"), &json!("True"), &json!("FailedCreate"), &json!(message)));
+        assert!(condition["lastTransitionTime"].is_string());
+        // Failing again: the first condition stays as it is.
+        let (_, changed) = next_status(&rc(3, status["conditions"].clone()), &pods(2), Some("another"));
+        assert!(!changed);
+        // Scaled to what the quota allows: the condition goes.
+        let (status, changed) = next_status(&rc(2, status["conditions"].clone()), &pods(2), None);
+        assert!(changed);
+        assert!(status["conditions"].is_null());
+        // And a set without one, not failing, is unchanged.
+        assert!(!next_status(&rc(2, json!(null)), &pods(2), None).1);
+    }
 }
