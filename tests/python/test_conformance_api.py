@@ -288,6 +288,47 @@ def test_gc_orphans_pods_of_an_rc_if_delete_options_say_so(core, namespace):
     assert all(p.metadata.deletion_timestamp is None for p in pods)
 
 
+def test_gc_keeps_dependents_with_a_valid_owner_besides_a_waiting_one(core, namespace):
+    """[sig-api-machinery] Garbage collector should not delete dependents that have both valid owner and owner that's waiting for dependents to be deleted [Conformance]"""
+    replicas, half = 100, 50
+    rc1 = core.create_namespaced_replication_controller(namespace, rc_body(
+        "simpletest-rc-to-be-deleted", replicas, {"gctest_d": "valid_and_pending_owners_d"}))
+    rc2 = core.create_namespaced_replication_controller(namespace, rc_body(
+        "simpletest-rc-to-stay", 0, {"gctest_s": "valid_and_pending_owners_s"}))
+    until(lambda: rc_replicas(core, rc1.metadata.name, namespace) == replicas, "rc1 to be stable", timeout=60)
+    # Half of rc1's pods get rc2 as an owner too.
+    pods = core.list_namespaced_pod(namespace).items
+    for pod in pods[:half]:
+        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ReplicationController", "name": rc2.metadata.name, "uid": rc2.metadata.uid}]}})
+    core.delete_namespaced_replication_controller(rc1.metadata.name, namespace, body=client.V1DeleteOptions(
+        propagation_policy="Foreground", preconditions=client.V1Preconditions(uid=rc1.metadata.uid)))
+    until(lambda: gone(core.read_namespaced_replication_controller, rc1.metadata.name, namespace),
+          "rc1 to be deleted", timeout=90)
+    # Half of the pods stay, owned by rc2 alone.
+    pods = core.list_namespaced_pod(namespace).items
+    assert len(pods) == half
+    for pod in pods:
+        assert pod.metadata.deletion_timestamp is None
+        assert [o.uid for o in pod.metadata.owner_references] == [rc2.metadata.uid]
+
+
+def test_gc_is_not_blocked_by_a_dependency_circle(core, namespace):
+    """[sig-api-machinery] Garbage collector should not be blocked by dependency circle [Conformance]"""
+    pods = {name: core.create_namespaced_pod(namespace, pod_body(name)) for name in ("pod1", "pod2", "pod3")}
+
+    def add_ref(name, owner):
+        return core.patch_namespaced_pod(name, namespace, {"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "Pod", "name": owner, "uid": pods[owner].metadata.uid,
+             "controller": True, "blockOwnerDeletion": True}]}})
+    pods["pod1"] = add_ref("pod1", "pod3")
+    pods["pod2"] = add_ref("pod2", "pod1")
+    pods["pod3"] = add_ref("pod3", "pod2")
+    core.delete_namespaced_pod("pod1", namespace, body=client.V1DeleteOptions(
+        propagation_policy="Foreground", preconditions=client.V1Preconditions(uid=pods["pod1"].metadata.uid)))
+    until(lambda: not core.list_namespaced_pod(namespace).items, "all pods to be deleted", timeout=90)
+
+
 # ---------------------------------------------------------------- ServiceAccounts
 
 def test_service_account_lifecycle(core, namespace):
@@ -518,6 +559,71 @@ def test_validating_admission_policy_variables(api_client, core, namespace):
                       {"name": "oddReplicas", "expression": "variables.replicas % 2 == 1"}],
         "validations": [{"expression": "variables.replicas > 1"}, {"expression": "variables.oddReplicas"}]},
         3, denied_replicas=4)
+
+
+# ----------------------------------------------------------------- RuntimeClass
+
+def runtime_class_pod(runtime_class):
+    """Upstream's NewRuntimeClassPod."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(generate_name="test-runtimeclass-"),
+        spec=client.V1PodSpec(runtime_class_name=runtime_class, restart_policy="Never",
+                              automount_service_account_token=False,
+                              containers=[client.V1Container(name="test", image="busybox", command=["true"])]))
+
+
+def expect_pod_rejection(core, namespace, pod):
+    try:
+        core.create_namespaced_pod(namespace, pod)
+    except ApiException as e:
+        assert e.status == 403, e
+        return e
+    raise AssertionError("the pod was admitted; it should be forbidden")
+
+
+def test_runtime_class_nonexistent(core, namespace):
+    """[sig-node] RuntimeClass should reject a Pod requesting a non-existent RuntimeClass [NodeConformance] [Conformance]"""
+    name = namespace + "-nonexistent"
+    e = expect_pod_rejection(core, namespace, runtime_class_pod(name))
+    assert f'pod rejected: RuntimeClass "{name}" not found' in e.body
+
+
+def test_runtime_class_deleted(api_client, core, namespace):
+    """[sig-node] RuntimeClass should reject a Pod requesting a deleted RuntimeClass [NodeConformance] [Conformance]"""
+    node = client.NodeV1Api(api_client)
+    name = namespace + "-delete-me"
+    node.create_runtime_class(client.V1RuntimeClass(metadata=client.V1ObjectMeta(name=name), handler="runc"))
+    node.delete_runtime_class(name)
+    until(lambda: gone(node.read_runtime_class, name), "the RuntimeClass to disappear", timeout=60)
+    expect_pod_rejection(core, namespace, runtime_class_pod(name))
+
+
+def test_runtime_class_sets_overhead_and_scheduling(api_client, core, namespace):
+    """A pod gets its RuntimeClass's overhead, node selector and tolerations;
+    a pod stating another overhead or a conflicting node selector is refused."""
+    node = client.NodeV1Api(api_client)
+    name = namespace + "-sandboxed"
+    node.create_runtime_class(client.V1RuntimeClass(
+        metadata=client.V1ObjectMeta(name=name), handler="runc",
+        overhead=client.V1Overhead(pod_fixed={"cpu": "250m", "memory": "120Mi"}),
+        scheduling=client.V1Scheduling(node_selector={"sandbox": "yes"}, tolerations=[
+            client.V1Toleration(key="sandbox", operator="Exists", effect="NoSchedule")])))
+    try:
+        pod = core.create_namespaced_pod(namespace, runtime_class_pod(name))
+        assert {k: parse_quantity(v) for k, v in pod.spec.overhead.items()} == \
+            {"cpu": parse_quantity("250m"), "memory": parse_quantity("120Mi")}
+        assert pod.spec.node_selector == {"sandbox": "yes"}
+        assert [(t.key, t.operator, t.effect) for t in pod.spec.tolerations if t.key == "sandbox"] == \
+            [("sandbox", "Exists", "NoSchedule")]
+        other = runtime_class_pod(name)
+        other.spec.overhead = {"cpu": "1"}
+        assert "Pod's Overhead doesn't match RuntimeClass's defined Overhead" in expect_pod_rejection(core, namespace, other).body
+        conflicting = runtime_class_pod(name)
+        conflicting.spec.node_selector = {"sandbox": "no"}
+        assert "conflict: runtimeClass.scheduling.nodeSelector[sandbox] = yes; pod.spec.nodeSelector[sandbox] = no" in \
+            expect_pod_rejection(core, namespace, conflicting).body
+    finally:
+        node.delete_runtime_class(name)
 
 
 # ------------------------------------------------------- CustomResourceDefinition

@@ -7,8 +7,14 @@
 //!   Orphan) loses its dependents: their references to it are removed, then
 //!   the finalizer.
 //! - An owner being deleted with `foregroundDeletion` waits: its dependents
-//!   are deleted (in the foreground too), and once none is left the
+//!   are deleted (in the foreground if they have dependents of their own),
+//!   and once none that blocks it (`blockOwnerDeletion`) is left the
 //!   finalizer goes and the API server removes the owner.
+//! - A dependent that also has an owner not being deleted stays: only its
+//!   references to the owners being deleted (or gone) are removed.
+//! - A circle of blocking references (each owner waiting for the next) is
+//!   broken as upstream's: a dependent whose own dependent waits too stops
+//!   blocking its owners before it is deleted.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -154,67 +160,182 @@ async fn act(client: &kube::Client, resources: &[(ApiResource, bool)], graph: &m
         }
     }
     for (uid, node) in graph.iter() {
+        let deps = dependents.get(uid.as_str()).map(Vec::as_slice).unwrap_or_default();
         // Owners being deleted, by policy.
         if node.deleting && node.finalizers.iter().any(|f| f == ORPHAN) {
-            for dep in dependents.get(uid.as_str()).into_iter().flatten() {
+            for dep in deps {
                 let d = &graph[*dep];
                 let kept: Vec<_> = d.owners.iter().filter(|o| o.uid != *uid).collect();
                 patch_meta(client, resources, d, json!({"ownerReferences": kept})).await;
             }
-            if dependents.get(uid.as_str()).is_none_or(|d| d.is_empty()) {
+            if deps.is_empty() {
                 let kept: Vec<&String> = node.finalizers.iter().filter(|f| *f != ORPHAN).collect();
                 patch_meta(client, resources, node, json!({"finalizers": kept})).await;
             }
             continue;
         }
-        if node.deleting && node.finalizers.iter().any(|f| f == FOREGROUND) {
-            match dependents.get(uid.as_str()) {
-                Some(deps) if !deps.is_empty() => {
-                    for dep in deps {
-                        let d = &graph[*dep];
-                        if !d.deleting {
-                            delete(client, resources, dep, d, PropagationPolicy::Foreground).await;
-                        }
-                    }
-                }
-                _ => {
-                    let kept: Vec<&String> = node.finalizers.iter().filter(|f| *f != FOREGROUND).collect();
-                    patch_meta(client, resources, node, json!({"finalizers": kept})).await;
-                }
+        if waits_for_dependents(node) {
+            // Its dependents are dealt with below (each sees it waiting);
+            // it goes once none blocks it.
+            let blocking = deps.iter().any(|d| graph[*d].owners.iter().any(|o| o.uid == *uid && o.block_owner_deletion == Some(true)));
+            if !blocking {
+                let kept: Vec<&String> = node.finalizers.iter().filter(|f| *f != FOREGROUND).collect();
+                patch_meta(client, resources, node, json!({"finalizers": kept})).await;
             }
             continue;
         }
-        // Dependents whose owners are all gone. An owner not in the graph
-        // may just be too new for its watch: confirm with a read.
-        if node.deleting || node.owners.is_empty() || node.owners.iter().any(|o| graph.contains_key(&o.uid)) {
+        if node.deleting || node.owners.is_empty() {
             continue;
         }
-        let mut all_gone = true;
+        // Its owners as the graph shows them. An owner not in the graph
+        // may just be too new for its watch: read only when it matters (an
+        // owner waits for its dependents, or none is known to be there).
+        let mut owners: Vec<(&str, Owner)> = Vec::new();
+        let mut unseen = Vec::new();
         for owner in &node.owners {
-            if owner_exists(client, resources, node, owner).await {
-                all_gone = false;
-                break;
+            match graph.get(&owner.uid) {
+                Some(o) if waits_for_dependents(o) => owners.push((&owner.uid, Owner::Waiting)),
+                Some(_) => owners.push((&owner.uid, Owner::Solid)),
+                None => unseen.push(owner),
             }
         }
-        if all_gone {
-            delete(client, resources, uid, node, PropagationPolicy::Background).await;
+        let waiting = owners.iter().any(|(_, o)| *o == Owner::Waiting);
+        if !waiting && owners.iter().any(|(_, o)| *o == Owner::Solid) {
+            continue;
+        }
+        for owner in unseen {
+            owners.push((&owner.uid, owner_state(client, resources, node, owner).await));
+        }
+        let dependent_waits = deps.iter().any(|d| waits_for_dependents(&graph[*d]));
+        match decide(&owners, !deps.is_empty(), dependent_waits, &node.finalizers) {
+            Verdict::Keep => {}
+            Verdict::RemoveOwners(gone) => {
+                let kept: Vec<_> = node.owners.iter().filter(|o| !gone.contains(&o.uid)).collect();
+                patch_meta(client, resources, node, json!({"ownerReferences": kept})).await;
+            }
+            Verdict::Delete { unblock, policy } => {
+                if unblock {
+                    let unblocked: Vec<_> = node
+                        .owners
+                        .iter()
+                        .map(|o| {
+                            let mut o = o.clone();
+                            if o.block_owner_deletion == Some(true) {
+                                o.block_owner_deletion = Some(false);
+                            }
+                            o
+                        })
+                        .collect();
+                    patch_meta(client, resources, node, json!({"ownerReferences": unblocked})).await;
+                }
+                delete(client, resources, uid, node, policy).await;
+            }
         }
     }
 }
 
-async fn owner_exists(client: &kube::Client, resources: &[(ApiResource, bool)], node: &Node, owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> bool {
+/// Being deleted in the foreground: waiting for its dependents to go.
+fn waits_for_dependents(node: &Node) -> bool {
+    node.deleting && node.finalizers.iter().any(|f| f == FOREGROUND)
+}
+
+/// An owner as a dependent sees it (upstream's classifyReferences).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Owner {
+    /// There, and not being deleted in the foreground.
+    Solid,
+    /// Gone (or another object by its name now).
+    Dangling,
+    /// Being deleted in the foreground, waiting for its dependents.
+    Waiting,
+}
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Keep,
+    /// The references to these owners go; the object stays.
+    RemoveOwners(Vec<String>),
+    /// The object goes; first its references stop blocking their owners
+    /// if `unblock` (a circle).
+    Delete { unblock: bool, policy: PropagationPolicy },
+}
+
+/// What becomes of an object not being deleted, from its owners' states
+/// (uid, state), whether it has dependents, whether one of those waits for
+/// its own, and its finalizers: upstream's attemptToDeleteItem.
+fn decide(owners: &[(&str, Owner)], has_dependents: bool, dependent_waits: bool, finalizers: &[String]) -> Verdict {
+    let any = |state| owners.iter().any(|(_, o)| *o == state);
+    if any(Owner::Solid) {
+        let gone: Vec<String> = owners.iter().filter(|(_, o)| *o != Owner::Solid).map(|(uid, _)| uid.to_string()).collect();
+        return if gone.is_empty() { Verdict::Keep } else { Verdict::RemoveOwners(gone) };
+    }
+    if any(Owner::Waiting) && has_dependents {
+        // Deleted in the foreground so its own dependents go first; if one
+        // of them waits too, the owners could be waiting on each other.
+        return Verdict::Delete { unblock: dependent_waits, policy: PropagationPolicy::Foreground };
+    }
+    let policy = if finalizers.iter().any(|f| f == ORPHAN) {
+        PropagationPolicy::Orphan
+    } else if finalizers.iter().any(|f| f == FOREGROUND) {
+        PropagationPolicy::Foreground
+    } else {
+        PropagationPolicy::Background
+    };
+    Verdict::Delete { unblock: false, policy }
+}
+
+async fn owner_state(client: &kube::Client, resources: &[(ApiResource, bool)], node: &Node, owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> Owner {
     let Some((ar, namespaced)) = resources.iter().find(|(ar, _)| ar.api_version == owner.api_version && ar.kind == owner.kind) else {
         // A kind not served (any more): nothing can own through it.
-        return false;
+        return Owner::Dangling;
     };
     let api: Api<DynamicObject> = match (&node.namespace, namespaced) {
         (Some(ns), true) => Api::namespaced_with(client.clone(), ns, ar),
         _ => Api::all_with(client.clone(), ar),
     };
     match api.get_metadata_opt(&owner.name).await {
-        Ok(Some(found)) => found.metadata.uid.as_deref() == Some(owner.uid.as_str()),
-        Ok(None) => false,
+        Ok(Some(found)) if found.metadata.uid.as_deref() == Some(owner.uid.as_str()) => {
+            let meta = found.metadata;
+            let foreground = meta.finalizers.iter().flatten().any(|f| f == FOREGROUND);
+            if meta.deletion_timestamp.is_some() && foreground {
+                Owner::Waiting
+            } else {
+                Owner::Solid
+            }
+        }
+        Ok(_) => Owner::Dangling,
         // Unsure: keep the dependent.
-        Err(_) => true,
+        Err(_) => Owner::Solid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[sig-api-machinery] Garbage collector should not delete dependents
+    /// that have both valid owner and owner that's waiting for dependents
+    /// to be deleted [Conformance]`: the dependent stays, without its
+    /// reference to the waiting owner (nor to a gone one).
+    #[test]
+    fn a_dependent_with_a_solid_owner_only_loses_the_waiting_one() {
+        let owners = [("rc1", Owner::Waiting), ("rc2", Owner::Solid), ("old", Owner::Dangling)];
+        assert_eq!(decide(&owners, false, false, &[]), Verdict::RemoveOwners(vec!["rc1".into(), "old".into()]));
+        assert_eq!(decide(&[("rc2", Owner::Solid)], false, false, &[]), Verdict::Keep);
+        // Its only owner waits: it goes, in the background without
+        // dependents of its own, else in the foreground.
+        assert_eq!(decide(&[("rc1", Owner::Waiting)], false, false, &[]), Verdict::Delete { unblock: false, policy: PropagationPolicy::Background });
+        assert_eq!(decide(&[("rc1", Owner::Waiting)], true, false, &[]), Verdict::Delete { unblock: false, policy: PropagationPolicy::Foreground });
+        // Every owner gone: its own finalizers choose the policy.
+        assert_eq!(decide(&[("x", Owner::Dangling)], false, false, &[ORPHAN.into()]), Verdict::Delete { unblock: false, policy: PropagationPolicy::Orphan });
+    }
+
+    /// `[sig-api-machinery] Garbage collector should not be blocked by
+    /// dependency circle [Conformance]`: a dependent whose owner waits and
+    /// whose own dependent waits too (pod3 in pod1 → pod2 → pod3 → pod1)
+    /// stops blocking before it is deleted in the foreground.
+    #[test]
+    fn a_circle_of_waiting_owners_is_unblocked() {
+        assert_eq!(decide(&[("pod2", Owner::Waiting)], true, true, &[]), Verdict::Delete { unblock: true, policy: PropagationPolicy::Foreground });
     }
 }
