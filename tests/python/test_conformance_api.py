@@ -3,6 +3,7 @@ accounts, apps controllers, admission policies and custom resource
 definitions, each following the steps of the upstream test named in its
 docstring (through the official Python client)."""
 
+import json
 import queue
 import threading
 import time
@@ -559,6 +560,71 @@ def test_validating_admission_policy_variables(api_client, core, namespace):
                       {"name": "oddReplicas", "expression": "variables.replicas % 2 == 1"}],
         "validations": [{"expression": "variables.replicas > 1"}, {"expression": "variables.oddReplicas"}]},
         3, denied_replicas=4)
+
+
+# ----------------------------------------------------------------- RuntimeClass
+
+def runtime_class_pod(runtime_class):
+    """Upstream's NewRuntimeClassPod."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(generate_name="test-runtimeclass-"),
+        spec=client.V1PodSpec(runtime_class_name=runtime_class, restart_policy="Never",
+                              automount_service_account_token=False,
+                              containers=[client.V1Container(name="test", image="busybox", command=["true"])]))
+
+
+def expect_pod_rejection(core, namespace, pod):
+    try:
+        core.create_namespaced_pod(namespace, pod)
+    except ApiException as e:
+        assert e.status == 403, e
+        return json.loads(e.body)["message"]
+    raise AssertionError("the pod was admitted; it should be forbidden")
+
+
+def test_runtime_class_nonexistent(core, namespace):
+    """[sig-node] RuntimeClass should reject a Pod requesting a non-existent RuntimeClass [NodeConformance] [Conformance]"""
+    name = namespace + "-nonexistent"
+    message = expect_pod_rejection(core, namespace, runtime_class_pod(name))
+    assert message == f'pods is forbidden: pod rejected: RuntimeClass "{name}" not found', message
+
+
+def test_runtime_class_deleted(api_client, core, namespace):
+    """[sig-node] RuntimeClass should reject a Pod requesting a deleted RuntimeClass [NodeConformance] [Conformance]"""
+    node = client.NodeV1Api(api_client)
+    name = namespace + "-delete-me"
+    node.create_runtime_class(client.V1RuntimeClass(metadata=client.V1ObjectMeta(name=name), handler="runc"))
+    node.delete_runtime_class(name)
+    until(lambda: gone(node.read_runtime_class, name), "the RuntimeClass to disappear", timeout=60)
+    expect_pod_rejection(core, namespace, runtime_class_pod(name))
+
+
+def test_runtime_class_sets_overhead_and_scheduling(api_client, core, namespace):
+    """A pod gets its RuntimeClass's overhead, node selector and tolerations;
+    a pod stating another overhead or a conflicting node selector is refused."""
+    node = client.NodeV1Api(api_client)
+    name = namespace + "-sandboxed"
+    node.create_runtime_class(client.V1RuntimeClass(
+        metadata=client.V1ObjectMeta(name=name), handler="runc",
+        overhead=client.V1Overhead(pod_fixed={"cpu": "250m", "memory": "120Mi"}),
+        scheduling=client.V1Scheduling(node_selector={"sandbox": "yes"}, tolerations=[
+            client.V1Toleration(key="sandbox", operator="Exists", effect="NoSchedule")])))
+    try:
+        pod = core.create_namespaced_pod(namespace, runtime_class_pod(name))
+        assert {k: parse_quantity(v) for k, v in pod.spec.overhead.items()} == \
+            {"cpu": parse_quantity("250m"), "memory": parse_quantity("120Mi")}
+        assert pod.spec.node_selector == {"sandbox": "yes"}
+        assert [(t.key, t.operator, t.effect) for t in pod.spec.tolerations if t.key == "sandbox"] == \
+            [("sandbox", "Exists", "NoSchedule")]
+        other = runtime_class_pod(name)
+        other.spec.overhead = {"cpu": "1"}
+        assert "Pod's Overhead doesn't match RuntimeClass's defined Overhead" in expect_pod_rejection(core, namespace, other)
+        conflicting = runtime_class_pod(name)
+        conflicting.spec.node_selector = {"sandbox": "no"}
+        assert "conflict: runtimeClass.scheduling.nodeSelector[sandbox] = yes; pod.spec.nodeSelector[sandbox] = no" in \
+            expect_pod_rejection(core, namespace, conflicting)
+    finally:
+        node.delete_runtime_class(name)
 
 
 # ------------------------------------------------------- CustomResourceDefinition

@@ -11,6 +11,7 @@ mod pod_security;
 mod pods;
 mod policy;
 mod quota;
+mod runtime_class;
 mod service_account;
 mod storage;
 mod webhook;
@@ -155,6 +156,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("DefaultStorageClass", true),
     ("StorageObjectInUseProtection", true),
     ("PersistentVolumeClaimResize", true),
+    ("RuntimeClass", true),
     ("CertificateApproval", true),
     ("CertificateSigning", true),
     ("CertificateSubjectRestriction", true),
@@ -178,6 +180,7 @@ fn plugin(name: &str) -> Box<dyn Plugin> {
         "DefaultStorageClass" => Box::new(storage::DefaultStorageClass),
         "StorageObjectInUseProtection" => Box::new(storage::StorageObjectInUseProtection),
         "PersistentVolumeClaimResize" => Box::new(storage::PersistentVolumeClaimResize),
+        "RuntimeClass" => Box::new(runtime_class::RuntimeClass),
         "CertificateApproval" => Box::new(certificates::CertificateApproval),
         "CertificateSigning" => Box::new(certificates::CertificateSigning),
         "CertificateSubjectRestriction" => Box::new(certificates::CertificateSubjectRestriction),
@@ -242,7 +245,7 @@ mod tests {
     fn flags_pick_plugins_in_upstream_order() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let chain = Chain::new(&s(&["AlwaysDeny", "AlwaysPullImages"]), &s(&["LimitRanger"])).unwrap();
-        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
+        let names = ["NamespaceLifecycle", "ServiceAccount", "NodeRestriction", "AlwaysPullImages", "PodSecurity", "Priority", "DefaultStorageClass", "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "RuntimeClass", "CertificateApproval", "CertificateSigning", "CertificateSubjectRestriction"];
         let rest = ["MutatingAdmissionWebhook", "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook", "ResourceQuota", "AlwaysDeny"];
         assert_eq!(chain.names(), [&names[..], &rest[..]].concat());
         assert!(Chain::new(&s(&["Nope"]), &[]).is_err());
