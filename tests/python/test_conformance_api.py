@@ -627,6 +627,51 @@ def test_runtime_class_sets_overhead_and_scheduling(api_client, core, namespace)
         node.delete_runtime_class(name)
 
 
+# ------------------------------------------------------------ EndpointSlices
+
+def test_endpointslice_mirroring_of_custom_endpoints(api_client, core, namespace):
+    """[sig-network] EndpointSliceMirroring should mirror a custom Endpoints resource through create update and delete [Conformance]"""
+    groups = client.ApisApi(api_client).get_api_versions().groups
+    assert "discovery.k8s.io/v1" in [v.group_version for g in groups if g.name == "discovery.k8s.io" for v in g.versions]
+    resources = client.DiscoveryV1Api(api_client).get_api_resources().resources
+    assert "endpointslices" in [r.name for r in resources]
+    discovery = client.DiscoveryV1Api(api_client)
+    name = "example-custom-endpoints"
+    core.create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ServiceSpec(ports=[client.V1ServicePort(name="example", port=80, protocol="TCP")])))
+    endpoints = client.V1Endpoints(metadata=client.V1ObjectMeta(name=name), subsets=[client.V1EndpointSubset(
+        ports=[client.CoreV1EndpointPort(port=80)], addresses=[client.V1EndpointAddress(ip="10.1.2.3")])])
+
+    def mirrored(address):
+        slices = discovery.list_namespaced_endpoint_slice(
+            namespace, label_selector=f"kubernetes.io/service-name={name}").items
+        if not slices:
+            return None
+        # Every slice the controller made must be valid (upstream allows a
+        # second one made from a stale cache).
+        for s in slices:
+            assert s.metadata.labels["endpointslice.kubernetes.io/managed-by"] == \
+                "endpointslicemirroring-controller.k8s.io"
+            assert [p.port for p in s.ports] == [80]
+            assert len(s.endpoints) == 1 and len(s.endpoints[0].addresses) == 1
+            if s.endpoints[0].addresses[0] != address:
+                return None
+        return slices
+    # Mirroring a new custom Endpoints (upstream polls 12 s each step).
+    core.create_namespaced_endpoints(namespace, endpoints)
+    until(lambda: mirrored("10.1.2.3"), "an EndpointSlice mirroring the Endpoints", timeout=12)
+    # An update (unconditional, as upstream's).
+    endpoints.subsets[0].addresses = [client.V1EndpointAddress(ip="10.2.3.4")]
+    core.replace_namespaced_endpoints(name, namespace, endpoints)
+    until(lambda: mirrored("10.2.3.4"), "the EndpointSlice to mirror the update", timeout=12)
+    # A deletion.
+    core.delete_namespaced_endpoints(name, namespace)
+    until(lambda: not discovery.list_namespaced_endpoint_slice(
+        namespace, label_selector=f"kubernetes.io/service-name={name}").items,
+        "the mirrored EndpointSlices to be deleted", timeout=12)
+
+
 # ------------------------------------------------------- CustomResourceDefinition
 
 def noxu_crd(plural, group="mygroup.example.com", kind="WishIt"):

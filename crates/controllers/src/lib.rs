@@ -11,6 +11,7 @@ mod deployment;
 mod disruption;
 mod endpoints;
 mod endpointslice;
+mod endpointslice_mirroring;
 mod ephemeral;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -125,6 +126,8 @@ pub async fn run(client: kube::Client, options: Options) {
     controllers.spawn(supervise("endpoints-cleanup", move || endpoints::remove_with_services(c.clone())));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("endpointslice", move || endpointslice::run(c.clone(), &p)));
+    let c = client.clone();
+    controllers.spawn(supervise("endpointslicemirroring", move || endpointslice_mirroring::run(c.clone())));
     let (c, p) = (client.clone(), pods.clone());
     controllers.spawn(supervise("disruption", move || disruption::run(c.clone(), &p)));
     let (c, p) = (client.clone(), pods.clone());
