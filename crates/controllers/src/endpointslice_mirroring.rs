@@ -69,11 +69,16 @@ pub fn mirrored(service: &Service, endpoints: &Endpoints) -> bool {
     service.metadata.deletion_timestamp.is_none() && !selector && !skip && !leader
 }
 
-/// The slices the Endpoints make: (address type, ports, endpoints), per
-/// port set and address type, in chunks of PER_SLICE. Addresses that are
-/// not IPs are left out, as upstream's.
-pub fn desired(endpoints: &Endpoints) -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
-    let mut groups: BTreeMap<(String, &'static str), (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+/// One slice: its address type, ports and endpoints.
+type Slice = (&'static str, Vec<Value>, Vec<Value>);
+
+/// The slices the Endpoints make, per port set and address type, in
+/// chunks of PER_SLICE. Addresses that are not IPs are left out, as
+/// upstream's.
+pub fn desired(endpoints: &Endpoints) -> Vec<Slice> {
+    // (ports as text, address type) → (ports, endpoints)
+    type Members = (Vec<Value>, Vec<Value>);
+    let mut groups: BTreeMap<(String, &'static str), Members> = BTreeMap::new();
     for subset in endpoints.subsets.iter().flatten() {
         let mut ports: Vec<Value> = subset
             .ports
