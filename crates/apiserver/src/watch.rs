@@ -186,42 +186,44 @@ pub async fn serve(
     // watch continues from it. Without selectors, plain JSON is written from
     // the stored bytes: no object is parsed, however many watchers there are.
     let raw = q.label.is_empty() && q.field.is_empty() && repr == Representation::Object;
-    // In chunks of up to CHUNK bytes, as the changes after it.
-    let mut initial = Vec::new();
-    let from = if send_initial {
+    let (initial, from) = if send_initial {
         let opts = ListOptions { min_revision: q.min_revision, ..Default::default() };
         let page = store.list(&prefix, &opts).await.map_err(|e| ApiError::from_store(e, def, ""))?;
-        let mut chunk = Vec::new();
-        for kv in &page.items {
-            if raw {
-                write_raw_line(&mut chunk, "ADDED", &stamp(def, kv)?);
-            } else {
-                let obj = decode(def, kv)?;
-                if matches(&q, &obj) {
-                    render(&mut chunk, "ADDED", &obj);
-                }
-            }
-            if chunk.len() >= CHUNK {
-                initial.push(Bytes::from(std::mem::take(&mut chunk)));
-            }
-        }
-        if !chunk.is_empty() {
-            initial.push(Bytes::from(chunk));
-        }
-        page.revision
+        (page.items, page.revision)
     } else {
-        match start {
+        let from = match start {
             Some(rv) => rv,
             // No version and no initial state: start at the most recent.
             None => store.current_revision().await.map_err(|e| ApiError::from_store(e, def, ""))?,
-        }
+        };
+        (Vec::new(), from)
     };
     let watch = store.watch(&prefix, from).await;
 
     let stream = async_stream::stream! {
-        for event in initial {
-            yield Ok::<Bytes, std::convert::Infallible>(event);
+        // The initial state is encoded a chunk (CHUNK bytes) at a time as
+        // the client reads it: many watches opened at once (a reconnect
+        // storm) hold the snapshot's shared objects, not each an encoded
+        // copy of it.
+        let mut chunk = Vec::new();
+        for kv in &initial {
+            let written = if raw {
+                stamp(def, kv).map(|object| write_raw_line(&mut chunk, "ADDED", &object))
+            } else {
+                decode(def, kv).map(|obj| if matches(&q, &obj) { render(&mut chunk, "ADDED", &obj) })
+            };
+            if let Err(e) = written {
+                yield Ok::<Bytes, std::convert::Infallible>(error_line(e));
+                return;
+            }
+            if chunk.len() >= CHUNK {
+                yield Ok(Bytes::from(std::mem::take(&mut chunk)));
+            }
         }
+        if !chunk.is_empty() {
+            yield Ok(Bytes::from(chunk));
+        }
+        drop(initial);
         if send_initial && bookmarks {
             yield Ok(bookmark(def, from, true));
         }
