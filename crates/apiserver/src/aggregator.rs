@@ -192,18 +192,8 @@ impl Aggregator {
             Err(e) => return e.into_response(),
         };
         if upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            // exec and port-forward of an aggregated API: the two streams spliced.
-            let Some(client) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else { return ApiError::bad_request("Upgrade request required").into_response() };
-            let mut out = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
-            for (name, value) in response.headers() {
-                out = out.header(name, value);
-            }
-            let backend = hyper::upgrade::on(response);
-            tokio::spawn(async move {
-                let (Ok(client), Ok(backend)) = (client.await, backend.await) else { return };
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(backend)).await;
-            });
-            return out.body(Body::empty()).unwrap_or_else(|e| ApiError::internal(e.to_string()).into_response());
+            // exec and port-forward of an aggregated API.
+            return crate::proxy::spliced(&mut parts, response).unwrap_or_else(IntoResponse::into_response);
         }
         let (mut head, incoming) = response.into_parts();
         let connection_headers = head.headers.clone();

@@ -355,17 +355,7 @@ async fn proxy(api: &Api, user: &UserInfo, t: &Target, mut parts: axum::http::re
     let response = sender.send_request(request).await.map_err(|e| unavailable(format!("error trying to reach service: {}", describe(&address, &e))))?;
 
     if upgrade && response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>().ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
-        let mut out = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
-        for (name, value) in response.headers() {
-            out = out.header(name, value);
-        }
-        let backend = hyper::upgrade::on(response);
-        tokio::spawn(async move {
-            let (Ok(client), Ok(backend)) = (client.await, backend.await) else { return };
-            let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(backend)).await;
-        });
-        return out.body(Body::empty()).map_err(|e| ApiError::internal(e.to_string()));
+        return spliced(&mut parts, response);
     }
 
     let (mut head, incoming) = response.into_parts();
@@ -394,6 +384,22 @@ async fn proxy(api: &Api, user: &UserInfo, t: &Target, mut parts: axum::http::re
     let rewritten = rewrite_encoded(&bytes, &encoding, &|u| rewriter.url(u)).unwrap_or_else(|| bytes.to_vec());
     head.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
     Ok(Response::from_parts(head, Body::from(rewritten)))
+}
+
+/// The backend's 101 answer to an upgraded request, the client's stream
+/// and the backend's spliced once both have switched.
+pub(crate) fn spliced(parts: &mut axum::http::request::Parts, response: hyper::Response<hyper::body::Incoming>) -> ApiResult<Response> {
+    let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>().ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
+    let mut out = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+    for (name, value) in response.headers() {
+        out = out.header(name, value);
+    }
+    let backend = hyper::upgrade::on(response);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(backend)) = (client.await, backend.await) else { return };
+        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(backend)).await;
+    });
+    out.body(Body::empty()).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// The response headers upstream's `corsRemovingTransport` drops: the API
