@@ -995,3 +995,50 @@ fn aggregator_serves_an_apiservice_from_its_service() {
     let err = c.fails(&["get", "--raw", "/apis/wardle.example.com/v1alpha1/namespaces/default/flunders"], None);
     assert!(err.contains("ServiceUnavailable") || err.contains("503") || err.contains("not present"), "{err}");
 }
+
+/// A plain HTTP/1.0 GET of `path` over `stream`; the whole answer.
+fn http_get(mut stream: impl std::io::Read + std::io::Write, path: &str) -> String {
+    use std::io::{Read, Write};
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// [sig-cli] Kubectl client Proxy server should support proxy with --port 0 [Conformance]
+/// [sig-cli] Kubectl client Proxy server should support --unix-socket=/path [Conformance]
+#[test]
+fn kubectl_proxy_serves_the_api_on_port_zero_and_on_a_unix_socket() {
+    use std::io::BufRead;
+    let c = Cluster::start();
+    let kubeconfig = c.kubeconfig().display().to_string();
+    let mut on_port = std::process::Command::new("kubectl")
+        .args(["--kubeconfig", &kubeconfig, "proxy", "--port=0", "--disable-filter"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(on_port.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let address = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(line.starts_with("Starting to serve on 127.0.0.1:"), "{line}");
+    let answer = http_get(std::net::TcpStream::connect(&address).unwrap(), "/api/");
+    assert!(answer.starts_with("HTTP/1.0 200") && answer.contains(r#""versions":["v1"]"#), "{answer}");
+    on_port.kill().unwrap();
+    on_port.wait().unwrap();
+
+    let socket = c.dir.path().join("proxy.sock");
+    let mut on_socket = std::process::Command::new("kubectl")
+        .args(["--kubeconfig", &kubeconfig, "proxy", &format!("--unix-socket={}", socket.display())])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(std::time::Instant::now() < deadline, "kubectl proxy made no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = http_get(std::os::unix::net::UnixStream::connect(&socket).unwrap(), "/api/");
+    assert!(answer.starts_with("HTTP/1.0 200") && answer.contains(r#""versions":["v1"]"#), "{answer}");
+    on_socket.kill().unwrap();
+    on_socket.wait().unwrap();
+}
