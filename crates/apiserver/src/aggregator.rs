@@ -238,9 +238,8 @@ impl Aggregator {
     /// The backend's resource list for the APIService's group version
     /// (upstream checks the same path for availability).
     async fn discover(&self, api: &Api, apiservice: &Value) -> Result<Value, (&'static str, String)> {
-        if let Err(e) = Self::backend(api, apiservice).await {
-            return Err(e);
-        }
+        // First the Service and its endpoints, for a precise reason.
+        Self::backend(api, apiservice).await?;
         let (group, version) = group_version(apiservice);
         let path = format!("/apis/{group}/{version}");
         let failed = |why: String| ("FailedDiscoveryCheck", format!("failing or missing response from https://{}{path}: {why}", crate::registry::name_of(apiservice)));
