@@ -354,6 +354,61 @@ def test_aggregated_discovery_interface(api_client):
         assert dyn.resources.get(api_version=api_version, kind=kind).kind == kind
 
 
+def _crd_for_discovery(api_client, group):
+    """A namespaced CRD `noxus.{group}` (kind Noxu), and a function that deletes it."""
+    ext = client.ApiextensionsV1Api(api_client)
+    ext.create_custom_resource_definition({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"noxus.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "noxus", "singular": "noxu", "kind": "Noxu", "listKind": "NoxuList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]},
+    })
+    return lambda: ext.delete_custom_resource_definition(f"noxus.{group}")
+
+
+@pytest.mark.parametrize("version", ["v2", "v2beta1"])
+def test_raw_aggregated_discovery_lists_a_crd(api_client, version):
+    """[sig-api-machinery] AggregatedDiscovery should support raw aggregated discovery request for CRDs [Conformance]"""
+    from waiting import until
+    group = f"raw-{version}.discovery.skiff.io"
+    delete = _crd_for_discovery(api_client, group)
+    media = f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+    def listed():
+        resp = api_client.call_api("/apis", "GET", header_params={"Accept": media + ",application/json"},
+                                   auth_settings=["BearerToken"], _preload_content=False)
+        assert resp[0].headers["Content-Type"] == media
+        doc = json.loads(resp[0].data)
+        return next((g for g in doc["items"] if g["metadata"]["name"] == group), None)
+    found = until(listed, "the CRD's group in aggregated discovery")
+    [v1] = found["versions"]
+    assert v1["version"] == "v1"
+    [noxus] = v1["resources"]
+    assert (noxus["resource"], noxus["scope"], noxus["singularResource"]) == ("noxus", "Namespaced", "noxu")
+    assert noxus["responseKind"] == {"group": group, "version": "v1", "kind": "Noxu"}
+    delete()
+    until(lambda: listed() is None, "the CRD's group to leave aggregated discovery")
+
+
+def test_aggregated_discovery_interface_finds_a_crd(api_client):
+    """[sig-api-machinery] AggregatedDiscovery should support aggregated discovery interface for CRDs [Conformance]"""
+    from kubernetes import dynamic
+    from waiting import until
+    group = "interface.discovery.skiff.io"
+    delete = _crd_for_discovery(api_client, group)
+
+    def found():
+        try:
+            return dynamic.DynamicClient(api_client).resources.get(api_version=f"{group}/v1", kind="Noxu")
+        except dynamic.exceptions.ResourceNotFoundError:
+            return None
+    noxus = until(found, "the CRD's kind through the discovery client")
+    assert (noxus.name, noxus.namespaced, noxus.group_version) == ("noxus", True, f"{group}/v1")
+    delete()
+
+
 def test_yaml_bodies_and_unknown_media_types(api_client, namespace):
     yaml_body = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  namespace: {namespace}\ndata:\n  k: v\n"
     resp = api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body=yaml_body,
