@@ -409,6 +409,22 @@ def test_aggregated_discovery_interface_finds_a_crd(api_client):
     delete()
 
 
+def test_table_of_a_review_is_not_acceptable(api_client):
+    """[sig-api-machinery] Servers with support for Table transformation should return a 406 for a backend which does not implement metadata [Conformance]"""
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "default"}}}
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    with pytest.raises(ApiException) as e:
+        api_client.call_api(path, "POST", body=review, header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io", "Content-Type": "application/json"},
+                            auth_settings=["BearerToken"], _preload_content=False)
+    assert e.value.status == 406
+    assert json.loads(e.value.body)["reason"] == "NotAcceptable"
+    # With plain JSON as a fallback, the review is answered.
+    resp = api_client.call_api(path, "POST", body=review, header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", "Content-Type": "application/json"},
+                               auth_settings=["BearerToken"], _preload_content=False)
+    assert resp[1] == 201 and json.loads(resp[0].data)["status"]["allowed"] is True
+
+
 def test_yaml_bodies_and_unknown_media_types(api_client, namespace):
     yaml_body = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n  namespace: {namespace}\ndata:\n  k: v\n"
     resp = api_client.call_api(f"/api/v1/namespaces/{namespace}/configmaps", "POST", body=yaml_body,

@@ -198,6 +198,12 @@ pub fn representation(headers: &HeaderMap) -> Representation {
     Representation::Object
 }
 
+/// Whether the client takes objects as they are, in any of its choices.
+fn accepts_object(headers: &HeaderMap) -> bool {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    accept.split(',').map(str::trim).any(|choice| !choice.contains("as=") && (choice.is_empty() || choice.starts_with("*/*") || choice.starts_with("application/")))
+}
+
 impl Api {
     /// Serves one request from a client whose TLS certificate (if any)
     /// named `certificate`.
@@ -486,6 +492,15 @@ impl Api {
             return Err(ApiError::method_not_allowed(verb, def));
         }
         if def.verbs == Verbs::CreateOnly {
+            // Reviews have no Table or metadata form, as upstream's
+            // (Creater-only) storage: unless plain JSON is also accepted, 406.
+            if !accepts_object(headers) {
+                return Err(ApiError::new(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "NotAcceptable",
+                    "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+                ));
+            }
             let reviewed = crate::reviews::review(&self.security, user, def, ns, decode_body(headers, &body)?)?;
             return Ok(json_response(StatusCode::CREATED, &reviewed));
         }
