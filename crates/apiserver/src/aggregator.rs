@@ -100,7 +100,8 @@ impl Aggregator {
         let (ns, name) = (service_ref["namespace"].as_str().unwrap_or_default(), service_ref["name"].as_str().unwrap_or_default());
         let port = service_ref["port"].as_u64().unwrap_or(443);
         let server_name = format!("{name}.{ns}.svc");
-        let service = match api.registry.get(core("services"), Some(ns), name).await {
+        // From the watch cache, as upstream's aggregator reads its informer.
+        let service = match api.registry.get_cached(core("services"), Some(ns), name).await {
             Ok(s) => s,
             Err(_) => return Err(("ServiceNotFound", format!("service/{name} in \"{ns}\" is not present"))),
         };
