@@ -41,7 +41,7 @@ pub(crate) fn pod_totals(spec: &Value, field: &str) -> std::collections::BTreeMa
     out
 }
 
-fn creates_pod(req: &Request<'_>) -> bool {
+pub(crate) fn creates_pod(req: &Request<'_>) -> bool {
     req.operation == Operation::Create && req.is("", "pods")
 }
 

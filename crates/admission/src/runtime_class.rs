@@ -7,14 +7,10 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::{Cluster, Operation, Plugin, Rejection, Request};
+use crate::pods::creates_pod;
+use crate::{Cluster, Plugin, Rejection, Request};
 
 pub struct RuntimeClass;
-
-/// Upstream's `shouldIgnore` and its handler: pod creations only.
-fn handles(req: &Request<'_>) -> bool {
-    req.operation == Operation::Create && req.is("", "pods")
-}
 
 /// The pod's RuntimeClass: None if it names none; refused if it names one
 /// that does not exist.
@@ -155,7 +151,7 @@ impl Plugin for RuntimeClass {
     }
 
     async fn mutate(&self, req: &Request<'_>, pod: &mut Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        if !handles(req) {
+        if !creates_pod(req) {
             return Ok(());
         }
         let class = runtime_class(req, pod, cluster).await?;
@@ -164,7 +160,7 @@ impl Plugin for RuntimeClass {
     }
 
     async fn validate(&self, req: &Request<'_>, pod: &Value, cluster: &dyn Cluster) -> Result<(), Rejection> {
-        if !handles(req) {
+        if !creates_pod(req) {
             return Ok(());
         }
         let class = runtime_class(req, pod, cluster).await?;
@@ -179,6 +175,7 @@ impl Plugin for RuntimeClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Operation;
     use serde_json::json;
     use skiff_auth::UserInfo;
     use std::sync::Arc;
