@@ -155,9 +155,8 @@ impl Aggregator {
         builder.with_client_auth_cert(certs, key).map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    /// Sends one request to an APIService's backend.
-    async fn send(&self, api: &Api, apiservice: &Value, request: hyper::Request<Body>) -> ApiResult<hyper::Response<hyper::body::Incoming>> {
-        let backend = Self::backend(api, apiservice).await.map_err(|(_, message)| unavailable(message))?;
+    /// Sends one request to an APIService's backend, found by `backend`.
+    async fn send(&self, backend: Backend, apiservice: &Value, request: hyper::Request<Body>) -> ApiResult<hyper::Response<hyper::body::Incoming>> {
         let address = format!("{}:{}", backend.host, backend.port);
         let tcp = crate::proxy::connect_tcp(&backend.host, backend.port).await.map_err(|e| unavailable(format!("error trying to reach service: dial tcp {address}: {e}")))?;
         let name = rustls::pki_types::ServerName::try_from(backend.server_name).map_err(|e| unavailable(e.to_string()))?;
@@ -188,7 +187,11 @@ impl Aggregator {
             Ok(r) => r,
             Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
         };
-        let response = match self.send(api, apiservice, request).await {
+        let sent = match Self::backend(api, apiservice).await {
+            Ok(backend) => self.send(backend, apiservice, request).await,
+            Err((_, message)) => Err(unavailable(message)),
+        };
+        let response = match sent {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
@@ -239,13 +242,13 @@ impl Aggregator {
     /// The backend's resource list for the APIService's group version
     /// (upstream checks the same path for availability).
     async fn discover(&self, api: &Api, apiservice: &Value) -> Result<Value, (&'static str, String)> {
-        // First the Service and its endpoints, for a precise reason.
-        Self::backend(api, apiservice).await?;
+        // The Service and its endpoints first, for a precise reason.
+        let backend = Self::backend(api, apiservice).await?;
         let (group, version) = group_version(apiservice);
         let path = format!("/apis/{group}/{version}");
         let failed = |why: String| ("FailedDiscoveryCheck", format!("failing or missing response from https://{}{path}: {why}", crate::registry::name_of(apiservice)));
         let request = hyper::Request::get(&path).header(header::ACCEPT, "application/json").body(Body::empty()).map_err(|e| failed(e.to_string()))?;
-        let response = tokio::time::timeout(CHECK_TIMEOUT, self.send(api, apiservice, request)).await.map_err(|_| failed("timed out".into()))?.map_err(|e| failed(e.message))?;
+        let response = tokio::time::timeout(CHECK_TIMEOUT, self.send(backend, apiservice, request)).await.map_err(|_| failed("timed out".into()))?.map_err(|e| failed(e.message))?;
         if !response.status().is_success() {
             return Err(failed(format!("bad status from {path}: {}", response.status().as_u16())));
         }
