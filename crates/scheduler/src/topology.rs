@@ -159,11 +159,24 @@ impl Tallies {
         }
         for (rule, term) in repelling_terms(pod) {
             if let Some(domain) = live_domain(pod, nodes, index, &rule.key) {
-                let tally = self.repelling.entry(rule).or_insert_with(|| Tally { selector: term.label_selector.clone(), counts: Default::default() });
-                tally.add(domain, delta);
+                match self.repelling.get_mut(&rule) {
+                    Some(tally) => {
+                        tally.add(domain, delta);
+                        if tally.counts.is_empty() {
+                            // No placed pod carries the term any more.
+                            self.repelling.remove(&rule);
+                        }
+                    }
+                    None => {
+                        let mut tally = Tally { selector: term.label_selector.clone(), counts: Default::default() };
+                        tally.add(domain, delta);
+                        if !tally.counts.is_empty() {
+                            self.repelling.insert(rule, tally);
+                        }
+                    }
+                }
             }
         }
-        self.repelling.retain(|_, t| !t.counts.is_empty());
     }
 
     /// The counts of a rule, made from the placed pods when first asked.
@@ -422,10 +435,10 @@ mod tests {
             {"labelSelector": {"matchLabels": {"app": "a"}}, "topologyKey": "kubernetes.io/hostname"}]});
         let pod = json!({
             "metadata": {"name": format!("p{i}"), "uid": format!("u{i}"), "namespace": format!("ns{}", i % 2),
-                "labels": {"app": if i % 3 == 0 { "a" } else { "b" }},
+                "labels": {"app": if i.is_multiple_of(3) { "a" } else { "b" }},
                 "deletionTimestamp": if deleting { json!("2026-01-01T00:00:00Z") } else { json!(null) }},
             "spec": {"nodeName": format!("n{}", i % 7), "containers": [{"name": "c"}],
-                "affinity": if i % 4 == 0 { json!({"podAntiAffinity": anti}) } else { json!(null) }},
+                "affinity": if i.is_multiple_of(4) { json!({"podAntiAffinity": anti}) } else { json!(null) }},
         });
         PodInfo::new(Arc::new(serde_json::from_value(pod).unwrap()))
     }
