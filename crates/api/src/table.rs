@@ -1,8 +1,9 @@
 //! Table output (`meta.k8s.io/v1` Table), the server-side printing kubectl
 //! uses for `kubectl get`; the columns are in `printers`.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::printers::Column;
@@ -150,7 +151,7 @@ impl TableWriter {
             Include::Object => out.extend_from_slice(object),
             Include::Metadata => {
                 out.extend_from_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
-                out.extend_from_slice(metadata.unwrap_or(b"{}"));
+                out.extend_from_slice(&metadata);
                 out.push(b'}');
             }
         }
@@ -162,7 +163,7 @@ impl TableWriter {
 /// An object's fields but `metadata.managedFields` (no column reads it,
 /// and it is often the largest part of an object), and its metadata's raw
 /// JSON.
-fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&[u8]>)> {
+fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Cow<'_, [u8]>)> {
     // Objects as stored (and stamped) start with their metadata: it is
     // parsed on its own, which also finds where it ends, then the rest.
     if let Some(rest) = object.strip_prefix(br#"{"metadata":"#) {
@@ -174,26 +175,17 @@ fn parse_for_columns(object: &[u8]) -> serde_json::Result<(Value, Option<&[u8]>)
             others.extend_from_slice(after.strip_prefix(b",").unwrap_or(after));
             let mut fields: serde_json::Map<String, Value> = serde_json::from_slice(&others)?;
             fields.insert("metadata".into(), metadata);
-            return Ok((Value::Object(fields), Some(raw)));
+            return Ok((Value::Object(fields), Cow::Borrowed(raw)));
         }
     }
-    // Any other order: split at the top, then in the metadata. A map of
-    // borrowed names refuses escaped ones, hence the whole parse then.
-    type Fields<'a> = Vec<(&'a str, &'a RawValue)>;
-    fn fields(raw: &[u8]) -> serde_json::Result<Fields<'_>> {
-        Ok(serde_json::from_slice::<std::collections::BTreeMap<&str, &RawValue>>(raw)?.into_iter().collect())
+    // Any other order (objects converted from another version): parsed
+    // whole, the metadata encoded again for the row.
+    let mut parsed: Value = serde_json::from_slice(object)?;
+    let metadata = parsed.get("metadata").map_or(Ok(b"{}".to_vec()), serde_json::to_vec)?;
+    if let Some(metadata) = parsed.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
     }
-    let Ok(top) = fields(object) else { return Ok((serde_json::from_slice(object)?, None)) };
-    let metadata = top.iter().find(|(k, _)| *k == "metadata").map(|(_, v)| v.get().as_bytes());
-    let mut out = serde_json::Map::new();
-    for (k, v) in top {
-        let value = match k {
-            "metadata" => serde_json::from_str::<WithoutManagedFields>(v.get())?.0,
-            _ => serde_json::from_str(v.get())?,
-        };
-        out.insert(k.to_string(), value);
-    }
-    Ok((Value::Object(out), metadata))
+    Ok((parsed, Cow::Owned(metadata)))
 }
 
 /// Metadata without its managedFields, which are skipped unread.
