@@ -998,7 +998,6 @@ fn aggregator_serves_an_apiservice_from_its_service() {
 
 /// A plain HTTP/1.0 GET of `path` over `stream`; the whole answer.
 fn http_get(mut stream: impl std::io::Read + std::io::Write, path: &str) -> String {
-    use std::io::{Read, Write};
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
